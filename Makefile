@@ -1,0 +1,23 @@
+# reconciled: build, test, install.
+GO      ?= go
+BIN     ?= bin/reconciled
+PREFIX  ?= /usr/local
+
+.PHONY: build test deps vet
+
+build:
+	$(GO) build -o $(BIN) ./cmd/reconciled
+
+# deps installs the Debian packages the tests use (busybox-static for the test
+# rootfs, runc and crun for side-by-side benchmarks), only when missing.
+deps:
+	@missing=""; for p in busybox-static runc crun; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+vet:
+	$(GO) vet ./...
+
+# test runs every test, the ones that need root included. Under
+# RECONCILED_REQUIRE_ROOT=1 (set here) a test that cannot run fails.
+test: deps vet
+	RECONCILED_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 20m ./...

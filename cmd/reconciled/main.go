@@ -1,0 +1,82 @@
+// Command reconciled keeps the containers on a host exactly as a directory of
+// manifests says. One binary: the daemon (run), its clients (status, plan,
+// logs, validate) and the low-level OCI runtime (runtime ...).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// command is one subcommand of the binary. Each lives in its own file and
+// registers itself in an init function, so that parts of the CLI can grow
+// independently.
+type command struct {
+	name    string
+	summary string
+	// run gets the arguments after the command name and returns the exit
+	// code. It writes its own errors to stderr.
+	run func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+	// hidden commands are internal entry points (re-exec stages).
+	hidden bool
+}
+
+var commands = map[string]*command{}
+
+func register(c *command) {
+	if _, dup := commands[c.name]; dup {
+		panic("duplicate command " + c.name)
+	}
+	commands[c.name] = c
+}
+
+// preMainHooks run before anything else in main: the executor's re-exec
+// stages (container init, monitor) take over the process here.
+var preMainHooks []func()
+
+func main() {
+	for _, h := range preMainHooks {
+		h()
+	}
+	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func dispatch(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "reconciled: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return c.run(ctx, args[1:], stdout, stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: reconciled COMMAND [ARGS...]")
+	fmt.Fprintln(w, "\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n, c := range commands {
+		if !c.hidden {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'reconciled COMMAND -h' for a command's flags.")
+}

@@ -1,0 +1,73 @@
+package desired
+
+import (
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// RestartPolicy says what to do when a container's process exits.
+type RestartPolicy string
+
+const (
+	RestartAlways    RestartPolicy = "always"     // default
+	RestartOnFailure RestartPolicy = "on-failure" // non-zero exit or OOM kill
+	RestartNever     RestartPolicy = "never"
+)
+
+// Container is one container that should exist, as converted from one
+// manifest document. Values are immutable once delivered in a Set.
+type Container struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Source is the manifest file it came from (absolute path) and Doc the
+	// document's index in that file (0-based).
+	Source string `json:"source"`
+	Doc    int    `json:"doc"`
+
+	// Spec is the generated OCI runtime spec (root.path is absolute).
+	Spec *specs.Spec `json:"spec"`
+	// Hash is the spec hash: sha256 over the normalized Spec and every
+	// manifest field that is not in the spec but matters (restart, stop).
+	// Reformatting or reordering the manifest leaves it unchanged.
+	Hash string `json:"hash"`
+	// BaseHash is Hash computed with linux.resources left out: when only
+	// BaseHash is equal the change can be applied in place (cgroup update).
+	BaseHash string `json:"baseHash"`
+
+	Restart     RestartPolicy `json:"restart"`
+	StopSignal  string        `json:"stopSignal"`  // e.g. "SIGTERM"
+	StopTimeout time.Duration `json:"stopTimeout"` // then SIGKILL
+}
+
+// FileStatus is what the loader made of one manifest file.
+type FileStatus struct {
+	Path string `json:"path"`
+	// ContentHash is the sha256 of the bytes read; equal hashes mean no work.
+	ContentHash string `json:"contentHash"`
+	// Containers are the names the file defines (last good version when the
+	// file is currently invalid).
+	Containers []string `json:"containers"`
+	// Errors is empty when the file is valid. A file with errors applies
+	// nothing: its last good definitions stay in force.
+	Errors []*Error `json:"errors,omitempty"`
+}
+
+// Error is one validation problem, located precisely enough to fix it:
+// "web.yaml:14: spec.resources.memory: "12XB" is not a quantity (use e.g. 256Mi)".
+type Error struct {
+	File  string `json:"file"`
+	Line  int    `json:"line,omitempty"` // 1-based; 0 when unknown
+	Field string `json:"field,omitempty"`
+	Msg   string `json:"message"`
+}
+
+// Set is the complete desired state: every container that should exist,
+// and the status of every file that was looked at.
+type Set struct {
+	Containers map[string]*Container  `json:"containers"`
+	Files      map[string]*FileStatus `json:"files"`
+	// Revision is the applied revision when the manifests directory is a
+	// git checkout or a git-sync link ("" when unknown).
+	Revision string `json:"revision,omitempty"`
+}
