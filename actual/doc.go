@@ -1,0 +1,12 @@
+// Package actual says what is really there: for every container that
+// reconciled created under its own state root, the executor's recorded state
+// checked against the kernel (is the init PID alive and is it still the same
+// process, does the cgroup still hold processes), and the small record the
+// daemon keeps beside it (the definition it was created from, restart and
+// failure counts, a stop under way).
+//
+// Its values are plain data, read by the planner in package reconciler. It
+// must not import reconciler, nor desired beyond its value types, nor decide
+// anything: what to do about a container is the planner's job. It never
+// considers a container that reconciled did not create.
+package actual
