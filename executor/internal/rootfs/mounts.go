@@ -1,0 +1,284 @@
+//go:build linux
+
+package rootfs
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Mounts added when the spec has none at these destinations and does not
+// bind-mount /dev (runc's defaults from `runc spec`).
+var (
+	defaultDevMount = specs.Mount{
+		Destination: "/dev", Type: "tmpfs", Source: "tmpfs",
+		Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"},
+	}
+	defaultDevptsMount = specs.Mount{
+		Destination: "/dev/pts", Type: "devpts", Source: "devpts",
+		Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"},
+	}
+	defaultShmMount = specs.Mount{
+		Destination: "/dev/shm", Type: "tmpfs", Source: "shm",
+		Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"},
+	}
+)
+
+// mounter carries the state of one Prepare.
+type mounter struct {
+	spec   *specs.Spec
+	linux  *specs.Linux
+	bundle string
+	root   *os.File // O_PATH fd of the rootfs mount, before pivot_root
+
+	setupDev bool     // /dev is not bound from elsewhere: create nodes
+	devMnt   *os.File // the /dev mount when setupDev
+	devRO    bool     // the spec wants /dev read-only once populated
+}
+
+func cleanDest(d string) string { return filepath.Clean("/" + d) }
+
+// mounts returns the spec's mounts with the /dev defaults added.
+func (m *mounter) mounts() []specs.Mount {
+	has := map[string]bool{}
+	bindDev := false
+	for _, sm := range m.spec.Mounts {
+		d := cleanDest(sm.Destination)
+		has[d] = true
+		if d == "/dev" {
+			if mo, err := parseOptions(sm.Type, sm.Options); err == nil && mo.bind {
+				bindDev = true
+			}
+		}
+	}
+	m.setupDev = !bindDev
+	if bindDev {
+		return m.spec.Mounts
+	}
+	var out []specs.Mount
+	if !has["/dev"] {
+		out = append(out, defaultDevMount)
+	}
+	out = append(out, m.spec.Mounts...)
+	if !has["/dev/pts"] {
+		out = append(out, defaultDevptsMount)
+	}
+	if !has["/dev/shm"] {
+		out = append(out, defaultShmMount)
+	}
+	return out
+}
+
+func (m *mounter) mountAll() error {
+	for _, sm := range m.mounts() {
+		if err := m.mountOne(sm); err != nil {
+			return fmt.Errorf("mount %s (type %q, source %q): %w", sm.Destination, sm.Type, sm.Source, err)
+		}
+	}
+	return nil
+}
+
+func (m *mounter) mountOne(sm specs.Mount) error {
+	dest := cleanDest(sm.Destination)
+	if dest == "/" {
+		return fmt.Errorf("%w: cannot mount over /", ErrInvalidMount)
+	}
+	if len(sm.UIDMappings) > 0 || len(sm.GIDMappings) > 0 {
+		return fmt.Errorf("%w: idmapped mounts are not supported", ErrInvalidMount)
+	}
+	mo, err := parseOptions(sm.Type, sm.Options)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidMount, err)
+	}
+	if err := m.checkProcDest(dest, sm, mo); err != nil {
+		return err
+	}
+	switch {
+	case mo.bind:
+		return m.bindOne(sm, dest, mo)
+	case sm.Type == "cgroup" || sm.Type == "cgroup2":
+		return m.mountCgroup(sm, dest, mo)
+	default:
+		return m.mountFs(sm.Type, sm.Source, dest, mo)
+	}
+}
+
+// Files of /proc that may be bind-mounted over their own kind (lxcfs).
+var procBindAllowed = map[string]bool{
+	"/proc/cpuinfo": true, "/proc/diskstats": true, "/proc/meminfo": true,
+	"/proc/stat": true, "/proc/swaps": true, "/proc/uptime": true,
+	"/proc/loadavg": true, "/proc/slabinfo": true, "/proc/net/dev": true,
+	"/proc/sys/kernel/ns_last_pid": true,
+}
+
+// checkProcDest restricts mounts on /proc and below, as runc does: only a
+// procfs goes on /proc, and a procfs file is bound below /proc only from
+// the short list that lxcfs-style setups need.
+func (m *mounter) checkProcDest(dest string, sm specs.Mount, mo mountOptions) error {
+	if dest != "/proc" && !strings.HasPrefix(dest, "/proc/") {
+		return nil
+	}
+	if !mo.bind {
+		if dest == "/proc" && sm.Type != "proc" {
+			return fmt.Errorf("%w: only a procfs may be mounted on /proc, not %q", ErrInvalidMount, sm.Type)
+		}
+		return nil
+	}
+	sfs, err := statfs(m.source(sm))
+	if err != nil {
+		return err
+	}
+	if sfs.Type == unix.PROC_SUPER_MAGIC && !procBindAllowed[filepath.Clean(sm.Source)] && dest != "/proc" {
+		return fmt.Errorf("%w: bind of procfs %s onto %s is not allowed", ErrInvalidMount, sm.Source, dest)
+	}
+	if dest == "/proc" && sfs.Type != unix.PROC_SUPER_MAGIC {
+		return fmt.Errorf("%w: only a procfs may be mounted on /proc", ErrInvalidMount)
+	}
+	return nil
+}
+
+// source returns a bind mount's source as a host path: relative sources
+// are relative to the bundle.
+func (m *mounter) source(sm specs.Mount) string {
+	if filepath.IsAbs(sm.Source) {
+		return sm.Source
+	}
+	return filepath.Join(m.bundle, sm.Source)
+}
+
+// target resolves dest inside the rootfs, creating what is missing (kind
+// for the final component), and checks that it is a directory (wantDir) or
+// not.
+func (m *mounter) target(dest string, kind createKind, wantDir bool) (target, error) {
+	mode := uint32(0o755)
+	if kind == createFile {
+		mode = 0o644
+	}
+	f, err := openOrCreate(m.root, dest, kind, mode)
+	if err != nil {
+		return target{}, err
+	}
+	st, err := fstat(int(f.Fd()))
+	if err != nil {
+		f.Close()
+		return target{}, err
+	}
+	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	if isDir != wantDir {
+		f.Close()
+		want := "a directory"
+		if !wantDir {
+			want = "not a directory"
+		}
+		return target{}, fmt.Errorf("%s is a %s, want %s: %w", dest, typeName(st.Mode), want, ErrUnexpectedType)
+	}
+	return target{root: m.root, path: dest, fd: f}, nil
+}
+
+func (m *mounter) mountFs(fstype, source, dest string, mo mountOptions) error {
+	tgt, err := m.target(dest, createDir, true)
+	if err != nil {
+		return err
+	}
+	defer tgt.fd.Close()
+	attrs := mo.attrSet | mo.recSet
+	isDev := dest == "/dev"
+	if isDev && m.setupDev && attrs&unix.MOUNT_ATTR_RDONLY != 0 {
+		// Populate it first; made read-only at the end of Prepare.
+		m.devRO = true
+		attrs &^= unix.MOUNT_ATTR_RDONLY
+	}
+	if source == "" {
+		source = fstype
+	}
+	mnt, err := newMount(fstype, source, mo, attrs, tgt)
+	if err != nil {
+		return err
+	}
+	if err := applyPropagation(mnt, mo.propagation); err != nil {
+		mnt.Close()
+		return err
+	}
+	if fstype == "proc" {
+		if err := checkProcfs(mnt); err != nil {
+			mnt.Close()
+			return err
+		}
+	}
+	if isDev && m.setupDev {
+		if m.devMnt != nil {
+			m.devMnt.Close()
+		}
+		m.devMnt = mnt
+		return nil
+	}
+	return mnt.Close()
+}
+
+func checkProcfs(f *os.File) error {
+	sfs, err := fstatfs(int(f.Fd()))
+	if err != nil {
+		return err
+	}
+	if sfs.Type != unix.PROC_SUPER_MAGIC {
+		return fmt.Errorf("%s: %w", f.Name(), ErrNotProcfs)
+	}
+	return nil
+}
+
+func applyPropagation(mnt *os.File, props []uintptr) error {
+	for _, p := range props {
+		if err := setPropagation(mnt, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *mounter) bindOne(sm specs.Mount, dest string, mo mountOptions) error {
+	srcPath := m.source(sm)
+	src, err := os.OpenFile(srcPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	st, err := fstat(int(src.Fd()))
+	if err != nil {
+		return err
+	}
+	srcDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	kind := createFile
+	if srcDir {
+		kind = createDir
+	}
+	tgt, err := m.target(dest, kind, srcDir)
+	if err != nil {
+		return err
+	}
+	defer tgt.fd.Close()
+	mnt, err := bindMount(src, tgt, mo.recursive)
+	if err != nil {
+		return err
+	}
+	defer mnt.Close()
+	// With rbind every option applies to the whole tree (an "ro" rbind is
+	// read-only all the way down); with bind, only the r-options do.
+	if mo.recursive {
+		if err := setAttr(mnt, "", mo.attrSet|mo.recSet, mo.attrClr|mo.recClr, true); err != nil {
+			return err
+		}
+	} else {
+		if err := setAttr(mnt, "", mo.attrSet, mo.attrClr, false); err != nil {
+			return err
+		}
+		if err := setAttr(mnt, "", mo.recSet, mo.recClr, true); err != nil {
+			return err
+		}
+	}
+	return applyPropagation(mnt, mo.propagation)
+}

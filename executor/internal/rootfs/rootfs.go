@@ -1,0 +1,304 @@
+//go:build linux
+
+package rootfs
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Setup prepares the container's root filesystem from spec and pivots into
+// it: Prepare, then Finalize. bundle is the bundle directory (spec.Root.Path
+// and relative bind sources are relative to it).
+//
+// A caller that writes sysctls must not use Setup when spec.Linux.Sysctl is
+// set, because Finalize makes /proc/sys read-only when it is listed in
+// readonlyPaths (as it usually is): call Prepare, write the sysctls, then
+// Finalize.
+func Setup(spec *specs.Spec, bundle string) error {
+	if err := Prepare(spec, bundle); err != nil {
+		return err
+	}
+	return Finalize(spec)
+}
+
+// Prepare does everything up to and including pivot_root: the propagation
+// of "/", the bind of the rootfs onto itself, the spec's mounts in order
+// (plus a tmpfs /dev, /dev/pts and /dev/shm where the spec has none and
+// does not bind /dev), the device nodes and /dev symlinks, pivot_root into
+// the rootfs with the old root detached, and linux.rootfsPropagation.
+// When it returns the process's root and cwd are the container's "/".
+//
+// It must run as root in the container's new mount namespace, on a locked
+// OS thread.
+func Prepare(spec *specs.Spec, bundle string) error {
+	if spec == nil || spec.Root == nil || spec.Root.Path == "" {
+		return errors.New("rootfs: spec has no root.path")
+	}
+	rootPath := spec.Root.Path
+	if !filepath.IsAbs(rootPath) {
+		rootPath = filepath.Join(bundle, rootPath)
+	}
+	linux := spec.Linux
+	if linux == nil {
+		linux = &specs.Linux{}
+	}
+	prop, err := parsePropagation(linux.RootfsPropagation)
+	if err != nil {
+		return fmt.Errorf("rootfs: linux.rootfsPropagation: %w", err)
+	}
+
+	// runc's prepareRoot: make "/" rslave (or what the spec says) so that
+	// nothing we mount propagates to the host, make the rootfs's parent
+	// mount private if it is shared (pivot_root refuses a shared parent),
+	// then bind the rootfs onto itself so that it is a mount point.
+	rootProp := prop
+	if rootProp == 0 {
+		rootProp = unix.MS_SLAVE | unix.MS_REC
+	}
+	if err := mount("", "/", "", rootProp, ""); err != nil {
+		return fmt.Errorf("rootfs: set propagation of /: %w", err)
+	}
+	if err := parentMountPrivate(rootPath); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	root, err := bindRootfs(rootPath)
+	if err != nil {
+		return fmt.Errorf("rootfs: bind %s onto itself: %w", rootPath, err)
+	}
+	defer root.Close()
+
+	m := &mounter{spec: spec, linux: linux, bundle: bundle, root: root}
+	if err := m.mountAll(); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	if m.setupDev {
+		if err := m.populateDev(); err != nil {
+			return fmt.Errorf("rootfs: /dev: %w", err)
+		}
+	}
+	if err := pivotRoot(root); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	// runc applies an explicit rootfsPropagation to the new "/" after
+	// pivot_root, where it affects the container's mounts only.
+	if prop != 0 {
+		if err := mount("", "/", "", prop, ""); err != nil {
+			return fmt.Errorf("rootfs: set propagation of the new /: %w", err)
+		}
+	}
+	return nil
+}
+
+// Finalize runs after Prepare, inside the new root: linux.readonlyPaths
+// (bound onto themselves and made read-only, recursively),
+// linux.maskedPaths (the container's /dev/null, checked to be the char
+// device 1:3, bound over files; an empty read-only tmpfs over
+// directories; paths that do not exist are skipped) and root.readonly
+// (the "/" mount made read-only, its other flags kept).
+func Finalize(spec *specs.Spec) error {
+	root, err := os.OpenFile("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	defer root.Close()
+	if spec.Linux != nil {
+		for _, p := range spec.Linux.ReadonlyPaths {
+			if err := readonlyPath(root, p); err != nil {
+				return fmt.Errorf("rootfs: readonly path %s: %w", p, err)
+			}
+		}
+		if err := maskPaths(root, spec.Linux.MaskedPaths); err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
+	}
+	if spec.Root != nil && spec.Root.Readonly {
+		if err := setAttr(root, "/", unix.MOUNT_ATTR_RDONLY, 0, false); err != nil {
+			return fmt.Errorf("rootfs: make / read-only: %w", err)
+		}
+	}
+	return nil
+}
+
+// Chdir changes the working directory to cwd inside the current root
+// (after Setup: the container's), creating it as runc does when it is
+// missing, resolving symlinks inside the root and refusing magic links.
+// It then checks that the result really is under the root: getcwd(2)
+// fails with ENOENT for a directory outside it (CVE-2024-21626).
+func Chdir(cwd string) error {
+	root, err := os.OpenFile("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	defer root.Close()
+	dir, err := MkdirAllInRoot(root, cwd, 0o755)
+	if err != nil {
+		return fmt.Errorf("rootfs: cwd %s: %w", cwd, err)
+	}
+	defer dir.Close()
+	if err := unix.Fchdir(int(dir.Fd())); err != nil {
+		return fmt.Errorf("rootfs: cwd %s: %w", cwd, sysErr("fchdir", err))
+	}
+	wd, err := unix.Getwd()
+	if err != nil || !strings.HasPrefix(wd, "/") {
+		return fmt.Errorf("rootfs: cwd %s is outside the root (getcwd: %q, %v)", cwd, wd, err)
+	}
+	return nil
+}
+
+func bindRootfs(rootPath string) (*os.File, error) {
+	if !legacyMountAPI {
+		var tfd int
+		err := ignoringEINTR(func() (err error) {
+			tfd, err = unix.OpenTree(unix.AT_FDCWD, rootPath, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+			return err
+		})
+		if err == nil {
+			err = ignoringEINTR(func() error {
+				return unix.MoveMount(tfd, "", unix.AT_FDCWD, rootPath, unix.MOVE_MOUNT_F_EMPTY_PATH)
+			})
+			if err != nil {
+				closeFd(tfd)
+				return nil, &os.PathError{Op: "move_mount", Path: rootPath, Err: err}
+			}
+			f := os.NewFile(uintptr(tfd), rootPath)
+			if err := checkType(f, unix.S_IFDIR); err != nil {
+				f.Close()
+				return nil, err
+			}
+			return f, nil
+		}
+		if !errors.Is(err, unix.ENOSYS) {
+			return nil, &os.PathError{Op: "open_tree", Path: rootPath, Err: err}
+		}
+		legacyMountAPI = true
+	}
+	if err := mount(rootPath, rootPath, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(rootPath, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+}
+
+// parentMountPrivate makes the mount that holds path private if it is
+// shared: pivot_root(2) fails with EINVAL when the new root's parent mount
+// is shared, and a bind under a shared mount would propagate to the host.
+func parentMountPrivate(path string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return err
+	}
+	best, shared := "", false
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		mi, ok := parseMountinfoLine(sc.Text())
+		if !ok {
+			continue
+		}
+		if isUnder(real, mi.mountpoint) && len(mi.mountpoint) >= len(best) {
+			best, shared = mi.mountpoint, mi.shared
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	if !shared {
+		return nil
+	}
+	return mount("", best, "", unix.MS_PRIVATE, "")
+}
+
+func isUnder(path, dir string) bool {
+	return dir == "/" || path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+// mountinfo is one line of /proc/self/mountinfo, as much as this package
+// needs.
+type mountinfo struct {
+	root, mountpoint string
+	shared           bool
+	fstype, source   string
+	superOptions     string
+}
+
+func parseMountinfoLine(line string) (mountinfo, bool) {
+	fields := strings.Fields(line)
+	sep := -1
+	for i, f := range fields {
+		if f == "-" {
+			sep = i
+			break
+		}
+	}
+	if sep < 6 || len(fields) < sep+4 {
+		return mountinfo{}, false
+	}
+	mi := mountinfo{
+		root:         unescapeMountinfo(fields[3]),
+		mountpoint:   unescapeMountinfo(fields[4]),
+		fstype:       fields[sep+1],
+		source:       unescapeMountinfo(fields[sep+2]),
+		superOptions: fields[sep+3],
+	}
+	for _, opt := range fields[6:sep] {
+		if strings.HasPrefix(opt, "shared:") {
+			mi.shared = true
+		}
+	}
+	return mi, true
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for space, ...) of
+// mountinfo fields.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+// pivotRoot makes root the process's "/" with runc's pivot_root(".", ".")
+// trick: no directory for the old root is needed; the old root ends up
+// mounted on top of the new one, is made rslave so that unmounting it
+// cannot propagate to the host, and is detached.
+func pivotRoot(root *os.File) error {
+	if err := unix.Fchdir(int(root.Fd())); err != nil {
+		return sysErr("fchdir to the new root", err)
+	}
+	if err := ignoringEINTR(func() error { return unix.PivotRoot(".", ".") }); err != nil {
+		return sysErr("pivot_root", err)
+	}
+	if err := mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make the old root rslave: %w", err)
+	}
+	if err := ignoringEINTR(func() error { return unix.Unmount(".", unix.MNT_DETACH) }); err != nil {
+		return sysErr("detach the old root", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return sysErr("chdir /", err)
+	}
+	return nil
+}
