@@ -1,0 +1,483 @@
+// Command runtimebench times `reconciled runtime`, runc and crun side by side
+// on the same busybox bundle: create, start, kill, delete and a whole `run`
+// of /bin/true, median and p95 over N containers each, the peak RSS of each
+// CLI, and the memory held per created-not-started container.
+//
+// It is run by bench/runtime.sh, which installs what it needs. The runtimes
+// take turns container by container, so drift on the machine hits all alike.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+type runtime struct {
+	name   string
+	argv   []string // binary and global flags
+	env    []string // extra environment
+	after  func(id string)
+	maxRSS int64 // KiB, over every invocation
+	times  map[string][]time.Duration
+}
+
+func main() {
+	var (
+		n        = flag.Int("n", 100, "containers per runtime and operation")
+		held     = flag.Int("held", 20, "created-not-started containers for the memory figure")
+		ours     = flag.String("reconciled", "bin/reconciled", "path to the reconciled binary")
+		shim     = flag.String("nohybrid", "", "LD_PRELOAD shim that lets crun 1.8 run on a hybrid cgroup layout")
+		busybox  = flag.String("busybox", "/bin/busybox", "static busybox for the bundle")
+		work     = flag.String("work", "", "work directory (default: a new one under $TMPDIR)")
+		runtimes = flag.String("runtimes", "reconciled,runc,crun", "which runtimes to compare")
+	)
+	flag.Parse()
+	ctx, stop := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer stop()
+	if err := run(ctx, *n, *held, *ours, *shim, *busybox, *work, strings.Split(*runtimes, ",")); err != nil {
+		fmt.Fprintln(os.Stderr, "runtimebench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, n, held int, ours, shim, busybox, work string, names []string) error {
+	// Orphaned container processes (runc init, our monitors) are reparented
+	// to us, so they can be found and counted as our descendants.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("becoming a subreaper: %w", err)
+	}
+	if work == "" {
+		var err error
+		if work, err = os.MkdirTemp("", "runtimebench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(work) // holds no mounts: only state dirs and the bundle
+	}
+	var err error
+	if stderrFile, err = os.Create(filepath.Join(work, "stderr.log")); err != nil {
+		return err
+	}
+	defer stderrFile.Close()
+	ours, err = filepath.Abs(ours)
+	if err != nil {
+		return err
+	}
+	sleepBundle, err := makeBundle(filepath.Join(work, "bundle-sleep"), busybox, []string{"/bin/sleep", "1000"})
+	if err != nil {
+		return err
+	}
+	trueBundle, err := makeBundle(filepath.Join(work, "bundle-true"), busybox, []string{"/bin/true"})
+	if err != nil {
+		return err
+	}
+	var rts []*runtime
+	for _, name := range names {
+		root := filepath.Join(work, "state-"+name)
+		rt := &runtime{name: name, times: map[string][]time.Duration{}}
+		switch name {
+		case "reconciled":
+			rt.argv = []string{ours, "runtime", "--root", root}
+		case "runc":
+			rt.argv = []string{"runc", "--root", root}
+		case "crun":
+			rt.argv = []string{"crun", "--root", root}
+			if shim != "" {
+				rt.env = []string{"LD_PRELOAD=" + shim}
+			}
+			// In that mode crun leaves an empty cgroup behind in the
+			// unified hierarchy (../shared/bench-aids/README.md).
+			rt.after = func(id string) { _ = os.Remove(filepath.Join("/sys/fs/cgroup/unified", id)) }
+		default:
+			return fmt.Errorf("unknown runtime %q", name)
+		}
+		rts = append(rts, rt)
+	}
+
+	for i := 0; i < n; i++ {
+		for _, rt := range rts {
+			id := fmt.Sprintf("bench-%s-%d", rt.name, i)
+			if err := rt.cycle(ctx, id, sleepBundle); err != nil {
+				return fmt.Errorf("%s: %w", rt.name, err)
+			}
+			rid := fmt.Sprintf("bench-run-%s-%d", rt.name, i)
+			if _, err := rt.timed(ctx, "run", "run", "--bundle", trueBundle, rid); err != nil {
+				return fmt.Errorf("%s run: %w", rt.name, err)
+			}
+			if rt.name == "reconciled" {
+				// Our run removes the container on exit like runc's; be
+				// tolerant if a version does not.
+				_ = rt.plain(ctx, "delete", "--force", rid)
+			}
+			if rt.after != nil {
+				rt.after(rid)
+			}
+		}
+	}
+
+	held_ := map[string]float64{}
+	for _, rt := range rts {
+		kib, err := rt.heldMemory(ctx, held, sleepBundle)
+		if err != nil {
+			return fmt.Errorf("%s held memory: %w", rt.name, err)
+		}
+		held_[rt.name] = kib
+	}
+	report(rts, held_, n, held)
+	return nil
+}
+
+// cycle creates, starts, kills and deletes one container, timing each step.
+// Waiting for the process to be gone after kill is not timed.
+func (rt *runtime) cycle(ctx context.Context, id, bundle string) error {
+	if _, err := rt.timed(ctx, "create", "create", "--bundle", bundle, id); err != nil {
+		return err
+	}
+	pid, err := rt.pid(ctx, id)
+	if err != nil {
+		return err
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	if _, err := rt.timed(ctx, "start", "start", id); err != nil {
+		return err
+	}
+	if _, err := rt.timed(ctx, "kill", "kill", id, "KILL"); err != nil {
+		return err
+	}
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	if _, err := unix.Poll(fds, 10000); err != nil {
+		return fmt.Errorf("waiting for %s to exit: %w", id, err)
+	}
+	// The runtimes learn of the exit on their own; give them the moment a
+	// reaper needs so delete does not race the exit bookkeeping.
+	for i := 0; i < 200; i++ {
+		st, err := rt.state(ctx, id)
+		if err == nil && st == "stopped" {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := rt.timed(ctx, "delete", "delete", id); err != nil {
+		return err
+	}
+	if rt.after != nil {
+		rt.after(id)
+	}
+	return nil
+}
+
+func (rt *runtime) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, rt.argv[0], append(append([]string{}, rt.argv[1:]...), args...)...)
+	cmd.Env = append(os.Environ(), rt.env...)
+	return cmd // stdio: /dev/null, so no container holds a pipe of ours
+}
+
+// stderrFile is where the CLIs write errors. It is a file, not a pipe: a
+// created container inherits the CLI's stdio, and a pipe would keep Run
+// waiting until the container exits.
+var stderrFile *os.File
+
+func (rt *runtime) timed(ctx context.Context, op string, args ...string) (time.Duration, error) {
+	cmd := rt.command(ctx, args...)
+	cmd.Stderr = stderrFile
+	off, _ := stderrFile.Seek(0, 2)
+	start := time.Now()
+	err := cmd.Run()
+	d := time.Since(start)
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru.Maxrss > rt.maxRSS {
+		rt.maxRSS = ru.Maxrss
+	}
+	if err != nil {
+		return d, fmt.Errorf("%s %s: %w: %s", rt.name, strings.Join(args, " "), err, stderrSince(off))
+	}
+	rt.times[op] = append(rt.times[op], d)
+	return d, nil
+}
+
+func (rt *runtime) plain(ctx context.Context, args ...string) error {
+	cmd := rt.command(ctx, args...)
+	cmd.Stderr = stderrFile
+	off, _ := stderrFile.Seek(0, 2)
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", rt.name, strings.Join(args, " "), err, stderrSince(off))
+	}
+	return nil
+}
+
+func stderrSince(off int64) string {
+	buf := make([]byte, 4096)
+	n, _ := stderrFile.ReadAt(buf, off)
+	return strings.TrimSpace(string(buf[:n]))
+}
+
+type ociState struct {
+	Status string `json:"status"`
+	Pid    int    `json:"pid"`
+}
+
+func (rt *runtime) stateOf(ctx context.Context, id string) (ociState, error) {
+	cmd := rt.command(ctx, "state", id)
+	out, err := cmd.Output()
+	if err != nil {
+		return ociState{}, fmt.Errorf("%s state %s: %w", rt.name, id, err)
+	}
+	var st ociState
+	if err := json.Unmarshal(out, &st); err != nil {
+		return ociState{}, fmt.Errorf("%s state %s: %w: %q", rt.name, id, err, out)
+	}
+	return st, nil
+}
+
+func (rt *runtime) pid(ctx context.Context, id string) (int, error) {
+	st, err := rt.stateOf(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if st.Pid <= 0 {
+		return 0, fmt.Errorf("%s state %s: no pid", rt.name, id)
+	}
+	return st.Pid, nil
+}
+
+func (rt *runtime) state(ctx context.Context, id string) (string, error) {
+	st, err := rt.stateOf(ctx, id)
+	return st.Status, err
+}
+
+// heldMemory creates k containers without starting them and returns the
+// proportional set size of all our descendants (the runtime's processes
+// that stay behind: runc init, crun's waiting process, our monitor and init)
+// per container, in KiB.
+func (rt *runtime) heldMemory(ctx context.Context, k int, bundle string) (float64, error) {
+	before, err := descendantPss()
+	if err != nil {
+		return 0, err
+	}
+	var ids []string
+	defer func() {
+		for _, id := range ids {
+			_ = rt.plain(context.WithoutCancel(ctx), "delete", "--force", id)
+			if rt.after != nil {
+				rt.after(id)
+			}
+		}
+	}()
+	for i := 0; i < k; i++ {
+		id := fmt.Sprintf("bench-held-%s-%d", rt.name, i)
+		if err := rt.plain(ctx, "create", "--bundle", bundle, id); err != nil {
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	time.Sleep(200 * time.Millisecond) // let the processes settle into their wait
+	after, err := descendantPss()
+	if err != nil {
+		return 0, err
+	}
+	return float64(after-before) / float64(k), nil
+}
+
+// descendantPss sums Pss (KiB) over every descendant of this process.
+func descendantPss() (int64, error) {
+	self := os.Getpid()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	parent := map[int]int{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses.
+		s := string(data)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		parent[pid] = ppid
+	}
+	var total int64
+	for pid := range parent {
+		if pid == self || !descends(pid, self, parent) {
+			continue
+		}
+		kib, err := pss(pid)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		total += kib
+	}
+	return total, nil
+}
+
+func descends(pid, ancestor int, parent map[int]int) bool {
+	for i := 0; i < 64 && pid > 1; i++ {
+		pid = parent[pid]
+		if pid == ancestor {
+			return true
+		}
+	}
+	return false
+}
+
+func pss(pid int) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "Pss:"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, errors.New("no Pss line")
+}
+
+// makeBundle writes a busybox rootfs and a config.json (the shape `runc
+// spec` produces, without a terminal) running args.
+func makeBundle(dir, busybox string, args []string) (string, error) {
+	rootfs := filepath.Join(dir, "rootfs")
+	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "etc"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	data, err := os.ReadFile(busybox)
+	if err != nil {
+		return "", fmt.Errorf("reading busybox (apt-get install busybox-static): %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin/busybox"), data, 0o755); err != nil {
+		return "", err
+	}
+	for _, a := range []string{"sh", "sleep", "true"} {
+		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", a)); err != nil && !os.IsExist(err) {
+			return "", err
+		}
+	}
+	spec := map[string]any{
+		"ociVersion": "1.0.2",
+		"process": map[string]any{
+			"terminal": false,
+			"user":     map[string]any{"uid": 0, "gid": 0},
+			"args":     args,
+			"env":      []string{"PATH=/bin", "TERM=xterm"},
+			"cwd":      "/",
+			"capabilities": map[string]any{
+				"bounding":  []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"},
+				"effective": []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"},
+				"permitted": []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"},
+			},
+			"rlimits":         []map[string]any{{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}},
+			"noNewPrivileges": true,
+		},
+		"root":     map[string]any{"path": "rootfs", "readonly": true},
+		"hostname": "bench",
+		"mounts": []map[string]any{
+			{"destination": "/proc", "type": "proc", "source": "proc"},
+			{"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": []string{"nosuid", "noexec", "nodev"}},
+			{"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": []string{"nosuid", "noexec", "nodev", "ro"}},
+		},
+		"linux": map[string]any{
+			"resources": map[string]any{"devices": []map[string]any{{"allow": false, "access": "rwm"}}},
+			"namespaces": []map[string]any{
+				{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+			},
+			"maskedPaths": []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"},
+			"readonlyPaths": []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		},
+	}
+	data, err = json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	return dir, os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644)
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration{}, ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(p*float64(len(s)-1) + 0.5)
+	return s[i]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/1e6) }
+
+func report(rts []*runtime, held map[string]float64, n, k int) {
+	fmt.Printf("\n%d containers per runtime and operation; busybox bundle; times in ms (median / p95)\n\n", n)
+	fmt.Printf("%-22s", "operation")
+	for _, rt := range rts {
+		fmt.Printf("%22s", rt.name)
+	}
+	fmt.Println()
+	ops := []string{"create", "start", "kill", "delete", "run"}
+	for _, op := range ops {
+		fmt.Printf("%-22s", op)
+		for _, rt := range rts {
+			fmt.Printf("%22s", ms(percentile(rt.times[op], 0.5))+" / "+ms(percentile(rt.times[op], 0.95)))
+		}
+		fmt.Println()
+	}
+	cycle := map[string]time.Duration{}
+	fmt.Printf("%-22s", "create+start+kill+del")
+	for _, rt := range rts {
+		var sum time.Duration
+		for _, op := range ops[:4] {
+			sum += percentile(rt.times[op], 0.5)
+		}
+		cycle[rt.name] = sum
+		fmt.Printf("%22s", ms(sum))
+	}
+	fmt.Println()
+	fmt.Printf("%-22s", "peak CLI RSS (MiB)")
+	for _, rt := range rts {
+		fmt.Printf("%22.1f", float64(rt.maxRSS)/1024)
+	}
+	fmt.Println()
+	fmt.Printf("%-22s", fmt.Sprintf("held/created (MiB,%d)", k))
+	for _, rt := range rts {
+		fmt.Printf("%22.2f", held[rt.name]/1024)
+	}
+	fmt.Println()
+	if c, ok := cycle["crun"]; ok && c > 0 {
+		if o, ok := cycle["reconciled"]; ok {
+			fmt.Printf("\nreconciled cycle / crun cycle = %.2f (target <= 0.50)\n", float64(o)/float64(c))
+		}
+	}
+}
