@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin/reconciled
 PREFIX  ?= /usr/local
 
-.PHONY: build test deps vet
+.PHONY: build test deps vet run
 
 build:
 	$(GO) build -o $(BIN) ./cmd/reconciled
@@ -21,3 +21,7 @@ vet:
 # RECONCILED_REQUIRE_ROOT=1 (set here) a test that cannot run fails.
 test: deps vet
 	RECONCILED_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 20m ./...
+
+# run starts the daemon on the shipped examples, in the foreground.
+run: build
+	$(BIN) run --manifests examples/manifests
