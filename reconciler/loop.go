@@ -1,0 +1,430 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/actual"
+	"reconciled.dev/reconciled/desired"
+)
+
+// Executor is what the loop needs from the container runtime. IDs are
+// container names.
+type Executor interface {
+	// Create creates container id from spec, not started.
+	Create(ctx context.Context, id string, spec *specs.Spec) error
+	// Start starts a created container's process.
+	Start(ctx context.Context, id string) error
+	// Kill sends sig to the container's init, or with all to every process
+	// in its cgroup (frozen ones included).
+	Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error
+	// Wait returns nil once the container's init has exited (at once if it
+	// already has), or ctx's error.
+	Wait(ctx context.Context, id string) error
+	// Delete removes a container that is not running: its state and cgroup.
+	Delete(ctx context.Context, id string) error
+	// Update sets the resources of a live container's cgroup.
+	Update(ctx context.Context, id string, r *specs.LinuxResources) error
+}
+
+// Observer says what is there (package actual's observer).
+type Observer interface {
+	// Observe returns every container reconciled created.
+	Observe(ctx context.Context) (actual.Set, error)
+}
+
+// Recorder keeps each container's actual.Record where the Observer reads it
+// back (written atomically: temp file, fsync, rename).
+type Recorder interface {
+	// Record replaces container name's record.
+	Record(ctx context.Context, name string, r actual.Record) error
+	// Forget removes it; a missing record is not an error.
+	Forget(ctx context.Context, name string) error
+}
+
+// ErrTerminal marks an error that retrying cannot fix (check with
+// errors.Is): the container is not retried on its own, only looked at again
+// on the next event or resync.
+var ErrTerminal = errors.New("not retried")
+
+// Config is what New needs. Executor, Observer and Recorder are required.
+type Config struct {
+	Executor Executor
+	Observer Observer
+	Recorder Recorder
+	Planner  Planner
+	Logger   *slog.Logger // default: discard
+
+	// Workers is how many containers are worked on at once (default 4).
+	Workers int
+	// Resync is the period of the full pass that catches what no event
+	// reported (default 30s).
+	Resync time.Duration
+	// ActionTimeout bounds one action (default 2m); a stop gets its own
+	// timeout on top.
+	ActionTimeout time.Duration
+	// RateLimiter spaces a container's retries after a failed action, and
+	// its re-checks after actions that succeeded (default: 1s doubling to
+	// 5m, reset when the container needs nothing).
+	RateLimiter RateLimiter
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Loop runs plans: it observes, plans and executes, one container's action
+// sequence at a time, up to Workers containers at once. A pass over every
+// container runs on each new desired set and every Resync; Notify asks for
+// one container to be looked at again (an exit, say). Nothing is planned
+// before the first desired set arrives, so a daemon that has not read its
+// manifests yet never deletes anything.
+type Loop struct {
+	cfg   Config
+	log   *slog.Logger
+	queue *queue
+	kick  chan struct{} // a pass is wanted
+
+	mu     sync.Mutex
+	want   *desired.Set // nil until SetDesired
+	status map[string]Status
+	ready  chan struct{} // closed by the first SetDesired
+}
+
+// New returns a loop; Run runs it.
+func New(cfg Config) *Loop {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 30 * time.Second
+	}
+	if cfg.ActionTimeout <= 0 {
+		cfg.ActionTimeout = 2 * time.Minute
+	}
+	if cfg.RateLimiter == nil {
+		cfg.RateLimiter = NewExponentialRateLimiter(time.Second, 5*time.Minute)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Loop{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		queue:  newQueue(cfg.RateLimiter),
+		kick:   make(chan struct{}, 1),
+		status: map[string]Status{},
+		ready:  make(chan struct{}),
+	}
+}
+
+// SetDesired hands the loop a new desired set and asks for a pass.
+func (l *Loop) SetDesired(s desired.Set) {
+	l.mu.Lock()
+	first := l.want == nil
+	l.want = &s
+	l.mu.Unlock()
+	if first {
+		close(l.ready)
+	}
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Notify asks for container name to be looked at again.
+func (l *Loop) Notify(name string) { l.queue.Add(name) }
+
+// Status returns every container's latest status, sorted by name.
+func (l *Loop) Status() []Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]Status, 0, len(l.status))
+	for _, n := range slices.Sorted(maps.Keys(l.status)) {
+		out = append(out, l.status[n])
+	}
+	return out
+}
+
+// Run runs the loop until ctx ends; it returns once every worker stopped.
+func (l *Loop) Run(ctx context.Context) error {
+	select {
+	case <-l.ready:
+	case <-ctx.Done():
+		return nil
+	}
+	var wg sync.WaitGroup
+	for range l.cfg.Workers {
+		wg.Go(func() {
+			for {
+				name, ok := l.queue.Get()
+				if !ok {
+					return
+				}
+				l.process(ctx, name)
+				l.queue.Done(name)
+			}
+		})
+	}
+	tick := time.NewTicker(l.cfg.Resync)
+	defer tick.Stop()
+	l.pass(ctx)
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-l.kick:
+			l.pass(ctx)
+		case <-tick.C:
+			l.pass(ctx)
+		}
+	}
+	l.queue.ShutDown()
+	wg.Wait()
+	return nil
+}
+
+// plan observes and plans every container.
+func (l *Loop) plan(ctx context.Context) (*Result, actual.Set, error) {
+	have, err := l.cfg.Observer.Observe(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("unable to observe containers: %w", err)
+	}
+	l.mu.Lock()
+	want := *l.want
+	l.mu.Unlock()
+	return l.cfg.Planner.Plan(want, have, l.cfg.Now()), have, nil
+}
+
+// pass plans every container, publishes their statuses and queues those
+// with something to do.
+func (l *Loop) pass(ctx context.Context) {
+	r, _, err := l.plan(ctx)
+	if err != nil {
+		l.log.Error("pass failed", "err", err)
+		return
+	}
+	now := l.cfg.Now()
+	l.mu.Lock()
+	seen := map[string]bool{}
+	for _, cp := range r.Containers {
+		seen[cp.Status.Name] = true
+		if len(cp.Actions) == 0 || cp.Actions[0].Kind == Wait {
+			// Busy containers keep the status their worker sets.
+			l.status[cp.Status.Name] = cp.Status
+		} else if _, ok := l.status[cp.Status.Name]; !ok {
+			l.status[cp.Status.Name] = cp.Status
+		}
+	}
+	for n := range l.status {
+		if !seen[n] {
+			delete(l.status, n)
+		}
+	}
+	l.mu.Unlock()
+	for _, cp := range r.Containers {
+		switch {
+		case len(cp.Actions) == 0:
+		case cp.Actions[0].Kind == Wait:
+			l.queue.AddAfter(cp.Status.Name, cp.Actions[0].Until.Sub(now))
+		default:
+			l.queue.Add(cp.Status.Name)
+		}
+	}
+}
+
+func (l *Loop) setStatus(s Status) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.status[s.Name] = s
+}
+
+// process plans container name afresh and runs its sequence. A failed
+// action ends the sequence; the container is retried after its rate
+// limiter's delay, and the next try re-plans from what is then there.
+func (l *Loop) process(ctx context.Context, name string) {
+	log := l.log.With("container", name)
+	r, have, err := l.plan(ctx)
+	if err != nil {
+		log.Error("unable to plan", "err", err)
+		l.queue.AddRateLimited(name)
+		return
+	}
+	cp := r.Get(name)
+	if cp == nil {
+		l.mu.Lock()
+		delete(l.status, name)
+		l.mu.Unlock()
+		l.queue.Forget(name)
+		return
+	}
+	st := cp.Status
+	l.setStatus(st)
+	if len(cp.Actions) == 0 {
+		l.queue.Forget(name)
+		return
+	}
+	for _, a := range cp.Actions {
+		if a.Kind == Wait {
+			l.queue.Forget(name)
+			l.queue.AddAfter(name, a.Until.Sub(l.cfg.Now()))
+			return
+		}
+		st.Phase, st.Reason = a.Phase(), a.Reason
+		l.setStatus(st)
+		log.Info(string(a.Kind), "reason", a.Reason)
+		if err := l.do(ctx, a, have[name]); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			st.Reason = fmt.Sprintf("failed to %s: %v", a.Kind, err)
+			if errors.Is(err, ErrTerminal) {
+				log.Error("action failed, not retried", "action", a.Kind, "err", err)
+				l.queue.Forget(name)
+			} else {
+				log.Error("action failed, will retry", "action", a.Kind, "err", err)
+				l.queue.AddRateLimited(name)
+			}
+			l.setStatus(st)
+			return
+		}
+	}
+	// Look again once the actions have had their effect; a container that
+	// keeps needing actions is looked at less and less often.
+	l.queue.AddRateLimited(name)
+}
+
+// do runs one action. have is the container as observed before the
+// sequence (nil when absent).
+func (l *Loop) do(ctx context.Context, a Action, have *actual.Container) error {
+	name := a.Container
+	timeout := l.cfg.ActionTimeout
+	if a.Kind == Stop {
+		timeout += a.Timeout
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout,
+		fmt.Errorf("%s of container %s took longer than %s", a.Kind, name, timeout))
+	defer cancel()
+	var rec actual.Record
+	if have != nil {
+		rec = have.Record
+	}
+	ex := l.cfg.Executor
+	switch a.Kind {
+	case Create:
+		if a.Desired == nil || a.Desired.Spec == nil {
+			return fmt.Errorf("create %s without a spec: %w", name, ErrTerminal)
+		}
+		// Write-ahead: a record without a container is ignored; a
+		// container without its record would be recreated.
+		if err := l.cfg.Recorder.Record(ctx, name, actual.Record{
+			Applied: a.Desired, Restarts: a.Restarts, Failures: a.Failures,
+		}); err != nil {
+			return fmt.Errorf("unable to record container %s: %w", name, err)
+		}
+		return wrap(ex.Create(ctx, name, a.Desired.Spec), "create", name)
+	case Start:
+		return wrap(ex.Start(ctx, name), "start", name)
+	case Stop:
+		return l.stop(ctx, a, rec)
+	case Delete:
+		if err := ex.Delete(ctx, name); err != nil {
+			return wrap(err, "delete", name)
+		}
+		if a.Forget {
+			return wrap(l.cfg.Recorder.Forget(ctx, name), "forget the record of", name)
+		}
+		return nil
+	case Update:
+		var r *specs.LinuxResources
+		if a.Desired != nil && a.Desired.Spec != nil && a.Desired.Spec.Linux != nil {
+			r = a.Desired.Spec.Linux.Resources
+		}
+		if r == nil {
+			r = &specs.LinuxResources{}
+		}
+		if err := ex.Update(ctx, name, r); err != nil {
+			return wrap(err, "update", name)
+		}
+		rec.Applied = a.Desired
+		return wrap(l.cfg.Recorder.Record(ctx, name, rec), "record", name)
+	}
+	return fmt.Errorf("unknown action %q: %w", a.Kind, ErrTerminal)
+}
+
+// stop sends the stop signal, waits up to the timeout, then SIGKILLs every
+// process in the cgroup and waits for the init to go.
+func (l *Loop) stop(ctx context.Context, a Action, rec actual.Record) error {
+	name, ex := a.Container, l.cfg.Executor
+	sig, err := parseSignal(a.Signal)
+	if err != nil {
+		return err
+	}
+	if a.All {
+		return wrap(ex.Kill(ctx, name, sig, true), "kill the processes of", name)
+	}
+	if rec.StopRequested.IsZero() {
+		rec.StopRequested = l.cfg.Now()
+		if err := l.cfg.Recorder.Record(ctx, name, rec); err != nil {
+			return fmt.Errorf("unable to record the stop of container %s: %w", name, err)
+		}
+	}
+	killErr := ex.Kill(ctx, name, sig, sig == unix.SIGKILL)
+	if sig != unix.SIGKILL {
+		wctx, cancel := context.WithTimeout(ctx, a.Timeout)
+		err := ex.Wait(wctx, name)
+		cancel()
+		if err == nil {
+			return nil // the kill error, if any, was about a process already gone
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		l.log.Info("stop timed out, killing", "container", name, "signal", a.Signal, "timeout", a.Timeout)
+		killErr = ex.Kill(ctx, name, unix.SIGKILL, true)
+	}
+	if err := ex.Wait(ctx, name); err != nil {
+		if ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+		return errors.Join(wrap(killErr, "kill", name),
+			fmt.Errorf("container %s did not exit: %w", name, err))
+	}
+	return nil
+}
+
+// parseSignal reads "SIGTERM", "TERM" or "15".
+func parseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q: %w", s, ErrTerminal)
+}
+
+func wrap(err error, what, name string) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("unable to %s container %s: %w", what, name, err)
+}

@@ -1,0 +1,560 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/actual"
+	"reconciled.dev/reconciled/desired"
+)
+
+// fakeExecutor is an in-memory executor, observer and recorder, for the
+// loop's ordering, parallelism and retry semantics only: it runs nothing.
+type fakeExecutor struct {
+	mu      sync.Mutex
+	cs      map[string]*fakeContainer
+	records map[string]actual.Record
+	calls   []string // "create web", "kill web SIGTERM", ...
+	// hook, when set, runs (unlocked) at the start of every executor call
+	// and may block it or make it fail.
+	hook func(op, id string) error
+
+	inflight, maxInflight map[string]int // per container
+	total, maxTotal       int            // all containers
+}
+
+type fakeContainer struct {
+	status     actual.Status
+	alive      bool
+	exited     chan struct{}
+	exitCode   int
+	ignoreTerm bool // SIGTERM does nothing
+	started    time.Time
+	finished   time.Time
+}
+
+func newFakeExecutor() *fakeExecutor {
+	return &fakeExecutor{
+		cs: map[string]*fakeContainer{}, records: map[string]actual.Record{},
+		inflight: map[string]int{}, maxInflight: map[string]int{},
+	}
+}
+
+// enter records a call and runs the hook; the returned func ends the call.
+func (f *fakeExecutor) enter(op, id string, extra ...string) (func(), error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, strings.Join(append([]string{op, id}, extra...), " "))
+	f.inflight[id]++
+	f.maxInflight[id] = max(f.maxInflight[id], f.inflight[id])
+	f.total++
+	f.maxTotal = max(f.maxTotal, f.total)
+	hook := f.hook
+	f.mu.Unlock()
+	leave := func() {
+		f.mu.Lock()
+		f.inflight[id]--
+		f.total--
+		f.mu.Unlock()
+	}
+	if hook != nil {
+		if err := hook(op, id); err != nil {
+			leave()
+			return nil, err
+		}
+	}
+	return leave, nil
+}
+
+func (f *fakeExecutor) Create(ctx context.Context, id string, spec *specs.Spec) error {
+	leave, err := f.enter("create", id)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cs[id] != nil {
+		return fmt.Errorf("container %s exists", id)
+	}
+	f.cs[id] = &fakeContainer{status: actual.StatusCreated, alive: true, exited: make(chan struct{})}
+	return nil
+}
+
+func (f *fakeExecutor) Start(ctx context.Context, id string) error {
+	leave, err := f.enter("start", id)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.cs[id]
+	if c == nil || c.status != actual.StatusCreated {
+		return fmt.Errorf("container %s is not created", id)
+	}
+	c.status, c.started = actual.StatusRunning, time.Now()
+	return nil
+}
+
+func (f *fakeExecutor) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+	extra := []string{unix.SignalName(sig)}
+	if all {
+		extra = append(extra, "all")
+	}
+	leave, err := f.enter("kill", id, extra...)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.cs[id]
+	if c == nil || !c.alive {
+		return fmt.Errorf("container %s is not running", id)
+	}
+	if sig == unix.SIGTERM && c.ignoreTerm && !all {
+		return nil
+	}
+	c.exitLocked(128 + int(sig))
+	return nil
+}
+
+func (c *fakeContainer) exitLocked(code int) {
+	c.alive, c.status, c.exitCode, c.finished = false, actual.StatusStopped, code, time.Now()
+	close(c.exited)
+}
+
+func (f *fakeExecutor) Wait(ctx context.Context, id string) error {
+	leave, err := f.enter("wait", id)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	f.mu.Lock()
+	c := f.cs[id]
+	f.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	select {
+	case <-c.exited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *fakeExecutor) Delete(ctx context.Context, id string) error {
+	leave, err := f.enter("delete", id)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.cs[id]; c != nil && c.alive {
+		return fmt.Errorf("container %s is running", id)
+	}
+	delete(f.cs, id)
+	return nil
+}
+
+func (f *fakeExecutor) Update(ctx context.Context, id string, r *specs.LinuxResources) error {
+	leave, err := f.enter("update", id)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	return nil
+}
+
+func (f *fakeExecutor) Observe(ctx context.Context) (actual.Set, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := actual.Set{}
+	for id, c := range f.cs {
+		a := &actual.Container{
+			Name: id, Status: c.status, InitAlive: c.alive, CgroupHasProcs: c.alive,
+			Exited: !c.alive, ExitCode: c.exitCode, Started: c.started, Finished: c.finished,
+			Record: f.records[id],
+		}
+		if a.Applied != nil {
+			a.SpecHash, a.BaseHash = a.Applied.Hash, a.Applied.BaseHash
+		}
+		s[id] = a
+	}
+	return s, nil
+}
+
+func (f *fakeExecutor) Record(ctx context.Context, name string, r actual.Record) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.records[name] = r
+	return nil
+}
+
+func (f *fakeExecutor) Forget(ctx context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.records, name)
+	return nil
+}
+
+// callsFor returns the calls made for container id.
+func (f *fakeExecutor) callsFor(id string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.calls {
+		if strings.Fields(c)[1] == id {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (f *fakeExecutor) running(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.cs[id]
+	return c != nil && c.alive && c.status == actual.StatusRunning
+}
+
+func (f *fakeExecutor) exists(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cs[id] != nil
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// startLoop runs a loop over f until the test ends.
+func startLoop(t *testing.T, f *fakeExecutor, workers int) *Loop {
+	t.Helper()
+	l := New(Config{
+		Executor: f, Observer: f, Recorder: f, Workers: workers,
+		Resync:      50 * time.Millisecond,
+		RateLimiter: NewExponentialRateLimiter(time.Millisecond, 20*time.Millisecond),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := l.Run(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return l
+}
+
+// spec gives test definitions a spec, as the loader would.
+func withSpec(cs ...*desired.Container) []*desired.Container {
+	for _, c := range cs {
+		c.Spec = &specs.Spec{Linux: &specs.Linux{Resources: &specs.LinuxResources{}}}
+	}
+	return cs
+}
+
+func TestLoopOrdering(t *testing.T) {
+	f := newFakeExecutor()
+	l := startLoop(t, f, 4)
+	l.SetDesired(want(withSpec(def("web"), def("db"))...))
+	eventually(t, "web and db run", func() bool { return f.running("web") && f.running("db") })
+	if got, want := f.callsFor("web"), []string{"create web", "start web"}; !slices.Equal(got, want) {
+		t.Fatalf("calls for web = %q, want %q", got, want)
+	}
+
+	// Spec changed: stop, delete, create, start, in that order.
+	l.SetDesired(want(withSpec(def("web", hash("h2", "b2")), def("db"))...))
+	eventually(t, "web recreated", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.records["web"].Applied.Hash == "h2" && f.cs["web"] != nil && f.cs["web"].status == actual.StatusRunning
+	})
+	want2 := []string{"create web", "start web", "kill web SIGTERM", "wait web", "delete web", "create web", "start web"}
+	if got := f.callsFor("web"); !slices.Equal(got, want2) {
+		t.Fatalf("calls for web = %q, want %q", got, want2)
+	}
+
+	// Resources only: update in place, recorded.
+	l.SetDesired(want(withSpec(def("web", hash("h3", "b2")), def("db"))...))
+	eventually(t, "web updated", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.records["web"].Applied.Hash == "h3"
+	})
+	if got := f.callsFor("web"); got[len(got)-1] != "update web" {
+		t.Fatalf("calls for web = %q, want an update last", got)
+	}
+
+	// Removed: stopped, deleted, record forgotten.
+	l.SetDesired(want(withSpec(def("web", hash("h3", "b2")))...))
+	eventually(t, "db deleted", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		_, rec := f.records["db"]
+		return f.cs["db"] == nil && !rec
+	})
+	if got, want := f.callsFor("db"), []string{"create db", "start db", "kill db SIGTERM", "wait db", "delete db"}; !slices.Equal(got, want) {
+		t.Fatalf("calls for db = %q, want %q", got, want)
+	}
+	eventually(t, "statuses settle", func() bool {
+		st := l.Status()
+		return len(st) == 1 && st[0].Name == "web" && st[0].Phase == PhaseRunning
+	})
+}
+
+func TestLoopStopTimeoutKills(t *testing.T) {
+	f := newFakeExecutor()
+	l := startLoop(t, f, 4)
+	web := withSpec(def("web", func(c *desired.Container) { c.StopTimeout = 20 * time.Millisecond }))
+	l.SetDesired(want(web...))
+	eventually(t, "web runs", func() bool { return f.running("web") })
+	f.mu.Lock()
+	f.cs["web"].ignoreTerm = true
+	f.mu.Unlock()
+	l.SetDesired(want())
+	eventually(t, "web deleted", func() bool { return !f.exists("web") })
+	want := []string{"create web", "start web", "kill web SIGTERM", "wait web", "kill web SIGKILL all", "wait web", "delete web"}
+	if got := f.callsFor("web"); !slices.Equal(got, want) {
+		t.Fatalf("calls = %q, want %q", got, want)
+	}
+}
+
+func TestLoopParallelismBounded(t *testing.T) {
+	f := newFakeExecutor()
+	gate := make(chan struct{})
+	f.hook = func(op, id string) error {
+		if op == "create" {
+			<-gate
+		}
+		return nil
+	}
+	l := startLoop(t, f, 3)
+	var cs []*desired.Container
+	for i := range 10 {
+		cs = append(cs, def(fmt.Sprintf("c%d", i)))
+	}
+	l.SetDesired(want(withSpec(cs...)...))
+	eventually(t, "3 creates in flight", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.total == 3
+	})
+	time.Sleep(20 * time.Millisecond) // no fourth
+	close(gate)
+	eventually(t, "all run", func() bool {
+		for _, c := range cs {
+			if !f.running(c.Name) {
+				return false
+			}
+		}
+		return true
+	})
+	if f.maxTotal != 3 {
+		t.Errorf("at most %d containers at once, want 3", f.maxTotal)
+	}
+}
+
+func TestLoopOneContainerOneSequenceAtATime(t *testing.T) {
+	f := newFakeExecutor()
+	gate := make(chan struct{})
+	f.hook = func(op, id string) error {
+		if op == "create" {
+			<-gate
+		}
+		return nil
+	}
+	l := startLoop(t, f, 4)
+	web := want(withSpec(def("web"))...)
+	l.SetDesired(web)
+	eventually(t, "create in flight", func() bool { return len(f.callsFor("web")) == 1 })
+	for range 20 {
+		l.Notify("web")
+		l.SetDesired(web)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(gate)
+	eventually(t, "web runs", func() bool { return f.running("web") })
+	time.Sleep(100 * time.Millisecond) // several resyncs
+	if got, want := f.callsFor("web"), []string{"create web", "start web"}; !slices.Equal(got, want) {
+		t.Errorf("calls = %q, want %q", got, want)
+	}
+	if f.maxInflight["web"] != 1 {
+		t.Errorf("web had %d calls at once, want 1", f.maxInflight["web"])
+	}
+}
+
+func TestLoopRetriesWithoutBlockingOthers(t *testing.T) {
+	f := newFakeExecutor()
+	var mu sync.Mutex
+	fails := 3
+	f.hook = func(op, id string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if op == "create" && id == "bad" && fails > 0 {
+			fails--
+			return errors.New("disk full")
+		}
+		return nil
+	}
+	l := startLoop(t, f, 1) // one worker: a failing container must not hold it
+	l.SetDesired(want(withSpec(def("bad"), def("good1"), def("good2"))...))
+	eventually(t, "all run", func() bool { return f.running("bad") && f.running("good1") && f.running("good2") })
+	if got := f.callsFor("bad"); len(got) != 5 || got[3] != "create bad" || got[4] != "start bad" {
+		t.Errorf("calls for bad = %q, want 4 creates then a start", got)
+	}
+}
+
+func TestLoopTerminalErrorNotRetried(t *testing.T) {
+	f := newFakeExecutor()
+	l := startLoop(t, f, 1)
+	l.SetDesired(want(withSpec(def("web", func(c *desired.Container) { c.StopSignal = "SIGNOPE" }))...))
+	eventually(t, "web runs", func() bool { return f.running("web") })
+	l.SetDesired(want())
+	eventually(t, "the failure shows", func() bool {
+		st := l.Status()
+		return len(st) == 1 && strings.Contains(st[0].Reason, `unknown signal "SIGNOPE"`)
+	})
+	if f.exists("web") != true {
+		t.Errorf("web deleted without being stopped")
+	}
+}
+
+func TestLoopPlansNothingBeforeTheFirstDesiredSet(t *testing.T) {
+	f := newFakeExecutor()
+	web := withSpec(def("web"))[0]
+	f.cs["web"] = &fakeContainer{status: actual.StatusRunning, alive: true, exited: make(chan struct{}), started: time.Now()}
+	f.records["web"] = actual.Record{Applied: web}
+	l := startLoop(t, f, 4)
+	time.Sleep(100 * time.Millisecond)
+	if got := f.callsFor("web"); len(got) != 0 {
+		t.Fatalf("calls before any desired set: %q", got)
+	}
+	l.SetDesired(want(web)) // adopted: nothing to do
+	eventually(t, "web shows running", func() bool {
+		st := l.Status()
+		return len(st) == 1 && st[0].Phase == PhaseRunning
+	})
+	time.Sleep(100 * time.Millisecond)
+	if got := f.callsFor("web"); len(got) != 0 {
+		t.Fatalf("calls for an adopted container: %q", got)
+	}
+}
+
+func TestLoopRestartsAfterBackoff(t *testing.T) {
+	f := newFakeExecutor()
+	l := startLoop(t, f, 4)
+	l.SetDesired(want(withSpec(def("web"))...))
+	eventually(t, "web runs", func() bool { return f.running("web") })
+	f.mu.Lock()
+	f.cs["web"].exitLocked(1)
+	f.mu.Unlock()
+	l.Notify("web")
+	eventually(t, "web in backoff", func() bool {
+		st := l.Status()
+		return len(st) == 1 && st[0].Phase == PhaseBackoff
+	})
+	eventually(t, "web restarted", func() bool { return f.running("web") })
+	f.mu.Lock()
+	rec := f.records["web"]
+	f.mu.Unlock()
+	if rec.Restarts != 1 || rec.Failures != 1 {
+		t.Errorf("record = %+v, want restarts 1, failures 1", rec)
+	}
+}
+
+func TestQueueStingy(t *testing.T) {
+	q := newQueue(NewExponentialRateLimiter(time.Millisecond, time.Second))
+	q.Add("a")
+	q.Add("a")
+	q.Add("b")
+	if n, _ := q.Get(); n != "a" {
+		t.Fatalf("Get = %q, want a", n)
+	}
+	q.Add("a") // while processing: dirty, not handed out
+	if n, _ := q.Get(); n != "b" {
+		t.Fatalf("Get = %q, want b", n)
+	}
+	got := make(chan string, 1)
+	go func() { n, _ := q.Get(); got <- n }()
+	select {
+	case n := <-got:
+		t.Fatalf("Get handed out %q while a is processed", n)
+	case <-time.After(20 * time.Millisecond):
+	}
+	q.Done("a")
+	if n := <-got; n != "a" {
+		t.Fatalf("Get = %q after Done, want a", n)
+	}
+	q.Done("a")
+	q.Done("b")
+
+	q.AddAfter("c", time.Hour)
+	q.AddAfter("c", time.Millisecond) // earliest wins
+	q.AddAfter("c", time.Hour)
+	go func() { n, _ := q.Get(); got <- n }()
+	select {
+	case n := <-got:
+		if n != "c" {
+			t.Fatalf("Get = %q, want c", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("delayed add never came")
+	}
+	q.ShutDown()
+	if _, ok := q.Get(); ok {
+		t.Fatal("Get after ShutDown")
+	}
+}
+
+func TestExponentialRateLimiter(t *testing.T) {
+	l := NewExponentialRateLimiter(time.Second, 5*time.Second)
+	var got []time.Duration
+	for range 5 {
+		got = append(got, l.When("a"))
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
+	if !slices.Equal(got, want) || l.NumRequeues("a") != 5 {
+		t.Errorf("delays %v, want %v", got, want)
+	}
+	l.Forget("a")
+	if d := l.When("a"); d != time.Second {
+		t.Errorf("after Forget: %s", d)
+	}
+}
+
+func TestParseSignal(t *testing.T) {
+	for in, want := range map[string]syscall.Signal{"SIGTERM": unix.SIGTERM, "term": unix.SIGTERM, "9": unix.SIGKILL, "SIGRTMIN+3": 0} {
+		got, err := parseSignal(in)
+		if want == 0 {
+			if !errors.Is(err, ErrTerminal) {
+				t.Errorf("parseSignal(%q) = %v, %v; want a terminal error", in, got, err)
+			}
+			continue
+		}
+		if err != nil || got != want {
+			t.Errorf("parseSignal(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+}
