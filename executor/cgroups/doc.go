@@ -7,4 +7,94 @@
 // never touches a cgroup it did not create.
 //
 // It must not import the rest of reconciled.
+//
+// # The cgroupfs driver
+//
+// NewCgroupfs reads the layout from /proc/self/mountinfo; NewCgroupfsAt
+// takes it explicitly (tests use a fake cgroup2 tree). A container's cgroup
+// is at linux.cgroupsPath, or at DefaultParent/<id> ("/reconciled/<id>")
+// when that is empty, relative to the root of every hierarchy: on v1
+// <mount>/reconciled/<id> in every mounted hierarchy (name=systemd
+// included), on hybrid in the cgroup2 one too (as runc does; crun refuses
+// hybrid hosts), on unified v2 under /sys/fs/cgroup. A relative
+// cgroupsPath is taken from the root as well (not from the runtime's own
+// cgroup); ".." and the root cgroup itself are refused. The systemd
+// "slice:prefix:name" form belongs to the systemd driver.
+//
+// Apply makes the directories, sets the limits, and only then writes the
+// pid to cgroup.procs in every hierarchy, so limits hold from the first
+// instruction. On v1 it first copies cpuset.cpus and cpuset.mems from the
+// parent into each level where they are empty (an empty cpuset admits no
+// process). On v2 it adds "+cpu +memory +pids" (and +cpuset when the spec
+// pins CPUs or memory nodes, and the controller of each linux.resources.
+// unified key) to cgroup.subtree_control at each level from the root down
+// to the cgroup's parent where one of them is available but not enabled:
+// the root is written only when it lacks one, and nothing is ever removed.
+// pid 0 makes Apply create and set only. A failed Apply removes the
+// directories it made before returning.
+//
+// # What is enforced
+//
+//	spec                   v1                            v2
+//	memory.limit           memory.limit_in_bytes         memory.max
+//	memory.swap (mem+swap) memory.memsw.limit_in_bytes   memory.swap.max = swap - limit ("max" for -1)
+//	memory.reservation     memory.soft_limit_in_bytes    memory.low
+//	memory.swappiness      memory.swappiness             ignored
+//	memory.disableOOMKiller memory.oom_control           ignored
+//	cpu.shares             cpu.shares                    cpu.weight = 1 + ((shares-2)*9999)/262142
+//	cpu.quota, cpu.period  cpu.cfs_quota_us, _period_us  cpu.max "quota period" ("max" for no quota)
+//	cpu.burst              cpu.cfs_burst_us              cpu.max.burst
+//	cpu.cpus, cpu.mems     cpuset.cpus, cpuset.mems      cpuset.cpus, cpuset.mems
+//	pids.limit             pids.max ("max" for <= 0)     pids.max
+//	devices                devices.deny "a", then one    NOT ENFORCED (see below)
+//	                       devices.allow/deny per rule
+//	unified                error                         each key written as a file, last
+//
+// On v1, memory and memsw are written in the order the kernel accepts
+// (memsw first when it grows or goes unlimited); a swap limit other than -1
+// without swap accounting (no memsw file) is an error. On v2 a missing
+// memory.swap.max is ignored for "max" and "0" only, as in runc.
+//
+// Devices on cgroup v2: the kernel enforces device rules there only through
+// an eBPF program attached to the cgroup, which this package does not
+// load. On a unified host the rules are ignored without error and any
+// device node a process can reach is usable, as far as the cgroup goes.
+// What still confines a container is its minimal /dev, which holds only the
+// default nodes (null, zero, full, random, urandom, tty, ptmx, pts) unless
+// its spec adds others. On hybrid hosts the v1 devices controller enforces
+// the rules.
+//
+// blockIO, hugepageLimits, network, rdma, cpu realtime and idle settings
+// and kernel memory limits are not set on either version.
+//
+// # Reading back, freezing, removing
+//
+// Stats: memory usage, limit (0 when unlimited) and peak
+// (memory.max_usage_in_bytes; memory.peak on v2, Linux 5.19), swap usage,
+// OOM kills (memory.oom_control "oom_kill", memory.events "oom_kill"), CPU
+// (cpuacct.usage and usage_user/usage_sys, or cpuacct.stat ticks; cpu.stat
+// usage_usec, user_usec, system_usec), pids.current and pids.max. A file
+// whose controller is missing reads as zero. Procs reads cgroup.procs of
+// the unified hierarchy on v2, else of the first of pids, memory, freezer,
+// cpu, name=systemd.
+//
+// Freeze uses the v1 freezer (freezer.state FROZEN/THAWED) when it is
+// mounted, else cgroup.freeze of the cgroup2 hierarchy, and polls
+// freezer.state or cgroup.events "frozen" until the kernel reports the new
+// state, for at most 10 s when ctx has no deadline. On v1 a frozen task
+// does not die of SIGKILL until thawed: to kill a frozen container, signal
+// it, then thaw it (Destroy thaws too).
+//
+// Destroy removes, in every hierarchy, the sub-cgroups the container made,
+// deepest first, then its cgroup, retrying EBUSY (a process that just
+// exited may still be accounted) until ctx ends, 2 s without a deadline. A
+// missing cgroup is not an error. Parent directories are removed only when
+// empty, and only those the same Manager made in Apply, plus DefaultParent
+// (the driver's own directory, which whoever leaves it empty removes; an
+// Apply that races with that starts over). A Manager made after a restart
+// therefore leaves the intermediate directories of a custom cgroupsPath.
+//
+// Errors name the file and the value: writing "12345" to
+// /sys/fs/cgroup/memory/reconciled/web/cgroup.procs: device or resource
+// busy.
 package cgroups

@@ -1,0 +1,547 @@
+package cgroups
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"reconciled.dev/reconciled/internal/testutil"
+)
+
+// helperEnv makes the test binary a helper process (see helperMain).
+const helperEnv = "RECONCILED_CGROUPS_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(helperEnv); mode != "" {
+		helperMain(mode)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+var sink [][]byte
+
+// helperMain runs in the helper process. "spin": burn CPU until killed.
+// "cmd": read commands from stdin, one per line, answer one line each:
+// "alloc N" allocates N MiB and touches every page ("ok"), "open PATH"
+// opens PATH for reading ("ok" or the error).
+func helperMain(mode string) {
+	if mode == "spin" {
+		fmt.Println("ready")
+		for x := 0; ; x++ {
+			_ = x * x
+		}
+	}
+	in := bufio.NewScanner(os.Stdin)
+	fmt.Println("ready")
+	for in.Scan() {
+		cmd, arg, _ := strings.Cut(in.Text(), " ")
+		switch cmd {
+		case "alloc":
+			n, _ := strconv.Atoi(arg)
+			b := make([]byte, n<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			sink = append(sink, b)
+			fmt.Println("ok")
+		case "open":
+			f, err := os.Open(arg)
+			if err != nil {
+				fmt.Println(err)
+				continue
+			}
+			f.Close()
+			fmt.Println("ok")
+		default:
+			fmt.Println("unknown command", cmd)
+		}
+	}
+	os.Exit(0)
+}
+
+type helper struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	in   io.Writer
+	out  *bufio.Reader
+	done chan error
+}
+
+// startHelper starts the test binary as a helper, killed by PID in
+// t.Cleanup.
+func startHelper(t *testing.T, mode string) *helper {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode, "GOGC=off")
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &helper{t: t, cmd: cmd, in: in, out: bufio.NewReader(out), done: make(chan error, 1)}
+	t.Cleanup(func() {
+		// A frozen process dies of SIGKILL too.
+		if err := syscall.Kill(cmd.Process.Pid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
+			t.Errorf("killing helper %d: %v", cmd.Process.Pid, err)
+		}
+		h.wait()
+	})
+	if line := h.line(); line != "ready" {
+		t.Fatalf("helper said %q", line)
+	}
+	return h
+}
+
+func (h *helper) pid() int { return h.cmd.Process.Pid }
+
+func (h *helper) line() string {
+	h.t.Helper()
+	s, err := h.out.ReadString('\n')
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return strings.TrimSpace(s)
+}
+
+func (h *helper) ask(cmd string) string {
+	h.t.Helper()
+	if _, err := fmt.Fprintln(h.in, cmd); err != nil {
+		return "error: " + err.Error()
+	}
+	return h.line()
+}
+
+// wait waits for the helper to end (once; later calls return the same).
+func (h *helper) wait() error {
+	go func() {
+		if h.cmd.ProcessState == nil {
+			h.done <- h.cmd.Wait()
+		}
+	}()
+	select {
+	case err := <-h.done:
+		h.done <- err
+		return err
+	case <-time.After(10 * time.Second):
+		return errors.New("helper did not end")
+	}
+}
+
+// realManager returns a manager of the host's cgroupfs driver for a
+// cgroup named after the test (at cgroupsPath when given, under
+// DefaultParent otherwise), destroyed in t.Cleanup, after which no
+// directory named after the test may be left in any hierarchy.
+func realManager(t *testing.T, cgroupsPath string) (Manager, Layout) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	t.Parallel()
+	l, err := DetectLayout()
+	if err != nil {
+		testutil.SkipOrFail(t, "no cgroup hierarchy: %v", err)
+	}
+	return realManagerAt(t, l, cgroupsPath), l
+}
+
+func realManagerAt(t *testing.T, l Layout, cgroupsPath string) Manager {
+	t.Helper()
+	d, err := NewCgroupfsAt(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := testutil.Name(t, 60)
+	m, err := d.Manager(id, cgroupsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := m.Destroy(ctx); err != nil {
+			t.Errorf("Destroy: %v", err)
+		}
+		mounts := map[string]bool{l.Unified: l.Unified != ""}
+		for _, mnt := range l.V1 {
+			mounts[mnt] = true
+		}
+		for mnt, ok := range mounts {
+			if !ok {
+				continue
+			}
+			filepath.WalkDir(mnt, func(p string, e os.DirEntry, err error) error {
+				if err != nil || !e.IsDir() {
+					return nil
+				}
+				if strings.Contains(e.Name(), id) {
+					t.Errorf("left on the host: %s", p)
+					return filepath.SkipDir
+				}
+				return nil
+			})
+		}
+	})
+	return m
+}
+
+func readBack(t *testing.T, m Manager, key, file string) string {
+	t.Helper()
+	dir, ok := m.Paths()[key]
+	if !ok {
+		t.Fatalf("no %q hierarchy in %v", key, m.Paths())
+	}
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func TestRealApply(t *testing.T) {
+	m, l := realManager(t, "")
+	h := startHelper(t, "cmd")
+	ctx := context.Background()
+	r := &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{Limit: ptr[int64](64 << 20), Swap: ptr[int64](96 << 20)},
+		CPU:    &specs.LinuxCPU{Shares: ptr[uint64](512), Quota: ptr[int64](50000), Period: ptr[uint64](100000)},
+		Pids:   &specs.LinuxPids{Limit: ptr[int64](32)},
+		Devices: []specs.LinuxDeviceCgroup{
+			{Allow: false, Access: "rwm"},
+			{Allow: true, Type: "c", Major: ptr[int64](1), Minor: ptr[int64](3), Access: "rwm"},
+		},
+	}
+	if err := m.Apply(ctx, h.pid(), r); err != nil {
+		t.Fatal(err)
+	}
+	switch l.Mode() {
+	case ModeLegacy, ModeHybrid:
+		for file, want := range map[[2]string]string{
+			{"memory", "memory.limit_in_bytes"}:       "67108864",
+			{"memory", "memory.memsw.limit_in_bytes"}: "100663296",
+			{"cpu", "cpu.shares"}:                     "512",
+			{"cpu", "cpu.cfs_quota_us"}:               "50000",
+			{"cpu", "cpu.cfs_period_us"}:              "100000",
+			{"pids", "pids.max"}:                      "32",
+			{"devices", "devices.list"}:               "c 1:3 rwm",
+		} {
+			if got := readBack(t, m, file[0], file[1]); got != want {
+				t.Errorf("%s = %q, want %q", file[1], got, want)
+			}
+		}
+		// The devices rules hold: /dev/null opens, /dev/zero does not.
+		if got := h.ask("open /dev/null"); got != "ok" {
+			t.Errorf("open /dev/null: %s", got)
+		}
+		if got := h.ask("open /dev/zero"); !strings.Contains(got, "operation not permitted") {
+			t.Errorf("open /dev/zero: %s, want EPERM", got)
+		}
+	case ModeUnified:
+		for file, want := range map[string]string{
+			"memory.max": "67108864", "memory.swap.max": "33554432",
+			"cpu.weight": "20", "cpu.max": "50000 100000", "pids.max": "32",
+		} {
+			if got := readBack(t, m, "", file); got != want {
+				t.Errorf("%s = %q, want %q", file, got, want)
+			}
+		}
+	}
+	// The process is in every hierarchy (the unified one on hybrid too).
+	for key, dir := range m.Paths() {
+		pids, err := readProcs(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(pids, h.pid()) {
+			t.Errorf("hierarchy %q: cgroup.procs %v lacks %d", key, pids, h.pid())
+		}
+	}
+	pids, err := m.Procs(ctx)
+	if err != nil || !slices.Equal(pids, []int{h.pid()}) {
+		t.Errorf("Procs() = %v, %v; want [%d]", pids, err, h.pid())
+	}
+
+	// Set in place: more memory (memsw grows first), no quota.
+	if err := m.Set(ctx, &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{Limit: ptr[int64](256 << 20), Swap: ptr[int64](512 << 20)},
+		CPU:    &specs.LinuxCPU{Quota: ptr[int64](-1)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// And back down (the limit shrinks first).
+	if err := m.Set(ctx, &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: ptr[int64](32 << 20), Swap: ptr[int64](32 << 20)}}); err != nil {
+		t.Fatal(err)
+	}
+	switch l.Mode() {
+	case ModeLegacy, ModeHybrid:
+		if got := readBack(t, m, "memory", "memory.limit_in_bytes"); got != "33554432" {
+			t.Errorf("memory.limit_in_bytes = %s after Set", got)
+		}
+		if got := readBack(t, m, "memory", "memory.memsw.limit_in_bytes"); got != "33554432" {
+			t.Errorf("memory.memsw.limit_in_bytes = %s after Set", got)
+		}
+		if got := readBack(t, m, "cpu", "cpu.cfs_quota_us"); got != "-1" {
+			t.Errorf("cpu.cfs_quota_us = %s after Set", got)
+		}
+	case ModeUnified:
+		if got := readBack(t, m, "", "memory.max"); got != "33554432" {
+			t.Errorf("memory.max = %s after Set", got)
+		}
+		if got := readBack(t, m, "", "cpu.max"); got != "max 100000" {
+			t.Errorf("cpu.max = %s after Set", got)
+		}
+	}
+	st, err := m.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.MemoryLimit != 32<<20 || st.PidsLimit != 32 || st.PidsCurrent == 0 {
+		t.Errorf("Stats() = %+v", st)
+	}
+}
+
+func TestRealStatsMemoryRises(t *testing.T) {
+	m, _ := realManager(t, "")
+	h := startHelper(t, "cmd")
+	ctx := context.Background()
+	if err := m.Apply(ctx, h.pid(), &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: ptr[int64](512 << 20)}}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := m.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.ask("alloc 64"); got != "ok" {
+		t.Fatalf("alloc: %s", got)
+	}
+	after, err := m.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("before %+v\nafter  %+v", before, after)
+	if after.MemoryUsage < before.MemoryUsage+48<<20 {
+		t.Errorf("memory usage %d -> %d after allocating 64 MiB", before.MemoryUsage, after.MemoryUsage)
+	}
+	if after.MemoryMaxUsed != 0 && after.MemoryMaxUsed < after.MemoryUsage {
+		t.Errorf("max usage %d below usage %d", after.MemoryMaxUsed, after.MemoryUsage)
+	}
+	if after.MemoryLimit != 512<<20 {
+		t.Errorf("memory limit %d", after.MemoryLimit)
+	}
+	if after.CPUUsageNanos <= before.CPUUsageNanos {
+		t.Errorf("cpu usage %d -> %d", before.CPUUsageNanos, after.CPUUsageNanos)
+	}
+	if after.PidsCurrent < 1 || after.PidsLimit != 0 || after.OOMKills != 0 {
+		t.Errorf("pids %d (limit %d), oom kills %d", after.PidsCurrent, after.PidsLimit, after.OOMKills)
+	}
+}
+
+func TestRealOOM(t *testing.T) {
+	m, _ := realManager(t, "")
+	h := startHelper(t, "cmd")
+	ctx := context.Background()
+	if err := m.Apply(ctx, h.pid(), &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: ptr[int64](8 << 20), Swap: ptr[int64](8 << 20)}}); err != nil {
+		t.Fatal(err)
+	}
+	h.ask("alloc 64") // answers nothing: killed
+	err := h.wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("helper ended with %v, want killed", err)
+	}
+	if ws := ee.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Errorf("helper ended with %v, want SIGKILL", ws)
+	}
+	st, err := m.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.OOMKills < 1 {
+		t.Errorf("OOMKills = %d after an OOM kill (stats %+v)", st.OOMKills, st)
+	}
+}
+
+// cpuTicks is utime+stime of pid from /proc/PID/stat.
+func cpuTicks(t *testing.T, pid int) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	u, _ := strconv.ParseUint(f[11], 10, 64)
+	s, _ := strconv.ParseUint(f[12], 10, 64)
+	return u + s
+}
+
+func testFreeze(t *testing.T, m Manager, frozenFile func() string) {
+	h := startHelper(t, "spin")
+	ctx := context.Background()
+	// Runs before the helper is killed: a frozen v1 task cannot die.
+	t.Cleanup(func() {
+		if err := m.Freeze(ctx, false); err != nil && !errors.Is(err, ErrNotExist) {
+			t.Errorf("thaw in cleanup: %v", err)
+		}
+	})
+	if err := m.Apply(ctx, h.pid(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if pids, err := m.Procs(ctx); err != nil || !slices.Equal(pids, []int{h.pid()}) {
+		t.Errorf("Procs() = %v, %v; want [%d]", pids, err, h.pid())
+	}
+	if err := m.Freeze(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := frozenFile(); got != "frozen" {
+		t.Errorf("after Freeze(true): %s", got)
+	}
+	a := cpuTicks(t, h.pid())
+	time.Sleep(300 * time.Millisecond)
+	if b := cpuTicks(t, h.pid()); b != a {
+		t.Errorf("frozen process ran: %d -> %d ticks", a, b)
+	}
+	if err := m.Freeze(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := frozenFile(); got != "thawed" {
+		t.Errorf("after Freeze(false): %s", got)
+	}
+	a = cpuTicks(t, h.pid())
+	time.Sleep(300 * time.Millisecond)
+	if b := cpuTicks(t, h.pid()); b == a {
+		t.Errorf("thawed process did not run: %d ticks", a)
+	}
+	// Killing a frozen container: SIGKILL, then thaw (on v1 a frozen task
+	// does not die before).
+	if err := m.Freeze(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(h.pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Freeze(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.wait(); err == nil {
+		t.Error("helper exited cleanly, want killed")
+	}
+}
+
+func TestRealFreeze(t *testing.T) {
+	m, l := realManager(t, "")
+	testFreeze(t, m, func() string {
+		if l.Mode() != ModeUnified && l.V1["freezer"] != "" {
+			switch s := readBack(t, m, "freezer", "freezer.state"); s {
+			case "FROZEN":
+				return "frozen"
+			case "THAWED":
+				return "thawed"
+			default:
+				return s
+			}
+		}
+		return v2Frozen(t, m)
+	})
+}
+
+func v2Frozen(t *testing.T, m Manager) string {
+	ev, err := readKeyed(m.Paths()[""], "cgroup.events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev["frozen"] == 1 {
+		return "frozen"
+	}
+	return "thawed"
+}
+
+// The v2 code against the real kernel on any host with a cgroup2 mount:
+// on a hybrid host its hierarchy has no controllers, but placement,
+// cgroup.freeze, cpu.stat and removal are real.
+func TestRealV2Only(t *testing.T) {
+	testutil.RequireRoot(t)
+	t.Parallel()
+	l, err := DetectLayout()
+	if err != nil || l.Unified == "" {
+		testutil.SkipOrFail(t, "no cgroup2 hierarchy (%v)", err)
+	}
+	m := realManagerAt(t, Layout{Unified: l.Unified}, "")
+	testFreeze(t, m, func() string { return v2Frozen(t, m) })
+	st, err := m.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.CPUUsageNanos == 0 || st.CPUUserNanos == 0 {
+		t.Errorf("no cpu usage from cpu.stat: %+v", st)
+	}
+	// The helper was killed: the cgroup is empty.
+	pids, err := m.Procs(context.Background())
+	if err != nil || len(pids) != 0 {
+		t.Errorf("Procs() = %v, %v; want none", pids, err)
+	}
+}
+
+// Destroy removes sub-cgroups the container made, the intermediate
+// directories this manager made, and is idempotent.
+func TestRealDestroy(t *testing.T) {
+	testutil.RequireRoot(t)
+	id := testutil.Name(t, 60)
+	m, l := realManager(t, "/"+id+"/a/b")
+	ctx := context.Background()
+	h := startHelper(t, "cmd")
+	if err := m.Apply(ctx, h.pid(), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range m.Paths() {
+		if err := os.MkdirAll(filepath.Join(dir, "inner", "deeper"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Busy: the process is still there.
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := m.Destroy(short); err == nil || !errors.Is(err, syscall.EBUSY) {
+		t.Errorf("Destroy with a live process: %v, want EBUSY", err)
+	}
+	syscall.Kill(h.pid(), syscall.SIGKILL)
+	h.wait()
+	if err := m.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Destroy(ctx); err != nil {
+		t.Errorf("second Destroy: %v", err)
+	}
+	for key, dir := range m.Paths() {
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("hierarchy %q: %s left (%v)", key, dir, err)
+		}
+	}
+	mount := l.Unified
+	if l.Mode() != ModeUnified {
+		mount = l.V1["memory"]
+	}
+	if _, err := os.Stat(filepath.Join(mount, id)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("intermediate %s left (%v)", filepath.Join(mount, id), err)
+	}
+	if _, err := m.Procs(ctx); !errors.Is(err, ErrNotExist) {
+		t.Errorf("Procs after Destroy: %v", err)
+	}
+}

@@ -1,0 +1,132 @@
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// setV2 writes r to a cgroup2 directory: memory.swap.max before
+// memory.max (runc's order), memory.low, cpu.weight, cpu.max,
+// cpu.max.burst, cpuset.cpus and cpuset.mems, pids.max, then each
+// r.Unified file last so that it wins. Device rules are not enforced on
+// cgroup2 (they need an eBPF program; see the package documentation) and
+// are ignored, as are the v1-only memory knobs (swappiness, kernel memory,
+// disableOOMKiller).
+func setV2(dir string, r *specs.LinuxResources) error {
+	if mem := r.Memory; mem != nil {
+		limit := deref(mem.Limit)
+		swap, ok, err := swapV2(deref(mem.Swap), limit)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if err := writeFile(dir, "memory.swap.max", swap); err != nil {
+				// No swap accounting: "no limit" and "no swap" mean
+				// nothing then.
+				if !(errors.Is(err, os.ErrNotExist) && (swap == "max" || swap == "0")) {
+					return err
+				}
+			}
+		}
+		if limit != 0 {
+			if err := writeFile(dir, "memory.max", limitValue(limit, true)); err != nil {
+				return err
+			}
+		}
+		if mem.Reservation != nil && *mem.Reservation != 0 {
+			if err := writeFile(dir, "memory.low", limitValue(*mem.Reservation, true)); err != nil {
+				return err
+			}
+		}
+	}
+	if c := r.CPU; c != nil {
+		if w := SharesToWeight(deref(c.Shares)); w != 0 {
+			if err := writeFile(dir, "cpu.weight", strconv.FormatUint(w, 10)); err != nil {
+				return err
+			}
+		}
+		if v, ok := cpuMaxV2(deref(c.Quota), deref(c.Period)); ok {
+			if err := writeFile(dir, "cpu.max", v); err != nil {
+				return err
+			}
+		}
+		if c.Burst != nil {
+			if err := writeFile(dir, "cpu.max.burst", strconv.FormatUint(*c.Burst, 10)); err != nil {
+				return err
+			}
+		}
+		if c.Cpus != "" {
+			if err := writeFile(dir, "cpuset.cpus", c.Cpus); err != nil {
+				return err
+			}
+		}
+		if c.Mems != "" {
+			if err := writeFile(dir, "cpuset.mems", c.Mems); err != nil {
+				return err
+			}
+		}
+	}
+	if r.Pids != nil && r.Pids.Limit != nil {
+		if err := writeFile(dir, "pids.max", pidsValue(*r.Pids.Limit)); err != nil {
+			return err
+		}
+	}
+	keys := make([]string, 0, len(r.Unified))
+	for k := range r.Unified {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if k == "" || strings.ContainsAny(k, "/\x00") || k == "." || k == ".." {
+			return fmt.Errorf("invalid linux.resources.unified key %q", k)
+		}
+		if err := writeFile(dir, k, r.Unified[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// statsV2 reads a cgroup2 directory. A file that is missing (its
+// controller is not enabled, or the kernel is older) reads as zero.
+func statsV2(dir string) (*Stats, error) {
+	st := &Stats{}
+	var errs []error
+	add := func(err error) {
+		if err = optional(err); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	var err error
+	st.MemoryUsage, err = readUint(dir, "memory.current")
+	add(err)
+	st.MemoryLimit, err = readUint(dir, "memory.max")
+	add(err)
+	st.MemoryMaxUsed, err = readUint(dir, "memory.peak") // Linux 5.19
+	add(err)
+	st.SwapUsage, err = readUint(dir, "memory.swap.current")
+	add(err)
+	ev, err := readKeyed(dir, "memory.events")
+	add(err)
+	st.OOMKills = ev["oom_kill"]
+	// cpu.stat is there without the cpu controller too.
+	cs, err := readKeyed(dir, "cpu.stat")
+	add(err)
+	st.CPUUsageNanos = cs["usage_usec"] * 1000
+	st.CPUUserNanos = cs["user_usec"] * 1000
+	st.CPUSysNanos = cs["system_usec"] * 1000
+	st.PidsCurrent, err = readUint(dir, "pids.current")
+	add(err)
+	st.PidsLimit, err = readUint(dir, "pids.max")
+	add(err)
+	if len(errs) > 0 {
+		return st, errors.Join(errs...)
+	}
+	return st, nil
+}
