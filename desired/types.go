@@ -24,6 +24,8 @@ type Container struct {
 	// document's index in that file (0-based).
 	Source string `json:"source"`
 	Doc    int    `json:"doc"`
+	// Line is the line of the document's metadata.name (for messages).
+	Line int `json:"line,omitempty"`
 
 	// Spec is the generated OCI runtime spec (root.path is absolute).
 	Spec *specs.Spec `json:"spec"`
@@ -38,6 +40,10 @@ type Container struct {
 	Restart     RestartPolicy `json:"restart"`
 	StopSignal  string        `json:"stopSignal"`  // e.g. "SIGTERM"
 	StopTimeout time.Duration `json:"stopTimeout"` // then SIGKILL
+
+	// Manifest is the parsed document, normalized (defaults applied,
+	// quantities in base units), for ChangedFields and for display.
+	Manifest *Manifest `json:"manifest,omitempty"`
 }
 
 // FileStatus is what the loader made of one manifest file.

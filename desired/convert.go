@@ -1,0 +1,406 @@
+package desired
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"path"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// MaskedPaths and ReadonlyPaths are containerd's defaults
+// (pkg/oci/spec.go: populateDefaultUnixSpec).
+var (
+	MaskedPaths = []string{
+		"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+		"/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+		"/sys/devices/virtual/powercap",
+	}
+	ReadonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)
+
+// defaultMounts is the minimal /dev, /proc and a read-only /sys, with
+// containerd's options.
+func defaultMounts() []specs.Mount {
+	return []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+	}
+}
+
+// CPU period and the kubelet's bounds (pkg/kubelet/cm/helpers_linux.go).
+const (
+	cpuPeriod      = 100000
+	minQuota       = 1000
+	minShares      = 2
+	maxShares      = 262144
+	sharesPerCPU   = 1024
+	milliCPUToCPU  = 1000
+	defaultNoFiles = 1024
+)
+
+// BuildSpec converts a normalized manifest into a runtime spec, without the
+// oci fragment and without the hash annotation.
+//
+// Capabilities follow containerd and moby (oci.SetCapabilities): for uid 0
+// the set goes into bounding, effective and permitted; for any other uid
+// into bounding only, which is what execve leaves a non-root process with.
+// Inheritable and ambient stay empty (CVE-2022-24769).
+func BuildSpec(m *Manifest) *specs.Spec {
+	ms := &m.Spec
+	env := make([]string, 0, len(ms.Env)+1)
+	if _, ok := ms.Env["PATH"]; !ok {
+		env = append(env, DefaultPath)
+	}
+	for k, v := range ms.Env {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+
+	caps := effectiveCaps(ms.Capabilities)
+	lc := &specs.LinuxCapabilities{Bounding: caps}
+	if ms.User.UID == 0 {
+		lc.Effective = caps
+		lc.Permitted = caps
+	}
+
+	mounts := defaultMounts()
+	for _, um := range ms.Mounts {
+		sm := specMount(um)
+		replaced := false
+		for i := range mounts {
+			if mounts[i].Destination == sm.Destination {
+				mounts[i], replaced = sm, true
+				break
+			}
+		}
+		if !replaced {
+			mounts = append(mounts, sm)
+		}
+	}
+
+	ns := []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace}}
+	if ms.Network == NetworkPrivate {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
+
+	return &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{
+			User:            specs.User{UID: ms.User.UID, GID: ms.User.GID},
+			Args:            append([]string(nil), ms.Command...),
+			Env:             env,
+			Cwd:             ms.WorkingDir,
+			Capabilities:    lc,
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: defaultNoFiles, Soft: defaultNoFiles}},
+			NoNewPrivileges: true,
+		},
+		Root:        &specs.Root{Path: ms.Root.Path, Readonly: ms.Root.Readonly},
+		Hostname:    ms.Hostname,
+		Mounts:      mounts,
+		Annotations: map[string]string{AnnotationName: m.Metadata.Name},
+		Linux: &specs.Linux{
+			Resources:     buildResources(ms.Resources),
+			Namespaces:    ns,
+			MaskedPaths:   append([]string(nil), MaskedPaths...),
+			ReadonlyPaths: append([]string(nil), ReadonlyPaths...),
+		},
+	}
+}
+
+func specMount(m Mount) specs.Mount {
+	switch m.Type {
+	case "bind":
+		opts := []string{"rbind"}
+		if m.Readonly {
+			opts = append(opts, "ro")
+		}
+		return specs.Mount{Destination: m.Target, Type: "bind", Source: m.Source, Options: append(opts, m.Options...)}
+	default: // tmpfs
+		opts := []string{"nosuid", "nodev", "noexec", "mode=1777"}
+		if m.Size > 0 {
+			opts = append(opts, "size="+strconv.FormatInt(m.Size, 10))
+		}
+		if m.Readonly {
+			opts = append(opts, "ro")
+		}
+		return specs.Mount{Destination: m.Target, Type: "tmpfs", Source: "tmpfs", Options: append(opts, m.Options...)}
+	}
+}
+
+// buildResources maps the manifest's quantities as the kubelet does:
+// memory → limit with swap = limit (no swap), cpu → quota/period and shares
+// (MilliCPUToQuota, MilliCPUToShares), pids → pids.limit. Devices are denied
+// by default, as containerd's default spec does; runc adds its standard set.
+func buildResources(r Resources) *specs.LinuxResources {
+	res := &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}}
+	if r.Memory > 0 {
+		limit, swap := r.Memory, r.Memory
+		res.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &swap}
+	}
+	if r.CPUMillis > 0 {
+		shares := uint64(r.CPUMillis * sharesPerCPU / milliCPUToCPU)
+		shares = min(max(shares, minShares), maxShares)
+		quota := max(r.CPUMillis*cpuPeriod/milliCPUToCPU, minQuota)
+		period := uint64(cpuPeriod)
+		res.CPU = &specs.LinuxCPU{Shares: &shares, Quota: &quota, Period: &period}
+	}
+	if r.Pids > 0 {
+		p := r.Pids
+		res.Pids = &specs.LinuxPids{Limit: &p}
+	}
+	return res
+}
+
+// hashes returns the spec hash and the base hash (linux.resources left
+// out), both over the spec without the hash annotation, plus the manifest
+// fields that matter but are not in the spec.
+func hashes(s *specs.Spec, m *Manifest) (hash, base string) {
+	c := *s
+	c.Annotations = make(map[string]string, len(s.Annotations))
+	for k, v := range s.Annotations {
+		if k != AnnotationSpecHash {
+			c.Annotations[k] = v
+		}
+	}
+	extra := fmt.Sprintf("\x00restart=%s\x00stop=%s/%d", m.Spec.Restart, m.Spec.Stop.Signal, m.Spec.Stop.Timeout)
+	sum := func(v *specs.Spec) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			// A specs.Spec built from validated values always marshals.
+			panic(fmt.Sprintf("desired: marshal spec: %v", err))
+		}
+		h := sha256.New()
+		h.Write(b)
+		h.Write([]byte(extra))
+		return hex.EncodeToString(h.Sum(nil))
+	}
+	hash = sum(&c)
+	if c.Linux != nil {
+		l := *c.Linux
+		l.Resources = nil
+		c.Linux = &l
+	}
+	return hash, sum(&c)
+}
+
+// ociError is a problem with the merged oci fragment, located by its JSON
+// path inside the fragment ("process.args", "linux.namespaces[2].type").
+type ociError struct {
+	path []string
+	msg  string
+}
+
+// applyOCI merges the fragment (JSON) over spec as an RFC 7396 merge patch,
+// decodes the result strictly and checks it.
+func applyOCI(s *specs.Spec, fragment json.RawMessage) (*specs.Spec, *ociError) {
+	base, err := json.Marshal(s)
+	if err != nil {
+		return nil, &ociError{msg: err.Error()}
+	}
+	var doc, patch any
+	if err := json.Unmarshal(base, &doc); err != nil {
+		return nil, &ociError{msg: err.Error()}
+	}
+	dec := json.NewDecoder(bytes.NewReader(fragment))
+	dec.UseNumber()
+	if err := dec.Decode(&patch); err != nil {
+		return nil, &ociError{msg: err.Error()}
+	}
+	if p := unknownField(reflect.TypeOf(specs.Spec{}), patch, nil); p != nil {
+		return nil, &ociError{path: p, msg: fmt.Sprintf("unknown field %q in the runtime spec", p[len(p)-1])}
+	}
+	merged := mergePatch(doc, patch)
+	out, err := json.Marshal(merged)
+	if err != nil {
+		return nil, &ociError{msg: err.Error()}
+	}
+	var res specs.Spec
+	d := json.NewDecoder(bytes.NewReader(out))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&res); err != nil {
+		var te *json.UnmarshalTypeError
+		if ok := asTypeError(err, &te); ok {
+			return nil, &ociError{path: strings.Split(te.Field, "."), msg: fmt.Sprintf("cannot use a JSON %s as %s", te.Value, te.Type)}
+		}
+		return nil, &ociError{msg: err.Error()}
+	}
+	if e := checkSpec(&res, s); e != nil {
+		return nil, e
+	}
+	return &res, nil
+}
+
+func asTypeError(err error, te **json.UnmarshalTypeError) bool {
+	t, ok := err.(*json.UnmarshalTypeError)
+	if ok {
+		*te = t
+	}
+	return ok
+}
+
+// mergePatch implements RFC 7396: objects merge recursively, null deletes,
+// anything else (arrays included) replaces.
+func mergePatch(target, patch any) any {
+	p, ok := patch.(map[string]any)
+	if !ok {
+		return patch
+	}
+	t, ok := target.(map[string]any)
+	if !ok {
+		t = map[string]any{}
+	}
+	for k, v := range p {
+		if v == nil {
+			delete(t, k)
+			continue
+		}
+		t[k] = mergePatch(t[k], v)
+	}
+	return t
+}
+
+// unknownField returns the path of the first key in v that has no json
+// field in t (keys visited in sorted order, so the answer is stable).
+func unknownField(t reflect.Type, v any, at []string) []string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return nil // a type error, found by the strict decode
+		}
+		fields := jsonFields(t)
+		keys := make([]string, 0, len(obj))
+		for k := range obj {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			ft, ok := fields[k]
+			if !ok {
+				return append(append([]string(nil), at...), k)
+			}
+			if p := unknownField(ft, obj[k], append(at, k)); p != nil {
+				return p
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		arr, ok := v.([]any)
+		if !ok {
+			return nil
+		}
+		for i, e := range arr {
+			if p := unknownField(t.Elem(), e, append(at, "["+strconv.Itoa(i)+"]")); p != nil {
+				return p
+			}
+		}
+	case reflect.Map:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		for k, e := range obj {
+			if p := unknownField(t.Elem(), e, append(at, k)); p != nil {
+				return p
+			}
+		}
+	}
+	return nil
+}
+
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	m := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		m[name] = f.Type
+	}
+	return m
+}
+
+var validNamespaces = map[specs.LinuxNamespaceType]bool{
+	specs.PIDNamespace: true, specs.NetworkNamespace: true, specs.MountNamespace: true,
+	specs.IPCNamespace: true, specs.UTSNamespace: true, specs.UserNamespace: true,
+	specs.CgroupNamespace: true, specs.TimeNamespace: true,
+}
+
+// checkSpec is the basic validity check of a merged spec; orig is the
+// generated one, whose reconciled-owned parts must survive the merge.
+func checkSpec(s, orig *specs.Spec) *ociError {
+	switch {
+	case s.Root == nil || !path.IsAbs(s.Root.Path):
+		return &ociError{path: []string{"root", "path"}, msg: "root.path must be an absolute path"}
+	case s.Process == nil || len(s.Process.Args) == 0:
+		return &ociError{path: []string{"process", "args"}, msg: "process.args must not be empty"}
+	case !path.IsAbs(s.Process.Cwd):
+		return &ociError{path: []string{"process", "cwd"}, msg: "process.cwd must be an absolute path"}
+	case s.Linux == nil:
+		return &ociError{path: []string{"linux"}, msg: "linux must not be removed"}
+	case s.Linux.CgroupsPath != "":
+		return &ociError{path: []string{"linux", "cgroupsPath"}, msg: "linux.cgroupsPath is managed by reconciled; leave it out"}
+	case s.Annotations[AnnotationName] != orig.Annotations[AnnotationName]:
+		return &ociError{path: []string{"annotations", AnnotationName}, msg: "annotation " + AnnotationName + " is reserved"}
+	case s.Annotations[AnnotationSpecHash] != "":
+		return &ociError{path: []string{"annotations", AnnotationSpecHash}, msg: "annotation " + AnnotationSpecHash + " is reserved"}
+	}
+	for i, m := range s.Mounts {
+		if !path.IsAbs(m.Destination) {
+			return &ociError{path: []string{"mounts", "[" + strconv.Itoa(i) + "]", "destination"}, msg: "mount destination must be an absolute path"}
+		}
+	}
+	seen := map[specs.LinuxNamespaceType]bool{}
+	hasUTS := false
+	for i, n := range s.Linux.Namespaces {
+		at := []string{"linux", "namespaces", "[" + strconv.Itoa(i) + "]", "type"}
+		if !validNamespaces[n.Type] {
+			return &ociError{path: at, msg: fmt.Sprintf("%q is not a namespace type", n.Type)}
+		}
+		if seen[n.Type] {
+			return &ociError{path: at, msg: fmt.Sprintf("namespace %q listed twice", n.Type)}
+		}
+		seen[n.Type] = true
+		hasUTS = hasUTS || n.Type == specs.UTSNamespace
+	}
+	if s.Hostname != "" && !hasUTS {
+		return &ociError{path: []string{"hostname"}, msg: "a hostname needs a uts namespace"}
+	}
+	if c := s.Process.Capabilities; c != nil {
+		for _, set := range []struct {
+			name string
+			list []string
+		}{{"bounding", c.Bounding}, {"effective", c.Effective}, {"permitted", c.Permitted}, {"inheritable", c.Inheritable}, {"ambient", c.Ambient}} {
+			for i, name := range set.list {
+				if !knownCaps[name] {
+					return &ociError{path: []string{"process", "capabilities", set.name, "[" + strconv.Itoa(i) + "]"}, msg: fmt.Sprintf("%q is not a capability (write CAP_ names)", name)}
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,13 @@
+// Package desired is the source of desired state: it turns a directory of
+// manifest files into a Set of containers, each with its generated OCI
+// runtime spec and spec hash, and watches the directory for changes.
+//
+// The core is pure: Parse (bytes to containers or located errors) and Next
+// (previous Set plus what Scan read to the next Set, keeping each invalid
+// file's last good definitions). Scan, Loader and Watch do the I/O.
+//
+// It must not import actual/, reconciler/ or executor/, start containers,
+// or read anything but the manifests directory, the git metadata beside it,
+// and the paths manifests name (root.path and bind sources, for
+// validation).
+package desired

@@ -1,0 +1,118 @@
+package desired
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// APIVersion and Kind are the only accepted values of the manifest header.
+const (
+	APIVersion = "reconciled.dev/v1"
+	Kind       = "Container"
+)
+
+// Annotation keys the generated spec carries.
+const (
+	AnnotationName     = "dev.reconciled.name"
+	AnnotationSpecHash = "dev.reconciled.spec-hash"
+)
+
+// Limits of the loader.
+const (
+	MaxFileSize   = 1 << 20 // bytes per manifest file
+	MaxContainers = 10000   // containers per directory
+)
+
+// Manifest is one parsed and validated manifest document in normalized form:
+// defaults are applied, quantities are in base units, capability names carry
+// the CAP_ prefix and are sorted, the signal is a SIG name. Two manifests that
+// differ only in formatting, key order, comments or spelling of the same
+// value (256Mi and 268435456, TERM and SIGTERM) are equal.
+type Manifest struct {
+	APIVersion string       `json:"apiVersion"`
+	Kind       string       `json:"kind"`
+	Metadata   Metadata     `json:"metadata"`
+	Spec       ManifestSpec `json:"spec"`
+}
+
+// Metadata is the manifest's metadata section.
+type Metadata struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// ManifestSpec is the manifest's spec section, normalized.
+type ManifestSpec struct {
+	Root         Root              `json:"root"`
+	Command      []string          `json:"command"`
+	Env          map[string]string `json:"env,omitempty"`
+	WorkingDir   string            `json:"workingDir"`
+	User         User              `json:"user"`
+	Hostname     string            `json:"hostname"`
+	Network      Network           `json:"network"`
+	Mounts       []Mount           `json:"mounts,omitempty"`
+	Resources    Resources         `json:"resources"`
+	Capabilities Capabilities      `json:"capabilities"`
+	Restart      RestartPolicy     `json:"restart"`
+	Stop         Stop              `json:"stop"`
+	// OCI is the runtime-spec fragment as JSON (nil when absent); it is
+	// merged over the generated spec as an RFC 7396 merge patch.
+	OCI json.RawMessage `json:"oci,omitempty"`
+}
+
+// Root is spec.root.
+type Root struct {
+	Path     string `json:"path"`
+	Readonly bool   `json:"readonly"`
+}
+
+// User is spec.user: numeric IDs. A user given as "uid" alone gets gid = uid.
+type User struct {
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
+}
+
+// Network is spec.network.
+type Network string
+
+const (
+	NetworkHost    Network = "host"    // default: the host's network namespace
+	NetworkPrivate Network = "private" // own namespace with loopback only
+)
+
+// Mount is one entry of spec.mounts.
+type Mount struct {
+	Type     string   `json:"type"` // bind | tmpfs
+	Source   string   `json:"source,omitempty"`
+	Target   string   `json:"target"`
+	Readonly bool     `json:"readonly,omitempty"`
+	Size     int64    `json:"size,omitempty"`    // tmpfs, bytes; 0 = kernel default
+	Options  []string `json:"options,omitempty"` // extra mount options, as written
+}
+
+// Resources is spec.resources; zero means "no limit".
+type Resources struct {
+	Memory    int64 `json:"memory,omitempty"`    // bytes
+	CPUMillis int64 `json:"cpuMillis,omitempty"` // 1000 = one CPU
+	Pids      int64 `json:"pids,omitempty"`
+}
+
+// Capabilities is spec.capabilities, names normalized to CAP_X and sorted;
+// "ALL" stays "ALL".
+type Capabilities struct {
+	Add  []string `json:"add,omitempty"`
+	Drop []string `json:"drop,omitempty"`
+}
+
+// Stop is spec.stop.
+type Stop struct {
+	Signal  string        `json:"signal"`  // SIG name, e.g. SIGTERM
+	Timeout time.Duration `json:"timeout"` // then SIGKILL
+}
+
+// Defaults.
+const (
+	DefaultStopSignal  = "SIGTERM"
+	DefaultStopTimeout = 10 * time.Second
+	DefaultPath        = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)

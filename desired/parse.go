@@ -1,0 +1,999 @@
+package desired
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ParseOptions adjust the checks Parse makes against the host.
+type ParseOptions struct {
+	// SkipHostChecks leaves out the checks that look at this host's
+	// filesystem (root.path and bind mount sources exist): for validating
+	// in CI, away from the host that will run the manifests.
+	SkipHostChecks bool
+	// Stat replaces os.Stat for the host checks (tests).
+	Stat func(name string) (fs.FileInfo, error)
+}
+
+// maxNodes bounds the YAML nodes one document may expand to (aliases
+// included), against "billion laughs" documents.
+const maxNodes = 100000
+
+// Parse parses and validates one manifest file. name is used in error
+// messages only. It returns either the file's containers, in document
+// order, with Spec, Hash and Manifest filled and Source left empty, or the
+// file's errors (every one found, in file order).
+//
+// Parse reads nothing but data, except for the host checks (see
+// ParseOptions).
+func Parse(name string, data []byte, opts ParseOptions) ([]*Container, []*Error) {
+	el := &errorList{file: name}
+	if len(data) > MaxFileSize {
+		el.add(0, "", "file is %d bytes, larger than the limit of %d (1 MiB); split it", len(data), MaxFileSize)
+		return nil, el.errs
+	}
+	if opts.Stat == nil {
+		opts.Stat = os.Stat
+	}
+	var out []*Container
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	names := map[string]int{} // name → line of its first definition
+	for doc := 0; ; doc++ {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			line, msg := yamlErrorLine(err)
+			el.add(line, "", "%s", msg)
+			break
+		}
+		root := &n
+		if root.Kind == yaml.DocumentNode {
+			if len(root.Content) == 0 {
+				continue
+			}
+			root = root.Content[0]
+		}
+		if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
+			continue // an empty document ("---" alone, or only comments)
+		}
+		p := &parser{el: el, opts: opts, budget: maxNodes}
+		before := len(el.errs)
+		m := p.manifest(root)
+		if m == nil || len(el.errs) > before {
+			continue
+		}
+		if first, dup := names[m.Metadata.Name]; dup {
+			el.add(p.nameLine, "metadata.name", "%q is defined twice in this file (first on line %d); names must be unique", m.Metadata.Name, first)
+			continue
+		}
+		names[m.Metadata.Name] = p.nameLine
+		c, oerr := convert(m)
+		if oerr != nil {
+			line, field := p.ociLocate(oerr.path)
+			el.add(line, field, "%s", oerr.msg)
+			continue
+		}
+		c.Doc = doc
+		c.Line = p.nameLine
+		out = append(out, c)
+	}
+	if len(el.errs) > 0 {
+		return nil, el.errs
+	}
+	return out, nil
+}
+
+// convert builds the container from a validated manifest.
+func convert(m *Manifest) (*Container, *ociError) {
+	s := BuildSpec(m)
+	if len(m.Spec.OCI) > 0 {
+		merged, err := applyOCI(s, m.Spec.OCI)
+		if err != nil {
+			return nil, err
+		}
+		s = merged
+	}
+	hash, base := hashes(s, m)
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	s.Annotations[AnnotationSpecHash] = hash
+	return &Container{
+		Name:        m.Metadata.Name,
+		Labels:      m.Metadata.Labels,
+		Spec:        s,
+		Hash:        hash,
+		BaseHash:    base,
+		Restart:     m.Spec.Restart,
+		StopSignal:  m.Spec.Stop.Signal,
+		StopTimeout: m.Spec.Stop.Timeout,
+		Manifest:    m,
+	}, nil
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// yamlErrorLine splits "yaml: line 3: did not find expected key" into 3 and
+// the message. yaml.v3 reports parser errors (as opposed to scanner
+// errors) with a 0-based line ("line 1" for the second line, no line for
+// the first); those all start with "did not find expected", and are moved
+// down by one here.
+func yamlErrorLine(err error) (int, string) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	}
+	if strings.HasPrefix(msg, "did not find expected") {
+		line++
+	}
+	return line, "invalid YAML: " + msg
+}
+
+// parser walks one document's node tree. Every check reports the line of
+// the node at fault.
+type parser struct {
+	el       *errorList
+	opts     ParseOptions
+	budget   int
+	nameLine int
+	ociNode  *yaml.Node // the value of spec.oci
+	ociLine  int        // the line of the oci key
+}
+
+func (p *parser) errorf(n *yaml.Node, field, format string, args ...any) {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	p.el.add(line, field, format, args...)
+}
+
+// deref follows aliases and spends the node budget.
+func (p *parser) deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
+		n = n.Alias
+	}
+	p.budget--
+	return n
+}
+
+type field struct {
+	key, val *yaml.Node
+}
+
+// mapping checks that n is a mapping whose keys are all in known, each at
+// most once, and returns its fields by key.
+func (p *parser) mapping(n *yaml.Node, at string, known ...string) (map[string]field, bool) {
+	n = p.deref(n)
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, at, "must be a mapping (key: value), not %s", describe(n))
+		return nil, false
+	}
+	out := make(map[string]field, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := p.deref(n.Content[i]), n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			p.errorf(k, at, "keys must be plain strings")
+			continue
+		}
+		key := k.Value
+		if known != nil && !contains(known, key) {
+			p.errorf(k, join(at, key), "unknown field %q%s (valid: %s)", key, suggest(key, known), strings.Join(known, ", "))
+			continue
+		}
+		if prev, dup := out[key]; dup {
+			p.errorf(k, join(at, key), "given twice (first on line %d)", prev.key.Line)
+			continue
+		}
+		out[key] = field{k, v}
+	}
+	return out, true
+}
+
+func join(at, key string) string {
+	if at == "" {
+		return key
+	}
+	return at + "." + key
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// suggest returns `; did you mean "command"?` for a near miss, "" otherwise.
+func suggest(key string, known []string) string {
+	best, bestD := "", 3
+	for _, k := range known {
+		if strings.EqualFold(k, key) {
+			return fmt.Sprintf("; did you mean %q?", k)
+		}
+		if d := editDistance(strings.ToLower(key), strings.ToLower(k)); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf("; did you mean %q?", best)
+	}
+	return ""
+}
+
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 100
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return "null"
+		case "!!str":
+			return fmt.Sprintf("the string %q", n.Value)
+		}
+		return n.Value
+	}
+	return "an alias"
+}
+
+// str reads a scalar as a string. Numbers and booleans are taken as
+// written (PORT: 8080 is "8080"); null and custom tags are refused.
+func (p *parser) str(n *yaml.Node, at string) (string, bool) {
+	n = p.deref(n)
+	if n.Kind != yaml.ScalarNode {
+		p.errorf(n, at, "must be a string, not %s", describe(n))
+		return "", false
+	}
+	switch n.ShortTag() {
+	case "!!str", "!!int", "!!float", "!!bool", "!!timestamp":
+	case "!!null":
+		p.errorf(n, at, "must be a string, not null")
+		return "", false
+	default:
+		p.errorf(n, at, "unsupported tag %s", n.Tag)
+		return "", false
+	}
+	if strings.IndexByte(n.Value, 0) >= 0 {
+		p.errorf(n, at, "must not contain a NUL character")
+		return "", false
+	}
+	return n.Value, true
+}
+
+func (p *parser) boolean(n *yaml.Node, at string) (bool, bool) {
+	n = p.deref(n)
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!bool" {
+		var b bool
+		if err := n.Decode(&b); err == nil {
+			return b, true
+		}
+	}
+	p.errorf(n, at, "must be true or false, not %s", describe(n))
+	return false, false
+}
+
+func (p *parser) strList(n *yaml.Node, at string) ([]string, []*yaml.Node, bool) {
+	n = p.deref(n)
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, at, "must be a list, not %s", describe(n))
+		return nil, nil, false
+	}
+	out := make([]string, 0, len(n.Content))
+	nodes := make([]*yaml.Node, 0, len(n.Content))
+	ok := true
+	for i, e := range n.Content {
+		s, good := p.str(e, fmt.Sprintf("%s[%d]", at, i))
+		ok = ok && good
+		out = append(out, s)
+		nodes = append(nodes, p.deref(e))
+	}
+	return out, nodes, ok
+}
+
+var (
+	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	labelName    = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+	hostLabel    = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?$`)
+)
+
+var (
+	topFields       = []string{"apiVersion", "kind", "metadata", "spec"}
+	metadataFields  = []string{"name", "labels"}
+	specFields      = []string{"root", "command", "env", "workingDir", "user", "hostname", "network", "mounts", "resources", "capabilities", "restart", "stop", "oci"}
+	rootFields      = []string{"path", "readonly"}
+	mountFields     = []string{"type", "source", "target", "readonly", "size", "options"}
+	resourcesFields = []string{"memory", "cpu", "pids"}
+	capsFields      = []string{"add", "drop"}
+	stopFields      = []string{"signal", "timeout"}
+)
+
+// manifest validates one document. It returns nil when the document is too
+// broken to go on; otherwise errors are in p.el and the caller checks them.
+func (p *parser) manifest(root *yaml.Node) *Manifest {
+	top, ok := p.mapping(root, "", topFields...)
+	if !ok {
+		return nil
+	}
+	m := &Manifest{}
+	if f, ok := top["apiVersion"]; !ok {
+		p.errorf(root, "apiVersion", "required (use %s)", APIVersion)
+	} else if v, ok := p.str(f.val, "apiVersion"); ok && v != APIVersion {
+		p.errorf(f.val, "apiVersion", "%q is not supported (use %s)", v, APIVersion)
+	} else {
+		m.APIVersion = v
+	}
+	if f, ok := top["kind"]; !ok {
+		p.errorf(root, "kind", "required (use %s)", Kind)
+	} else if v, ok := p.str(f.val, "kind"); ok && v != Kind {
+		p.errorf(f.val, "kind", "%q is not supported (use %s)", v, Kind)
+	} else {
+		m.Kind = v
+	}
+	if f, ok := top["metadata"]; !ok {
+		p.errorf(root, "metadata", "required (with metadata.name)")
+	} else {
+		p.metadata(f.val, m)
+	}
+	if f, ok := top["spec"]; !ok {
+		p.errorf(root, "spec", "required (with spec.root and spec.command)")
+	} else {
+		p.spec(f.val, m)
+	}
+	if p.budget < 0 {
+		p.errorf(root, "", "document too large (more than %d nodes after expanding aliases)", maxNodes)
+	}
+	return m
+}
+
+func (p *parser) metadata(n *yaml.Node, m *Manifest) {
+	md, ok := p.mapping(n, "metadata", metadataFields...)
+	if !ok {
+		return
+	}
+	if f, ok := md["name"]; !ok {
+		p.errorf(n, "metadata.name", "required: a lowercase DNS-1123 label such as web")
+	} else if v, ok := p.str(f.val, "metadata.name"); ok {
+		p.nameLine = f.val.Line
+		switch {
+		case len(v) > 63:
+			p.errorf(f.val, "metadata.name", "%q is %d characters long (at most 63)", v, len(v))
+		case !dns1123Label.MatchString(v):
+			p.errorf(f.val, "metadata.name", "%q is not a lowercase DNS-1123 label (a-z, 0-9 and '-', starting and ending with a letter or digit, e.g. web-1)", v)
+		default:
+			m.Metadata.Name = v
+		}
+	}
+	if f, ok := md["labels"]; ok {
+		lm, ok := p.mapping(f.val, "metadata.labels")
+		if !ok {
+			return
+		}
+		m.Metadata.Labels = make(map[string]string, len(lm))
+		for k, kv := range lm {
+			at := "metadata.labels." + k
+			v, ok := p.str(kv.val, at)
+			if !ok {
+				continue
+			}
+			if !validLabelKey(k) {
+				p.errorf(kv.key, at, "%q is not a valid label key (name or prefix/name: letters, digits, '-', '_', '.', at most 63 characters)", k)
+				continue
+			}
+			if v != "" && (len(v) > 63 || !labelName.MatchString(v)) {
+				p.errorf(kv.val, at, "%q is not a valid label value (empty, or letters, digits, '-', '_', '.', at most 63 characters)", v)
+				continue
+			}
+			m.Metadata.Labels[k] = v
+		}
+	}
+}
+
+func validLabelKey(k string) bool {
+	prefix, name, found := strings.Cut(k, "/")
+	if !found {
+		name, prefix = prefix, ""
+	} else if prefix == "" || len(prefix) > 253 || !validDNSSubdomain(prefix) {
+		return false
+	}
+	return len(name) <= 63 && labelName.MatchString(name)
+}
+
+func validDNSSubdomain(s string) bool {
+	for _, l := range strings.Split(s, ".") {
+		if len(l) > 63 || !dns1123Label.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// absPath checks an absolute path and returns it cleaned.
+func (p *parser) absPath(n *yaml.Node, at string) (string, bool) {
+	v, ok := p.str(n, at)
+	if !ok {
+		return "", false
+	}
+	if !path.IsAbs(v) {
+		p.errorf(p.deref(n), at, "%q is not an absolute path (use e.g. /%s)", v, strings.TrimLeft(v, "./"))
+		return "", false
+	}
+	return path.Clean(v), true
+}
+
+func (p *parser) spec(n *yaml.Node, m *Manifest) {
+	sp, ok := p.mapping(n, "spec", specFields...)
+	if !ok {
+		return
+	}
+	s := &m.Spec
+
+	// root
+	if f, ok := sp["root"]; !ok {
+		p.errorf(n, "spec.root", "required (e.g. root: {path: /, readonly: true})")
+	} else if rf, ok := p.mapping(f.val, "spec.root", rootFields...); ok {
+		s.Root.Readonly = true
+		if pf, ok := rf["path"]; !ok {
+			p.errorf(f.val, "spec.root.path", "required: the directory holding the root filesystem (\"/\" for the host's own)")
+		} else if v, ok := p.absPath(pf.val, "spec.root.path"); ok {
+			s.Root.Path = v
+			if !p.opts.SkipHostChecks {
+				if fi, err := p.opts.Stat(v); err != nil {
+					p.errorf(pf.val, "spec.root.path", "%s does not exist on this host (%v)", v, unwrapPathError(err))
+				} else if !fi.IsDir() {
+					p.errorf(pf.val, "spec.root.path", "%s is not a directory", v)
+				}
+			}
+		}
+		if ro, ok := rf["readonly"]; ok {
+			s.Root.Readonly, _ = p.boolean(ro.val, "spec.root.readonly")
+		}
+	}
+
+	// command
+	if f, ok := sp["command"]; !ok {
+		p.errorf(n, "spec.command", `required (e.g. command: ["/bin/sh", "-c", "echo hi"])`)
+	} else if list, nodes, ok := p.strList(f.val, "spec.command"); ok {
+		switch {
+		case len(list) == 0:
+			p.errorf(nodes0(f.val, nodes), "spec.command", `must not be empty (e.g. ["/bin/sh", "-c", "echo hi"])`)
+		case list[0] == "":
+			p.errorf(nodes[0], "spec.command[0]", "the program must not be empty")
+		default:
+			s.Command = list
+		}
+	}
+
+	// env
+	if f, ok := sp["env"]; ok {
+		if em, ok := p.mapping(f.val, "spec.env"); ok {
+			s.Env = make(map[string]string, len(em))
+			for k, kv := range em {
+				at := "spec.env." + k
+				v, ok := p.str(kv.val, at)
+				if !ok {
+					continue
+				}
+				if k == "" || strings.ContainsAny(k, "=\x00") {
+					p.errorf(kv.key, at, "%q is not a valid variable name (no '=', not empty)", k)
+					continue
+				}
+				s.Env[k] = v
+			}
+		}
+	}
+
+	s.WorkingDir = "/"
+	if f, ok := sp["workingDir"]; ok {
+		if v, ok := p.absPath(f.val, "spec.workingDir"); ok {
+			s.WorkingDir = v
+		}
+	}
+
+	if f, ok := sp["user"]; ok {
+		if v, ok := p.str(f.val, "spec.user"); ok {
+			u, err := parseUser(v)
+			if err != nil {
+				p.errorf(p.deref(f.val), "spec.user", "%q %v (use uid or uid:gid, numeric, e.g. \"65534:65534\")", v, err)
+			}
+			s.User = u
+		}
+	}
+
+	s.Hostname = m.Metadata.Name
+	if f, ok := sp["hostname"]; ok {
+		if v, ok := p.str(f.val, "spec.hostname"); ok {
+			if validHostname(v) {
+				s.Hostname = v
+			} else {
+				p.errorf(p.deref(f.val), "spec.hostname", "%q is not a valid hostname (letters, digits, '-' and '.', labels of at most 63, at most 64 in all)", v)
+			}
+		}
+	}
+
+	s.Network = NetworkHost
+	if f, ok := sp["network"]; ok {
+		if v, ok := p.str(f.val, "spec.network"); ok {
+			switch Network(v) {
+			case NetworkHost, NetworkPrivate:
+				s.Network = Network(v)
+			default:
+				p.errorf(p.deref(f.val), "spec.network", "%q is not a network mode (use host or private)", v)
+			}
+		}
+	}
+
+	if f, ok := sp["mounts"]; ok {
+		p.mounts(f.val, s)
+	}
+	if f, ok := sp["resources"]; ok {
+		p.resources(f.val, s)
+	}
+	if f, ok := sp["capabilities"]; ok {
+		p.capabilities(f.val, s)
+	}
+
+	s.Restart = RestartAlways
+	if f, ok := sp["restart"]; ok {
+		if v, ok := p.str(f.val, "spec.restart"); ok {
+			switch RestartPolicy(v) {
+			case RestartAlways, RestartOnFailure, RestartNever:
+				s.Restart = RestartPolicy(v)
+			default:
+				p.errorf(p.deref(f.val), "spec.restart", "%q is not a restart policy (use always, on-failure or never)", v)
+			}
+		}
+	}
+
+	s.Stop = Stop{Signal: DefaultStopSignal, Timeout: DefaultStopTimeout}
+	if f, ok := sp["stop"]; ok {
+		p.stop(f.val, s)
+	}
+
+	if f, ok := sp["oci"]; ok {
+		p.ociLine = f.key.Line
+		p.ociNode = p.deref(f.val)
+		v, ok := p.toJSON(f.val, "spec.oci")
+		if ok {
+			if _, isObj := v.(map[string]any); !isObj {
+				p.errorf(p.ociNode, "spec.oci", "must be a mapping (a runtime-spec fragment such as {process: {rlimits: [...]}}), not %s", describe(p.ociNode))
+			} else if b, err := json.Marshal(v); err != nil {
+				p.errorf(p.ociNode, "spec.oci", "cannot be expressed as JSON: %v", err)
+			} else {
+				s.OCI = b
+			}
+		}
+	}
+}
+
+func nodes0(parent *yaml.Node, nodes []*yaml.Node) *yaml.Node {
+	if len(nodes) > 0 {
+		return nodes[0]
+	}
+	return parent
+}
+
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func parseUser(v string) (User, error) {
+	us, gs, hasGID := strings.Cut(v, ":")
+	uid, err := strconv.ParseUint(us, 10, 32)
+	if err != nil || uid == math.MaxUint32 {
+		return User{}, errors.New("has no numeric uid")
+	}
+	gid := uid
+	if hasGID {
+		g, err := strconv.ParseUint(gs, 10, 32)
+		if err != nil || g == math.MaxUint32 {
+			return User{}, errors.New("has no numeric gid")
+		}
+		gid = g
+	}
+	return User{UID: uint32(uid), GID: uint32(gid)}, nil
+}
+
+func validHostname(h string) bool {
+	if h == "" || len(h) > 64 {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if len(l) > 63 || !hostLabel.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// mountOptions are the options accepted in spec.mounts[].options: flags,
+// propagation, and for tmpfs mode/uid/gid/nr_inodes with a value.
+var mountOptions = []string{
+	"ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec",
+	"noatime", "atime", "relatime", "norelatime", "strictatime", "nostrictatime", "nodiratime", "diratime",
+	"private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable",
+}
+
+var tmpfsValueOptions = []string{"mode", "uid", "gid", "nr_inodes"}
+
+func (p *parser) mounts(n *yaml.Node, s *ManifestSpec) {
+	n = p.deref(n)
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, "spec.mounts", "must be a list of mounts, not %s", describe(n))
+		return
+	}
+	targets := map[string]int{}
+	for i, e := range n.Content {
+		at := fmt.Sprintf("spec.mounts[%d]", i)
+		mf, ok := p.mapping(e, at, mountFields...)
+		if !ok {
+			continue
+		}
+		e = p.deref(e)
+		var m Mount
+		good := true
+		if f, ok := mf["type"]; !ok {
+			p.errorf(e, at+".type", "required (bind or tmpfs)")
+			good = false
+		} else if v, ok := p.str(f.val, at+".type"); !ok {
+			good = false
+		} else if v != "bind" && v != "tmpfs" {
+			p.errorf(p.deref(f.val), at+".type", "%q is not a mount type (use bind or tmpfs)", v)
+			good = false
+		} else {
+			m.Type = v
+		}
+		if f, ok := mf["target"]; !ok {
+			p.errorf(e, at+".target", "required: the absolute path inside the container")
+			good = false
+		} else if v, ok := p.absPath(f.val, at+".target"); !ok {
+			good = false
+		} else if v == "/" {
+			p.errorf(p.deref(f.val), at+".target", "cannot mount over / (use spec.root)")
+			good = false
+		} else if first, dup := targets[v]; dup {
+			p.errorf(p.deref(f.val), at+".target", "%s is already the target of spec.mounts[%d]", v, first)
+			good = false
+		} else {
+			targets[v] = i
+			m.Target = v
+		}
+		if f, ok := mf["source"]; ok {
+			if m.Type == "tmpfs" {
+				p.errorf(f.key, at+".source", "not used by tmpfs mounts; remove it")
+				good = false
+			} else if v, ok := p.absPath(f.val, at+".source"); !ok {
+				good = false
+			} else {
+				m.Source = v
+				if !p.opts.SkipHostChecks {
+					if _, err := p.opts.Stat(v); err != nil {
+						p.errorf(p.deref(f.val), at+".source", "%s does not exist on this host (%v)", v, unwrapPathError(err))
+						good = false
+					}
+				}
+			}
+		} else if m.Type == "bind" {
+			p.errorf(e, at+".source", "required for bind mounts: the absolute path on the host")
+			good = false
+		}
+		if f, ok := mf["readonly"]; ok {
+			m.Readonly, ok = p.boolean(f.val, at+".readonly")
+			good = good && ok
+		}
+		if f, ok := mf["size"]; ok {
+			if m.Type != "tmpfs" {
+				p.errorf(f.key, at+".size", "only tmpfs mounts have a size")
+				good = false
+			} else if v, ok := p.str(f.val, at+".size"); ok {
+				b, err := parseBytes(v)
+				if err != nil || b <= 0 {
+					p.errorf(p.deref(f.val), at+".size", "%q is not a positive quantity (use e.g. 64Mi)", v)
+					good = false
+				} else {
+					m.Size = b
+				}
+			}
+		}
+		if f, ok := mf["options"]; ok {
+			opts, nodes, ok := p.strList(f.val, at+".options")
+			good = good && ok
+			for j, o := range opts {
+				k, _, hasValue := strings.Cut(o, "=")
+				valid := (!hasValue && contains(mountOptions, o)) || (hasValue && m.Type == "tmpfs" && contains(tmpfsValueOptions, k))
+				if !valid {
+					p.errorf(nodes[j], fmt.Sprintf("%s.options[%d]", at, j), "%q is not a supported mount option (use %s; for tmpfs also %s=N)", o, strings.Join(mountOptions, ", "), strings.Join(tmpfsValueOptions, "=N, "))
+					good = false
+				}
+			}
+			m.Options = opts
+		}
+		if good {
+			s.Mounts = append(s.Mounts, m)
+		}
+	}
+}
+
+func (p *parser) resources(n *yaml.Node, s *ManifestSpec) {
+	rf, ok := p.mapping(n, "spec.resources", resourcesFields...)
+	if !ok {
+		return
+	}
+	if f, ok := rf["memory"]; ok {
+		if v, ok := p.str(f.val, "spec.resources.memory"); ok {
+			b, err := parseBytes(v)
+			switch {
+			case err != nil:
+				p.errorf(p.deref(f.val), "spec.resources.memory", "%q is not a quantity (use e.g. 256Mi)", v)
+			case b < 6<<20:
+				p.errorf(p.deref(f.val), "spec.resources.memory", "%q is below the minimum of 6Mi", v)
+			default:
+				s.Resources.Memory = b
+			}
+		}
+	}
+	if f, ok := rf["cpu"]; ok {
+		if v, ok := p.str(f.val, "spec.resources.cpu"); ok {
+			mc, err := parseMillis(v)
+			switch {
+			case err != nil:
+				p.errorf(p.deref(f.val), "spec.resources.cpu", "%q is not a quantity (use e.g. 0.5 or 500m)", v)
+			case mc <= 0:
+				p.errorf(p.deref(f.val), "spec.resources.cpu", "%q must be at least 1m", v)
+			default:
+				s.Resources.CPUMillis = mc
+			}
+		}
+	}
+	if f, ok := rf["pids"]; ok {
+		if v, ok := p.str(f.val, "spec.resources.pids"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 1 {
+				p.errorf(p.deref(f.val), "spec.resources.pids", "%q is not a positive integer (use e.g. 512)", v)
+			} else {
+				s.Resources.Pids = n
+			}
+		}
+	}
+}
+
+func (p *parser) capabilities(n *yaml.Node, s *ManifestSpec) {
+	cf, ok := p.mapping(n, "spec.capabilities", capsFields...)
+	if !ok {
+		return
+	}
+	read := func(key string) []string {
+		f, ok := cf[key]
+		if !ok {
+			return nil
+		}
+		at := "spec.capabilities." + key
+		list, nodes, ok := p.strList(f.val, at)
+		if !ok {
+			return nil
+		}
+		set := map[string]bool{}
+		for i, c := range list {
+			norm, err := normalizeCap(c)
+			if err != nil {
+				p.errorf(nodes[i], fmt.Sprintf("%s[%d]", at, i), "%v", err)
+				continue
+			}
+			set[norm] = true
+		}
+		out := make([]string, 0, len(set))
+		for c := range set {
+			out = append(out, c)
+		}
+		sort.Strings(out)
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	}
+	s.Capabilities.Add = read("add")
+	s.Capabilities.Drop = read("drop")
+	for _, c := range s.Capabilities.Add {
+		if contains(s.Capabilities.Drop, c) {
+			p.errorf(cf["add"].val, "spec.capabilities", "%s is both added and dropped", c)
+		}
+	}
+}
+
+func (p *parser) stop(n *yaml.Node, s *ManifestSpec) {
+	sf, ok := p.mapping(n, "spec.stop", stopFields...)
+	if !ok {
+		return
+	}
+	if f, ok := sf["signal"]; ok {
+		if v, ok := p.str(f.val, "spec.stop.signal"); ok {
+			sig, err := ParseSignal(v)
+			if err != nil {
+				p.errorf(p.deref(f.val), "spec.stop.signal", "%q is not a signal (use a name such as SIGTERM or TERM, or a number)", v)
+			} else {
+				s.Stop.Signal = SignalName(sig)
+			}
+		}
+	}
+	if f, ok := sf["timeout"]; ok {
+		val := p.deref(f.val)
+		if v, ok := p.str(f.val, "spec.stop.timeout"); ok {
+			var d time.Duration
+			var err error
+			if val.ShortTag() == "!!int" {
+				var secs int64
+				secs, err = strconv.ParseInt(v, 10, 64)
+				if secs > 1<<20 {
+					err = errors.New("too large")
+				}
+				d = time.Duration(secs) * time.Second
+			} else {
+				d, err = time.ParseDuration(v)
+			}
+			switch {
+			case err != nil:
+				p.errorf(val, "spec.stop.timeout", "%q is not a duration (use e.g. 10s or 1m30s)", v)
+			case d < 0 || d > time.Hour:
+				p.errorf(val, "spec.stop.timeout", "%q is out of range (0s to 1h)", v)
+			default:
+				s.Stop.Timeout = d
+			}
+		}
+	}
+}
+
+// toJSON converts a YAML subtree into JSON-compatible values: objects with
+// string keys, arrays, json.Number, strings, booleans and null.
+func (p *parser) toJSON(n *yaml.Node, at string) (any, bool) {
+	n = p.deref(n)
+	if p.budget < 0 {
+		return nil, false
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		mf, ok := p.mapping(n, at)
+		if !ok {
+			return nil, false
+		}
+		obj := make(map[string]any, len(mf))
+		good := true
+		for k, f := range mf {
+			v, ok := p.toJSON(f.val, join(at, k))
+			good = good && ok
+			obj[k] = v
+		}
+		return obj, good
+	case yaml.SequenceNode:
+		arr := make([]any, 0, len(n.Content))
+		good := true
+		for i, e := range n.Content {
+			v, ok := p.toJSON(e, fmt.Sprintf("%s[%d]", at, i))
+			good = good && ok
+			arr = append(arr, v)
+		}
+		return arr, good
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return nil, true
+		case "!!bool":
+			var b bool
+			if err := n.Decode(&b); err != nil {
+				p.errorf(n, at, "%v", err)
+				return nil, false
+			}
+			return b, true
+		case "!!int", "!!float":
+			var f float64
+			if err := n.Decode(&f); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+				p.errorf(n, at, "%q is not a number JSON can hold", n.Value)
+				return nil, false
+			}
+			var i int64
+			if n.ShortTag() == "!!int" && n.Decode(&i) == nil {
+				return json.Number(strconv.FormatInt(i, 10)), true
+			}
+			var u uint64
+			if n.ShortTag() == "!!int" && n.Decode(&u) == nil {
+				return json.Number(strconv.FormatUint(u, 10)), true
+			}
+			return json.Number(strconv.FormatFloat(f, 'g', -1, 64)), true
+		case "!!str", "!!timestamp":
+			return n.Value, true
+		default:
+			p.errorf(n, at, "unsupported tag %s", n.Tag)
+			return nil, false
+		}
+	}
+	p.errorf(n, at, "unsupported YAML node")
+	return nil, false
+}
+
+// ociLocate finds the line of a JSON path inside the oci fragment, falling
+// back to the nearest node that exists (a field the fragment did not set
+// was made invalid by the merge as a whole, so the oci key is blamed).
+func (p *parser) ociLocate(jpath []string) (int, string) {
+	field := "spec.oci"
+	line := p.ociLine
+	n := p.ociNode
+	for _, k := range jpath {
+		if strings.HasPrefix(k, "[") {
+			field += k
+		} else {
+			field += "." + k
+		}
+		if n == nil {
+			continue
+		}
+		var next *yaml.Node
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if p.deref(n.Content[i]).Value == k {
+					next = p.deref(n.Content[i+1])
+					line = n.Content[i].Line
+				}
+			}
+		case yaml.SequenceNode:
+			if idx, err := strconv.Atoi(strings.Trim(k, "[]")); err == nil && idx >= 0 && idx < len(n.Content) {
+				next = p.deref(n.Content[idx])
+				line = next.Line
+			}
+		}
+		n = next
+	}
+	if len(jpath) == 0 {
+		field = "spec.oci"
+	}
+	return line, field
+}
