@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/executor"
+)
+
+func init() {
+	preMainHooks = append(preMainHooks, executor.MaybeRunStage)
+	register(&command{
+		name:    "runtime",
+		summary: "low-level OCI runtime: create, start, state, kill, delete, list, run",
+		run:     runRuntime,
+	})
+}
+
+const runtimeSynopsis = `runtime [--root DIR] COMMAND [ARGS...]
+
+commands:
+  create [--bundle DIR] [--pid-file FILE] ID
+  start ID
+  state ID
+  kill ID [SIGNAL]
+  delete [--force] ID
+  list [-o json]
+  run [--bundle DIR] ID`
+
+func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("runtime", runtimeSynopsis, stderr)
+	root := fs.String("root", executor.DefaultRoot, "directory for container state")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	args = fs.Args()
+	if len(args) == 0 {
+		fs.Usage()
+		return 2
+	}
+	sub, args := args[0], args[1:]
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	open := func() (*executor.Runtime, error) { return executor.New(*root, executor.WithLogger(logger)) }
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "reconciled runtime %s: %v\n", sub, err)
+		return 1
+	}
+	oneID := func(fs *flag.FlagSet, pos []string) (string, bool) {
+		if len(pos) != 1 {
+			fs.Usage()
+			return "", false
+		}
+		return pos[0], true
+	}
+
+	switch sub {
+	case "create", "run":
+		sfs := newFlagSet("runtime "+sub, "runtime "+sub+" [--bundle DIR] [--pid-file FILE] ID", stderr)
+		bundle := sfs.String("bundle", ".", "bundle directory (holds config.json)")
+		sfs.StringVar(bundle, "b", ".", "shorthand for --bundle")
+		pidFile := sfs.String("pid-file", "", "write the container process's PID here")
+		pos, err := parseInterspersed(sfs, args)
+		if err != nil {
+			return 2
+		}
+		id, ok := oneID(sfs, pos)
+		if !ok {
+			return 2
+		}
+		rt, err := open()
+		if err != nil {
+			return fail(err)
+		}
+		opts := executor.CreateOptions{Stdout: os.Stdout, Stderr: os.Stderr, PidFile: *pidFile}
+		if sub == "run" {
+			opts.Stdin = os.Stdin
+			return runContainer(ctx, rt, id, *bundle, opts, stderr)
+		}
+		if err := rt.Create(ctx, id, *bundle, opts); err != nil {
+			return fail(err)
+		}
+		return 0
+
+	case "start", "state":
+		sfs := newFlagSet("runtime "+sub, "runtime "+sub+" ID", stderr)
+		pos, err := parseInterspersed(sfs, args)
+		if err != nil {
+			return 2
+		}
+		id, ok := oneID(sfs, pos)
+		if !ok {
+			return 2
+		}
+		rt, err := open()
+		if err != nil {
+			return fail(err)
+		}
+		if sub == "start" {
+			if err := rt.Start(ctx, id); err != nil {
+				return fail(err)
+			}
+			return 0
+		}
+		st, err := rt.State(ctx, id)
+		if err != nil {
+			return fail(err)
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return fail(err)
+		}
+		return 0
+
+	case "kill":
+		sfs := newFlagSet("runtime kill", "runtime kill ID [SIGNAL]", stderr)
+		pos, err := parseInterspersed(sfs, args)
+		if err != nil {
+			return 2
+		}
+		if len(pos) < 1 || len(pos) > 2 {
+			sfs.Usage()
+			return 2
+		}
+		sig := unix.SIGTERM
+		if len(pos) == 2 {
+			if sig, err = parseSignal(pos[1]); err != nil {
+				return fail(err)
+			}
+		}
+		rt, err := open()
+		if err != nil {
+			return fail(err)
+		}
+		if err := rt.Kill(ctx, pos[0], sig); err != nil {
+			return fail(err)
+		}
+		return 0
+
+	case "delete":
+		sfs := newFlagSet("runtime delete", "runtime delete [--force] ID", stderr)
+		force := sfs.Bool("force", false, "kill the container if it is running")
+		sfs.BoolVar(force, "f", false, "shorthand for --force")
+		pos, err := parseInterspersed(sfs, args)
+		if err != nil {
+			return 2
+		}
+		id, ok := oneID(sfs, pos)
+		if !ok {
+			return 2
+		}
+		rt, err := open()
+		if err != nil {
+			return fail(err)
+		}
+		if err := rt.Delete(ctx, id, *force); err != nil {
+			return fail(err)
+		}
+		return 0
+
+	case "list", "ls":
+		sfs := newFlagSet("runtime list", "runtime list [-o json]", stderr)
+		format := sfs.String("o", "table", "output format: table or json")
+		pos, err := parseInterspersed(sfs, args)
+		if err != nil {
+			return 2
+		}
+		if len(pos) != 0 || (*format != "table" && *format != "json") {
+			sfs.Usage()
+			return 2
+		}
+		sts, err := executor.List(*root)
+		if *format == "json" {
+			if sts == nil {
+				sts = []*executor.State{}
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			enc.Encode(sts)
+		} else {
+			tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tPID\tSTATUS\tBUNDLE\tCREATED")
+			for _, s := range sts {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", s.ID, s.Pid, s.Status, s.Bundle, s.Created.Local().Format(time.RFC3339))
+			}
+			tw.Flush()
+		}
+		if err != nil {
+			return fail(err)
+		}
+		return 0
+	}
+	fmt.Fprintf(stderr, "reconciled runtime: unknown command %q\n", sub)
+	fs.Usage()
+	return 2
+}
+
+// runContainer is `run`: create, start, forward signals, wait, delete, and
+// exit with the container process's status.
+func runContainer(ctx context.Context, rt *executor.Runtime, id, bundle string, opts executor.CreateOptions, stderr io.Writer) int {
+	// Signals are forwarded to the container, not acted on here.
+	sigc := make(chan os.Signal, 8)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigc)
+	ctx = context.WithoutCancel(ctx)
+	if err := rt.Create(ctx, id, bundle, opts); err != nil {
+		fmt.Fprintf(stderr, "reconciled runtime run: %v\n", err)
+		return 1
+	}
+	code := 1
+	defer func() {
+		if err := rt.Delete(ctx, id, true); err != nil {
+			fmt.Fprintf(stderr, "reconciled runtime run: %v\n", err)
+		}
+	}()
+	if err := rt.Start(ctx, id); err != nil {
+		fmt.Fprintf(stderr, "reconciled runtime run: %v\n", err)
+		return code
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigc:
+				rt.Kill(ctx, id, s.(syscall.Signal))
+			case <-done:
+				return
+			}
+		}
+	}()
+	st, err := rt.Wait(ctx, id)
+	close(done)
+	if err != nil {
+		fmt.Fprintf(stderr, "reconciled runtime run: %v\n", err)
+		return code
+	}
+	if !st.Exited {
+		fmt.Fprintf(stderr, "reconciled runtime run: container %s stopped without a recorded exit status\n", id)
+		return 255
+	}
+	return st.ExitCode
+}
+
+// parseSignal accepts "KILL", "SIGKILL", "kill" or "9".
+func parseSignal(s string) (unix.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 0 || n > 64 {
+			return 0, fmt.Errorf("invalid signal %q", s)
+		}
+		return unix.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, errors.New("unknown signal " + strconv.Quote(s))
+}

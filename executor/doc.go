@@ -1,0 +1,75 @@
+// Package executor is reconciled's OCI runtime: it creates, starts,
+// signals and deletes containers from runtime-spec bundles, and records
+// their state on disk so that any process (the daemon, the `reconciled
+// runtime` CLI, actual/) can read it. The CLI is a thin layer over Runtime.
+//
+// It must not import desired/, actual/ or reconciler/; it takes specs and
+// IDs. It does no policy (restarts, backoff): it does what it is told, once.
+//
+// # Processes
+//
+// create starts a monitor (this binary re-exec'd with _RECONCILED_STAGE=
+// monitor, in its own session) and returns once the container is set up;
+// the monitor clones the container's init (_RECONCILED_STAGE=init) with
+// the spec's new namespaces, waits for it with wait4 and, when it exits,
+// writes exit.json (exit code or signal, OOM kill, finish time) and exits.
+// That is why a container outlives the process that created it and its exit
+// status is still recorded: the monitor is its parent, not the caller. The
+// monitor and the waiting init run with GOMAXPROCS=1, a low GC target and
+// free their heap before blocking.
+//
+// The init sets up everything (hostname, sysctls, lo up, rootfs via
+// internal/rootfs, cwd, rlimits, user, capabilities, no_new_privs), sends
+// "ready" to the creator, then blocks opening the exec fifo in the state
+// directory for writing. start opens it for reading, which releases the
+// init: it runs the startContainer hooks and execs the user process. Start
+// reads the fifo until EOF: nothing means the exec happened (the fd is
+// close-on-exec), a message is the reason it did not.
+//
+// Creator, monitor and init talk over one socketpair (see protocol.go):
+// the monitor reports the init's PID, the creator then puts it in its
+// cgroup, sets oom_score_adj, runs prestart and createRuntime hooks, and
+// sends the init its configuration; the init answers ready or an error,
+// which create returns after removing everything.
+//
+// # Namespaces
+//
+// New namespaces are clone flags of the init, except the cgroup namespace,
+// which the init unshares once it is in its cgroup so that the namespace
+// is rooted there. Namespaces given by path are joined by the monitor on a
+// dedicated, locked OS thread just before it forks the init (the thread is
+// thrown away after): the child inherits them, which is also what makes a
+// joined PID namespace work (setns(CLONE_NEWPID) only affects children). A
+// joined mount namespace is entered by the init itself, first thing, on
+// its main thread (locked in an init func), after unshare(CLONE_FS); no
+// rootfs setup is done in a joined mount namespace. User and time
+// namespaces are not supported and refused.
+//
+// # Protection of the host binary (CVE-2019-5736)
+//
+// Runtime makes a read-only bind mount of /proc/self/exe on a temporary
+// file, opens it, detaches the mount and removes the file, once per
+// Runtime; monitors are exec'd through /proc/self/fd/N of that handle and
+// inits through the monitor's /proc/self/exe. So /proc/PID/exe of every
+// runtime process a container could see is a file on a read-only mount:
+// opening it for writing fails with EROFS even once no process executes
+// it any more. The init also refuses a user process that resolves to the
+// runtime's own binary (same device and inode as /proc/self/exe).
+//
+// # File descriptors (CVE-2024-21626)
+//
+// Everything is opened close-on-exec and the init marks every fd above 2
+// close-on-exec (close_range) right before the final exec. process.cwd is
+// opened with RESOLVE_NO_MAGICLINKS after pivot_root and checked with
+// getcwd, so it cannot point outside the container's root.
+//
+// # State on disk
+//
+// <root>/<id>/state.json (State, written by create and start: temp file,
+// fsync, rename, fsync of the directory), exit.json (written once by the
+// monitor) and exec.fifo (from create until start). ReadState combines
+// them with the live system: the init's PID counts only with the start
+// time recorded beside it (field 22 of /proc/PID/stat), so a recycled PID
+// reads as stopped and is never signalled (signals go through pidfds
+// opened and then checked against the start time).
+package executor

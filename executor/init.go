@@ -1,0 +1,318 @@
+package executor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// runInit is the init stage, running as the container's first process in
+// its new namespaces, on the main OS thread (locked in init()). It prepares
+// everything, reports ready and waits on the exec fifo for start; then it
+// execs the user process. It never returns.
+func runInit() {
+	sock := os.NewFile(3, "sync")
+	cfg, fifoFd, err := prepareInit(sock)
+	if err != nil {
+		sendMessage(sock, message{Error: err.Error()})
+		os.Exit(1)
+	}
+	path, argv, env, err := cfg.exec()
+	if err != nil {
+		sendMessage(sock, message{Error: err.Error()})
+		os.Exit(1)
+	}
+	if err := sendMessage(sock, message{Ready: true}); err != nil {
+		os.Exit(1)
+	}
+	sock.Close()
+	debug.FreeOSMemory()
+
+	// Block until start opens the fifo for reading. Reopening the O_PATH
+	// fd through /proc works after pivot_root, where the fifo's path does
+	// not resolve.
+	var w int
+	err = retryEINTR(func() (err error) {
+		w, err = unix.Open("/proc/self/fd/"+strconv.Itoa(fifoFd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		os.Exit(1)
+	}
+	unix.Close(fifoFd)
+	fail := func(err error) {
+		unix.Write(w, []byte(err.Error()))
+		os.Exit(1)
+	}
+	if h := cfg.Spec.Hooks; h != nil && len(h.StartContainer) > 0 {
+		if err := runHooks(context.Background(), "startContainer", h.StartContainer, cfg.hookState(StatusCreated)); err != nil {
+			fail(err)
+		}
+	}
+	if err := closeExtraFds(); err != nil {
+		fail(err)
+	}
+	// Success closes w (close-on-exec): start reads EOF with no message.
+	err = unix.Exec(path, argv, env)
+	fail(fmt.Errorf("exec %s: %w", argv[0], err))
+}
+
+type initState struct {
+	initConfig
+	exeDev, exeIno uint64
+	path           string // the resolved executable
+	env            []string
+}
+
+func (c *initState) hookState(s Status) []byte {
+	data, _ := json.Marshal(specs.State{
+		Version: specs.Version, ID: c.ID, Status: specs.ContainerState(s), Pid: c.HostPid,
+		Bundle: c.Bundle, Annotations: c.Spec.Annotations,
+	})
+	return data
+}
+
+func (c *initState) exec() (string, []string, []string, error) {
+	return c.path, c.Spec.Process.Args, c.env, nil
+}
+
+// prepareInit does everything between the clone and "ready". It returns the
+// O_PATH fd of the exec fifo.
+func prepareInit(sock *os.File) (*initState, int, error) {
+	var c initState
+	if err := json.NewDecoder(bufio.NewReaderSize(sock, 4096)).Decode(&c.initConfig); err != nil {
+		return nil, -1, fmt.Errorf("init: read config: %w", err)
+	}
+	s := c.Spec
+	p := s.Process
+	// Our own binary, to refuse it as the container's entrypoint.
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &st); err != nil {
+		return nil, -1, os.NewSyscallError("stat /proc/self/exe", err)
+	}
+	c.exeDev, c.exeIno = st.Dev, st.Ino
+
+	fifoFd, err := unix.Open(filepath.Join(c.StateDir, fifoFile), unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, -1, fmt.Errorf("open exec fifo: %w", err)
+	}
+	for _, j := range c.NS.Join {
+		if j.Flag == unix.CLONE_NEWNS {
+			if err := unix.Unshare(unix.CLONE_FS); err != nil {
+				return nil, -1, os.NewSyscallError("unshare(CLONE_FS)", err)
+			}
+			if err := setnsPath(j); err != nil {
+				return nil, -1, err
+			}
+		}
+	}
+	if c.NS.has(unix.CLONE_NEWCGROUP) {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return nil, -1, os.NewSyscallError("unshare(CLONE_NEWCGROUP)", err)
+		}
+	}
+	if c.NS.has(unix.CLONE_NEWNET) {
+		if err := loopbackUp(); err != nil {
+			return nil, -1, fmt.Errorf("bring up lo: %w", err)
+		}
+	}
+	if s.Hostname != "" {
+		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+			return nil, -1, os.NewSyscallError("sethostname", err)
+		}
+	}
+	if s.Domainname != "" {
+		if err := unix.Setdomainname([]byte(s.Domainname)); err != nil {
+			return nil, -1, os.NewSyscallError("setdomainname", err)
+		}
+	}
+	if s.Linux != nil {
+		for k, v := range s.Linux.Sysctl {
+			if err := writeSysctl(k, v); err != nil {
+				return nil, -1, err
+			}
+		}
+	}
+	if h := s.Hooks; h != nil && len(h.CreateContainer) > 0 {
+		if err := runHooks(context.Background(), "createContainer", h.CreateContainer, c.hookState(StatusCreating)); err != nil {
+			return nil, -1, err
+		}
+	}
+	if c.NS.has(unix.CLONE_NEWNS) {
+		if err := setupRootfs(s, c.Bundle); err != nil {
+			return nil, -1, fmt.Errorf("set up the root filesystem: %w", err)
+		}
+	}
+	if err := chdirInside(p.Cwd); err != nil {
+		return nil, -1, err
+	}
+	c.env = p.Env
+	if !hasEnv(c.env, "HOME") {
+		c.env = append(c.env, "HOME="+homeDir(int(p.User.UID)))
+	}
+	for _, r := range p.Rlimits {
+		rl := unix.Rlimit{Cur: r.Soft, Max: r.Hard}
+		if err := unix.Prlimit(0, rlimitNames[r.Type], &rl, nil); err != nil {
+			return nil, -1, fmt.Errorf("set %s: %w", r.Type, os.NewSyscallError("prlimit", err))
+		}
+	}
+	if p.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return nil, -1, os.NewSyscallError("prctl(PR_SET_NO_NEW_PRIVS)", err)
+		}
+	}
+	if err := finalizeUser(p); err != nil {
+		return nil, -1, err
+	}
+	if c.path, err = lookPath(p.Args[0], c.env); err != nil {
+		return nil, -1, err
+	}
+	if err := unix.Stat(c.path, &st); err != nil {
+		return nil, -1, fmt.Errorf("stat %s: %w", c.path, err)
+	}
+	if st.Dev == c.exeDev && st.Ino == c.exeIno {
+		return nil, -1, fmt.Errorf("refusing to run the runtime's own binary (%s) as the container process", p.Args[0])
+	}
+	return &c, fifoFd, nil
+}
+
+// chdirInside changes to cwd, refusing anything that does not resolve to a
+// directory inside the container's root (CVE-2024-21626: a cwd such as
+// /proc/self/fd/N pointing at a leaked host directory).
+func chdirInside(cwd string) error {
+	fd, err := unix.Openat2(unix.AT_FDCWD, cwd, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return fmt.Errorf("process.cwd %s: %w", cwd, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchdir(fd); err != nil {
+		return fmt.Errorf("process.cwd %s: %w", cwd, os.NewSyscallError("fchdir", err))
+	}
+	wd, err := unix.Getwd()
+	if err != nil || !strings.HasPrefix(wd, "/") {
+		return fmt.Errorf("process.cwd %s is outside the container's root", cwd)
+	}
+	return nil
+}
+
+// finalizeUser switches to the spec's user and leaves exactly the spec's
+// capability sets: the bounding set is cut while we still have
+// CAP_SETPCAP, the permitted set survives setuid through PR_SET_KEEPCAPS,
+// then capset and the ambient set.
+func finalizeUser(p *specs.Process) error {
+	last, err := lastCap()
+	if err != nil {
+		return fmt.Errorf("read cap_last_cap: %w", err)
+	}
+	caps, err := parseCaps(p.Capabilities, last)
+	if err != nil {
+		return err
+	}
+	if err := dropBounding(caps.bounding, last); err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+		return os.NewSyscallError("prctl(PR_SET_KEEPCAPS)", err)
+	}
+	gids := make([]int, len(p.User.AdditionalGids))
+	for i, g := range p.User.AdditionalGids {
+		gids[i] = int(g)
+	}
+	if err := unix.Setgroups(gids); err != nil {
+		return os.NewSyscallError("setgroups", err)
+	}
+	if err := unix.Setresgid(int(p.User.GID), int(p.User.GID), int(p.User.GID)); err != nil {
+		return os.NewSyscallError("setresgid", err)
+	}
+	if err := unix.Setresuid(int(p.User.UID), int(p.User.UID), int(p.User.UID)); err != nil {
+		return os.NewSyscallError("setresuid", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
+		return os.NewSyscallError("prctl(PR_SET_KEEPCAPS)", err)
+	}
+	if err := setCaps(caps, last); err != nil {
+		return err
+	}
+	umask := 0o022
+	if p.User.Umask != nil {
+		umask = int(*p.User.Umask)
+	}
+	unix.Umask(umask)
+	return nil
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, e := range env {
+		if k, _, _ := strings.Cut(e, "="); k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// homeDir finds uid's home in the container's /etc/passwd, "/" if none.
+func homeDir(uid int) string {
+	f, err := os.Open("/etc/passwd")
+	if err != nil {
+		return "/"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), ":")
+		if len(fields) >= 6 && fields[2] == strconv.Itoa(uid) && fields[5] != "" {
+			return fields[5]
+		}
+	}
+	return "/"
+}
+
+// lookPath resolves name against the container's PATH like execvp.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		if err := isExecutable(name); err != nil {
+			return "", fmt.Errorf("exec %s: %w", name, err)
+		}
+		return name, nil
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if isExecutable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("exec %s: executable file not found in $PATH", name)
+}
+
+func isExecutable(p string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return errors.New("is a directory")
+	}
+	return unix.Access(p, unix.X_OK)
+}

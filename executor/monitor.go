@@ -1,0 +1,137 @@
+package executor
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// runMonitor is the monitor stage: it starts the container's init in its
+// namespaces, reports the init's PID to the creator, waits for the init to
+// exit and records how it ended. It never returns.
+func runMonitor() {
+	sock := os.NewFile(3, "sync")
+	var cfg monitorConfig
+	if err := json.NewDecoder(bufio.NewReaderSize(sock, 512)).Decode(&cfg); err != nil {
+		sendMessage(sock, message{Error: "monitor: read config: " + err.Error()})
+		os.Exit(1)
+	}
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe", // the read-only copy we were started from
+		Args:       []string{"reconciled-init"},
+		Env:        []string{stageEnv + "=" + stageInit, "GOMAXPROCS=1"},
+		Stdin:      os.Stdin,
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		ExtraFiles: []*os.File{sock},
+		SysProcAttr: &syscall.SysProcAttr{
+			// The cgroup namespace is unshared by the init once it is in
+			// its cgroup, so that the namespace is rooted there.
+			Cloneflags: uintptr(cfg.NS.New &^ unix.CLONE_NEWCGROUP),
+		},
+	}
+	if err := startIn(cmd, cfg.NS.Join); err != nil {
+		sendMessage(sock, message{Error: "start container init: " + err.Error()})
+		os.Exit(1)
+	}
+	if err := sendMessage(sock, message{Pid: cmd.Process.Pid}); err != nil {
+		cmd.Process.Kill()
+	}
+	sock.Close()
+	// Hold no reference to the container's stdio: its readers see EOF as
+	// soon as the container's own processes are done with it.
+	if null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
+		for fd := 0; fd <= 2; fd++ {
+			unix.Dup3(int(null.Fd()), fd, 0)
+		}
+		null.Close()
+	}
+	debug.FreeOSMemory()
+
+	err := cmd.Wait()
+	rec := exitRecord{Finished: time.Now().UTC()}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+		switch {
+		case ws.Signaled():
+			rec.ExitSignal = unix.SignalName(ws.Signal())
+			rec.ExitCode = 128 + int(ws.Signal())
+		default:
+			rec.ExitCode = ws.ExitStatus()
+		}
+	} else if err != nil {
+		rec.ExitCode = 255
+	}
+	rec.OOMKilled = oomKilledSince(cfg.StateDir)
+	if err := writeJSONAtomic(cfg.StateDir, exitFile, rec); err != nil {
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// startIn starts cmd from an OS thread that has first entered the
+// namespaces in join; the new process inherits them (and is forked into a
+// joined PID namespace, which setns alone cannot do for the caller). The
+// thread is thrown away afterwards: it never unlocks.
+func startIn(cmd *exec.Cmd, join []nsJoin) error {
+	var here []nsJoin
+	for _, j := range join {
+		// The init joins a mount namespace itself (initJoinMount): the
+		// exec of /proc/self/exe must still resolve in the host's.
+		if j.Flag != unix.CLONE_NEWNS {
+			here = append(here, j)
+		}
+	}
+	if len(here) == 0 {
+		return cmd.Start()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: the goroutine's exit ends the tainted thread.
+		errc <- func() error {
+			for _, j := range here {
+				if err := setnsPath(j); err != nil {
+					return err
+				}
+			}
+			return cmd.Start()
+		}()
+	}()
+	return <-errc
+}
+
+func setnsPath(j nsJoin) error {
+	fd, err := unix.Open(j.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open namespace %s: %w", j.Path, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, j.Flag); err != nil {
+		return fmt.Errorf("join namespace %s: %w", j.Path, os.NewSyscallError("setns", err))
+	}
+	return nil
+}
+
+// oomKilledSince reports whether the OOM killer acted in the container's
+// cgroup since create, from the state the creator recorded.
+func oomKilledSince(stateDir string) bool {
+	data, err := os.ReadFile(filepath.Join(stateDir, stateFile))
+	if err != nil {
+		return false
+	}
+	var st State
+	if json.Unmarshal(data, &st) != nil {
+		return false
+	}
+	n, ok := readOOMKills(st.CgroupDriver, st.ID, st.CgroupPath, st.CgroupPaths)
+	return ok && n > st.OOMKillsAtStart
+}

@@ -1,0 +1,250 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// State returns container id's current state.
+func (r *Runtime) State(ctx context.Context, id string) (*State, error) {
+	return ReadState(r.root, id)
+}
+
+// List returns the state of every container.
+func (r *Runtime) List(ctx context.Context) ([]*State, error) {
+	return List(r.root)
+}
+
+// Start releases a created container's process: it opens the exec fifo,
+// which the waiting init is blocked on, and reads the outcome (nothing if
+// the init exec'd the user process, else why it failed).
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	st, err := ReadState(r.root, id)
+	if err != nil {
+		return err
+	}
+	if st.Status != StatusCreated {
+		return &StateTransitionError{ID: id, Op: "start", From: st.Status}
+	}
+	dir := StateDir(r.root, id)
+	pidfd, err := openPidfd(st.Pid, st.PidStartTime)
+	if err != nil {
+		return fmt.Errorf("start container %s: %w", id, ErrNotRunning)
+	}
+	defer unix.Close(pidfd)
+	fifo, err := unix.Open(filepath.Join(dir, fifoFile), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("start container %s: open exec fifo: %w", id, err)
+	}
+	defer unix.Close(fifo)
+	msg, err := readFifo(ctx, fifo, pidfd)
+	if err != nil {
+		return fmt.Errorf("start container %s: %w", id, err)
+	}
+	if err := os.Remove(filepath.Join(dir, fifoFile)); err != nil {
+		r.log.Warn("remove exec fifo", "container", id, "error", err)
+	}
+	if msg != "" {
+		err := fmt.Errorf("start container %s: %s", id, msg)
+		if derr := r.Delete(context.WithoutCancel(ctx), id, true); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		return err
+	}
+	st.Status = StatusRunning
+	st.Started = time.Now().UTC()
+	if err := writeJSONAtomic(dir, stateFile, stripComputed(st)); err != nil {
+		return fmt.Errorf("start container %s: write state: %w", id, err)
+	}
+	if st.Hooks != nil && len(st.Hooks.Poststart) > 0 {
+		if err := runHooks(ctx, "poststart", st.Hooks.Poststart, ociState(st)); err != nil {
+			r.log.Warn("poststart hook failed", "container", id, "error", err)
+		}
+	}
+	return nil
+}
+
+// readFifo waits for the init to connect to the exec fifo and returns what
+// it wrote before closing it. An init that dies without connecting is an
+// error.
+func readFifo(ctx context.Context, fifo, pidfd int) (string, error) {
+	var msg []byte
+	buf := make([]byte, 4096)
+	connected := false
+	for {
+		i, err := waitFds(ctx, fifo, pidfd)
+		if err != nil {
+			return "", err
+		}
+		if i == 1 && !connected {
+			// The init is gone; did it still write something?
+			if n, _ := unix.Read(fifo, buf); n > 0 {
+				return string(buf[:n]), nil
+			}
+			return "", fmt.Errorf("container process exited before start: %w", ErrNotRunning)
+		}
+		for {
+			n, err := unix.Read(fifo, buf)
+			if n > 0 {
+				connected = true
+				msg = append(msg, buf[:n]...)
+				continue
+			}
+			if n == 0 && err == nil {
+				return string(msg), nil // writer closed: exec'd or failed
+			}
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+				connected = true
+				break
+			}
+			return "", os.NewSyscallError("read exec fifo", err)
+		}
+		if i == 1 {
+			return string(msg), nil
+		}
+	}
+}
+
+// Kill sends sig to the container's init. A created container can be
+// signalled too (as runc allows).
+func (r *Runtime) Kill(ctx context.Context, id string, sig unix.Signal) error {
+	st, err := ReadState(r.root, id)
+	if err != nil {
+		return err
+	}
+	if st.Status != StatusCreated && st.Status != StatusRunning {
+		return &StateTransitionError{ID: id, Op: "kill", From: st.Status}
+	}
+	fd, err := openPidfd(st.Pid, st.PidStartTime)
+	if err != nil {
+		if errors.Is(err, errGone) {
+			return fmt.Errorf("kill container %s: %w", id, ErrNotRunning)
+		}
+		return err
+	}
+	defer unix.Close(fd)
+	if err := signalPidfd(fd, sig); err != nil {
+		if errors.Is(err, errGone) {
+			return fmt.Errorf("kill container %s: %w", id, ErrNotRunning)
+		}
+		return fmt.Errorf("kill container %s: %w", id, err)
+	}
+	return nil
+}
+
+// Wait blocks until container id has stopped and its monitor has recorded
+// the exit, and returns the final state.
+func (r *Runtime) Wait(ctx context.Context, id string) (*State, error) {
+	st, err := ReadState(r.root, id)
+	if err != nil {
+		return nil, err
+	}
+	if st.Exited || st.MonitorPid == 0 {
+		return st, nil
+	}
+	if err := waitProcess(ctx, st.MonitorPid, st.MonitorStartTime); err != nil {
+		return nil, err
+	}
+	return ReadState(r.root, id)
+}
+
+// Delete removes container id: its processes (only with force if it is
+// running; a created container is always killed), its cgroup and its
+// state. Mounts live in the container's mount namespace and go with its
+// last process. Poststop hooks run last; their failures are logged.
+func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
+	st, err := ReadState(r.root, id)
+	if err != nil {
+		return err
+	}
+	if st.Status == StatusRunning && !force {
+		return &StateTransitionError{ID: id, Op: "delete", From: st.Status}
+	}
+	var errs []error
+	if st.Status == StatusCreated || st.Status == StatusRunning {
+		if fd, err := openPidfd(st.Pid, st.PidStartTime); err == nil {
+			if err := signalPidfd(fd, unix.SIGKILL); err != nil && !errors.Is(err, errGone) {
+				errs = append(errs, err)
+			}
+			unix.Close(fd)
+		}
+	}
+	// Without a PID namespace the init's death leaves its children: kill
+	// what is left in the cgroup.
+	mgr, err := r.cgroupOf(st)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if mgr != nil {
+		if pids, err := mgr.Procs(ctx); err == nil {
+			for _, p := range pids {
+				unix.Kill(p, unix.SIGKILL)
+			}
+		}
+	}
+	if st.MonitorPid > 0 {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := waitProcess(wctx, st.MonitorPid, st.MonitorStartTime)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("wait for monitor: %w", err))
+		}
+	}
+	if mgr != nil {
+		if err := mgr.Destroy(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("unable to remove cgroup: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("delete container %s: %w", id, err)
+	}
+	if err := os.RemoveAll(StateDir(r.root, id)); err != nil {
+		return fmt.Errorf("delete container %s: %w", id, err)
+	}
+	if st.Hooks != nil && len(st.Hooks.Poststop) > 0 {
+		st.Status = StatusStopped
+		if err := runHooks(ctx, "poststop", st.Hooks.Poststop, ociState(st)); err != nil {
+			r.log.Warn("poststop hook failed", "container", id, "error", err)
+		}
+	}
+	return nil
+}
+
+func (r *Runtime) cgroupOf(st *State) (interface {
+	Procs(context.Context) ([]int, error)
+	Destroy(context.Context) error
+}, error) {
+	if st.CgroupDriver == "" {
+		return nil, nil
+	}
+	d := r.cgroups
+	if d == nil || d.Name() != st.CgroupDriver {
+		newDriver, ok := cgroupDriverByName[st.CgroupDriver]
+		if !ok {
+			return nil, fmt.Errorf("container %s uses cgroup driver %q, which this runtime does not have", st.ID, st.CgroupDriver)
+		}
+		var err error
+		if d, err = newDriver(); err != nil {
+			return nil, err
+		}
+	}
+	m, err := d.Manager(st.ID, st.CgroupPath)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// stripComputed returns st as stored: the status computed by ReadState is
+// kept, exit fields (which live in exit.json) are not.
+func stripComputed(st *State) *State {
+	c := *st
+	c.Exited, c.ExitCode, c.ExitSignal, c.OOMKilled, c.Finished = false, 0, "", false, time.Time{}
+	return &c
+}

@@ -1,0 +1,88 @@
+package executor
+
+import (
+	"encoding/json"
+	"os"
+	"runtime"
+	"runtime/debug"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// The creator, the monitor and the init talk over one stream socket pair:
+// newline-separated JSON messages. The creator holds one end; the monitor
+// gets the other as fd 3 and hands it on to the init (fd 3 there too).
+//
+//	creator -> monitor  monitorConfig
+//	monitor -> creator  message{Pid} or message{Error}; monitor closes its copy
+//	creator -> init     initConfig  (after cgroups and runtime hooks)
+//	init    -> creator  message{Ready} or message{Error}; init closes it
+//
+// EOF before Ready means the init died; the creator then tears down.
+
+// stageEnv names the stage a re-exec'd binary is to run.
+const stageEnv = "_RECONCILED_STAGE"
+
+const (
+	stageMonitor = "monitor"
+	stageInit    = "init"
+)
+
+type monitorConfig struct {
+	StateDir string `json:"stateDir"`
+	NS       nsPlan `json:"ns"`
+}
+
+type initConfig struct {
+	ID       string      `json:"id"`
+	Bundle   string      `json:"bundle"`
+	StateDir string      `json:"stateDir"`
+	HostPid  int         `json:"hostPid"`
+	NS       nsPlan      `json:"ns"`
+	Spec     *specs.Spec `json:"spec"`
+}
+
+type message struct {
+	Pid   int    `json:"pid,omitempty"`
+	Ready bool   `json:"ready,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+func init() {
+	// The init stage changes namespaces and credentials of the thread that
+	// runs main and finally execs from it: that must be one OS thread.
+	if os.Getenv(stageEnv) == stageInit {
+		runtime.LockOSThread()
+	}
+}
+
+// MaybeRunStage runs a re-exec stage (container monitor or init) when the
+// process was started as one, and never returns then. Otherwise it returns
+// at once. The binary's main, and TestMain of every test binary that
+// creates containers, must call it before anything else.
+func MaybeRunStage() {
+	stage, ok := os.LookupEnv(stageEnv)
+	if !ok {
+		return
+	}
+	os.Unsetenv(stageEnv)
+	// Both stages stay resident for the container's life: keep them small.
+	debug.SetGCPercent(20)
+	switch stage {
+	case stageMonitor:
+		runMonitor()
+	case stageInit:
+		runInit()
+	}
+	os.Stderr.WriteString("reconciled: unknown stage " + stage + "\n")
+	os.Exit(2)
+}
+
+func sendMessage(f *os.File, m message) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(data, '\n'))
+	return err
+}

@@ -1,0 +1,427 @@
+package executor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/executor/cgroups"
+)
+
+// Runtime creates and manages containers whose state lives under one root
+// directory. It is safe for concurrent use on different containers;
+// operations on one container must not race (the caller serializes them,
+// as the reconciler's work queue does).
+type Runtime struct {
+	root    string
+	cgroups cgroups.Driver
+	log     *slog.Logger
+	// reap: this process stays alive (the daemon), so it must reap the
+	// monitors it starts.
+	reap bool
+
+	exeOnce sync.Once
+	exe     *os.File
+	exeErr  error
+}
+
+// Option configures a Runtime.
+type Option func(*Runtime)
+
+// WithCgroups sets the cgroup driver. nil disables cgroups (tests only:
+// the spec's resources are then ignored).
+func WithCgroups(d cgroups.Driver) Option { return func(r *Runtime) { r.cgroups = d } }
+
+// WithLogger sets where warnings (failed poststart/poststop hooks, cleanup
+// trouble) go.
+func WithLogger(l *slog.Logger) Option { return func(r *Runtime) { r.log = l } }
+
+// WithReaper makes the Runtime reap the monitor processes it starts. A
+// long-lived caller (the daemon) needs it; a CLI that exits does not.
+func WithReaper() Option { return func(r *Runtime) { r.reap = true } }
+
+// defaultCgroups returns the driver used when no WithCgroups option is given.
+var defaultCgroups = func() (cgroups.Driver, error) { return nil, nil }
+
+// New returns a Runtime keeping state under root (created if missing).
+func New(root string, opts ...Option) (*Runtime, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	r := &Runtime{root: abs, log: slog.New(slog.DiscardHandler)}
+	r.cgroups, err = defaultCgroups()
+	if err != nil {
+		return nil, fmt.Errorf("cgroups: %w", err)
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	if err := os.MkdirAll(abs, 0o711); err != nil {
+		return nil, fmt.Errorf("unable to create state root: %w", err)
+	}
+	return r, nil
+}
+
+// Root is the directory that holds the containers' state.
+func (r *Runtime) Root() string { return r.root }
+
+// CreateOptions are the caller's side of a new container.
+type CreateOptions struct {
+	// Spec is the container's spec; nil reads bundle/config.json.
+	Spec *specs.Spec
+	// Stdin, Stdout and Stderr become the container's fds 0-2; nil means
+	// /dev/null.
+	Stdin, Stdout, Stderr *os.File
+	// PidFile, if set, receives the init's PID (written atomically).
+	PidFile string
+}
+
+// Create sets up container id from bundle and leaves its process waiting
+// for Start. On any failure everything made so far is removed.
+func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions) (err error) {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	bundle, err = filepath.Abs(bundle)
+	if err != nil {
+		return err
+	}
+	spec := o.Spec
+	if spec == nil {
+		if spec, err = LoadSpec(bundle); err != nil {
+			return err
+		}
+	}
+	plan, err := validateSpec(spec)
+	if err != nil {
+		return fmt.Errorf("invalid spec for container %s: %w", id, err)
+	}
+	if !plan.has(unix.CLONE_NEWNS) && !joins(plan, unix.CLONE_NEWNS) {
+		return fmt.Errorf("container %s: a mount namespace is required", id)
+	}
+	dir := StateDir(r.root, id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("container %s: %w", id, ErrExist)
+		}
+		return fmt.Errorf("unable to create state directory: %w", err)
+	}
+	c := &creation{r: r, id: id, dir: dir, spec: spec}
+	defer func() {
+		if err != nil {
+			if cerr := c.teardown(); cerr != nil {
+				r.log.Warn("cleanup after failed create", "container", id, "error", cerr)
+			}
+			err = fmt.Errorf("create container %s: %w", id, err)
+		}
+	}()
+	rootfs := spec.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
+	}
+	c.st = State{
+		OCIVersion: specs.Version, ID: id, Status: StatusCreating, Bundle: bundle,
+		Annotations: spec.Annotations, Rootfs: rootfs, Created: time.Now().UTC(),
+	}
+	if h := spec.Hooks; h != nil && (len(h.Poststart) > 0 || len(h.Poststop) > 0) {
+		c.st.Hooks = &specs.Hooks{Poststart: h.Poststart, Poststop: h.Poststop}
+	}
+	fifo := filepath.Join(dir, fifoFile)
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		return os.NewSyscallError("mkfifo", err)
+	}
+	if u := spec.Process.User; u.UID != 0 || u.GID != 0 {
+		if err := os.Chown(fifo, int(u.UID), int(u.GID)); err != nil {
+			return err
+		}
+	}
+	exe, err := r.selfExe()
+	if err != nil {
+		return err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socketpair", err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return os.NewSyscallError("fcntl", err)
+	}
+	sock := os.NewFile(uintptr(fds[0]), "sync") // pollable: deadlines work
+	child := os.NewFile(uintptr(fds[1]), "sync")
+	defer sock.Close()
+	stop := context.AfterFunc(ctx, func() { sock.SetDeadline(time.Now()) })
+	defer stop()
+
+	var null *os.File
+	stdio := func(f *os.File) *os.File {
+		if f != nil {
+			return f
+		}
+		if null == nil {
+			null, _ = os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		}
+		return null
+	}
+	mon := &exec.Cmd{
+		Path:        "/proc/self/fd/" + strconv.Itoa(int(exe.Fd())),
+		Args:        []string{"reconciled-monitor", id},
+		Env:         []string{stageEnv + "=" + stageMonitor, "GOMAXPROCS=1"},
+		Stdin:       stdio(o.Stdin),
+		Stdout:      stdio(o.Stdout),
+		Stderr:      stdio(o.Stderr),
+		ExtraFiles:  []*os.File{child},
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	err = mon.Start()
+	child.Close()
+	if null != nil {
+		null.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("start monitor: %w", err)
+	}
+	c.monitor = mon.Process
+	if r.reap {
+		go reapWhenDone(mon)
+	}
+	if c.st.MonitorStartTime, _, err = procStartTime(mon.Process.Pid); err != nil {
+		return fmt.Errorf("monitor: %w", err)
+	}
+	c.st.MonitorPid = mon.Process.Pid
+
+	dec := json.NewDecoder(bufio.NewReaderSize(sock, 512))
+	enc := json.NewEncoder(sock)
+	if err := enc.Encode(monitorConfig{StateDir: dir, NS: plan}); err != nil {
+		return fmt.Errorf("send monitor config: %w", err)
+	}
+	var m message
+	if err := recvMessage(ctx, dec, &m); err != nil {
+		return err
+	}
+	if m.Pid <= 0 {
+		return fmt.Errorf("monitor sent no init PID")
+	}
+	c.st.Pid = m.Pid
+	if c.st.PidStartTime, _, err = procStartTime(m.Pid); err != nil {
+		return fmt.Errorf("container init: %w", err)
+	}
+	if err := c.applyCgroup(ctx); err != nil {
+		return err
+	}
+	if p := spec.Process; p.OOMScoreAdj != nil {
+		if err := os.WriteFile("/proc/"+strconv.Itoa(m.Pid)+"/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+			return fmt.Errorf("set oom_score_adj: %w", err)
+		}
+	}
+	if h := spec.Hooks; h != nil {
+		state := c.hookState(StatusCreating)
+		if err := runHooks(ctx, "prestart", h.Prestart, state); err != nil { //nolint:staticcheck // deprecated, still supported
+			return err
+		}
+		if err := runHooks(ctx, "createRuntime", h.CreateRuntime, state); err != nil {
+			return err
+		}
+	}
+	if err := enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: m.Pid, NS: plan, Spec: spec}); err != nil {
+		return fmt.Errorf("send init config: %w", err)
+	}
+	m = message{}
+	if err := recvMessage(ctx, dec, &m); err != nil {
+		return err
+	}
+	if !m.Ready {
+		return fmt.Errorf("container init sent no ready message")
+	}
+	c.st.Status = StatusCreated
+	if err := writeJSONAtomic(dir, stateFile, &c.st); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	if o.PidFile != "" {
+		pf, err := filepath.Abs(o.PidFile)
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Dir(pf), filepath.Base(pf), []byte(strconv.Itoa(c.st.Pid))); err != nil {
+			return fmt.Errorf("write pid file: %w", err)
+		}
+	}
+	return nil
+}
+
+func joins(p nsPlan, flag int) bool {
+	for _, j := range p.Join {
+		if j.Flag == flag {
+			return true
+		}
+	}
+	return false
+}
+
+// recvMessage reads one message; an error message or EOF is an error.
+func recvMessage(ctx context.Context, dec *json.Decoder, m *message) error {
+	if err := dec.Decode(m); err != nil {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return errors.New("container init exited during setup")
+		}
+		return fmt.Errorf("read from container init: %w", err)
+	}
+	if m.Error != "" {
+		return errors.New(m.Error)
+	}
+	return nil
+}
+
+// creation is one Create in progress: what to undo if it fails.
+type creation struct {
+	r       *Runtime
+	id, dir string
+	spec    *specs.Spec
+	st      State
+	monitor *os.Process
+	cgroup  cgroups.Manager
+}
+
+func (c *creation) hookState(s Status) []byte {
+	data, _ := json.Marshal(specs.State{
+		Version: specs.Version, ID: c.id, Status: specs.ContainerState(s), Pid: c.st.Pid,
+		Bundle: c.st.Bundle, Annotations: c.st.Annotations,
+	})
+	return data
+}
+
+func (c *creation) applyCgroup(ctx context.Context) error {
+	d := c.r.cgroups
+	if d == nil {
+		return nil
+	}
+	var path string
+	var res *specs.LinuxResources
+	if c.spec.Linux != nil {
+		path, res = c.spec.Linux.CgroupsPath, c.spec.Linux.Resources
+	}
+	m, err := d.Manager(c.id, path)
+	if err != nil {
+		return fmt.Errorf("cgroup: %w", err)
+	}
+	c.cgroup = m
+	c.st.CgroupDriver, c.st.CgroupPath = d.Name(), path
+	if err := m.Apply(ctx, c.st.Pid, res); err != nil {
+		return fmt.Errorf("unable to apply cgroup: %w", err)
+	}
+	c.st.CgroupPaths = m.Paths()
+	if st, err := m.Stats(ctx); err == nil {
+		c.st.OOMKillsAtStart = st.OOMKills
+	}
+	return nil
+}
+
+// teardown undoes a failed create: kill the init, wait for the monitor,
+// remove the cgroup and the state directory.
+func (c *creation) teardown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var errs []error
+	if c.st.Pid > 0 {
+		if fd, err := openPidfd(c.st.Pid, c.st.PidStartTime); err == nil {
+			if err := signalPidfd(fd, unix.SIGKILL); err != nil && !errors.Is(err, errGone) {
+				errs = append(errs, err)
+			}
+			unix.Close(fd)
+		}
+	}
+	if c.monitor != nil {
+		if c.st.Pid <= 0 {
+			c.monitor.Kill()
+		}
+		if err := waitProcess(ctx, c.st.MonitorPid, c.st.MonitorStartTime); err != nil {
+			errs = append(errs, fmt.Errorf("wait for monitor: %w", err))
+		}
+	}
+	if c.cgroup != nil {
+		if err := c.cgroup.Destroy(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("unable to remove cgroup: %w", err))
+		}
+	}
+	if err := os.RemoveAll(c.dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// reapWhenDone waits for a child without holding an OS thread: the pidfd
+// sits in the runtime's poller until the child exits.
+func reapWhenDone(cmd *exec.Cmd) {
+	fd, err := unix.PidfdOpen(cmd.Process.Pid, unix.PIDFD_NONBLOCK)
+	if err == nil {
+		f := os.NewFile(uintptr(fd), "pidfd")
+		if rc, err := f.SyscallConn(); err == nil {
+			rc.Read(func(fd uintptr) bool {
+				p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+				n, _ := unix.Poll(p, 0)
+				return n > 0
+			})
+		}
+		f.Close()
+	}
+	cmd.Wait()
+}
+
+// selfExe returns a read-only handle on this binary, made once per
+// Runtime: a read-only bind mount of /proc/self/exe, opened, then detached.
+// Monitors and inits are exec'd through it, so their /proc/PID/exe is a
+// file on a read-only mount and cannot be opened for writing from a
+// container (CVE-2019-5736).
+func (r *Runtime) selfExe() (*os.File, error) {
+	r.exeOnce.Do(func() { r.exe, r.exeErr = readOnlySelfExe(r.root) })
+	return r.exe, r.exeErr
+}
+
+func readOnlySelfExe(dir string) (*os.File, error) {
+	tmp, err := os.CreateTemp(dir, ".exe-")
+	if err != nil {
+		return nil, fmt.Errorf("read-only exe: %w", err)
+	}
+	name := tmp.Name()
+	tmp.Close()
+	defer os.Remove(name)
+	if err := unix.Mount("/proc/self/exe", name, "", unix.MS_BIND, ""); err != nil {
+		return nil, fmt.Errorf("read-only exe: %w", os.NewSyscallError("mount", err))
+	}
+	defer unix.Unmount(name, unix.MNT_DETACH)
+	if err := unix.Mount("", name, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
+		return nil, fmt.Errorf("read-only exe: %w", os.NewSyscallError("mount(remount ro)", err))
+	}
+	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read-only exe: %w", err)
+	}
+	// Far above the fds exec.Cmd dup2s into place in the child, so that it
+	// still exists when the child execs /proc/self/fd/N.
+	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 100)
+	unix.Close(fd)
+	if err != nil {
+		return nil, os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", err)
+	}
+	return os.NewFile(uintptr(high), "reconciled-exe"), nil
+}

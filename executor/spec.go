@@ -1,0 +1,162 @@
+package executor
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// LoadSpec reads bundle/config.json.
+func LoadSpec(bundle string) (*specs.Spec, error) {
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("unable to read the bundle's config: %w", err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("unable to parse %s: %w", filepath.Join(bundle, "config.json"), err)
+	}
+	return &s, nil
+}
+
+var nsFlags = map[specs.LinuxNamespaceType]int{
+	specs.PIDNamespace:     unix.CLONE_NEWPID,
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.MountNamespace:   unix.CLONE_NEWNS,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
+}
+
+// procNsName is the name of a namespace type under /proc/PID/ns.
+var procNsName = map[specs.LinuxNamespaceType]string{
+	specs.PIDNamespace:     "pid",
+	specs.NetworkNamespace: "net",
+	specs.MountNamespace:   "mnt",
+	specs.IPCNamespace:     "ipc",
+	specs.UTSNamespace:     "uts",
+	specs.CgroupNamespace:  "cgroup",
+}
+
+// nsJoin is a namespace to enter by path.
+type nsJoin struct {
+	Flag int    `json:"flag"`
+	Path string `json:"path"`
+}
+
+// nsPlan splits the spec's namespaces into new ones (clone flags) and ones
+// to join.
+type nsPlan struct {
+	New  int      `json:"new"`
+	Join []nsJoin `json:"join,omitempty"`
+}
+
+func (p nsPlan) has(flag int) bool { return p.New&flag != 0 }
+
+func planNamespaces(s *specs.Spec) (nsPlan, error) {
+	var p nsPlan
+	if s.Linux == nil {
+		return p, nil
+	}
+	seen := map[specs.LinuxNamespaceType]bool{}
+	for _, ns := range s.Linux.Namespaces {
+		if seen[ns.Type] {
+			return p, fmt.Errorf("namespace %s given twice", ns.Type)
+		}
+		seen[ns.Type] = true
+		flag, ok := nsFlags[ns.Type]
+		if !ok {
+			return p, fmt.Errorf("%s namespace: %w", ns.Type, ErrNotSupported)
+		}
+		if ns.Path == "" {
+			p.New |= flag
+		} else {
+			p.Join = append(p.Join, nsJoin{Flag: flag, Path: ns.Path})
+		}
+	}
+	return p, nil
+}
+
+// validateSpec checks what must hold before anything is created.
+func validateSpec(s *specs.Spec) (nsPlan, error) {
+	if s.Process == nil {
+		return nsPlan{}, fmt.Errorf("the spec has no process")
+	}
+	if len(s.Process.Args) == 0 {
+		return nsPlan{}, fmt.Errorf("process.args is empty")
+	}
+	if s.Process.Terminal {
+		return nsPlan{}, fmt.Errorf("process.terminal: %w", ErrNotSupported)
+	}
+	if s.Root == nil || s.Root.Path == "" {
+		return nsPlan{}, fmt.Errorf("the spec has no root.path")
+	}
+	if s.Process.Cwd == "" || !filepath.IsAbs(s.Process.Cwd) {
+		return nsPlan{}, fmt.Errorf("process.cwd must be an absolute path, got %q", s.Process.Cwd)
+	}
+	p, err := planNamespaces(s)
+	if err != nil {
+		return p, err
+	}
+	if (s.Hostname != "" || s.Domainname != "") && !p.has(unix.CLONE_NEWUTS) {
+		return p, fmt.Errorf("hostname and domainname need a new uts namespace")
+	}
+	if s.Linux != nil {
+		for k := range s.Linux.Sysctl {
+			if k == "" || strings.Contains(k, "..") || strings.ContainsAny(k, "/") {
+				return p, fmt.Errorf("invalid sysctl %q", k)
+			}
+		}
+	}
+	for _, r := range s.Process.Rlimits {
+		if _, ok := rlimitNames[r.Type]; !ok {
+			return p, fmt.Errorf("unknown rlimit %q", r.Type)
+		}
+	}
+	return p, nil
+}
+
+var rlimitNames = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE,
+	"RLIMIT_NICE": unix.RLIMIT_NICE, "RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC,
+	"RLIMIT_RSS": unix.RLIMIT_RSS, "RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME,
+	"RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING, "RLIMIT_STACK": unix.RLIMIT_STACK,
+}
+
+// loopbackUp sets IFF_UP on lo in the calling thread's network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return os.NewSyscallError("ioctl(SIOCGIFFLAGS)", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return os.NewSyscallError("ioctl(SIOCSIFFLAGS)", err)
+	}
+	return nil
+}
+
+// writeSysctl writes one sysctl through /proc/sys: the calling thread's
+// namespaces decide which instance (net.*, kernel.hostname, ...) it hits.
+func writeSysctl(key, value string) error {
+	p := filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
+	if err := os.WriteFile(p, []byte(value), 0); err != nil {
+		return fmt.Errorf("sysctl %s=%s: %w", key, value, err)
+	}
+	return nil
+}

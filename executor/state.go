@@ -1,0 +1,270 @@
+package executor
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Status is a container's status as the runtime spec names it.
+type Status string
+
+const (
+	StatusCreating Status = "creating"
+	StatusCreated  Status = "created"
+	StatusRunning  Status = "running"
+	StatusStopped  Status = "stopped"
+)
+
+// DefaultRoot is where the CLI keeps container state unless told otherwise.
+const DefaultRoot = "/run/reconciled/runtime"
+
+// Files in a container's state directory (<root>/<id>/).
+const (
+	stateFile = "state.json" // State, written by create and start
+	exitFile  = "exit.json"  // exitRecord, written once by the monitor
+	fifoFile  = "exec.fifo"  // exists from create until start
+)
+
+// State is what the runtime knows about one container. Its first six fields
+// are the runtime spec's State; the rest are this runtime's additions. It is
+// read from disk with ReadState, which also works out Status from the live
+// system: a State is never trusted to say "running" on its own.
+type State struct {
+	OCIVersion  string            `json:"ociVersion"`
+	ID          string            `json:"id"`
+	Status      Status            `json:"status"`
+	Pid         int               `json:"pid,omitempty"`
+	Bundle      string            `json:"bundle"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// PidStartTime is field 22 of /proc/<Pid>/stat (clock ticks since
+	// boot) at create: a process with the same PID and another start time
+	// is not the container.
+	PidStartTime uint64 `json:"pidStartTime,omitempty"`
+	// MonitorPid is the process that waits for the init and records its
+	// exit status; MonitorStartTime its start time like PidStartTime.
+	MonitorPid       int    `json:"monitorPid,omitempty"`
+	MonitorStartTime uint64 `json:"monitorStartTime,omitempty"`
+
+	Rootfs   string    `json:"rootfs,omitempty"`
+	Created  time.Time `json:"created,omitzero"`
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+
+	// Exited is true once the monitor recorded the exit; then ExitCode is
+	// the shell-style status (128+signal for a killed process), ExitSignal
+	// the signal's name if a signal ended it, and OOMKilled whether the
+	// kernel's OOM killer acted in the container's cgroup.
+	Exited     bool   `json:"exited,omitempty"`
+	ExitCode   int    `json:"exitCode"`
+	ExitSignal string `json:"exitSignal,omitempty"`
+	OOMKilled  bool   `json:"oomKilled,omitempty"`
+
+	CgroupDriver string            `json:"cgroupDriver,omitempty"`
+	CgroupPath   string            `json:"cgroupPath,omitempty"` // as given to the driver
+	CgroupPaths  map[string]string `json:"cgroupPaths,omitempty"`
+	// OOMKillsAtStart is the cgroup's oom_kill count when the container
+	// was created, so that a reused cgroup's history is not blamed on it.
+	OOMKillsAtStart uint64 `json:"oomKillsAtStart,omitempty"`
+	// Hooks keeps the spec's poststart and poststop hooks for the
+	// processes that run start and delete.
+	Hooks *specs.Hooks `json:"hooks,omitempty"`
+}
+
+// exitRecord is what the monitor writes when the init has exited.
+type exitRecord struct {
+	Finished   time.Time `json:"finished"`
+	ExitCode   int       `json:"exitCode"`
+	ExitSignal string    `json:"exitSignal,omitempty"`
+	OOMKilled  bool      `json:"oomKilled,omitempty"`
+}
+
+// StateDir is the directory that holds container id's state under root.
+func StateDir(root, id string) string { return filepath.Join(root, id) }
+
+// ReadState reads container id's state under root and works out its status:
+// stopped once the monitor recorded the exit or once the init PID is gone or
+// belongs to another process (start time differs); created while the exec
+// fifo is there; running otherwise. It returns an error wrapping ErrNotExist
+// when there is no such container.
+func ReadState(root, id string) (*State, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	dir := StateDir(root, id)
+	data, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			if _, err2 := os.Stat(dir); err2 == nil {
+				// Directory made, first state not yet written.
+				return &State{OCIVersion: specs.Version, ID: id, Status: StatusCreating}, nil
+			}
+			return nil, fmt.Errorf("container %s: %w", id, ErrNotExist)
+		}
+		return nil, fmt.Errorf("unable to read state of container %s: %w", id, err)
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("unable to parse state of container %s: %w", id, err)
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, exitFile)); err == nil {
+		var ex exitRecord
+		if err := json.Unmarshal(data, &ex); err != nil {
+			return nil, fmt.Errorf("unable to parse exit record of container %s: %w", id, err)
+		}
+		st.Status = StatusStopped
+		st.Exited = true
+		st.Finished = ex.Finished
+		st.ExitCode = ex.ExitCode
+		st.ExitSignal = ex.ExitSignal
+		st.OOMKilled = ex.OOMKilled
+		return &st, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("unable to read exit record of container %s: %w", id, err)
+	}
+	if st.Status == StatusCreating || st.Pid == 0 {
+		return &st, nil
+	}
+	if !processAlive(st.Pid, st.PidStartTime) {
+		st.Status = StatusStopped
+		return &st, nil
+	}
+	if _, err := os.Lstat(filepath.Join(dir, fifoFile)); err == nil {
+		st.Status = StatusCreated
+	} else {
+		st.Status = StatusRunning
+	}
+	return &st, nil
+}
+
+// List reads the state of every container under root, sorted by ID. A
+// directory whose state cannot be read is reported in the joined error; the
+// others are still returned.
+func List(root string) ([]*State, error) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("unable to list %s: %w", root, err)
+	}
+	var out []*State
+	var errs []error
+	for _, e := range entries {
+		if !e.IsDir() || ValidateID(e.Name()) != nil {
+			continue
+		}
+		st, err := ReadState(root, e.Name())
+		if err != nil {
+			if errors.Is(err, ErrNotExist) {
+				continue // deleted meanwhile
+			}
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, errors.Join(errs...)
+}
+
+// writeFileAtomic replaces dir/name with data: a temp file in dir, fsync,
+// rename, fsync of dir.
+func writeFileAtomic(dir, name string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, "."+name+".tmp*")
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := tmp.Write(data); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	ok = true
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("open", err)
+	}
+	defer unix.Close(fd)
+	return os.NewSyscallError("fsync", unix.Fsync(fd))
+}
+
+func writeJSONAtomic(dir, name string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(dir, name, data)
+}
+
+// procStartTime returns field 22 of /proc/pid/stat (starttime) and whether
+// the process is a zombie.
+func procStartTime(pid int) (start uint64, zombie bool, err error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false, err
+	}
+	// The command name (field 2) is in parentheses and may hold anything,
+	// ')' included: fields after it start after the last ')'.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 || i+2 >= len(data) {
+		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat", pid)
+	}
+	fields := bytes.Fields(data[i+2:])
+	// fields[0] is field 3 (state); field 22 is fields[19].
+	if len(fields) < 20 {
+		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat: %d fields", pid, len(fields))
+	}
+	start, err = strconv.ParseUint(string(fields[19]), 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat: %w", pid, err)
+	}
+	return start, string(fields[0]) == "Z" || string(fields[0]) == "X", nil
+}
+
+// processAlive reports whether pid runs (not a zombie) and started at start.
+func processAlive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	got, zombie, err := procStartTime(pid)
+	return err == nil && !zombie && got == start
+}
+
+// ociState is the runtime spec's State of st, as hooks get it on stdin.
+func ociState(st *State) []byte {
+	data, _ := json.Marshal(specs.State{
+		Version: specs.Version, ID: st.ID, Status: specs.ContainerState(st.Status), Pid: st.Pid,
+		Bundle: st.Bundle, Annotations: st.Annotations,
+	})
+	return data
+}

@@ -1,0 +1,723 @@
+package test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/testutil"
+)
+
+// The reconciled binary, built once.
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+	binDir  string
+)
+
+func TestMain(m *testing.M) {
+	executor.MaybeRunStage()
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func reconciledBin(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "reconciled-bin-")
+		if binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "reconciled")
+		out, err := exec.Command("go", "build", "-o", binPath, "reconciled.dev/reconciled/cmd/reconciled").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// rt drives `reconciled runtime --root <tmp>` as a user would.
+type rt struct {
+	t    *testing.T
+	bin  string
+	root string
+}
+
+func newRT(t *testing.T) *rt {
+	t.Helper()
+	testutil.RequireRoot(t)
+	return &rt{t: t, bin: reconciledBin(t), root: filepath.Join(t.TempDir(), "state")}
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// run runs one CLI command. Its stdout and stderr are files, not pipes: a
+// container started by it inherits them and may outlive it.
+func (r *rt) run(args ...string) result {
+	return r.runWith(nil, args...)
+}
+
+func (r *rt) runWith(extra []*os.File, args ...string) result {
+	r.t.Helper()
+	dir := r.t.TempDir()
+	out, _ := os.Create(filepath.Join(dir, "stdout"))
+	errf, _ := os.Create(filepath.Join(dir, "stderr"))
+	defer out.Close()
+	defer errf.Close()
+	cmd := exec.Command(r.bin, append([]string{"runtime", "--root", r.root}, args...)...)
+	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = out, errf, extra
+	err := cmd.Run()
+	code := 0
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		r.t.Fatalf("%v: %v", args, err)
+	}
+	o, _ := os.ReadFile(out.Name())
+	e, _ := os.ReadFile(errf.Name())
+	return result{string(o), string(e), code}
+}
+
+// ok runs a command that must succeed and returns its stdout.
+func (r *rt) ok(args ...string) string {
+	r.t.Helper()
+	res := r.run(args...)
+	if res.code != 0 {
+		r.t.Fatalf("reconciled runtime %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), res.code, res.stdout, res.stderr)
+	}
+	return res.stdout
+}
+
+func (r *rt) state(id string) executor.State {
+	r.t.Helper()
+	var st executor.State
+	out := r.ok("state", id)
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		r.t.Fatalf("state %s: %v\n%s", id, err, out)
+	}
+	return st
+}
+
+// cleanup deletes id (forcefully) when the test ends.
+func (r *rt) cleanup(id string) {
+	r.t.Cleanup(func() { r.run("delete", "--force", id) })
+}
+
+// bundle writes a busybox bundle whose spec is the default one with args,
+// changed by edit, and returns its directory.
+func bundle(t *testing.T, edit func(*specs.Spec), args ...string) string {
+	t.Helper()
+	rootfs := testutil.BusyboxRootfs(t)
+	dir := filepath.Dir(rootfs)
+	s := defaultSpec(args...)
+	if edit != nil {
+		edit(s)
+	}
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// defaultSpec is close to `runc spec`.
+func defaultSpec(args ...string) *specs.Spec {
+	caps := []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
+	return &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{
+			Args: args,
+			Env:  []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"},
+			Cwd:  "/",
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: caps, Permitted: caps,
+			},
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+			NoNewPrivileges: true,
+		},
+		Root:     &specs.Root{Path: "rootfs"},
+		Hostname: "reconciled",
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		},
+		Linux: &specs.Linux{
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
+			},
+		},
+	}
+}
+
+// runContainer runs a container to completion with `run` and returns what
+// it printed and its exit code.
+func (r *rt) runContainer(id string, edit func(*specs.Spec), args ...string) result {
+	r.t.Helper()
+	b := bundle(r.t, edit, args...)
+	r.cleanup(id)
+	return r.run("run", "--bundle", b, id)
+}
+
+func alive(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(data, ')')
+	return i > 0 && len(data) > i+2 && data[i+2] != 'Z'
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d still alive", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRunExitCode(t *testing.T) {
+	r := newRT(t)
+	res := r.runContainer("exit-code", nil, "sh", "-c", "echo out; echo err >&2; exit 3")
+	if res.code != 3 {
+		t.Fatalf("exit code %d, want 3 (stderr %q)", res.code, res.stderr)
+	}
+	if res.stdout != "out\n" || res.stderr != "err\n" {
+		t.Errorf("stdout %q stderr %q", res.stdout, res.stderr)
+	}
+	if out := r.run("state", "exit-code"); out.code == 0 {
+		t.Errorf("state after run: container still exists: %s", out.stdout)
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	r := newRT(t)
+	b := bundle(t, nil, "sleep", "1000")
+	id := "life"
+	r.cleanup(id)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	r.ok("create", "--bundle", b, "--pid-file", pidFile, id)
+
+	// Every command below is a new process: the creator is gone.
+	st := r.state(id)
+	if st.Status != executor.StatusCreated || st.Pid <= 0 || st.Bundle != b || st.ID != id || st.OCIVersion == "" {
+		t.Fatalf("after create: %+v", st)
+	}
+	if data, _ := os.ReadFile(pidFile); string(data) != strconv.Itoa(st.Pid) {
+		t.Errorf("pid file says %q, state says %d", data, st.Pid)
+	}
+	if !alive(st.Pid) {
+		t.Fatalf("init %d not alive after create", st.Pid)
+	}
+	if res := r.run("kill", id, "0"); res.code != 0 {
+		t.Errorf("kill 0 of a created container: %s", res.stderr)
+	}
+	r.ok("start", id)
+	st = r.state(id)
+	if st.Status != executor.StatusRunning || st.Started.IsZero() {
+		t.Fatalf("after start: %+v", st)
+	}
+	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", st.Pid)); strings.TrimSpace(string(comm)) != "sleep" {
+		t.Errorf("init runs %q, want sleep", comm)
+	}
+	if res := r.run("start", id); res.code == 0 {
+		t.Errorf("second start succeeded")
+	}
+	list := r.ok("list")
+	if !strings.Contains(list, id) || !strings.Contains(list, "running") {
+		t.Errorf("list:\n%s", list)
+	}
+	var sts []executor.State
+	if err := json.Unmarshal([]byte(r.ok("list", "-o", "json")), &sts); err != nil || len(sts) != 1 || sts[0].ID != id {
+		t.Errorf("list -o json: %v %+v", err, sts)
+	}
+
+	if res := r.run("delete", id); res.code == 0 || !strings.Contains(res.stderr, "running") {
+		t.Fatalf("delete of a running container: exit %d, %q", res.code, res.stderr)
+	}
+	r.ok("kill", id, "KILL")
+	waitGone(t, st.Pid)
+	st = waitState(t, r, id, executor.StatusStopped)
+	if !st.Exited || st.ExitCode != 137 || st.ExitSignal != "SIGKILL" || st.Finished.IsZero() {
+		t.Errorf("after kill: %+v", st)
+	}
+	if res := r.run("kill", id); res.code == 0 {
+		t.Errorf("kill of a stopped container succeeded")
+	}
+	r.ok("delete", id)
+	if res := r.run("state", id); res.code == 0 || !strings.Contains(res.stderr, "does not exist") {
+		t.Errorf("state after delete: exit %d, %q", res.code, res.stderr)
+	}
+	if entries, _ := os.ReadDir(r.root); len(entries) != 0 {
+		t.Errorf("state root not empty after delete: %v", entries)
+	}
+}
+
+// waitState polls state until the status is want (the monitor records the
+// exit a moment after the process dies).
+func waitState(t *testing.T, r *rt, id string, want executor.Status) executor.State {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := r.state(id)
+		if st.Status == want && (want != executor.StatusStopped || st.Exited) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s is %s, want %s", id, st.Status, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestDeleteForce(t *testing.T) {
+	r := newRT(t)
+	b := bundle(t, nil, "sh", "-c", "sleep 1000 & sleep 1000")
+	id := "force"
+	r.cleanup(id)
+	r.ok("create", "--bundle", b, id)
+	r.ok("start", id)
+	st := r.state(id)
+	r.ok("delete", "--force", id)
+	for _, pid := range []int{st.Pid, st.MonitorPid} {
+		if alive(pid) {
+			t.Errorf("process %d alive after delete --force", pid)
+		}
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if bytes.Contains(mi, []byte(b)) || bytes.Contains(mi, []byte(r.root)) {
+		t.Errorf("a mount of the container is left on the host:\n%s", mi)
+	}
+	if _, err := os.Stat(filepath.Join(r.root, id)); !os.IsNotExist(err) {
+		t.Errorf("state dir left: %v", err)
+	}
+}
+
+func TestDeleteCreated(t *testing.T) {
+	r := newRT(t)
+	b := bundle(t, nil, "true")
+	r.cleanup("created")
+	r.ok("create", "--bundle", b, "created")
+	st := r.state("created")
+	r.ok("delete", "created")
+	waitGone(t, st.Pid)
+}
+
+func TestInvalidIDs(t *testing.T) {
+	r := newRT(t)
+	b := bundle(t, nil, "true")
+	for _, id := range []string{"", ".hidden", "a/b", "..", "a..b", "x y", strings.Repeat("a", 129), "é"} {
+		res := r.run("create", "--bundle", b, id)
+		if res.code == 0 {
+			r.run("delete", "--force", id)
+			t.Errorf("create %q succeeded", id)
+		} else if id != "" && !strings.Contains(res.stderr, "invalid container ID") {
+			t.Errorf("create %q: %s", id, res.stderr)
+		}
+	}
+	if entries, _ := os.ReadDir(r.root); len(entries) != 0 {
+		t.Errorf("state root not empty: %v", entries)
+	}
+}
+
+func TestAlreadyExists(t *testing.T) {
+	r := newRT(t)
+	b := bundle(t, nil, "sleep", "1000")
+	r.cleanup("dup")
+	r.ok("create", "--bundle", b, "dup")
+	res := r.run("create", "--bundle", b, "dup")
+	if res.code == 0 || !strings.Contains(res.stderr, "already exists") {
+		t.Fatalf("second create: exit %d, %q", res.code, res.stderr)
+	}
+	if st := r.state("dup"); st.Status != executor.StatusCreated {
+		t.Errorf("first container disturbed: %+v", st)
+	}
+}
+
+func TestNotExist(t *testing.T) {
+	r := newRT(t)
+	for _, args := range [][]string{{"state", "nope"}, {"start", "nope"}, {"kill", "nope"}, {"delete", "nope"}} {
+		if res := r.run(args...); res.code == 0 || !strings.Contains(res.stderr, "does not exist") {
+			t.Errorf("%v: exit %d, %q", args, res.code, res.stderr)
+		}
+	}
+}
+
+// TestInsideView checks the process's view from inside, the way a user
+// would.
+func TestInsideView(t *testing.T) {
+	r := newRT(t)
+	umask := uint32(0o027)
+	res := r.runContainer("view", func(s *specs.Spec) {
+		s.Process.User = specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{10, 20}, Umask: &umask}
+		s.Process.Cwd = "/tmp"
+		s.Process.Capabilities = &specs.LinuxCapabilities{
+			Bounding:    []string{"CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_CHOWN"},
+			Effective:   []string{"CAP_NET_BIND_SERVICE"},
+			Permitted:   []string{"CAP_NET_BIND_SERVICE", "CAP_KILL"},
+			Inheritable: []string{"CAP_NET_BIND_SERVICE"},
+			Ambient:     []string{"CAP_NET_BIND_SERVICE"},
+		}
+		s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 777, Soft: 555}}
+		s.Process.Env = append(s.Process.Env, "FOO=bar")
+		s.Hostname = "inside"
+		s.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1"}
+	}, "sh", "-c", `grep -E '^(Cap|NoNewPrivs)' /proc/self/status; echo "host=$(hostname)"; echo "id=$(id)"; echo "nofile=$(ulimit -n)"; echo "pwd=$(pwd)"; echo "umask=$(umask)"; echo "foo=$FOO home=$HOME"; echo "fwd=$(cat /proc/sys/net/ipv4/ip_forward)"; ls /proc/self/fd | tr '\n' ' '; echo; ifconfig lo | grep -o UP`)
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	out := res.stdout
+	// A non-root process after exec: permitted = effective = ambient.
+	for _, want := range []string{
+		"CapInh:\t0000000000000400", "CapPrm:\t0000000000000400", "CapEff:\t0000000000000400",
+		"CapBnd:\t0000000000000421", "CapAmb:\t0000000000000400", "NoNewPrivs:\t1",
+		"host=inside", "id=uid=1000 gid=1000 groups=10,20", "nofile=555", "pwd=/tmp", "umask=0027",
+		"foo=bar home=/", "fwd=1", "\nUP\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+}
+
+func TestRootCaps(t *testing.T) {
+	r := newRT(t)
+	res := r.runContainer("rootcaps", nil, "grep", "-E", "^Cap", "/proc/self/status")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	// CAP_KILL(5), CAP_NET_BIND_SERVICE(10), CAP_AUDIT_WRITE(29).
+	want := "CapInh:\t0000000000000000\nCapPrm:\t0000000020000420\nCapEff:\t0000000020000420\nCapBnd:\t0000000020000420\nCapAmb:\t0000000000000000\n"
+	if res.stdout != want {
+		t.Errorf("got\n%s\nwant\n%s", res.stdout, want)
+	}
+}
+
+func TestNamespaces(t *testing.T) {
+	r := newRT(t)
+	res := r.runContainer("ns", nil, "sh", "-c", "for n in pid net mnt ipc uts cgroup; do echo $n $(readlink /proc/self/ns/$n); done")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(res.stdout), "\n") {
+		n, link, _ := strings.Cut(line, " ")
+		host, err := os.Readlink("/proc/self/ns/" + n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (link == host) != (n == "cgroup") {
+			t.Errorf("%s namespace: container %s, host %s", n, link, host)
+		}
+	}
+}
+
+// TestJoinNamespace: a second container joins the first one's network and
+// IPC namespaces by path.
+func TestJoinNamespace(t *testing.T) {
+	r := newRT(t)
+	b := bundle(t, nil, "sleep", "1000")
+	r.cleanup("owner")
+	r.ok("create", "--bundle", b, "owner")
+	owner := r.state("owner")
+	netns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", owner.Pid))
+	ipcns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/ipc", owner.Pid))
+	pidns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", owner.Pid))
+	res := r.runContainer("joiner", func(s *specs.Spec) {
+		for i, ns := range s.Linux.Namespaces {
+			switch ns.Type {
+			case specs.NetworkNamespace, specs.IPCNamespace, specs.PIDNamespace:
+				s.Linux.Namespaces[i].Path = fmt.Sprintf("/proc/%d/ns/%s", owner.Pid, map[specs.LinuxNamespaceType]string{
+					specs.NetworkNamespace: "net", specs.IPCNamespace: "ipc", specs.PIDNamespace: "pid"}[ns.Type])
+			}
+		}
+	}, "sh", "-c", "for n in net ipc pid; do readlink /proc/self/ns/$n; done")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	if want := netns + "\n" + ipcns + "\n" + pidns + "\n"; res.stdout != want {
+		t.Errorf("joined namespaces:\n%s\nwant\n%s", res.stdout, want)
+	}
+}
+
+func TestNoFdLeak(t *testing.T) {
+	r := newRT(t)
+	// Host directories open in the CLI's parent, without close-on-exec.
+	var extra []*os.File
+	for _, p := range []string{"/", "/etc", r.bin} {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		extra = append(extra, f)
+	}
+	b := bundle(t, nil, "sh", "-c", "ls /proc/self/fd | tr '\\n' ' '")
+	r.cleanup("fds")
+	res := r.runWith(extra, "run", "--bundle", b, "fds")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	// 0-2 and the fd ls itself opened to read the directory.
+	if got := strings.Fields(res.stdout); strings.Join(got, " ") != "0 1 2 3" {
+		t.Errorf("fds inside the container: %v", got)
+	}
+}
+
+// TestCwdOutsideRoot: CVE-2024-21626, a cwd through a leaked fd.
+func TestCwdOutsideRoot(t *testing.T) {
+	r := newRT(t)
+	for _, cwd := range []string{"/proc/self/fd/3", "/proc/self/cwd", "/proc/1/root"} {
+		b := bundle(t, func(s *specs.Spec) { s.Process.Cwd = cwd }, "pwd")
+		r.cleanup("cwd")
+		f, _ := os.Open("/")
+		res := r.runWith([]*os.File{f}, "run", "--bundle", b, "cwd")
+		f.Close()
+		if res.code == 0 {
+			t.Errorf("cwd %s: container ran, pwd %q", cwd, res.stdout)
+		}
+	}
+}
+
+func fileHash(t *testing.T, p string) [32]byte {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(data)
+}
+
+// TestSelfExeProtection: CVE-2019-5736. The container cannot get at the
+// runtime's binary for writing.
+func TestSelfExeProtection(t *testing.T) {
+	r := newRT(t)
+	before := fileHash(t, r.bin)
+
+	// The entrypoint is the runtime's own binary.
+	b := bundle(t, nil, "/proc/self/exe")
+	r.cleanup("selfexe")
+	if res := r.run("create", "--bundle", b, "selfexe"); res.code == 0 {
+		t.Errorf("a container whose entrypoint is /proc/self/exe was created")
+	} else if !strings.Contains(res.stderr, "own binary") {
+		t.Errorf("create: %s", res.stderr)
+	}
+
+	// A created container: its init (and the monitor) run our binary.
+	// Their /proc/PID/exe must be on a read-only mount.
+	b = bundle(t, nil, "sh", "-c", "for f in /proc/*/exe; do echo x > $f; done; true")
+	r.cleanup("exewrite")
+	r.ok("create", "--bundle", b, "exewrite")
+	st := r.state("exewrite")
+	var held []int
+	for _, pid := range []int{st.Pid, st.MonitorPid} {
+		exe := fmt.Sprintf("/proc/%d/exe", pid)
+		var sfs unix.Statfs_t
+		if err := unix.Statfs(exe, &sfs); err != nil {
+			t.Fatal(err)
+		}
+		if sfs.Flags&unix.ST_RDONLY == 0 {
+			t.Errorf("%s is not on a read-only mount", exe)
+		}
+		// What an attacker would do: hold the file, wait for every runtime
+		// process to exit (no more ETXTBSY), then reopen it for writing.
+		fd, err := unix.Open(exe, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		held = append(held, fd)
+	}
+	r.ok("start", "exewrite")
+	waitState(t, r, "exewrite", executor.StatusStopped)
+	r.ok("delete", "exewrite")
+	waitGone(t, st.MonitorPid)
+	for _, fd := range held {
+		w, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(w)
+			t.Errorf("the runtime binary was reopened for writing")
+		} else if !errors.Is(err, unix.EROFS) {
+			t.Errorf("reopen for writing: %v, want EROFS", err)
+		}
+	}
+	if fileHash(t, r.bin) != before {
+		t.Fatal("the runtime binary changed")
+	}
+}
+
+// TestPidReuse: a state whose PID now belongs to another process (other
+// start time) reads stopped, and kill never signals that process.
+func TestPidReuse(t *testing.T) {
+	r := newRT(t)
+	b := bundle(t, nil, "sleep", "1000")
+	r.cleanup("reuse")
+	r.ok("create", "--bundle", b, "reuse")
+	r.ok("start", "reuse")
+
+	victim := exec.Command("sleep", "1000")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { victim.Process.Kill(); victim.Wait() })
+
+	// Point the state at the victim's PID with the container's start time.
+	path := filepath.Join(r.root, "reuse", "state.json")
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	json.Unmarshal(orig, &raw)
+	realPid := raw["pid"]
+	raw["pid"] = victim.Process.Pid
+	forged, _ := json.Marshal(raw)
+	if err := os.WriteFile(path, forged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.state("reuse"); st.Status != executor.StatusStopped {
+		t.Errorf("status with a recycled PID: %s", st.Status)
+	}
+	if res := r.run("kill", "reuse", "KILL"); res.code == 0 {
+		t.Errorf("kill succeeded on a recycled PID")
+	}
+	if !alive(victim.Process.Pid) {
+		t.Fatal("the process that reused the PID was signalled")
+	}
+	raw["pid"] = realPid
+	fixed, _ := json.Marshal(raw)
+	os.WriteFile(path, fixed, 0o600)
+}
+
+func TestHooks(t *testing.T) {
+	r := newRT(t)
+	var rootfs string
+	logTo := func(name string) specs.Hook {
+		return specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", "echo " + name + " >> " + filepath.Join(rootfs, "hooklog")}}
+	}
+	b := bundle(t, func(s *specs.Spec) {
+		rootfs = "ROOTFS"
+	}, "true")
+	rootfs = filepath.Join(b, "rootfs")
+	stdinFile := filepath.Join(b, "stdin.json")
+	s := readSpec(t, b)
+	s.Hooks = &specs.Hooks{
+		Prestart:        []specs.Hook{logTo("prestart")},
+		CreateRuntime:   []specs.Hook{logTo("createRuntime"), {Path: "/bin/sh", Args: []string{"sh", "-c", "cat > " + stdinFile}}},
+		CreateContainer: []specs.Hook{logTo("createContainer")},
+		// Runs in the container: the path resolves in its root.
+		StartContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo startContainer >> /hooklog"}}},
+		Poststart:      []specs.Hook{logTo("poststart")},
+		Poststop:       []specs.Hook{logTo("poststop"), {Path: "/bin/false"}},
+	}
+	writeSpec(t, b, s)
+	r.cleanup("hooks")
+	res := r.run("run", "--bundle", b, "hooks")
+	if res.code != 0 {
+		t.Fatalf("run: exit %d: %s", res.code, res.stderr)
+	}
+	if !strings.Contains(res.stderr, "poststop") {
+		t.Errorf("a failing poststop hook was not reported: %q", res.stderr)
+	}
+	got, _ := os.ReadFile(filepath.Join(rootfs, "hooklog"))
+	want := "prestart\ncreateRuntime\ncreateContainer\nstartContainer\npoststart\npoststop\n"
+	if string(got) != want {
+		t.Errorf("hooks ran:\n%s\nwant\n%s", got, want)
+	}
+	var st specs.State
+	data, _ := os.ReadFile(stdinFile)
+	if err := json.Unmarshal(data, &st); err != nil || st.ID != "hooks" || st.Pid <= 0 || st.Bundle != b {
+		t.Errorf("hook stdin: %v %s", err, data)
+	}
+}
+
+func TestFailingHook(t *testing.T) {
+	r := newRT(t)
+	for _, kind := range []string{"prestart", "createRuntime", "createContainer", "startContainer"} {
+		t.Run(kind, func(t *testing.T) {
+			b := bundle(t, nil, "sleep", "1000")
+			s := readSpec(t, b)
+			fail := []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo hook-says-no >&2; exit 7"}}}
+			s.Hooks = &specs.Hooks{}
+			switch kind {
+			case "prestart":
+				s.Hooks.Prestart = fail //nolint:staticcheck
+			case "createRuntime":
+				s.Hooks.CreateRuntime = fail
+			case "createContainer":
+				s.Hooks.CreateContainer = fail
+			case "startContainer":
+				s.Hooks.StartContainer = fail
+			}
+			writeSpec(t, b, s)
+			id := "fail-" + strings.ToLower(kind)
+			r.cleanup(id)
+			res := r.run("create", "--bundle", b, id)
+			if kind == "startContainer" {
+				if res.code != 0 {
+					t.Fatalf("create: %s", res.stderr)
+				}
+				res = r.run("start", id)
+			}
+			if res.code == 0 {
+				t.Fatalf("%s hook failed, operation succeeded", kind)
+			}
+			if !strings.Contains(res.stderr, kind+" hook") || !strings.Contains(res.stderr, "hook-says-no") {
+				t.Errorf("error does not name the hook: %q", res.stderr)
+			}
+			if _, err := os.Stat(filepath.Join(r.root, id)); !os.IsNotExist(err) {
+				t.Errorf("container left after a failing %s hook", kind)
+			}
+		})
+	}
+}
+
+func readSpec(t *testing.T, b string) *specs.Spec {
+	t.Helper()
+	var s specs.Spec
+	data, err := os.ReadFile(filepath.Join(b, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
+
+func writeSpec(t *testing.T, b string, s *specs.Spec) {
+	t.Helper()
+	data, _ := json.Marshal(s)
+	if err := os.WriteFile(filepath.Join(b, "config.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
