@@ -18,7 +18,9 @@
 // included), on hybrid in the cgroup2 one too (as runc does; crun refuses
 // hybrid hosts), on unified v2 under /sys/fs/cgroup. A relative
 // cgroupsPath is taken from the root as well (not from the runtime's own
-// cgroup); ".." and the root cgroup itself are refused. The systemd
+// cgroup); ".." and the root cgroup itself are refused. Paths are joined to
+// each mount point as mounted: a hierarchy mounted from a sub-tree (inside
+// a container without a cgroup namespace) is used as it is. The systemd
 // "slice:prefix:name" form belongs to the systemd driver.
 //
 // Apply makes the directories, sets the limits, and only then writes the
@@ -49,6 +51,9 @@
 //	devices                devices.deny "a", then one    NOT ENFORCED (see below)
 //	                       devices.allow/deny per rule
 //	unified                error                         each key written as a file, last
+//
+// Nil or zero fields leave the file as it is; so does an empty devices
+// list (the v1 devices cgroup then allows what its parent allows).
 //
 // On v1, memory and memsw are written in the order the kernel accepts
 // (memsw first when it grows or goes unlimited); a swap limit other than -1

@@ -34,9 +34,19 @@ func write(path, value string, flag int) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("writing %q to %s: %w", value, path, err)
+		return fmt.Errorf("writing %q to %s: %w", value, path, bare(err))
 	}
 	return nil
+}
+
+// bare strips the *os.PathError around an errno, whose path our own
+// message already names; errors.Is(err, os.ErrNotExist) still holds.
+func bare(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // readFile reads dir/name, trailing newline removed.
@@ -44,7 +54,7 @@ func readFile(dir, name string) (string, error) {
 	p := filepath.Join(dir, name)
 	b, err := os.ReadFile(p)
 	if err != nil {
-		return "", fmt.Errorf("reading %s: %w", p, err)
+		return "", fmt.Errorf("reading %s: %w", p, bare(err))
 	}
 	return strings.TrimRight(string(b), "\n"), nil
 }
@@ -80,7 +90,7 @@ func readKeyed(dir, name string) (map[string]uint64, error) {
 	p := filepath.Join(dir, name)
 	b, err := os.ReadFile(p)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", p, err)
+		return nil, fmt.Errorf("reading %s: %w", p, bare(err))
 	}
 	return parseKeyed(p, b)
 }

@@ -48,9 +48,6 @@ type cgroupfs struct {
 
 func (d *cgroupfs) Name() string { return "cgroupfs" }
 
-// Layout returns the hierarchies the driver uses.
-func (d *cgroupfs) Layout() Layout { return d.layout }
-
 // Manager returns the manager for the cgroup at cgroupsPath, or at
 // DefaultParent/id when cgroupsPath is empty. The path is taken relative to
 // the root of every hierarchy, whether it starts with '/' or not; it may not
@@ -176,7 +173,7 @@ func (m *fsManager) undo(err error) error {
 	for mount, made := range m.created {
 		for i := len(made) - 1; i >= 0; i-- {
 			if rerr := os.Remove(made[i]); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("removing cgroup %s: %w", made[i], rerr))
+				errs = append(errs, fmt.Errorf("removing cgroup %s: %w", made[i], bare(rerr)))
 				break
 			}
 		}
@@ -251,7 +248,7 @@ func mkdirs(mount, p string) ([]string, error) {
 			return made, nil
 		}
 		if !errors.Is(err, os.ErrNotExist) || attempt >= 5 {
-			return made, fmt.Errorf("creating cgroup %s: %w", dir, err)
+			return made, fmt.Errorf("creating cgroup %s: %w", dir, bare(err))
 		}
 	}
 }
@@ -547,7 +544,7 @@ func removeTree(ctx context.Context, dir string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("removing cgroup %s: %w", dir, err)
+		return fmt.Errorf("removing cgroup %s: %w", dir, bare(err))
 	}
 	var errs []error
 	for _, e := range entries {

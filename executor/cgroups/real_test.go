@@ -247,6 +247,27 @@ func TestRealApply(t *testing.T) {
 				t.Errorf("%s = %q, want %q", file[1], got, want)
 			}
 		}
+		// The cpuset was filled from the parent, so the pid could join.
+		if l.V1["cpuset"] != "" {
+			root, err := os.ReadFile(filepath.Join(l.V1["cpuset"], "cpuset.cpus"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := readBack(t, m, "cpuset", "cpuset.cpus"); got != strings.TrimSpace(string(root)) {
+				t.Errorf("cpuset.cpus = %q, want the root's %q", got, root)
+			}
+			if err := m.Set(ctx, &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "0"}}); err != nil {
+				t.Fatal(err)
+			}
+			if got := readBack(t, m, "cpuset", "cpuset.cpus"); got != "0" {
+				t.Errorf("cpuset.cpus = %q after Set, want 0", got)
+			}
+		}
+		// The kernel's refusal names the file and the value.
+		err := m.Set(ctx, &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: ptr[int64](500)}})
+		if want := `writing "500" to ` + filepath.Join(m.Paths()["cpu"], "cpu.cfs_quota_us") + ": invalid argument"; err == nil || err.Error() != want {
+			t.Errorf("quota below the minimum: %v, want %s", err, want)
+		}
 		// The devices rules hold: /dev/null opens, /dev/zero does not.
 		if got := h.ask("open /dev/null"); got != "ok" {
 			t.Errorf("open /dev/null: %s", got)
