@@ -117,19 +117,10 @@ func (m *fsManager) Paths() map[string]string {
 
 // dirOf returns the container's directory in the v1 hierarchy of
 // controller c, or "" when c is not mounted (or the layout is unified).
-func (m *fsManager) dirOf(c string) string {
-	for _, h := range m.hs {
-		for _, n := range h.names {
-			if n == c {
-				return h.dir
-			}
-		}
-	}
-	return ""
-}
+func (m *fsManager) dirOf(c string) string { return m.hierarchyOf(c).dir }
 
-// unified returns the container's directory in the cgroup2 hierarchy, ""
-// on a legacy host.
+// unified returns the container's directory in the cgroup2 hierarchy;
+// false on a legacy host.
 func (m *fsManager) unified() (managed, bool) {
 	for _, h := range m.hs {
 		if h.names == nil {
@@ -197,8 +188,8 @@ func (m *fsManager) create(ctx context.Context, r *specs.LinuxResources) error {
 			return err
 		}
 	}
-	if dir := m.dirOf("cpuset"); dir != "" {
-		if err := initCpuset(m.hierarchyOf("cpuset").mount, m.path); err != nil {
+	if h := m.hierarchyOf("cpuset"); h.dir != "" {
+		if err := initCpuset(h.mount, m.path); err != nil {
 			return err
 		}
 	}

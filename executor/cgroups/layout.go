@@ -166,7 +166,6 @@ func unescapeMountinfo(s string) string {
 
 // hierarchy is one mounted hierarchy in use by a manager.
 type hierarchy struct {
-	key   string   // "" for cgroup2, else the first controller name (sorted)
 	names []string // controllers (and name=X) mounted there; nil for cgroup2
 	mount string
 }
@@ -182,7 +181,7 @@ func (l Layout) hierarchies() []hierarchy {
 		}
 		for m, names := range byMount {
 			sort.Strings(names)
-			hs = append(hs, hierarchy{key: names[0], names: names, mount: m})
+			hs = append(hs, hierarchy{names: names, mount: m})
 		}
 		sort.Slice(hs, func(i, j int) bool { return hs[i].mount < hs[j].mount })
 	}
