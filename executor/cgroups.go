@@ -14,7 +14,9 @@ import (
 
 // cgroupDriverByName builds a cgroup driver by its Name() in processes that
 // were not handed one (the monitor reads OOM kills through it).
-var cgroupDriverByName = map[string]func() (cgroups.Driver, error){}
+var cgroupDriverByName = map[string]func() (cgroups.Driver, error){
+	"cgroupfs": cgroups.NewCgroupfs,
+}
 
 // readOOMKills returns the oom_kill count of a container's cgroup: through
 // the named driver when this binary has it, else straight from the memory

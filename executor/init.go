@@ -14,6 +14,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/executor/internal/rootfs"
 )
 
 // runInit is the init stage, running as the container's first process in
@@ -149,8 +151,8 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 		}
 	}
 	if c.NS.has(unix.CLONE_NEWNS) {
-		if err := setupRootfs(s, c.Bundle); err != nil {
-			return nil, -1, fmt.Errorf("set up the root filesystem: %w", err)
+		if err := rootfs.Setup(s, c.Bundle); err != nil {
+			return nil, -1, err
 		}
 	}
 	if err := chdirInside(p.Cwd); err != nil {

@@ -223,8 +223,8 @@ func (r *Runtime) cgroupOf(st *State) (interface {
 	if st.CgroupDriver == "" {
 		return nil, nil
 	}
-	d := r.cgroups
-	if d == nil || d.Name() != st.CgroupDriver {
+	d, err := r.cgroupDriver()
+	if err != nil || d == nil || d.Name() != st.CgroupDriver {
 		newDriver, ok := cgroupDriverByName[st.CgroupDriver]
 		if !ok {
 			return nil, fmt.Errorf("container %s uses cgroup driver %q, which this runtime does not have", st.ID, st.CgroupDriver)

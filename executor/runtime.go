@@ -28,9 +28,14 @@ import (
 // operations on one container must not race (the caller serializes them,
 // as the reconciler's work queue does).
 type Runtime struct {
-	root    string
-	cgroups cgroups.Driver
-	log     *slog.Logger
+	root string
+	log  *slog.Logger
+
+	// cgroups is the driver, detected on first use unless WithCgroups
+	// gave one (the CLI's state and kill never need it).
+	cgroupsOnce sync.Once
+	cgroups     cgroups.Driver
+	cgroupsErr  error
 	// reap: this process stays alive (the daemon), so it must reap the
 	// monitors it starts.
 	reap bool
@@ -45,7 +50,12 @@ type Option func(*Runtime)
 
 // WithCgroups sets the cgroup driver. nil disables cgroups (tests only:
 // the spec's resources are then ignored).
-func WithCgroups(d cgroups.Driver) Option { return func(r *Runtime) { r.cgroups = d } }
+func WithCgroups(d cgroups.Driver) Option {
+	return func(r *Runtime) {
+		r.cgroups = d
+		r.cgroupsOnce.Do(func() {})
+	}
+}
 
 // WithLogger sets where warnings (failed poststart/poststop hooks, cleanup
 // trouble) go.
@@ -56,7 +66,7 @@ func WithLogger(l *slog.Logger) Option { return func(r *Runtime) { r.log = l } }
 func WithReaper() Option { return func(r *Runtime) { r.reap = true } }
 
 // defaultCgroups returns the driver used when no WithCgroups option is given.
-var defaultCgroups = func() (cgroups.Driver, error) { return nil, nil }
+var defaultCgroups = cgroups.NewCgroupfs
 
 // New returns a Runtime keeping state under root (created if missing).
 func New(root string, opts ...Option) (*Runtime, error) {
@@ -65,10 +75,6 @@ func New(root string, opts ...Option) (*Runtime, error) {
 		return nil, err
 	}
 	r := &Runtime{root: abs, log: slog.New(slog.DiscardHandler)}
-	r.cgroups, err = defaultCgroups()
-	if err != nil {
-		return nil, fmt.Errorf("cgroups: %w", err)
-	}
 	for _, o := range opts {
 		o(r)
 	}
@@ -76,6 +82,17 @@ func New(root string, opts ...Option) (*Runtime, error) {
 		return nil, fmt.Errorf("unable to create state root: %w", err)
 	}
 	return r, nil
+}
+
+// cgroupDriver returns the cgroup driver, nil if cgroups are disabled.
+func (r *Runtime) cgroupDriver() (cgroups.Driver, error) {
+	r.cgroupsOnce.Do(func() {
+		r.cgroups, r.cgroupsErr = defaultCgroups()
+		if r.cgroupsErr != nil {
+			r.cgroupsErr = fmt.Errorf("cgroups: %w", r.cgroupsErr)
+		}
+	})
+	return r.cgroups, r.cgroupsErr
 }
 
 // Root is the directory that holds the containers' state.
@@ -311,9 +328,9 @@ func (c *creation) hookState(s Status) []byte {
 }
 
 func (c *creation) applyCgroup(ctx context.Context) error {
-	d := c.r.cgroups
-	if d == nil {
-		return nil
+	d, err := c.r.cgroupDriver()
+	if err != nil || d == nil {
+		return err
 	}
 	var path string
 	var res *specs.LinuxResources

@@ -721,3 +721,57 @@ func writeSpec(t *testing.T, b string, s *specs.Spec) {
 		t.Fatal(err)
 	}
 }
+
+func TestCgroup(t *testing.T) {
+	r := newRT(t)
+	limit := int64(64 << 20)
+	b := bundle(t, func(s *specs.Spec) {
+		s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}
+	}, "sleep", "1000")
+	r.cleanup("cg")
+	r.ok("create", "--bundle", b, "cg")
+	r.ok("start", "cg")
+	st := r.state("cg")
+	if len(st.CgroupPaths) == 0 {
+		t.Fatalf("no cgroup paths in the state: %+v", st)
+	}
+	for ctrl, dir := range st.CgroupPaths {
+		procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if err != nil {
+			t.Fatalf("%s: %v", ctrl, err)
+		}
+		if !strings.Contains("\n"+string(procs), "\n"+strconv.Itoa(st.Pid)+"\n") {
+			t.Errorf("init %d not in %s: %q", st.Pid, dir, procs)
+		}
+	}
+	if dir, ok := st.CgroupPaths["memory"]; ok {
+		if got, _ := os.ReadFile(filepath.Join(dir, "memory.limit_in_bytes")); strings.TrimSpace(string(got)) != strconv.FormatInt(limit, 10) {
+			t.Errorf("memory.limit_in_bytes = %q", got)
+		}
+	} else if dir, ok := st.CgroupPaths[""]; ok {
+		if got, _ := os.ReadFile(filepath.Join(dir, "memory.max")); strings.TrimSpace(string(got)) != strconv.FormatInt(limit, 10) {
+			t.Errorf("memory.max = %q", got)
+		}
+	}
+	r.ok("delete", "--force", "cg")
+	for _, dir := range st.CgroupPaths {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("cgroup %s left after delete: %v", dir, err)
+		}
+	}
+}
+
+func TestOOMKilled(t *testing.T) {
+	r := newRT(t)
+	limit := int64(16 << 20)
+	b := bundle(t, func(s *specs.Spec) {
+		s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit, Swap: &limit}}
+	}, "dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1")
+	r.cleanup("oom")
+	r.ok("create", "--bundle", b, "oom")
+	r.ok("start", "oom")
+	st := waitState(t, r, "oom", executor.StatusStopped)
+	if !st.OOMKilled || st.ExitSignal != "SIGKILL" {
+		t.Errorf("memory hog: %+v", st)
+	}
+}
