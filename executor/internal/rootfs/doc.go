@@ -9,7 +9,10 @@
 //     rootfs's parent mount private if it is shared, binds the rootfs onto
 //     itself, mounts spec.Mounts in order, populates /dev, pivots into the
 //     rootfs with pivot_root(".", ".") and detaches the old root, then
-//     applies linux.rootfsPropagation to the new "/" (runc's order).
+//     applies linux.rootfsPropagation to the new "/" (runc's order). Unlike
+//     runc, only the old root (not the container's tree) is made rslave
+//     before it is detached, so a mount's own "shared"/"rshared" option
+//     survives pivot_root (see pivotRoot).
 //   - Finalize applies linux.readonlyPaths, linux.maskedPaths and
 //     root.readonly inside the new root.
 //

@@ -284,14 +284,27 @@ func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 // trick: no directory for the old root is needed; the old root ends up
 // mounted on top of the new one, is made rslave so that unmounting it
 // cannot propagate to the host, and is detached.
+//
+// runc makes the old root rslave with mount("", ".", MS_SLAVE|MS_REC), but
+// mount(2) does not cross the old root stacked on "." and so changes the
+// new root's whole tree too, which undoes every mount's own propagation
+// option. Here the old root is reached through an fd of the host's "/"
+// opened before pivot_root and changed with mount_setattr, so that only
+// the old root's tree becomes rslave; without mount_setattr this falls back
+// to runc's call.
 func pivotRoot(root *os.File) error {
+	oldRoot, err := os.OpenFile("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer oldRoot.Close()
 	if err := unix.Fchdir(int(root.Fd())); err != nil {
 		return sysErr("fchdir to the new root", err)
 	}
 	if err := ignoringEINTR(func() error { return unix.PivotRoot(".", ".") }); err != nil {
 		return sysErr("pivot_root", err)
 	}
-	if err := mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+	if err := oldRootSlave(oldRoot); err != nil {
 		return fmt.Errorf("make the old root rslave: %w", err)
 	}
 	if err := ignoringEINTR(func() error { return unix.Unmount(".", unix.MNT_DETACH) }); err != nil {
@@ -301,4 +314,18 @@ func pivotRoot(root *os.File) error {
 		return sysErr("chdir /", err)
 	}
 	return nil
+}
+
+func oldRootSlave(oldRoot *os.File) error {
+	if !noMountSetattr {
+		attr := unix.MountAttr{Propagation: unix.MS_SLAVE}
+		err := ignoringEINTR(func() error {
+			return unix.MountSetattr(int(oldRoot.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr)
+		})
+		if err == nil || !errors.Is(err, unix.ENOSYS) {
+			return sysErr("mount_setattr", err)
+		}
+		noMountSetattr = true
+	}
+	return mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, "")
 }
