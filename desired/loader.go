@@ -570,6 +570,7 @@ type Loader struct {
 	dir  string
 	opts Options
 	last Set
+	dirs []string
 }
 
 // NewLoader returns a Loader for dir whose first Load starts from prev
@@ -601,6 +602,7 @@ func (l *Loader) Load() (Set, bool, error) {
 			return l.last, false, fmt.Errorf("%s kept changing while it was read", l.dir)
 		}
 	}
+	l.dirs = snap.Dirs
 	next := Next(l.last, snap, l.opts)
 	changed := !next.Equal(l.last)
 	if changed {
@@ -608,6 +610,9 @@ func (l *Loader) Load() (Set, bool, error) {
 	}
 	return l.last, changed, nil
 }
+
+// Dirs returns the real directories the last successful Load walked.
+func (l *Loader) Dirs() []string { return l.dirs }
 
 // Reset replaces the last Set (after a missing directory's grace period
 // ran out, the watcher starts again from the empty Set).

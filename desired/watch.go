@@ -1,0 +1,345 @@
+package desired
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// WatchOptions configure Watch. Zero values take the defaults.
+type WatchOptions struct {
+	Options
+	// Prev is the Set to start from (the last good state the caller knows);
+	// the empty Set when zero.
+	Prev Set
+	// Debounce is the quiet time after the last relevant event before the
+	// directory is read again (default 100ms): a burst of events (an editor's
+	// save, a partial write, a checkout) becomes one read.
+	Debounce time.Duration
+	// MaxDelay bounds how long a constant stream of events can postpone the
+	// read (default 1s).
+	MaxDelay time.Duration
+	// Resync is the period of the full re-read that runs whatever the
+	// events say, the safety net for lost events (default 60s). It delivers
+	// nothing when nothing changed.
+	Resync time.Duration
+	// MissingGrace is how long the last Set stays in force while the
+	// manifests path does not exist (default 30s). When it runs out, an
+	// empty Set is delivered: every container goes. Negative: keep the last
+	// Set for as long as the path is missing.
+	MissingGrace time.Duration
+	// Logger receives warnings (missing directory, overflow, read errors).
+	Logger *slog.Logger
+
+	// test hooks
+	dropEvents *atomic.Bool // when set, filesystem events are discarded
+	inject     chan error   // errors fed as if from fsnotify
+}
+
+// Defaults of WatchOptions.
+const (
+	DefaultDebounce     = 100 * time.Millisecond
+	DefaultMaxDelay     = time.Second
+	DefaultResync       = 60 * time.Second
+	DefaultMissingGrace = 30 * time.Second
+	missingRetry        = time.Second
+)
+
+// Watch watches the manifests directory dir and delivers complete Sets on
+// the returned channel: the first one as soon as the directory has been
+// read, then one each time the result changes (Set.Equal). Nothing is
+// delivered when nothing changed. The channel holds one Set and keeps only
+// the newest: a slow reader skips intermediate Sets but never receives an
+// older Set after a newer one. It is closed when ctx ends.
+//
+// How changes are seen, without polling:
+//
+//   - The directory that holds dir is watched too, so that dir may be a
+//     symlink swapped atomically (git-sync's current -> rev-<sha>): the
+//     new target is read in full, and only then delivered; there is no
+//     moment where its containers look deleted. Every subdirectory walked
+//     is watched (dot-directories such as .git are neither walked nor
+//     watched), and so is the set of symlinks met, so a ConfigMap-style
+//     ..data swap is seen as well.
+//   - Only events that can change the result start a read: manifest names,
+//     directories, symlinks and the path itself. Editors' temporary files
+//     (vim's 4913 and .swp, ~ backups, emacs .# locks) and other dot-files
+//     do not.
+//   - Reads are debounced (Debounce, bounded by MaxDelay). A read that met
+//     a symlink swap is taken again.
+//   - On an inotify queue overflow the directory is read in full, and
+//     every Resync.
+//
+// A missing directory (deleted, renamed away, a dangling link) is not
+// taken as "no containers" at once: the last Set stays for MissingGrace,
+// so that a transient rename or a re-created directory kills nothing. If
+// the directory is missing at start, nothing is delivered until it
+// appears or the grace runs out; callers should not act before the first
+// Set. While missing, the path is checked every second as well as watched.
+func Watch(ctx context.Context, dir string, opts WatchOptions) (<-chan Set, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("unable to resolve %s: %w", dir, err)
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = DefaultDebounce
+	}
+	if opts.MaxDelay <= 0 {
+		opts.MaxDelay = DefaultMaxDelay
+	}
+	if opts.MaxDelay < opts.Debounce {
+		opts.MaxDelay = opts.Debounce
+	}
+	if opts.Resync <= 0 {
+		opts.Resync = DefaultResync
+	}
+	if opts.MissingGrace == 0 {
+		opts.MissingGrace = DefaultMissingGrace
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("unable to watch %s: %w", dir, err)
+	}
+	prev := opts.Prev
+	if prev.Containers == nil {
+		prev = Set{Containers: map[string]*Container{}, Files: map[string]*FileStatus{}}
+	}
+	w := &watcher{
+		abs:     abs,
+		holder:  filepath.Dir(abs),
+		opts:    opts,
+		loader:  NewLoader(abs, opts.Options, prev),
+		fsw:     fsw,
+		watched: map[string]bool{},
+		out:     make(chan Set, 1),
+		log:     opts.Logger.With("dir", dir),
+	}
+	w.reload(time.Now())
+	go w.run(ctx)
+	return w.out, nil
+}
+
+type watcher struct {
+	abs, holder string
+	opts        WatchOptions
+	loader      *Loader
+	fsw         *fsnotify.Watcher
+	watched     map[string]bool
+	out         chan Set
+	log         *slog.Logger
+
+	delivered    bool      // a first Set went out
+	missingSince time.Time // zero while the directory exists
+	retry        *time.Timer
+}
+
+func (w *watcher) run(ctx context.Context) {
+	defer close(w.out)
+	defer w.fsw.Close()
+
+	var (
+		debounce, maxDelay   *time.Timer
+		debounceC, maxDelayC <-chan time.Time
+		retryC               <-chan time.Time
+	)
+	stop := func(t *time.Timer) {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	defer func() { stop(debounce); stop(maxDelay); stop(w.retry) }()
+	resync := time.NewTicker(w.opts.Resync)
+	defer resync.Stop()
+
+	arm := func() {
+		if debounceC == nil {
+			maxDelay = time.NewTimer(w.opts.MaxDelay)
+			maxDelayC = maxDelay.C
+			debounce = time.NewTimer(w.opts.Debounce)
+			debounceC = debounce.C
+			return
+		}
+		debounce.Reset(w.opts.Debounce)
+	}
+	reload := func() {
+		stop(debounce)
+		stop(maxDelay)
+		debounceC, maxDelayC = nil, nil
+		w.reload(time.Now())
+		retryC = nil
+		if w.retry != nil {
+			retryC = w.retry.C
+		}
+	}
+	if w.retry != nil {
+		retryC = w.retry.C
+	}
+	var inject chan error
+	if w.opts.inject != nil {
+		inject = w.opts.inject
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-w.fsw.Events:
+			if !ok {
+				return
+			}
+			if w.opts.dropEvents != nil && w.opts.dropEvents.Load() {
+				continue
+			}
+			if w.relevant(ev) {
+				w.log.Debug("event", "op", ev.Op.String(), "path", ev.Name)
+				arm()
+			}
+		case err, ok := <-w.fsw.Errors:
+			if !ok {
+				return
+			}
+			w.fsError(err, reload)
+		case err := <-inject:
+			w.fsError(err, reload)
+		case <-debounceC:
+			reload()
+		case <-maxDelayC:
+			reload()
+		case <-retryC:
+			reload()
+		case <-resync.C:
+			reload()
+		}
+	}
+}
+
+func (w *watcher) fsError(err error, reload func()) {
+	if errors.Is(err, fsnotify.ErrEventOverflow) {
+		w.log.Warn("inotify queue overflowed; reading the manifests again in full")
+		reload()
+		return
+	}
+	w.log.Warn("watch error", "err", err)
+}
+
+// relevant says whether an event can change the Set.
+func (w *watcher) relevant(ev fsnotify.Event) bool {
+	if ev.Name == w.abs || w.watched[ev.Name] {
+		return true // the path itself, or a watched directory that went away or moved
+	}
+	if filepath.Dir(ev.Name) == w.holder {
+		return false // a sibling of the manifests path (git-sync's rev dirs)
+	}
+	base := filepath.Base(ev.Name)
+	if isManifestName(base) {
+		return true
+	}
+	fi, err := os.Lstat(ev.Name)
+	if err != nil {
+		return false
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		return true // ..data swaps, links to manifests
+	}
+	return fi.IsDir() && !strings.HasPrefix(base, ".")
+}
+
+// reload reads the directory and delivers the Set if it changed.
+func (w *watcher) reload(now time.Time) {
+	if w.retry != nil {
+		w.retry.Stop()
+		w.retry = nil
+	}
+	set, changed, err := w.loader.Load()
+	if err != nil {
+		w.syncWatches(nil)
+		if !errors.Is(err, ErrNotExist) {
+			w.log.Error("unable to read the manifests; keeping the last good state", "err", err)
+			w.retry = time.NewTimer(missingRetry)
+			return
+		}
+		if w.missingSince.IsZero() {
+			w.missingSince = now
+			if w.opts.MissingGrace > 0 {
+				w.log.Warn("manifests directory is missing; keeping the last state for the grace period", "grace", w.opts.MissingGrace)
+			} else {
+				w.log.Warn("manifests directory is missing; keeping the last state until it is back")
+			}
+		}
+		wait := missingRetry
+		if g := w.opts.MissingGrace; g > 0 {
+			left := w.missingSince.Add(g).Sub(now)
+			if left <= 0 {
+				empty := Set{Containers: map[string]*Container{}, Files: map[string]*FileStatus{}}
+				if !w.delivered || !w.loader.Last().Equal(empty) {
+					w.log.Warn("manifests directory still missing after the grace period; no containers are wanted")
+					w.loader.Reset(empty)
+					w.deliver(empty)
+				}
+			} else if left < wait {
+				wait = left
+			}
+		}
+		w.retry = time.NewTimer(wait)
+		return
+	}
+	if !w.missingSince.IsZero() {
+		w.log.Info("manifests directory is back")
+		w.missingSince = time.Time{}
+	}
+	w.syncWatches(w.loader.Dirs())
+	w.log.Debug("read", "changed", changed, "containers", len(set.Containers), "files", len(set.Files))
+	if changed || !w.delivered {
+		w.deliver(set)
+	}
+}
+
+// deliver puts s on the channel, replacing a Set not yet received.
+func (w *watcher) deliver(s Set) {
+	select {
+	case <-w.out:
+	default:
+	}
+	w.out <- s
+	w.delivered = true
+}
+
+// syncWatches makes the watch list the holder plus dirs.
+func (w *watcher) syncWatches(dirs []string) {
+	want := map[string]bool{w.holder: true}
+	for _, d := range dirs {
+		want[d] = true
+	}
+	for d := range want {
+		if w.watched[d] {
+			continue
+		}
+		if err := w.fsw.Add(d); err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				w.log.Warn("unable to watch", "path", d, "err", err)
+			}
+			continue
+		}
+		w.watched[d] = true
+	}
+	for d := range w.watched {
+		if !want[d] {
+			// The directory may be gone already, which removed the watch.
+			if err := w.fsw.Remove(d); err != nil && !errors.Is(err, fsnotify.ErrNonExistentWatch) {
+				w.log.Debug("unable to remove a watch", "path", d, "err", err)
+			}
+			delete(w.watched, d)
+		}
+	}
+}
