@@ -61,8 +61,17 @@ func childMain() {
 	if os.Getenv(childLegacyEnv) == "1" {
 		legacyMountAPI, noMountSetattr, noOpenat2 = true, true, true
 	}
+	before := openFds()
 	if err := Setup(&spec, os.Getenv(childBundleEnv)); err != nil {
 		fail("setup: %v", err)
+	}
+	// Setup must not leave a file descriptor behind (it would reach the
+	// container process if the caller forgot O_CLOEXEC somewhere).
+	for fd := range openFds() {
+		if !before[fd] {
+			target, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+			fail("Setup leaked fd %d (%s)", fd, target)
+		}
 	}
 	if cwd := os.Getenv(childCwdEnv); cwd != "" {
 		if err := Chdir(cwd); err != nil {
@@ -73,6 +82,27 @@ func childMain() {
 	if err := unix.Exec(args[0], args, []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin"}); err != nil {
 		fail("exec %v: %v", args, err)
 	}
+}
+
+// openFds lists this process's open file descriptors.
+func openFds() map[int]bool {
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil
+	}
+	fds := map[int]bool{}
+	for _, n := range names {
+		var fd int
+		if _, err := fmt.Sscan(n, &fd); err == nil && uintptr(fd) != d.Fd() {
+			fds[fd] = true
+		}
+	}
+	return fds
 }
 
 // container is one test container: a busybox rootfs in a bundle and the
