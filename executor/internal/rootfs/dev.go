@@ -104,7 +104,8 @@ func deviceType(t string) (uint32, error) {
 // createDevice makes one node with mknodat(2) in its directory, opened
 // inside the root; where mknod is not permitted (a user namespace) it
 // bind-mounts the host's node of the same path instead, as runc does. The
-// result is checked with fstat on an O_NOFOLLOW fd.
+// result is checked with fstat on an O_NOFOLLOW fd. An existing entry is
+// left alone.
 func (m *mounter) createDevice(d specs.LinuxDevice) error {
 	p := cleanDest(d.Path)
 	dir, name := filepath.Split(p)
@@ -129,11 +130,14 @@ func (m *mounter) createDevice(d specs.LinuxDevice) error {
 	}
 	defer parent.Close()
 	pfd := int(parent.Fd())
-	if err := unix.Unlinkat(pfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-		return sysErr("unlink the existing "+p, err)
-	}
 	err = ignoringEINTR(func() error { return unix.Mknodat(pfd, name, typ|uint32(perm), int(rdev)) })
 	bound := false
+	if errors.Is(err, unix.EEXIST) {
+		// Something the spec mounted there (a bind onto /dev/xyz), or the
+		// same path listed twice: keep it, as runc does. /dev is a fresh
+		// tmpfs or the spec's own mount, so nothing else can be there.
+		return nil
+	}
 	if errors.Is(err, unix.EPERM) {
 		if err := m.bindHostDevice(parent, name, p, typ, rdev); err != nil {
 			return err

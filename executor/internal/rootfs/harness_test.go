@@ -33,6 +33,10 @@ const (
 	childBundleEnv = "ROOTFS_TEST_BUNDLE"
 	childLegacyEnv = "ROOTFS_TEST_LEGACY" // "1": use mount(2) and the component walk
 	childCwdEnv    = "ROOTFS_TEST_CWD"    // when set, Chdir to it after Setup
+	// childFakeV2Env "1": before Setup, mount a cgroup2 on /sys/fs/cgroup in
+	// the child's mount namespace, a fake unified host on a v1 or hybrid
+	// machine.
+	childFakeV2Env = "ROOTFS_TEST_FAKE_CGROUP2"
 	setupFailed    = 111
 )
 
@@ -60,6 +64,15 @@ func childMain() {
 	}
 	if os.Getenv(childLegacyEnv) == "1" {
 		legacyMountAPI, noMountSetattr, noOpenat2 = true, true, true
+	}
+	if os.Getenv(childFakeV2Env) == "1" {
+		// rslave first, so that nothing can propagate to the host.
+		if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+			fail("fake cgroup2: %v", err)
+		}
+		if err := unix.Mount("cgroup2", "/sys/fs/cgroup", "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			fail("fake cgroup2: %v", err)
+		}
 	}
 	before := openFds()
 	if err := Setup(&spec, os.Getenv(childBundleEnv)); err != nil {
@@ -114,6 +127,7 @@ type container struct {
 	spec   *specs.Spec
 	legacy bool
 	cwd    string
+	fakeV2 bool
 	extra  uintptr // more clone flags
 }
 
@@ -167,6 +181,9 @@ func (c *container) run(script string, wantRC int) string {
 	cmd.Env = append(os.Environ(), childEnv+"=1", childSpecEnv+"="+specPath, childBundleEnv+"="+c.bundle)
 	if c.legacy {
 		cmd.Env = append(cmd.Env, childLegacyEnv+"=1")
+	}
+	if c.fakeV2 {
+		cmd.Env = append(cmd.Env, childFakeV2Env+"=1")
 	}
 	if c.cwd != "" {
 		cmd.Env = append(cmd.Env, childCwdEnv+"="+c.cwd)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 func forBothAPIs(t *testing.T, f func(t *testing.T, legacy bool)) {
@@ -91,11 +92,13 @@ func TestTmpfsAndBindOptions(t *testing.T) {
 			specs.Mount{Destination: "/ro", Type: "bind", Source: src, Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}},
 			specs.Mount{Destination: "/rw", Source: src, Options: []string{"rbind", "rw"}},
 			specs.Mount{Destination: "/etc/deep/single", Source: srcFile, Options: []string{"bind", "ro"}},
+			specs.Mount{Destination: "/dev/termination-log", Source: srcFile, Options: []string{"bind"}},
 		)
 		out := c.run(`
 df -k /data | tail -n1
 stat -c 'mode=%a' /data
 cat /ro/f /etc/deep/single
+cat /dev/termination-log
 touch /ro/new
 touch /rw/new && echo rw-ok
 echo x >> /etc/deep/single
@@ -106,7 +109,7 @@ cat /proc/self/mountinfo`, 0)
 		if !strings.Contains(out, "mode=1777") {
 			t.Errorf("/data mode is not 1777:\n%s", out)
 		}
-		if !strings.Contains(out, "content\nsingle\n") || !strings.Contains(out, "rw-ok") {
+		if !strings.Contains(out, "content\nsingle\nsingle\n") || !strings.Contains(out, "rw-ok") {
 			t.Errorf("bind contents:\n%s", out)
 		}
 		if n := strings.Count(out, "Read-only file system"); n != 2 {
@@ -257,13 +260,30 @@ func TestInvalidMounts(t *testing.T) {
 }
 
 func TestCgroupMount(t *testing.T) {
-	for _, cgroupns := range []bool{false, true} {
-		t.Run(map[bool]string{false: "host-cgroupns", true: "new-cgroupns"}[cgroupns], func(t *testing.T) {
+	var unified unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &unified); err != nil {
+		t.Fatal(err)
+	}
+	hostV2 := unified.Type == unix.CGROUP2_SUPER_MAGIC
+	for _, tc := range []struct {
+		name             string
+		cgroupns, fakeV2 bool
+	}{
+		{"host-cgroupns", false, false},
+		{"new-cgroupns", true, false},
+		{"fake-v2-host-cgroupns", false, true},
+		{"fake-v2-new-cgroupns", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.fakeV2 && hostV2 {
+				t.Skip("the host is unified: the cases above cover v2")
+			}
 			c := newContainer(t)
+			c.fakeV2 = tc.fakeV2
 			c.spec.Mounts = append(c.spec.Mounts, specs.Mount{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup",
 				Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}})
-			if cgroupns {
-				c.extra = 0x02000000 // CLONE_NEWCGROUP
+			if tc.cgroupns {
+				c.extra = unix.CLONE_NEWCGROUP
 				c.spec.Linux.Namespaces = append(c.spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 			}
 			out := c.run(`
@@ -279,15 +299,18 @@ cat /proc/self/mountinfo`, 0)
 			if !strings.Contains(out, "Read-only file system") {
 				t.Errorf("/sys/fs/cgroup is writable:\n%s", out)
 			}
-			for mp, e := range mountsIn(t, out) {
+			mounts := mountsIn(t, out)
+			if e := mounts["/sys/fs/cgroup"]; (tc.fakeV2 || hostV2) != (e.fstype == "cgroup2") {
+				t.Errorf("/sys/fs/cgroup is a %s", e.fstype)
+			}
+			for mp, e := range mounts {
 				if strings.HasPrefix(mp, "/sys/fs/cgroup") && !e.has("ro") {
 					t.Errorf("%s is %q, want ro", mp, e.options)
 				}
-				if cgroupns && strings.HasPrefix(mp, "/sys/fs/cgroup/") && e.root != "/" {
+				if tc.cgroupns && strings.HasPrefix(mp, "/sys/fs/cgroup") && e.fstype != "tmpfs" && e.root != "/" {
 					t.Errorf("%s shows cgroup %s as root in a cgroup namespace", mp, e.root)
 				}
 			}
-			t.Logf("%s", out)
 		})
 	}
 }
