@@ -40,7 +40,8 @@
 // Missing mount targets are created: a directory for filesystems and
 // directory sources, an empty file for other sources. Only a procfs may be
 // mounted on /proc; only a short list of /proc files may be bound below
-// /proc from a procfs. Idmapped mounts and "tmpcopyup" are refused.
+// /proc from a procfs; a proc or sysfs destination reached through a
+// symlink is refused. Idmapped mounts and "tmpcopyup" are refused.
 //
 // # /dev
 //
@@ -51,6 +52,7 @@
 // linux.devices (a spec device replaces a default at the same path), made
 // with mknod, or bind-mounted from the host's node when mknod is not
 // permitted; ptmx -> pts/ptmx; fd, stdin, stdout, stderr -> /proc/self/fd/...
+// An entry that already exists (a spec bind onto /dev/xyz) is left alone.
 // A read-only /dev mount is made read-only after it is populated.
 // /dev/console is not made here.
 //
@@ -68,6 +70,18 @@
 // container's /dev/null only after checking on the opened fd that it is the
 // character device 1:3 (CVE-2025-31133); device nodes are made with mknodat
 // in a directory fd and checked with fstat.
+//
+// # Not done
+//
+//   - linux.mountLabel (SELinux context=) is ignored; uidMappings/gidMappings
+//     on mounts (idmapped mounts) are refused.
+//   - On kernels without mount_setattr (< 5.12) a recursive read-only or
+//     other recursive flag change applies to the top mount only, and the
+//     mount(2) fallback finds a new mount again by its path.
+//   - Bind sources are host paths from the spec and are trusted: they are
+//     opened normally, symlinks followed.
+//   - The fallbacks are chosen with package-level flags: one Setup per
+//     process, not concurrent ones.
 //
 // # What it must not do
 //

@@ -3,6 +3,7 @@
 package rootfs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -186,6 +187,11 @@ func (m *mounter) mountFs(fstype, source, dest string, mo mountOptions) error {
 		return err
 	}
 	defer tgt.fd.Close()
+	if fstype == "proc" || fstype == "sysfs" {
+		if err := checkNoSymlinks(tgt); err != nil {
+			return err
+		}
+	}
 	attrs := mo.attrSet | mo.recSet
 	isDev := dest == "/dev"
 	if isDev && m.setupDev && attrs&unix.MOUNT_ATTR_RDONLY != 0 {
@@ -218,6 +224,33 @@ func (m *mounter) mountFs(fstype, source, dest string, mo mountOptions) error {
 		return nil
 	}
 	return mnt.Close()
+}
+
+// checkNoSymlinks refuses a target reached through a symlink. procfs and
+// sysfs must be where the container and the runtime look for them: with
+// /proc a symlink, a later mount could cover the procfs at the link's
+// target and redirect the runtime's writes to /proc (CVE-2025-52881).
+func checkNoSymlinks(t target) error {
+	f, err := openNoSymlinks(t.root, t.path)
+	if errors.Is(err, unix.ELOOP) {
+		return fmt.Errorf("%w: %s goes through a symlink", ErrInvalidMount, t.path)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	a, err := fstat(int(f.Fd()))
+	if err != nil {
+		return err
+	}
+	b, err := fstat(int(t.fd.Fd()))
+	if err != nil {
+		return err
+	}
+	if a.Dev != b.Dev || a.Ino != b.Ino {
+		return fmt.Errorf("%w: %s changed while it was being resolved", ErrInvalidMount, t.path)
+	}
+	return nil
 }
 
 func checkProcfs(f *os.File) error {

@@ -235,6 +235,24 @@ func TestRootfsPropagation(t *testing.T) {
 	}
 }
 
+// /proc and /sys must not be symlinks in the rootfs.
+func TestProcSymlinkRefused(t *testing.T) {
+	forBothAPIs(t, func(t *testing.T, legacy bool) {
+		c := newContainer(t)
+		c.legacy = legacy
+		if err := os.Remove(filepath.Join(c.rootfs, "proc")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("dev/shm", filepath.Join(c.rootfs, "proc")); err != nil {
+			t.Fatal(err)
+		}
+		out := c.run(`true`, setupFailed)
+		if !strings.Contains(out, "goes through a symlink") {
+			t.Errorf("Setup with /proc a symlink:\n%s", out)
+		}
+	})
+}
+
 func TestInvalidMounts(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -55,7 +55,27 @@ func OpenInRoot(root *os.File, path string) (*os.File, error) {
 		}
 		noOpenat2 = true
 	}
-	return walkInRoot(root, rel, createNone, 0)
+	return walkInRoot(root, rel, createNone, 0, false)
+}
+
+// openNoSymlinks opens path in root like OpenInRoot but fails with ELOOP
+// when any component is a symlink.
+func openNoSymlinks(root *os.File, path string) (*os.File, error) {
+	rel := inRootPath(path)
+	if !noOpenat2 {
+		fd, err := openat2(int(root.Fd()), rel, &unix.OpenHow{
+			Flags:   unix.O_PATH,
+			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS,
+		})
+		if err == nil {
+			return os.NewFile(uintptr(fd), "/"+rel), nil
+		}
+		if !errors.Is(err, unix.ENOSYS) {
+			return nil, &os.PathError{Op: "open in root", Path: "/" + rel, Err: errors.Unwrap(err)}
+		}
+		noOpenat2 = true
+	}
+	return walkInRoot(root, rel, createNone, 0, true)
 }
 
 // MkdirAllInRoot is OpenInRoot that creates what is missing as
@@ -89,7 +109,7 @@ func openOrCreate(root *os.File, path string, kind createKind, mode uint32) (*os
 	if err == nil || !errors.Is(err, unix.ENOENT) {
 		return f, err
 	}
-	return walkInRoot(root, inRootPath(path), kind, mode)
+	return walkInRoot(root, inRootPath(path), kind, mode, false)
 }
 
 // walkInRoot resolves rel (already cleaned, relative to root) one component
@@ -99,8 +119,9 @@ func openOrCreate(root *os.File, path string, kind createKind, mode uint32) (*os
 // pops the stack of directory fds and stops at root. Nothing is ever
 // resolved relative to a path string the kernel walks on its own, so
 // neither symlinks nor ".." nor magic links (read as plain text) lead out
-// of root. With kind != createNone missing components are created.
-func walkInRoot(root *os.File, rel string, kind createKind, mode uint32) (_ *os.File, retErr error) {
+// of root. With kind != createNone missing components are created. With
+// noSymlinks any symlink fails the walk with ELOOP.
+func walkInRoot(root *os.File, rel string, kind createKind, mode uint32, noSymlinks bool) (_ *os.File, retErr error) {
 	rootFd := int(root.Fd())
 	var stack []int // directories below root; root itself is not in it
 	defer func() {
@@ -165,7 +186,7 @@ func walkInRoot(root *os.File, rel string, kind createKind, mode uint32) (_ *os.
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFLNK:
 			links++
-			if links > maxSymlinks {
+			if links > maxSymlinks || noSymlinks {
 				closeFd(fd)
 				return fail(unix.ELOOP)
 			}
