@@ -37,7 +37,10 @@ const (
 	// the child's mount namespace, a fake unified host on a v1 or hybrid
 	// machine.
 	childFakeV2Env = "ROOTFS_TEST_FAKE_CGROUP2"
-	setupFailed    = 111
+	// childNoMknodEnv "1": drop CAP_MKNOD from this (locked) thread before
+	// Setup, so that mknod fails with EPERM as it does in a user namespace.
+	childNoMknodEnv = "ROOTFS_TEST_NO_MKNOD"
+	setupFailed     = 111
 )
 
 func TestMain(m *testing.M) {
@@ -74,6 +77,11 @@ func childMain() {
 			fail("fake cgroup2: %v", err)
 		}
 	}
+	if os.Getenv(childNoMknodEnv) == "1" {
+		if err := dropCap(unix.CAP_MKNOD); err != nil {
+			fail("drop CAP_MKNOD: %v", err)
+		}
+	}
 	before := openFds()
 	if err := Setup(&spec, os.Getenv(childBundleEnv)); err != nil {
 		fail("setup: %v", err)
@@ -95,6 +103,17 @@ func childMain() {
 	if err := unix.Exec(args[0], args, []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin"}); err != nil {
 		fail("exec %v: %v", args, err)
 	}
+}
+
+// dropCap removes capability c from the calling thread's effective set.
+func dropCap(c int) error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return err
+	}
+	data[c/32].Effective &^= 1 << (uint(c) % 32)
+	return unix.Capset(&hdr, &data[0])
 }
 
 // openFds lists this process's open file descriptors.
@@ -121,14 +140,15 @@ func openFds() map[int]bool {
 // container is one test container: a busybox rootfs in a bundle and the
 // spec the child will get.
 type container struct {
-	t      *testing.T
-	bundle string
-	rootfs string
-	spec   *specs.Spec
-	legacy bool
-	cwd    string
-	fakeV2 bool
-	extra  uintptr // more clone flags
+	t       *testing.T
+	bundle  string
+	rootfs  string
+	spec    *specs.Spec
+	legacy  bool
+	cwd     string
+	fakeV2  bool
+	noMknod bool
+	extra   uintptr // more clone flags
 }
 
 // newContainer makes a busybox bundle with a spec like `runc spec`'s.
@@ -181,6 +201,9 @@ func (c *container) run(script string, wantRC int) string {
 	cmd.Env = append(os.Environ(), childEnv+"=1", childSpecEnv+"="+specPath, childBundleEnv+"="+c.bundle)
 	if c.legacy {
 		cmd.Env = append(cmd.Env, childLegacyEnv+"=1")
+	}
+	if c.noMknod {
+		cmd.Env = append(cmd.Env, childNoMknodEnv+"=1")
 	}
 	if c.fakeV2 {
 		cmd.Env = append(cmd.Env, childFakeV2Env+"=1")

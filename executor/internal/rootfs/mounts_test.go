@@ -206,6 +206,22 @@ func TestNoDevMountsInSpec(t *testing.T) {
 	}
 }
 
+// Without CAP_MKNOD (as in a user namespace) the nodes are bind-mounted
+// from the host's /dev.
+func TestDevicesWithoutMknod(t *testing.T) {
+	c := newContainer(t)
+	c.noMknod = true
+	out := c.run(`stat -c '%n %t:%T' /dev/null /dev/zero /dev/tty; echo x > /dev/null && echo null-ok; cat /proc/self/mountinfo`, 0)
+	for _, want := range []string{"/dev/null 1:3\n", "/dev/zero 1:5\n", "/dev/tty 5:0\n", "null-ok"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	if _, ok := mountsIn(t, out)["/dev/null"]; !ok {
+		t.Errorf("/dev/null is not a bind mount:\n%s", out)
+	}
+}
+
 func TestReadonlyDev(t *testing.T) {
 	c := newContainer(t)
 	for i, m := range c.spec.Mounts {
