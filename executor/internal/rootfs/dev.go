@@ -130,14 +130,27 @@ func (m *mounter) createDevice(d specs.LinuxDevice) error {
 	}
 	defer parent.Close()
 	pfd := int(parent.Fd())
-	err = ignoringEINTR(func() error { return unix.Mknodat(pfd, name, typ|uint32(perm), int(rdev)) })
-	bound := false
+	mknod := func() error {
+		return ignoringEINTR(func() error { return unix.Mknodat(pfd, name, typ|uint32(perm), int(rdev)) })
+	}
+	err = mknod()
 	if errors.Is(err, unix.EEXIST) {
 		// Something the spec mounted there (a bind onto /dev/xyz), or the
-		// same path listed twice: keep it, as runc does. /dev is a fresh
-		// tmpfs or the spec's own mount, so nothing else can be there.
-		return nil
+		// same path listed twice: keep it, as runc does. But never a
+		// symlink, which a /dev filesystem with content could hold.
+		isLink, lerr := isSymlinkAt(pfd, name)
+		if lerr != nil {
+			return lerr
+		}
+		if !isLink {
+			return nil
+		}
+		if err := unix.Unlinkat(pfd, name, 0); err != nil {
+			return sysErr("unlink the symlink "+p, err)
+		}
+		err = mknod()
 	}
+	bound := false
 	if errors.Is(err, unix.EPERM) {
 		if err := m.bindHostDevice(parent, name, p, typ, rdev); err != nil {
 			return err
@@ -203,4 +216,17 @@ func (m *mounter) bindHostDevice(parent *os.File, name, path string, typ uint32,
 		return err
 	}
 	return mnt.Close()
+}
+
+func isSymlinkAt(dirfd int, name string) (bool, error) {
+	fd, err := openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return false, err
+	}
+	defer closeFd(fd)
+	st, err := fstat(fd)
+	if err != nil {
+		return false, err
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFLNK, nil
 }

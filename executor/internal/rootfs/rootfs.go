@@ -76,6 +76,11 @@ func Prepare(spec *specs.Spec, bundle string) error {
 	defer root.Close()
 
 	m := &mounter{spec: spec, linux: linux, bundle: bundle, root: root}
+	defer func() {
+		if m.devMnt != nil {
+			m.devMnt.Close()
+		}
+	}()
 	if err := m.mountAll(); err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}

@@ -9,6 +9,9 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/testutil"
 )
 
 // hostSecret makes a host file with known content in its own TempDir and
@@ -215,4 +218,43 @@ func TestChdir(t *testing.T) {
 			t.Errorf("Chdir to a magic link: %s", out)
 		}
 	})
+}
+
+// createDevice replaces a symlink where a node goes, and keeps anything
+// else (a spec bind at that path). Runs in the test's own directory: no
+// mount is made.
+func TestCreateDeviceReplacesSymlink(t *testing.T) {
+	testutil.RequireRoot(t)
+	_, file := hostSecret(t)
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "dev"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(file, filepath.Join(dir, "dev/null")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "dev/kept"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	m := &mounter{root: root, linux: &specs.Linux{}}
+	for _, d := range []specs.LinuxDevice{defaultDevices[0], {Path: "/dev/kept", Type: "c", Major: 1, Minor: 5}} {
+		if err := m.createDevice(d); err != nil {
+			t.Fatalf("%s: %v", d.Path, err)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dir, "dev/null"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != unix.Mkdev(1, 3) {
+		t.Errorf("dev/null is %s %d:%d", typeName(st.Mode), unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	}
+	if err := unix.Lstat(filepath.Join(dir, "dev/kept"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		t.Errorf("dev/kept was replaced: %v %s", err, typeName(st.Mode))
+	}
 }
