@@ -5,8 +5,13 @@
 // daemon keeps beside it (the definition it was created from, restart and
 // failure counts, a stop under way).
 //
-// Its values are plain data, read by the planner in package reconciler. It
-// must not import reconciler, nor desired beyond its value types, nor decide
-// anything: what to do about a container is the planner's job. It never
-// considers a container that reconciled did not create.
+// Its value types (Container, Record, Set) are plain data, read by the
+// planner in package reconciler. Store is the I/O edge: it reads the
+// executor's state files under one root and the containers' /proc and cgroup
+// entries (Observe), and writes the records atomically (Record, Forget).
+//
+// It must not import reconciler, nor desired beyond its value types, nor
+// decide anything: what to do about a container is the planner's job. It
+// never considers a container that reconciled did not create (only the
+// executor root it is given is listed), and it never changes a container.
 package actual

@@ -1,0 +1,308 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/actual"
+	"reconciled.dev/reconciled/desired"
+	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/executor/cgroups"
+	"reconciled.dev/reconciled/reconciler"
+)
+
+// Config is what Run needs. Zero values take the defaults.
+type Config struct {
+	Manifests string // default DefaultManifests
+	State     string // default DefaultState
+	LogDir    string // default DefaultLogDir
+	// Parallel is how many containers are worked on at once (default 4).
+	Parallel int
+	// Resync is the period of the full pass (default 30s).
+	Resync time.Duration
+	// CgroupDriver is auto, cgroupfs or systemd (default auto: cgroupfs).
+	CgroupDriver string
+	// InsecureManifests turns off the loader's ownership and mode check.
+	InsecureManifests bool
+	// LogMaxSize and LogKeep rule the rotation of the containers' logs
+	// (defaults DefaultLogMaxSize, DefaultLogKeep).
+	LogMaxSize int64
+	LogKeep    int
+	Logger     *slog.Logger // default: discard
+}
+
+func (c *Config) defaults() {
+	if c.Manifests == "" {
+		c.Manifests = DefaultManifests
+	}
+	if c.State == "" {
+		c.State = DefaultState
+	}
+	if c.LogDir == "" {
+		c.LogDir = DefaultLogDir
+	}
+	if c.Parallel <= 0 {
+		c.Parallel = 4
+	}
+	if c.Resync <= 0 {
+		c.Resync = 30 * time.Second
+	}
+	if c.CgroupDriver == "" {
+		c.CgroupDriver = "auto"
+	}
+	if c.LogMaxSize <= 0 {
+		c.LogMaxSize = DefaultLogMaxSize
+	}
+	if c.LogKeep <= 0 {
+		c.LogKeep = DefaultLogKeep
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Sentinel errors of Run.
+var (
+	// ErrDriverNotAvailable: the cgroup driver asked for does not exist yet.
+	ErrDriverNotAvailable = errors.New("cgroup driver not available")
+	// ErrLocked: another daemon runs with the same state directory.
+	ErrLocked = errors.New("another reconciled daemon is running with this state directory")
+	// ErrNotRoot: the daemon must run as root.
+	ErrNotRoot = errors.New("reconciled run must run as root")
+)
+
+// NewCgroupDriver returns the cgroup driver by its flag value.
+func NewCgroupDriver(name string) (cgroups.Driver, error) {
+	switch name {
+	case "auto", "cgroupfs", "":
+		return cgroups.NewCgroupfs()
+	case "systemd":
+		return nil, fmt.Errorf("--cgroup-driver systemd: %w yet (it comes with the systemd integration); use auto or cgroupfs", ErrDriverNotAvailable)
+	}
+	return nil, fmt.Errorf("--cgroup-driver %q: unknown driver; use auto, cgroupfs or systemd", name)
+}
+
+// Info is STATE/daemon.json, written by the running daemon for the
+// clients (logs finds the log directory there).
+type Info struct {
+	Pid       int       `json:"pid"`
+	Started   time.Time `json:"started"`
+	Manifests string    `json:"manifests"`
+	LogDir    string    `json:"logDir"`
+}
+
+// ReadInfo reads STATE/daemon.json.
+func ReadInfo(state string) (*Info, error) {
+	data, err := os.ReadFile(Layout(state).Info())
+	if err != nil {
+		return nil, err
+	}
+	var i Info
+	if err := json.Unmarshal(data, &i); err != nil {
+		return nil, fmt.Errorf("unable to parse %s: %w", Layout(state).Info(), err)
+	}
+	return &i, nil
+}
+
+// Run runs the daemon until ctx ends, then returns leaving every container
+// running. Containers found under STATE/runtime are adopted as they are.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.defaults()
+	if os.Geteuid() != 0 {
+		return ErrNotRoot
+	}
+	drv, err := NewCgroupDriver(cfg.CgroupDriver)
+	if err != nil {
+		return err
+	}
+	for _, p := range []*string{&cfg.Manifests, &cfg.State, &cfg.LogDir} {
+		if *p, err = filepath.Abs(*p); err != nil {
+			return err
+		}
+	}
+	layout := Layout(cfg.State)
+	if err := os.MkdirAll(cfg.State, 0o711); err != nil {
+		return fmt.Errorf("unable to create the state directory: %w", err)
+	}
+	unlock, err := lock(layout)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	info := Info{Pid: os.Getpid(), Started: time.Now().UTC(), Manifests: cfg.Manifests, LogDir: cfg.LogDir}
+	if data, err := json.MarshalIndent(info, "", "  "); err != nil {
+		return err
+	} else if err := actual.WriteFileAtomic(cfg.State, filepath.Base(layout.Info()), append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("unable to write %s: %w", layout.Info(), err)
+	}
+	if err := os.MkdirAll(cfg.LogDir, 0o750); err != nil {
+		return fmt.Errorf("unable to create the log directory: %w", err)
+	}
+
+	events := newEventLog()
+	log := slog.New(&eventHandler{next: cfg.Logger.Handler(), log: events})
+
+	rt, err := executor.New(layout.Runtime(), executor.WithCgroups(drv), executor.WithLogger(log), executor.WithReaper())
+	if err != nil {
+		return err
+	}
+	store, err := actual.OpenStore(layout.Runtime(), layout.Records(), actual.StoreOptions{CacheTTL: 4 * cfg.Resync, Logger: log})
+	if err != nil {
+		if store == nil {
+			return err
+		}
+		log.Warn("some container records are unreadable; those containers will be recreated", "err", err)
+	}
+	if err := pruneRecords(ctx, store, layout); err != nil {
+		log.Warn("unable to remove stale records", "err", err)
+	}
+	exits, err := newExitWatcher(layout.Runtime(), log)
+	if err != nil {
+		return err
+	}
+	last := &lastExits{}
+	adapter := &runtimeAdapter{rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, store: store, exits: exits, log: log, onExit: last.set}
+	loop := reconciler.New(reconciler.Config{
+		Executor: adapter,
+		Observer: &watchingObserver{store: store, exits: exits},
+		Recorder: store,
+		Planner:  reconciler.Planner{ChangedFields: desired.ChangedFields},
+		Logger:   log,
+		Workers:  cfg.Parallel,
+		Resync:   cfg.Resync,
+	})
+	pub := newPublisher(loop, events, last, layout, cfg.Manifests, log)
+	events.changed = pub.Kick
+	exits.invalidate = store.Invalidate
+	exits.notify = func(name string) {
+		loop.Notify(name)
+		pub.Kick()
+	}
+
+	sets, err := desired.Watch(ctx, cfg.Manifests, desired.WatchOptions{
+		Options: desired.Options{InsecureManifests: cfg.InsecureManifests},
+		Prev:    seed(store.Records()),
+		Logger:  log.With("component", "manifests"),
+	})
+	if err != nil {
+		return err
+	}
+	l, err := listenSocket(layout.Socket())
+	if err != nil {
+		return err
+	}
+	defer os.Remove(layout.Socket())
+
+	log.Info("reconciled started", "manifests", cfg.Manifests, "state", cfg.State, "logDir", cfg.LogDir,
+		"parallel", cfg.Parallel, "resync", cfg.Resync, "cgroupDriver", drv.Name())
+	var wg sync.WaitGroup
+	wg.Go(exits.Run)
+	wg.Go(func() {
+		for s := range sets {
+			log.Info("manifests loaded", "containers", len(s.Containers), "files", len(s.Files), "invalid", len(s.Errors()), "revision", s.Revision)
+			pub.SetDesired(s)
+			loop.SetDesired(s)
+		}
+	})
+	wg.Go(func() { pub.Run(ctx) })
+	wg.Go(func() {
+		if err := pub.serve(ctx, l); err != nil {
+			log.Error("status server stopped", "err", err)
+		}
+	})
+	rot := &rotator{dir: cfg.LogDir, maxSize: cfg.LogMaxSize, keep: cfg.LogKeep, log: log}
+	wg.Go(func() { rot.Run(ctx) })
+
+	err = loop.Run(ctx)
+	exits.Close()
+	wg.Wait()
+	log.Info("reconciled stopped; containers keep running")
+	return err
+}
+
+// lock takes STATE/reconciled.lock, held until unlock or exit.
+func lock(layout Layout) (func(), error) {
+	f, err := os.OpenFile(layout.Lock(), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("unable to open %s: %w", layout.Lock(), err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			if i, err := ReadInfo(string(layout)); err == nil {
+				return nil, fmt.Errorf("%w (pid %d, %s)", ErrLocked, i.Pid, layout)
+			}
+			return nil, fmt.Errorf("%w (%s)", ErrLocked, layout)
+		}
+		return nil, fmt.Errorf("unable to lock %s: %w", layout.Lock(), os.NewSyscallError("flock", err))
+	}
+	return func() { f.Close() }, nil
+}
+
+// pruneRecords forgets records without a container: the daemon died
+// between writing one and creating its container, or after deleting a
+// container it was about to recreate. Nothing runs from them.
+func pruneRecords(ctx context.Context, store *actual.Store, layout Layout) error {
+	var errs []error
+	for name := range store.Records() {
+		if _, err := os.Stat(executor.StateDir(layout.Runtime(), name)); errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, store.Forget(ctx, name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// seed rebuilds, from the records, the desired set the containers were
+// created from: the watcher starts from it, so that a manifest that is
+// invalid when the daemon starts keeps its container ("kept: web.yaml is
+// invalid") instead of deleting it.
+func seed(records map[string]actual.Record) desired.Set {
+	s := desired.Set{Containers: map[string]*desired.Container{}, Files: map[string]*desired.FileStatus{}}
+	for name, r := range records {
+		if r.Applied == nil || r.Applied.Source == "" || r.Applied.Name != name {
+			continue
+		}
+		s.Containers[name] = r.Applied
+		f := s.Files[r.Applied.Source]
+		if f == nil {
+			f = &desired.FileStatus{Path: r.Applied.Source}
+			s.Files[r.Applied.Source] = f
+		}
+		f.Containers = append(f.Containers, name)
+	}
+	for _, f := range s.Files {
+		slices.Sort(f.Containers)
+	}
+	return s
+}
+
+// watchingObserver observes through the store and makes sure every live
+// container's init is watched for its exit.
+type watchingObserver struct {
+	store *actual.Store
+	exits *exitWatcher
+}
+
+func (o *watchingObserver) Observe(ctx context.Context) (actual.Set, error) {
+	set, err := o.store.Observe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for name, c := range set {
+		if c.Live() {
+			o.exits.Watch(name, c.Pid, c.PidStartTime)
+		}
+	}
+	return set, nil
+}

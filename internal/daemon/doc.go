@@ -1,0 +1,16 @@
+// Package daemon wires reconciled's parts into the daemon that `reconciled
+// run` starts: the manifest watcher (package desired), the observer and
+// records (package actual), the loop and planner (package reconciler) and
+// the OCI runtime (package executor), plus what only the daemon does: a
+// pidfd per running container so an exit is seen at once, the status
+// server on a unix socket and the status files, and the containers' log
+// files with their rotation.
+//
+// It also holds the clients' side of the status socket and the state
+// directory's layout, for the status, plan and logs commands.
+//
+// It must not decide what to do about a container (the planner does), nor
+// touch anything outside its state directory, its log directory and the
+// containers it created there. Stopping the daemon (context cancelled)
+// stops reconciling and leaves every container running.
+package daemon

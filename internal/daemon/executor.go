@@ -1,0 +1,225 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/actual"
+	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/executor/cgroups"
+)
+
+// runtimeAdapter is the reconciler's Executor on top of executor.Runtime:
+// it writes each container's bundle, opens its log file and hands it over
+// as the container's stdout and stderr, and keeps the observer's cache and
+// the exit watcher informed of everything it does.
+type runtimeAdapter struct {
+	rt     *executor.Runtime
+	cg     cgroups.Driver
+	layout Layout
+	logDir string
+	store  *actual.Store
+	exits  *exitWatcher
+	log    *slog.Logger
+	onExit func(name string, e exitInfo) // a stopped container is about to be deleted
+}
+
+// exitInfo is how a container's last run ended.
+type exitInfo struct {
+	Code      int
+	OOMKilled bool
+}
+
+// Create writes STATE/bundles/NAME/config.json and creates the container
+// with LOGDIR/NAME.log (opened O_APPEND) as its stdout and stderr: the
+// container writes its log itself, so a daemon restart does not cut it.
+func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec) error {
+	defer a.store.Invalidate(id)
+	bundle := a.layout.Bundle(id)
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		return fmt.Errorf("unable to create bundle %s: %w", bundle, err)
+	}
+	data, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("unable to encode the spec of %s: %w", id, err)
+	}
+	if err := actual.WriteFileAtomic(bundle, "config.json", data, 0o600); err != nil {
+		return fmt.Errorf("unable to write %s: %w", filepath.Join(bundle, "config.json"), err)
+	}
+	logf, err := openLog(a.logDir, id)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	return a.rt.Create(ctx, id, bundle, executor.CreateOptions{Spec: spec, Stdout: logf, Stderr: logf})
+}
+
+// openLog opens (creating) LOGDIR/NAME.log for appending.
+func openLog(dir, name string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("unable to create log directory %s: %w", dir, err)
+	}
+	p := LogFile(dir, name)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("unable to open log file: %w", err)
+	}
+	return f, nil
+}
+
+// Start starts the container and begins watching its init for an exit.
+func (a *runtimeAdapter) Start(ctx context.Context, id string) error {
+	defer a.store.Invalidate(id)
+	if err := a.rt.Start(ctx, id); err != nil {
+		return err
+	}
+	if st, err := a.rt.State(ctx, id); err == nil && st.Pid > 0 {
+		a.exits.Watch(id, st.Pid, st.PidStartTime)
+	}
+	return nil
+}
+
+// Kill signals the init or, with all, every process in the cgroup; frozen
+// processes are thawed so that they receive it.
+func (a *runtimeAdapter) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+	defer a.store.Invalidate(id)
+	if !all {
+		return a.rt.Kill(ctx, id, sig)
+	}
+	st, err := a.rt.State(ctx, id)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if st.Status == executor.StatusCreated || st.Status == executor.StatusRunning {
+		if err := a.rt.Kill(ctx, id, sig); err != nil && !errors.Is(err, executor.ErrNotRunning) {
+			errs = append(errs, err)
+		}
+	}
+	m, err := a.manager(st)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	if m == nil {
+		return errors.Join(errs...)
+	}
+	pids, err := m.Procs(ctx)
+	if err != nil && !errors.Is(err, cgroups.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("unable to list the processes of %s: %w", id, err))
+	}
+	for _, p := range pids {
+		if err := unix.Kill(p, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("unable to signal process %d of %s: %w", p, id, err))
+		}
+	}
+	if len(pids) > 0 {
+		if err := m.Freeze(ctx, false); err != nil && !errors.Is(err, cgroups.ErrNotExist) {
+			a.log.Debug("unable to thaw cgroup", "container", id, "err", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Wait waits until the container's init has exited and its exit is
+// recorded.
+func (a *runtimeAdapter) Wait(ctx context.Context, id string) error {
+	defer a.store.Invalidate(id)
+	_, err := a.rt.Wait(ctx, id)
+	return err
+}
+
+// Delete removes the container (its processes, cgroup and state) and its
+// bundle. A container that is already gone is not an error. Its log file
+// stays.
+func (a *runtimeAdapter) Delete(ctx context.Context, id string) error {
+	defer a.store.Invalidate(id)
+	a.exits.Forget(id)
+	st, err := a.rt.State(ctx, id)
+	switch {
+	case errors.Is(err, executor.ErrNotExist):
+	case err != nil:
+		return err
+	default:
+		if st.Exited && a.onExit != nil {
+			a.onExit(id, exitInfo{Code: st.ExitCode, OOMKilled: st.OOMKilled})
+		}
+		if err := a.rt.Delete(ctx, id, true); err != nil && !errors.Is(err, executor.ErrNotExist) {
+			return err
+		}
+	}
+	if err := os.RemoveAll(a.layout.Bundle(id)); err != nil {
+		return fmt.Errorf("unable to remove the bundle of %s: %w", id, err)
+	}
+	return nil
+}
+
+// Update sets the resources of the container's cgroup in place.
+func (a *runtimeAdapter) Update(ctx context.Context, id string, r *specs.LinuxResources) error {
+	defer a.store.Invalidate(id)
+	st, err := a.rt.State(ctx, id)
+	if err != nil {
+		return err
+	}
+	m, err := a.manager(st)
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		return fmt.Errorf("container %s has no cgroup to update", id)
+	}
+	if err := m.Set(ctx, r); err != nil {
+		return fmt.Errorf("unable to set the resources of %s: %w", id, err)
+	}
+	return nil
+}
+
+// manager returns the cgroup manager of a container (nil when it has no
+// cgroup).
+func (a *runtimeAdapter) manager(st *executor.State) (cgroups.Manager, error) {
+	if st.CgroupDriver == "" {
+		return nil, nil
+	}
+	if a.cg == nil || a.cg.Name() != st.CgroupDriver {
+		return nil, fmt.Errorf("container %s uses cgroup driver %q, not the daemon's", st.ID, st.CgroupDriver)
+	}
+	return a.cg.Manager(st.ID, st.CgroupPath)
+}
+
+// lastExits remembers how each container's previous run ended, for
+// status (a restart deletes the exited container).
+type lastExits struct {
+	mu sync.Mutex
+	m  map[string]exitInfo
+}
+
+func (l *lastExits) set(name string, e exitInfo) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[string]exitInfo{}
+	}
+	l.m[name] = e
+}
+
+func (l *lastExits) get(name string) (exitInfo, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok := l.m[name]
+	return e, ok
+}
+
+func (l *lastExits) forget(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.m, name)
+}

@@ -1,0 +1,33 @@
+package daemon
+
+import "path/filepath"
+
+// Defaults of the command line.
+const (
+	DefaultManifests = "/etc/reconciled.d"
+	DefaultState     = "/run/reconciled"
+	DefaultLogDir    = "/var/log/reconciled"
+)
+
+// Layout is where things live under a state directory:
+//
+//	STATE/runtime/NAME/      the executor's state (its root)
+//	STATE/bundles/NAME/      config.json the container was created from
+//	STATE/containers/NAME.json  the daemon's record (actual.Record)
+//	STATE/status/NAME.json   the container's status, for tools
+//	STATE/reconciled.sock    the status socket (0600)
+//	STATE/reconciled.lock    held by the running daemon
+//	STATE/daemon.json        the running daemon's settings (log directory)
+type Layout string
+
+func (l Layout) Runtime() string           { return filepath.Join(string(l), "runtime") }
+func (l Layout) Bundles() string           { return filepath.Join(string(l), "bundles") }
+func (l Layout) Bundle(name string) string { return filepath.Join(string(l), "bundles", name) }
+func (l Layout) Records() string           { return filepath.Join(string(l), "containers") }
+func (l Layout) StatusDir() string         { return filepath.Join(string(l), "status") }
+func (l Layout) Socket() string            { return filepath.Join(string(l), "reconciled.sock") }
+func (l Layout) Lock() string              { return filepath.Join(string(l), "reconciled.lock") }
+func (l Layout) Info() string              { return filepath.Join(string(l), "daemon.json") }
+
+// LogFile is container name's log file in the log directory dir.
+func LogFile(dir, name string) string { return filepath.Join(dir, name+".log") }

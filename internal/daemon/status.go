@@ -1,0 +1,460 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"reconciled.dev/reconciled/actual"
+	"reconciled.dev/reconciled/desired"
+	"reconciled.dev/reconciled/reconciler"
+)
+
+// ContainerStatus is one container as the daemon sees it: the status
+// contract of `reconciled status -o json` and of STATE/status/NAME.json.
+type ContainerStatus struct {
+	Name string `json:"name"`
+	// Phase is pending, creating, running, stopping, exited, backoff or
+	// invalid.
+	Phase string `json:"phase"`
+	// Pid is the init's PID on the host while it runs, else 0.
+	Pid      int `json:"pid"`
+	Restarts int `json:"restarts"`
+	// ExitCode is how the last run ended (128+N for signal N); null when
+	// no run of this container has ended since the daemon started.
+	ExitCode  *int   `json:"exitCode"`
+	OOMKilled bool   `json:"oomKilled"`
+	Source    string `json:"source"`
+	// SpecHash is the hash of the definition the container runs (or will
+	// be created from).
+	SpecHash string `json:"specHash"`
+	// Message says why the container is as it is, or what is being done
+	// about it; empty when it runs as wanted.
+	Message string `json:"message"`
+
+	// LastError is the last action that failed, with its error.
+	LastError string `json:"lastError,omitempty"`
+	// Errors are the validation errors of the files that name it.
+	Errors   []*desired.Error `json:"errors,omitempty"`
+	Started  time.Time        `json:"started,omitzero"`
+	Finished time.Time        `json:"finished,omitzero"`
+	NextTry  time.Time        `json:"nextTry,omitzero"`
+	// Events are the last MaxEvents things done or seen, oldest first
+	// (status NAME and the status files only).
+	Events []Event `json:"events,omitempty"`
+}
+
+// FileReport is one manifest file.
+type FileReport struct {
+	Path       string           `json:"path"`
+	Valid      bool             `json:"valid"`
+	Containers []string         `json:"containers"`
+	Errors     []*desired.Error `json:"errors,omitempty"`
+}
+
+// Report is what `reconciled status` shows.
+type Report struct {
+	Containers []ContainerStatus `json:"containers"`
+	Files      []FileReport      `json:"files"`
+	// Revision is the applied revision of the manifests (git checkout or
+	// git-sync link), "" when unknown.
+	Revision  string     `json:"revision,omitempty"`
+	Manifests string     `json:"manifests"`
+	Daemon    DaemonInfo `json:"daemon"`
+}
+
+// DaemonInfo describes the running daemon.
+type DaemonInfo struct {
+	Pid     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	// Loaded is false until the manifests have been read once; nothing is
+	// done before.
+	Loaded bool `json:"loaded"`
+}
+
+// fingerprint is what decides whether a status file must be rewritten.
+type fingerprint struct {
+	phase, source, hash, msg, lastErr string
+	pid, restarts, exit               int
+	exited, oom                       bool
+	started, finished, next           time.Time
+	nerr, nev                         int
+	lastEv                            time.Time
+}
+
+func (c *ContainerStatus) fingerprint() fingerprint {
+	f := fingerprint{
+		phase: c.Phase, source: c.Source, hash: c.SpecHash, msg: c.Message, lastErr: c.LastError,
+		pid: c.Pid, restarts: c.Restarts, oom: c.OOMKilled,
+		started: c.Started, finished: c.Finished, next: c.NextTry,
+		nerr: len(c.Errors), nev: len(c.Events),
+	}
+	if c.ExitCode != nil {
+		f.exited, f.exit = true, *c.ExitCode
+	}
+	if n := len(c.Events); n > 0 {
+		f.lastEv = c.Events[n-1].Time
+	}
+	return f
+}
+
+// publisher turns the loop's statuses into Reports, status files and the
+// events the loop does not log (backoff, exits, kept definitions).
+type publisher struct {
+	loop      *reconciler.Loop
+	events    *eventLog
+	exits     *lastExits
+	layout    Layout
+	manifests string
+	info      DaemonInfo
+	log       *slog.Logger
+	kick      chan struct{}
+
+	mu        sync.Mutex
+	want      *desired.Set
+	written   map[string]fingerprint
+	keys      map[string]string // last status-derived event key per container
+	report    Report
+	cleanedUp bool
+}
+
+func newPublisher(loop *reconciler.Loop, events *eventLog, exits *lastExits, layout Layout, manifests string, log *slog.Logger) *publisher {
+	p := &publisher{
+		loop: loop, events: events, exits: exits, layout: layout, manifests: manifests, log: log,
+		info:    DaemonInfo{Pid: os.Getpid(), Started: time.Now().UTC()},
+		kick:    make(chan struct{}, 1),
+		written: map[string]fingerprint{},
+		keys:    map[string]string{},
+	}
+	return p
+}
+
+// Kick asks for a publication soon.
+func (p *publisher) Kick() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// SetDesired records the desired set the loop was given.
+func (p *publisher) SetDesired(s desired.Set) {
+	p.mu.Lock()
+	p.want = &s
+	p.mu.Unlock()
+	p.Kick()
+}
+
+// Run publishes after each kick (debounced) and every few seconds: fast
+// for a while after a kick, since the loop's follow-up checks change
+// statuses without a word, then slowly.
+func (p *publisher) Run(ctx context.Context) {
+	const (
+		debounce = 50 * time.Millisecond
+		fast     = 250 * time.Millisecond
+		hotFor   = 5 * time.Second
+		slow     = 10 * time.Second
+	)
+	t := time.NewTimer(slow)
+	defer t.Stop()
+	var hotUntil time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.kick:
+			hotUntil = time.Now().Add(hotFor)
+			t.Reset(debounce)
+			continue
+		case <-t.C:
+		}
+		p.publish()
+		if time.Now().Before(hotUntil) {
+			t.Reset(fast)
+		} else {
+			t.Reset(slow)
+		}
+	}
+}
+
+// Report publishes and returns the current report.
+func (p *publisher) Report() Report {
+	p.publish()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.report
+}
+
+// Container returns one container's status with its events.
+func (p *publisher) Container(name string) (ContainerStatus, bool) {
+	r := p.Report()
+	for _, c := range r.Containers {
+		if c.Name == name {
+			c.Events = p.events.events(name)
+			return c, true
+		}
+	}
+	return ContainerStatus{}, false
+}
+
+func (p *publisher) publish() {
+	sts := p.loop.Status()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	rep := Report{Containers: make([]ContainerStatus, 0, len(sts)), Files: []FileReport{}, Manifests: p.manifests, Daemon: p.info}
+	if p.want != nil {
+		rep.Daemon.Loaded = true
+		rep.Revision = p.want.Revision
+		for _, f := range p.want.Files {
+			rep.Files = append(rep.Files, FileReport{Path: f.Path, Valid: len(f.Errors) == 0, Containers: f.Containers, Errors: f.Errors})
+		}
+		sort.Slice(rep.Files, func(i, j int) bool { return rep.Files[i].Path < rep.Files[j].Path })
+	}
+	seen := make(map[string]bool, len(sts))
+	for _, st := range sts {
+		seen[st.Name] = true
+		p.statusEvent(st, now)
+		c := p.containerStatus(st)
+		rep.Containers = append(rep.Containers, c)
+		c.Events = p.events.events(st.Name)
+		fp := c.fingerprint()
+		if old, ok := p.written[c.Name]; ok && old == fp {
+			continue
+		}
+		if err := p.writeStatus(&c); err != nil {
+			p.log.Warn("unable to write status file", "container", c.Name, "err", err)
+			continue
+		}
+		p.written[c.Name] = fp
+	}
+	for n := range p.written {
+		if !seen[n] {
+			p.removeStatus(n)
+		}
+	}
+	if rep.Daemon.Loaded && !p.cleanedUp {
+		// Files left by an earlier daemon for containers that are gone.
+		if entries, err := os.ReadDir(p.layout.StatusDir()); err == nil {
+			for _, e := range entries {
+				if n, ok := strings.CutSuffix(e.Name(), ".json"); ok && !seen[n] && !strings.HasPrefix(n, ".") {
+					p.removeStatus(n)
+				}
+			}
+		}
+		p.cleanedUp = true
+	}
+	p.report = rep
+}
+
+func (p *publisher) removeStatus(name string) {
+	delete(p.written, name)
+	delete(p.keys, name)
+	p.events.forget(name)
+	p.exits.forget(name)
+	if err := os.Remove(filepath.Join(p.layout.StatusDir(), name+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		p.log.Warn("unable to remove status file", "container", name, "err", err)
+	}
+}
+
+func (p *publisher) writeStatus(c *ContainerStatus) error {
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := p.layout.StatusDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return actual.WriteFileAtomic(dir, c.Name+".json", append(data, '\n'), 0o644)
+}
+
+// containerStatus converts the loop's status.
+func (p *publisher) containerStatus(st reconciler.Status) ContainerStatus {
+	c := ContainerStatus{
+		Name: st.Name, Phase: string(st.Phase), Restarts: st.Restarts, Source: st.Source,
+		Message: st.Reason, Errors: st.Errors, NextTry: st.NextTry,
+	}
+	if st.Desired != nil {
+		c.SpecHash = st.Desired.Hash
+	}
+	if a := st.Actual; a != nil {
+		if a.Live() {
+			c.Pid = a.Pid
+		}
+		if a.SpecHash != "" {
+			c.SpecHash = a.SpecHash
+		}
+		if c.Source == "" && a.Applied != nil {
+			c.Source = a.Applied.Source
+		}
+		c.Started, c.Finished = a.Started, a.Finished
+		if a.Exited || (!a.Live() && !a.Finished.IsZero()) {
+			code := a.ExitCode
+			c.ExitCode, c.OOMKilled = &code, a.OOMKilled
+		}
+	}
+	if c.ExitCode == nil {
+		if e, ok := p.exits.get(st.Name); ok {
+			code := e.Code
+			c.ExitCode, c.OOMKilled = &code, e.OOMKilled
+		}
+	}
+	if st.Phase == reconciler.PhaseRunning && st.Reason == "" {
+		p.events.clearError(st.Name)
+	}
+	c.LastError = p.events.lastError(st.Name)
+	return c
+}
+
+// statusEvent records what the daemon saw without doing anything: a
+// container in backoff, exited for good, kept because its file is invalid,
+// or adopted at start.
+func (p *publisher) statusEvent(st reconciler.Status, now time.Time) {
+	var key, action string
+	switch {
+	case st.Phase == reconciler.PhaseBackoff:
+		key, action = "backoff|"+st.NextTry.String(), "backoff"
+	case st.Phase == reconciler.PhaseExited && st.Reason != "":
+		key, action = "exited|"+st.Reason, "exited"
+	case st.Phase == reconciler.PhaseInvalid:
+		key, action = "invalid|"+st.Reason, "invalid"
+	case strings.Contains(st.Reason, "kept: "):
+		key, action = "kept|"+st.Reason, "kept"
+	case st.Phase == reconciler.PhaseRunning && st.Reason == "":
+		key = "running"
+		if _, any := p.events.last(st.Name); !any && st.Actual != nil {
+			action = "adopted"
+		}
+	default:
+		key = string(st.Phase)
+	}
+	if p.keys[st.Name] == key {
+		return
+	}
+	p.keys[st.Name] = key
+	if action == "" {
+		return
+	}
+	reason := st.Reason
+	if action == "adopted" {
+		reason = fmt.Sprintf("adopted: running since %s, pid %d", st.Actual.Started.Local().Format(time.DateTime), st.Actual.Pid)
+	}
+	p.events.add(st.Name, Event{Time: now, Action: action, Reason: reason})
+}
+
+// serve answers the status socket until ctx ends.
+//
+//	GET /v1/status             Report
+//	GET /v1/containers/NAME    ContainerStatus with its events
+func (p *publisher) serve(ctx context.Context, l net.Listener) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, p.Report())
+	})
+	mux.HandleFunc("GET /v1/containers/{name}", func(w http.ResponseWriter, r *http.Request) {
+		c, ok := p.Container(r.PathValue("name"))
+		if !ok {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no container %q", r.PathValue("name"))})
+			return
+		}
+		writeJSON(w, http.StatusOK, c)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// listenSocket listens on the status socket, mode 0600 (a stale socket
+// from a daemon that died is replaced; the caller holds the lock).
+func listenSocket(path string) (net.Listener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("unable to remove stale socket %s: %w", path, err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("unable to listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("unable to set the mode of %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// ErrNoDaemon is returned by Query when no daemon answers on the socket.
+var ErrNoDaemon = errors.New("no reconciled daemon is running with this state directory")
+
+// Query asks the daemon whose state directory is state for path ("/v1/status",
+// "/v1/containers/NAME") and decodes the answer into out.
+func Query(ctx context.Context, state, path string, out any) error {
+	sock := Layout(state).Socket()
+	c := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://reconciled"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return fmt.Errorf("%w (%s: %v)", ErrNoDaemon, sock, op.Err)
+		}
+		return fmt.Errorf("unable to query the daemon at %s: %w", sock, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		json.NewDecoder(resp.Body).Decode(&e)
+		if e.Error == "" {
+			e.Error = resp.Status
+		}
+		return &QueryError{Status: resp.StatusCode, Msg: e.Error}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("unable to read the daemon's answer: %w", err)
+	}
+	return nil
+}
+
+// QueryError is an error the daemon answered with.
+type QueryError struct {
+	Status int
+	Msg    string
+}
+
+func (e *QueryError) Error() string { return e.Msg }
