@@ -95,6 +95,7 @@ func Parse(name string, data []byte, opts ParseOptions) ([]*Container, []*Error)
 		out = append(out, c)
 	}
 	if len(el.errs) > 0 {
+		sort.SliceStable(el.errs, func(i, j int) bool { return el.errs[i].Line < el.errs[j].Line })
 		return nil, el.errs
 	}
 	return out, nil
