@@ -192,7 +192,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	sets, err := desired.Watch(ctx, cfg.Manifests, desired.WatchOptions{
 		Options: desired.Options{InsecureManifests: cfg.InsecureManifests},
-		Prev:    seed(store.Records()),
+		Prev:    Seed(store.Records()),
 		Logger:  log.With("component", "manifests"),
 	})
 	if err != nil {
@@ -263,11 +263,11 @@ func pruneRecords(ctx context.Context, store *actual.Store, layout Layout) error
 	return errors.Join(errs...)
 }
 
-// seed rebuilds, from the records, the desired set the containers were
+// Seed rebuilds, from the records, the desired set the containers were
 // created from: the watcher starts from it, so that a manifest that is
 // invalid when the daemon starts keeps its container ("kept: web.yaml is
 // invalid") instead of deleting it.
-func seed(records map[string]actual.Record) desired.Set {
+func Seed(records map[string]actual.Record) desired.Set {
 	s := desired.Set{Containers: map[string]*desired.Container{}, Files: map[string]*desired.FileStatus{}}
 	for name, r := range records {
 		if r.Applied == nil || r.Applied.Source == "" || r.Applied.Name != name {
