@@ -25,6 +25,13 @@ type WatchOptions struct {
 	// directory is read again (default 100ms): a burst of events (an editor's
 	// save, a partial write, a checkout) becomes one read.
 	Debounce time.Duration
+	// Settle is the quiet time used instead of Debounce while every event of
+	// a burst is a Create (default 2ms). A file renamed or linked into place
+	// is whole the moment it appears, and a symlink swap is atomic, so there
+	// is nothing to wait for; a file written in place produces Write events
+	// (a truncation too), which switch the burst to Debounce. A new file read
+	// before its first write is empty and defines no containers.
+	Settle time.Duration
 	// MaxDelay bounds how long a constant stream of events can postpone the
 	// read (default 1s).
 	MaxDelay time.Duration
@@ -48,6 +55,7 @@ type WatchOptions struct {
 // Defaults of WatchOptions.
 const (
 	DefaultDebounce     = 100 * time.Millisecond
+	DefaultSettle       = 2 * time.Millisecond
 	DefaultMaxDelay     = time.Second
 	DefaultResync       = 60 * time.Second
 	DefaultMissingGrace = 30 * time.Second
@@ -74,8 +82,10 @@ const (
 //     directories, symlinks and the path itself. Editors' temporary files
 //     (vim's 4913 and .swp, ~ backups, emacs .# locks) and other dot-files
 //     do not.
-//   - Reads are debounced (Debounce, bounded by MaxDelay). A read that met
-//     a symlink swap is taken again.
+//   - Reads are debounced (Debounce, bounded by MaxDelay). A burst made of
+//     Create events alone (a rename into place, a new link or directory)
+//     is read after Settle instead: such a file is complete when it
+//     appears. A read that met a symlink swap is taken again.
 //   - On an inotify queue overflow the directory is read in full, and
 //     every Resync.
 //
@@ -92,6 +102,12 @@ func Watch(ctx context.Context, dir string, opts WatchOptions) (<-chan Set, erro
 	}
 	if opts.Debounce <= 0 {
 		opts.Debounce = DefaultDebounce
+	}
+	if opts.Settle <= 0 {
+		opts.Settle = DefaultSettle
+	}
+	if opts.Settle > opts.Debounce {
+		opts.Settle = opts.Debounce
 	}
 	if opts.MaxDelay <= 0 {
 		opts.MaxDelay = DefaultMaxDelay
@@ -153,6 +169,11 @@ func (w *watcher) run(ctx context.Context) {
 		debounce, maxDelay   *time.Timer
 		debounceC, maxDelayC <-chan time.Time
 		retryC               <-chan time.Time
+		// createsOnly: every event of the current burst was a Create,
+		// so the burst is read after Settle rather than Debounce; created
+		// are the paths those events named.
+		createsOnly bool
+		created     []string
 	)
 	stop := func(t *time.Timer) {
 		if t != nil {
@@ -163,15 +184,54 @@ func (w *watcher) run(ctx context.Context) {
 	resync := time.NewTicker(w.opts.Resync)
 	defer resync.Stop()
 
-	arm := func() {
+	arm := func(ev fsnotify.Event) {
+		create := ev.Op == fsnotify.Create
+		wait := func() time.Duration {
+			if createsOnly {
+				return w.opts.Settle
+			}
+			return w.opts.Debounce
+		}
 		if debounceC == nil {
+			createsOnly, created = create, created[:0]
 			maxDelay = time.NewTimer(w.opts.MaxDelay)
 			maxDelayC = maxDelay.C
-			debounce = time.NewTimer(w.opts.Debounce)
+			debounce = time.NewTimer(wait())
 			debounceC = debounce.C
-			return
+		} else {
+			createsOnly = createsOnly && create
+			debounce.Reset(wait())
 		}
-		debounce.Reset(w.opts.Debounce)
+		if createsOnly {
+			created = append(created, ev.Name)
+		}
+	}
+	// settled says whether a burst of Creates can be read now. Events the
+	// kernel queued meanwhile are taken first (a Write among them means the
+	// file is being written in place), and a created file that is still
+	// empty is waited for: its writer has not written yet.
+	settled := func() bool {
+		for drained := false; !drained; {
+			select {
+			case ev, ok := <-w.fsw.Events:
+				if ok && w.relevant(ev) {
+					arm(ev)
+				}
+			default:
+				drained = true
+			}
+		}
+		if !createsOnly {
+			return false
+		}
+		for _, p := range created {
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+				createsOnly = false
+				debounce.Reset(w.opts.Debounce)
+				return false
+			}
+		}
+		return true
 	}
 	reload := func() {
 		stop(debounce)
@@ -203,7 +263,7 @@ func (w *watcher) run(ctx context.Context) {
 			}
 			if w.relevant(ev) {
 				w.log.Debug("event", "op", ev.Op.String(), "path", ev.Name)
-				arm()
+				arm(ev)
 			}
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
@@ -213,6 +273,9 @@ func (w *watcher) run(ctx context.Context) {
 		case err := <-inject:
 			w.fsError(err, reload)
 		case <-debounceC:
+			if createsOnly && !settled() {
+				continue // the timer was re-armed with Debounce
+			}
 			reload()
 		case <-maxDelayC:
 			reload()

@@ -568,3 +568,48 @@ func TestWatchLatestWins(t *testing.T) {
 	}
 	w.none(200 * time.Millisecond)
 }
+
+// A file renamed into place is whole when it appears: it is read after
+// Settle, not Debounce. A file written in place still waits for Debounce
+// (here an hour, so it must not be read during the test).
+func TestWatchRenameIntoPlaceSkipsDebounce(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.yaml"), manifest("a", "1"))
+	w := startWatch(t, dir, WatchOptions{Debounce: time.Hour, MaxDelay: time.Hour})
+	w.next(2 * time.Second)
+
+	tmp := filepath.Join(dir, ".b.yaml.tmp")
+	write(t, tmp, manifest("b", "1"))
+	if err := os.Rename(tmp, filepath.Join(dir, "b.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if s := w.next(5 * time.Second); arg(s, "b") != "1" {
+		t.Fatalf("renamed file not applied: %s", describeSet(s))
+	}
+
+	write(t, filepath.Join(dir, "c.yaml"), manifest("c", "1"))
+	w.none(300 * time.Millisecond)
+}
+
+// A file created empty and written a moment later (cat > f, a slow cp) is
+// not read in its empty state by the fast path.
+func TestWatchCreatedEmptyWaitsForWriter(t *testing.T) {
+	dir := t.TempDir()
+	w := startWatch(t, dir, WatchOptions{Debounce: 200 * time.Millisecond, Settle: time.Millisecond})
+	w.next(2 * time.Second)
+
+	f, err := os.OpenFile(filepath.Join(dir, "b.yaml"), os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // well past Settle, within Debounce
+	if _, err := f.WriteString(manifest("b", "1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s := w.next(5 * time.Second); arg(s, "b") != "1" {
+		t.Fatalf("first Set is not the written file: %s", describeSet(s))
+	}
+}
