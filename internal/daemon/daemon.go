@@ -231,13 +231,25 @@ func Run(ctx context.Context, cfg Config) error {
 	return err
 }
 
+// lockWait is how long a starting daemon waits for the lock.
+const lockWait = 3 * time.Second
+
 // lock takes STATE/reconciled.lock, held until unlock or exit.
 func lock(layout Layout) (func(), error) {
 	f, err := os.OpenFile(layout.Lock(), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("unable to open %s: %w", layout.Lock(), err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	// A daemon killed with SIGKILL may leave, for a moment, a child that
+	// has not exec'd yet and still shares the lock: wait a little.
+	for deadline := time.Now().Add(lockWait); ; {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			if i, err := ReadInfo(string(layout)); err == nil {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -80,7 +81,15 @@ func openLog(dir, name string) (*os.File, error) {
 // Start starts the container and begins watching its init for an exit.
 func (a *runtimeAdapter) Start(ctx context.Context, id string) error {
 	defer a.store.Invalidate(id)
-	if err := a.rt.Start(ctx, id); err != nil {
+	// A start cut short by a daemon killed after the exec: finish it
+	// instead of waiting for an init that no longer waits.
+	recovered, err := a.rt.RecoverStart(ctx, id)
+	if err != nil {
+		return err
+	}
+	if recovered {
+		a.log.Info("container had started before the daemon stopped; recorded it running", "container", id)
+	} else if err := a.rt.Start(ctx, id); err != nil {
 		return err
 	}
 	if st, err := a.rt.State(ctx, id); err == nil && st.Pid > 0 {
@@ -156,9 +165,51 @@ func (a *runtimeAdapter) Delete(ctx context.Context, id string) error {
 		if err := a.rt.Delete(ctx, id, true); err != nil && !errors.Is(err, executor.ErrNotExist) {
 			return err
 		}
+		if st.Status == executor.StatusCreating {
+			// Left half-created by a daemon that died: the executor's
+			// state names neither processes nor cgroup, but the cgroup
+			// may hold the init. It is where the bundle's spec says.
+			if err := a.removeHalfCreatedCgroup(ctx, id); err != nil {
+				return err
+			}
+		}
 	}
 	if err := os.RemoveAll(a.layout.Bundle(id)); err != nil {
 		return fmt.Errorf("unable to remove the bundle of %s: %w", id, err)
+	}
+	return nil
+}
+
+// removeHalfCreatedCgroup kills what is in the cgroup container id's
+// bundle names (the driver's default when it names none) and removes it.
+func (a *runtimeAdapter) removeHalfCreatedCgroup(ctx context.Context, id string) error {
+	if a.cg == nil {
+		return nil
+	}
+	var cgPath string
+	if data, err := os.ReadFile(filepath.Join(a.layout.Bundle(id), "config.json")); err == nil {
+		var spec specs.Spec
+		if json.Unmarshal(data, &spec) == nil && spec.Linux != nil {
+			cgPath = spec.Linux.CgroupsPath
+		}
+	}
+	m, err := a.cg.Manager(id, cgPath)
+	if err != nil {
+		return err
+	}
+	for try := 0; try < 50; try++ {
+		pids, err := m.Procs(ctx)
+		if err != nil || len(pids) == 0 {
+			break
+		}
+		for _, p := range pids {
+			unix.Kill(p, unix.SIGKILL)
+		}
+		m.Freeze(ctx, false)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := m.Destroy(ctx); err != nil && !errors.Is(err, cgroups.ErrNotExist) {
+		return fmt.Errorf("unable to remove the cgroup of half-created container %s: %w", id, err)
 	}
 	return nil
 }

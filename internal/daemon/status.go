@@ -57,10 +57,12 @@ type ContainerStatus struct {
 
 // FileReport is one manifest file.
 type FileReport struct {
-	Path       string           `json:"path"`
-	Valid      bool             `json:"valid"`
-	Containers []string         `json:"containers"`
-	Errors     []*desired.Error `json:"errors,omitempty"`
+	Path  string `json:"path"`
+	Valid bool   `json:"valid"`
+	// ContentHash is the sha256 of the bytes read (what the daemon saw).
+	ContentHash string           `json:"contentHash,omitempty"`
+	Containers  []string         `json:"containers"`
+	Errors      []*desired.Error `json:"errors,omitempty"`
 }
 
 // Report is what `reconciled status` shows.
@@ -218,7 +220,7 @@ func (p *publisher) publish() {
 		rep.Daemon.Loaded = true
 		rep.Revision = p.want.Revision
 		for _, f := range p.want.Files {
-			rep.Files = append(rep.Files, FileReport{Path: f.Path, Valid: len(f.Errors) == 0, Containers: f.Containers, Errors: f.Errors})
+			rep.Files = append(rep.Files, FileReport{Path: f.Path, Valid: len(f.Errors) == 0, ContentHash: f.ContentHash, Containers: f.Containers, Errors: f.Errors})
 		}
 		sort.Slice(rep.Files, func(i, j int) bool { return rep.Files[i].Path < rep.Files[j].Path })
 	}

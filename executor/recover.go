@@ -1,0 +1,67 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// RecoverStart finishes the start of a container whose start was cut short
+// after its init exec'd the user's process: the process that ran Start died
+// (a daemon killed with SIGKILL) between the exec and recording it, so the
+// state still says created and the exec fifo is still there, and Start
+// would wait forever for an init that no longer waits on the fifo. It
+// removes the fifo, records the container running and returns true. It
+// returns false, changing nothing, for a container not in that situation
+// (one whose init still waits for start, or that is not created).
+//
+// The init is known to have exec'd when /proc/PID/exe of the init is no
+// longer the runtime binary its monitor runs (the init refuses to exec the
+// runtime's own binary, so the two cannot be the same file afterwards).
+func (r *Runtime) RecoverStart(ctx context.Context, id string) (bool, error) {
+	st, err := ReadState(r.root, id)
+	if err != nil {
+		return false, err
+	}
+	if st.Status != StatusCreated || !initExecd(st) {
+		return false, nil
+	}
+	dir := StateDir(r.root, id)
+	if err := os.Remove(filepath.Join(dir, fifoFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("recover start of container %s: %w", id, err)
+	}
+	st.Status = StatusRunning
+	if st.Started.IsZero() {
+		st.Started = time.Now().UTC()
+	}
+	if err := writeJSONAtomic(dir, stateFile, stripComputed(st)); err != nil {
+		return false, fmt.Errorf("recover start of container %s: write state: %w", id, err)
+	}
+	return true, nil
+}
+
+// initExecd reports whether st's init (alive, checked by start time) runs
+// another executable than its monitor, that is, exec'd the user's process.
+func initExecd(st *State) bool {
+	if st.MonitorPid <= 0 || !processAlive(st.Pid, st.PidStartTime) || !processAlive(st.MonitorPid, st.MonitorStartTime) {
+		return false
+	}
+	initExe, err1 := os.Stat("/proc/" + strconv.Itoa(st.Pid) + "/exe")
+	monExe, err2 := os.Stat("/proc/" + strconv.Itoa(st.MonitorPid) + "/exe")
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	// Both still the same processes (a PID reused meanwhile is not ours).
+	if !processAlive(st.Pid, st.PidStartTime) || !processAlive(st.MonitorPid, st.MonitorStartTime) {
+		return false
+	}
+	a, ok1 := initExe.Sys().(*syscall.Stat_t)
+	b, ok2 := monExe.Sys().(*syscall.Stat_t)
+	return ok1 && ok2 && (a.Dev != b.Dev || a.Ino != b.Ino)
+}
