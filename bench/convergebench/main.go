@@ -1,0 +1,524 @@
+// Command convergebench measures the daemon (`reconciled run`) end to end:
+//
+//   - drop to running: from a manifest's rename into the directory to its
+//     process running (the process's first write to its log file, seen with
+//     inotify), one container at a time, p50 and p99;
+//   - converge: N manifests renamed into an empty directory at once, until
+//     every process runs; and their removal, until the runtime root is empty;
+//   - idle: the daemon's CPU use (of one core) and RSS with N running;
+//   - adoption: the daemon stopped with SIGTERM and started again, until its
+//     status shows all N running (each with the PID it had before);
+//   - beside it, the same N containers created and started one after the
+//     other with runc and with crun (their time, then removal, untimed).
+//
+// Every container runs `sh -c 'echo up; exec sleep'` in the same busybox
+// root filesystem, read-only. It is run by bench/converge.sh.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/daemon"
+)
+
+func main() {
+	var (
+		n        = flag.Int("n", 1000, "containers to converge, keep idle, adopt and remove")
+		drops    = flag.Int("drops", 200, "containers dropped one at a time for the drop-to-running latency")
+		idle     = flag.Duration("idle", 30*time.Second, "how long to measure the idle daemon")
+		parallel = flag.Int("parallel", 4, "the daemon's --parallel")
+		ours     = flag.String("reconciled", "bin/reconciled", "path to the reconciled binary")
+		shim     = flag.String("nohybrid", "", "LD_PRELOAD shim that lets crun 1.8 run on a hybrid cgroup layout")
+		busybox  = flag.String("busybox", "/bin/busybox", "static busybox for the root filesystem")
+		work     = flag.String("work", "", "work directory (default: a new one under $TMPDIR)")
+		runtimes = flag.String("runtimes", "runc,crun", "runtimes to compare with (empty: none)")
+	)
+	flag.Parse()
+	b := &bench{n: *n, drops: *drops, idle: *idle, parallel: *parallel, shim: *shim}
+	err := b.run(*ours, *busybox, *work, *runtimes)
+	b.cleanup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "convergebench:", err)
+		os.Exit(1)
+	}
+}
+
+type bench struct {
+	n, drops, parallel int
+	idle               time.Duration
+	shim               string
+
+	bin                      string
+	work, manifests, staging string
+	state, logDir, rootfs    string
+	daemon                   *exec.Cmd
+	daemonExited             chan struct{}
+	ino                      int // inotify on the log directory
+	cleanups                 []func()
+}
+
+func (b *bench) cleanup() {
+	for i := len(b.cleanups) - 1; i >= 0; i-- {
+		b.cleanups[i]()
+	}
+}
+
+func (b *bench) run(ours, busybox, work, runtimes string) error {
+	var err error
+	if b.bin, err = filepath.Abs(ours); err != nil {
+		return err
+	}
+	if work == "" {
+		if work, err = os.MkdirTemp("", "convergebench-"); err != nil {
+			return err
+		}
+		b.cleanups = append(b.cleanups, func() { os.RemoveAll(work) }) // no mounts in it
+	}
+	b.work = work
+	b.manifests = filepath.Join(work, "manifests")
+	b.staging = filepath.Join(work, "staging")
+	b.state = filepath.Join(work, "state")
+	b.logDir = filepath.Join(work, "logs")
+	for _, d := range []string{b.manifests, b.staging, b.logDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	bundle, err := makeBundle(filepath.Join(work, "bundle"), busybox, []string{"/bin/sh", "-c", "echo up; exec sleep 100000"})
+	if err != nil {
+		return err
+	}
+	b.rootfs = filepath.Join(bundle, "rootfs")
+	b.cleanups = append(b.cleanups, b.removeContainers)
+	if b.ino, err = unix.InotifyInit1(unix.IN_CLOEXEC); err != nil {
+		return os.NewSyscallError("inotify_init1", err)
+	}
+	if _, err := unix.InotifyAddWatch(b.ino, b.logDir, unix.IN_MODIFY); err != nil {
+		return os.NewSyscallError("inotify_add_watch", err)
+	}
+
+	if err := b.startDaemon(); err != nil {
+		return err
+	}
+	fmt.Printf("reconciled run --parallel %d; %d CPUs; %s\n\n", b.parallel, cpus(), kernel())
+
+	// Drop to running, one at a time.
+	if b.drops > 0 {
+		var lat []time.Duration
+		for i := 0; i < b.drops; i++ {
+			name := fmt.Sprintf("drop-%04d", i)
+			if err := b.stage(name); err != nil {
+				return err
+			}
+			t0 := time.Now()
+			if err := os.Rename(filepath.Join(b.staging, name+".yaml"), filepath.Join(b.manifests, name+".yaml")); err != nil {
+				return err
+			}
+			up, err := b.waitUp(map[string]bool{name: true}, 30*time.Second)
+			if err != nil {
+				return err
+			}
+			lat = append(lat, up[name].Sub(t0))
+		}
+		fmt.Printf("drop to running (%d, one at a time): p50 %s  p99 %s  max %s\n",
+			b.drops, ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99)), ms(percentile(lat, 1)))
+		t0 := time.Now()
+		if err := b.removeAll("drop-"); err != nil {
+			return err
+		}
+		fmt.Printf("  removed them in %s\n", ms(time.Since(t0)))
+	}
+
+	// Converge N from empty.
+	names := make(map[string]bool, b.n)
+	for i := 0; i < b.n; i++ {
+		name := fmt.Sprintf("c-%04d", i)
+		names[name] = true
+		if err := b.stage(name); err != nil {
+			return err
+		}
+	}
+	t0 := time.Now()
+	for name := range names {
+		if err := os.Rename(filepath.Join(b.staging, name+".yaml"), filepath.Join(b.manifests, name+".yaml")); err != nil {
+			return err
+		}
+	}
+	if _, err := b.waitUp(names, 10*time.Minute); err != nil {
+		return err
+	}
+	converge := time.Since(t0)
+	fmt.Printf("converge %d from empty: %s (%.1f containers/s)\n", b.n, ms(converge), float64(b.n)/converge.Seconds())
+
+	// Idle with N running: let the follow-up checks settle first.
+	time.Sleep(5 * time.Second)
+	pid := b.daemon.Process.Pid
+	cpu0, err := cpuTicks(pid)
+	if err != nil {
+		return err
+	}
+	w0 := time.Now()
+	time.Sleep(b.idle)
+	cpu1, err := cpuTicks(pid)
+	if err != nil {
+		return err
+	}
+	wall := time.Since(w0)
+	rss, err := rssKiB(pid)
+	if err != nil {
+		return err
+	}
+	cpuPct := float64(cpu1-cpu0) / 100 / wall.Seconds() * 100 // USER_HZ is 100
+	fmt.Printf("idle with %d running, over %s: CPU %.3f%% of one core, RSS %.1f MiB\n", b.n, b.idle, cpuPct, float64(rss)/1024)
+
+	// Adoption after a restart.
+	var before daemon.Report
+	if err := daemon.Query(context.Background(), b.state, "/v1/status", &before); err != nil {
+		return err
+	}
+	pids := map[string]int{}
+	for _, c := range before.Containers {
+		pids[c.Name] = c.Pid
+	}
+	if err := b.stopDaemon(syscall.SIGTERM); err != nil {
+		return err
+	}
+	t0 = time.Now()
+	if err := b.startDaemon(); err != nil {
+		return err
+	}
+	restarted := 0
+	for {
+		var rep daemon.Report
+		err := daemon.Query(context.Background(), b.state, "/v1/status", &rep)
+		if err == nil && rep.Daemon.Loaded {
+			running := 0
+			restarted = 0
+			for _, c := range rep.Containers {
+				if c.Phase == "running" && c.Pid > 0 {
+					running++
+					if c.Pid != pids[c.Name] {
+						restarted++
+					}
+				}
+			}
+			if running == b.n {
+				break
+			}
+		}
+		if time.Since(t0) > 2*time.Minute {
+			return errors.New("adoption did not finish in 2 minutes")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Printf("adopt %d after a restart: %s (from exec to all shown running; %d restarted)\n", b.n, ms(time.Since(t0)), restarted)
+
+	// Remove them all.
+	t0 = time.Now()
+	if err := b.removeAll("c-"); err != nil {
+		return err
+	}
+	fmt.Printf("remove %d: %s\n", b.n, ms(time.Since(t0)))
+	if err := b.stopDaemon(syscall.SIGTERM); err != nil {
+		return err
+	}
+
+	for _, rt := range strings.Split(runtimes, ",") {
+		if rt == "" {
+			continue
+		}
+		d, err := b.sequential(rt, bundle)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s: create+start %d sequentially: %s (%.1f containers/s)\n", rt, b.n, ms(d), float64(b.n)/d.Seconds())
+	}
+	return nil
+}
+
+// stage writes a manifest into the staging directory (same filesystem).
+func (b *bench) stage(name string) error {
+	m := fmt.Sprintf(`apiVersion: reconciled.dev/v1
+kind: Container
+metadata: {name: %s}
+spec:
+  root: {path: %s, readonly: true}
+  command: ["/bin/sh", "-c", "echo up; exec sleep 100000"]
+  stop: {signal: SIGKILL, timeout: 1s}
+`, name, b.rootfs)
+	return os.WriteFile(filepath.Join(b.staging, name+".yaml"), []byte(m), 0o644)
+}
+
+func (b *bench) startDaemon() error {
+	logf, err := os.OpenFile(filepath.Join(b.work, "daemon.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(b.bin, "run", "--manifests", b.manifests, "--state", b.state, "--log-dir", b.logDir,
+		"--parallel", strconv.Itoa(b.parallel))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	b.daemon = cmd
+	b.daemonExited = make(chan struct{})
+	go func() { cmd.Wait(); close(b.daemonExited) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var rep daemon.Report
+		if err := daemon.Query(context.Background(), b.state, "/v1/status", &rep); err == nil {
+			return nil
+		}
+		select {
+		case <-b.daemonExited:
+			return fmt.Errorf("the daemon exited; see %s", filepath.Join(b.work, "daemon.log"))
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the daemon does not answer")
+		}
+	}
+}
+
+func (b *bench) stopDaemon(sig syscall.Signal) error {
+	if b.daemon == nil {
+		return nil
+	}
+	b.daemon.Process.Signal(sig)
+	select {
+	case <-b.daemonExited:
+	case <-time.After(30 * time.Second):
+		b.daemon.Process.Kill()
+		<-b.daemonExited
+		return errors.New("the daemon did not stop on SIGTERM")
+	}
+	b.daemon = nil
+	return nil
+}
+
+// waitUp waits until every name's log file was written to (its process
+// ran) and returns when each was first seen.
+func (b *bench) waitUp(names map[string]bool, timeout time.Duration) (map[string]time.Time, error) {
+	up := map[string]time.Time{}
+	// Containers that wrote before we looked.
+	for name := range names {
+		if fi, err := os.Stat(daemon.LogFile(b.logDir, name)); err == nil && fi.Size() > 0 {
+			up[name] = time.Now()
+		}
+	}
+	buf := make([]byte, 64<<10)
+	deadline := time.Now().Add(timeout)
+	for len(up) < len(names) {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, fmt.Errorf("%d of %d containers running after %s", len(up), len(names), timeout)
+		}
+		fds := []unix.PollFd{{Fd: int32(b.ino), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, int(min(left, time.Second).Milliseconds())+1); err != nil && !errors.Is(err, unix.EINTR) {
+			return nil, err
+		}
+		if fds[0].Revents == 0 {
+			continue
+		}
+		now := time.Now()
+		k, err := unix.Read(b.ino, buf)
+		if err != nil {
+			return nil, os.NewSyscallError("read inotify", err)
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= k; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			nameBytes := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
+			file := strings.TrimRight(string(nameBytes), "\x00")
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+			if ev.Mask&unix.IN_Q_OVERFLOW != 0 {
+				for name := range names {
+					if _, ok := up[name]; !ok {
+						if fi, err := os.Stat(daemon.LogFile(b.logDir, name)); err == nil && fi.Size() > 0 {
+							up[name] = now
+						}
+					}
+				}
+				continue
+			}
+			name, ok := strings.CutSuffix(file, ".log")
+			if !ok || !names[name] {
+				continue
+			}
+			if _, seen := up[name]; !seen {
+				up[name] = now
+			}
+		}
+	}
+	return up, nil
+}
+
+// removeAll removes the manifests whose names start with prefix and waits
+// until their containers are gone from the runtime root.
+func (b *bench) removeAll(prefix string) error {
+	entries, err := os.ReadDir(b.manifests)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) {
+			if err := os.Remove(filepath.Join(b.manifests, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	root := filepath.Join(b.state, "runtime")
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		left := 0
+		entries, _ := os.ReadDir(root)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), prefix) {
+				left++
+			}
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d containers still there after 10 minutes", left)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Their logs, so that the next phase sees fresh writes.
+	logs, _ := filepath.Glob(filepath.Join(b.logDir, prefix+"*"))
+	for _, l := range logs {
+		os.Remove(l)
+	}
+	return nil
+}
+
+// removeContainers deletes whatever is left under the daemon's runtime root
+// (after a failure), with the binary.
+func (b *bench) removeContainers() {
+	b.stopDaemon(syscall.SIGTERM)
+	root := filepath.Join(b.state, "runtime")
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		exec.Command(b.bin, "runtime", "--root", root, "delete", "--force", e.Name()).Run()
+	}
+}
+
+// sequential creates and starts b.n containers with runc or crun, one after
+// the other, and returns the time that took; then removes them (untimed).
+func (b *bench) sequential(rt, bundle string) (time.Duration, error) {
+	root := filepath.Join(b.work, "state-"+rt)
+	var env []string
+	if rt == "crun" && b.shim != "" {
+		env = []string{"LD_PRELOAD=" + b.shim}
+	}
+	runCmd := func(args ...string) error {
+		cmd := exec.Command(rt, append([]string{"--root", root}, args...)...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := os.CreateTemp(b.work, "out") // a file: the container inherits stdio
+		if err != nil {
+			return err
+		}
+		defer os.Remove(out.Name())
+		defer out.Close()
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Run(); err != nil {
+			data, _ := os.ReadFile(out.Name())
+			return fmt.Errorf("%s %s: %w: %s", rt, strings.Join(args, " "), err, data)
+		}
+		return nil
+	}
+	var ids []string
+	defer func() {
+		for _, id := range ids {
+			if err := runCmd("delete", "--force", id); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+			if rt == "crun" {
+				// In the shim's mode crun leaves an empty cgroup behind in
+				// the unified hierarchy (see bench/runtime.sh).
+				os.Remove(filepath.Join("/sys/fs/cgroup/unified", id))
+			}
+		}
+	}()
+	t0 := time.Now()
+	for i := 0; i < b.n; i++ {
+		id := fmt.Sprintf("cb-%s-%04d", rt, i)
+		if err := runCmd("create", "--bundle", bundle, id); err != nil {
+			return 0, err
+		}
+		ids = append(ids, id)
+		if err := runCmd("start", id); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(t0), nil
+}
+
+// cpuTicks is utime+stime of pid, in clock ticks.
+func cpuTicks(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + st, nil
+}
+
+func rssKiB(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(p*float64(len(s))+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
+
+func cpus() int {
+	var set unix.CPUSet
+	if unix.SchedGetaffinity(0, &set) != nil {
+		return 0
+	}
+	return set.Count()
+}
+
+func kernel() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return "Linux " + unix.ByteSliceToString(u.Release[:])
+}
