@@ -18,10 +18,20 @@ var cgroupDriverByName = map[string]func() (cgroups.Driver, error){
 	"cgroupfs": cgroups.NewCgroupfs,
 }
 
-// readOOMKills returns the oom_kill count of a container's cgroup: through
-// the named driver when this binary has it, else straight from the memory
-// controller's files in paths.
+// readOOMKills returns the oom_kill count of a container's cgroup: from
+// the memory controller's file in paths (one read), else through the named
+// driver when this binary has it.
 func readOOMKills(driver, id, cgroupPath string, paths map[string]string) (uint64, bool) {
+	if p, ok := paths[""]; ok {
+		if n, ok := readKeyedCounter(filepath.Join(p, "memory.events"), "oom_kill"); ok {
+			return n, true
+		}
+	}
+	if p, ok := paths["memory"]; ok {
+		if n, ok := readKeyedCounter(filepath.Join(p, "memory.oom_control"), "oom_kill"); ok {
+			return n, true
+		}
+	}
 	if newDriver, ok := cgroupDriverByName[driver]; ok {
 		if d, err := newDriver(); err == nil {
 			if m, err := d.Manager(id, cgroupPath); err == nil {
@@ -32,14 +42,6 @@ func readOOMKills(driver, id, cgroupPath string, paths map[string]string) (uint6
 				}
 			}
 		}
-	}
-	if p, ok := paths[""]; ok {
-		if n, ok := readKeyedCounter(filepath.Join(p, "memory.events"), "oom_kill"); ok {
-			return n, true
-		}
-	}
-	if p, ok := paths["memory"]; ok {
-		return readKeyedCounter(filepath.Join(p, "memory.oom_control"), "oom_kill")
 	}
 	return 0, false
 }

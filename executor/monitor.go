@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -25,26 +24,25 @@ func runMonitor() {
 		sendMessage(sock, message{Error: "monitor: read config: " + err.Error()})
 		os.Exit(1)
 	}
-	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe", // the read-only copy we were started from
-		Args:       []string{"reconciled-init"},
-		Env:        []string{stageEnv + "=" + stageInit, "GOMAXPROCS=1"},
-		Stdin:      os.Stdin,
-		Stdout:     os.Stdout,
-		Stderr:     os.Stderr,
-		ExtraFiles: []*os.File{sock},
-		SysProcAttr: &syscall.SysProcAttr{
+	attr := &syscall.ProcAttr{
+		Env:   []string{stageEnv + "=" + stageInit, "GOMAXPROCS=1"},
+		Files: []uintptr{0, 1, 2, 3},
+		Sys: &syscall.SysProcAttr{
 			// The cgroup namespace is unshared by the init once it is in
 			// its cgroup, so that the namespace is rooted there.
 			Cloneflags: uintptr(cfg.NS.New &^ unix.CLONE_NEWCGROUP),
 		},
 	}
-	if err := startIn(cmd, cfg.NS.Join); err != nil {
+	// "/proc/self/exe" is the read-only copy we were started from.
+	pid, err := startIn(func() (int, error) {
+		return syscall.ForkExec("/proc/self/exe", []string{"reconciled-init"}, attr)
+	}, cfg.NS.Join)
+	if err != nil {
 		sendMessage(sock, message{Error: "start container init: " + err.Error()})
 		os.Exit(1)
 	}
-	if err := sendMessage(sock, message{Pid: cmd.Process.Pid}); err != nil {
-		cmd.Process.Kill()
+	if err := sendMessage(sock, message{Pid: pid}); err != nil {
+		unix.Kill(pid, unix.SIGKILL)
 	}
 	sock.Close()
 	// Hold no reference to the container's stdio: its readers see EOF as
@@ -57,31 +55,30 @@ func runMonitor() {
 	}
 	debug.FreeOSMemory()
 
-	err := cmd.Wait()
+	var ws unix.WaitStatus
+	err = retryEINTR(func() error { _, err := unix.Wait4(pid, &ws, 0, nil); return err })
 	rec := exitRecord{Finished: time.Now().UTC()}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-		switch {
-		case ws.Signaled():
-			rec.ExitSignal = unix.SignalName(ws.Signal())
-			rec.ExitCode = 128 + int(ws.Signal())
-		default:
-			rec.ExitCode = ws.ExitStatus()
-		}
-	} else if err != nil {
+	switch {
+	case err != nil:
 		rec.ExitCode = 255
+	case ws.Signaled():
+		rec.ExitSignal = unix.SignalName(ws.Signal())
+		rec.ExitCode = 128 + int(ws.Signal())
+	default:
+		rec.ExitCode = ws.ExitStatus()
 	}
 	rec.OOMKilled = oomKilledSince(cfg.StateDir)
-	if err := writeJSONAtomic(cfg.StateDir, exitFile, rec); err != nil {
+	if err := writeJSONAtomic(cfg.StateDir, exitFile, rec, false); err != nil {
 		os.Exit(1)
 	}
 	os.Exit(0)
 }
 
-// startIn starts cmd from an OS thread that has first entered the
+// startIn runs start (a fork) from an OS thread that has first entered the
 // namespaces in join; the new process inherits them (and is forked into a
 // joined PID namespace, which setns alone cannot do for the caller). The
 // thread is thrown away afterwards: it never unlocks.
-func startIn(cmd *exec.Cmd, join []nsJoin) error {
+func startIn(start func() (int, error), join []nsJoin) (int, error) {
 	var here []nsJoin
 	for _, j := range join {
 		// The init joins a mount namespace itself (initJoinMount): the
@@ -91,22 +88,27 @@ func startIn(cmd *exec.Cmd, join []nsJoin) error {
 		}
 	}
 	if len(here) == 0 {
-		return cmd.Start()
+		return start()
 	}
-	errc := make(chan error, 1)
+	type result struct {
+		pid int
+		err error
+	}
+	done := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
 		// No UnlockOSThread: the goroutine's exit ends the tainted thread.
-		errc <- func() error {
-			for _, j := range here {
-				if err := setnsPath(j); err != nil {
-					return err
-				}
+		for _, j := range here {
+			if err := setnsPath(j); err != nil {
+				done <- result{0, err}
+				return
 			}
-			return cmd.Start()
-		}()
+		}
+		pid, err := start()
+		done <- result{pid, err}
 	}()
-	return <-errc
+	r := <-done
+	return r.pid, r.err
 }
 
 func setnsPath(j nsJoin) error {

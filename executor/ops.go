@@ -59,7 +59,9 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	}
 	st.Status = StatusRunning
 	st.Started = time.Now().UTC()
-	if err := writeJSONAtomic(dir, stateFile, stripComputed(st)); err != nil {
+	// The start time is not worth a directory fsync: after a power cut
+	// the container is stopped whatever the file says.
+	if err := writeJSONAtomic(dir, stateFile, stripComputed(st), false); err != nil {
 		return fmt.Errorf("start container %s: write state: %w", id, err)
 	}
 	if st.Hooks != nil && len(st.Hooks.Poststart) > 0 {

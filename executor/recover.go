@@ -40,7 +40,7 @@ func (r *Runtime) RecoverStart(ctx context.Context, id string) (bool, error) {
 	if st.Started.IsZero() {
 		st.Started = time.Now().UTC()
 	}
-	if err := writeJSONAtomic(dir, stateFile, stripComputed(st)); err != nil {
+	if err := writeJSONAtomic(dir, stateFile, stripComputed(st), false); err != nil {
 		return false, fmt.Errorf("recover start of container %s: write state: %w", id, err)
 	}
 	return true, nil

@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -197,17 +196,13 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 		}
 		return null
 	}
-	mon := &exec.Cmd{
-		Path:        "/proc/self/fd/" + strconv.Itoa(int(exe.Fd())),
-		Args:        []string{"reconciled-monitor", id},
-		Env:         []string{stageEnv + "=" + stageMonitor, "GOMAXPROCS=1"},
-		Stdin:       stdio(o.Stdin),
-		Stdout:      stdio(o.Stdout),
-		Stderr:      stdio(o.Stderr),
-		ExtraFiles:  []*os.File{child},
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
-	}
-	err = mon.Start()
+	// syscall.ForkExec, not os/exec: os.StartProcess probes pidfd support
+	// with an extra fork in every new process, and nothing here needs it.
+	monPid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(int(exe.Fd())), []string{"reconciled-monitor", id}, &syscall.ProcAttr{
+		Env:   []string{stageEnv + "=" + stageMonitor, "GOMAXPROCS=1"},
+		Files: []uintptr{stdio(o.Stdin).Fd(), stdio(o.Stdout).Fd(), stdio(o.Stderr).Fd(), child.Fd()},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
 	child.Close()
 	if null != nil {
 		null.Close()
@@ -215,14 +210,14 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	if err != nil {
 		return fmt.Errorf("start monitor: %w", err)
 	}
-	c.monitor = mon.Process
+	c.monitor = monPid
 	if r.reap {
-		go reapWhenDone(mon)
+		go reapWhenDone(monPid)
 	}
-	if c.st.MonitorStartTime, _, err = procStartTime(mon.Process.Pid); err != nil {
+	if c.st.MonitorStartTime, _, err = procStartTime(monPid); err != nil {
 		return fmt.Errorf("monitor: %w", err)
 	}
-	c.st.MonitorPid = mon.Process.Pid
+	c.st.MonitorPid = monPid
 
 	dec := json.NewDecoder(bufio.NewReaderSize(sock, 512))
 	enc := json.NewEncoder(sock)
@@ -268,7 +263,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 		return fmt.Errorf("container init sent no ready message")
 	}
 	c.st.Status = StatusCreated
-	if err := writeJSONAtomic(dir, stateFile, &c.st); err != nil {
+	if err := writeJSONAtomic(dir, stateFile, &c.st, true); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
 	if o.PidFile != "" {
@@ -276,7 +271,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(filepath.Dir(pf), filepath.Base(pf), []byte(strconv.Itoa(c.st.Pid))); err != nil {
+		if err := writeFileAtomic(filepath.Dir(pf), filepath.Base(pf), []byte(strconv.Itoa(c.st.Pid)), false); err != nil {
 			return fmt.Errorf("write pid file: %w", err)
 		}
 	}
@@ -315,7 +310,7 @@ type creation struct {
 	id, dir string
 	spec    *specs.Spec
 	st      State
-	monitor *os.Process
+	monitor int // PID, 0 before it is started
 	cgroup  cgroups.Manager
 }
 
@@ -347,9 +342,7 @@ func (c *creation) applyCgroup(ctx context.Context) error {
 		return fmt.Errorf("unable to apply cgroup: %w", err)
 	}
 	c.st.CgroupPaths = m.Paths()
-	if st, err := m.Stats(ctx); err == nil {
-		c.st.OOMKillsAtStart = st.OOMKills
-	}
+	c.st.OOMKillsAtStart, _ = readOOMKills(c.st.CgroupDriver, c.id, path, c.st.CgroupPaths)
 	return nil
 }
 
@@ -367,9 +360,9 @@ func (c *creation) teardown() error {
 			unix.Close(fd)
 		}
 	}
-	if c.monitor != nil {
+	if c.monitor > 0 {
 		if c.st.Pid <= 0 {
-			c.monitor.Kill()
+			unix.Kill(c.monitor, unix.SIGKILL)
 		}
 		if err := waitProcess(ctx, c.st.MonitorPid, c.st.MonitorStartTime); err != nil {
 			errs = append(errs, fmt.Errorf("wait for monitor: %w", err))
@@ -386,11 +379,10 @@ func (c *creation) teardown() error {
 	return errors.Join(errs...)
 }
 
-// reapWhenDone waits for a child without holding an OS thread: the pidfd
-// sits in the runtime's poller until the child exits.
-func reapWhenDone(cmd *exec.Cmd) {
-	fd, err := unix.PidfdOpen(cmd.Process.Pid, unix.PIDFD_NONBLOCK)
-	if err == nil {
+// reapWhenDone reaps a child without holding an OS thread meanwhile: its
+// pidfd sits in the runtime's poller until the child exits.
+func reapWhenDone(pid int) {
+	if fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK); err == nil {
 		f := os.NewFile(uintptr(fd), "pidfd")
 		if rc, err := f.SyscallConn(); err == nil {
 			rc.Read(func(fd uintptr) bool {
@@ -401,7 +393,8 @@ func reapWhenDone(cmd *exec.Cmd) {
 		}
 		f.Close()
 	}
-	cmd.Wait()
+	var ws unix.WaitStatus
+	retryEINTR(func() error { _, err := unix.Wait4(pid, &ws, 0, nil); return err })
 }
 
 // selfExe returns a read-only handle on this binary, made once per

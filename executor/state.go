@@ -180,8 +180,10 @@ func List(root string) ([]*State, error) {
 }
 
 // writeFileAtomic replaces dir/name with data: a temp file in dir, fsync,
-// rename, fsync of dir.
-func writeFileAtomic(dir, name string, data []byte) error {
+// rename, and with durable an fsync of dir. A reader sees the old or the
+// new content, never a part; without durable the rename itself may be lost
+// in a power cut (the old content is then read back).
+func writeFileAtomic(dir, name string, data []byte, durable bool) error {
 	tmp, err := os.CreateTemp(dir, "."+name+".tmp*")
 	if err != nil {
 		return err
@@ -206,6 +208,9 @@ func writeFileAtomic(dir, name string, data []byte) error {
 		return err
 	}
 	ok = true
+	if !durable {
+		return nil
+	}
 	return syncDir(dir)
 }
 
@@ -218,12 +223,12 @@ func syncDir(dir string) error {
 	return os.NewSyscallError("fsync", unix.Fsync(fd))
 }
 
-func writeJSONAtomic(dir, name string, v any) error {
+func writeJSONAtomic(dir, name string, v any, durable bool) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(dir, name, data)
+	return writeFileAtomic(dir, name, data, durable)
 }
 
 // procStartTime returns field 22 of /proc/pid/stat (starttime) and whether
