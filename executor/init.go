@@ -24,7 +24,7 @@ import (
 // execs the user process. It never returns.
 func runInit() {
 	sock := os.NewFile(3, "sync")
-	cfg, fifoFd, err := prepareInit(sock)
+	cfg, stateDirFd, err := prepareInit(sock)
 	if err != nil {
 		sendMessage(sock, message{Error: err.Error()})
 		os.Exit(1)
@@ -40,18 +40,18 @@ func runInit() {
 	sock.Close()
 	debug.FreeOSMemory()
 
-	// Block until start opens the fifo for reading. Reopening the O_PATH
-	// fd through /proc works after pivot_root, where the fifo's path does
-	// not resolve.
+	// Block until start opens the fifo for reading. The state directory
+	// was opened (O_PATH) before pivot_root, where the fifo's path no
+	// longer resolves; it is closed at once and never reaches the exec.
 	var w int
 	err = retryEINTR(func() (err error) {
-		w, err = unix.Open("/proc/self/fd/"+strconv.Itoa(fifoFd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		w, err = unix.Openat(stateDirFd, fifoFile, unix.O_WRONLY|unix.O_CLOEXEC, 0)
 		return err
 	})
+	unix.Close(stateDirFd)
 	if err != nil {
 		os.Exit(1)
 	}
-	unix.Close(fifoFd)
 	fail := func(err error) {
 		unix.Write(w, []byte(err.Error()))
 		os.Exit(1)
@@ -88,8 +88,8 @@ func (c *initState) exec() (string, []string, []string, error) {
 	return c.path, c.Spec.Process.Args, c.env, nil
 }
 
-// prepareInit does everything between the clone and "ready". It returns the
-// O_PATH fd of the exec fifo.
+// prepareInit does everything between the clone and "ready". It returns an
+// O_PATH fd of the state directory, for opening the exec fifo.
 func prepareInit(sock *os.File) (*initState, int, error) {
 	var c initState
 	if err := json.NewDecoder(bufio.NewReaderSize(sock, 4096)).Decode(&c.initConfig); err != nil {
@@ -104,9 +104,13 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 	}
 	c.exeDev, c.exeIno = st.Dev, st.Ino
 
-	fifoFd, err := unix.Open(filepath.Join(c.StateDir, fifoFile), unix.O_PATH|unix.O_CLOEXEC, 0)
+	last, err := lastCap() // the container may have no /proc
 	if err != nil {
-		return nil, -1, fmt.Errorf("open exec fifo: %w", err)
+		return nil, -1, fmt.Errorf("read cap_last_cap: %w", err)
+	}
+	dirFd, err := unix.Open(c.StateDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, -1, fmt.Errorf("open state directory: %w", err)
 	}
 	for _, j := range c.NS.Join {
 		if j.Flag == unix.CLONE_NEWNS {
@@ -173,7 +177,7 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 			return nil, -1, os.NewSyscallError("prctl(PR_SET_NO_NEW_PRIVS)", err)
 		}
 	}
-	if err := finalizeUser(p); err != nil {
+	if err := finalizeUser(p, last); err != nil {
 		return nil, -1, err
 	}
 	if c.path, err = lookPath(p.Args[0], c.env); err != nil {
@@ -185,7 +189,7 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 	if st.Dev == c.exeDev && st.Ino == c.exeIno {
 		return nil, -1, fmt.Errorf("refusing to run the runtime's own binary (%s) as the container process", p.Args[0])
 	}
-	return &c, fifoFd, nil
+	return &c, dirFd, nil
 }
 
 // chdirInside changes to cwd, refusing anything that does not resolve to a
@@ -214,11 +218,7 @@ func chdirInside(cwd string) error {
 // capability sets: the bounding set is cut while we still have
 // CAP_SETPCAP, the permitted set survives setuid through PR_SET_KEEPCAPS,
 // then capset and the ambient set.
-func finalizeUser(p *specs.Process) error {
-	last, err := lastCap()
-	if err != nil {
-		return fmt.Errorf("read cap_last_cap: %w", err)
-	}
+func finalizeUser(p *specs.Process, last uint) error {
 	caps, err := parseCaps(p.Capabilities, last)
 	if err != nil {
 		return err

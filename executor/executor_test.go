@@ -1,0 +1,231 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	MaybeRunStage()
+	os.Exit(m.Run())
+}
+
+func TestValidateID(t *testing.T) {
+	for _, tt := range []struct {
+		id string
+		ok bool
+	}{
+		{"web", true}, {"a.b-c_D9", true}, {strings.Repeat("x", 128), true}, {"a.", true},
+		{"", false}, {".x", false}, {"..", false}, {"a..b", false}, {"a/b", false}, {"a b", false},
+		{strings.Repeat("x", 129), false}, {"é", false}, {"a\x00", false},
+	} {
+		err := ValidateID(tt.id)
+		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrInvalidID)) {
+			t.Errorf("ValidateID(%q) = %v, want ok=%v", tt.id, err, tt.ok)
+		}
+	}
+}
+
+func TestStateTransitionError(t *testing.T) {
+	for _, tt := range []struct {
+		op   string
+		from Status
+		want error
+	}{
+		{"delete", StatusRunning, ErrRunning},
+		{"start", StatusRunning, ErrRunning},
+		{"kill", StatusStopped, ErrNotRunning},
+		{"start", StatusStopped, ErrNotRunning},
+		{"kill", StatusCreating, ErrNotRunning},
+	} {
+		err := error(&StateTransitionError{ID: "x", Op: tt.op, From: tt.from})
+		if !errors.Is(err, tt.want) {
+			t.Errorf("%s from %s: %v is not %v", tt.op, tt.from, err, tt.want)
+		}
+	}
+}
+
+func TestCapMask(t *testing.T) {
+	m, err := capMask([]string{"CAP_KILL", "cap_chown", "CAP_CHECKPOINT_RESTORE"}, 39)
+	if err != nil || m != 1<<5|1<<0 {
+		t.Errorf("capMask = %#x, %v", m, err)
+	}
+	if _, err := capMask([]string{"CAP_NOPE"}, 40); err == nil {
+		t.Error("unknown capability accepted")
+	}
+}
+
+func TestProcStartTime(t *testing.T) {
+	start, zombie, err := procStartTime(os.Getpid())
+	if err != nil || start == 0 || zombie {
+		t.Fatalf("procStartTime(self) = %d, %v, %v", start, zombie, err)
+	}
+	if !processAlive(os.Getpid(), start) {
+		t.Error("self not alive with its own start time")
+	}
+	if processAlive(os.Getpid(), start+1) {
+		t.Error("self alive with another start time")
+	}
+}
+
+// TestReadStateStatus: the status comes from the files and the live
+// system, not from what state.json says.
+func TestReadStateStatus(t *testing.T) {
+	root := t.TempDir()
+	self := os.Getpid()
+	start, _, _ := procStartTime(self)
+	write := func(id string, st State, fifo bool, exit *exitRecord) {
+		dir := StateDir(root, id)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		st.ID = id
+		if err := writeJSONAtomic(dir, stateFile, st, true); err != nil {
+			t.Fatal(err)
+		}
+		if fifo {
+			if err := unix.Mkfifo(filepath.Join(dir, fifoFile), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if exit != nil {
+			if err := writeJSONAtomic(dir, exitFile, exit, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write("created", State{Status: StatusCreated, Pid: self, PidStartTime: start}, true, nil)
+	write("running", State{Status: StatusCreated, Pid: self, PidStartTime: start}, false, nil)
+	write("recycled", State{Status: StatusRunning, Pid: self, PidStartTime: start + 1}, false, nil)
+	write("exited", State{Status: StatusRunning, Pid: self, PidStartTime: start}, false, &exitRecord{ExitCode: 137, ExitSignal: "SIGKILL", OOMKilled: true})
+	if err := os.Mkdir(StateDir(root, "creating"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]Status{
+		"created": StatusCreated, "running": StatusRunning, "recycled": StatusStopped,
+		"exited": StatusStopped, "creating": StatusCreating,
+	} {
+		st, err := ReadState(root, id)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if st.Status != want {
+			t.Errorf("%s: status %s, want %s", id, st.Status, want)
+		}
+	}
+	if st, _ := ReadState(root, "exited"); !st.Exited || st.ExitCode != 137 || !st.OOMKilled {
+		t.Errorf("exited: %+v", st)
+	}
+	if _, err := ReadState(root, "nope"); !errors.Is(err, ErrNotExist) {
+		t.Errorf("missing container: %v", err)
+	}
+	all, err := List(root)
+	if err != nil || len(all) != 5 || all[0].ID != "created" {
+		t.Errorf("List: %v, %d states", err, len(all))
+	}
+}
+
+// TestInProcess drives the Runtime the way the daemon does: in process,
+// with *os.File stdio, reaping its monitors.
+func TestInProcess(t *testing.T) {
+	testutil.RequireRoot(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	r, err := New(filepath.Join(t.TempDir(), "state"), WithReaper())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	spec := &specs.Spec{
+		Version:  specs.Version,
+		Process:  &specs.Process{Args: []string{"sh", "-c", "echo hi from $(hostname); exit 5"}, Cwd: "/", Env: []string{"PATH=/bin"}},
+		Root:     &specs.Root{Path: rootfs},
+		Mounts:   []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}},
+		Hostname: "inproc",
+		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+			{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}, {Type: specs.UTSNamespace},
+		}},
+	}
+	id := "inproc"
+	t.Cleanup(func() { r.Delete(ctx, id, true) })
+	if err := r.Create(ctx, id, filepath.Dir(rootfs), CreateOptions{Spec: spec, Stdout: out, Stderr: out}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Create(ctx, id, filepath.Dir(rootfs), CreateOptions{Spec: spec}); !errors.Is(err, ErrExist) {
+		t.Errorf("second create: %v", err)
+	}
+	if err := r.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := r.Wait(wctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != StatusStopped || !st.Exited || st.ExitCode != 5 {
+		t.Errorf("after exit: %+v", st)
+	}
+	if err := r.Kill(ctx, id, unix.SIGTERM); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("kill of a stopped container: %v", err)
+	}
+	if data, _ := os.ReadFile(out.Name()); string(data) != "hi from inproc\n" {
+		t.Errorf("output %q", data)
+	}
+	if err := r.Delete(ctx, id, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.State(ctx, id); !errors.Is(err, ErrNotExist) {
+		t.Errorf("state after delete: %v", err)
+	}
+	if err := r.Start(ctx, id); !errors.Is(err, ErrNotExist) {
+		t.Errorf("start after delete: %v", err)
+	}
+}
+
+func TestContextCancelDuringStart(t *testing.T) {
+	testutil.RequireRoot(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	r, err := New(filepath.Join(t.TempDir(), "state"), WithReaper())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	spec := &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{Args: []string{"true"}, Cwd: "/", Env: []string{"PATH=/bin"}},
+		Root:    &specs.Root{Path: rootfs},
+		Linux:   &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}}},
+	}
+	t.Cleanup(func() { r.Delete(ctx, "c", true) })
+	if err := r.Create(ctx, "c", filepath.Dir(rootfs), CreateOptions{Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	// A start whose init never opens the fifo (stopped with SIGSTOP) must
+	// return when its context ends.
+	st, _ := r.State(ctx, "c")
+	unix.Kill(st.Pid, unix.SIGSTOP)
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := r.Start(cctx, "c"); !errors.Is(err, context.DeadlineExceeded) {
+		// The init may have been past the open already; then start succeeds.
+		if err != nil {
+			t.Errorf("start with an expiring context: %v", err)
+		}
+	}
+	unix.Kill(st.Pid, unix.SIGCONT)
+}
