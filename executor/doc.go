@@ -21,7 +21,8 @@
 // The init sets up everything (hostname, sysctls, lo up, rootfs via
 // internal/rootfs, cwd, rlimits, user, capabilities, no_new_privs), sends
 // "ready" to the creator, then blocks opening the exec fifo in the state
-// directory for writing. start opens it for reading, which releases the
+// directory for writing (relative to an O_PATH fd of the directory taken
+// before pivot_root, closed right after: no /proc needed). start opens it for reading, which releases the
 // init: it runs the startContainer hooks and execs the user process. Start
 // reads the fifo until EOF: nothing means the exec happened (the fd is
 // close-on-exec), a message is the reason it did not.
