@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -254,22 +255,25 @@ func (s *Sandbox) enter(ctx context.Context, wd string, argv []string) *exec.Cmd
 // Run re-runs the current test binary inside the sandbox with -test.run
 // selecting exactly t (subtests included), logs its output and fails t
 // when it fails. The re-run has InsideEnv set, its working directory is
-// this process's, and /tmp is the sandbox's own.
+// this process's, and /tmp is the sandbox's own. The binary is a copy in
+// the sandbox's /run (os.Args[0] there).
 func (s *Sandbox) Run(t *testing.T) {
 	t.Helper()
 	if s.inside {
 		t.Fatal("systemdtest: Run inside the sandbox")
 	}
-	self, err := os.Open("/proc/self/exe")
-	if err != nil {
-		t.Fatalf("systemdtest: opening the test binary: %v", err)
+	// The binary lives in the host's /tmp, which the sandbox hides: it is
+	// copied to the sandbox's /run, where os.Args[0] of the re-run names
+	// it (a test that re-executes itself finds it there).
+	bin := "/run/systemdtest/bin/" + filepath.Base(os.Args[0])
+	if err := copyFile("/proc/self/exe", filepath.Join("/proc", strconv.Itoa(s.pid), "root", bin)); err != nil {
+		t.Fatalf("systemdtest: copying the test binary into sandbox %s: %v", s.Name, err)
 	}
-	defer self.Close()
 	wd, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"/proc/self/fd/3", "-test.run=" + runPattern(t.Name()), "-test.count=1", "-test.v=true"}
+	args := []string{bin, "-test.run=" + runPattern(t.Name()), "-test.count=1", "-test.v=true"}
 	ctx := context.Background()
 	if dl, ok := t.Deadline(); ok {
 		var cancel context.CancelFunc
@@ -277,10 +281,7 @@ func (s *Sandbox) Run(t *testing.T) {
 		defer cancel()
 		args = append(args, "-test.timeout="+time.Until(dl).Round(time.Second).String())
 	}
-	// The binary lives in the host's /tmp, which the sandbox hides: it is
-	// run through the descriptor it inherits.
 	cmd := s.enter(ctx, wd, args)
-	cmd.ExtraFiles = []*os.File{self}
 	cmd.Env = append(cmd.Env, InsideEnv+"="+s.Name)
 	out, err := cmd.CombinedOutput()
 	t.Logf("in sandbox %s:\n%s", s.Name, indent(out))
@@ -292,6 +293,27 @@ func (s *Sandbox) Run(t *testing.T) {
 	case bytes.Contains(out, []byte("--- SKIP: "+t.Name()+" ")):
 		t.Skipf("skipped inside sandbox %s", s.Name)
 	}
+}
+
+// copyFile copies src to dst (made with its directory, mode 0755).
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // runPattern is the -test.run value that selects exactly the test named
