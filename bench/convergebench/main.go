@@ -46,9 +46,10 @@ func main() {
 		busybox  = flag.String("busybox", "/bin/busybox", "static busybox for the root filesystem")
 		work     = flag.String("work", "", "work directory (default: a new one under $TMPDIR)")
 		runtimes = flag.String("runtimes", "runc,crun", "runtimes to compare with (empty: none)")
+		stateIn  = flag.String("state-in", "/dev/shm", "where the daemon's state directory goes: a tmpfs, as /run is on a Debian host (empty: the work directory)")
 	)
 	flag.Parse()
-	b := &bench{n: *n, drops: *drops, idle: *idle, parallel: *parallel, shim: *shim}
+	b := &bench{n: *n, drops: *drops, idle: *idle, parallel: *parallel, shim: *shim, stateIn: *stateIn}
 	err := b.run(*ours, *busybox, *work, *runtimes)
 	b.cleanup()
 	if err != nil {
@@ -60,7 +61,7 @@ func main() {
 type bench struct {
 	n, drops, parallel int
 	idle               time.Duration
-	shim               string
+	shim, stateIn      string
 
 	bin                      string
 	work, manifests, staging string
@@ -92,6 +93,13 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 	b.manifests = filepath.Join(work, "manifests")
 	b.staging = filepath.Join(work, "staging")
 	b.state = filepath.Join(work, "state")
+	if b.stateIn != "" {
+		if b.state, err = os.MkdirTemp(b.stateIn, "convergebench-state-"); err != nil {
+			return err
+		}
+		state := b.state
+		b.cleanups = append(b.cleanups, func() { os.RemoveAll(state) }) // no mounts in it
+	}
 	b.logDir = filepath.Join(work, "logs")
 	for _, d := range []string{b.manifests, b.staging, b.logDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -114,7 +122,7 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 	if err := b.startDaemon(); err != nil {
 		return err
 	}
-	fmt.Printf("reconciled run --parallel %d; %d CPUs; %s\n\n", b.parallel, cpus(), kernel())
+	fmt.Printf("reconciled run --parallel %d --state %s; %d CPUs; %s\n\n", b.parallel, b.state, cpus(), kernel())
 
 	// Drop to running, one at a time.
 	if b.drops > 0 {
@@ -223,7 +231,7 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 		if time.Since(t0) > 2*time.Minute {
 			return errors.New("adoption did not finish in 2 minutes")
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // a full report of N containers is not free
 	}
 	fmt.Printf("adopt %d after a restart: %s (from exec to all shown running; %d restarted)\n", b.n, ms(time.Since(t0)), restarted)
 

@@ -193,7 +193,10 @@ func Run(ctx context.Context, cfg Config) error {
 	sets, err := desired.Watch(ctx, cfg.Manifests, desired.WatchOptions{
 		Options: desired.Options{InsecureManifests: cfg.InsecureManifests},
 		Prev:    Seed(store.Records()),
-		Logger:  log.With("component", "manifests"),
+		// The full re-read is a safety net for lost inotify events; with
+		// a thousand files it is the idle daemon's largest cost.
+		Resync: 10 * cfg.Resync,
+		Logger: log.With("component", "manifests"),
 	})
 	if err != nil {
 		return err

@@ -54,7 +54,9 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 	if err != nil {
 		return fmt.Errorf("unable to encode the spec of %s: %w", id, err)
 	}
-	if err := actual.WriteFileAtomic(bundle, "config.json", data, 0o600); err != nil {
+	// Not synced: after a crash the container is recreated, and its
+	// bundle written again.
+	if err := replaceFile(bundle, "config.json", data, 0o600); err != nil {
 		return fmt.Errorf("unable to write %s: %w", filepath.Join(bundle, "config.json"), err)
 	}
 	logf, err := openLog(a.logDir, id)

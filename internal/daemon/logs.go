@@ -18,7 +18,7 @@ import (
 const (
 	DefaultLogMaxSize = 10 << 20 // bytes
 	DefaultLogKeep    = 3        // NAME.log.1 .. NAME.log.3
-	logCheckEvery     = 10 * time.Second
+	logCheckEvery     = 30 * time.Second
 )
 
 // rotator keeps the containers' log files under a size cap.
@@ -26,12 +26,12 @@ const (
 // The writer is the container itself (its stdout and stderr are the file,
 // opened O_APPEND), so the file cannot be renamed away: the container would
 // go on writing to the renamed file. The rule is copytruncate, as
-// logrotate names it: every 10 seconds, a NAME.log larger than the cap is
+// logrotate names it: every 30 seconds, a NAME.log larger than the cap is
 // copied to NAME.log.1 (older copies shift to .2, .3; the oldest beyond
 // keep is removed) and then truncated to zero; the container's next write
 // lands at the start of the file (O_APPEND). Lines written between the
 // copy and the truncation are lost, and a file may exceed the cap by what
-// is written in 10 seconds.
+// is written in 30 seconds.
 type rotator struct {
 	dir     string
 	maxSize int64

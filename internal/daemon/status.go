@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"reconciled.dev/reconciled/actual"
 	"reconciled.dev/reconciled/desired"
 	"reconciled.dev/reconciled/reconciler"
 )
@@ -127,7 +126,6 @@ type publisher struct {
 	want      *desired.Set
 	written   map[string]fingerprint
 	keys      map[string]string // last status-derived event key per container
-	report    Report
 	cleanedUp bool
 }
 
@@ -166,7 +164,7 @@ func (p *publisher) Run(ctx context.Context) {
 		debounce = 50 * time.Millisecond
 		fast     = 250 * time.Millisecond
 		hotFor   = 5 * time.Second
-		slow     = 10 * time.Second
+		slow     = 30 * time.Second
 	)
 	t := time.NewTimer(slow)
 	defer t.Stop()
@@ -190,12 +188,10 @@ func (p *publisher) Run(ctx context.Context) {
 	}
 }
 
-// Report publishes and returns the current report.
+// Report returns the current report (the files are written by Run).
 func (p *publisher) Report() Report {
-	p.publish()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.report
+	rep, _ := p.snapshot()
+	return rep
 }
 
 // Container returns one container's status with its events.
@@ -210,7 +206,47 @@ func (p *publisher) Container(name string) (ContainerStatus, bool) {
 	return ContainerStatus{}, false
 }
 
+// publish writes the status files that changed and removes those of
+// containers that are gone.
 func (p *publisher) publish() {
+	_, all := p.snapshot()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seen := make(map[string]bool, len(all))
+	for i := range all {
+		c := &all[i]
+		seen[c.Name] = true
+		fp := c.fingerprint()
+		if old, ok := p.written[c.Name]; ok && old == fp {
+			continue
+		}
+		if err := p.writeStatus(c); err != nil {
+			p.log.Warn("unable to write status file", "container", c.Name, "err", err)
+			continue
+		}
+		p.written[c.Name] = fp
+	}
+	for n := range p.written {
+		if !seen[n] {
+			p.removeStatus(n)
+		}
+	}
+	if p.want != nil && !p.cleanedUp {
+		// Files left by an earlier daemon for containers that are gone.
+		if entries, err := os.ReadDir(p.layout.StatusDir()); err == nil {
+			for _, e := range entries {
+				if n, ok := strings.CutSuffix(e.Name(), ".json"); ok && !seen[n] && !strings.HasPrefix(n, ".") {
+					p.removeStatus(n)
+				}
+			}
+		}
+		p.cleanedUp = true
+	}
+}
+
+// snapshot builds the report from the loop's statuses, recording the
+// events they imply, and returns every container with its events too.
+func (p *publisher) snapshot() (Report, []ContainerStatus) {
 	sts := p.loop.Status()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -224,40 +260,15 @@ func (p *publisher) publish() {
 		}
 		sort.Slice(rep.Files, func(i, j int) bool { return rep.Files[i].Path < rep.Files[j].Path })
 	}
-	seen := make(map[string]bool, len(sts))
+	all := make([]ContainerStatus, 0, len(sts))
 	for _, st := range sts {
-		seen[st.Name] = true
 		p.statusEvent(st, now)
 		c := p.containerStatus(st)
 		rep.Containers = append(rep.Containers, c)
 		c.Events = p.events.events(st.Name)
-		fp := c.fingerprint()
-		if old, ok := p.written[c.Name]; ok && old == fp {
-			continue
-		}
-		if err := p.writeStatus(&c); err != nil {
-			p.log.Warn("unable to write status file", "container", c.Name, "err", err)
-			continue
-		}
-		p.written[c.Name] = fp
+		all = append(all, c)
 	}
-	for n := range p.written {
-		if !seen[n] {
-			p.removeStatus(n)
-		}
-	}
-	if rep.Daemon.Loaded && !p.cleanedUp {
-		// Files left by an earlier daemon for containers that are gone.
-		if entries, err := os.ReadDir(p.layout.StatusDir()); err == nil {
-			for _, e := range entries {
-				if n, ok := strings.CutSuffix(e.Name(), ".json"); ok && !seen[n] && !strings.HasPrefix(n, ".") {
-					p.removeStatus(n)
-				}
-			}
-		}
-		p.cleanedUp = true
-	}
-	p.report = rep
+	return rep, all
 }
 
 func (p *publisher) removeStatus(name string) {
@@ -279,7 +290,9 @@ func (p *publisher) writeStatus(c *ContainerStatus) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	return actual.WriteFileAtomic(dir, c.Name+".json", append(data, '\n'), 0o644)
+	// Atomic for readers, not synced: a status file is a view, rewritten
+	// by the next daemon.
+	return replaceFile(dir, c.Name+".json", append(data, '\n'), 0o644)
 }
 
 // containerStatus converts the loop's status.

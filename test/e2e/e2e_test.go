@@ -42,14 +42,20 @@ func TestDropRunsDeleteRemoves(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// The status file says the same as the socket.
-	var file container
-	data, err := os.ReadFile(filepath.Join(e.state, "status", web+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &file); err != nil || file.Pid != c.Pid || file.Phase != "running" {
-		t.Errorf("status file %s: %v %s", web, err, data)
+	// The status file says the same as the socket, within moments.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var file container
+		data, err := os.ReadFile(filepath.Join(e.state, "status", web+".json"))
+		if err == nil {
+			err = json.Unmarshal(data, &file)
+		}
+		if err == nil && file.Pid == c.Pid && file.Phase == "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("status file %s: %v %s", web, err, data)
+			break
+		}
 	}
 	cg, err := cgroupDir(c.Pid, "pids")
 	if err != nil {
@@ -65,6 +71,17 @@ func TestDropRunsDeleteRemoves(t *testing.T) {
 	}
 	if _, err := os.Stat(cg); !os.IsNotExist(err) {
 		t.Errorf("cgroup %s left: %v", cg, err)
+	}
+	// The status files follow the daemon's view within moments.
+	statusFile := filepath.Join(e.state, "status", web+".json")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(statusFile); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s still there", statusFile)
+			break
+		}
 	}
 	for _, p := range []string{"runtime", "bundles", "containers", "status"} {
 		if _, err := os.Stat(filepath.Join(e.state, p, web)); !os.IsNotExist(err) {
