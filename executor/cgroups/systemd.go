@@ -42,10 +42,68 @@ const (
 	stopTimeout = 10 * time.Second
 )
 
-// Systemd is the systemd cgroup driver: each container's init is placed in
-// a transient scope unit. It is safe for concurrent use. It holds one
-// connection to systemd, re-made when systemd drops it, and no
-// per-container state: every unit name derives from the container's id.
+// Systemd is the systemd cgroup driver. It is safe for concurrent use.
+//
+// Each container's init is placed, by StartTransientUnit over systemd's
+// private socket (/run/systemd/private, root only; no D-Bus daemon
+// needed), in a transient scope: reconciled-<id>.scope in reconciled.slice,
+// or what a linux.cgroupsPath in runc's "slice:prefix:name" form names
+// (prefix-name.scope in slice; an empty slice is reconciled.slice). The
+// scope has PIDs=<init>, Delegate=yes (the container may make sub-cgroups),
+// DefaultDependencies=no, Memory-, CPU- and TasksAccounting, a Description
+// (WithDescription, DescribedManager), TimeoutStopSec=10s, and the
+// resources as properties:
+//
+//	spec                  cgroup v1 (legacy, hybrid)     cgroup v2
+//	memory.limit          MemoryLimit                    MemoryMax
+//	memory.swap           (file, see below)              MemorySwapMax = swap - limit
+//	memory.reservation    (file)                         MemoryLow
+//	cpu.shares            CPUShares                      CPUWeight (SharesToWeight)
+//	cpu.quota, period     CPUQuotaPerSecUSec = quota*1s/period (rounded up),
+//	                      CPUQuotaPeriodUSec = period
+//	pids.limit            TasksMax (infinity for <= 0)
+//	devices               DevicePolicy=strict + DeviceAllow (see deviceProps),
+//	                      or DevicePolicy=auto when all are allowed
+//
+// -1 limits are "infinity". After systemd, the driver writes every
+// resource but the device rules to the scope's files with the cgroupfs
+// code, in the order the kernel accepts: this repeats systemd's values
+// (and fixes a v1 memory limit that systemd could not raise above the old
+// memsw limit) and adds what has no property here (v1 swap, swappiness,
+// cpusets, burst, unified). Device rules are left to systemd, which would
+// otherwise rewrite them whenever it re-applies the unit's properties; on
+// v2 systemd enforces them with eBPF, which the cgroupfs driver does not.
+//
+// On v1, systemd creates the scope only in the hierarchies it manages
+// (name=systemd, memory, cpu, cpuacct when co-mounted with cpu, pids,
+// devices, blkio); Apply then makes the scope's directory in each other
+// mounted v1 hierarchy (freezer, cpuset, a separate cpuacct ...) and moves
+// the pid there, as runc's v1 systemd driver does.
+//
+// Apply waits for the start job (the caller's deadline, else 30 s,
+// WithJobTimeout). A unit of the same name that systemd still knows (a
+// failed leftover of an earlier run) makes systemd answer UnitExists: the
+// driver resets it (ResetFailedUnit) and starts again, for up to about 2 s
+// while systemd collects it; an active unit that already holds the pid is
+// taken as its own earlier start. Set uses SetUnitProperties (runtime,
+// not persisted) and then the files. Procs and Stats read the scope's
+// cgroup files (ControlGroup, read back after the start, normally
+// /<slice path>/<unit>; the mount points from /proc/self/mountinfo) and
+// need no systemd. Freeze uses FreezeUnit/ThawUnit (systemd 246, cgroup v2
+// only); where systemd answers "does not support freezing" (v1, hybrid) it
+// uses the scope's v1 freezer. Destroy thaws, StopUnit (systemd sends
+// SIGTERM, then SIGKILL after 10 s, to what is left) and waits for the
+// job, ResetFailedUnit, then removes the directories Apply made outside
+// systemd's hierarchies (and their slices' while empty). A missing unit is
+// no error. A `systemctl stop` of the scope by someone else kills the
+// container: the daemon sees its init exit.
+//
+// The driver holds one connection to systemd and no per-container state:
+// unit names derive from the container's id. When systemd drops the
+// connection (daemon-reexec, a restart), the next call
+// reconnects, retrying the dial until its context ends (systemd takes a
+// moment to come back), and runs again; a job whose JobRemoved signal was
+// lost with the connection is judged from the unit's ActiveState.
 type Systemd struct {
 	log        *slog.Logger
 	layout     Layout
