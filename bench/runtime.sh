@@ -21,4 +21,5 @@ if grep -q ' /sys/fs/cgroup/unified cgroup2 ' /proc/self/mounts; then
   gcc -shared -fPIC -O2 -o "$work/nohybrid.so" bench/nohybrid.c -ldl
   shim="$work/nohybrid.so"
 fi
-go run ./bench/runtimebench -reconciled "$work/reconciled" -nohybrid "$shim" -work "$work" "$@"
+gcc -O2 -o "$work/peakrss" bench/peakrss.c
+go run ./bench/runtimebench -reconciled "$work/reconciled" -nohybrid "$shim" -peakrss "$work/peakrss" -work "$work" "$@"

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/executor/cgroups"
 )
 
 // State returns container id's current state.
@@ -218,10 +220,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	return nil
 }
 
-func (r *Runtime) cgroupOf(st *State) (interface {
-	Procs(context.Context) ([]int, error)
-	Destroy(context.Context) error
-}, error) {
+func (r *Runtime) cgroupOf(st *State) (cgroups.Manager, error) {
 	if st.CgroupDriver == "" {
 		return nil, nil
 	}

@@ -338,7 +338,7 @@ func (c *creation) applyCgroup(ctx context.Context) error {
 	}
 	c.cgroup = m
 	c.st.CgroupDriver, c.st.CgroupPath = d.Name(), path
-	if err := m.Apply(ctx, c.st.Pid, res); err != nil {
+	if err := m.Apply(ctx, c.st.Pid, cgroupResources(c.spec, res)); err != nil {
 		return fmt.Errorf("unable to apply cgroup: %w", err)
 	}
 	c.st.CgroupPaths = m.Paths()

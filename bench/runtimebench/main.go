@@ -14,20 +14,26 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/executor"
 )
 
 type runtime struct {
-	name   string
+	name string
+	// api, when set, runs the operations in this process through the
+	// executor package, as the daemon does, instead of through a CLI.
+	api *executor.Runtime
+
 	argv   []string // binary and global flags
 	env    []string // extra environment
 	after  func(id string)
@@ -36,6 +42,9 @@ type runtime struct {
 }
 
 func main() {
+	// This binary is also the in-process runtime's container init and
+	// monitor: the executor re-executes it for those stages.
+	executor.MaybeRunStage()
 	var (
 		n        = flag.Int("n", 100, "containers per runtime and operation")
 		held     = flag.Int("held", 20, "created-not-started containers for the memory figure")
@@ -43,9 +52,11 @@ func main() {
 		shim     = flag.String("nohybrid", "", "LD_PRELOAD shim that lets crun 1.8 run on a hybrid cgroup layout")
 		busybox  = flag.String("busybox", "/bin/busybox", "static busybox for the bundle")
 		work     = flag.String("work", "", "work directory (default: a new one under $TMPDIR)")
-		runtimes = flag.String("runtimes", "reconciled,runc,crun", "which runtimes to compare")
+		peak     = flag.String("peakrss", "", "bench/peakrss.c built, for the CLIs' peak RSS (empty: not measured)")
+		runtimes = flag.String("runtimes", "reconciled,reconciled-api,runc,crun", "which runtimes to compare (reconciled-api: the executor package in-process, as the daemon uses it)")
 	)
 	flag.Parse()
+	peakRSS = *peak
 	ctx, stop := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer stop()
 	if err := run(ctx, *n, *held, *ours, *shim, *busybox, *work, strings.Split(*runtimes, ",")); err != nil {
@@ -71,6 +82,21 @@ func run(ctx context.Context, n, held int, ours, shim, busybox, work string, nam
 	if stderrFile, err = os.Create(filepath.Join(work, "stderr.log")); err != nil {
 		return err
 	}
+	// State roots live on a tmpfs, as /run is on every host these runtimes
+	// are made for (runc's default root is /run/runc, ours
+	// /run/reconciled/runtime): a disk's fsync is not what is compared.
+	stateDir := filepath.Join(work, "state")
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", stateDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=700"); err != nil {
+		return fmt.Errorf("mounting a tmpfs for the state roots: %w", err)
+	}
+	defer func() {
+		if err := unix.Unmount(stateDir, unix.MNT_DETACH); err != nil {
+			fmt.Fprintln(os.Stderr, "runtimebench: unmounting", stateDir, err)
+		}
+	}()
 	defer stderrFile.Close()
 	ours, err = filepath.Abs(ours)
 	if err != nil {
@@ -86,11 +112,17 @@ func run(ctx context.Context, n, held int, ours, shim, busybox, work string, nam
 	}
 	var rts []*runtime
 	for _, name := range names {
-		root := filepath.Join(work, "state-"+name)
+		root := filepath.Join(stateDir, name)
 		rt := &runtime{name: name, times: map[string][]time.Duration{}}
 		switch name {
 		case "reconciled":
 			rt.argv = []string{ours, "runtime", "--root", root}
+		case "reconciled-api":
+			api, err := executor.New(root, executor.WithReaper())
+			if err != nil {
+				return err
+			}
+			rt.api = api
 		case "runc":
 			rt.argv = []string{"runc", "--root", root}
 		case "crun":
@@ -117,13 +149,21 @@ func run(ctx context.Context, n, held int, ours, shim, busybox, work string, nam
 			if _, err := rt.timed(ctx, "run", "run", "--bundle", trueBundle, rid); err != nil {
 				return fmt.Errorf("%s run: %w", rt.name, err)
 			}
-			if rt.name == "reconciled" {
+			if rt.name == "reconciled" || rt.api != nil {
 				// Our run removes the container on exit like runc's; be
 				// tolerant if a version does not.
 				_ = rt.plain(ctx, "delete", "--force", rid)
 			}
 			if rt.after != nil {
 				rt.after(rid)
+			}
+		}
+	}
+
+	for _, rt := range rts {
+		if rt.api == nil {
+			if err := rt.measureRSS(ctx, sleepBundle); err != nil {
+				return fmt.Errorf("%s peak RSS: %w", rt.name, err)
 			}
 		}
 	}
@@ -194,16 +234,26 @@ func (rt *runtime) command(ctx context.Context, args ...string) *exec.Cmd {
 // waiting until the container exits.
 var stderrFile *os.File
 
+// peakRSS is the path of the built bench/peakrss.c.
+var peakRSS string
+
 func (rt *runtime) timed(ctx context.Context, op string, args ...string) (time.Duration, error) {
+	if rt.api != nil {
+		start := time.Now()
+		err := rt.call(ctx, args)
+		d := time.Since(start)
+		if err != nil {
+			return d, fmt.Errorf("%s %s: %w", rt.name, strings.Join(args, " "), err)
+		}
+		rt.times[op] = append(rt.times[op], d)
+		return d, nil
+	}
 	cmd := rt.command(ctx, args...)
 	cmd.Stderr = stderrFile
 	off, _ := stderrFile.Seek(0, 2)
 	start := time.Now()
 	err := cmd.Run()
 	d := time.Since(start)
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru.Maxrss > rt.maxRSS {
-		rt.maxRSS = ru.Maxrss
-	}
 	if err != nil {
 		return d, fmt.Errorf("%s %s: %w: %s", rt.name, strings.Join(args, " "), err, stderrSince(off))
 	}
@@ -211,7 +261,41 @@ func (rt *runtime) timed(ctx context.Context, op string, args ...string) (time.D
 	return d, nil
 }
 
+// call runs one operation, given as CLI arguments, through the executor
+// package in this process.
+func (rt *runtime) call(ctx context.Context, args []string) error {
+	id := args[len(args)-1]
+	if args[0] == "kill" {
+		id = args[1]
+	}
+	switch args[0] {
+	case "create":
+		return rt.api.Create(ctx, id, args[2], executor.CreateOptions{})
+	case "start":
+		return rt.api.Start(ctx, id)
+	case "kill":
+		return rt.api.Kill(ctx, id, unix.SIGKILL)
+	case "delete":
+		return rt.api.Delete(ctx, id, len(args) > 2 && args[1] == "--force")
+	case "run":
+		if err := rt.api.Create(ctx, id, args[2], executor.CreateOptions{}); err != nil {
+			return err
+		}
+		if err := rt.api.Start(ctx, id); err != nil {
+			return err
+		}
+		if _, err := rt.api.Wait(ctx, id); err != nil {
+			return err
+		}
+		return rt.api.Delete(ctx, id, false)
+	}
+	return fmt.Errorf("unknown operation %q", args[0])
+}
+
 func (rt *runtime) plain(ctx context.Context, args ...string) error {
+	if rt.api != nil {
+		return rt.call(ctx, args)
+	}
 	cmd := rt.command(ctx, args...)
 	cmd.Stderr = stderrFile
 	off, _ := stderrFile.Seek(0, 2)
@@ -233,6 +317,13 @@ type ociState struct {
 }
 
 func (rt *runtime) stateOf(ctx context.Context, id string) (ociState, error) {
+	if rt.api != nil {
+		st, err := rt.api.State(ctx, id)
+		if err != nil {
+			return ociState{}, err
+		}
+		return ociState{Status: string(st.Status), Pid: st.Pid}, nil
+	}
 	cmd := rt.command(ctx, "state", id)
 	out, err := cmd.Output()
 	if err != nil {
@@ -259,6 +350,53 @@ func (rt *runtime) pid(ctx context.Context, id string) (int, error) {
 func (rt *runtime) state(ctx context.Context, id string) (string, error) {
 	st, err := rt.stateOf(ctx, id)
 	return st.Status, err
+}
+
+// measureRSS runs a few create/start/kill/delete cycles, untimed, each CLI
+// call under bench/peakrss.c, and keeps the highest ru_maxrss. Go starts
+// children with vfork, and the kernel then counts the parent's (this
+// harness's) RSS as the child's peak; peakrss forks for real.
+func (rt *runtime) measureRSS(ctx context.Context, bundle string) error {
+	if peakRSS == "" {
+		rt.maxRSS = -1
+		return nil
+	}
+	for i := 0; i < 3; i++ {
+		id := fmt.Sprintf("bench-rss-%s-%d", rt.name, i)
+		for _, args := range [][]string{{"create", "--bundle", bundle, id}, {"start", id}, {"kill", id, "KILL"}, {"delete", "--force", id}} {
+			argv := append(append([]string{}, rt.argv...), args...)
+			cmd := exec.CommandContext(ctx, peakRSS, argv...)
+			cmd.Env = append(os.Environ(), rt.env...)
+			cmd.Stderr = stderrFile
+			r, w, err := os.Pipe()
+			if err != nil {
+				return err
+			}
+			cmd.ExtraFiles = []*os.File{w} // fd 3
+			off, _ := stderrFile.Seek(0, 2)
+			err = cmd.Start()
+			w.Close()
+			if err != nil {
+				r.Close()
+				return err
+			}
+			out, _ := io.ReadAll(r)
+			r.Close()
+			if err := cmd.Wait(); err != nil && args[0] != "kill" {
+				return fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, stderrSince(off))
+			}
+			if kib, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64); err == nil && kib > rt.maxRSS {
+				rt.maxRSS = kib
+			}
+			if args[0] == "kill" {
+				time.Sleep(20 * time.Millisecond) // let it exit before delete
+			}
+		}
+		if rt.after != nil {
+			rt.after(id)
+		}
+	}
+	return nil
 }
 
 // heldMemory creates k containers without starting them and returns the
@@ -467,6 +605,10 @@ func report(rts []*runtime, held map[string]float64, n, k int) {
 	fmt.Println()
 	fmt.Printf("%-22s", "peak CLI RSS (MiB)")
 	for _, rt := range rts {
+		if rt.api != nil || rt.maxRSS < 0 {
+			fmt.Printf("%22s", "-")
+			continue
+		}
 		fmt.Printf("%22.1f", float64(rt.maxRSS)/1024)
 	}
 	fmt.Println()
@@ -476,8 +618,11 @@ func report(rts []*runtime, held map[string]float64, n, k int) {
 	}
 	fmt.Println()
 	if c, ok := cycle["crun"]; ok && c > 0 {
-		if o, ok := cycle["reconciled"]; ok {
-			fmt.Printf("\nreconciled cycle / crun cycle = %.2f (target <= 0.50)\n", float64(o)/float64(c))
+		fmt.Println()
+		for _, name := range []string{"reconciled", "reconciled-api"} {
+			if o, ok := cycle[name]; ok {
+				fmt.Printf("%s cycle / crun cycle = %.2f (target <= 0.50)\n", name, float64(o)/float64(c))
+			}
 		}
 	}
 }

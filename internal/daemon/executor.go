@@ -219,18 +219,7 @@ func (a *runtimeAdapter) removeHalfCreatedCgroup(ctx context.Context, id string)
 // Update sets the resources of the container's cgroup in place.
 func (a *runtimeAdapter) Update(ctx context.Context, id string, r *specs.LinuxResources) error {
 	defer a.store.Invalidate(id)
-	st, err := a.rt.State(ctx, id)
-	if err != nil {
-		return err
-	}
-	m, err := a.manager(st)
-	if err != nil {
-		return err
-	}
-	if m == nil {
-		return fmt.Errorf("container %s has no cgroup to update", id)
-	}
-	if err := m.Set(ctx, r); err != nil {
+	if err := a.rt.Update(ctx, id, r); err != nil {
 		return fmt.Errorf("unable to set the resources of %s: %w", id, err)
 	}
 	return nil
