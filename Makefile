@@ -25,3 +25,11 @@ test: deps vet
 # run starts the daemon on the shipped examples, in the foreground.
 run: build
 	$(BIN) run --manifests examples/manifests
+
+# install puts the binary at $(DESTDIR)$(PREFIX)/bin/reconciled, the systemd
+# unit at $(DESTDIR)$(UNITDIR)/reconciled.service and an empty
+# $(DESTDIR)/etc/reconciled.d (0755, root), through `reconciled install`.
+UNITDIR ?= /etc/systemd/system
+.PHONY: install
+install: build
+	$(BIN) install --root "$(or $(DESTDIR),/)" --prefix "$(PREFIX)" --unit-dir "$(UNITDIR)"

@@ -81,6 +81,14 @@ type Config struct {
 	RateLimiter RateLimiter
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+
+	// Heartbeat, when set, is called by Run from the loop's own goroutine
+	// after every pass (pass true) and every HeartbeatEvery while it
+	// waits (pass false; default Resync). A loop stuck in a pass (an
+	// observation that hangs) stops calling it: the daemon pets systemd's
+	// watchdog from here. It must not block.
+	Heartbeat      func(pass bool)
+	HeartbeatEvery time.Duration
 }
 
 // Loop runs plans: it observes, plans and executes, one container's action
@@ -120,6 +128,12 @@ func New(cfg Config) *Loop {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Heartbeat == nil {
+		cfg.Heartbeat = func(bool) {}
+	}
+	if cfg.HeartbeatEvery <= 0 {
+		cfg.HeartbeatEvery = cfg.Resync
 	}
 	return &Loop{
 		cfg:    cfg,
@@ -182,15 +196,22 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(l.cfg.Resync)
 	defer tick.Stop()
+	beat := time.NewTicker(l.cfg.HeartbeatEvery)
+	defer beat.Stop()
 	l.pass(ctx)
+	l.cfg.Heartbeat(true)
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
 			done = true
 		case <-l.kick:
 			l.pass(ctx)
+			l.cfg.Heartbeat(true)
 		case <-tick.C:
 			l.pass(ctx)
+			l.cfg.Heartbeat(true)
+		case <-beat.C:
+			l.cfg.Heartbeat(false)
 		}
 	}
 	l.queue.ShutDown()

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"reconciled.dev/reconciled/internal/daemon"
@@ -19,7 +23,16 @@ func init() {
 }
 
 const runSynopsis = `run [--manifests DIR] [--state DIR] [--log-dir DIR] [--parallel N] [--resync DUR]
-               [--cgroup-driver auto|systemd|cgroupfs] [--insecure-manifests]`
+               [--cgroup-driver auto|systemd|cgroupfs] [--log-driver file|journald] [--insecure-manifests]
+
+Under systemd (Type=notify, see 'reconciled install') the daemon says READY=1 once
+it has planned every container, keeps STATUS= up to date, pets the watchdog
+(WatchdogSec=) from its reconcile loop, and on SIGHUP (systemctl reload) reads
+every manifest and looks at every container again.`
+
+// testBlockFlag wedges the reconcile loop after the given time, so that a
+// test can watch systemd's watchdog kill the daemon. Not for production.
+const testBlockFlag = "test-block-loop-after"
 
 func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", runSynopsis, stderr)
@@ -29,12 +42,27 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.LogDir, "log-dir", daemon.DefaultLogDir, "directory of the containers' logs (NAME.log)")
 	fs.IntVar(&cfg.Parallel, "parallel", 4, "containers worked on at once")
 	fs.DurationVar(&cfg.Resync, "resync", 30*time.Second, "period of the full pass over every container")
-	fs.StringVar(&cfg.CgroupDriver, "cgroup-driver", "auto", "cgroup driver: auto, cgroupfs or systemd (not available yet)")
+	fs.StringVar(&cfg.CgroupDriver, "cgroup-driver", "auto", "cgroup driver: systemd (a transient scope per container in reconciled.slice), cgroupfs, or auto: systemd when it is PID 1 and answers, else cgroupfs")
+	fs.StringVar(&cfg.LogDriver, "log-driver", daemon.LogDriverFile, "where containers' stdout and stderr go: file (LOGDIR/NAME.log) or journald (SYSLOG_IDENTIFIER=NAME; journalctl -t NAME)")
+	// For tests only, hidden from the usage: wedges the loop so that
+	// systemd's watchdog must kill the daemon.
+	fs.DurationVar(&cfg.TestBlockLoopAfter, testBlockFlag, 0, "")
 	fs.BoolVar(&cfg.InsecureManifests, "insecure-manifests", false, "do not refuse manifests that are writable by group or others or not owned by root")
 	fs.Int64Var(&cfg.LogMaxSize, "log-max-size", daemon.DefaultLogMaxSize, "rotate a container's log (copytruncate) once it is larger than this many bytes")
 	fs.IntVar(&cfg.LogKeep, "log-keep", daemon.DefaultLogKeep, "rotated log files kept per container (NAME.log.1 ...)")
 	logFormat := fs.String("log-format", "text", "format of the daemon's own log on stderr: text or json")
 	debug := fs.Bool("debug", false, "log debug messages")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: reconciled %s\n", runSynopsis)
+		shown := flag.NewFlagSet("run", flag.ContinueOnError)
+		shown.SetOutput(stderr)
+		fs.VisitAll(func(f *flag.Flag) {
+			if f.Name != testBlockFlag {
+				shown.Var(f.Value, f.Name, f.Usage)
+			}
+		})
+		shown.PrintDefaults()
+	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return 2
@@ -66,14 +94,29 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "reconciled run: --log-format %q: use text or json\n", *logFormat)
 		return 2
 	}
-	switch cfg.CgroupDriver {
-	case "auto", "cgroupfs":
-	default:
-		// systemd (not available yet) or a typo: a usage error.
-		_, err := daemon.NewCgroupDriver(cfg.CgroupDriver)
+	if err := daemon.CheckDriverNames(cfg.CgroupDriver, cfg.LogDriver); err != nil {
 		fmt.Fprintf(stderr, "reconciled run: %v\n", err)
 		return 2
 	}
+	// SIGHUP (systemctl reload): a full rescan.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	cfg.Reload = reload
 	if err := daemon.Run(ctx, cfg); err != nil {
 		fmt.Fprintf(stderr, "reconciled run: %v\n", err)
 		return 1

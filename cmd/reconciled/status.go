@@ -86,6 +86,9 @@ func printReport(w io.Writer, rep *daemon.Report, now time.Time) {
 	} else if rep.Revision != "" {
 		fmt.Fprintf(w, "manifests %s at revision %s\n", rep.Manifests, rep.Revision)
 	}
+	if rep.CgroupDriver != "" {
+		fmt.Fprintf(w, "cgroup driver %s, container logs to %s\n", rep.CgroupDriver, rep.LogDriver)
+	}
 	if len(rep.Containers) == 0 {
 		fmt.Fprintln(w, "no containers")
 	} else {

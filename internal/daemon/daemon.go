@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -31,8 +32,23 @@ type Config struct {
 	Parallel int
 	// Resync is the period of the full pass (default 30s).
 	Resync time.Duration
-	// CgroupDriver is auto, cgroupfs or systemd (default auto: cgroupfs).
+	// CgroupDriver is auto, cgroupfs or systemd (default auto: systemd
+	// when it is PID 1 and answers, else cgroupfs).
 	CgroupDriver string
+	// LogDriver is where the containers' stdout and stderr go:
+	// LogDriverFile (default) or LogDriverJournald.
+	LogDriver string
+	// JournalSocket is journald's stream socket (default
+	// JournalStdoutSocket).
+	JournalSocket string
+	// Reload, when it receives, makes the daemon read every manifest and
+	// look at every container again (SIGHUP), telling systemd RELOADING=1
+	// and then READY=1.
+	Reload <-chan struct{}
+	// TestBlockLoopAfter, for tests only, wedges the reconcile loop this
+	// long after the start: its heartbeat blocks for good, so systemd's
+	// watchdog should kill the daemon.
+	TestBlockLoopAfter time.Duration
 	// InsecureManifests turns off the loader's ownership and mode check.
 	InsecureManifests bool
 	// LogMaxSize and LogKeep rule the rotation of the containers' logs
@@ -61,6 +77,12 @@ func (c *Config) defaults() {
 	if c.CgroupDriver == "" {
 		c.CgroupDriver = "auto"
 	}
+	if c.LogDriver == "" {
+		c.LogDriver = LogDriverFile
+	}
+	if c.JournalSocket == "" {
+		c.JournalSocket = JournalStdoutSocket
+	}
 	if c.LogMaxSize <= 0 {
 		c.LogMaxSize = DefaultLogMaxSize
 	}
@@ -74,23 +96,52 @@ func (c *Config) defaults() {
 
 // Sentinel errors of Run.
 var (
-	// ErrDriverNotAvailable: the cgroup driver asked for does not exist yet.
-	ErrDriverNotAvailable = errors.New("cgroup driver not available")
+	// ErrUnknownDriver: a cgroup or log driver name that does not exist.
+	ErrUnknownDriver = errors.New("unknown driver")
 	// ErrLocked: another daemon runs with the same state directory.
 	ErrLocked = errors.New("another reconciled daemon is running with this state directory")
 	// ErrNotRoot: the daemon must run as root.
 	ErrNotRoot = errors.New("reconciled run must run as root")
 )
 
-// NewCgroupDriver returns the cgroup driver by its flag value.
-func NewCgroupDriver(name string) (cgroups.Driver, error) {
+// CheckDriverNames fails on a cgroup or log driver name that does not
+// exist (a usage error).
+func CheckDriverNames(cgroupDriver, logDriver string) error {
+	switch cgroupDriver {
+	case "", "auto", "cgroupfs", "systemd":
+	default:
+		return fmt.Errorf("--cgroup-driver %q: %w; use auto, cgroupfs or systemd", cgroupDriver, ErrUnknownDriver)
+	}
+	switch logDriver {
+	case "", LogDriverFile, LogDriverJournald:
+	default:
+		return fmt.Errorf("--log-driver %q: %w; use file or journald", logDriver, ErrUnknownDriver)
+	}
+	return nil
+}
+
+// NewCgroupDriver returns the cgroup driver by its flag value: auto picks
+// systemd when it is PID 1 and answers on its private socket, cgroupfs
+// otherwise; systemd fails (cgroups.ErrSystemdUnavailable) where it does
+// not answer. Close a systemd driver (io.Closer) when done.
+func NewCgroupDriver(ctx context.Context, name string, log *slog.Logger) (cgroups.Driver, error) {
+	opts := []cgroups.SystemdOption{
+		cgroups.WithSystemdLogger(log.With("component", "systemd")),
+		cgroups.WithDescription(func(id string) string { return "reconciled container " + id }),
+	}
 	switch name {
-	case "auto", "cgroupfs", "":
+	case "auto", "":
+		return cgroups.NewAuto(ctx, opts...)
+	case "cgroupfs":
 		return cgroups.NewCgroupfs()
 	case "systemd":
-		return nil, fmt.Errorf("--cgroup-driver systemd: %w yet (it comes with the systemd integration); use auto or cgroupfs", ErrDriverNotAvailable)
+		d, err := cgroups.NewSystemd(ctx, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("--cgroup-driver systemd: %w (use auto or cgroupfs where systemd is not PID 1)", err)
+		}
+		return d, nil
 	}
-	return nil, fmt.Errorf("--cgroup-driver %q: unknown driver; use auto, cgroupfs or systemd", name)
+	return nil, CheckDriverNames(name, "")
 }
 
 // Info is STATE/daemon.json, written by the running daemon for the
@@ -100,6 +151,10 @@ type Info struct {
 	Started   time.Time `json:"started"`
 	Manifests string    `json:"manifests"`
 	LogDir    string    `json:"logDir"`
+	// CgroupDriver is the driver in use: cgroupfs or systemd.
+	CgroupDriver string `json:"cgroupDriver,omitempty"`
+	// LogDriver is file or journald.
+	LogDriver string `json:"logDriver,omitempty"`
 }
 
 // ReadInfo reads STATE/daemon.json.
@@ -122,9 +177,20 @@ func Run(ctx context.Context, cfg Config) error {
 	if os.Geteuid() != 0 {
 		return ErrNotRoot
 	}
-	drv, err := NewCgroupDriver(cfg.CgroupDriver)
+	if err := CheckDriverNames(cfg.CgroupDriver, cfg.LogDriver); err != nil {
+		return err
+	}
+	if cfg.LogDriver == LogDriverJournald {
+		if err := checkJournal(cfg.JournalSocket); err != nil {
+			return err
+		}
+	}
+	drv, err := NewCgroupDriver(ctx, cfg.CgroupDriver, cfg.Logger)
 	if err != nil {
 		return err
+	}
+	if c, ok := drv.(io.Closer); ok {
+		defer c.Close()
 	}
 	for _, p := range []*string{&cfg.Manifests, &cfg.State, &cfg.LogDir} {
 		if *p, err = filepath.Abs(*p); err != nil {
@@ -140,7 +206,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer unlock()
-	info := Info{Pid: os.Getpid(), Started: time.Now().UTC(), Manifests: cfg.Manifests, LogDir: cfg.LogDir}
+	info := Info{Pid: os.Getpid(), Started: time.Now().UTC(), Manifests: cfg.Manifests, LogDir: cfg.LogDir,
+		CgroupDriver: drv.Name(), LogDriver: cfg.LogDriver}
 	if data, err := json.MarshalIndent(info, "", "  "); err != nil {
 		return err
 	} else if err := actual.WriteFileAtomic(cfg.State, filepath.Base(layout.Info()), append(data, '\n'), 0o644); err != nil {
@@ -172,17 +239,25 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	last := &lastExits{}
-	adapter := &runtimeAdapter{rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, store: store, exits: exits, log: log, onExit: last.set}
+	adapter := &runtimeAdapter{rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, logDriver: cfg.LogDriver, journal: cfg.JournalSocket,
+		store: store, exits: exits, log: log, onExit: last.set}
+	notify := newNotifier(log, cfg.TestBlockLoopAfter)
+	if notify.watchdog > 0 {
+		log.Info("systemd watchdog on", "watchdogSec", notify.watchdog)
+	}
 	loop := reconciler.New(reconciler.Config{
-		Executor: adapter,
-		Observer: &watchingObserver{store: store, exits: exits},
-		Recorder: store,
-		Planner:  reconciler.Planner{ChangedFields: desired.ChangedFields},
-		Logger:   log,
-		Workers:  cfg.Parallel,
-		Resync:   cfg.Resync,
+		Heartbeat:      notify.Heartbeat,
+		HeartbeatEvery: notify.heartbeatEvery(),
+		Executor:       adapter,
+		Observer:       &watchingObserver{store: store, exits: exits},
+		Recorder:       store,
+		Planner:        reconciler.Planner{ChangedFields: desired.ChangedFields},
+		Logger:         log,
+		Workers:        cfg.Parallel,
+		Resync:         cfg.Resync,
 	})
 	pub := newPublisher(loop, events, last, layout, cfg.Manifests, log)
+	pub.cgroupDriver, pub.logDriver, pub.onStatus = drv.Name(), cfg.LogDriver, notify.SetStatus
 	events.changed = pub.Kick
 	exits.invalidate = store.Invalidate
 	exits.notify = func(name string) {
@@ -190,14 +265,20 @@ func Run(ctx context.Context, cfg Config) error {
 		pub.Kick()
 	}
 
-	sets, err := desired.Watch(ctx, cfg.Manifests, desired.WatchOptions{
-		Options: desired.Options{InsecureManifests: cfg.InsecureManifests},
-		Prev:    Seed(store.Records()),
-		// The full re-read is a safety net for lost inotify events; with
-		// a thousand files it is the idle daemon's largest cost.
-		Resync: 10 * cfg.Resync,
-		Logger: log.With("component", "manifests"),
-	})
+	watch := func(ctx context.Context, prev desired.Set) (<-chan desired.Set, error) {
+		return desired.Watch(ctx, cfg.Manifests, desired.WatchOptions{
+			Options: desired.Options{InsecureManifests: cfg.InsecureManifests},
+			Prev:    prev,
+			// The full re-read is a safety net for lost inotify events;
+			// with a thousand files it is the idle daemon's largest cost.
+			Resync: 10 * cfg.Resync,
+			Logger: log.With("component", "manifests"),
+		})
+	}
+	wctx, wcancel := context.WithCancel(ctx)
+	seed := Seed(store.Records())
+	sets, err := watch(wctx, seed)
+	defer func() { wcancel() }() // the goroutine below replaces it on a reload
 	if err != nil {
 		return err
 	}
@@ -212,10 +293,48 @@ func Run(ctx context.Context, cfg Config) error {
 	var wg sync.WaitGroup
 	wg.Go(exits.Run)
 	wg.Go(func() {
-		for s := range sets {
-			log.Info("manifests loaded", "containers", len(s.Containers), "files", len(s.Files), "invalid", len(s.Errors()), "revision", s.Revision)
-			pub.SetDesired(s)
-			loop.SetDesired(s)
+		// A reload (SIGHUP) replaces the watcher by a new one, whose
+		// first Set is a full read of the directory.
+		last, reloading := seed, false
+		for {
+			select {
+			case s, ok := <-sets:
+				if !ok {
+					wcancel()
+					return // ctx ended
+				}
+				log.Info("manifests loaded", "containers", len(s.Containers), "files", len(s.Files), "invalid", len(s.Errors()), "revision", s.Revision)
+				last = s
+				if reloading {
+					reloading = false
+					for name := range store.Records() {
+						store.Invalidate(name)
+					}
+					notify.Rescanned()
+				}
+				pub.SetDesired(s)
+				loop.SetDesired(s)
+			case <-cfg.Reload:
+				log.Info("reload requested: reading every manifest and looking at every container again")
+				notify.Reloading()
+				wcancel()
+				for range sets {
+					// The old watcher is done once its channel is closed.
+				}
+				var werr error
+				wctx, wcancel = context.WithCancel(ctx)
+				if sets, werr = watch(wctx, last); werr != nil {
+					log.Error("unable to watch the manifests again; the last ones stay in force until the next reload", "err", werr)
+					sets = nil
+					notify.Rescanned()
+					loop.SetDesired(last)
+					continue
+				}
+				reloading = true
+			case <-ctx.Done():
+				wcancel()
+				return
+			}
 		}
 	})
 	wg.Go(func() { pub.Run(ctx) })
@@ -228,6 +347,7 @@ func Run(ctx context.Context, cfg Config) error {
 	wg.Go(func() { rot.Run(ctx) })
 
 	err = loop.Run(ctx)
+	notify.Stopping()
 	exits.Close()
 	wg.Wait()
 	log.Info("reconciled stopped; containers keep running")

@@ -29,10 +29,14 @@ type runtimeAdapter struct {
 	cg     cgroups.Driver
 	layout Layout
 	logDir string
-	store  *actual.Store
-	exits  *exitWatcher
-	log    *slog.Logger
-	onExit func(name string, e exitInfo) // a stopped container is about to be deleted
+	// logDriver is LogDriverFile ("" too) or LogDriverJournald; journal
+	// is journald's stream socket for the latter.
+	logDriver string
+	journal   string
+	store     *actual.Store
+	exits     *exitWatcher
+	log       *slog.Logger
+	onExit    func(name string, e exitInfo) // a stopped container is about to be deleted
 }
 
 // exitInfo is how a container's last run ended.
@@ -59,12 +63,31 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 	if err := replaceFile(bundle, "config.json", data, 0o600); err != nil {
 		return fmt.Errorf("unable to write %s: %w", filepath.Join(bundle, "config.json"), err)
 	}
+	if a.logDriver == LogDriverJournald {
+		return a.createJournald(ctx, id, bundle, spec)
+	}
 	logf, err := openLog(a.logDir, id)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
 	return a.rt.Create(ctx, id, bundle, executor.CreateOptions{Spec: spec, Stdout: logf, Stderr: logf})
+}
+
+// createJournald creates the container with two journal streams as its
+// stdout (PRIORITY=6) and stderr (PRIORITY=3), SYSLOG_IDENTIFIER=id.
+func (a *runtimeAdapter) createJournald(ctx context.Context, id, bundle string, spec *specs.Spec) error {
+	out, err := openJournalStream(a.journal, id, journalPrioStdout)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	defer out.Close()
+	errf, err := openJournalStream(a.journal, id, journalPrioStderr)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	defer errf.Close()
+	return a.rt.Create(ctx, id, bundle, executor.CreateOptions{Spec: spec, Stdout: out, Stderr: errf})
 }
 
 // openLog opens (creating) LOGDIR/NAME.log for appending.

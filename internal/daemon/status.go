@@ -70,8 +70,13 @@ type Report struct {
 	Files      []FileReport      `json:"files"`
 	// Revision is the applied revision of the manifests (git checkout or
 	// git-sync link), "" when unknown.
-	Revision  string     `json:"revision,omitempty"`
-	Manifests string     `json:"manifests"`
+	Revision  string `json:"revision,omitempty"`
+	Manifests string `json:"manifests"`
+	// CgroupDriver is the daemon's cgroup driver: cgroupfs or systemd
+	// (--cgroup-driver auto picks systemd when it is PID 1).
+	CgroupDriver string `json:"cgroupDriver,omitempty"`
+	// LogDriver is where the containers' output goes: file or journald.
+	LogDriver string     `json:"logDriver,omitempty"`
 	Daemon    DaemonInfo `json:"daemon"`
 }
 
@@ -121,6 +126,10 @@ type publisher struct {
 	info      DaemonInfo
 	log       *slog.Logger
 	kick      chan struct{}
+	// cgroupDriver and logDriver are reported as they are; onStatus gets
+	// a one-line summary after each publication (systemd's STATUS=).
+	cgroupDriver, logDriver string
+	onStatus                func(string)
 
 	mu        sync.Mutex
 	want      *desired.Set
@@ -132,10 +141,11 @@ type publisher struct {
 func newPublisher(loop *reconciler.Loop, events *eventLog, exits *lastExits, layout Layout, manifests string, log *slog.Logger) *publisher {
 	p := &publisher{
 		loop: loop, events: events, exits: exits, layout: layout, manifests: manifests, log: log,
-		info:    DaemonInfo{Pid: os.Getpid(), Started: time.Now().UTC()},
-		kick:    make(chan struct{}, 1),
-		written: map[string]fingerprint{},
-		keys:    map[string]string{},
+		info:     DaemonInfo{Pid: os.Getpid(), Started: time.Now().UTC()},
+		kick:     make(chan struct{}, 1),
+		written:  map[string]fingerprint{},
+		keys:     map[string]string{},
+		onStatus: func(string) {},
 	}
 	return p
 }
@@ -212,6 +222,13 @@ func (p *publisher) publish() {
 	_, all := p.snapshot()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.want != nil {
+		phases := make([]string, len(all))
+		for i := range all {
+			phases[i] = all[i].Phase
+		}
+		p.onStatus(statusLine(phases, p.want))
+	}
 	seen := make(map[string]bool, len(all))
 	for i := range all {
 		c := &all[i]
@@ -251,7 +268,8 @@ func (p *publisher) snapshot() (Report, []ContainerStatus) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
-	rep := Report{Containers: make([]ContainerStatus, 0, len(sts)), Files: []FileReport{}, Manifests: p.manifests, Daemon: p.info}
+	rep := Report{Containers: make([]ContainerStatus, 0, len(sts)), Files: []FileReport{}, Manifests: p.manifests, Daemon: p.info,
+		CgroupDriver: p.cgroupDriver, LogDriver: p.logDriver}
 	if p.want != nil {
 		rep.Daemon.Loaded = true
 		rep.Revision = p.want.Revision
