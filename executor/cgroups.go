@@ -16,6 +16,11 @@ import (
 // were not handed one (the monitor reads OOM kills through it).
 var cgroupDriverByName = map[string]func() (cgroups.Driver, error){
 	"cgroupfs": cgroups.NewCgroupfs,
+	"systemd": func() (cgroups.Driver, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return cgroups.NewSystemd(ctx)
+	},
 }
 
 // readOOMKills returns the oom_kill count of a container's cgroup: from

@@ -28,10 +28,27 @@
 // close-on-exec), a message is the reason it did not.
 //
 // Creator, monitor and init talk over one socketpair (see protocol.go):
-// the monitor reports the init's PID, the creator then puts it in its
-// cgroup, sets oom_score_adj, runs prestart and createRuntime hooks, and
-// sends the init its configuration; the init answers ready or an error,
-// which create returns after removing everything.
+// the monitor reports the init's PID, the creator writes a first
+// state.json (status creating, monitor and init PIDs with their start
+// times, cgroup driver and path), then puts the init in its cgroup, sets
+// oom_score_adj, runs prestart and createRuntime hooks, and sends the init
+// its configuration; the init answers ready or an error, which create
+// returns after removing everything.
+//
+// The monitor also holds the read end of a pipe (the lifeline) whose
+// write end only the creator has. The creator writes one byte once the
+// container is recorded created; EOF before that byte means the creator
+// died (or gave up), and the monitor then kills the init and records its
+// exit. So a create killed half-way leaves no running process, and the
+// first state.json lets delete --force find the cgroup and remove
+// everything.
+//
+// Start also finishes a start cut short after the exec: when the init
+// already runs another binary than its monitor (it can only exec after the
+// fifo was opened), the container is recorded running without waiting on
+// the fifo. Started is taken before the fifo is opened, so it is never
+// later than the Finished the monitor records. Delete thaws a frozen
+// cgroup after SIGKILL, since a frozen task does not die before.
 //
 // # Namespaces
 //

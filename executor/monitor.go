@@ -24,6 +24,8 @@ func runMonitor() {
 		sendMessage(sock, message{Error: "monitor: read config: " + err.Error()})
 		os.Exit(1)
 	}
+	// fd 4 is the creator's lifeline (see Create); the init does not get it.
+	unix.CloseOnExec(4)
 	attr := &syscall.ProcAttr{
 		Env:   []string{stageEnv + "=" + stageInit, "GOMAXPROCS=1"},
 		Files: []uintptr{0, 1, 2, 3},
@@ -45,6 +47,7 @@ func runMonitor() {
 		unix.Kill(pid, unix.SIGKILL)
 	}
 	sock.Close()
+	watchCreator(4, pid)
 	// Hold no reference to the container's stdio: its readers see EOF as
 	// soon as the container's own processes are done with it.
 	if null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
@@ -72,6 +75,39 @@ func runMonitor() {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// watchCreator waits until the creator says the container is created (one
+// byte on the lifeline fd) or the init exits. EOF on the lifeline first
+// means the creator died or gave up before "created": the init is killed,
+// so that nothing of a half-made container keeps running unseen.
+func watchCreator(lifeline, pid int) {
+	defer unix.Close(lifeline)
+	pfds := []unix.PollFd{{Fd: int32(lifeline), Events: unix.POLLIN}}
+	if pidfd, err := unix.PidfdOpen(pid, 0); err == nil {
+		defer unix.Close(pidfd)
+		pfds = append(pfds, unix.PollFd{Fd: int32(pidfd), Events: unix.POLLIN})
+	}
+	for {
+		if _, err := unix.Poll(pfds, -1); err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return
+		}
+		if pfds[0].Revents == 0 {
+			return // the init exited
+		}
+		var b [1]byte
+		n, err := unix.Read(lifeline, b[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if n != 1 {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		return
+	}
 }
 
 // startIn runs start (a fork) from an OS thread that has first entered the

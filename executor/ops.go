@@ -1,9 +1,11 @@
 package executor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -25,48 +27,77 @@ func (r *Runtime) List(ctx context.Context) ([]*State, error) {
 
 // Start releases a created container's process: it opens the exec fifo,
 // which the waiting init is blocked on, and reads the outcome (nothing if
-// the init exec'd the user process, else why it failed).
+// the init exec'd the user process, else why it failed). A container
+// whose init already exec'd (a start cut short after the exec, see
+// RecoverStart) is recorded running without waiting on the fifo.
 func (r *Runtime) Start(ctx context.Context, id string) error {
+	_, err := r.start(ctx, id)
+	return err
+}
+
+// start is Start; it reports whether it only recorded a start that had
+// already happened.
+func (r *Runtime) start(ctx context.Context, id string) (recovered bool, err error) {
 	st, err := ReadState(r.root, id)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if st.Status != StatusCreated {
-		return &StateTransitionError{ID: id, Op: "start", From: st.Status}
+		return false, &StateTransitionError{ID: id, Op: "start", From: st.Status}
 	}
 	dir := StateDir(r.root, id)
 	pidfd, err := openPidfd(st.Pid, st.PidStartTime)
 	if err != nil {
-		return fmt.Errorf("start container %s: %w", id, ErrNotRunning)
+		return false, fmt.Errorf("start container %s: %w", id, ErrNotRunning)
 	}
 	defer unix.Close(pidfd)
+	// The init cannot exec before someone opens the fifo: if it runs
+	// another binary than its monitor now, an earlier start got that far
+	// and died before recording it.
+	if initExecd(st) {
+		return true, r.recordStarted(ctx, id, st, true)
+	}
+	// Started is taken before the init is released, so that it is never
+	// later than the Finished the monitor records.
+	started := time.Now().UTC()
 	fifo, err := unix.Open(filepath.Join(dir, fifoFile), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("start container %s: open exec fifo: %w", id, err)
+		return false, fmt.Errorf("start container %s: open exec fifo: %w", id, err)
 	}
 	defer unix.Close(fifo)
 	msg, err := readFifo(ctx, fifo, pidfd)
 	if err != nil {
-		return fmt.Errorf("start container %s: %w", id, err)
-	}
-	if err := os.Remove(filepath.Join(dir, fifoFile)); err != nil {
-		r.log.Warn("remove exec fifo", "container", id, "error", err)
+		return false, fmt.Errorf("start container %s: %w", id, err)
 	}
 	if msg != "" {
 		err := fmt.Errorf("start container %s: %s", id, msg)
 		if derr := r.Delete(context.WithoutCancel(ctx), id, true); derr != nil {
 			err = errors.Join(err, derr)
 		}
-		return err
+		return false, err
+	}
+	st.Started = started
+	return false, r.recordStarted(ctx, id, st, false)
+}
+
+// recordStarted removes the exec fifo, records st running and runs the
+// poststart hooks (only for a start that happened here: a recovered one
+// ran them already or died before).
+func (r *Runtime) recordStarted(ctx context.Context, id string, st *State, recovered bool) error {
+	dir := StateDir(r.root, id)
+	if err := os.Remove(filepath.Join(dir, fifoFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		r.log.Warn("remove exec fifo", "container", id, "error", err)
 	}
 	st.Status = StatusRunning
-	st.Started = time.Now().UTC()
+	if st.Started.IsZero() {
+		st.Started = time.Now().UTC()
+	}
 	// The start time is not worth a directory fsync: after a power cut
 	// the container is stopped whatever the file says.
 	if err := writeJSONAtomic(dir, stateFile, stripComputed(st), false); err != nil {
 		return fmt.Errorf("start container %s: write state: %w", id, err)
 	}
-	if st.Hooks != nil && len(st.Hooks.Poststart) > 0 {
+	if !recovered && st.Hooks != nil && len(st.Hooks.Poststart) > 0 {
 		if err := runHooks(ctx, "poststart", st.Hooks.Poststart, ociState(st)); err != nil {
 			r.log.Warn("poststart hook failed", "container", id, "error", err)
 		}
@@ -167,11 +198,13 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	if err != nil {
 		return err
 	}
-	if st.Status == StatusRunning && !force {
+	if (st.Status == StatusRunning || st.Status == StatusCreating) && !force {
 		return &StateTransitionError{ID: id, Op: "delete", From: st.Status}
 	}
 	var errs []error
-	if st.Status == StatusCreated || st.Status == StatusRunning {
+	if st.Status != StatusStopped {
+		// A creating container's init is killed too: its creator died
+		// (or is being overruled by force).
 		if fd, err := openPidfd(st.Pid, st.PidStartTime); err == nil {
 			if err := signalPidfd(fd, unix.SIGKILL); err != nil && !errors.Is(err, errGone) {
 				errs = append(errs, err)
@@ -189,6 +222,12 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		if pids, err := mgr.Procs(ctx); err == nil {
 			for _, p := range pids {
 				unix.Kill(p, unix.SIGKILL)
+			}
+		}
+		// A frozen (paused) task does not act on SIGKILL until thawed.
+		if frozen(st.CgroupPaths) {
+			if err := mgr.Freeze(ctx, false); err != nil && !errors.Is(err, cgroups.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("thaw: %w", err))
 			}
 		}
 	}
@@ -218,6 +257,21 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		}
 	}
 	return nil
+}
+
+// frozen reports whether the cgroup at paths is frozen or freezing: one
+// read of the v1 freezer's state, or of cgroup.freeze on a unified host.
+// Unknown (no such file) reads as not frozen.
+func frozen(paths map[string]string) bool {
+	if p, ok := paths["freezer"]; ok {
+		s, err := os.ReadFile(filepath.Join(p, "freezer.state"))
+		return err == nil && !bytes.HasPrefix(s, []byte("THAWED"))
+	}
+	if p, ok := paths[""]; ok {
+		s, err := os.ReadFile(filepath.Join(p, "cgroup.freeze"))
+		return err == nil && bytes.HasPrefix(s, []byte("1"))
+	}
+	return false
 }
 
 func (r *Runtime) cgroupOf(st *State) (cgroups.Manager, error) {

@@ -2,24 +2,21 @@ package executor
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"syscall"
-	"time"
 )
 
 // RecoverStart finishes the start of a container whose start was cut short
 // after its init exec'd the user's process: the process that ran Start died
 // (a daemon killed with SIGKILL) between the exec and recording it, so the
-// state still says created and the exec fifo is still there, and Start
-// would wait forever for an init that no longer waits on the fifo. It
-// removes the fifo, records the container running and returns true. It
-// returns false, changing nothing, for a container not in that situation
-// (one whose init still waits for start, or that is not created).
+// state still says created and the exec fifo is still there. It removes the
+// fifo, records the container running and returns true. It returns false,
+// changing nothing, for a container not in that situation (one whose init
+// still waits for start, or that is not created). Start does the same by
+// itself; RecoverStart is for a caller that wants to know (and to log) that
+// the start had already happened.
 //
 // The init is known to have exec'd when /proc/PID/exe of the init is no
 // longer the runtime binary its monitor runs (the init refuses to exec the
@@ -32,16 +29,8 @@ func (r *Runtime) RecoverStart(ctx context.Context, id string) (bool, error) {
 	if st.Status != StatusCreated || !initExecd(st) {
 		return false, nil
 	}
-	dir := StateDir(r.root, id)
-	if err := os.Remove(filepath.Join(dir, fifoFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := r.recordStarted(ctx, id, st, true); err != nil {
 		return false, fmt.Errorf("recover start of container %s: %w", id, err)
-	}
-	st.Status = StatusRunning
-	if st.Started.IsZero() {
-		st.Started = time.Now().UTC()
-	}
-	if err := writeJSONAtomic(dir, stateFile, stripComputed(st), false); err != nil {
-		return false, fmt.Errorf("recover start of container %s: write state: %w", id, err)
 	}
 	return true, nil
 }

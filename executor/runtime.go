@@ -183,6 +183,17 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	sock := os.NewFile(uintptr(fds[0]), "sync") // pollable: deadlines work
 	child := os.NewFile(uintptr(fds[1]), "sync")
 	defer sock.Close()
+	// The monitor watches the read end of this pipe until "created": one
+	// byte means create succeeded; EOF first means this process died or
+	// gave up, and the monitor then kills the init itself.
+	var lp [2]int
+	if err := unix.Pipe2(lp[:], unix.O_CLOEXEC); err != nil {
+		child.Close()
+		return os.NewSyscallError("pipe2", err)
+	}
+	lifeline := os.NewFile(uintptr(lp[1]), "lifeline")
+	lifelineChild := os.NewFile(uintptr(lp[0]), "lifeline")
+	defer lifeline.Close()
 	stop := context.AfterFunc(ctx, func() { sock.SetDeadline(time.Now()) })
 	defer stop()
 
@@ -200,10 +211,11 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	// with an extra fork in every new process, and nothing here needs it.
 	monPid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(int(exe.Fd())), []string{"reconciled-monitor", id}, &syscall.ProcAttr{
 		Env:   []string{stageEnv + "=" + stageMonitor, "GOMAXPROCS=1"},
-		Files: []uintptr{stdio(o.Stdin).Fd(), stdio(o.Stdout).Fd(), stdio(o.Stderr).Fd(), child.Fd()},
+		Files: []uintptr{stdio(o.Stdin).Fd(), stdio(o.Stdout).Fd(), stdio(o.Stderr).Fd(), child.Fd(), lifelineChild.Fd()},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
 	child.Close()
+	lifelineChild.Close()
 	if null != nil {
 		null.Close()
 	}
@@ -235,6 +247,15 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	if c.st.PidStartTime, _, err = procStartTime(m.Pid); err != nil {
 		return fmt.Errorf("container init: %w", err)
 	}
+	if err := c.cgroupManager(); err != nil {
+		return err
+	}
+	// A first state, before anything outside the state directory is made:
+	// if this process dies now, delete --force finds the monitor, the init
+	// and the cgroup from it.
+	if err := writeJSONAtomic(dir, stateFile, &c.st, false); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
 	if err := c.applyCgroup(ctx); err != nil {
 		return err
 	}
@@ -265,6 +286,9 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	c.st.Status = StatusCreated
 	if err := writeJSONAtomic(dir, stateFile, &c.st, true); err != nil {
 		return fmt.Errorf("write state: %w", err)
+	}
+	if _, err := lifeline.Write([]byte{1}); err != nil {
+		return fmt.Errorf("tell the monitor the container is created: %w", err)
 	}
 	if o.PidFile != "" {
 		pf, err := filepath.Abs(o.PidFile)
@@ -322,27 +346,60 @@ func (c *creation) hookState(s Status) []byte {
 	return data
 }
 
-func (c *creation) applyCgroup(ctx context.Context) error {
+// describedDriver is a cgroup driver that can name a container's unit
+// (the systemd driver's Description=).
+type describedDriver interface {
+	DescribedManager(id, path, desc string) (cgroups.Manager, error)
+}
+
+// nameAnnotation is the annotation the daemon puts its manifest's name in.
+const nameAnnotation = "dev.reconciled.name"
+
+// cgroupManager makes the container's cgroup manager and records the
+// driver and path in the state; it creates nothing.
+func (c *creation) cgroupManager() error {
 	d, err := c.r.cgroupDriver()
 	if err != nil || d == nil {
 		return err
 	}
 	var path string
-	var res *specs.LinuxResources
 	if c.spec.Linux != nil {
-		path, res = c.spec.Linux.CgroupsPath, c.spec.Linux.Resources
+		path = c.spec.Linux.CgroupsPath
 	}
-	m, err := d.Manager(c.id, path)
+	var m cgroups.Manager
+	if dd, ok := d.(describedDriver); ok {
+		desc := c.spec.Annotations[nameAnnotation]
+		if desc == "" {
+			desc = c.id
+		}
+		m, err = dd.DescribedManager(c.id, path, desc)
+	} else {
+		m, err = d.Manager(c.id, path)
+	}
 	if err != nil {
 		return fmt.Errorf("cgroup: %w", err)
 	}
 	c.cgroup = m
 	c.st.CgroupDriver, c.st.CgroupPath = d.Name(), path
+	return nil
+}
+
+// applyCgroup creates the cgroup made by cgroupManager, sets its
+// resources and moves the init in.
+func (c *creation) applyCgroup(ctx context.Context) error {
+	m := c.cgroup
+	if m == nil {
+		return nil
+	}
+	var res *specs.LinuxResources
+	if c.spec.Linux != nil {
+		res = c.spec.Linux.Resources
+	}
 	if err := m.Apply(ctx, c.st.Pid, cgroupResources(c.spec, res)); err != nil {
 		return fmt.Errorf("unable to apply cgroup: %w", err)
 	}
 	c.st.CgroupPaths = m.Paths()
-	c.st.OOMKillsAtStart, _ = readOOMKills(c.st.CgroupDriver, c.id, path, c.st.CgroupPaths)
+	c.st.OOMKillsAtStart, _ = readOOMKills(c.st.CgroupDriver, c.id, c.st.CgroupPath, c.st.CgroupPaths)
 	return nil
 }
 

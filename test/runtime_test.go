@@ -2,10 +2,12 @@ package test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -773,5 +775,162 @@ func TestOOMKilled(t *testing.T) {
 	st := waitState(t, r, "oom", executor.StatusStopped)
 	if !st.OOMKilled || st.ExitSignal != "SIGKILL" {
 		t.Errorf("memory hog: %+v", st)
+	}
+}
+
+// cgroupDirs lists the directories of container id's default cgroup
+// (DefaultParent/id) in every hierarchy.
+func cgroupDirs(id string) []string {
+	v1, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*/reconciled", id))
+	v2, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/reconciled", id))
+	return append(v1, v2...)
+}
+
+// A create killed before it finished (here while a createRuntime hook
+// blocks, after the monitor, the init and the cgroup exist) leaves a
+// creating container: the monitor kills the init when its creator is
+// gone, and delete --force removes the rest.
+func TestKilledMidCreate(t *testing.T) {
+	r := newRT(t)
+	id := testutil.Name(t, 40)
+	b := bundle(t, nil, "sleep", "1000")
+	hookPid := filepath.Join(t.TempDir(), "hook.pid")
+	s := readSpec(t, b)
+	s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{
+		Path: "/bin/sh", Args: []string{"sh", "-c", "echo $$ > " + hookPid + ".tmp; mv " + hookPid + ".tmp " + hookPid + "; exec sleep 60"},
+	}}}
+	writeSpec(t, b, s)
+	r.cleanup(id)
+
+	cmd := exec.Command(r.bin, "runtime", "--root", r.root, "create", "--bundle", b, id)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	var hook int
+	deadline := time.Now().Add(10 * time.Second)
+	for hook == 0 {
+		if data, err := os.ReadFile(hookPid); err == nil {
+			hook, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the createRuntime hook never ran")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Cleanup(func() { unix.Kill(hook, unix.SIGKILL) })
+
+	st := r.state(id)
+	if st.Status != executor.StatusCreating || st.Pid <= 0 || st.MonitorPid <= 0 {
+		t.Fatalf("during create: %+v", st)
+	}
+	if len(cgroupDirs(id)) == 0 {
+		t.Fatalf("no cgroup for %s during create", id)
+	}
+	if res := r.run("delete", id); res.code == 0 {
+		t.Errorf("delete without --force of a creating container succeeded")
+	}
+
+	cmd.Process.Kill()
+	cmd.Wait()
+	// Its creator gone, the monitor kills the init.
+	waitGone(t, st.Pid)
+	r.ok("delete", "--force", id)
+	for _, pid := range []int{st.Pid, st.MonitorPid} {
+		if alive(pid) {
+			t.Errorf("process %d alive after delete --force", pid)
+		}
+	}
+	if dirs := cgroupDirs(id); len(dirs) > 0 {
+		t.Errorf("cgroups left after delete --force: %v", dirs)
+	}
+	if _, err := os.Stat(filepath.Join(r.root, id)); !os.IsNotExist(err) {
+		t.Errorf("state dir left: %v", err)
+	}
+}
+
+// A process that exits at once is recorded as started before it finished.
+func TestStartedBeforeFinished(t *testing.T) {
+	r := newRT(t)
+	id := testutil.Name(t, 40)
+	b := bundle(t, nil, "true")
+	r.cleanup(id)
+	for i := 0; i < 5; i++ {
+		r.ok("create", "--bundle", b, id)
+		r.ok("start", id)
+		st := waitState(t, r, id, executor.StatusStopped)
+		if st.Started.IsZero() || st.Finished.Before(st.Started) {
+			t.Fatalf("started %v, finished %v", st.Started, st.Finished)
+		}
+		r.ok("delete", id)
+	}
+}
+
+// Delete --force of a container whose cgroup is frozen (paused) thaws it
+// so that the killed processes exit.
+func TestDeleteFrozen(t *testing.T) {
+	r := newRT(t)
+	id := testutil.Name(t, 40)
+	b := bundle(t, nil, "sleep", "1000")
+	r.cleanup(id)
+	r.ok("create", "--bundle", b, id)
+	r.ok("start", id)
+	st := r.state(id)
+	if dir, ok := st.CgroupPaths["freezer"]; ok {
+		if err := os.WriteFile(filepath.Join(dir, "freezer.state"), []byte("FROZEN"), 0); err != nil {
+			t.Fatal(err)
+		}
+	} else if dir, ok := st.CgroupPaths[""]; ok {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.freeze"), []byte("1"), 0); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		t.Skip("no freezer for the container's cgroup")
+	}
+	r.ok("delete", "--force", id)
+	for _, pid := range []int{st.Pid, st.MonitorPid} {
+		if alive(pid) {
+			t.Errorf("process %d alive after delete --force", pid)
+		}
+	}
+	for _, dir := range st.CgroupPaths {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("cgroup %s left after delete: %v", dir, err)
+		}
+	}
+}
+
+// A start cut short after the init exec'd (the process running start was
+// killed between the exec and recording it) leaves a container recorded
+// as created whose process runs: start records it running instead of
+// waiting for an init that no longer waits.
+func TestStartAfterInterruptedStart(t *testing.T) {
+	r := newRT(t)
+	id := testutil.Name(t, 40)
+	b := bundle(t, nil, "sleep", "1000")
+	r.cleanup(id)
+	r.ok("create", "--bundle", b, id)
+	// Release the init as start does, recording nothing.
+	fifo, err := os.Open(filepath.Join(r.root, id, "exec.fifo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, fifo) // EOF once the init exec'd
+	fifo.Close()
+	if st := r.state(id); st.Status != executor.StatusCreated {
+		t.Fatalf("after the exec: %s", st.Status)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, r.bin, "runtime", "--root", r.root, "start", id).CombinedOutput()
+	if err != nil {
+		t.Fatalf("start: %v: %s", err, out)
+	}
+	st := r.state(id)
+	if st.Status != executor.StatusRunning || !alive(st.Pid) || st.Started.IsZero() {
+		t.Fatalf("after start: %+v", st)
 	}
 }
