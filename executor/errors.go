@@ -20,6 +20,8 @@ var (
 	ErrInvalidID = errors.New("invalid container ID")
 	// ErrNotSupported: the spec asks for something this runtime does not do.
 	ErrNotSupported = errors.New("not supported")
+	// ErrPaused: the operation needs a container that is not paused.
+	ErrPaused = errors.New("container is paused")
 )
 
 // StateTransitionError says that an operation found the container in a

@@ -26,6 +26,7 @@ const stageEnv = "_RECONCILED_STAGE"
 const (
 	stageMonitor = "monitor"
 	stageInit    = "init"
+	stageExec    = "exec" // a command run in a live container (exec.go)
 )
 
 type monitorConfig struct {
@@ -73,6 +74,8 @@ func MaybeRunStage() {
 		runMonitor()
 	case stageInit:
 		runInit()
+	case stageExec:
+		runExec()
 	}
 	os.Stderr.WriteString("reconciled: unknown stage " + stage + "\n")
 	os.Exit(2)

@@ -39,7 +39,8 @@ commands:
   kill ID [SIGNAL]
   delete [--force] ID
   list [-o json]
-  run [--bundle DIR] ID`
+  run [--bundle DIR] ID
+` + runtimeOpsSynopsis
 
 func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("runtime", runtimeSynopsis, stderr)
@@ -171,6 +172,9 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			return fail(err)
 		}
 		return 0
+
+	case "exec", "pause", "resume", "ps", "stats", "events", "update":
+		return runtimeOp(ctx, *root, sub, args, stdout, stderr)
 
 	case "list", "ls":
 		sfs := newFlagSet("runtime list", "runtime list [-o json]", stderr)
