@@ -16,7 +16,9 @@
 // That is why a container outlives the process that created it and its exit
 // status is still recorded: the monitor is its parent, not the caller. The
 // monitor and the waiting init run with GOMAXPROCS=1, a low GC target and
-// free their heap before blocking.
+// free their heap before blocking; they do not collect at all before
+// (their setup allocates little, and a collection in a cold process costs
+// more than the memory it would save).
 //
 // The init sets up everything (hostname, sysctls, lo up, rootfs via
 // internal/rootfs, cwd, rlimits, user, capabilities, no_new_privs), sends
@@ -27,21 +29,26 @@
 // reads the fifo until EOF: nothing means the exec happened (the fd is
 // close-on-exec), a message is the reason it did not.
 //
-// Creator, monitor and init talk over one socketpair (see protocol.go):
-// the monitor reports the init's PID, the creator writes a first
-// state.json (status creating, monitor and init PIDs with their start
-// times, cgroup driver and path), then puts the init in its cgroup, sets
-// oom_score_adj, runs prestart and createRuntime hooks, and sends the init
-// its configuration; the init answers ready or an error, which create
-// returns after removing everything.
+// Creator, monitor and init talk over one socketpair (see protocol.go).
+// Right after starting the monitor the creator writes a first state.json
+// (status creating, the monitor's PID and start time, cgroup driver and
+// path) and, with the cgroupfs driver, makes the cgroup and sets its
+// limits in the background while the monitor and the init start. The
+// monitor reports the init's PID; the creator sends the init its
+// configuration at once (the init decodes it and stats what it needs, and
+// changes nothing yet), records the init's PID in the state, moves the
+// init into its cgroup (the only cgroup step that needs the PID), sets
+// oom_score_adj, runs prestart and createRuntime hooks and then sends "go"
+// (a message with ready set). The init does its setup and answers ready or
+// an error, which create returns after removing everything.
 //
 // The monitor also holds the read end of a pipe (the lifeline) whose
 // write end only the creator has. The creator writes one byte once the
 // container is recorded created; EOF before that byte means the creator
 // died (or gave up), and the monitor then kills the init and records its
 // exit. So a create killed half-way leaves no running process, and the
-// first state.json lets delete --force find the cgroup and remove
-// everything.
+// first state.json (written before the cgroup is made) lets delete --force
+// find the cgroup and remove everything.
 //
 // Start also finishes a start cut short after the exec: when the init
 // already runs another binary than its monitor (it can only exec after the

@@ -23,6 +23,9 @@ import (
 // everything, reports ready and waits on the exec fifo for start; then it
 // execs the user process. It never returns.
 func runInit() {
+	// No collection during setup (the heap stays small); the waiting
+	// process then frees everything and keeps a low target.
+	debug.SetGCPercent(-1)
 	sock := os.NewFile(3, "sync")
 	cfg, stateDirFd, err := prepareInit(sock)
 	if err != nil {
@@ -38,6 +41,7 @@ func runInit() {
 		os.Exit(1)
 	}
 	sock.Close()
+	debug.SetGCPercent(20)
 	debug.FreeOSMemory()
 
 	// Block until start opens the fifo for reading. The state directory
@@ -92,7 +96,8 @@ func (c *initState) exec() (string, []string, []string, error) {
 // O_PATH fd of the state directory, for opening the exec fifo.
 func prepareInit(sock *os.File) (*initState, int, error) {
 	var c initState
-	if err := json.NewDecoder(bufio.NewReaderSize(sock, 4096)).Decode(&c.initConfig); err != nil {
+	dec := json.NewDecoder(bufio.NewReaderSize(sock, 4096))
+	if err := dec.Decode(&c.initConfig); err != nil {
 		return nil, -1, fmt.Errorf("init: read config: %w", err)
 	}
 	s := c.Spec
@@ -111,6 +116,13 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 	dirFd, err := unix.Open(c.StateDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, -1, fmt.Errorf("open state directory: %w", err)
+	}
+	// Nothing changes before the creator says go: it first puts this
+	// process in its cgroup and runs the createRuntime hooks.
+	var goAhead message
+	if err := dec.Decode(&goAhead); err != nil || !goAhead.Ready {
+		unix.Close(dirFd)
+		return nil, -1, fmt.Errorf("init: no go from the creator: %v", err)
 	}
 	for _, j := range c.NS.Join {
 		if j.Flag == unix.CLONE_NEWNS {

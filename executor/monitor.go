@@ -18,6 +18,7 @@ import (
 // namespaces, reports the init's PID to the creator, waits for the init to
 // exit and records how it ended. It never returns.
 func runMonitor() {
+	debug.SetGCPercent(-1) // as in runInit
 	sock := os.NewFile(3, "sync")
 	var cfg monitorConfig
 	if err := json.NewDecoder(bufio.NewReaderSize(sock, 512)).Decode(&cfg); err != nil {
@@ -56,6 +57,7 @@ func runMonitor() {
 		}
 		null.Close()
 	}
+	debug.SetGCPercent(20)
 	debug.FreeOSMemory()
 
 	var ws unix.WaitStatus

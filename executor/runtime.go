@@ -226,33 +226,47 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	if r.reap {
 		go reapWhenDone(monPid)
 	}
-	if c.st.MonitorStartTime, _, err = procStartTime(monPid); err != nil {
-		return fmt.Errorf("monitor: %w", err)
-	}
-	c.st.MonitorPid = monPid
-
 	dec := json.NewDecoder(bufio.NewReaderSize(sock, 512))
 	enc := json.NewEncoder(sock)
 	if err := enc.Encode(monitorConfig{StateDir: dir, NS: plan}); err != nil {
 		return fmt.Errorf("send monitor config: %w", err)
 	}
-	var m message
-	if err := recvMessage(ctx, dec, &m); err != nil {
-		return err
+	if c.st.MonitorStartTime, _, err = procStartTime(monPid); err != nil {
+		return fmt.Errorf("monitor: %w", err)
 	}
-	if m.Pid <= 0 {
-		return fmt.Errorf("monitor sent no init PID")
-	}
-	c.st.Pid = m.Pid
-	if c.st.PidStartTime, _, err = procStartTime(m.Pid); err != nil {
-		return fmt.Errorf("container init: %w", err)
-	}
+	c.st.MonitorPid = monPid
 	if err := c.cgroupManager(); err != nil {
 		return err
 	}
 	// A first state, before anything outside the state directory is made:
-	// if this process dies now, delete --force finds the monitor, the init
-	// and the cgroup from it.
+	// if this process dies now, delete --force finds the monitor and the
+	// cgroup from it (and the monitor kills the init: see the lifeline).
+	if err := writeJSONAtomic(dir, stateFile, &c.st, false); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	// The cgroup is made and its limits set while the monitor and the init
+	// start; only moving the init in waits for its PID.
+	prepared := c.prepareCgroup(ctx)
+
+	var m message
+	if err := recvMessage(ctx, dec, &m); err != nil {
+		return errors.Join(err, <-prepared)
+	}
+	if m.Pid <= 0 {
+		return errors.Join(fmt.Errorf("monitor sent no init PID"), <-prepared)
+	}
+	c.st.Pid = m.Pid
+	if c.st.PidStartTime, _, err = procStartTime(m.Pid); err != nil {
+		return errors.Join(fmt.Errorf("container init: %w", err), <-prepared)
+	}
+	// The init decodes its configuration while its cgroup is finished
+	// and the runtime hooks run; it does nothing with it before "go".
+	if err := enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: m.Pid, NS: plan, Spec: spec}); err != nil {
+		return errors.Join(fmt.Errorf("send init config: %w", err), <-prepared)
+	}
+	if err := <-prepared; err != nil {
+		return err
+	}
 	if err := writeJSONAtomic(dir, stateFile, &c.st, false); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
@@ -273,8 +287,8 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 			return err
 		}
 	}
-	if err := enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: m.Pid, NS: plan, Spec: spec}); err != nil {
-		return fmt.Errorf("send init config: %w", err)
+	if err := enc.Encode(message{Ready: true}); err != nil { // go
+		return fmt.Errorf("release container init: %w", err)
 	}
 	m = message{}
 	if err := recvMessage(ctx, dec, &m); err != nil {
@@ -336,6 +350,8 @@ type creation struct {
 	st      State
 	monitor int // PID, 0 before it is started
 	cgroup  cgroups.Manager
+	// cgroupReady: prepareCgroup made the cgroup and set its resources.
+	cgroupReady bool
 }
 
 func (c *creation) hookState(s Status) []byte {
@@ -384,18 +400,48 @@ func (c *creation) cgroupManager() error {
 	return nil
 }
 
-// applyCgroup creates the cgroup made by cgroupManager, sets its
-// resources and moves the init in.
+// prepareCgroup creates the cgroup and sets its resources in the
+// background where the driver can make a cgroup with no process in it
+// (cgroupfs; a systemd scope starts with its first PID), and sends the
+// outcome on the channel it returns.
+func (c *creation) prepareCgroup(ctx context.Context) <-chan error {
+	done := make(chan error, 1)
+	if c.cgroup == nil || c.st.CgroupDriver != "cgroupfs" {
+		done <- nil
+		return done
+	}
+	c.cgroupReady = true
+	res := c.resources()
+	go func() {
+		if err := c.cgroup.Apply(ctx, 0, res); err != nil {
+			done <- fmt.Errorf("unable to apply cgroup: %w", err)
+			return
+		}
+		done <- nil
+	}()
+	return done
+}
+
+func (c *creation) resources() *specs.LinuxResources {
+	var res *specs.LinuxResources
+	if c.spec.Linux != nil {
+		res = c.spec.Linux.Resources
+	}
+	return cgroupResources(c.spec, res)
+}
+
+// applyCgroup moves the init into the cgroup that prepareCgroup made, or
+// creates it with its resources and the init in it.
 func (c *creation) applyCgroup(ctx context.Context) error {
 	m := c.cgroup
 	if m == nil {
 		return nil
 	}
-	var res *specs.LinuxResources
-	if c.spec.Linux != nil {
-		res = c.spec.Linux.Resources
+	res := c.resources()
+	if c.cgroupReady {
+		res = nil // set already: only create (a no-op) and join
 	}
-	if err := m.Apply(ctx, c.st.Pid, cgroupResources(c.spec, res)); err != nil {
+	if err := m.Apply(ctx, c.st.Pid, res); err != nil {
 		return fmt.Errorf("unable to apply cgroup: %w", err)
 	}
 	c.st.CgroupPaths = m.Paths()
