@@ -37,6 +37,12 @@ func runInit() {
 		sendMessage(sock, message{Error: err.Error()})
 		os.Exit(1)
 	}
+	var startHooks []specs.Hook
+	var hookState []byte
+	if h := cfg.Spec.Hooks; h != nil && len(h.StartContainer) > 0 {
+		startHooks, hookState = h.StartContainer, cfg.hookState(StatusCreated)
+	}
+	cfg = nil // the spec is garbage from here: the waiting process keeps only what the exec needs
 	if err := sendMessage(sock, message{Ready: true}); err != nil {
 		os.Exit(1)
 	}
@@ -60,8 +66,8 @@ func runInit() {
 		unix.Write(w, []byte(err.Error()))
 		os.Exit(1)
 	}
-	if h := cfg.Spec.Hooks; h != nil && len(h.StartContainer) > 0 {
-		if err := runHooks(context.Background(), "startContainer", h.StartContainer, cfg.hookState(StatusCreated)); err != nil {
+	if len(startHooks) > 0 {
+		if err := runHooks(context.Background(), "startContainer", startHooks, hookState); err != nil {
 			fail(err)
 		}
 	}
