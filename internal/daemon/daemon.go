@@ -258,6 +258,7 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	pub := newPublisher(loop, events, last, layout, cfg.Manifests, log)
 	pub.cgroupDriver, pub.logDriver, pub.onStatus = drv.Name(), cfg.LogDriver, notify.SetStatus
+	notify.summary = pub.Summary
 	events.changed = pub.Kick
 	exits.invalidate = store.Invalidate
 	exits.notify = func(name string) {

@@ -42,6 +42,9 @@ type notifier struct {
 	// a test hook (--test-block-loop-after) that wedges the loop.
 	blockAt time.Time
 
+	// summary is the current STATUS= text (publisher.Summary).
+	summary func() string
+
 	mu     sync.Mutex
 	status string
 }
@@ -87,7 +90,14 @@ func (n *notifier) Heartbeat(pass bool) {
 		}
 	}
 	if pass && n.readyPending.CompareAndSwap(true, false) {
-		n.send("READY=1\nSTATUS=" + n.currentStatus())
+		s := "started"
+		if n.summary != nil {
+			s = n.summary()
+		}
+		n.mu.Lock()
+		n.status = s
+		n.mu.Unlock()
+		n.send("READY=1\nSTATUS=" + s)
 		n.log.Info("ready: first pass over every container done")
 	}
 }
@@ -119,15 +129,6 @@ func (n *notifier) SetStatus(s string) {
 	if changed {
 		n.send("STATUS=" + s)
 	}
-}
-
-func (n *notifier) currentStatus() string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.status == "" {
-		return "started"
-	}
-	return n.status
 }
 
 func (n *notifier) send(state string) {

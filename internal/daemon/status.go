@@ -261,6 +261,19 @@ func (p *publisher) publish() {
 	}
 }
 
+// Summary is the one-line summary of the loop's statuses and the files
+// (systemd's STATUS=).
+func (p *publisher) Summary() string {
+	sts := p.loop.Status()
+	phases := make([]string, len(sts))
+	for i, st := range sts {
+		phases[i] = string(st.Phase)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return statusLine(phases, p.want)
+}
+
 // snapshot builds the report from the loop's statuses, recording the
 // events they imply, and returns every container with its events too.
 func (p *publisher) snapshot() (Report, []ContainerStatus) {
