@@ -3,6 +3,11 @@ GO      ?= go
 BIN     ?= bin/reconciled
 PREFIX  ?= /usr/local
 
+# One static binary: no cgo (net and os/user would otherwise link libc
+# dynamically), which also starts faster, and the container init and monitor
+# stages are this same binary.
+export CGO_ENABLED = 0
+
 .PHONY: build test deps vet run
 
 build:

@@ -8,6 +8,8 @@
 # A quick run: bench/converge.sh -n 200 -drops 50 -idle 10s
 # Everything it creates lives under one temporary directory and is removed.
 set -euo pipefail
+# A static binary, as shipped (see the Makefile).
+export CGO_ENABLED=0
 cd "$(dirname "$0")/.."
 missing=""
 for p in busybox-static runc crun gcc; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

@@ -49,7 +49,9 @@ func reconciledBin(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "reconciled")
-		out, err := exec.Command("go", "build", "-o", binPath, "reconciled.dev/reconciled/cmd/reconciled").CombinedOutput()
+		build := exec.Command("go", "build", "-o", binPath, "reconciled.dev/reconciled/cmd/reconciled")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as shipped
+		out, err := build.CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

@@ -36,7 +36,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "reconciled")
-	if out, err := exec.Command("go", "build", "-o", bin, "reconciled.dev/reconciled/cmd/reconciled").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", bin, "reconciled.dev/reconciled/cmd/reconciled")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as shipped
+	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)
