@@ -349,7 +349,13 @@ func (p Planner) planExisting(s *seq, st *Status, want *desired.Container, have 
 	inPlace := changed && have.BaseHash != "" && have.BaseHash == want.BaseHash
 
 	switch {
-	case have.Status == actual.StatusCreating || (have.Status == actual.StatusCreated && !have.InitAlive):
+	case have.Status == actual.StatusCreating || (have.Status == actual.StatusCreated && !have.InitAlive) ||
+		(have.Status == actual.StatusStopped && have.Started.IsZero() && have.StopRequested.IsZero()):
+		// Never started: a create cut short (the executor's monitor kills
+		// an init whose creator died before it was created) or a created
+		// container whose init was killed. It never ran, so redoing it is
+		// not a restart and its policy does not apply.
+		st.Phase = PhaseCreating
 		s.reason = "recreated: left half-created"
 		s.killLeftovers(have)
 		s.add(Action{Kind: Delete})

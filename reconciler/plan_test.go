@@ -412,6 +412,30 @@ func TestPlan(t *testing.T) {
 `,
 		},
 		{
+			name: "exited without ever starting (create cut short by a killed daemon): redo, not a restart",
+			want: want(web),
+			have: have(running(web, withRestarts(2), exited(137, 0, time.Second), func(c *actual.Container) {
+				c.Started = time.Time{}
+			})),
+			out: `web creating "recreated: left half-created" restarts=2
+  delete: recreated: left half-created
+  create restarts=2 failures=0: recreated: left half-created
+  start: recreated: left half-created
+`,
+		},
+		{
+			name: "exited without ever starting, policy never: still redone (it never ran)",
+			want: want(def("job", func(d *desired.Container) { d.Restart = desired.RestartNever })),
+			have: have(running(def("job", func(d *desired.Container) { d.Restart = desired.RestartNever }), exited(137, 0, time.Second), func(c *actual.Container) {
+				c.Started = time.Time{}
+			})),
+			out: `job creating "recreated: left half-created"
+  delete: recreated: left half-created
+  create: recreated: left half-created
+  start: recreated: left half-created
+`,
+		},
+		{
 			name: "created with no live init: clean up and redo",
 			want: want(web),
 			have: have(running(web, func(c *actual.Container) {
