@@ -97,4 +97,50 @@
 // time recorded beside it (field 22 of /proc/PID/stat), so a recycled PID
 // reads as stopped and is never signalled (signals go through pidfds
 // opened and then checked against the start time).
+//
+// # Running a command in a live container (exec.go)
+//
+// Exec cannot simply setns(2) the calling process: a Go process is
+// multi-threaded, setns(CLONE_NEWNS) is refused to a thread that shares
+// its fs_struct, and setns(CLONE_NEWPID) only changes the namespace of
+// later children. So the caller opens the init's /proc/PID/ns/* (those
+// that differ from its own; checked against the init's start time after
+// opening), enters all but the mount namespace on a throw-away locked OS
+// thread (startIn, as the monitor does for joined namespaces) and forks
+// this binary from it with _RECONCILED_STAGE=exec: the child is born in
+// the container's PID, network, IPC, UTS and cgroup namespaces, and its
+// exec of /proc/self/fd/N (the read-only copy) still resolves in the
+// host's mount namespace. The caller, outside the container's cgroup
+// namespace, writes the child into cgroup.procs of every hierarchy of the
+// container before it runs anything. The exec stage (main thread locked in
+// an init func) gets the container's mount namespace as fd 4,
+// unshare(CLONE_FS)s and setns(CLONE_NEWNS)s, then does what the init
+// does: cwd (refusing one outside the root), rlimits, no_new_privs, user
+// and capabilities, and execs the command. Errors come back over the sync
+// socket; EOF (close-on-exec) means the exec happened. The exec'd process
+// is the caller's child: Wait reaps it and returns its exit status.
+//
+// With a terminal the exec stage opens /dev/pts/ptmx in the container's
+// mount namespace (its devpts instance), unlocks it, takes the slave with
+// TIOCGPTPEER (no path lookup in the container) and sends the master to
+// the caller with SCM_RIGHTS; the slave becomes its controlling terminal
+// (setsid, TIOCSCTTY) and fds 0-2. The CLI puts its own terminal in raw
+// mode, copies both ways and copies the window size on SIGWINCH.
+//
+// Each exec'd process is recorded in <root>/<id>/execs/<pid>.json (PID
+// and start time) until it is reaped, so that Ps tells it from the
+// container's own processes. Exec refuses a container that is not running
+// or is paused (its process would be frozen on arrival).
+//
+// # Pause, processes, stats, events
+//
+// Pause and Resume go through the cgroup Manager's Freeze; IsPaused reads
+// the freezer state of the kernel (there is no other record), and
+// ReadState keeps saying running: PausedStatus is the status to show.
+// KillAll freezes, signals every PID of the cgroup and thaws (a paused
+// container stays paused unless the signal is SIGKILL). Ps lists the
+// cgroup's PIDs with /proc/PID/status (NSpid for the PID inside). Events
+// watches the init's pidfd and the cgroup's OOM notifications (v1
+// cgroup.event_control eventfd on memory.oom_control, v2 inotify on
+// memory.events).
 package executor
