@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -102,8 +103,11 @@ const (
 // unit names derive from the container's id. When systemd drops the
 // connection (daemon-reexec, a restart), the next call
 // reconnects, retrying the dial until its context ends (systemd takes a
-// moment to come back), and runs again; a job whose JobRemoved signal was
-// lost with the connection is judged from the unit's ActiveState.
+// moment to come back), and runs again. A job (start, stop) is waited for
+// on the connection it was queued on: when that one dropped, or another
+// call already replaced it, its JobRemoved signal is lost, and the unit's
+// ActiveState, read on the new connection, decides; when the goal is not
+// reached yet, the job is queued once more on the new connection.
 type Systemd struct {
 	log        *slog.Logger
 	layout     Layout
@@ -303,8 +307,34 @@ func (d *Systemd) getConn(ctx context.Context) (*sddbus.Conn, error) {
 	return c, nil
 }
 
+// drop closes c, a connection that failed a write, so that the next
+// getConn dials a new one. After a daemon-reexec a write can fail (EPIPE)
+// before godbus has read the end of the connection and marked it closed:
+// c.Connected() still says yes.
+func (d *Systemd) drop(c *sddbus.Conn) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn == c {
+		d.conn = nil
+	}
+	c.Close()
+}
+
+// connBroken reports whether err says the connection itself failed (the
+// peer went away), not the call.
+func connBroken(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, godbus.ErrClosed)
+}
+
 // errDriverClosed is what a closed driver returns.
 var errDriverClosed = errors.New("systemd driver: closed")
+
+// errJobLost is what waitJob returns when the connection a job was queued
+// on dropped before the job's JobRemoved signal came, and the unit's state
+// does not (yet) show the job's goal: job then queues it once more.
+var errJobLost = errors.New("the connection to systemd dropped before the job's result came")
 
 // withTimeout gives ctx the driver's job timeout when it has no deadline.
 func (d *Systemd) withTimeout(ctx context.Context, what string) (context.Context, context.CancelFunc) {
@@ -324,9 +354,10 @@ func (d *Systemd) call(ctx context.Context, op func(*sddbus.Conn) error) error {
 		c, err := d.getConn(ctx)
 		if err == nil {
 			err = op(c)
-			if err == nil || c.Connected() || isDBusError(err, "") {
+			if err == nil || isDBusError(err, "") || c.Connected() && !connBroken(err) {
 				return err
 			}
+			d.drop(c)
 			d.log.Info("systemd dropped the connection; reconnecting", "error", err)
 		}
 		if errors.Is(err, errDriverClosed) {
@@ -357,25 +388,68 @@ func isDBusError(err error, name string) bool {
 	return false
 }
 
-// waitJob waits for a job's result on ch. When ctx ends first, or the
-// connection dropped (its JobRemoved signal is then lost), check decides
-// from the unit's state whether the job's goal was reached.
-func (d *Systemd) waitJob(ctx context.Context, ch <-chan string, what string, check func(context.Context) (bool, error)) error {
+// job queues a job (queue, on the driver's connection, with ch to receive
+// its result) and waits for it (waitJob). When the connection it was
+// queued on drops first (errJobLost), it queues the job once more, on the
+// new connection: systemd merges it into the same job when that is still
+// running after a re-exec, or finishes it at once when the goal was
+// reached meanwhile. queue's own errors are returned as they are.
+func (d *Systemd) job(ctx context.Context, what string, queue func(c *sddbus.Conn, ch chan<- string) error, check func(context.Context) (bool, error)) error {
+	for attempt := 0; ; attempt++ {
+		ch := make(chan string, 1)
+		var used *sddbus.Conn
+		err := d.call(ctx, func(c *sddbus.Conn) error {
+			used = c
+			return queue(c, ch)
+		})
+		if err != nil {
+			return err
+		}
+		err = d.waitJob(ctx, used, ch, what, check)
+		if !errors.Is(err, errJobLost) || attempt > 0 {
+			return err
+		}
+		d.log.Info("systemd dropped the connection during a job; queueing it again", "job", what)
+	}
+}
+
+// lost reports whether used, the connection a job was queued on, can no
+// longer deliver the job's JobRemoved signal: systemd dropped it, or
+// another call already replaced it (then used is dead too, and checking
+// only the driver's current connection would wait for a signal that never
+// comes).
+func (d *Systemd) lost(used *sddbus.Conn) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return used != d.conn || !used.Connected()
+}
+
+// waitJob waits for the result of a job queued on used, on ch. When used
+// is lost (lost), check decides from the unit's state, read on the current
+// connection, whether the job's goal was reached: yes is success, no is
+// errJobLost. When ctx ends first, check decides too.
+func (d *Systemd) waitJob(ctx context.Context, used *sddbus.Conn, ch <-chan string, what string, check func(context.Context) (bool, error)) error {
+	result := func(res string) error {
+		if res == "done" {
+			return nil
+		}
+		return fmt.Errorf("%s: systemd job %s", what, res)
+	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
 		case res := <-ch:
-			if res == "done" {
-				return nil
-			}
-			return fmt.Errorf("%s: systemd job %s", what, res)
+			return result(res)
 		case <-tick.C:
-			d.mu.Lock()
-			lost := d.conn == nil || !d.conn.Connected()
-			d.mu.Unlock()
-			if !lost {
+			if !d.lost(used) {
 				continue
+			}
+			// The result may have come just before the drop.
+			select {
+			case res := <-ch:
+				return result(res)
+			default:
 			}
 			ok, err := check(ctx)
 			if err != nil {
@@ -384,6 +458,7 @@ func (d *Systemd) waitJob(ctx context.Context, ch <-chan string, what string, ch
 			if ok {
 				return nil
 			}
+			return fmt.Errorf("%s: %w", what, errJobLost)
 		case <-ctx.Done():
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			ok, err := check(cctx)
@@ -547,15 +622,13 @@ func (m *systemdManager) start(ctx context.Context, pid int, props []sddbus.Prop
 }
 
 func (m *systemdManager) startOnce(ctx context.Context, props []sddbus.Property) error {
-	ch := make(chan string, 1)
-	err := m.d.call(ctx, func(c *sddbus.Conn) error {
+	return m.d.job(ctx, "starting unit "+m.unit, func(c *sddbus.Conn, ch chan<- string) error {
 		_, err := c.StartTransientUnitContext(ctx, m.unit, "replace", props, ch)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("starting unit %s: %w", m.unit, err)
-	}
-	return m.d.waitJob(ctx, ch, "starting unit "+m.unit, func(ctx context.Context) (bool, error) {
+		if err != nil {
+			return fmt.Errorf("starting unit %s: %w", m.unit, err)
+		}
+		return nil
+	}, func(ctx context.Context) (bool, error) {
 		st, err := m.activeState(ctx)
 		return st == "active", err
 	})
@@ -685,22 +758,20 @@ func (m *systemdManager) Destroy(ctx context.Context) error {
 	if err := m.thaw(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	ch := make(chan string, 1)
-	err := m.d.call(ctx, func(c *sddbus.Conn) error {
+	// A unit systemd does not know (also when queueing again after a
+	// dropped connection: it stopped and was collected) is stopped.
+	err := m.d.job(ctx, "stopping unit "+m.unit, func(c *sddbus.Conn, ch chan<- string) error {
 		_, err := c.StopUnitContext(ctx, m.unit, "replace", ch)
-		return err
-	})
-	switch {
-	case isDBusError(err, errNoSuchUnit):
-	case err != nil:
-		errs = append(errs, fmt.Errorf("stopping unit %s: %w", m.unit, err))
-	default:
-		if err := m.d.waitJob(ctx, ch, "stopping unit "+m.unit, func(ctx context.Context) (bool, error) {
-			st, err := m.activeState(ctx)
-			return st == "" || st == "inactive" || st == "failed", err
-		}); err != nil {
-			errs = append(errs, err)
+		if err != nil {
+			return fmt.Errorf("stopping unit %s: %w", m.unit, err)
 		}
+		return nil
+	}, func(ctx context.Context) (bool, error) {
+		st, err := m.activeState(ctx)
+		return st == "" || st == "inactive" || st == "failed", err
+	})
+	if err != nil && !isDBusError(err, errNoSuchUnit) {
+		errs = append(errs, err)
 	}
 	if err := m.resetFailed(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("resetting unit %s: %w", m.unit, err))

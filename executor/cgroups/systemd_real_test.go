@@ -47,6 +47,7 @@ func TestSystemdDriver(t *testing.T) {
 	t.Run("Scope", func(t *testing.T) { testSystemdScope(t, sb) })
 	t.Run("LeftoverFailedUnit", func(t *testing.T) { testSystemdLeftover(t, sb) })
 	t.Run("StopFromOutside", func(t *testing.T) { testSystemdStopOutside(t, sb) })
+	t.Run("ReexecDuringStopJob", func(t *testing.T) { testSystemdReexecDuringJob(t, sb) })
 }
 
 // logBuffer collects the driver's log for assertions.
@@ -83,7 +84,14 @@ func newSystemdDriver(t *testing.T, ctx context.Context) (*Systemd, *logBuffer) 
 // its exit status.
 func startSleep(t *testing.T) (pid int, done <-chan error) {
 	t.Helper()
-	cmd := exec.Command("sleep", "300")
+	return startProcess(t, "sleep", "300")
+}
+
+// startProcess starts name with args, killed by PID in t.Cleanup. done
+// receives its exit status.
+func startProcess(t *testing.T, name string, args ...string) (pid int, done <-chan error) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -417,5 +425,86 @@ func testSystemdStopOutside(t *testing.T, sb *systemdtest.Sandbox) {
 	}
 	if err := m.Destroy(ctx); err != nil {
 		t.Errorf("Destroy of a stopped scope: %v", err)
+	}
+}
+
+// testSystemdReexecDuringJob: systemd re-executes while a stop job of one
+// container's scope runs, and another container's call reconnects the
+// shared driver before that job ends. The job's JobRemoved signal went to
+// the dropped connection only; Destroy must still see the job end (from the
+// unit's state, or a job queued again on the new connection) instead of
+// waiting out its whole deadline.
+func testSystemdReexecDuringJob(t *testing.T, sb *systemdtest.Sandbox) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, _ := newSystemdDriver(t, ctx)
+	name := testutil.Name(t, 40)
+	idA, idB := name+"-a", name+"-b"
+	unitA, unitB := "reconciled-"+idA+".scope", "reconciled-"+idB+".scope"
+	mA, err := d.Manager(idA, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mB, err := d.Manager(idB, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A ignores SIGTERM: its stop job runs until the process is killed
+	// (or TimeoutStopSec, 10 s, passes).
+	pidA, doneA := startProcess(t, "sh", "-c", `trap "" TERM; exec sleep 300`)
+	pidB, _ := startSleep(t)
+	for _, m := range []Manager{mA, mB} {
+		t.Cleanup(func() {
+			if err := m.Destroy(context.Background()); err != nil {
+				t.Errorf("Destroy in cleanup: %v", err)
+			}
+		})
+	}
+	if err := mA.Apply(ctx, pidA, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := mB.Apply(ctx, pidB, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	dctx, dcancel := context.WithTimeout(ctx, 45*time.Second)
+	defer dcancel()
+	destroyed := make(chan error, 1)
+	go func() { destroyed <- mA.Destroy(dctx) }()
+	for st := ""; st != "deactivating"; {
+		st = show(t, sb, unitA, "ActiveState")["ActiveState"]
+		if ctx.Err() != nil {
+			t.Fatalf("the stop job of %s never ran: ActiveState=%s", unitA, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if out, err := sb.Exec(ctx, "systemctl", "daemon-reexec"); err != nil {
+		t.Fatalf("systemctl daemon-reexec: %v\n%s", err, out)
+	}
+	// B's call reconnects the shared driver (unless A's wait did already).
+	if err := mB.Set(ctx, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: i64(50)}}); err != nil {
+		t.Fatalf("Set of %s after daemon-reexec: %v", unitB, err)
+	}
+	// The stop job ends on the re-executed systemd, which sends its
+	// JobRemoved to the new connection only.
+	if err := syscall.Kill(pidA, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, doneA, "SIGKILL of "+unitA+"'s process")
+	select {
+	case err := <-destroyed:
+		if err != nil {
+			t.Errorf("Destroy of %s across daemon-reexec: %v", unitA, err)
+		}
+		if dctx.Err() != nil {
+			t.Errorf("Destroy of %s returned only when its context ended: it did not see its stop job end after the connection it was queued on was replaced", unitA)
+		}
+	case <-ctx.Done():
+		t.Fatalf("Destroy of %s did not return", unitA)
+	}
+	wantShow(t, sb, unitA, map[string]string{"ActiveState": "inactive"})
+	wantShow(t, sb, unitB, map[string]string{"ActiveState": "active", "TasksMax": "50", "Slice": "reconciled.slice"})
+	if got := readBack(t, mB, "pids", "pids.max"); got != "50" {
+		t.Errorf("pids.max of %s = %q, want 50", unitB, got)
 	}
 }

@@ -39,7 +39,13 @@
 //     /sys/fs/cgroup read-only: on the host's tmpfs that remount would make
 //     the host's /sys/fs/cgroup read-only);
 //   - points SYSTEMD_UNIT_PATH at a directory holding one empty target,
-//     sandbox.target, so that no other unit exists.
+//     sandbox.target (the first entry, where a test installs its own
+//     units), so that no other unit exists, and at the two directories
+//     systemd writes itself, /run/systemd/system.control (drop-ins of
+//     runtime SetUnitProperties) and /run/systemd/transient (transient
+//     units): without them a re-executed or reloaded systemd no longer
+//     reads a scope's transient file and reports Slice=system.slice for
+//     it, although its cgroup stays under its real slice.
 //
 // Cleanup (t.Cleanup) thaws any frozen v1 cgroup in the sandbox, SIGKILLs
 // systemd (as PID 1 it ignores SIGTERM; its death kills its namespace) and

@@ -38,8 +38,13 @@ boot)
 	mkdir -p /run/systemd /run/systemdtest/units
 	printf '%s' "$SYSTEMDTEST_TARGET" >/run/systemdtest/units/sandbox.target
 	unset SYSTEMDTEST_SCRIPT SYSTEMDTEST_V1 SYSTEMDTEST_LINKS SYSTEMDTEST_V2 SYSTEMDTEST_TARGET
-	# Only the units directory above: no systemd-tmpfiles, no other unit.
-	export container=other SYSTEMD_UNIT_PATH=/run/systemdtest/units
+	# Only the units directory above (first: tests install their units in
+	# the first UnitPath entry), no systemd-tmpfiles, no other unit; and
+	# the directories systemd itself writes to at runtime, so that a
+	# re-executed (or reloaded) systemd reads them again: the transient
+	# units' files (a scope's Slice=, Delegate= ...) and the drop-ins of
+	# runtime SetUnitProperties.
+	export container=other SYSTEMD_UNIT_PATH=/run/systemdtest/units:/run/systemd/system.control:/run/systemd/transient
 	exec "$SYSTEMDTEST_SYSTEMD" --system --unit=sandbox.target --log-target=kmsg --log-level=notice
 	;;
 esac

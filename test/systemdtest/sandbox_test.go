@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,6 +32,13 @@ func TestSandbox(t *testing.T) {
 	out, err = sb.Exec(ctx, "systemctl", "list-units", "--all", "--no-legend", "--plain", "--type=service")
 	if err != nil || strings.TrimSpace(string(out)) != "" {
 		t.Errorf("services in the sandbox (want none: no unit but sandbox.target may exist): %q, %v", out, err)
+	}
+	// Units: the sandbox's directory first (tests install units there),
+	// then where systemd keeps runtime drop-ins and transient units, so
+	// that a re-exec reads them back.
+	out, err = sb.Exec(ctx, "systemctl", "show", "-p", "UnitPath", "--value")
+	if got := strings.Fields(string(out)); err != nil || !slices.Equal(got, []string{"/run/systemdtest/units", "/run/systemd/system.control", "/run/systemd/transient"}) {
+		t.Errorf("systemctl show -p UnitPath inside = %q, %v; want the sandbox's units, then system.control and transient", out, err)
 	}
 	// systemd's own cgroups are inside the sandbox's, on the host.
 	found := false
