@@ -11,11 +11,13 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor/internal/rootfs"
+	"reconciled.dev/reconciled/executor/waiter"
 )
 
 // runInit is the init stage, running as the container's first process in
@@ -47,6 +49,13 @@ func runInit() {
 		os.Exit(1)
 	}
 	sock.Close()
+	// Wait as the waiter (executor/waiter): a few KiB of machine code
+	// instead of a Go runtime holding about 1.5 MiB. startContainer hooks
+	// need Go, so with them the init waits itself, as it does when the
+	// waiter cannot be started.
+	if len(startHooks) == 0 && waiter.Available() {
+		_ = execWaiter(stateDirFd, path, argv, env) // returns only on failure
+	}
 	debug.SetGCPercent(20)
 	debug.FreeOSMemory()
 
@@ -77,6 +86,42 @@ func runInit() {
 	// Success closes w (close-on-exec): start reads EOF with no message.
 	err = unix.Exec(path, argv, env)
 	fail(fmt.Errorf("exec %s: %w", argv[0], err))
+}
+
+// execWaiter replaces the init with the waiter, which opens the exec fifo
+// under fd 3 (the state directory) and then execs path. Everything the init
+// set up (namespaces, root, credentials, capabilities, rlimits,
+// no_new_privs, umask) carries over. It returns only when that could not be
+// done, having undone what it changed, so the Go init can wait instead.
+func execWaiter(stateDirFd int, path string, argv, env []string) error {
+	if _, err := unix.FcntlInt(3, unix.F_GETFD, 0); err == nil {
+		return errors.New("waiter: fd 3 is in use")
+	}
+	if err := unix.Dup3(stateDirFd, 3, 0); err != nil {
+		return os.NewSyscallError("dup3", err)
+	}
+	mfd, err := waiter.Memfd()
+	if err != nil {
+		unix.Close(3)
+		return err
+	}
+	undo := func(err error) error {
+		unix.Close(mfd)
+		unix.Close(3)
+		return err
+	}
+	if err := closeExtraFds(); err != nil {
+		return undo(err)
+	}
+	if _, err := unix.FcntlInt(3, unix.F_SETFD, 0); err != nil {
+		return undo(os.NewSyscallError("fcntl", err))
+	}
+	// Through /proc when the container has one, so that syscall.Exec gives
+	// back the RLIMIT_NOFILE the Go runtime raised at start (as the Go
+	// init's own exec would); by the fd otherwise.
+	err = syscall.Exec("/proc/self/fd/"+strconv.Itoa(mfd), append([]string{path}, argv...), env)
+	err = errors.Join(err, waiter.Exec(mfd, path, argv, env))
+	return undo(err)
 }
 
 type initState struct {

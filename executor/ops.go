@@ -8,11 +8,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor/cgroups"
+	"reconciled.dev/reconciled/executor/waiter"
 )
 
 // State returns container id's current state.
@@ -70,6 +73,11 @@ func (r *Runtime) start(ctx context.Context, id string) (recovered bool, err err
 		return false, fmt.Errorf("start container %s: %w", id, err)
 	}
 	if msg != "" {
+		if n, ok := strings.CutPrefix(msg, waiter.ExecFailedPrefix); ok {
+			if errno, err := strconv.Atoi(n); err == nil {
+				msg = "exec of the container's process: " + unix.Errno(errno).Error()
+			}
+		}
 		err := fmt.Errorf("start container %s: %s", id, msg)
 		if derr := r.Delete(context.WithoutCancel(ctx), id, true); derr != nil {
 			err = errors.Join(err, derr)

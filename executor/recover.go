@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -39,6 +40,10 @@ func (r *Runtime) RecoverStart(ctx context.Context, id string) (bool, error) {
 // another executable than its monitor, that is, exec'd the user's process.
 func initExecd(st *State) bool {
 	if st.MonitorPid <= 0 || !processAlive(st.Pid, st.PidStartTime) || !processAlive(st.MonitorPid, st.MonitorStartTime) {
+		return false
+	}
+	// The waiter (executor/waiter) is still waiting for the fifo.
+	if link, err := os.Readlink("/proc/" + strconv.Itoa(st.Pid) + "/exe"); err == nil && strings.Contains(link, "memfd:reconciled-waiter") {
 		return false
 	}
 	initExe, err1 := os.Stat("/proc/" + strconv.Itoa(st.Pid) + "/exe")

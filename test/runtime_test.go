@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/executor/waiter"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -536,15 +537,27 @@ func TestSelfExeProtection(t *testing.T) {
 		t.Errorf("create: %s", res.stderr)
 	}
 
-	// A created container: its init (and the monitor) run our binary.
-	// Their /proc/PID/exe must be on a read-only mount.
+	// A created container: the monitor runs our binary, the waiting init
+	// either our binary too or the waiter (executor/waiter, a sealed
+	// memfd). Our binary must be on a read-only mount; the waiter must
+	// refuse writes.
 	b = bundle(t, nil, "sh", "-c", "for f in /proc/*/exe; do echo x > $f; done; true")
 	r.cleanup("exewrite")
 	r.ok("create", "--bundle", b, "exewrite")
 	st := r.state("exewrite")
 	var held []int
+	waiterFd := -1
 	for _, pid := range []int{st.Pid, st.MonitorPid} {
 		exe := fmt.Sprintf("/proc/%d/exe", pid)
+		if link, _ := os.Readlink(exe); strings.Contains(link, "memfd:reconciled-waiter") {
+			fd, err := unix.Open(exe, unix.O_PATH|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			waiterFd = fd
+			continue
+		}
 		var sfs unix.Statfs_t
 		if err := unix.Statfs(exe, &sfs); err != nil {
 			t.Fatal(err)
@@ -561,6 +574,9 @@ func TestSelfExeProtection(t *testing.T) {
 		defer unix.Close(fd)
 		held = append(held, fd)
 	}
+	if waiter.Available() && waiterFd < 0 {
+		t.Errorf("the created container's init is not the waiter")
+	}
 	r.ok("start", "exewrite")
 	waitState(t, r, "exewrite", executor.StatusStopped)
 	r.ok("delete", "exewrite")
@@ -572,6 +588,17 @@ func TestSelfExeProtection(t *testing.T) {
 			t.Errorf("the runtime binary was reopened for writing")
 		} else if !errors.Is(err, unix.EROFS) {
 			t.Errorf("reopen for writing: %v, want EROFS", err)
+		}
+	}
+	if waiterFd >= 0 {
+		// Nothing executes the waiter any more: only its seals stand.
+		w, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", waiterFd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			_, err = unix.Write(w, []byte("x"))
+			unix.Close(w)
+		}
+		if !errors.Is(err, unix.EPERM) {
+			t.Errorf("writing the waiter's executable: %v, want EPERM (sealed)", err)
 		}
 	}
 	if fileHash(t, r.bin) != before {

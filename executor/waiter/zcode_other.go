@@ -1,0 +1,7 @@
+//go:build !amd64
+
+package waiter
+
+const machine = 0
+
+var code []byte
