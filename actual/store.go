@@ -34,9 +34,10 @@ import (
 // executor state is then read again only after Invalidate(name), or once
 // the entry is older than the TTL. The daemon invalidates a container after
 // every operation on it and when its init exits (it holds a pidfd on it),
-// so the cache never hides a change it made or an exit; the TTL bounds how
-// long a change made behind its back (someone running `reconciled runtime`
-// on the same root) stays unseen.
+// so the cache never hides a change it made or an exit; whether it is
+// paused is read every time; the TTL bounds how long another change made
+// behind its back (someone running `reconciled runtime` on the same root)
+// stays unseen.
 type Store struct {
 	root string // executor state root
 	dir  string // records
@@ -51,8 +52,9 @@ type Store struct {
 }
 
 type cached struct {
-	c  Container // without Record
-	at time.Time
+	c     Container // without Record
+	paths map[string]string
+	at    time.Time
 }
 
 // StoreOptions configure a Store. Zero values take the defaults.
@@ -203,7 +205,7 @@ func (s *Store) Observe(ctx context.Context) (Set, error) {
 		gen := s.gen[name]
 		s.mu.Unlock()
 		if !hit || s.ttl <= 0 || now.Sub(ent.at) >= s.ttl {
-			c, err := s.read(name)
+			c, paths, err := s.read(name)
 			if err != nil {
 				if errors.Is(err, executor.ErrNotExist) {
 					continue // deleted meanwhile
@@ -211,7 +213,8 @@ func (s *Store) Observe(ctx context.Context) (Set, error) {
 				errs = append(errs, err)
 				continue
 			}
-			ent = cached{c: *c, at: now}
+			hit = false
+			ent = cached{c: *c, paths: paths, at: now}
 			if s.ttl > 0 {
 				s.mu.Lock()
 				if s.gen[name] == gen {
@@ -221,6 +224,12 @@ func (s *Store) Observe(ctx context.Context) (Set, error) {
 			}
 		}
 		c := ent.c
+		if hit && c.InitAlive {
+			// Pause and resume are done by operators behind the daemon's
+			// back (reconciled pause): the freezer state is read every
+			// time, so a cached entry never hides it (one small file).
+			c.Paused = frozen(ent.paths)
+		}
 		s.mu.Lock()
 		c.Record = s.records[name]
 		s.mu.Unlock()
@@ -247,18 +256,19 @@ func (s *Store) Observe(ctx context.Context) (Set, error) {
 
 // read observes one container: the executor's state checked against the
 // kernel.
-func (s *Store) read(name string) (*Container, error) {
+// read observes one container; it also returns its cgroup paths.
+func (s *Store) read(name string) (*Container, map[string]string, error) {
 	st, err := executor.ReadState(s.root, name)
 	if err != nil {
 		if errors.Is(err, executor.ErrNotExist) {
-			return nil, err
+			return nil, nil, err
 		}
 		// A state file that cannot be parsed was left half-written (the
 		// executor writes it atomically, so this is a crash or a full
 		// disk): it is a container being created, which the planner
 		// deletes and redoes.
 		s.log.Warn("unreadable container state; treating it as half-created", "container", name, "err", err)
-		return &Container{Name: name, Status: StatusCreating}, nil
+		return &Container{Name: name, Status: StatusCreating}, nil, nil
 	}
 	if st.Status == executor.StatusStopped && !st.Exited && processAlive(st.MonitorPid, st.MonitorStartTime) {
 		// The init is gone and its monitor is about to record how it
@@ -289,7 +299,7 @@ func (s *Store) read(name string) (*Container, error) {
 	} else {
 		c.CgroupHasProcs = cgroupHasProcs(st.CgroupPaths)
 	}
-	return c, nil
+	return c, st.CgroupPaths, nil
 }
 
 // monitorGrace bounds how long read waits for a monitor to record an exit.

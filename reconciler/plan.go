@@ -342,6 +342,10 @@ func (p Planner) planOne(name string, want *desired.Container, have *actual.Cont
 	return cp
 }
 
+// PausedRecheck is how often a paused container with a pending change is
+// looked at again, to apply the change soon after it is resumed.
+const PausedRecheck = time.Second
+
 // planExisting plans a container that is both wanted and present.
 func (p Planner) planExisting(s *seq, st *Status, want *desired.Container, have *actual.Container, now time.Time) {
 	live := have.Live()
@@ -383,6 +387,15 @@ func (p Planner) planExisting(s *seq, st *Status, want *desired.Container, have 
 			s.create(want, have.Restarts, have.Failures)
 		}
 		s.add(Action{Kind: Start})
+
+	case changed && live && have.Paused:
+		// Paused is the operator's decision: a change waits until the
+		// container is resumed, then applies as usual. Resuming is done
+		// behind the daemon's back (reconciled resume), so the container
+		// is looked at again every PausedRecheck meanwhile. (Removing its
+		// manifest still stops it: the daemon thaws it first.)
+		s.reason = "paused: change pending"
+		s.add(Action{Kind: Wait, Until: now.Add(PausedRecheck)})
 
 	case changed && live && inPlace:
 		s.reason = "updated in place: " + p.changes(have.Applied, want) + " changed"

@@ -436,6 +436,24 @@ func TestPlan(t *testing.T) {
 `,
 		},
 		{
+			name: "paused container whose manifest changed: the change waits for resume",
+			want: want(def("web", hash("h2", "b2"))),
+			have: have(running(web, func(c *actual.Container) { c.Paused = true })),
+			out: `web running "paused: change pending"
+  wait +1s: paused: change pending
+wake +1s
+`,
+		},
+		{
+			name: "paused container whose resources changed: the change waits too",
+			want: want(def("web", hash("h2", "b1"))),
+			have: have(running(web, func(c *actual.Container) { c.Paused = true })),
+			out: `web running "paused: change pending"
+  wait +1s: paused: change pending
+wake +1s
+`,
+		},
+		{
 			name: "created with no live init: clean up and redo",
 			want: want(web),
 			have: have(running(web, func(c *actual.Container) {

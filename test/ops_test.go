@@ -360,6 +360,9 @@ func TestPauseResume(t *testing.T) {
 	if !executor.IsPaused(&st) {
 		t.Errorf("IsPaused is false after pause")
 	}
+	if got := r.rt.state(id).Status; got != executor.StatusPaused {
+		t.Errorf("runtime state says %q after pause, want paused", got)
+	}
 	if dir, ok := st.CgroupPaths["freezer"]; ok {
 		if s, _ := os.ReadFile(filepath.Join(dir, "freezer.state")); strings.TrimSpace(string(s)) != "FROZEN" {
 			t.Errorf("freezer.state %q", s)
@@ -376,6 +379,9 @@ func TestPauseResume(t *testing.T) {
 	r.cmdOK("resume", id)
 	if executor.IsPaused(&st) {
 		t.Errorf("IsPaused is true after resume")
+	}
+	if got := r.rt.state(id).Status; got != executor.StatusRunning {
+		t.Errorf("runtime state says %q after resume, want running", got)
 	}
 	waitFor(t, "the counter to go on after resume", func() bool { return count() > before })
 }

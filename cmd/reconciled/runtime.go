@@ -120,6 +120,7 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if err != nil {
 			return fail(err)
 		}
+		st.Status = executor.PausedStatus(st) // "paused" for a frozen one, as runc says
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(st); err != nil {
@@ -199,7 +200,7 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tPID\tSTATUS\tBUNDLE\tCREATED")
 			for _, s := range sts {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", s.ID, s.Pid, s.Status, s.Bundle, s.Created.Local().Format(time.RFC3339))
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", s.ID, s.Pid, executor.PausedStatus(s), s.Bundle, s.Created.Local().Format(time.RFC3339))
 			}
 			tw.Flush()
 		}

@@ -127,12 +127,20 @@ func (a *runtimeAdapter) Start(ctx context.Context, id string) error {
 // processes are thawed so that they receive it.
 func (a *runtimeAdapter) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
 	defer a.store.Invalidate(id)
-	if !all {
-		return a.rt.Kill(ctx, id, sig)
-	}
 	st, err := a.rt.State(ctx, id)
 	if err != nil {
 		return err
+	}
+	// The daemon only signals to stop a container (removed, recreated). A
+	// paused one is thawed first: a frozen process acts on no signal, not
+	// even SIGKILL, so the stop would only run out its timeout.
+	if executor.IsPaused(st) {
+		if err := a.rt.Resume(ctx, id); err != nil {
+			return fmt.Errorf("unable to resume paused container %s to stop it: %w", id, err)
+		}
+	}
+	if !all {
+		return a.rt.Kill(ctx, id, sig)
 	}
 	var errs []error
 	if st.Status == executor.StatusCreated || st.Status == executor.StatusRunning {
