@@ -92,7 +92,20 @@ func (r *report) get(name string) *container {
 // reconciled.service; the subtests share that one service and sandbox, in
 // order.
 func TestService(t *testing.T) {
-	if systemdtest.Reexec(t) {
+	if !systemdtest.Inside() {
+		// Built out here: inside, the host's /tmp (where a checkout may
+		// be) is hidden.
+		built := filepath.Join(t.TempDir(), "reconciled")
+		build := exec.CommandContext(t.Context(), "go", "build", "-o", built, "reconciled.dev/reconciled/cmd/reconciled")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as shipped
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
+		sb := systemdtest.Start(t)
+		if err := sb.CopyIn(built, builtInSandbox); err != nil {
+			t.Fatal(err)
+		}
+		sb.Run(t)
 		return
 	}
 	e := setup(t)
@@ -107,7 +120,10 @@ func TestService(t *testing.T) {
 	t.Run("WatchdogKillsWedgedLoop", e.testWatchdog)
 }
 
-// setup builds the binary, installs it with `reconciled install` (binary
+// builtInSandbox is where TestService copies the binary it built outside.
+const builtInSandbox = "/run/reconciled-e2e/built/reconciled"
+
+// setup installs the binary with `reconciled install` (binary
 // in the sandbox's /run, unit in systemd's unit directory, manifests under
 // /tmp, the sandbox's own), starts a journald and the service.
 func setup(t *testing.T) *env {
@@ -122,11 +138,7 @@ func setup(t *testing.T) *env {
 		manifests: filepath.Join(dir, "reconciled.d"),
 		state:     "/run/reconciled-e2e/state",
 	}
-	built := filepath.Join(dir, "reconciled")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", built, "reconciled.dev/reconciled/cmd/reconciled").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	out := mustRun(t, built, "install", "--prefix", "/run/reconciled-e2e", "--unit-dir", e.unitDir, "--manifests", e.manifests)
+	out := mustRun(t, builtInSandbox, "install", "--prefix", "/run/reconciled-e2e", "--unit-dir", e.unitDir, "--manifests", e.manifests)
 	t.Logf("reconciled install:\n%s", out)
 	if fi, err := os.Stat(e.manifests); err != nil || fi.Mode().Perm() != 0o755 || fi.Sys().(*syscall.Stat_t).Uid != 0 {
 		t.Fatalf("install made %s: %v, %v; want an empty directory, mode 0755, owned by root", e.manifests, fi, err)

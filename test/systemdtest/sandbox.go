@@ -295,6 +295,17 @@ func (s *Sandbox) Run(t *testing.T) {
 	}
 }
 
+// CopyIn copies the host file src to dst inside the sandbox (made with its
+// directory, mode 0755). Inside the sandbox the host's /tmp is hidden, and
+// so is a source tree checked out under it: build what the inner test
+// needs outside and copy it in.
+func (s *Sandbox) CopyIn(src, dst string) error {
+	if s.inside {
+		return errors.New("systemdtest: CopyIn inside the sandbox")
+	}
+	return copyFile(src, filepath.Join("/proc", strconv.Itoa(s.pid), "root", dst))
+}
+
 // copyFile copies src to dst (made with its directory, mode 0755).
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
