@@ -51,6 +51,7 @@ func ChangedFields(old, new *Container) []string {
 	check("spec.restart", s.Restart, t.Restart)
 	check("spec.stop.signal", s.Stop.Signal, t.Stop.Signal)
 	check("spec.stop.timeout", s.Stop.Timeout, t.Stop.Timeout)
+	check("spec.runtime", runtimeOrNative(s.Runtime), runtimeOrNative(t.Runtime))
 	if !jsonEqual(s.OCI, t.OCI) {
 		out = append(out, "spec.oci")
 	}
@@ -66,4 +67,11 @@ func jsonEqual(a, b json.RawMessage) bool {
 		return false
 	}
 	return reflect.DeepEqual(x, y)
+}
+
+func runtimeOrNative(r string) string {
+	if r == "" {
+		return RuntimeNative
+	}
+	return r
 }

@@ -178,6 +178,11 @@ func hashes(s *specs.Spec, m *Manifest) (hash, base string) {
 		}
 	}
 	extra := fmt.Sprintf("\x00restart=%s\x00stop=%s/%d", m.Spec.Restart, m.Spec.Stop.Signal, m.Spec.Stop.Timeout)
+	// The default runtime adds nothing, so that the hashes of containers
+	// created before spec.runtime existed stay what they were.
+	if m.Spec.Runtime != "" && m.Spec.Runtime != RuntimeNative {
+		extra += "\x00runtime=" + m.Spec.Runtime
+	}
 	sum := func(v *specs.Spec) string {
 		b, err := json.Marshal(v)
 		if err != nil {

@@ -309,6 +309,8 @@ func TestHashNormalized(t *testing.T) {
 		{"  env: {A: x, B: y}\n  resources: {memory: 256Mi, cpu: 500m}\n  capabilities: {add: [NET_ADMIN, SYS_TIME]}\n  stop: {signal: TERM}\n  restart: never\n", "spec.restart", false},
 		{"  env: {A: x, B: y}\n  resources: {memory: 256Mi, cpu: 500m}\n  capabilities: {add: [NET_ADMIN, SYS_TIME]}\n  stop: {signal: TERM}\n  oci: {process: {oomScoreAdj: 5}}\n", "spec.oci", false},
 		{"  env: {A: x, B: y}\n  resources: {memory: 256Mi, cpu: 500m}\n  capabilities: {add: [NET_ADMIN, SYS_TIME]}\n  stop: {signal: TERM}\n  mounts: [{type: tmpfs, target: /tmp}]\n", "spec.mounts", false},
+		{"  env: {A: x, B: y}\n  resources: {memory: 256Mi, cpu: 500m}\n  capabilities: {add: [NET_ADMIN, SYS_TIME]}\n  stop: {signal: TERM}\n  runtime: runc\n", "spec.runtime", false},
+		{"  env: {A: x, B: y}\n  resources: {memory: 256Mi, cpu: 500m}\n  capabilities: {add: [NET_ADMIN, SYS_TIME]}\n  stop: {signal: TERM}\n  runtime: my-runtime\n", "spec.runtime", false},
 	}
 	for _, ch := range changes {
 		c := parseOne(t, base+ch.extra)
@@ -326,6 +328,14 @@ func TestHashNormalized(t *testing.T) {
 	c := parseOne(t, strings.Replace(base, "/bin/true", "/bin/false", 1))
 	if f := ChangedFields(parseOne(t, base), c); !slices.Equal(f, []string{"spec.command"}) {
 		t.Errorf("ChangedFields %v", f)
+	}
+	// runtime: native is the default: same hash, no change.
+	if n := parseOne(t, base+"  runtime: native\n"); n.Hash != parseOne(t, base).Hash || ChangedFields(parseOne(t, base), n) != nil {
+		t.Errorf("runtime: native differs from the default")
+	}
+	// runc and crun are different runtimes.
+	if a, b := parseOne(t, base+"  runtime: runc\n"), parseOne(t, base+"  runtime: crun\n"); a.Hash == b.Hash || !slices.Equal(ChangedFields(a, b), []string{"spec.runtime"}) {
+		t.Errorf("runc and crun: same hash or ChangedFields %v", ChangedFields(a, b))
 	}
 	// Labels are not part of the spec: no new hash.
 	l := parseOne(t, strings.Replace(base, "name: web", "name: web\n  labels: {a: b}", 1))

@@ -55,6 +55,9 @@ type ManifestSpec struct {
 	Capabilities Capabilities      `json:"capabilities"`
 	Restart      RestartPolicy     `json:"restart"`
 	Stop         Stop              `json:"stop"`
+	// Runtime is spec.runtime: RuntimeNative (default), RuntimeRunc,
+	// RuntimeCrun, or the name of a runtime the daemon is configured with.
+	Runtime string `json:"runtime"`
 	// OCI is the runtime-spec fragment as JSON (nil when absent); it is
 	// merged over the generated spec as an RFC 7396 merge patch.
 	OCI json.RawMessage `json:"oci,omitempty"`
@@ -109,6 +112,14 @@ type Stop struct {
 	Signal  string        `json:"signal"`  // SIG name, e.g. SIGTERM
 	Timeout time.Duration `json:"timeout"` // then SIGKILL
 }
+
+// Runtimes every daemon knows; any other valid name must be configured
+// on the daemon (reconciled run --runtime NAME=PATH).
+const (
+	RuntimeNative = "native" // default: reconciled's own executor
+	RuntimeRunc   = "runc"
+	RuntimeCrun   = "crun"
+)
 
 // Defaults.
 const (

@@ -125,6 +125,7 @@ func convert(m *Manifest) (*Container, *ociError) {
 		Restart:     m.Spec.Restart,
 		StopSignal:  m.Spec.Stop.Signal,
 		StopTimeout: m.Spec.Stop.Timeout,
+		Runtime:     m.Spec.Runtime,
 		Manifest:    m,
 	}, nil
 }
@@ -347,7 +348,7 @@ var (
 var (
 	topFields       = []string{"apiVersion", "kind", "metadata", "spec"}
 	metadataFields  = []string{"name", "labels"}
-	specFields      = []string{"root", "command", "env", "workingDir", "user", "hostname", "network", "mounts", "resources", "capabilities", "restart", "stop", "oci"}
+	specFields      = []string{"root", "command", "env", "workingDir", "user", "hostname", "network", "mounts", "resources", "capabilities", "restart", "stop", "runtime", "oci"}
 	rootFields      = []string{"path", "readonly"}
 	mountFields     = []string{"type", "source", "target", "readonly", "size", "options"}
 	resourcesFields = []string{"memory", "cpu", "pids"}
@@ -597,6 +598,17 @@ func (p *parser) spec(n *yaml.Node, m *Manifest) {
 		p.stop(f.val, s)
 	}
 
+	s.Runtime = RuntimeNative
+	if f, ok := sp["runtime"]; ok {
+		if v, ok := p.str(f.val, "spec.runtime"); ok {
+			if validRuntimeName(v) {
+				s.Runtime = v
+			} else {
+				p.errorf(p.deref(f.val), "spec.runtime", "%q is not a runtime name (use native, runc, crun or a name given to the daemon with --runtime NAME=PATH: lower-case letters, digits, '-' and '_', at most 63)", v)
+			}
+		}
+	}
+
 	if f, ok := sp["oci"]; ok {
 		p.ociLine = f.key.Line
 		p.ociNode = p.deref(f.val)
@@ -644,6 +656,14 @@ func parseUser(v string) (User, error) {
 	}
 	return User{UID: uint32(uid), GID: uint32(gid)}, nil
 }
+
+var runtimeNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// validRuntimeName reports whether v can name a runtime: native, runc,
+// crun, or a name the daemon may be configured with. Whether a configured
+// runtime of that name exists is the daemon's to say (a per-container
+// error), not the manifest's.
+func validRuntimeName(v string) bool { return runtimeNameRE.MatchString(v) }
 
 func validHostname(h string) bool {
 	if h == "" || len(h) > 64 {

@@ -110,6 +110,9 @@ spec:
 	if s.Annotations[AnnotationName] != "web" || s.Annotations[AnnotationSpecHash] != c.Hash || c.Hash == "" || c.BaseHash == "" || c.BaseHash == c.Hash {
 		t.Errorf("annotations %v hash %q base %q", s.Annotations, c.Hash, c.BaseHash)
 	}
+	if c.Runtime != RuntimeNative || c.Manifest.Spec.Runtime != RuntimeNative {
+		t.Errorf("runtime %q, manifest %q, want native", c.Runtime, c.Manifest.Spec.Runtime)
+	}
 	if c.Restart != RestartAlways || c.StopSignal != "SIGTERM" || c.StopTimeout != 10*time.Second {
 		t.Errorf("restart/stop %v %v %v", c.Restart, c.StopSignal, c.StopTimeout)
 	}
@@ -128,6 +131,9 @@ func TestParseDefaults(t *testing.T) {
 	}
 	if r := s.Linux.Resources; r.Memory != nil || r.CPU != nil || r.Pids != nil {
 		t.Errorf("resources without limits: %+v", r)
+	}
+	if c.Runtime != RuntimeNative || c.Manifest.Spec.Runtime != RuntimeNative {
+		t.Errorf("runtime %q, manifest %q, want native", c.Runtime, c.Manifest.Spec.Runtime)
 	}
 	if c.Restart != RestartAlways || c.StopSignal != "SIGTERM" || c.StopTimeout != 10*time.Second {
 		t.Errorf("restart/stop %v %v %v", c.Restart, c.StopSignal, c.StopTimeout)
@@ -195,6 +201,10 @@ func TestParseValidVariants(t *testing.T) {
 			p := c.Spec.Process
 			return p.Rlimits[0].Soft == 64 && *p.OOMScoreAdj == 100 && c.Spec.Annotations["x"] == "y" && c.Spec.Annotations[AnnotationName] == "web"
 		}},
+		{"runtime runc", "  runtime: runc", func(c *Container) bool { return c.Runtime == RuntimeRunc }},
+		{"runtime crun", "  runtime: crun", func(c *Container) bool { return c.Runtime == RuntimeCrun }},
+		{"runtime native", "  runtime: native", func(c *Container) bool { return c.Runtime == RuntimeNative }},
+		{"runtime configured name", "  runtime: youki_2", func(c *Container) bool { return c.Runtime == "youki_2" }},
 		{"oci null removes", "  oci: {linux: {maskedPaths: null}}", func(c *Container) bool { return c.Spec.Linux.MaskedPaths == nil }},
 		{"aliases", "  env: &e {A: b}\n  labels: null\n"[:len("  env: &e {A: b}\n")], func(c *Container) bool { return slices.Contains(c.Spec.Process.Env, "A=b") }},
 	}
@@ -214,7 +224,7 @@ func TestParseErrors(t *testing.T) {
 		src  string // full document, or extra lines for base (from line 8)
 		want string // an exact error line
 	}{
-		{"typo", "  comand: [x]", `web.yaml:8: spec.comand: unknown field "comand"; did you mean "command"? (valid: root, command, env, workingDir, user, hostname, network, mounts, resources, capabilities, restart, stop, oci)`},
+		{"typo", "  comand: [x]", `web.yaml:8: spec.comand: unknown field "comand"; did you mean "command"? (valid: root, command, env, workingDir, user, hostname, network, mounts, resources, capabilities, restart, stop, runtime, oci)`},
 		{"duplicate key", "  command: [y]", `web.yaml:8: spec.command: given twice (first on line 7)`},
 		{"memory", "  resources: {memory: 12XB}", `web.yaml:8: spec.resources.memory: "12XB" is not a quantity (use e.g. 256Mi)`},
 		{"memory too small", "  resources: {memory: 1Mi}", `web.yaml:8: spec.resources.memory: "1Mi" is below the minimum of 6Mi`},
@@ -228,6 +238,10 @@ func TestParseErrors(t *testing.T) {
 		{"duration", "  stop: {timeout: 10x}", `web.yaml:8: spec.stop.timeout: "10x" is not a duration (use e.g. 10s or 1m30s)`},
 		{"duration range", "  stop: {timeout: 2h}", `web.yaml:8: spec.stop.timeout: "2h" is out of range (0s to 1h)`},
 		{"restart", "  restart: sometimes", `web.yaml:8: spec.restart: "sometimes" is not a restart policy (use always, on-failure or never)`},
+		{"runtime path", "  runtime: /usr/bin/runc", `web.yaml:8: spec.runtime: "/usr/bin/runc" is not a runtime name (use native, runc, crun or a name given to the daemon with --runtime NAME=PATH: lower-case letters, digits, '-' and '_', at most 63)`},
+		{"runtime upper case", "  runtime: RunC", `web.yaml:8: spec.runtime: "RunC" is not a runtime name (use native, runc, crun or a name given to the daemon with --runtime NAME=PATH: lower-case letters, digits, '-' and '_', at most 63)`},
+		{"runtime empty", `  runtime: ""`, `web.yaml:8: spec.runtime: "" is not a runtime name (use native, runc, crun or a name given to the daemon with --runtime NAME=PATH: lower-case letters, digits, '-' and '_', at most 63)`},
+		{"runtime mapping", "  runtime: {name: runc}", `web.yaml:8: spec.runtime: must be a string, not a mapping`},
 		{"network", "  network: bridge", `web.yaml:8: spec.network: "bridge" is not a network mode (use host or private)`},
 		{"user", `  user: "root"`, `web.yaml:8: spec.user: "root" has no numeric uid (use uid or uid:gid, numeric, e.g. "65534:65534")`},
 		{"gid", `  user: "1:x"`, `web.yaml:8: spec.user: "1:x" has no numeric gid (use uid or uid:gid, numeric, e.g. "65534:65534")`},

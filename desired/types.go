@@ -40,6 +40,9 @@ type Container struct {
 	Restart     RestartPolicy `json:"restart"`
 	StopSignal  string        `json:"stopSignal"`  // e.g. "SIGTERM"
 	StopTimeout time.Duration `json:"stopTimeout"` // then SIGKILL
+	// Runtime runs the container: RuntimeNative, RuntimeRunc, RuntimeCrun
+	// or a runtime name configured on the daemon. Part of Hash.
+	Runtime string `json:"runtime,omitempty"`
 
 	// Manifest is the parsed document, normalized (defaults applied,
 	// quantities in base units), for ChangedFields and for display.
