@@ -1,0 +1,56 @@
+// Package ociruntime runs containers with an OCI-CLI-compatible runtime
+// binary (runc, crun, or any binary with the same command line) instead of
+// reconciled's native executor, and records them on disk in the native
+// executor's state format, so that actual/, status, logs, stats and
+// restart policies treat both alike.
+//
+// It must not import desired/, actual/ or reconciler/, and does no policy
+// (restarts, backoff): like executor/, it does what it is told, once.
+//
+// # Exit codes
+//
+// runc and crun record no exit status, and the container's init is not
+// the caller's child once `create` returned. So Create starts a small
+// per-container monitor: this binary re-exec'd (the package's init()
+// recognizes the _RECONCILED_OCI_MONITOR variable, before main runs), in
+// its own session, that makes itself a child subreaper
+// (PR_SET_CHILD_SUBREAPER) and then runs `RUNTIME create --bundle B
+// --pid-file P ID`. The runtime forks the container's init and exits;
+// the init, orphaned, is reparented to the monitor, which reads its PID
+// from the pid file, reports it to the creator, and waits for it with
+// wait4 (reaping any other orphan meanwhile). When it exits the monitor
+// writes exit.json (exit code, 128+signal for a signal, signal name,
+// finish time) exactly as the native monitor does, and exits.
+//
+// The monitor also holds a lifeline pipe from the creator: EOF before the
+// creator's "created" byte means the creator died half-way, and the
+// monitor then runs `RUNTIME delete --force`, so no unrecorded container
+// keeps running.
+//
+// # State
+//
+// Each container has a state directory under the state root (the native
+// executor's root by default, so that executor.ReadState and executor.List
+// read it): state.json in the native format, with the runtime's name in
+// the dev.reconciled.runtime annotation (AnnotationRuntime), exit.json
+// from the monitor, and an empty exec.fifo marker file from create until
+// start (executor.ReadState takes its presence as "created"). The
+// runtime's own state lives under a separate --root (RuntimeRoot), which
+// must not be inside the state root.
+//
+// # Cgroups
+//
+// The runtime makes the cgroup itself. With the cgroupfs driver Create
+// sets linux.cgroupsPath to the native default (cgroups.DefaultParent/ID)
+// when the spec leaves it empty, and records the driver in the state, so
+// the daemon's cgroup manager finds the same directories for stats, ps and
+// kill-all. The systemd cgroup driver is not supported yet.
+//
+// # Hybrid cgroup hosts
+//
+// runc works on the cgroup v1 "hybrid" layout (v1 controllers plus an
+// empty cgroup2 at /sys/fs/cgroup/unified). crun 1.8 refuses it: on such
+// a host use runc, or boot with a pure v1 or pure v2 layout
+// (systemd.unified_cgroup_hierarchy=0 or 1), or configure a crun built
+// against a release that accepts hybrid hosts.
+package ociruntime

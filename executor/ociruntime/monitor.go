@@ -1,0 +1,259 @@
+package ociruntime
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// monitorEnv marks a process started as a container monitor; its value is
+// the monitor's configuration as JSON.
+const monitorEnv = "_RECONCILED_OCI_MONITOR"
+
+// Files in a container's state directory besides the native ones.
+const (
+	pidFile        = "init.pid"    // written by the runtime's create
+	runtimeLogFile = "runtime.log" // the runtime's own --log
+)
+
+// The native executor's file names (executor/state.go), which
+// executor.ReadState reads.
+const (
+	stateFile = "state.json"
+	exitFile  = "exit.json"
+	fifoFile  = "exec.fifo"
+)
+
+// monitorConfig is what the monitor gets from the creator.
+type monitorConfig struct {
+	Runtime    string   `json:"runtime"` // binary path
+	GlobalArgs []string `json:"globalArgs"`
+	ID         string   `json:"id"`
+	Bundle     string   `json:"bundle"`
+	StateDir   string   `json:"stateDir"`
+}
+
+// monitorMessage is the monitor's one report to the creator.
+type monitorMessage struct {
+	Pid   int    `json:"pid,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// exitRecord is the native executor's exit.json.
+type exitRecord struct {
+	Finished   time.Time `json:"finished"`
+	ExitCode   int       `json:"exitCode"`
+	ExitSignal string    `json:"exitSignal,omitempty"`
+	OOMKilled  bool      `json:"oomKilled,omitempty"`
+}
+
+func init() {
+	cfg, ok := os.LookupEnv(monitorEnv)
+	if !ok {
+		return
+	}
+	os.Unsetenv(monitorEnv)
+	runMonitor(cfg)
+	os.Exit(0)
+}
+
+// runMonitor runs in the monitor process; fd 3 is the report pipe, fd 4
+// the creator's lifeline, 1 and 2 the container's log.
+func runMonitor(raw string) {
+	report := os.NewFile(3, "report")
+	fail := func(format string, args ...any) {
+		json.NewEncoder(report).Encode(monitorMessage{Error: fmt.Sprintf(format, args...)})
+		os.Exit(1)
+	}
+	var cfg monitorConfig
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		fail("monitor: bad configuration: %v", err)
+	}
+	unix.CloseOnExec(3)
+	unix.CloseOnExec(4)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fail("monitor: PR_SET_CHILD_SUBREAPER: %v", err)
+	}
+	logPath := filepath.Join(cfg.StateDir, runtimeLogFile)
+	pidPath := filepath.Join(cfg.StateDir, pidFile)
+	args := append(append([]string{"--log", logPath}, cfg.GlobalArgs...),
+		"create", "--bundle", cfg.Bundle, "--pid-file", pidPath, cfg.ID)
+	cmd := exec.Command(cfg.Runtime, args...)
+	// The runtime hands its stdio to the container's init: the log.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fail("%s create: %v%s", filepath.Base(cfg.Runtime), err, runtimeLogTail(logPath))
+	}
+	data, err := os.ReadFile(pidPath)
+	if err != nil {
+		fail("%s create wrote no pid file: %v", filepath.Base(cfg.Runtime), err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		fail("%s create wrote a bad pid file %q", filepath.Base(cfg.Runtime), data)
+	}
+	if err := json.NewEncoder(report).Encode(monitorMessage{Pid: pid}); err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+	report.Close()
+	var b [1]byte
+	if n, _ := io.ReadFull(os.NewFile(4, "lifeline"), b[:]); n != 1 {
+		// The creator died or gave up before recording the container:
+		// remove it, so that nothing unseen keeps running.
+		exec.Command(cfg.Runtime, append(append([]string{}, cfg.GlobalArgs...), "delete", "--force", cfg.ID)...).Run()
+	}
+	unix.Close(4)
+	// Hold no reference to the container's log.
+	if null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
+		for fd := 0; fd <= 2; fd++ {
+			unix.Dup3(int(null.Fd()), fd, 0)
+		}
+		null.Close()
+	}
+	rec := exitRecord{ExitCode: 255}
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(-1, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			// ECHILD: the init never became our child (a runtime that
+			// does not fork its init from create). Wait for it to go;
+			// its status cannot be known.
+			waitGone(pid)
+			break
+		}
+		if got != pid {
+			continue // another orphan
+		}
+		switch {
+		case ws.Signaled():
+			rec.ExitSignal = unix.SignalName(ws.Signal())
+			rec.ExitCode = 128 + int(ws.Signal())
+		default:
+			rec.ExitCode = ws.ExitStatus()
+		}
+		break
+	}
+	rec.Finished = time.Now().UTC()
+	if err := writeJSONAtomic(cfg.StateDir, exitFile, rec); err != nil {
+		os.Exit(1)
+	}
+}
+
+// waitGone returns once pid no longer exists.
+func waitGone(pid int) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	for {
+		_, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, -1)
+		if err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// runtimeLogTail returns ": " and the last messages of the runtime's
+// --log file ("" when it has none).
+func runtimeLogTail(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var msgs []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		var e struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Msg != "" {
+			if e.Level == "error" || e.Level == "fatal" || e.Level == "" {
+				msgs = append(msgs, e.Msg)
+			}
+			continue
+		}
+		if strings.TrimSpace(line) != "" {
+			msgs = append(msgs, strings.TrimSpace(line))
+		}
+	}
+	if len(msgs) > 3 {
+		msgs = msgs[len(msgs)-3:]
+	}
+	if len(msgs) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(msgs, "; ")
+}
+
+// writeJSONAtomic replaces dir/name with v as JSON: temp file in dir,
+// fsync, rename, fsync of dir.
+func writeJSONAtomic(dir, name string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+name+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// procStartTime returns field 22 of /proc/pid/stat and whether pid is a
+// zombie.
+func procStartTime(pid int) (uint64, bool, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false, err
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+2:])
+	if len(f) < 20 {
+		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat", pid)
+	}
+	start, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat: %w", pid, err)
+	}
+	return start, f[0] == "Z" || f[0] == "X", nil
+}

@@ -1,0 +1,506 @@
+package ociruntime
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/executor/cgroups"
+)
+
+// AnnotationRuntime is the state annotation that names the runtime that
+// created a container ("native" when absent).
+const AnnotationRuntime = "dev.reconciled.runtime"
+
+// Config is what New needs. Name and Path are required.
+type Config struct {
+	// Name is the runtime's name as manifests give it (runc, crun, ...).
+	Name string
+	// Path is the binary (absolute, or looked up in PATH at each call).
+	Path string
+	// StateRoot holds the containers' state in the native format
+	// (default executor.DefaultRoot).
+	StateRoot string
+	// RuntimeRoot is the runtime's --root (default
+	// /run/reconciled/oci/NAME); it must not be inside StateRoot.
+	RuntimeRoot string
+	// Cgroups is the daemon's cgroup driver (nil: none recorded). Only
+	// cgroupfs is supported.
+	Cgroups cgroups.Driver
+	Logger  *slog.Logger
+}
+
+// Runtime drives one OCI runtime binary. Its methods are safe for
+// concurrent use on different containers.
+type Runtime struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns the runtime cfg describes. It does not check that the binary
+// exists: a missing binary is each container's error, not the caller's.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.Name == "" || cfg.Path == "" {
+		return nil, errors.New("ociruntime: Name and Path are required")
+	}
+	if cfg.StateRoot == "" {
+		cfg.StateRoot = executor.DefaultRoot
+	}
+	if cfg.RuntimeRoot == "" {
+		cfg.RuntimeRoot = filepath.Join("/run/reconciled/oci", cfg.Name)
+	}
+	if rel, err := filepath.Rel(cfg.StateRoot, cfg.RuntimeRoot); err == nil && !strings.HasPrefix(rel, "..") {
+		return nil, fmt.Errorf("ociruntime: runtime root %s is inside the state root %s", cfg.RuntimeRoot, cfg.StateRoot)
+	}
+	if cfg.Cgroups != nil && cfg.Cgroups.Name() != "cgroupfs" {
+		return nil, fmt.Errorf("ociruntime %s: cgroup driver %s: %w", cfg.Name, cfg.Cgroups.Name(), executor.ErrNotSupported)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Runtime{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Name is the runtime's name.
+func (r *Runtime) Name() string { return r.cfg.Name }
+
+// StateRoot is where the containers' state is.
+func (r *Runtime) StateRoot() string { return r.cfg.StateRoot }
+
+// binary resolves the runtime binary, or returns ErrRuntimeNotFound.
+func (r *Runtime) binary() (string, error) {
+	p, err := exec.LookPath(r.cfg.Path)
+	if err != nil {
+		return "", fmt.Errorf("runtime %s: %s: %w (%v)", r.cfg.Name, r.cfg.Path, ErrRuntimeNotFound, err)
+	}
+	return p, nil
+}
+
+func (r *Runtime) globalArgs() []string { return []string{"--root", r.cfg.RuntimeRoot} }
+
+// run runs the runtime with args and returns its stdout; a failure wraps
+// ErrRuntimeFailed and says what the runtime wrote on stderr.
+func (r *Runtime) run(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
+	bin, err := r.binary()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, append(r.globalArgs(), args...)...)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return out.Bytes(), fmt.Errorf("%s %s: %w: %s", r.cfg.Name, args[0], ErrRuntimeFailed, msg)
+	}
+	return out.Bytes(), nil
+}
+
+// CreateOptions are Create's optional inputs.
+type CreateOptions struct {
+	Spec           *specs.Spec
+	Stdout, Stderr *os.File // the container's (default /dev/null)
+}
+
+// Create writes BUNDLE/config.json from o.Spec and creates container id
+// with the runtime, under a monitor that records its exit (see the package
+// doc). It returns once the container is created and recorded; on error
+// nothing of it is left.
+func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions) (err error) {
+	if err := executor.ValidateID(id); err != nil {
+		return err
+	}
+	if o.Spec == nil {
+		return errors.New("ociruntime: no spec")
+	}
+	bin, err := r.binary()
+	if err != nil {
+		return err
+	}
+	spec := *o.Spec
+	if spec.Linux != nil {
+		l := *spec.Linux
+		if l.CgroupsPath == "" && r.cfg.Cgroups != nil {
+			l.CgroupsPath = cgroups.DefaultParent + "/" + id
+		}
+		spec.Linux = &l
+	}
+	data, err := json.MarshalIndent(&spec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("unable to encode the spec of %s: %w", id, err)
+	}
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		return fmt.Errorf("unable to create bundle %s: %w", bundle, err)
+	}
+	if err := writeFileAtomic(bundle, "config.json", data); err != nil {
+		return fmt.Errorf("unable to write the config.json of %s: %w", id, err)
+	}
+	if err := os.MkdirAll(r.cfg.StateRoot, 0o700); err != nil {
+		return fmt.Errorf("unable to create state root %s: %w", r.cfg.StateRoot, err)
+	}
+	if err := os.MkdirAll(r.cfg.RuntimeRoot, 0o700); err != nil {
+		return fmt.Errorf("unable to create runtime root %s: %w", r.cfg.RuntimeRoot, err)
+	}
+	dir := executor.StateDir(r.cfg.StateRoot, id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("container %s: %w", id, executor.ErrExist)
+		}
+		return fmt.Errorf("unable to create state directory %s: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	annotations := map[string]string{}
+	for k, v := range spec.Annotations {
+		annotations[k] = v
+	}
+	annotations[AnnotationRuntime] = r.cfg.Name
+	st := executor.State{
+		OCIVersion: specs.Version, ID: id, Status: executor.StatusCreating, Bundle: bundle,
+		Annotations: annotations,
+	}
+	if spec.Root != nil {
+		st.Rootfs = spec.Root.Path
+	}
+	if r.cfg.Cgroups != nil {
+		// The same directories as the native default for id: the
+		// daemon's manager of (id, "") finds them.
+		st.CgroupDriver = r.cfg.Cgroups.Name()
+		if m, err := r.cfg.Cgroups.Manager(id, ""); err == nil {
+			st.CgroupPaths = m.Paths()
+		}
+	}
+	if err := writeJSONAtomic(dir, stateFile, &st); err != nil {
+		return fmt.Errorf("unable to write the state of %s: %w", id, err)
+	}
+	// The marker executor.ReadState takes for "created" (a regular file
+	// here: nothing waits on it).
+	if err := os.WriteFile(filepath.Join(dir, fifoFile), nil, 0o600); err != nil {
+		return fmt.Errorf("unable to write the created marker of %s: %w", id, err)
+	}
+
+	cfg, err := json.Marshal(monitorConfig{Runtime: bin, GlobalArgs: r.globalArgs(), ID: id, Bundle: bundle, StateDir: dir})
+	if err != nil {
+		return err
+	}
+	reportR, reportW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer reportR.Close()
+	lifeR, lifeW, err := os.Pipe()
+	if err != nil {
+		reportW.Close()
+		return err
+	}
+	defer lifeW.Close()
+	mon := exec.Command("/proc/self/exe")
+	mon.Args = []string{"reconciled-oci-monitor", id}
+	mon.Env = append(os.Environ(), monitorEnv+"="+string(cfg), "GOMAXPROCS=1")
+	mon.Stdout, mon.Stderr = o.Stdout, o.Stderr
+	mon.ExtraFiles = []*os.File{reportW, lifeR}
+	mon.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = mon.Start()
+	reportW.Close()
+	lifeR.Close()
+	if err != nil {
+		return fmt.Errorf("unable to start the monitor of %s: %w", id, err)
+	}
+	monPid := mon.Process.Pid
+	// The daemon reaps its own monitors; after a daemon restart they
+	// are reparented and reaped by whoever adopts them.
+	go mon.Wait()
+
+	type result struct {
+		m   monitorMessage
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		var m monitorMessage
+		err := json.NewDecoder(bufio.NewReader(reportR)).Decode(&m)
+		got <- result{m, err}
+	}()
+	var res result
+	select {
+	case res = <-got:
+	case <-ctx.Done():
+		unix.Kill(monPid, unix.SIGKILL)
+		r.run(context.WithoutCancel(ctx), nil, "delete", "--force", id)
+		return fmt.Errorf("create %s: %w", id, context.Cause(ctx))
+	}
+	switch {
+	case res.err != nil:
+		r.run(context.WithoutCancel(ctx), nil, "delete", "--force", id)
+		return fmt.Errorf("create %s with %s: monitor ended without a report: %w", id, r.cfg.Name, res.err)
+	case res.m.Error != "":
+		return fmt.Errorf("create %s with %s: %w: %s", id, r.cfg.Name, ErrRuntimeFailed, res.m.Error)
+	}
+	st.Status = executor.StatusCreated
+	st.Pid = res.m.Pid
+	st.Created = time.Now().UTC()
+	if st.PidStartTime, _, err = procStartTime(st.Pid); err != nil {
+		r.run(context.WithoutCancel(ctx), nil, "delete", "--force", id)
+		return fmt.Errorf("create %s: the init (pid %d) is gone: %w", id, st.Pid, err)
+	}
+	st.MonitorPid = monPid
+	st.MonitorStartTime, _, _ = procStartTime(monPid)
+	if err := writeJSONAtomic(dir, stateFile, &st); err != nil {
+		r.run(context.WithoutCancel(ctx), nil, "delete", "--force", id)
+		return fmt.Errorf("unable to write the state of %s: %w", id, err)
+	}
+	if _, err := lifeW.Write([]byte{1}); err != nil {
+		return fmt.Errorf("create %s: monitor gone: %w", id, err)
+	}
+	return nil
+}
+
+// State reads container id's state (the native executor's reader: status
+// from the live system, exit from the monitor's record). A container of
+// another runtime is an error wrapping ErrNotOurs.
+func (r *Runtime) State(ctx context.Context, id string) (*executor.State, error) {
+	st, err := executor.ReadState(r.cfg.StateRoot, id)
+	if err != nil {
+		return nil, err
+	}
+	if st.Status != executor.StatusCreating && st.Annotations[AnnotationRuntime] != r.cfg.Name {
+		return nil, fmt.Errorf("container %s: runtime %q: %w", id, st.Annotations[AnnotationRuntime], ErrNotOurs)
+	}
+	return st, nil
+}
+
+// Start starts a created container. A container the runtime already
+// started (a start cut short by a daemon that died) is recorded running.
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	st, err := r.State(ctx, id)
+	if err != nil {
+		return err
+	}
+	if st.Status != executor.StatusCreated {
+		return &executor.StateTransitionError{ID: id, Op: "start", From: st.Status}
+	}
+	started := time.Now().UTC()
+	if _, err := r.run(ctx, nil, "start", id); err != nil {
+		if s, serr := r.runtimeStatus(ctx, id); serr != nil || s != "running" {
+			return err
+		}
+		r.log.Info("container had been started by the runtime; recorded it running", "container", id, "runtime", r.cfg.Name)
+	}
+	return r.recordStarted(id, started)
+}
+
+// recordStarted writes Started into id's state and removes the created
+// marker.
+func (r *Runtime) recordStarted(id string, started time.Time) error {
+	dir := executor.StateDir(r.cfg.StateRoot, id)
+	data, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		return fmt.Errorf("unable to read the state of %s: %w", id, err)
+	}
+	var st executor.State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fmt.Errorf("unable to parse the state of %s: %w", id, err)
+	}
+	st.Status = executor.StatusRunning
+	st.Started = started
+	if err := writeJSONAtomic(dir, stateFile, &st); err != nil {
+		return fmt.Errorf("unable to write the state of %s: %w", id, err)
+	}
+	if err := os.Remove(filepath.Join(dir, fifoFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("unable to remove the created marker of %s: %w", id, err)
+	}
+	return nil
+}
+
+// runtimeStatus is the status the runtime's `state` reports.
+func (r *Runtime) runtimeStatus(ctx context.Context, id string) (string, error) {
+	out, err := r.run(ctx, nil, "state", id)
+	if err != nil {
+		return "", err
+	}
+	var s specs.State
+	if err := json.Unmarshal(out, &s); err != nil {
+		return "", fmt.Errorf("%s state %s: %w", r.cfg.Name, id, err)
+	}
+	return string(s.Status), nil
+}
+
+// Kill sends sig to the container's init, or with all to every process of
+// the container.
+func (r *Runtime) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+	st, err := r.State(ctx, id)
+	if err != nil {
+		return err
+	}
+	if st.Status != executor.StatusCreated && st.Status != executor.StatusRunning {
+		return &executor.StateTransitionError{ID: id, Op: "kill", From: st.Status}
+	}
+	args := []string{"kill"}
+	if all {
+		args = append(args, "--all")
+	}
+	if _, err := r.run(ctx, nil, append(args, id, strconv.Itoa(int(sig)))...); err != nil {
+		if st, serr := r.State(ctx, id); serr == nil && st.Status == executor.StatusStopped {
+			return fmt.Errorf("kill %s: %w", id, executor.ErrNotRunning)
+		}
+		return err
+	}
+	return nil
+}
+
+// Wait returns the container's state once its init has exited and the
+// exit is recorded (or its monitor is gone without recording it).
+func (r *Runtime) Wait(ctx context.Context, id string) (*executor.State, error) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st, err := r.State(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if st.Exited || (st.Status == executor.StatusStopped && !alive(st.MonitorPid, st.MonitorStartTime)) {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-t.C:
+		}
+	}
+}
+
+// Delete removes the container: `delete --force` (its processes and
+// cgroup), then its state once the monitor recorded the exit. A missing
+// runtime binary does not keep it from being removed: its init is killed
+// and its cgroup removed here. Deleting a container that does not exist
+// is an error wrapping executor.ErrNotExist.
+func (r *Runtime) Delete(ctx context.Context, id string) error {
+	st, err := r.State(ctx, id)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if _, err := r.run(ctx, nil, "delete", "--force", id); err != nil {
+		switch {
+		case errors.Is(err, ErrRuntimeNotFound):
+			r.log.Warn("runtime binary missing; removing the container without it", "container", id, "runtime", r.cfg.Name, "err", err)
+			errs = append(errs, r.removeWithout(ctx, id, st)...)
+		default:
+			if _, serr := r.runtimeStatus(ctx, id); serr == nil {
+				return err // the runtime still has it
+			}
+			// The runtime no longer knows it: nothing of it to delete.
+		}
+	}
+	// The monitor records the exit and exits.
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for alive(st.MonitorPid, st.MonitorStartTime) && wctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if alive(st.MonitorPid, st.MonitorStartTime) {
+		unix.Kill(st.MonitorPid, unix.SIGKILL)
+	}
+	if err := os.RemoveAll(executor.StateDir(r.cfg.StateRoot, id)); err != nil {
+		errs = append(errs, fmt.Errorf("unable to remove the state of %s: %w", id, err))
+	}
+	return errors.Join(errs...)
+}
+
+// removeWithout kills a container's processes and removes its cgroup and
+// the runtime's state directory without the runtime binary.
+func (r *Runtime) removeWithout(ctx context.Context, id string, st *executor.State) []error {
+	var errs []error
+	if alive(st.Pid, st.PidStartTime) {
+		if err := unix.Kill(st.Pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("unable to kill the init of %s: %w", id, err))
+		}
+	}
+	if r.cfg.Cgroups != nil {
+		m, err := r.cfg.Cgroups.Manager(id, "")
+		if err == nil {
+			for try := 0; try < 100; try++ {
+				pids, err := m.Procs(ctx)
+				if err != nil || len(pids) == 0 {
+					break
+				}
+				for _, p := range pids {
+					unix.Kill(p, unix.SIGKILL)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			err = m.Destroy(ctx)
+		}
+		if err != nil && !errors.Is(err, cgroups.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("unable to remove the cgroup of %s: %w", id, err))
+		}
+	}
+	// The runtime's own state: plain files, no mounts.
+	if err := os.RemoveAll(filepath.Join(r.cfg.RuntimeRoot, id)); err != nil {
+		errs = append(errs, fmt.Errorf("unable to remove the %s state of %s: %w", r.cfg.Name, id, err))
+	}
+	return errs
+}
+
+// Update sets the resources of a live container's cgroup
+// (`update --resources -`).
+func (r *Runtime) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
+	if _, err := r.State(ctx, id); err != nil {
+		return err
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	_, err = r.run(ctx, data, "update", "--resources", "-", id)
+	return err
+}
+
+func alive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	got, zombie, err := procStartTime(pid)
+	return err == nil && !zombie && got == start
+}
+
+// writeFileAtomic replaces dir/name with data (temp file, fsync, rename).
+func writeFileAtomic(dir, name string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, "."+name+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dir, name))
+}

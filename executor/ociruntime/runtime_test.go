@@ -1,0 +1,255 @@
+package ociruntime_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/desired"
+	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/executor/cgroups"
+	"reconciled.dev/reconciled/executor/ociruntime"
+	"reconciled.dev/reconciled/internal/testutil"
+)
+
+// env is one test's runc runtime, state and runtime roots and rootfs.
+type env struct {
+	rt     *ociruntime.Runtime
+	cg     cgroups.Driver
+	rootfs string
+	dir    string
+	runc   string
+}
+
+func newEnv(t *testing.T, path string) *env {
+	t.Helper()
+	testutil.RequireRoot(t)
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		testutil.SkipOrFail(t, "runc is not installed: %v", err)
+	}
+	cg, err := cgroups.NewCgroupfs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if path == "" {
+		path = runc
+	}
+	dir := t.TempDir()
+	rt, err := ociruntime.New(ociruntime.Config{
+		Name: "runc", Path: path, StateRoot: filepath.Join(dir, "state"),
+		RuntimeRoot: filepath.Join(dir, "runc"), Cgroups: cg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{rt: rt, cg: cg, rootfs: testutil.BusyboxRootfs(t), dir: dir, runc: runc}
+}
+
+// spec is the spec the daemon generates for a manifest with this command.
+func (e *env) spec(t *testing.T, name, command string) *specs.Spec {
+	t.Helper()
+	src := "apiVersion: reconciled.dev/v1\nkind: Container\nmetadata: {name: " + name + "}\nspec:\n  root: {path: " + e.rootfs + "}\n  command: [/bin/sh, -c, " + strconv.Quote(command) + "]\n  runtime: runc\n"
+	cs, errs := desired.Parse("t.yaml", []byte(src), desired.ParseOptions{})
+	if len(errs) > 0 {
+		t.Fatalf("parse: %v", desired.Errors(errs))
+	}
+	return cs[0].Spec
+}
+
+// create creates container name and removes it (and anything runc left)
+// when the test ends.
+func (e *env) create(t *testing.T, name, command string) (logPath string) {
+	t.Helper()
+	logPath = filepath.Join(e.dir, name+".log")
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if err := e.rt.Delete(ctx, name); err != nil && !errors.Is(err, executor.ErrNotExist) {
+			t.Errorf("cleanup: %v", err)
+		}
+		exec.Command(e.runc, "--root", filepath.Join(e.dir, "runc"), "delete", "--force", name).Run()
+		if m, err := e.cg.Manager(name, ""); err == nil {
+			m.Destroy(ctx)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.rt.Create(ctx, name, filepath.Join(e.dir, "bundle-"+name), ociruntime.CreateOptions{
+		Spec: e.spec(t, name, command), Stdout: logf, Stderr: logf,
+	}); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	return logPath
+}
+
+func pidAlive(pid int) bool { return pid > 0 && unix.Kill(pid, 0) == nil }
+
+func TestLifecycleKilled(t *testing.T) {
+	e := newEnv(t, "")
+	name := testutil.Name(t, 40)
+	ctx := context.Background()
+	logPath := e.create(t, name, "echo hello from runc; exec sleep 1000")
+
+	st, err := executor.ReadState(e.rt.StateRoot(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != executor.StatusCreated || !pidAlive(st.Pid) || st.PidStartTime == 0 || st.Annotations[ociruntime.AnnotationRuntime] != "runc" || st.Created.IsZero() {
+		t.Fatalf("after create: %+v", st)
+	}
+	if err := e.rt.Start(ctx, name); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	st, err = executor.ReadState(e.rt.StateRoot(), name)
+	if err != nil || st.Status != executor.StatusRunning || st.Started.IsZero() {
+		t.Fatalf("after start: %+v, %v", st, err)
+	}
+	// The log gets the container's output; the cgroup is where the
+	// daemon's manager looks.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(logPath)
+		if strings.Contains(string(data), "hello from runc") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log %q lacks the container's output", data)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	m, err := e.cg.Manager(name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids, err := m.Procs(ctx)
+	if err != nil || len(pids) == 0 || !slices.Contains(pids, st.Pid) {
+		t.Fatalf("cgroup procs %v (%v), want the init %d", pids, err, st.Pid)
+	}
+
+	if err := e.rt.Kill(ctx, name, syscall.SIGKILL, false); err != nil {
+		t.Fatalf("kill: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	st, err = e.rt.Wait(wctx, name)
+	if err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if !st.Exited || st.ExitCode != 137 || st.ExitSignal != "SIGKILL" || st.Finished.Before(st.Started) {
+		t.Fatalf("after kill -9: exited %v code %d signal %q finished %v started %v", st.Exited, st.ExitCode, st.ExitSignal, st.Finished, st.Started)
+	}
+	if err := e.rt.Kill(ctx, name, syscall.SIGTERM, false); !errors.Is(err, executor.ErrNotRunning) {
+		t.Errorf("kill of a stopped container: %v, want ErrNotRunning", err)
+	}
+
+	if err := e.rt.Delete(ctx, name); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if _, err := executor.ReadState(e.rt.StateRoot(), name); !errors.Is(err, executor.ErrNotExist) {
+		t.Errorf("state after delete: %v", err)
+	}
+	for _, p := range m.Paths() {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s left after delete (%v)", p, err)
+		}
+	}
+	if out, err := exec.Command(e.runc, "--root", filepath.Join(e.dir, "runc"), "state", name).CombinedOutput(); err == nil {
+		t.Errorf("runc still knows %s after delete: %s", name, out)
+	}
+	if pidAlive(st.MonitorPid) {
+		if s, _ := os.ReadFile("/proc/" + strconv.Itoa(st.MonitorPid) + "/cmdline"); strings.Contains(string(s), "reconciled-oci-monitor") {
+			t.Errorf("monitor %d still runs after delete", st.MonitorPid)
+		}
+	}
+}
+
+func TestExitCodeRecorded(t *testing.T) {
+	e := newEnv(t, "")
+	name := testutil.Name(t, 40)
+	ctx := context.Background()
+	e.create(t, name, "exit 3")
+	if err := e.rt.Start(ctx, name); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	st, err := e.rt.Wait(wctx, name)
+	if err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if !st.Exited || st.ExitCode != 3 || st.ExitSignal != "" || st.Status != executor.StatusStopped {
+		t.Fatalf("exit: %+v", st)
+	}
+	// The native reader lists it like any container.
+	list, err := executor.List(e.rt.StateRoot())
+	if err != nil || len(list) != 1 || list[0].ID != name || list[0].ExitCode != 3 {
+		t.Fatalf("List: %+v, %v", list, err)
+	}
+}
+
+func TestUpdate(t *testing.T) {
+	e := newEnv(t, "")
+	name := testutil.Name(t, 40)
+	ctx := context.Background()
+	e.create(t, name, "exec sleep 1000")
+	if err := e.rt.Start(ctx, name); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	limit := int64(64 << 20)
+	if err := e.rt.Update(ctx, name, &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	m, err := e.cg.Manager(name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.Stats(ctx)
+	if err != nil || s.MemoryLimit != uint64(limit) {
+		t.Fatalf("memory limit %d (%v), want %d", s.MemoryLimit, err, limit)
+	}
+}
+
+func TestMissingBinary(t *testing.T) {
+	e := newEnv(t, "/nonexistent/runc")
+	name := testutil.Name(t, 40)
+	err := e.rt.Create(context.Background(), name, filepath.Join(e.dir, "bundle"), ociruntime.CreateOptions{Spec: e.spec(t, name, "true")})
+	if !errors.Is(err, ociruntime.ErrRuntimeNotFound) || !strings.Contains(err.Error(), "/nonexistent/runc") {
+		t.Fatalf("create with a missing binary: %v, want ErrRuntimeNotFound naming the path", err)
+	}
+	if _, err := os.Stat(executor.StateDir(e.rt.StateRoot(), name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state directory left: %v", err)
+	}
+}
+
+func TestFailingBinary(t *testing.T) {
+	fake := filepath.Join(t.TempDir(), "fake-runtime")
+	// A fake: a runtime whose create always fails, as a broken install would.
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho 'fake-runtime: cannot create' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, fake)
+	name := testutil.Name(t, 40)
+	err := e.rt.Create(context.Background(), name, filepath.Join(e.dir, "bundle"), ociruntime.CreateOptions{Spec: e.spec(t, name, "true")})
+	if !errors.Is(err, ociruntime.ErrRuntimeFailed) {
+		t.Fatalf("create with a failing binary: %v, want ErrRuntimeFailed", err)
+	}
+	if _, err := os.Stat(executor.StateDir(e.rt.StateRoot(), name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state directory left: %v", err)
+	}
+}
