@@ -112,7 +112,7 @@ func BuildSpec(m *Manifest) *specs.Spec {
 		Root:        &specs.Root{Path: ms.Root.Path, Readonly: ms.Root.Readonly},
 		Hostname:    ms.Hostname,
 		Mounts:      mounts,
-		Annotations: map[string]string{AnnotationName: m.Metadata.Name},
+		Annotations: runtimeAnnotations(m),
 		Linux: &specs.Linux{
 			Resources:     buildResources(ms.Resources),
 			Namespaces:    ns,
@@ -371,6 +371,8 @@ func checkSpec(s, orig *specs.Spec) *ociError {
 		return &ociError{path: []string{"linux", "cgroupsPath"}, msg: "linux.cgroupsPath is managed by reconciled; leave it out"}
 	case s.Annotations[AnnotationName] != orig.Annotations[AnnotationName]:
 		return &ociError{path: []string{"annotations", AnnotationName}, msg: "annotation " + AnnotationName + " is reserved"}
+	case s.Annotations[AnnotationRuntime] != orig.Annotations[AnnotationRuntime]:
+		return &ociError{path: []string{"annotations", AnnotationRuntime}, msg: "annotation " + AnnotationRuntime + " is reserved (use spec.runtime)"}
 	case s.Annotations[AnnotationSpecHash] != "":
 		return &ociError{path: []string{"annotations", AnnotationSpecHash}, msg: "annotation " + AnnotationSpecHash + " is reserved"}
 	}
@@ -408,4 +410,15 @@ func checkSpec(s, orig *specs.Spec) *ociError {
 		}
 	}
 	return nil
+}
+
+// runtimeAnnotations are the generated spec's annotations: the name, and
+// the runtime when it is not the native one (so that a native container's
+// spec, and hash, are what they were before spec.runtime existed).
+func runtimeAnnotations(m *Manifest) map[string]string {
+	a := map[string]string{AnnotationName: m.Metadata.Name}
+	if m.Spec.Runtime != "" && m.Spec.Runtime != RuntimeNative {
+		a[AnnotationRuntime] = m.Spec.Runtime
+	}
+	return a
 }

@@ -15,6 +15,9 @@ const (
 const (
 	AnnotationName     = "dev.reconciled.name"
 	AnnotationSpecHash = "dev.reconciled.spec-hash"
+	// AnnotationRuntime names the runtime of a container whose
+	// spec.runtime is not native (the executor reads it at create).
+	AnnotationRuntime = "dev.reconciled.runtime"
 )
 
 // Limits of the loader.

@@ -201,9 +201,14 @@ func TestParseValidVariants(t *testing.T) {
 			p := c.Spec.Process
 			return p.Rlimits[0].Soft == 64 && *p.OOMScoreAdj == 100 && c.Spec.Annotations["x"] == "y" && c.Spec.Annotations[AnnotationName] == "web"
 		}},
-		{"runtime runc", "  runtime: runc", func(c *Container) bool { return c.Runtime == RuntimeRunc }},
+		{"runtime runc", "  runtime: runc", func(c *Container) bool {
+			return c.Runtime == RuntimeRunc && c.Spec.Annotations[AnnotationRuntime] == "runc"
+		}},
 		{"runtime crun", "  runtime: crun", func(c *Container) bool { return c.Runtime == RuntimeCrun }},
-		{"runtime native", "  runtime: native", func(c *Container) bool { return c.Runtime == RuntimeNative }},
+		{"runtime native", "  runtime: native", func(c *Container) bool {
+			_, ok := c.Spec.Annotations[AnnotationRuntime]
+			return c.Runtime == RuntimeNative && !ok
+		}},
 		{"runtime configured name", "  runtime: youki_2", func(c *Container) bool { return c.Runtime == "youki_2" }},
 		{"oci null removes", "  oci: {linux: {maskedPaths: null}}", func(c *Container) bool { return c.Spec.Linux.MaskedPaths == nil }},
 		{"aliases", "  env: &e {A: b}\n  labels: null\n"[:len("  env: &e {A: b}\n")], func(c *Container) bool { return slices.Contains(c.Spec.Process.Env, "A=b") }},
@@ -268,6 +273,7 @@ func TestParseErrors(t *testing.T) {
 		{"oci namespace", "  oci:\n    linux:\n      namespaces: [{type: pid}, {type: bogus}]", `web.yaml:10: spec.oci.linux.namespaces[1].type: "bogus" is not a namespace type`},
 		{"oci args", "  oci: {process: {args: null}}", `web.yaml:8: spec.oci.process.args: process.args must not be empty`},
 		{"oci cgroupsPath", "  oci: {linux: {cgroupsPath: /x}}", `web.yaml:8: spec.oci.linux.cgroupsPath: linux.cgroupsPath is managed by reconciled; leave it out`},
+		{"oci runtime annotation", "  oci: {annotations: {dev.reconciled.runtime: runc}}", `web.yaml:8: spec.oci.annotations.dev.reconciled.runtime: annotation dev.reconciled.runtime is reserved (use spec.runtime)`},
 		{"oci reserved annotation", "  oci: {annotations: {dev.reconciled.name: other}}", `web.yaml:8: spec.oci.annotations.dev.reconciled.name: annotation dev.reconciled.name is reserved`},
 		{"oci not a mapping", "  oci: [1]", `web.yaml:8: spec.oci: must be a mapping (a runtime-spec fragment such as {process: {rlimits: [...]}}), not a list`},
 		{"oci custom tag", "  oci: {x: !foo 1}", `web.yaml:8: spec.oci.x: unsupported tag !foo`},
