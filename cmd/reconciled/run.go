@@ -8,6 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -50,6 +54,8 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.BoolVar(&cfg.InsecureManifests, "insecure-manifests", false, "do not refuse manifests that are writable by group or others or not owned by root")
 	fs.Int64Var(&cfg.LogMaxSize, "log-max-size", daemon.DefaultLogMaxSize, "rotate a container's log (copytruncate) once it is larger than this many bytes")
 	fs.IntVar(&cfg.LogKeep, "log-keep", daemon.DefaultLogKeep, "rotated log files kept per container (NAME.log.1 ...)")
+	runtimes := runtimeFlag{}
+	fs.Var(runtimes, "runtime", "NAME=PATH: an OCI-CLI runtime (runc-compatible binary) manifests may name in spec.runtime; repeatable; runc and crun are known without it")
 	logFormat := fs.String("log-format", "text", "format of the daemon's own log on stderr: text or json")
 	debug := fs.Bool("debug", false, "log debug messages")
 	fs.Usage = func() {
@@ -72,6 +78,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fs.Usage()
 		return 2
 	}
+	cfg.Runtimes = runtimes
 	if cfg.Parallel < 1 {
 		fmt.Fprintf(stderr, "reconciled run: --parallel %d: must be at least 1\n", cfg.Parallel)
 		return 2
@@ -123,3 +130,36 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	return 0
 }
+
+// runtimeFlag is --runtime NAME=PATH, repeatable.
+type runtimeFlag map[string]string
+
+func (r runtimeFlag) String() string {
+	var parts []string
+	for n, p := range r {
+		parts = append(parts, n+"="+p)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (r runtimeFlag) Set(v string) error {
+	name, path, ok := strings.Cut(v, "=")
+	switch {
+	case !ok || name == "" || path == "":
+		return fmt.Errorf("%q: use NAME=PATH, e.g. runc=/usr/local/bin/runc", v)
+	case name == "native":
+		return fmt.Errorf("%q: native is reconciled's own executor and cannot be replaced", v)
+	case !runtimeNameRE.MatchString(name):
+		return fmt.Errorf("%q: the name must be lower-case letters, digits, '-' and '_' (at most 63), as spec.runtime takes it", v)
+	case !filepath.IsAbs(path):
+		return fmt.Errorf("%q: the path must be absolute", v)
+	}
+	if _, dup := r[name]; dup {
+		return fmt.Errorf("%q: runtime %s given twice", v, name)
+	}
+	r[name] = path
+	return nil
+}
+
+var runtimeNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)

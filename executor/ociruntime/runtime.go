@@ -138,6 +138,11 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	if err != nil {
 		return err
 	}
+	if o.Spec.Root != nil && filepath.Clean(o.Spec.Root.Path) == "/" {
+		// runc and crun pivot_root into the root: the host's own root
+		// cannot be one (EBUSY).
+		return fmt.Errorf("container %s: runtime %s cannot run a container whose root.path is the host's / (pivot_root fails): %w; use a directory holding a root filesystem, or runtime: native", id, r.cfg.Name, executor.ErrNotSupported)
+	}
 	spec := *o.Spec
 	if spec.Linux != nil {
 		l := *spec.Linux

@@ -237,6 +237,20 @@ func TestMissingBinary(t *testing.T) {
 	}
 }
 
+func TestHostRootRefused(t *testing.T) {
+	e := newEnv(t, "")
+	name := testutil.Name(t, 40)
+	spec := e.spec(t, name, "true")
+	spec.Root.Path = "/"
+	err := e.rt.Create(context.Background(), name, filepath.Join(e.dir, "bundle"), ociruntime.CreateOptions{Spec: spec})
+	if !errors.Is(err, executor.ErrNotSupported) || !strings.Contains(err.Error(), "root.path") {
+		t.Fatalf("create with root /: %v, want ErrNotSupported naming root.path", err)
+	}
+	if _, err := os.Stat(executor.StateDir(e.rt.StateRoot(), name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state directory left: %v", err)
+	}
+}
+
 func TestFailingBinary(t *testing.T) {
 	fake := filepath.Join(t.TempDir(), "fake-runtime")
 	// A fake: a runtime whose create always fails, as a broken install would.

@@ -56,6 +56,10 @@ type Config struct {
 	LogMaxSize int64
 	LogKeep    int
 	Logger     *slog.Logger // default: discard
+	// Runtimes are OCI-CLI runtimes by name (manifests' spec.runtime) and
+	// binary path, besides runc and crun (looked up in PATH), which they
+	// may replace.
+	Runtimes map[string]string
 }
 
 func (c *Config) defaults() {
@@ -241,6 +245,7 @@ func Run(ctx context.Context, cfg Config) error {
 	last := &lastExits{}
 	adapter := &runtimeAdapter{rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, logDriver: cfg.LogDriver, journal: cfg.JournalSocket,
 		store: store, exits: exits, log: log, onExit: last.set}
+	adapter.oci = newOCIRuntimes(cfg.Runtimes, layout.Runtime(), layout.OCI(), adapter.cgroupfs(), log)
 	notify := newNotifier(log, cfg.TestBlockLoopAfter)
 	if notify.watchdog > 0 {
 		log.Info("systemd watchdog on", "watchdogSec", notify.watchdog)

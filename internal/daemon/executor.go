@@ -16,8 +16,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/actual"
+	"reconciled.dev/reconciled/desired"
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/executor/cgroups"
+	"reconciled.dev/reconciled/executor/ociruntime"
 )
 
 // runtimeAdapter is the reconciler's Executor on top of executor.Runtime:
@@ -37,6 +39,59 @@ type runtimeAdapter struct {
 	exits     *exitWatcher
 	log       *slog.Logger
 	onExit    func(name string, e exitInfo) // a stopped container is about to be deleted
+	// oci are the OCI-CLI runtimes by name (runc, crun, --runtime ones);
+	// a container whose spec or state names one is run by it.
+	oci map[string]ociRuntime
+}
+
+// ociRuntime is one configured OCI-CLI runtime, or why it cannot be used.
+type ociRuntime struct {
+	rt  *ociruntime.Runtime
+	err error
+}
+
+// newOCIRuntimes makes the OCI-CLI runtimes: runc and crun (looked up in
+// PATH) and those of paths (name → binary), which may replace them. A
+// runtime that cannot be made keeps its error, reported by each
+// container that asks for it.
+func newOCIRuntimes(paths map[string]string, stateRoot, ociRoot string, cg cgroups.Driver, log *slog.Logger) map[string]ociRuntime {
+	all := map[string]string{desired.RuntimeRunc: "runc", desired.RuntimeCrun: "crun"}
+	for n, p := range paths {
+		all[n] = p
+	}
+	out := make(map[string]ociRuntime, len(all))
+	for n, p := range all {
+		rt, err := ociruntime.New(ociruntime.Config{Name: n, Path: p, StateRoot: stateRoot,
+			RuntimeRoot: filepath.Join(ociRoot, n), Cgroups: cg, Logger: log})
+		out[n] = ociRuntime{rt: rt, err: err}
+	}
+	return out
+}
+
+// ociNamed returns the OCI-CLI runtime called name, nil for the native
+// executor ("" or native).
+func (a *runtimeAdapter) ociNamed(name string) (*ociruntime.Runtime, error) {
+	if name == "" || name == desired.RuntimeNative {
+		return nil, nil
+	}
+	r, ok := a.oci[name]
+	if !ok {
+		return nil, fmt.Errorf("runtime %q is not configured on this daemon (start it with --runtime %s=PATH)", name, name)
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("runtime %q: %w", name, r.err)
+	}
+	return r.rt, nil
+}
+
+// ociOf returns the OCI-CLI runtime that created container id, as its
+// state says (nil for a native container, or one with no state).
+func (a *runtimeAdapter) ociOf(id string) (*ociruntime.Runtime, error) {
+	st, err := executor.ReadState(a.layout.Runtime(), id)
+	if err != nil {
+		return nil, nil
+	}
+	return a.ociNamed(st.Annotations[ociruntime.AnnotationRuntime])
 }
 
 // exitInfo is how a container's last run ended.
@@ -50,6 +105,13 @@ type exitInfo struct {
 // container writes its log itself, so a daemon restart does not cut it.
 func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec) error {
 	defer a.store.Invalidate(id)
+	if name := spec.Annotations[ociruntime.AnnotationRuntime]; name != "" {
+		o, err := a.ociNamed(name)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", id, err)
+		}
+		return a.createOCI(ctx, o, id, spec)
+	}
 	bundle := a.layout.Bundle(id)
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
 		return fmt.Errorf("unable to create bundle %s: %w", bundle, err)
@@ -72,6 +134,31 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 	}
 	defer logf.Close()
 	return a.rt.Create(ctx, id, bundle, executor.CreateOptions{Spec: spec, Stdout: logf, Stderr: logf})
+}
+
+// createOCI creates container id with an OCI-CLI runtime, with the same
+// log handling as the native path.
+func (a *runtimeAdapter) createOCI(ctx context.Context, o *ociruntime.Runtime, id string, spec *specs.Spec) error {
+	bundle := a.layout.Bundle(id)
+	if a.logDriver == LogDriverJournald {
+		out, err := openJournalStream(a.journal, id, journalPrioStdout)
+		if err != nil {
+			return fmt.Errorf("container %s: %w", id, err)
+		}
+		defer out.Close()
+		errf, err := openJournalStream(a.journal, id, journalPrioStderr)
+		if err != nil {
+			return fmt.Errorf("container %s: %w", id, err)
+		}
+		defer errf.Close()
+		return o.Create(ctx, id, bundle, ociruntime.CreateOptions{Spec: spec, Stdout: out, Stderr: errf})
+	}
+	logf, err := openLog(a.logDir, id)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	return o.Create(ctx, id, bundle, ociruntime.CreateOptions{Spec: spec, Stdout: logf, Stderr: logf})
 }
 
 // createJournald creates the container with two journal streams as its
@@ -106,6 +193,17 @@ func openLog(dir, name string) (*os.File, error) {
 // Start starts the container and begins watching its init for an exit.
 func (a *runtimeAdapter) Start(ctx context.Context, id string) error {
 	defer a.store.Invalidate(id)
+	if o, err := a.ociOf(id); err != nil {
+		return err
+	} else if o != nil {
+		if err := o.Start(ctx, id); err != nil {
+			return err
+		}
+		if st, err := o.State(ctx, id); err == nil && st.Pid > 0 {
+			a.exits.Watch(id, st.Pid, st.PidStartTime)
+		}
+		return nil
+	}
 	// A start cut short by a daemon killed after the exec: finish it
 	// instead of waiting for an init that no longer waits.
 	recovered, err := a.rt.RecoverStart(ctx, id)
@@ -127,6 +225,16 @@ func (a *runtimeAdapter) Start(ctx context.Context, id string) error {
 // processes are thawed so that they receive it.
 func (a *runtimeAdapter) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
 	defer a.store.Invalidate(id)
+	o, err := a.ociOf(id)
+	if err != nil {
+		return err
+	}
+	kill := func(sig syscall.Signal) error {
+		if o != nil {
+			return o.Kill(ctx, id, sig, false)
+		}
+		return a.rt.Kill(ctx, id, sig)
+	}
 	st, err := a.rt.State(ctx, id)
 	if err != nil {
 		return err
@@ -140,11 +248,11 @@ func (a *runtimeAdapter) Kill(ctx context.Context, id string, sig syscall.Signal
 		}
 	}
 	if !all {
-		return a.rt.Kill(ctx, id, sig)
+		return kill(sig)
 	}
 	var errs []error
 	if st.Status == executor.StatusCreated || st.Status == executor.StatusRunning {
-		if err := a.rt.Kill(ctx, id, sig); err != nil && !errors.Is(err, executor.ErrNotRunning) {
+		if err := kill(sig); err != nil && !errors.Is(err, executor.ErrNotRunning) {
 			errs = append(errs, err)
 		}
 	}
@@ -176,6 +284,12 @@ func (a *runtimeAdapter) Kill(ctx context.Context, id string, sig syscall.Signal
 // recorded.
 func (a *runtimeAdapter) Wait(ctx context.Context, id string) error {
 	defer a.store.Invalidate(id)
+	if o, err := a.ociOf(id); err != nil {
+		return err
+	} else if o != nil {
+		_, err := o.Wait(ctx, id)
+		return err
+	}
 	_, err := a.rt.Wait(ctx, id)
 	return err
 }
@@ -191,6 +305,13 @@ func (a *runtimeAdapter) Delete(ctx context.Context, id string) error {
 	case errors.Is(err, executor.ErrNotExist):
 	case err != nil:
 		return err
+	case st.Annotations[ociruntime.AnnotationRuntime] != "":
+		if st.Exited && a.onExit != nil {
+			a.onExit(id, exitInfo{Code: st.ExitCode, OOMKilled: st.OOMKilled})
+		}
+		if err := a.deleteOCI(ctx, id, st.Annotations[ociruntime.AnnotationRuntime]); err != nil {
+			return err
+		}
 	default:
 		if st.Exited && a.onExit != nil {
 			a.onExit(id, exitInfo{Code: st.ExitCode, OOMKilled: st.OOMKilled})
@@ -209,6 +330,33 @@ func (a *runtimeAdapter) Delete(ctx context.Context, id string) error {
 	}
 	if err := os.RemoveAll(a.layout.Bundle(id)); err != nil {
 		return fmt.Errorf("unable to remove the bundle of %s: %w", id, err)
+	}
+	return nil
+}
+
+// deleteOCI deletes a container an OCI-CLI runtime created. One that is
+// no longer configured (or whose binary is gone) is still removed: the
+// runtime's Delete kills its processes and removes its cgroup without the
+// binary.
+func (a *runtimeAdapter) deleteOCI(ctx context.Context, id, name string) error {
+	o, err := a.ociNamed(name)
+	if err != nil {
+		a.log.Warn("container's runtime is not usable; removing it without", "container", id, "runtime", name, "err", err)
+		if o, err = ociruntime.New(ociruntime.Config{Name: name, Path: "/nonexistent/" + name, StateRoot: a.layout.Runtime(),
+			RuntimeRoot: filepath.Join(a.layout.OCI(), name), Cgroups: a.cgroupfs(), Logger: a.log}); err != nil {
+			return fmt.Errorf("delete %s: %w", id, err)
+		}
+	}
+	if err := o.Delete(ctx, id); err != nil && !errors.Is(err, executor.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// cgroupfs is the daemon's cgroup driver when it is cgroupfs, else nil.
+func (a *runtimeAdapter) cgroupfs() cgroups.Driver {
+	if a.cg != nil && a.cg.Name() == "cgroupfs" {
+		return a.cg
 	}
 	return nil
 }
@@ -250,6 +398,14 @@ func (a *runtimeAdapter) removeHalfCreatedCgroup(ctx context.Context, id string)
 // Update sets the resources of the container's cgroup in place.
 func (a *runtimeAdapter) Update(ctx context.Context, id string, r *specs.LinuxResources) error {
 	defer a.store.Invalidate(id)
+	if o, err := a.ociOf(id); err != nil {
+		return err
+	} else if o != nil {
+		if err := o.Update(ctx, id, r); err != nil {
+			return fmt.Errorf("unable to set the resources of %s: %w", id, err)
+		}
+		return nil
+	}
 	if err := a.rt.Update(ctx, id, r); err != nil {
 		return fmt.Errorf("unable to set the resources of %s: %w", id, err)
 	}

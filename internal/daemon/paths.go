@@ -21,6 +21,7 @@ const (
 type Layout string
 
 func (l Layout) Runtime() string           { return filepath.Join(string(l), "runtime") }
+func (l Layout) OCI() string               { return filepath.Join(string(l), "oci") }
 func (l Layout) Bundles() string           { return filepath.Join(string(l), "bundles") }
 func (l Layout) Bundle(name string) string { return filepath.Join(string(l), "bundles", name) }
 func (l Layout) Records() string           { return filepath.Join(string(l), "containers") }

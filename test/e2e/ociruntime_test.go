@@ -1,0 +1,165 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/testutil"
+)
+
+// runc runs a container through its whole life as the native executor
+// would: drop → running (output in its log), kill -9 → restarted with 137
+// recorded, edit → recreated, daemon restart → adopted, delete → gone
+// with no process, cgroup or runc state left.
+func TestRuncLifecycle(t *testing.T) {
+	if _, err := exec.LookPath("runc"); err != nil {
+		testutil.SkipOrFail(t, "runc is not installed: %v", err)
+	}
+	e := newEnv(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	e.start()
+	web := e.name("web")
+	runcState := func() string {
+		out, _ := exec.Command("runc", "--root", filepath.Join(e.state, "oci", "runc"), "state", web).CombinedOutput()
+		return string(out)
+	}
+	e.write("web.yaml", ociManifest(web, "runc", rootfs, sleepForever))
+	first := e.waitRunning(web, 30*time.Second)
+	if !alive(first.Pid) {
+		t.Fatalf("status says pid %d, which does not run", first.Pid)
+	}
+	st, err := executor.ReadState(filepath.Join(e.state, "runtime"), web)
+	if err != nil || st.Annotations["dev.reconciled.runtime"] != "runc" || st.Pid != first.Pid {
+		t.Fatalf("state: %+v, %v", st, err)
+	}
+	if s := runcState(); !strings.Contains(s, `"running"`) || !strings.Contains(s, `"pid": `+strconv.Itoa(first.Pid)) {
+		t.Fatalf("runc state: %s", s)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := exec.Command(bin, "logs", "--state", e.state, web).CombinedOutput()
+		if strings.Contains(string(out), "hello from") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reconciled logs %s: %q", web, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// kill -9: restarted (policy always), the exit recorded.
+	if err := syscall.Kill(first.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	r := e.waitFor(web+" restarted", 30*time.Second, func(r *report) bool {
+		c := r.get(web)
+		return c != nil && c.Phase == "running" && c.Pid > 0 && c.Pid != first.Pid
+	})
+	c := r.get(web)
+	if c.Restarts != 1 || c.ExitCode == nil || *c.ExitCode != 137 {
+		t.Errorf("after kill -9: restarts %d, last exit %v; want 1 and 137", c.Restarts, c.ExitCode)
+	}
+	if !hasEvent(e.statusOf(web), "restarted: exited with 137 (SIGKILL), policy always") {
+		t.Errorf("no event says why: %+v", e.statusOf(web).Events)
+	}
+
+	// Edit: recreated.
+	e.write("web.yaml", ociManifest(web, "runc", rootfs, "echo edited; exec sleep 100001"))
+	r = e.waitFor(web+" recreated", 30*time.Second, func(r *report) bool {
+		x := r.get(web)
+		return x != nil && x.Phase == "running" && x.Pid > 0 && x.Pid != c.Pid
+	})
+	edited := r.get(web)
+	if alive(c.Pid) {
+		t.Errorf("old pid %d still runs", c.Pid)
+	}
+	if !hasEvent(e.statusOf(web), "recreated: spec.command changed") {
+		t.Errorf("no event says why: %+v", e.statusOf(web).Events)
+	}
+
+	// Daemon restart: adopted, not restarted.
+	e.stop(syscall.SIGTERM)
+	time.Sleep(500 * time.Millisecond)
+	if !alive(edited.Pid) {
+		t.Fatalf("pid %d died with the daemon", edited.Pid)
+	}
+	e.start()
+	adopted := e.waitRunning(web, 30*time.Second)
+	if adopted.Pid != edited.Pid {
+		t.Errorf("after a daemon restart: pid %d -> %d", edited.Pid, adopted.Pid)
+	}
+	if !hasEventPrefix(e.statusOf(web), "adopted: running since") {
+		t.Errorf("no adoption event: %+v", e.statusOf(web).Events)
+	}
+	// Its exit is still seen after the restart.
+	cg, err := cgroupDir(adopted.Pid, "pids")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Delete: nothing left.
+	if err := os.Remove(filepath.Join(e.manifests, "web.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(web+" gone", 30*time.Second, func(r *report) bool { return r.get(web) == nil })
+	if alive(adopted.Pid) {
+		t.Errorf("pid %d still runs after its manifest was removed", adopted.Pid)
+	}
+	if _, err := os.Stat(cg); !os.IsNotExist(err) {
+		t.Errorf("cgroup %s left: %v", cg, err)
+	}
+	if s := runcState(); !strings.Contains(s, "not exist") {
+		t.Errorf("runc still knows %s: %s", web, s)
+	}
+	for _, p := range []string{"runtime", "bundles", filepath.Join("oci", "runc")} {
+		if _, err := os.Stat(filepath.Join(e.state, p, web)); !os.IsNotExist(err) {
+			t.Errorf("%s/%s left: %v", p, web, err)
+		}
+	}
+	if left := e.leftovers(); len(left) > 0 {
+		t.Errorf("left behind after delete: %v", left)
+	}
+}
+
+// A runtime whose binary is missing, or a runtime the daemon does not
+// know, is an error in that container's status; the daemon keeps running
+// the others.
+func TestRuntimeMissingBinary(t *testing.T) {
+	e := newEnv(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	e.start("--runtime", "broken=/nonexistent/runc")
+	ok, broken, unknown := e.name("ok"), e.name("broken"), e.name("unknown")
+	e.write("ok.yaml", manifest(ok, sleepForever, ""))
+	e.write("broken.yaml", ociManifest(broken, "broken", rootfs, sleepForever))
+	e.write("unknown.yaml", ociManifest(unknown, "nosuch", rootfs, sleepForever))
+	e.waitRunning(ok, 30*time.Second)
+	r := e.waitFor("errors of "+broken+" and "+unknown, 30*time.Second, func(r *report) bool {
+		b, u := r.get(broken), r.get(unknown)
+		return b != nil && strings.Contains(b.Message, "/nonexistent/runc") &&
+			u != nil && strings.Contains(u.Message, `runtime "nosuch" is not configured`)
+	})
+	if b := r.get(broken); b.Phase == "running" || b.Pid != 0 {
+		t.Errorf("%s: %+v", broken, b)
+	}
+	select {
+	case <-e.exited:
+		t.Fatal("the daemon exited")
+	default:
+	}
+	if c := e.statusOf(ok); c.Phase != "running" || !alive(c.Pid) {
+		t.Errorf("%s: %+v", ok, c)
+	}
+}
+
+// ociManifest is a container run by runtime on rootfs (runc cannot use the
+// host's / as a root), read-only, as nobody.
+func ociManifest(name, runtime, rootfs, command string) string {
+	return strings.Replace(manifest(name, command, "  runtime: "+runtime+"\n"), "root: {path: /,", "root: {path: "+rootfs+",", 1)
+}
