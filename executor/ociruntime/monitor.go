@@ -146,6 +146,7 @@ func runMonitor(raw string) {
 		break
 	}
 	rec.Finished = time.Now().UTC()
+	rec.OOMKilled = oomKilledSince(cfg.StateDir)
 	if err := writeJSONAtomic(cfg.StateDir, exitFile, rec); err != nil {
 		os.Exit(1)
 	}
@@ -256,4 +257,53 @@ func procStartTime(pid int) (uint64, bool, error) {
 		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat: %w", pid, err)
 	}
 	return start, f[0] == "Z" || f[0] == "X", nil
+}
+
+// oomKilledSince reports whether the OOM killer acted in the container's
+// cgroup since create, from the count the creator recorded in the state
+// (the runtime removes the cgroup only at delete, so it is still there).
+func oomKilledSince(stateDir string) bool {
+	data, err := os.ReadFile(filepath.Join(stateDir, stateFile))
+	if err != nil {
+		return false
+	}
+	var st struct {
+		CgroupPaths     map[string]string `json:"cgroupPaths"`
+		OOMKillsAtStart uint64            `json:"oomKillsAtStart"`
+	}
+	if json.Unmarshal(data, &st) != nil {
+		return false
+	}
+	n, ok := oomKills(st.CgroupPaths)
+	return ok && n > st.OOMKillsAtStart
+}
+
+// oomKills reads the cgroup's oom_kill counter: memory.events on cgroup
+// v2, memory.oom_control on v1.
+func oomKills(paths map[string]string) (uint64, bool) {
+	if p, ok := paths[""]; ok {
+		if n, ok := keyedCounter(filepath.Join(p, "memory.events"), "oom_kill"); ok {
+			return n, true
+		}
+	}
+	if p, ok := paths["memory"]; ok {
+		return keyedCounter(filepath.Join(p, "memory.oom_control"), "oom_kill")
+	}
+	return 0, false
+}
+
+// keyedCounter reads "key value" lines and returns key's value.
+func keyedCounter(path, key string) (uint64, bool) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, " ")
+		if ok && k == key {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }

@@ -273,6 +273,9 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 		return fmt.Errorf("create %s: the init (pid %d) is gone: %w", id, st.Pid, err)
 	}
 	st.MonitorPid = monPid
+	// The runtime made the cgroup: a reused one's OOM kills are not
+	// this container's.
+	st.OOMKillsAtStart, _ = oomKills(st.CgroupPaths)
 	st.MonitorStartTime, _, _ = procStartTime(monPid)
 	if err := writeJSONAtomic(dir, stateFile, &st); err != nil {
 		r.run(context.WithoutCancel(ctx), nil, "delete", "--force", id)

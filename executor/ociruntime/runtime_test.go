@@ -58,9 +58,9 @@ func newEnv(t *testing.T, path string) *env {
 }
 
 // spec is the spec the daemon generates for a manifest with this command.
-func (e *env) spec(t *testing.T, name, command string) *specs.Spec {
+func (e *env) spec(t *testing.T, name, command string, extra ...string) *specs.Spec {
 	t.Helper()
-	src := "apiVersion: reconciled.dev/v1\nkind: Container\nmetadata: {name: " + name + "}\nspec:\n  root: {path: " + e.rootfs + "}\n  command: [/bin/sh, -c, " + strconv.Quote(command) + "]\n  runtime: runc\n"
+	src := "apiVersion: reconciled.dev/v1\nkind: Container\nmetadata: {name: " + name + "}\nspec:\n  root: {path: " + e.rootfs + "}\n  command: [/bin/sh, -c, " + strconv.Quote(command) + "]\n  runtime: runc\n" + strings.Join(extra, "")
 	cs, errs := desired.Parse("t.yaml", []byte(src), desired.ParseOptions{})
 	if len(errs) > 0 {
 		t.Fatalf("parse: %v", desired.Errors(errs))
@@ -70,7 +70,7 @@ func (e *env) spec(t *testing.T, name, command string) *specs.Spec {
 
 // create creates container name and removes it (and anything runc left)
 // when the test ends.
-func (e *env) create(t *testing.T, name, command string) (logPath string) {
+func (e *env) create(t *testing.T, name, command string, extra ...string) (logPath string) {
 	t.Helper()
 	logPath = filepath.Join(e.dir, name+".log")
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -91,7 +91,7 @@ func (e *env) create(t *testing.T, name, command string) (logPath string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := e.rt.Create(ctx, name, filepath.Join(e.dir, "bundle-"+name), ociruntime.CreateOptions{
-		Spec: e.spec(t, name, command), Stdout: logf, Stderr: logf,
+		Spec: e.spec(t, name, command, extra...), Stdout: logf, Stderr: logf,
 	}); err != nil {
 		t.Fatalf("create: %v", err)
 	}
@@ -200,6 +200,25 @@ func TestExitCodeRecorded(t *testing.T) {
 	list, err := executor.List(e.rt.StateRoot())
 	if err != nil || len(list) != 1 || list[0].ID != name || list[0].ExitCode != 3 {
 		t.Fatalf("List: %+v, %v", list, err)
+	}
+}
+
+func TestOOMKillRecorded(t *testing.T) {
+	e := newEnv(t, "")
+	name := testutil.Name(t, 40)
+	ctx := context.Background()
+	e.create(t, name, "exec tail /dev/zero", "  resources: {memory: 16Mi}\n")
+	if err := e.rt.Start(ctx, name); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	st, err := e.rt.Wait(wctx, name)
+	if err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if !st.Exited || !st.OOMKilled || st.ExitCode != 137 {
+		t.Fatalf("tail /dev/zero in 16Mi: exited %v oomKilled %v code %d", st.Exited, st.OOMKilled, st.ExitCode)
 	}
 }
 

@@ -16,8 +16,8 @@ import (
 
 // runc runs a container through its whole life as the native executor
 // would: drop → running (output in its log), kill -9 → restarted with 137
-// recorded, edit → recreated, daemon restart → adopted, delete → gone
-// with no process, cgroup or runc state left.
+// recorded, edit → recreated, daemon restart → adopted (and its exit
+// still seen), delete → gone with no process, cgroup or runc state left.
 func TestRuncLifecycle(t *testing.T) {
 	if _, err := exec.LookPath("runc"); err != nil {
 		testutil.SkipOrFail(t, "runc is not installed: %v", err)
@@ -98,8 +98,19 @@ func TestRuncLifecycle(t *testing.T) {
 	if !hasEventPrefix(e.statusOf(web), "adopted: running since") {
 		t.Errorf("no adoption event: %+v", e.statusOf(web).Events)
 	}
-	// Its exit is still seen after the restart.
-	cg, err := cgroupDir(adopted.Pid, "pids")
+	// Its exit is still seen, and recorded, after the restart.
+	if err := syscall.Kill(adopted.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	r = e.waitFor(web+" restarted after adoption", 30*time.Second, func(r *report) bool {
+		x := r.get(web)
+		return x != nil && x.Phase == "running" && x.Pid > 0 && x.Pid != adopted.Pid
+	})
+	last := r.get(web)
+	if last.ExitCode == nil || *last.ExitCode != 137 {
+		t.Errorf("after kill -9 of the adopted container: last exit %v, want 137", last.ExitCode)
+	}
+	cg, err := cgroupDir(last.Pid, "pids")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,8 +120,8 @@ func TestRuncLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitFor(web+" gone", 30*time.Second, func(r *report) bool { return r.get(web) == nil })
-	if alive(adopted.Pid) {
-		t.Errorf("pid %d still runs after its manifest was removed", adopted.Pid)
+	if alive(last.Pid) {
+		t.Errorf("pid %d still runs after its manifest was removed", last.Pid)
 	}
 	if _, err := os.Stat(cg); !os.IsNotExist(err) {
 		t.Errorf("cgroup %s left: %v", cg, err)
