@@ -270,6 +270,61 @@ func TestHostRootRefused(t *testing.T) {
 	}
 }
 
+// A runtime binary removed while its container runs does not keep the
+// container from being deleted: its processes, cgroup and state go.
+func TestDeleteWithoutBinary(t *testing.T) {
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		testutil.SkipOrFail(t, "runc is not installed: %v", err)
+	}
+	data, err := os.ReadFile(runc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyPath := filepath.Join(t.TempDir(), "runc-copy")
+	if err := os.WriteFile(copyPath, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, copyPath)
+	name := testutil.Name(t, 40)
+	ctx := context.Background()
+	e.create(t, name, "exec sleep 1000")
+	if err := e.rt.Start(ctx, name); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	st, err := e.rt.State(ctx, name)
+	if err != nil || st.Status != executor.StatusRunning {
+		t.Fatalf("state: %+v, %v", st, err)
+	}
+	m, err := e.cg.Manager(name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(copyPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rt.Kill(ctx, name, syscall.SIGTERM, false); !errors.Is(err, ociruntime.ErrRuntimeNotFound) {
+		t.Errorf("kill without the binary: %v, want ErrRuntimeNotFound", err)
+	}
+	if err := e.rt.Delete(ctx, name); err != nil {
+		t.Fatalf("delete without the binary: %v", err)
+	}
+	if pidAlive(st.Pid) {
+		t.Errorf("init %d still runs", st.Pid)
+	}
+	for _, p := range m.Paths() {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s left (%v)", p, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "runc", name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("runc state left: %v", err)
+	}
+	if _, err := executor.ReadState(e.rt.StateRoot(), name); !errors.Is(err, executor.ErrNotExist) {
+		t.Errorf("state after delete: %v", err)
+	}
+}
+
 func TestFailingBinary(t *testing.T) {
 	fake := filepath.Join(t.TempDir(), "fake-runtime")
 	// A fake: a runtime whose create always fails, as a broken install would.

@@ -174,3 +174,55 @@ func TestRuntimeMissingBinary(t *testing.T) {
 func ociManifest(name, runtime, rootfs, command string) string {
 	return strings.Replace(manifest(name, command, "  runtime: "+runtime+"\n"), "root: {path: /,", "root: {path: "+rootfs+",", 1)
 }
+
+// Changing spec.runtime recreates the container with the new runtime; the
+// old one is removed by the runtime that made it.
+func TestRuntimeSwitch(t *testing.T) {
+	if _, err := exec.LookPath("runc"); err != nil {
+		testutil.SkipOrFail(t, "runc is not installed: %v", err)
+	}
+	e := newEnv(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	e.start()
+	web := e.name("web")
+	runtimeOf := func() string {
+		st, err := executor.ReadState(filepath.Join(e.state, "runtime"), web)
+		if err != nil {
+			t.Fatalf("state of %s: %v", web, err)
+		}
+		return st.Annotations["dev.reconciled.runtime"]
+	}
+	e.write("web.yaml", ociManifest(web, "native", rootfs, sleepForever))
+	prev := e.waitRunning(web, 30*time.Second)
+	if rt := runtimeOf(); rt != "" {
+		t.Fatalf("native container's state names runtime %q", rt)
+	}
+	for _, want := range []string{"runc", "native"} {
+		e.write("web.yaml", ociManifest(web, want, rootfs, sleepForever))
+		r := e.waitFor(web+" recreated with "+want, 30*time.Second, func(r *report) bool {
+			x := r.get(web)
+			return x != nil && x.Phase == "running" && x.Pid > 0 && x.Pid != prev.Pid
+		})
+		if alive(prev.Pid) {
+			t.Errorf("old pid %d still runs", prev.Pid)
+		}
+		if !hasEvent(e.statusOf(web), "recreated: spec.runtime changed") {
+			t.Errorf("no event says why: %+v", e.statusOf(web).Events)
+		}
+		got := runtimeOf()
+		if got == "" {
+			got = "native"
+		}
+		if got != want {
+			t.Errorf("runtime %q, want %q", got, want)
+		}
+		prev = r.get(web)
+	}
+	if err := os.Remove(filepath.Join(e.manifests, "web.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(web+" gone", 30*time.Second, func(r *report) bool { return r.get(web) == nil })
+	if left := e.leftovers(); len(left) > 0 {
+		t.Errorf("left behind after delete: %v", left)
+	}
+}
