@@ -20,7 +20,9 @@
 // from the pid file, reports it to the creator, and waits for it with
 // wait4 (reaping any other orphan meanwhile). When it exits the monitor
 // writes exit.json (exit code, 128+signal for a signal, signal name,
-// finish time) exactly as the native monitor does, and exits.
+// finish time, and an OOM kill: the cgroup's oom_kill counter above the
+// count Create recorded) exactly as the native monitor does, and exits.
+// The cgroup is still there then: the runtime removes it only at delete.
 //
 // The monitor also holds a lifeline pipe from the creator: EOF before the
 // creator's "created" byte means the creator died half-way, and the
@@ -37,6 +39,17 @@
 // start (executor.ReadState takes its presence as "created"). The
 // runtime's own state lives under a separate --root (RuntimeRoot), which
 // must not be inside the state root.
+//
+// # Errors and limits
+//
+// A missing binary is ErrRuntimeNotFound, a failing one ErrRuntimeFailed
+// with the runtime's own message (its --log, kept in the state directory):
+// both are the container's error; nothing is left of a failed create.
+// Delete works without the binary: it kills the init (PID and start time
+// checked), the cgroup's processes, removes the cgroup and the runtime's
+// state directory. A root.path of the host's / is refused with
+// executor.ErrNotSupported: runc and crun pivot_root into the root, which
+// fails (EBUSY) for the current root.
 //
 // # Cgroups
 //

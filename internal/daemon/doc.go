@@ -6,6 +6,16 @@
 // server on a unix socket and the status files, and the containers' log
 // files with their rotation.
 //
+// Runtimes: a container whose spec carries the dev.reconciled.runtime
+// annotation (spec.runtime other than native) is created by that
+// OCI-CLI runtime (package executor/ociruntime: runc, crun, or a
+// --runtime NAME=PATH binary); every later operation goes to the runtime
+// its state names, not the manifest's, so a container is always stopped
+// and deleted by the runtime that made it. An unknown runtime or a
+// missing binary fails that container's create, never the daemon; a
+// container whose runtime is gone is still deleted (processes killed,
+// cgroup and state removed without the binary).
+//
 // It also holds the clients' side of the status socket and the state
 // directory's layout, for the status, plan and logs commands.
 //
