@@ -62,8 +62,24 @@
 // # Hybrid cgroup hosts
 //
 // runc works on the cgroup v1 "hybrid" layout (v1 controllers plus an
-// empty cgroup2 at /sys/fs/cgroup/unified). crun 1.8 refuses it: on such
-// a host use runc, or boot with a pure v1 or pure v2 layout
-// (systemd.unified_cgroup_hierarchy=0 or 1), or configure a crun built
-// against a release that accepts hybrid hosts.
+// empty cgroup2 at /sys/fs/cgroup/unified). crun 1.8 refuses it ("cgroups
+// in hybrid mode not supported, drop all controllers from cgroupv2"), which
+// is each crun container's error in status. On such a host use runc, boot
+// with a pure v1 or pure v2 layout (systemd.unified_cgroup_hierarchy=0 or
+// 1), or give the daemon a wrapper that hides the unified mount from crun
+// (bench/nohybrid.c, an LD_PRELOAD shim that changes no mount):
+//
+//	#!/bin/sh
+//	LD_PRELOAD=/usr/local/lib/nohybrid.so exec /usr/bin/crun "$@"
+//
+// installed as /usr/local/bin/crun-v1 and named with --runtime
+// crun=/usr/local/bin/crun-v1. crun then uses the same v1 controllers as
+// runc.
+//
+// # Spec
+//
+// config.json is the daemon's generated spec with ociVersion set to
+// OCIVersion (crun 1.8 rejects versions it does not know; nothing newer
+// is used) and, with cgroupfs, linux.cgroupsPath set as above.
+
 package ociruntime

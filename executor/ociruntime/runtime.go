@@ -28,6 +28,9 @@ import (
 // created a container ("native" when absent).
 const AnnotationRuntime = "dev.reconciled.runtime"
 
+// OCIVersion is the ociVersion of the config.json written for a runtime.
+const OCIVersion = "1.0.2"
+
 // Config is what New needs. Name and Path are required.
 type Config struct {
 	// Name is the runtime's name as manifests give it (runc, crun, ...).
@@ -144,6 +147,10 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 		return fmt.Errorf("container %s: runtime %s cannot run a container whose root.path is the host's / (pivot_root fails): %w; use a directory holding a root filesystem, or runtime: native", id, r.cfg.Name, executor.ErrNotSupported)
 	}
 	spec := *o.Spec
+	// crun 1.8 refuses ociVersions it does not know ("unknown version
+	// specified") and runc 1.1 implements 1.0.2; the generated spec uses
+	// nothing newer.
+	spec.Version = OCIVersion
 	if spec.Linux != nil {
 		l := *spec.Linux
 		if l.CgroupsPath == "" && r.cfg.Cgroups != nil {

@@ -244,6 +244,43 @@ func TestUpdate(t *testing.T) {
 	}
 }
 
+// crun runs a container too; on a cgroup v1 "hybrid" host crun 1.8
+// refuses it, and that is the container's error, with crun's reason.
+func TestCrun(t *testing.T) {
+	crun, err := exec.LookPath("crun")
+	if err != nil {
+		testutil.SkipOrFail(t, "crun is not installed: %v", err)
+	}
+	e := newEnv(t, crun)
+	name := testutil.Name(t, 40)
+	ctx := context.Background()
+	var fs unix.Statfs_t
+	hybrid := unix.Statfs("/sys/fs/cgroup/unified", &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC
+	if hybrid {
+		err := e.rt.Create(ctx, name, filepath.Join(e.dir, "bundle"), ociruntime.CreateOptions{Spec: e.spec(t, name, "true")})
+		if !errors.Is(err, ociruntime.ErrRuntimeFailed) || !strings.Contains(err.Error(), "hybrid") {
+			t.Fatalf("crun on a hybrid host: %v, want ErrRuntimeFailed with crun's reason", err)
+		}
+		if _, err := os.Stat(executor.StateDir(e.rt.StateRoot(), name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("state directory left: %v", err)
+		}
+		return
+	}
+	e.create(t, name, "exec sleep 1000")
+	if err := e.rt.Start(ctx, name); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if err := e.rt.Kill(ctx, name, syscall.SIGKILL, false); err != nil {
+		t.Fatalf("kill: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	st, err := e.rt.Wait(wctx, name)
+	if err != nil || st.ExitCode != 137 {
+		t.Fatalf("wait: %+v, %v", st, err)
+	}
+}
+
 func TestMissingBinary(t *testing.T) {
 	e := newEnv(t, "/nonexistent/runc")
 	name := testutil.Name(t, 40)
