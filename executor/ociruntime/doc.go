@@ -81,5 +81,4 @@
 // config.json is the daemon's generated spec with ociVersion set to
 // OCIVersion (crun 1.8 rejects versions it does not know; nothing newer
 // is used) and, with cgroupfs, linux.cgroupsPath set as above.
-
 package ociruntime
