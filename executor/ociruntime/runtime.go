@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -105,6 +106,7 @@ func (r *Runtime) run(ctx context.Context, stdin []byte, args ...string) ([]byte
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, bin, append(r.globalArgs(), args...)...)
+	cmd.Env = runtimeEnv()
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if stdin != nil {
@@ -232,7 +234,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	defer lifeW.Close()
 	mon := exec.Command("/proc/self/exe")
 	mon.Args = []string{"reconciled-oci-monitor", id}
-	mon.Env = append(os.Environ(), monitorEnv+"="+string(cfg), "GOMAXPROCS=1")
+	mon.Env = append(runtimeEnv(), monitorEnv+"="+string(cfg), "GOMAXPROCS=1")
 	mon.Stdout, mon.Stderr = o.Stdout, o.Stderr
 	mon.ExtraFiles = []*os.File{reportW, lifeR}
 	mon.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -493,6 +495,23 @@ func (r *Runtime) Update(ctx context.Context, id string, res *specs.LinuxResourc
 	}
 	_, err = r.run(ctx, data, "update", "--resources", "-", id)
 	return err
+}
+
+// systemdEnv are the variables systemd hands the daemon. None may reach
+// the runtime: with NOTIFY_SOCKET runc and crun pass the socket into the
+// container and `start` waits for the container's READY=1.
+var systemdEnv = []string{"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "WATCHDOG_PID", "WATCHDOG_USEC"}
+
+// runtimeEnv is the daemon's environment without systemdEnv.
+func runtimeEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(systemdEnv, k) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func alive(pid int, start uint64) bool {

@@ -3,6 +3,7 @@ package ociruntime_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -219,6 +220,29 @@ func TestOOMKillRecorded(t *testing.T) {
 	}
 	if !st.Exited || !st.OOMKilled || st.ExitCode != 137 {
 		t.Fatalf("tail /dev/zero in 16Mi: exited %v oomKilled %v code %d", st.Exited, st.OOMKilled, st.ExitCode)
+	}
+}
+
+// A daemon started by systemd has NOTIFY_SOCKET set; the runtime must not
+// get it (runc's start would wait for the container's READY=1).
+func TestNotifySocketNotPassed(t *testing.T) {
+	e := newEnv(t, "")
+	sock := filepath.Join(e.dir, "notify.sock")
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	name := testutil.Name(t, 40)
+	e.create(t, name, "exec sleep 1000")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := e.rt.Start(ctx, name); err != nil {
+		t.Fatalf("start with NOTIFY_SOCKET set: %v", err)
+	}
+	if st, err := e.rt.State(ctx, name); err != nil || st.Status != executor.StatusRunning {
+		t.Fatalf("state: %+v, %v", st, err)
 	}
 }
 
