@@ -6,7 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // RecoverStart finishes the start of a container whose start was cut short
@@ -37,25 +38,35 @@ func (r *Runtime) RecoverStart(ctx context.Context, id string) (bool, error) {
 }
 
 // initExecd reports whether st's init (alive, checked by start time) runs
-// another executable than its monitor, that is, exec'd the user's process.
+// another executable than its monitor and than the waiter, that is, exec'd
+// the user's process.
+//
+// The init's executable is opened once and everything is decided on that
+// one file: it changes under us (Go init -> waiter right after create), and
+// a link read and a stat taken a moment apart could see two different ones.
 func initExecd(st *State) bool {
 	if st.MonitorPid <= 0 || !processAlive(st.Pid, st.PidStartTime) || !processAlive(st.MonitorPid, st.MonitorStartTime) {
 		return false
 	}
-	// The waiter (executor/waiter) is still waiting for the fifo.
-	if link, err := os.Readlink("/proc/" + strconv.Itoa(st.Pid) + "/exe"); err == nil && strings.Contains(link, "memfd:reconciled-waiter") {
+	fd, err := unix.Open("/proc/"+strconv.Itoa(st.Pid)+"/exe", unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return false
 	}
-	initExe, err1 := os.Stat("/proc/" + strconv.Itoa(st.Pid) + "/exe")
-	monExe, err2 := os.Stat("/proc/" + strconv.Itoa(st.MonitorPid) + "/exe")
-	if err1 != nil || err2 != nil {
+	defer unix.Close(fd)
+	// The waiter (executor/waiter) still waits for the fifo.
+	if link, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); err != nil || strings.Contains(link, "memfd:reconciled-waiter") {
+		return false
+	}
+	var initExe, monExe unix.Stat_t
+	if err := unix.Fstat(fd, &initExe); err != nil {
+		return false
+	}
+	if err := unix.Stat("/proc/"+strconv.Itoa(st.MonitorPid)+"/exe", &monExe); err != nil {
 		return false
 	}
 	// Both still the same processes (a PID reused meanwhile is not ours).
 	if !processAlive(st.Pid, st.PidStartTime) || !processAlive(st.MonitorPid, st.MonitorStartTime) {
 		return false
 	}
-	a, ok1 := initExe.Sys().(*syscall.Stat_t)
-	b, ok2 := monExe.Sys().(*syscall.Stat_t)
-	return ok1 && ok2 && (a.Dev != b.Dev || a.Ino != b.Ino)
+	return initExe.Dev != monExe.Dev || initExe.Ino != monExe.Ino
 }
