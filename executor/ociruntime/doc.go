@@ -53,11 +53,14 @@
 //
 // # Cgroups
 //
-// The runtime makes the cgroup itself. With the cgroupfs driver Create
-// sets linux.cgroupsPath to the native default (cgroups.DefaultParent/ID)
-// when the spec leaves it empty, and records the driver in the state, so
-// the daemon's cgroup manager finds the same directories for stats, ps and
-// kill-all. The systemd cgroup driver is not supported yet.
+// The runtime makes the cgroup itself. When the spec leaves
+// linux.cgroupsPath empty Create sets it to where the daemon's driver
+// looks by default: cgroups.DefaultParent/ID with cgroupfs;
+// "reconciled.slice:reconciled:ID" (the scope reconciled-ID.scope) with
+// systemd, whose runtimes are run with --systemd-cgroup. The driver is
+// recorded in the state, so the daemon's cgroup manager finds the same
+// cgroup for stats, ps, pause and kill-all. (The systemd path is not
+// exercised on the CI host, where PID 1 is not systemd.)
 //
 // # Hybrid cgroup hosts
 //

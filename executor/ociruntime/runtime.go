@@ -44,7 +44,8 @@ type Config struct {
 	// RuntimeRoot is the runtime's --root (default
 	// /run/reconciled/oci/NAME); it must not be inside StateRoot.
 	RuntimeRoot string
-	// Cgroups is the daemon's cgroup driver (nil: none recorded). Only
+	// Cgroups is the daemon's cgroup driver (nil: none recorded):
+	// cgroupfs, or systemd (the runtime is run with --systemd-cgroup).
 	// cgroupfs is supported.
 	Cgroups cgroups.Driver
 	Logger  *slog.Logger
@@ -72,7 +73,7 @@ func New(cfg Config) (*Runtime, error) {
 	if rel, err := filepath.Rel(cfg.StateRoot, cfg.RuntimeRoot); err == nil && !strings.HasPrefix(rel, "..") {
 		return nil, fmt.Errorf("ociruntime: runtime root %s is inside the state root %s", cfg.RuntimeRoot, cfg.StateRoot)
 	}
-	if cfg.Cgroups != nil && cfg.Cgroups.Name() != "cgroupfs" {
+	if cfg.Cgroups != nil && cfg.Cgroups.Name() != "cgroupfs" && cfg.Cgroups.Name() != "systemd" {
 		return nil, fmt.Errorf("ociruntime %s: cgroup driver %s: %w", cfg.Name, cfg.Cgroups.Name(), executor.ErrNotSupported)
 	}
 	if cfg.Logger == nil {
@@ -96,7 +97,23 @@ func (r *Runtime) binary() (string, error) {
 	return p, nil
 }
 
-func (r *Runtime) globalArgs() []string { return []string{"--root", r.cfg.RuntimeRoot} }
+func (r *Runtime) globalArgs() []string {
+	if r.cfg.Cgroups != nil && r.cfg.Cgroups.Name() == "systemd" {
+		return []string{"--root", r.cfg.RuntimeRoot, "--systemd-cgroup"}
+	}
+	return []string{"--root", r.cfg.RuntimeRoot}
+}
+
+// defaultCgroupsPath is the linux.cgroupsPath that makes the runtime put
+// container id where the daemon's driver looks for it by default:
+// DefaultParent/id with cgroupfs, reconciled-<id>.scope in
+// reconciled.slice with systemd (runc's "slice:prefix:name").
+func defaultCgroupsPath(driver, id string) string {
+	if driver == "systemd" {
+		return cgroups.DefaultSlice + ":" + cgroups.DefaultScopePrefix + ":" + id
+	}
+	return cgroups.DefaultParent + "/" + id
+}
 
 // run runs the runtime with args and returns its stdout; a failure wraps
 // ErrRuntimeFailed and says what the runtime wrote on stderr.
@@ -156,7 +173,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	if spec.Linux != nil {
 		l := *spec.Linux
 		if l.CgroupsPath == "" && r.cfg.Cgroups != nil {
-			l.CgroupsPath = cgroups.DefaultParent + "/" + id
+			l.CgroupsPath = defaultCgroupsPath(r.cfg.Cgroups.Name(), id)
 		}
 		spec.Linux = &l
 	}

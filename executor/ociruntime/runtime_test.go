@@ -2,6 +2,7 @@ package ociruntime_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -400,5 +401,69 @@ func TestFailingBinary(t *testing.T) {
 	}
 	if _, err := os.Stat(executor.StateDir(e.rt.StateRoot(), name)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state directory left: %v", err)
+	}
+}
+
+// fakeSystemd is a fake of the systemd cgroup driver (no systemd as PID 1
+// here): it only names itself and the scope's directory.
+type fakeSystemd struct{}
+
+func (fakeSystemd) Name() string { return "systemd" }
+func (fakeSystemd) Manager(id, cgroupsPath string) (cgroups.Manager, error) {
+	return fakeScope{id}, nil
+}
+
+type fakeScope struct{ id string }
+
+func (fakeScope) Apply(context.Context, int, *specs.LinuxResources) error { return nil }
+func (fakeScope) Set(context.Context, *specs.LinuxResources) error        { return nil }
+func (fakeScope) Procs(context.Context) ([]int, error)                    { return nil, nil }
+func (fakeScope) Stats(context.Context) (*cgroups.Stats, error)           { return &cgroups.Stats{}, nil }
+func (fakeScope) Freeze(context.Context, bool) error                      { return nil }
+func (fakeScope) Destroy(context.Context) error                           { return nil }
+func (s fakeScope) Paths() map[string]string {
+	return map[string]string{"": "/sys/fs/cgroup/reconciled.slice/reconciled-" + s.id + ".scope"}
+}
+
+// With the systemd driver the runtime is run with --systemd-cgroup and the
+// container's cgroupsPath names the scope the driver looks for.
+func TestSystemdDriverArgs(t *testing.T) {
+	dir := t.TempDir()
+	argsFile := filepath.Join(dir, "args")
+	fake := filepath.Join(dir, "fake-runtime")
+	// A fake runtime: records its arguments and fails.
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho \"$@\" > "+argsFile+"\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := ociruntime.New(ociruntime.Config{Name: "runc", Path: fake, StateRoot: filepath.Join(dir, "state"),
+		RuntimeRoot: filepath.Join(dir, "runc"), Cgroups: fakeSystemd{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := &specs.Spec{Version: specs.Version, Root: &specs.Root{Path: dir}, Process: &specs.Process{Args: []string{"true"}, Cwd: "/"}, Linux: &specs.Linux{}}
+	bundle := filepath.Join(dir, "bundle")
+	if err := rt.Create(context.Background(), "web", bundle, ociruntime.CreateOptions{Spec: spec}); !errors.Is(err, ociruntime.ErrRuntimeFailed) {
+		t.Fatalf("create with a failing fake: %v", err)
+	}
+	args, err := os.ReadFile(argsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(args), "--systemd-cgroup") || !strings.Contains(string(args), "create --bundle "+bundle) {
+		t.Errorf("runtime arguments %q lack --systemd-cgroup or create --bundle", args)
+	}
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var written specs.Spec
+	if err := json.Unmarshal(data, &written); err != nil {
+		t.Fatal(err)
+	}
+	if written.Linux.CgroupsPath != "reconciled.slice:reconciled:web" || written.Version != ociruntime.OCIVersion {
+		t.Errorf("config.json: cgroupsPath %q, ociVersion %q", written.Linux.CgroupsPath, written.Version)
+	}
+	if spec.Linux.CgroupsPath != "" {
+		t.Errorf("the caller's spec was changed: %q", spec.Linux.CgroupsPath)
 	}
 }

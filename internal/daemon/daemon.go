@@ -245,7 +245,7 @@ func Run(ctx context.Context, cfg Config) error {
 	last := &lastExits{}
 	adapter := &runtimeAdapter{rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, logDriver: cfg.LogDriver, journal: cfg.JournalSocket,
 		store: store, exits: exits, log: log, onExit: last.set}
-	adapter.oci = newOCIRuntimes(cfg.Runtimes, layout.Runtime(), layout.OCI(), adapter.cgroupfs(), log)
+	adapter.oci = newOCIRuntimes(cfg.Runtimes, layout.Runtime(), layout.OCI(), drv, log)
 	notify := newNotifier(log, cfg.TestBlockLoopAfter)
 	if notify.watchdog > 0 {
 		log.Info("systemd watchdog on", "watchdogSec", notify.watchdog)

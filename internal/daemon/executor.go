@@ -343,20 +343,12 @@ func (a *runtimeAdapter) deleteOCI(ctx context.Context, id, name string) error {
 	if err != nil {
 		a.log.Warn("container's runtime is not usable; removing it without", "container", id, "runtime", name, "err", err)
 		if o, err = ociruntime.New(ociruntime.Config{Name: name, Path: "/nonexistent/" + name, StateRoot: a.layout.Runtime(),
-			RuntimeRoot: filepath.Join(a.layout.OCI(), name), Cgroups: a.cgroupfs(), Logger: a.log}); err != nil {
+			RuntimeRoot: filepath.Join(a.layout.OCI(), name), Cgroups: a.cg, Logger: a.log}); err != nil {
 			return fmt.Errorf("delete %s: %w", id, err)
 		}
 	}
 	if err := o.Delete(ctx, id); err != nil && !errors.Is(err, executor.ErrNotExist) {
 		return err
-	}
-	return nil
-}
-
-// cgroupfs is the daemon's cgroup driver when it is cgroupfs, else nil.
-func (a *runtimeAdapter) cgroupfs() cgroups.Driver {
-	if a.cg != nil && a.cg.Name() == "cgroupfs" {
-		return a.cg
 	}
 	return nil
 }
