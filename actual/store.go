@@ -35,7 +35,7 @@ import (
 // the entry is older than the TTL. The daemon invalidates a container after
 // every operation on it and when its init exits (it holds a pidfd on it),
 // so the cache never hides a change it made or an exit; whether it is
-// paused is read every time; the TTL bounds how long another change made
+// paused is read again after at most pausedTTL; the TTL bounds how long another change made
 // behind its back (someone running `reconciled runtime` on the same root)
 // stays unseen.
 type Store struct {
@@ -52,10 +52,14 @@ type Store struct {
 }
 
 type cached struct {
-	c     Container // without Record
-	paths map[string]string
-	at    time.Time
+	c        Container // without Record
+	paths    map[string]string
+	at       time.Time
+	pausedAt time.Time // when c.Paused was read
 }
+
+// pausedTTL bounds how long a cached observation's paused flag is trusted.
+const pausedTTL = time.Second
 
 // StoreOptions configure a Store. Zero values take the defaults.
 type StoreOptions struct {
@@ -214,7 +218,7 @@ func (s *Store) Observe(ctx context.Context) (Set, error) {
 				continue
 			}
 			hit = false
-			ent = cached{c: *c, paths: paths, at: now}
+			ent = cached{c: *c, paths: paths, at: now, pausedAt: now}
 			if s.ttl > 0 {
 				s.mu.Lock()
 				if s.gen[name] == gen {
@@ -223,13 +227,22 @@ func (s *Store) Observe(ctx context.Context) (Set, error) {
 				s.mu.Unlock()
 			}
 		}
-		c := ent.c
-		if hit && c.InitAlive {
+		if hit && ent.c.InitAlive && now.Sub(ent.pausedAt) >= pausedTTL {
 			// Pause and resume are done by operators behind the daemon's
-			// back (reconciled pause): the freezer state is read every
-			// time, so a cached entry never hides it (one small file).
-			c.Paused = frozen(ent.paths)
+			// back (reconciled pause): a cached entry's freezer state is
+			// read again once it is pausedTTL old. Not on every Observe:
+			// the loop observes all containers for each one it works on,
+			// which made this one file read n² reads after a converge.
+			ent.c.Paused, ent.pausedAt = frozen(ent.paths), now
+			s.mu.Lock()
+			if s.gen[name] == gen {
+				if cur, ok := s.cache[name]; ok && cur.at.Equal(ent.at) {
+					s.cache[name] = ent
+				}
+			}
+			s.mu.Unlock()
 		}
+		c := ent.c
 		s.mu.Lock()
 		c.Record = s.records[name]
 		s.mu.Unlock()
