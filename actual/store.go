@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -325,7 +324,7 @@ func waitExit(pid int, start uint64, timeout time.Duration) {
 		return
 	}
 	defer unix.Close(fd)
-	if got, _, err := ProcStartTime(pid); err != nil || got != start {
+	if got, _, err := executor.ProcStartTime(pid); err != nil || got != start {
 		return
 	}
 	deadline := time.Now().Add(timeout)
@@ -391,35 +390,12 @@ func frozen(paths map[string]string) bool {
 	return false
 }
 
-// ProcStartTime returns field 22 of /proc/PID/stat (the start time in clock
-// ticks since boot) and whether the process is a zombie.
-func ProcStartTime(pid int) (start uint64, zombie bool, err error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false, err
-	}
-	// Field 2 is the command name in parentheses and may hold anything.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 || i+2 >= len(data) {
-		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat", pid)
-	}
-	fields := bytes.Fields(data[i+2:])
-	if len(fields) < 20 {
-		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat: %d fields", pid, len(fields))
-	}
-	start, err = strconv.ParseUint(string(fields[19]), 10, 64)
-	if err != nil {
-		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat: %w", pid, err)
-	}
-	return start, fields[0][0] == 'Z' || fields[0][0] == 'X', nil
-}
-
 // processAlive reports whether pid runs (not a zombie) and started at start.
 func processAlive(pid int, start uint64) bool {
 	if pid <= 0 {
 		return false
 	}
-	got, zombie, err := ProcStartTime(pid)
+	got, zombie, err := executor.ProcStartTime(pid)
 	return err == nil && !zombie && got == start
 }
 

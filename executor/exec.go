@@ -191,7 +191,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 	if proc.pidfd, err = unix.PidfdOpen(pid, 0); err != nil {
 		return proc, os.NewSyscallError("pidfd_open", err)
 	}
-	start, _, err := procStartTime(pid)
+	start, _, err := ProcStartTime(pid)
 	if err != nil {
 		return proc, err
 	}

@@ -66,9 +66,9 @@ func TestCapMask(t *testing.T) {
 }
 
 func TestProcStartTime(t *testing.T) {
-	start, zombie, err := procStartTime(os.Getpid())
+	start, zombie, err := ProcStartTime(os.Getpid())
 	if err != nil || start == 0 || zombie {
-		t.Fatalf("procStartTime(self) = %d, %v, %v", start, zombie, err)
+		t.Fatalf("ProcStartTime(self) = %d, %v, %v", start, zombie, err)
 	}
 	if !processAlive(os.Getpid(), start) {
 		t.Error("self not alive with its own start time")
@@ -83,7 +83,7 @@ func TestProcStartTime(t *testing.T) {
 func TestReadStateStatus(t *testing.T) {
 	root := t.TempDir()
 	self := os.Getpid()
-	start, _, _ := procStartTime(self)
+	start, _, _ := ProcStartTime(self)
 	write := func(id string, st State, fifo bool, exit *exitRecord) {
 		dir := StateDir(root, id)
 		if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -68,7 +68,7 @@ func (r *Runtime) Ps(ctx context.Context, id string) ([]ProcessInfo, error) {
 		if err != nil {
 			continue // exited meanwhile
 		}
-		start, _, _ := procStartTime(pid)
+		start, _, _ := ProcStartTime(pid)
 		switch {
 		case pid == st.Pid && start == st.PidStartTime:
 			pi.Role = RoleInit

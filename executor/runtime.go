@@ -231,7 +231,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	if err := enc.Encode(monitorConfig{StateDir: dir, NS: plan}); err != nil {
 		return fmt.Errorf("send monitor config: %w", err)
 	}
-	if c.st.MonitorStartTime, _, err = procStartTime(monPid); err != nil {
+	if c.st.MonitorStartTime, _, err = ProcStartTime(monPid); err != nil {
 		return fmt.Errorf("monitor: %w", err)
 	}
 	c.st.MonitorPid = monPid
@@ -256,7 +256,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 		return errors.Join(fmt.Errorf("monitor sent no init PID"), <-prepared)
 	}
 	c.st.Pid = m.Pid
-	if c.st.PidStartTime, _, err = procStartTime(m.Pid); err != nil {
+	if c.st.PidStartTime, _, err = ProcStartTime(m.Pid); err != nil {
 		return errors.Join(fmt.Errorf("container init: %w", err), <-prepared)
 	}
 	// The init decodes its configuration while its cgroup is finished

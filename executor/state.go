@@ -231,9 +231,9 @@ func writeJSONAtomic(dir, name string, v any, durable bool) error {
 	return writeFileAtomic(dir, name, data, durable)
 }
 
-// procStartTime returns field 22 of /proc/pid/stat (starttime) and whether
+// ProcStartTime returns field 22 of /proc/pid/stat (starttime) and whether
 // the process is a zombie.
-func procStartTime(pid int) (start uint64, zombie bool, err error) {
+func ProcStartTime(pid int) (start uint64, zombie bool, err error) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, false, err
@@ -261,7 +261,7 @@ func processAlive(pid int, start uint64) bool {
 	if pid <= 0 {
 		return false
 	}
-	got, zombie, err := procStartTime(pid)
+	got, zombie, err := ProcStartTime(pid)
 	return err == nil && !zombie && got == start
 }
 

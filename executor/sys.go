@@ -29,7 +29,7 @@ func openPidfd(pid int, start uint64) (int, error) {
 		return -1, os.NewSyscallError("pidfd_open", err)
 	}
 	// The pidfd pins the process: if the start time matches now, fd is it.
-	got, _, err := procStartTime(pid)
+	got, _, err := ProcStartTime(pid)
 	if err != nil || got != start {
 		unix.Close(fd)
 		return -1, errGone

@@ -32,6 +32,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/bench/internal/bundle"
 	"reconciled.dev/reconciled/internal/daemon"
 )
 
@@ -106,7 +107,7 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 			return err
 		}
 	}
-	bundle, err := makeBundle(filepath.Join(work, "bundle"), busybox, []string{"/bin/sh", "-c", "echo up; exec sleep 100000"})
+	bundle, err := bundle.Make(filepath.Join(work, "bundle"), busybox, []string{"/bin/sh", "-c", "echo up; exec sleep 100000"})
 	if err != nil {
 		return err
 	}

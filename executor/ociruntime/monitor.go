@@ -236,29 +236,6 @@ func writeJSONAtomic(dir, name string, v any) error {
 	return d.Sync()
 }
 
-// procStartTime returns field 22 of /proc/pid/stat and whether pid is a
-// zombie.
-func procStartTime(pid int) (uint64, bool, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false, err
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) {
-		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+2:])
-	if len(f) < 20 {
-		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat", pid)
-	}
-	start, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat: %w", pid, err)
-	}
-	return start, f[0] == "Z" || f[0] == "X", nil
-}
-
 // oomKilledSince reports whether the OOM killer acted in the container's
 // cgroup since create, from the count the creator recorded in the state
 // (the runtime removes the cgroup only at delete, so it is still there).

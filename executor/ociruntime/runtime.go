@@ -294,7 +294,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	st.Status = executor.StatusCreated
 	st.Pid = res.m.Pid
 	st.Created = time.Now().UTC()
-	if st.PidStartTime, _, err = procStartTime(st.Pid); err != nil {
+	if st.PidStartTime, _, err = executor.ProcStartTime(st.Pid); err != nil {
 		r.run(context.WithoutCancel(ctx), nil, "delete", "--force", id)
 		return fmt.Errorf("create %s: the init (pid %d) is gone: %w", id, st.Pid, err)
 	}
@@ -302,7 +302,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	// The runtime made the cgroup: a reused one's OOM kills are not
 	// this container's.
 	st.OOMKillsAtStart, _ = oomKills(st.CgroupPaths)
-	st.MonitorStartTime, _, _ = procStartTime(monPid)
+	st.MonitorStartTime, _, _ = executor.ProcStartTime(monPid)
 	if err := writeJSONAtomic(dir, stateFile, &st); err != nil {
 		r.run(context.WithoutCancel(ctx), nil, "delete", "--force", id)
 		return fmt.Errorf("unable to write the state of %s: %w", id, err)
@@ -535,7 +535,7 @@ func alive(pid int, start uint64) bool {
 	if pid <= 0 {
 		return false
 	}
-	got, zombie, err := procStartTime(pid)
+	got, zombie, err := executor.ProcStartTime(pid)
 	return err == nil && !zombie && got == start
 }
 

@@ -8,7 +8,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"reconciled.dev/reconciled/actual"
 	"reconciled.dev/reconciled/executor"
 )
 
@@ -108,7 +107,7 @@ func (w *exitWatcher) addLocked(pw *pidWatch) bool {
 		return false
 	}
 	// The pidfd pins the process: if the start time matches now, fd is it.
-	if got, _, err := actual.ProcStartTime(pw.pid); err != nil || got != pw.start {
+	if got, _, err := executor.ProcStartTime(pw.pid); err != nil || got != pw.start {
 		unix.Close(fd)
 		return false
 	}

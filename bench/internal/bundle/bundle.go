@@ -1,7 +1,6 @@
-package main
-
-// Copied from bench/runtimebench (package main there): the same bundle,
-// so that the figures of both benchmarks are comparable.
+// Package bundle writes the busybox bundle both benchmarks run, so that
+// their figures are comparable.
+package bundle
 
 import (
 	"encoding/json"
@@ -10,9 +9,9 @@ import (
 	"path/filepath"
 )
 
-// makeBundle writes a busybox rootfs and a config.json (the shape `runc
+// Make writes a busybox rootfs and a config.json (the shape `runc
 // spec` produces, without a terminal) running args.
-func makeBundle(dir, busybox string, args []string) (string, error) {
+func Make(dir, busybox string, args []string) (string, error) {
 	rootfs := filepath.Join(dir, "rootfs")
 	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "etc"} {
 		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
