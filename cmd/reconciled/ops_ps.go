@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/executor/cgroups"
@@ -101,10 +102,20 @@ func opsCommand(ctx context.Context, sub, root string, args []string, stdout, st
 		id = pos[0]
 	}
 	switch sub {
-	case "pause":
-		err = rt.Pause(ctx, id)
-	case "resume":
-		err = rt.Resume(ctx, id)
+	case "pause", "resume":
+		if sub == "pause" {
+			err = rt.Pause(ctx, id)
+		} else {
+			err = rt.Resume(ctx, id)
+		}
+		if err == nil {
+			// The daemon, if one runs, must not act on what it saw before.
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if rerr := daemon.Refresh(rctx, *state, id); rerr != nil && !errors.Is(rerr, daemon.ErrNoDaemon) {
+				fmt.Fprintf(stderr, "reconciled %s: warning: the daemon was not told: %v\n", sub, rerr)
+			}
+			cancel()
+		}
 	case "kill":
 		sig, perr := parseSignal(*sigName)
 		if perr != nil {

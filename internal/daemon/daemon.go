@@ -265,6 +265,10 @@ func Run(ctx context.Context, cfg Config) error {
 	pub.cgroupDriver, pub.logDriver, pub.onStatus = drv.Name(), cfg.LogDriver, notify.SetStatus
 	notify.summary = pub.Summary
 	events.changed = pub.Kick
+	pub.refresh = func(name string) {
+		store.Invalidate(name)
+		loop.Notify(name)
+	}
 	exits.invalidate = store.Invalidate
 	exits.notify = func(name string) {
 		loop.Notify(name)

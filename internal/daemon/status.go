@@ -130,6 +130,9 @@ type publisher struct {
 	// a one-line summary after each publication (systemd's STATUS=).
 	cgroupDriver, logDriver string
 	onStatus                func(string)
+	// refresh drops the cached observation of a container and has the loop
+	// look at it again (set by the daemon).
+	refresh func(name string)
 
 	mu        sync.Mutex
 	want      *desired.Set
@@ -404,6 +407,7 @@ func (p *publisher) statusEvent(st reconciler.Status, now time.Time) {
 //
 //	GET /v1/status             Report
 //	GET /v1/containers/NAME    ContainerStatus with its events
+//	POST /v1/containers/NAME/refresh   forget what is cached of NAME, look again
 func (p *publisher) serve(ctx context.Context, l net.Listener) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -416,6 +420,13 @@ func (p *publisher) serve(ctx context.Context, l net.Listener) error {
 			return
 		}
 		writeJSON(w, http.StatusOK, c)
+	})
+	mux.HandleFunc("POST /v1/containers/{name}/refresh", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if p.refresh != nil {
+			p.refresh(name)
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"refreshed": name})
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -461,6 +472,20 @@ var ErrNoDaemon = errors.New("no reconciled daemon is running with this state di
 // Query asks the daemon whose state directory is state for path ("/v1/status",
 // "/v1/containers/NAME") and decodes the answer into out.
 func Query(ctx context.Context, state, path string, out any) error {
+	return call(ctx, state, http.MethodGet, path, out)
+}
+
+// Refresh tells the daemon whose state directory is state that container
+// name was changed behind its back (paused, resumed): it drops what it had
+// cached of it and looks at it again before answering. ErrNoDaemon when no
+// daemon runs there, which is fine for a caller: the next one reads the
+// kernel anyway.
+func Refresh(ctx context.Context, state, name string) error {
+	var out map[string]string
+	return call(ctx, state, http.MethodPost, "/v1/containers/"+name+"/refresh", &out)
+}
+
+func call(ctx context.Context, state, method, path string, out any) error {
 	sock := Layout(state).Socket()
 	c := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -468,7 +493,7 @@ func Query(ctx context.Context, state, path string, out any) error {
 			return d.DialContext(ctx, "unix", sock)
 		},
 	}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://reconciled"+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, "http://reconciled"+path, nil)
 	if err != nil {
 		return err
 	}
