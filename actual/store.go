@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/atomicfile"
 )
 
 // Store observes the containers under one executor state root and keeps
@@ -143,7 +144,7 @@ func (s *Store) Record(ctx context.Context, name string, r Record) error {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return fmt.Errorf("unable to create %s: %w", s.dir, err)
 	}
-	if err := WriteFileAtomic(s.dir, name+".json", append(data, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(s.dir, name+".json", append(data, '\n'), 0o600, atomicfile.SyncDir); err != nil {
 		return fmt.Errorf("unable to write the record of %s: %w", name, err)
 	}
 	s.mu.Lock()
@@ -162,7 +163,7 @@ func (s *Store) Forget(ctx context.Context, name string) error {
 		return fmt.Errorf("unable to remove the record of %s: %w", name, err)
 	}
 	if err == nil {
-		if err := syncDir(s.dir); err != nil {
+		if err := atomicfile.SyncDirectory(s.dir); err != nil {
 			return fmt.Errorf("unable to remove the record of %s: %w", name, err)
 		}
 	}
@@ -397,46 +398,4 @@ func processAlive(pid int, start uint64) bool {
 	}
 	got, zombie, err := executor.ProcStartTime(pid)
 	return err == nil && !zombie && got == start
-}
-
-// WriteFileAtomic replaces dir/name with data: a temp file in dir, fsync,
-// rename, fsync of dir.
-func WriteFileAtomic(dir, name string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp*")
-	if err != nil {
-		return err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	ok = true
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return os.NewSyscallError("open", err)
-	}
-	defer unix.Close(fd)
-	return os.NewSyscallError("fsync", unix.Fsync(fd))
 }

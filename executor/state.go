@@ -13,7 +13,8 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/atomicfile"
 )
 
 // Status is a container's status as the runtime spec names it.
@@ -179,48 +180,17 @@ func List(root string) ([]*State, error) {
 	return out, errors.Join(errs...)
 }
 
-// writeFileAtomic replaces dir/name with data: a temp file in dir, fsync,
-// rename, and with durable an fsync of dir. A reader sees the old or the
-// new content, never a part; without durable the rename itself may be lost
-// in a power cut (the old content is then read back).
+// writeFileAtomic replaces dir/name with data (mode 0600): the file is
+// fsynced before the rename, and with durable the directory after it. A
+// reader sees the old or the new content, never a part; without durable
+// the rename itself may be lost in a power cut (the old content is read
+// back).
 func writeFileAtomic(dir, name string, data []byte, durable bool) error {
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp*")
-	if err != nil {
-		return err
+	d := atomicfile.SyncFile
+	if durable {
+		d = atomicfile.SyncDir
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	ok = true
-	if !durable {
-		return nil
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return os.NewSyscallError("open", err)
-	}
-	defer unix.Close(fd)
-	return os.NewSyscallError("fsync", unix.Fsync(fd))
+	return atomicfile.Write(dir, name, data, 0o600, d)
 }
 
 func writeJSONAtomic(dir, name string, v any, durable bool) error {

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"reconciled.dev/reconciled/actual"
+	"reconciled.dev/reconciled/internal/atomicfile"
 	"reconciled.dev/reconciled/internal/daemon"
 	unit "reconciled.dev/reconciled/packaging/systemd"
 )
@@ -128,7 +128,7 @@ func writeInstalled(path string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("unable to create %s: %w", dir, err)
 	}
-	if err := actual.WriteFileAtomic(dir, filepath.Base(path), data, mode); err != nil {
+	if err := atomicfile.Write(dir, filepath.Base(path), data, mode, atomicfile.SyncDir); err != nil {
 		return fmt.Errorf("unable to install %s: %w", path, err)
 	}
 	return nil

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/atomicfile"
 )
 
 // monitorEnv marks a process started as a container monitor; its value is
@@ -147,7 +149,7 @@ func runMonitor(raw string) {
 	}
 	rec.Finished = time.Now().UTC()
 	rec.OOMKilled = oomKilledSince(cfg.StateDir)
-	if err := writeJSONAtomic(cfg.StateDir, exitFile, rec); err != nil {
+	if err := atomicfile.WriteJSON(cfg.StateDir, exitFile, rec, 0o600, atomicfile.SyncDir); err != nil {
 		os.Exit(1)
 	}
 }
@@ -200,40 +202,6 @@ func runtimeLogTail(path string) string {
 		return ""
 	}
 	return ": " + strings.Join(msgs, "; ")
-}
-
-// writeJSONAtomic replaces dir/name with v as JSON: temp file in dir,
-// fsync, rename, fsync of dir.
-func writeJSONAtomic(dir, name string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // oomKilledSince reports whether the OOM killer acted in the container's

@@ -23,6 +23,7 @@ import (
 
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/executor/cgroups"
+	"reconciled.dev/reconciled/internal/atomicfile"
 )
 
 // AnnotationRuntime is the state annotation that names the runtime that
@@ -184,7 +185,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
 		return fmt.Errorf("unable to create bundle %s: %w", bundle, err)
 	}
-	if err := writeFileAtomic(bundle, "config.json", data); err != nil {
+	if err := atomicfile.Write(bundle, "config.json", data, 0o600, atomicfile.NoSync); err != nil {
 		return fmt.Errorf("unable to write the config.json of %s: %w", id, err)
 	}
 	if err := os.MkdirAll(r.cfg.StateRoot, 0o700); err != nil {
@@ -225,7 +226,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 			st.CgroupPaths = m.Paths()
 		}
 	}
-	if err := writeJSONAtomic(dir, stateFile, &st); err != nil {
+	if err := atomicfile.WriteJSON(dir, stateFile, &st, 0o600, atomicfile.SyncDir); err != nil {
 		return fmt.Errorf("unable to write the state of %s: %w", id, err)
 	}
 	// The marker executor.ReadState takes for "created" (a regular file
@@ -303,7 +304,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	// this container's.
 	st.OOMKillsAtStart, _ = oomKills(st.CgroupPaths)
 	st.MonitorStartTime, _, _ = executor.ProcStartTime(monPid)
-	if err := writeJSONAtomic(dir, stateFile, &st); err != nil {
+	if err := atomicfile.WriteJSON(dir, stateFile, &st, 0o600, atomicfile.SyncDir); err != nil {
 		r.run(context.WithoutCancel(ctx), nil, "delete", "--force", id)
 		return fmt.Errorf("unable to write the state of %s: %w", id, err)
 	}
@@ -361,7 +362,7 @@ func (r *Runtime) recordStarted(id string, started time.Time) error {
 	}
 	st.Status = executor.StatusRunning
 	st.Started = started
-	if err := writeJSONAtomic(dir, stateFile, &st); err != nil {
+	if err := atomicfile.WriteJSON(dir, stateFile, &st, 0o600, atomicfile.SyncDir); err != nil {
 		return fmt.Errorf("unable to write the state of %s: %w", id, err)
 	}
 	if err := os.Remove(filepath.Join(dir, fifoFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -537,21 +538,4 @@ func alive(pid int, start uint64) bool {
 	}
 	got, zombie, err := executor.ProcStartTime(pid)
 	return err == nil && !zombie && got == start
-}
-
-// writeFileAtomic replaces dir/name with data (temp file, fsync, rename).
-func writeFileAtomic(dir, name string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), filepath.Join(dir, name))
 }

@@ -20,6 +20,7 @@ import (
 	"reconciled.dev/reconciled/desired"
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/executor/cgroups"
+	"reconciled.dev/reconciled/internal/atomicfile"
 	"reconciled.dev/reconciled/reconciler"
 )
 
@@ -214,7 +215,7 @@ func Run(ctx context.Context, cfg Config) error {
 		CgroupDriver: drv.Name(), LogDriver: cfg.LogDriver}
 	if data, err := json.MarshalIndent(info, "", "  "); err != nil {
 		return err
-	} else if err := actual.WriteFileAtomic(cfg.State, filepath.Base(layout.Info()), append(data, '\n'), 0o644); err != nil {
+	} else if err := atomicfile.Write(cfg.State, filepath.Base(layout.Info()), append(data, '\n'), 0o644, atomicfile.SyncDir); err != nil {
 		return fmt.Errorf("unable to write %s: %w", layout.Info(), err)
 	}
 	if err := os.MkdirAll(cfg.LogDir, 0o750); err != nil {

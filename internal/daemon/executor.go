@@ -20,6 +20,7 @@ import (
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/executor/cgroups"
 	"reconciled.dev/reconciled/executor/ociruntime"
+	"reconciled.dev/reconciled/internal/atomicfile"
 )
 
 // runtimeAdapter is the reconciler's Executor on top of executor.Runtime:
@@ -122,7 +123,7 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 	}
 	// Not synced: after a crash the container is recreated, and its
 	// bundle written again.
-	if err := replaceFile(bundle, "config.json", data, 0o600); err != nil {
+	if err := atomicfile.Write(bundle, "config.json", data, 0o600, atomicfile.NoSync); err != nil {
 		return fmt.Errorf("unable to write %s: %w", filepath.Join(bundle, "config.json"), err)
 	}
 	if a.logDriver == LogDriverJournald {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"reconciled.dev/reconciled/desired"
+	"reconciled.dev/reconciled/internal/atomicfile"
 	"reconciled.dev/reconciled/reconciler"
 )
 
@@ -326,7 +327,7 @@ func (p *publisher) writeStatus(c *ContainerStatus) error {
 	}
 	// Atomic for readers, not synced: a status file is a view, rewritten
 	// by the next daemon.
-	return replaceFile(dir, c.Name+".json", append(data, '\n'), 0o644)
+	return atomicfile.Write(dir, c.Name+".json", append(data, '\n'), 0o644, atomicfile.NoSync)
 }
 
 // containerStatus converts the loop's status.
