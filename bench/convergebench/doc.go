@@ -1,0 +1,16 @@
+// Command convergebench measures the daemon (`reconciled run`) end to end:
+//
+//   - drop to running: from a manifest's rename into the directory to its
+//     process running (the process's first write to its log file, seen with
+//     inotify), one container at a time, p50 and p99;
+//   - converge: N manifests renamed into an empty directory at once, until
+//     every process runs; and their removal, until the runtime root is empty;
+//   - idle: the daemon's CPU use (of one core) and RSS with N running;
+//   - adoption: the daemon stopped with SIGTERM and started again, until its
+//     status shows all N running (each with the PID it had before);
+//   - beside it, the same N containers created and started one after the
+//     other with runc and with crun (their time, then removal, untimed).
+//
+// Every container runs `sh -c 'echo up; exec sleep'` in the same busybox
+// root filesystem, read-only. It is run by bench/converge.sh.
+package main
