@@ -93,14 +93,14 @@ func printReport(w io.Writer, rep *daemon.Report, now time.Time) {
 		fmt.Fprintln(w, "no containers")
 	} else {
 		tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tPHASE\tPID\tRESTARTS\tEXIT\tAGE\tSOURCE\tMESSAGE")
+		fmt.Fprintln(tw, "NAME\tPHASE\tPID\tRESTARTS\tEXIT\tAGE\tRUNTIME\tSOURCE\tMESSAGE")
 		for _, c := range rep.Containers {
 			msg := c.Message
 			if c.LastError != "" && !strings.Contains(msg, c.LastError) {
 				msg = strings.TrimPrefix(msg+"; last error: "+c.LastError, "; ")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", c.Name, c.Phase, dash(c.Pid), c.Restarts,
-				exitText(&c), age(c.Started, now), filepath.Base(c.Source), msg)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Phase, dash(c.Pid), c.Restarts,
+				exitText(&c), age(c.Started, now), dashString(c.Runtime), filepath.Base(c.Source), msg)
 		}
 		tw.Flush()
 	}
@@ -129,6 +129,7 @@ func printContainer(w io.Writer, c *daemon.ContainerStatus, now time.Time) {
 	if !c.NextTry.IsZero() {
 		row("Next try", c.NextTry.Local().Format(time.DateTime))
 	}
+	row("Runtime", dashString(c.Runtime))
 	row("Source", c.Source)
 	row("Spec hash", c.SpecHash)
 	if c.Message != "" {
@@ -160,6 +161,13 @@ func dash(pid int) string {
 		return "-"
 	}
 	return strconv.Itoa(pid)
+}
+
+func dashString(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func exitText(c *daemon.ContainerStatus) string {

@@ -59,8 +59,9 @@
 // "reconciled.slice:reconciled:ID" (the scope reconciled-ID.scope) with
 // systemd, whose runtimes are run with --systemd-cgroup. The driver is
 // recorded in the state, so the daemon's cgroup manager finds the same
-// cgroup for stats, ps, pause and kill-all. (The systemd path is not
-// exercised on the CI host, where PID 1 is not systemd.)
+// cgroup for stats, ps, pause and kill-all. test/systemd_e2e runs runc
+// with the systemd driver under a sandboxed systemd (the CI host's PID 1
+// is not systemd).
 //
 // # Hybrid cgroup hosts
 //

@@ -36,6 +36,11 @@ type ContainerStatus struct {
 	ExitCode  *int   `json:"exitCode"`
 	OOMKilled bool   `json:"oomKilled"`
 	Source    string `json:"source"`
+	// Runtime runs the container: "native" (reconciled's own executor),
+	// "runc", "crun" or a runtime name the daemon is configured with; the
+	// one it was created with while it exists, else the one its
+	// definition names.
+	Runtime string `json:"runtime"`
 	// SpecHash is the hash of the definition the container runs (or will
 	// be created from).
 	SpecHash string `json:"specHash"`
@@ -93,6 +98,7 @@ type DaemonInfo struct {
 // fingerprint is what decides whether a status file must be rewritten.
 type fingerprint struct {
 	phase, source, hash, msg, lastErr string
+	runtime                           string
 	pid, restarts, exit               int
 	exited, oom                       bool
 	started, finished, next           time.Time
@@ -103,7 +109,7 @@ type fingerprint struct {
 func (c *ContainerStatus) fingerprint() fingerprint {
 	f := fingerprint{
 		phase: c.Phase, source: c.Source, hash: c.SpecHash, msg: c.Message, lastErr: c.LastError,
-		pid: c.Pid, restarts: c.Restarts, oom: c.OOMKilled,
+		runtime: c.Runtime, pid: c.Pid, restarts: c.Restarts, oom: c.OOMKilled,
 		started: c.Started, finished: c.Finished, next: c.NextTry,
 		nerr: len(c.Errors), nev: len(c.Events),
 	}
@@ -338,8 +344,12 @@ func (p *publisher) containerStatus(st reconciler.Status) ContainerStatus {
 	}
 	if st.Desired != nil {
 		c.SpecHash = st.Desired.Hash
+		c.Runtime = st.Desired.Runtime
 	}
 	if a := st.Actual; a != nil {
+		if a.Applied != nil {
+			c.Runtime = a.Applied.Runtime
+		}
 		if a.Live() {
 			c.Pid = a.Pid
 		}
@@ -354,6 +364,9 @@ func (p *publisher) containerStatus(st reconciler.Status) ContainerStatus {
 			code := a.ExitCode
 			c.ExitCode, c.OOMKilled = &code, a.OOMKilled
 		}
+	}
+	if c.Runtime == "" {
+		c.Runtime = desired.RuntimeNative
 	}
 	if c.ExitCode == nil {
 		if e, ok := p.exits.get(st.Name); ok {

@@ -59,6 +59,7 @@ type container struct {
 	ExitCode  *int    `json:"exitCode"`
 	OOMKilled bool    `json:"oomKilled"`
 	Source    string  `json:"source"`
+	Runtime   string  `json:"runtime"`
 	SpecHash  string  `json:"specHash"`
 	Message   string  `json:"message"`
 	Events    []event `json:"events"`

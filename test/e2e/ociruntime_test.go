@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,11 +31,28 @@ func TestRuncLifecycle(t *testing.T) {
 		out, _ := exec.Command("runc", "--root", filepath.Join(e.state, "oci", "runc"), "state", web).CombinedOutput()
 		return string(out)
 	}
+	native := e.name("native")
 	e.write("web.yaml", ociManifest(web, "runc", rootfs, sleepForever))
+	e.write("native.yaml", manifest(native, sleepForever, ""))
 	first := e.waitRunning(web, 30*time.Second)
 	if !alive(first.Pid) {
 		t.Fatalf("status says pid %d, which does not run", first.Pid)
 	}
+	// status names the runtime of each container, in JSON and as text.
+	if nat := e.waitRunning(native, 30*time.Second); first.Runtime != "runc" || nat.Runtime != "native" {
+		t.Errorf("status -o json: runtime %q for %s, %q for %s; want runc and native", first.Runtime, web, nat.Runtime, native)
+	}
+	text, err := exec.Command(bin, "status", "--state", e.state).CombinedOutput()
+	if err != nil {
+		t.Fatalf("reconciled status: %v\n%s", err, text)
+	}
+	if !hasRow(string(text), web, "runc") || !hasRow(string(text), native, "native") || !strings.Contains(string(text), "RUNTIME") {
+		t.Errorf("reconciled status does not show the runtimes:\n%s", text)
+	}
+	if err := os.Remove(filepath.Join(e.manifests, "native.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(native+" gone", 30*time.Second, func(r *report) bool { return r.get(native) == nil })
 	st, err := executor.ReadState(filepath.Join(e.state, "runtime"), web)
 	if err != nil || st.Annotations["dev.reconciled.runtime"] != "runc" || st.Pid != first.Pid {
 		t.Fatalf("state: %+v, %v", st, err)
@@ -213,8 +231,8 @@ func TestRuntimeSwitch(t *testing.T) {
 		if got == "" {
 			got = "native"
 		}
-		if got != want {
-			t.Errorf("runtime %q, want %q", got, want)
+		if got != want || r.get(web).Runtime != want {
+			t.Errorf("runtime %q in the state, %q in status; want %q", got, r.get(web).Runtime, want)
 		}
 		prev = r.get(web)
 	}
@@ -225,4 +243,16 @@ func TestRuntimeSwitch(t *testing.T) {
 	if left := e.leftovers(); len(left) > 0 {
 		t.Errorf("left behind after delete: %v", left)
 	}
+}
+
+// hasRow says whether a line of status's table starts with name and has
+// the field value.
+func hasRow(table, name, value string) bool {
+	for _, l := range strings.Split(table, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 0 && f[0] == name && slices.Contains(f[1:], value) {
+			return true
+		}
+	}
+	return false
 }

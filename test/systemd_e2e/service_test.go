@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/testutil"
 	"reconciled.dev/reconciled/test/systemdtest"
 )
 
@@ -77,6 +78,7 @@ type container struct {
 	Restarts int    `json:"restarts"`
 	ExitCode *int   `json:"exitCode"`
 	Message  string `json:"message"`
+	Runtime  string `json:"runtime"`
 }
 
 func (r *report) get(name string) *container {
@@ -118,6 +120,7 @@ func TestService(t *testing.T) {
 	t.Run("RestartKeepsContainers", e.testRestartKeepsContainers)
 	t.Run("Journald", e.testJournald)
 	t.Run("WatchdogKillsWedgedLoop", e.testWatchdog)
+	t.Run("RuncInScope", e.testRuncInScope)
 }
 
 // builtInSandbox is where TestService copies the binary it built outside.
@@ -513,6 +516,67 @@ func (e *env) testWatchdog(t *testing.T) {
 		if after.get(n).Pid != r.get(n).Pid {
 			t.Errorf("%s: pid %d before the watchdog kill, %d after", n, r.get(n).Pid, after.get(n).Pid)
 		}
+	}
+}
+
+// A runc container (runtime: runc) under the systemd driver: runc, run
+// with --systemd-cgroup, puts it in reconciled-NAME.scope in
+// reconciled.slice with its limits, where the daemon looks for it; a
+// scope killed from outside is its exit, and it is restarted.
+func (e *env) testRuncInScope(t *testing.T) {
+	if _, err := exec.LookPath("runc"); err != nil {
+		testutil.SkipOrFail(t, "runc is not installed: %v", err)
+	}
+	rootfs := testutil.BusyboxRootfs(t) // under the sandbox's /tmp, as the daemon sees it
+	const name = "oci"
+	m := strings.Replace(manifest(name, "exec sleep 100000", "  runtime: runc\n  resources: {memory: 24Mi}\n"),
+		"root: {path: /,", "root: {path: "+rootfs+",", 1)
+	e.write(name+".yaml", m)
+	t.Cleanup(func() {
+		os.Remove(filepath.Join(e.manifests, name+".yaml"))
+		e.waitFor(t, name+" deleted", func(r *report) bool { return r.get(name) == nil })
+	})
+	first := e.waitRunning(t, name).get(name)
+	if first.Runtime != "runc" {
+		t.Errorf("status: runtime %q, want runc", first.Runtime)
+	}
+	scope := "reconciled-" + name + ".scope"
+	p := show(t, scope, "Slice", "ControlGroup", "ActiveState")
+	if p["Slice"] != "reconciled.slice" || p["ControlGroup"] != "/reconciled.slice/"+scope || p["ActiveState"] != "active" {
+		t.Errorf("systemctl show %s: %v; want Slice=reconciled.slice, ControlGroup=/reconciled.slice/%s, active", scope, p, scope)
+	}
+	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", first.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ctrl := range []string{"memory", "pids"} {
+		if !strings.Contains(string(cg), ":"+ctrl+":/reconciled.slice/"+scope+"\n") {
+			t.Errorf("/proc/%d/cgroup:\n%s\nwant the %s cgroup /reconciled.slice/%s", first.Pid, cg, ctrl, scope)
+		}
+	}
+	limit := "/sys/fs/cgroup/memory/reconciled.slice/" + scope + "/memory.limit_in_bytes"
+	if b, err := os.ReadFile(limit); err != nil || strings.TrimSpace(string(b)) != "25165824" {
+		t.Errorf("%s = %q, %v; want 25165824 (24Mi)", limit, b, err)
+	}
+
+	mustRun(t, "systemctl", "kill", "-s", "KILL", scope)
+	r := e.waitFor(t, name+" restarted after systemctl kill", func(r *report) bool {
+		c := r.get(name)
+		return c != nil && c.Phase == "running" && c.Pid > 0 && c.Pid != first.Pid && c.Message == ""
+	})
+	c := r.get(name)
+	if c.Restarts != 1 || c.ExitCode == nil || *c.ExitCode != 128+int(syscall.SIGKILL) {
+		t.Errorf("after systemctl kill: restarts %d, exitCode %v; want 1, %d", c.Restarts, deref(c.ExitCode), 128+int(syscall.SIGKILL))
+	}
+	if alive(first.Pid) {
+		t.Errorf("old pid %d still runs", first.Pid)
+	}
+	if p := show(t, scope, "Slice", "ActiveState"); p["Slice"] != "reconciled.slice" || p["ActiveState"] != "active" {
+		t.Errorf("scope after the restart: %v", p)
+	}
+	procs, err := os.ReadFile("/sys/fs/cgroup/pids/reconciled.slice/" + scope + "/cgroup.procs")
+	if err != nil || !containsLine(string(procs), strconv.Itoa(c.Pid)) {
+		t.Errorf("new pid %d not in %s's cgroup.procs (%q, %v)", c.Pid, scope, procs, err)
 	}
 }
 
