@@ -60,7 +60,13 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "reconciled runtime %s: %v\n", sub, err)
 		return 1
 	}
-	oneID := func(fs *flag.FlagSet, pos []string) (string, bool) {
+	// oneID parses a subcommand's arguments into fs and returns the one
+	// container ID they name; false (usage printed) when they are wrong.
+	oneID := func(fs *flag.FlagSet, args []string) (string, bool) {
+		pos, err := parseInterspersed(fs, args)
+		if err != nil {
+			return "", false
+		}
 		if len(pos) != 1 {
 			fs.Usage()
 			return "", false
@@ -74,11 +80,7 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		bundle := sfs.String("bundle", ".", "bundle directory (holds config.json)")
 		sfs.StringVar(bundle, "b", ".", "shorthand for --bundle")
 		pidFile := sfs.String("pid-file", "", "write the container process's PID here")
-		pos, err := parseInterspersed(sfs, args)
-		if err != nil {
-			return 2
-		}
-		id, ok := oneID(sfs, pos)
+		id, ok := oneID(sfs, args)
 		if !ok {
 			return 2
 		}
@@ -98,11 +100,7 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 	case "start", "state":
 		sfs := newFlagSet("runtime "+sub, "runtime "+sub+" ID", stderr)
-		pos, err := parseInterspersed(sfs, args)
-		if err != nil {
-			return 2
-		}
-		id, ok := oneID(sfs, pos)
+		id, ok := oneID(sfs, args)
 		if !ok {
 			return 2
 		}
@@ -157,11 +155,7 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		sfs := newFlagSet("runtime delete", "runtime delete [--force] ID", stderr)
 		force := sfs.Bool("force", false, "kill the container if it is running")
 		sfs.BoolVar(force, "f", false, "shorthand for --force")
-		pos, err := parseInterspersed(sfs, args)
-		if err != nil {
-			return 2
-		}
-		id, ok := oneID(sfs, pos)
+		id, ok := oneID(sfs, args)
 		if !ok {
 			return 2
 		}
