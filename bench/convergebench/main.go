@@ -31,7 +31,7 @@ func main() {
 		shim     = flag.String("nohybrid", "", "LD_PRELOAD shim that lets crun 1.8 run on a hybrid cgroup layout")
 		busybox  = flag.String("busybox", "/bin/busybox", "static busybox for the root filesystem")
 		work     = flag.String("work", "", "work directory (default: a new one under $TMPDIR)")
-		runtimes = flag.String("runtimes", "runc,crun", "runtimes to compare with (empty: none)")
+		runtimes = flag.String("runtimes", "runc,crun", "runtimes to compare with (empty or none: none)")
 		stateIn  = flag.String("state-in", "/dev/shm", "where the daemon's state directory goes: a tmpfs, as /run is on a Debian host (empty: the work directory)")
 	)
 	flag.Parse()
@@ -161,13 +161,13 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 	// Idle with N running: let the follow-up checks settle first.
 	time.Sleep(5 * time.Second)
 	pid := b.daemon.Process.Pid
-	cpu0, err := cpuTicks(pid)
+	u0, err := readUsage(pid)
 	if err != nil {
 		return err
 	}
 	w0 := time.Now()
 	time.Sleep(b.idle)
-	cpu1, err := cpuTicks(pid)
+	u1, err := readUsage(pid)
 	if err != nil {
 		return err
 	}
@@ -176,8 +176,7 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 	if err != nil {
 		return err
 	}
-	cpuPct := float64(cpu1-cpu0) / 100 / wall.Seconds() * 100 // USER_HZ is 100
-	fmt.Printf("idle with %d running, over %s: CPU %.3f%% of one core, RSS %.1f MiB\n", b.n, b.idle, cpuPct, float64(rss)/1024)
+	fmt.Printf("idle with %d running, over %s: %s, RSS %.1f MiB\n", b.n, b.idle, u1.sub(u0, wall), float64(rss)/1024)
 
 	// Adoption after a restart.
 	var before daemon.Report
@@ -232,7 +231,7 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 	}
 
 	for _, rt := range strings.Split(runtimes, ",") {
-		if rt == "" {
+		if rt == "" || rt == "none" {
 			continue
 		}
 		d, err := b.sequential(rt, bundle)
@@ -463,17 +462,94 @@ func (b *bench) sequential(rt, bundle string) (time.Duration, error) {
 	return time.Since(t0), nil
 }
 
-// cpuTicks is utime+stime of pid, in clock ticks.
-func cpuTicks(pid int) (int64, error) {
+// usage is what a process has used so far.
+type usage struct {
+	// cpu is the process's CPU time in ns, exited threads included (its
+	// process CPU clock: clock_gettime(CLOCK_PROCESS_CPUTIME_ID) seen from
+	// outside).
+	cpu time.Duration
+	// threadsCPU is the sum over its live threads of
+	// /proc/PID/task/TID/schedstat's first field (ns on a CPU); a thread
+	// that exits takes its share with it.
+	threadsCPU time.Duration
+	// ticks is utime+stime of /proc/PID/stat (clock ticks, exited
+	// threads included): a coarse cross-check.
+	ticks int64
+	// switches is the sum over its live threads of their voluntary and
+	// nonvoluntary context switches: each is a wakeup, or a preemption.
+	switches int64
+	threads  map[int]bool
+}
+
+// readUsage reads pid's usage from /proc and its CPU clock.
+func readUsage(pid int) (usage, error) {
+	u := usage{threads: map[int]bool{}}
+	var ts unix.Timespec
+	// MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED), as clock_getcpuclockid
+	// returns it.
+	if err := unix.ClockGettime(int32((^pid)<<3|2), &ts); err != nil {
+		return u, os.NewSyscallError("clock_gettime", err)
+	}
+	u.cpu = time.Duration(ts.Nano())
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return u, err
 	}
 	s := string(data)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.ParseInt(f[11], 10, 64)
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + st, nil
+	u.ticks = ut + st
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return u, err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		dir := fmt.Sprintf("/proc/%d/task/%d/", pid, tid)
+		sched, err := os.ReadFile(dir + "schedstat")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		status, err := os.ReadFile(dir + "status")
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(sched)); len(f) > 0 {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			u.threadsCPU += time.Duration(ns)
+		}
+		for _, l := range strings.Split(string(status), "\n") {
+			k, v, ok := strings.Cut(l, ":")
+			if ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				u.switches += n
+			}
+		}
+		u.threads[tid] = true
+	}
+	return u, nil
+}
+
+// sub says what was used between u0 and u, over wall.
+func (u usage) sub(u0 usage, wall time.Duration) string {
+	pct := func(d time.Duration) float64 { return float64(d) / float64(wall) * 100 }
+	exited := 0
+	for tid := range u0.threads {
+		if !u.threads[tid] {
+			exited++
+		}
+	}
+	s := fmt.Sprintf("CPU %.4f%% of one core (%.1f ms; live threads %.1f ms, %d ticks), %.2f wakeups/s (%d context switches, %d threads",
+		pct(u.cpu-u0.cpu), float64(u.cpu-u0.cpu)/1e6, float64(u.threadsCPU-u0.threadsCPU)/1e6, u.ticks-u0.ticks,
+		float64(u.switches-u0.switches)/wall.Seconds(), u.switches-u0.switches, len(u.threads))
+	if exited > 0 {
+		s += fmt.Sprintf(", %d exited: their switches are not counted", exited)
+	}
+	return s + ")"
 }
 
 func rssKiB(pid int) (int64, error) {
