@@ -2,6 +2,7 @@ package desired
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -29,13 +30,9 @@ var DefaultCapabilities = []string{
 	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 }
 
-var knownCaps = func() map[string]bool {
-	m := make(map[string]bool, len(allCaps))
-	for _, c := range allCaps {
-		m[c] = true
-	}
-	return m
-}()
+// knownCap reports whether c is one of allCaps (a scan of 41 names: no
+// table built at every start of the binary).
+func knownCap(c string) bool { return slices.Contains(allCaps, c) }
 
 // normalizeCap turns "net_bind_service", "CAP_NET_BIND_SERVICE" or "all"
 // into "CAP_NET_BIND_SERVICE" / "ALL".
@@ -47,7 +44,7 @@ func normalizeCap(s string) (string, error) {
 	if !strings.HasPrefix(u, "CAP_") {
 		u = "CAP_" + u
 	}
-	if !knownCaps[u] {
+	if !knownCap(u) {
 		return "", fmt.Errorf("%q is not a capability (use e.g. NET_BIND_SERVICE; see capabilities(7))", s)
 	}
 	return u, nil

@@ -349,10 +349,14 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 	return m
 }
 
-var validNamespaces = map[specs.LinuxNamespaceType]bool{
-	specs.PIDNamespace: true, specs.NetworkNamespace: true, specs.MountNamespace: true,
-	specs.IPCNamespace: true, specs.UTSNamespace: true, specs.UserNamespace: true,
-	specs.CgroupNamespace: true, specs.TimeNamespace: true,
+func validNamespace(t specs.LinuxNamespaceType) bool {
+	switch t {
+	case specs.PIDNamespace, specs.NetworkNamespace, specs.MountNamespace,
+		specs.IPCNamespace, specs.UTSNamespace, specs.UserNamespace,
+		specs.CgroupNamespace, specs.TimeNamespace:
+		return true
+	}
+	return false
 }
 
 // checkSpec is the basic validity check of a merged spec; orig is the
@@ -385,7 +389,7 @@ func checkSpec(s, orig *specs.Spec) *ociError {
 	hasUTS := false
 	for i, n := range s.Linux.Namespaces {
 		at := []string{"linux", "namespaces", "[" + strconv.Itoa(i) + "]", "type"}
-		if !validNamespaces[n.Type] {
+		if !validNamespace(n.Type) {
 			return &ociError{path: at, msg: fmt.Sprintf("%q is not a namespace type", n.Type)}
 		}
 		if seen[n.Type] {
@@ -403,7 +407,7 @@ func checkSpec(s, orig *specs.Spec) *ociError {
 			list []string
 		}{{"bounding", c.Bounding}, {"effective", c.Effective}, {"permitted", c.Permitted}, {"inheritable", c.Inheritable}, {"ambient", c.Ambient}} {
 			for i, name := range set.list {
-				if !knownCaps[name] {
+				if !knownCap(name) {
 					return &ociError{path: []string{"process", "capabilities", set.name, "[" + strconv.Itoa(i) + "]"}, msg: fmt.Sprintf("%q is not a capability (write CAP_ names)", name)}
 				}
 			}

@@ -10,7 +10,6 @@ import (
 	"math"
 	"os"
 	"path"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -130,8 +129,6 @@ func convert(m *Manifest) (*Container, *ociError) {
 	}, nil
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 // yamlErrorLine splits "yaml: line 3: did not find expected key" into 3 and
 // the message. yaml.v3 reports parser errors (as opposed to scanner
 // errors) with a 0-based line ("line 1" for the second line, no line for
@@ -140,9 +137,9 @@ var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 func yamlErrorLine(err error) (int, string) {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	line := 0
-	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		msg = m[2]
+	if l, m, ok := cutYAMLLine(err.Error()); ok {
+		line, _ = strconv.Atoi(l)
+		msg = m
 	}
 	if strings.HasPrefix(msg, "did not find expected") {
 		line++
@@ -340,12 +337,6 @@ func (p *parser) strList(n *yaml.Node, at string) ([]string, []*yaml.Node, bool)
 }
 
 var (
-	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	labelName    = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
-	hostLabel    = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?$`)
-)
-
-var (
 	topFields       = []string{"apiVersion", "kind", "metadata", "spec"}
 	metadataFields  = []string{"name", "labels"}
 	specFields      = []string{"root", "command", "env", "workingDir", "user", "hostname", "network", "mounts", "resources", "capabilities", "restart", "stop", "runtime", "oci"}
@@ -406,7 +397,7 @@ func (p *parser) metadata(n *yaml.Node, m *Manifest) {
 		switch {
 		case len(v) > 63:
 			p.errorf(f.val, "metadata.name", "%q is %d characters long (at most 63)", v, len(v))
-		case !dns1123Label.MatchString(v):
+		case !isDNS1123Label(v):
 			p.errorf(f.val, "metadata.name", "%q is not a lowercase DNS-1123 label (a-z, 0-9 and '-', starting and ending with a letter or digit, e.g. web-1)", v)
 		default:
 			m.Metadata.Name = v
@@ -428,7 +419,7 @@ func (p *parser) metadata(n *yaml.Node, m *Manifest) {
 				p.errorf(kv.key, at, "%q is not a valid label key (name or prefix/name: letters, digits, '-', '_', '.', at most 63 characters)", k)
 				continue
 			}
-			if v != "" && (len(v) > 63 || !labelName.MatchString(v)) {
+			if v != "" && (len(v) > 63 || !isLabelName(v)) {
 				p.errorf(kv.val, at, "%q is not a valid label value (empty, or letters, digits, '-', '_', '.', at most 63 characters)", v)
 				continue
 			}
@@ -444,12 +435,12 @@ func validLabelKey(k string) bool {
 	} else if prefix == "" || len(prefix) > 253 || !validDNSSubdomain(prefix) {
 		return false
 	}
-	return len(name) <= 63 && labelName.MatchString(name)
+	return len(name) <= 63 && isLabelName(name)
 }
 
 func validDNSSubdomain(s string) bool {
 	for _, l := range strings.Split(s, ".") {
-		if len(l) > 63 || !dns1123Label.MatchString(l) {
+		if len(l) > 63 || !isDNS1123Label(l) {
 			return false
 		}
 	}
@@ -601,7 +592,7 @@ func (p *parser) spec(n *yaml.Node, m *Manifest) {
 	s.Runtime = RuntimeNative
 	if f, ok := sp["runtime"]; ok {
 		if v, ok := p.str(f.val, "spec.runtime"); ok {
-			if validRuntimeName(v) {
+			if ValidRuntimeName(v) {
 				s.Runtime = v
 			} else {
 				p.errorf(p.deref(f.val), "spec.runtime", "%q is not a runtime name (use native, runc, crun or a name given to the daemon with --runtime NAME=PATH: lower-case letters, digits, '-' and '_', at most 63)", v)
@@ -657,20 +648,12 @@ func parseUser(v string) (User, error) {
 	return User{UID: uint32(uid), GID: uint32(gid)}, nil
 }
 
-var runtimeNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-
-// validRuntimeName reports whether v can name a runtime: native, runc,
-// crun, or a name the daemon may be configured with. Whether a configured
-// runtime of that name exists is the daemon's to say (a per-container
-// error), not the manifest's.
-func validRuntimeName(v string) bool { return runtimeNameRE.MatchString(v) }
-
 func validHostname(h string) bool {
 	if h == "" || len(h) > 64 {
 		return false
 	}
 	for _, l := range strings.Split(h, ".") {
-		if len(l) > 63 || !hostLabel.MatchString(l) {
+		if len(l) > 63 || !isHostLabel(l) {
 			return false
 		}
 	}

@@ -4,13 +4,7 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-)
-
-var (
-	hexSHA = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
-	revDir = regexp.MustCompile(`^(?:rev-)?([0-9a-f]{40}(?:[0-9a-f]{24})?)$`)
 )
 
 // revision finds the git revision of the manifests directory real (already
@@ -28,8 +22,8 @@ func revision(real string) string {
 		if rev := gitRevision(filepath.Join(d, ".git")); rev != "" {
 			return rev
 		}
-		if m := revDir.FindStringSubmatch(filepath.Base(d)); m != nil {
-			return m[1]
+		if sha := revDirSHA(filepath.Base(d)); sha != "" {
+			return sha
 		}
 		if d == filepath.Dir(d) {
 			return ""
@@ -72,7 +66,7 @@ func gitRevision(dotgit string) string {
 	}
 	ref := strings.TrimSpace(string(head))
 	for i := 0; i < 5; i++ {
-		if hexSHA.MatchString(ref) {
+		if isHexSHA(ref) {
 			return ref
 		}
 		name, ok := strings.CutPrefix(ref, "ref: ")
@@ -106,7 +100,7 @@ func packedRef(common, name string) string {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		sha, ref, ok := strings.Cut(sc.Text(), " ")
-		if ok && ref == name && hexSHA.MatchString(sha) {
+		if ok && ref == name && isHexSHA(sha) {
 			return sha
 		}
 	}

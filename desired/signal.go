@@ -7,15 +7,21 @@ import (
 	"syscall"
 )
 
-// signalNames are Linux's standard signal numbers (x86, arm, arm64, riscv).
-var signalNames = map[string]syscall.Signal{
-	"SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGILL": 4, "SIGTRAP": 5,
-	"SIGABRT": 6, "SIGIOT": 6, "SIGBUS": 7, "SIGFPE": 8, "SIGKILL": 9,
-	"SIGUSR1": 10, "SIGSEGV": 11, "SIGUSR2": 12, "SIGPIPE": 13, "SIGALRM": 14,
-	"SIGTERM": 15, "SIGSTKFLT": 16, "SIGCHLD": 17, "SIGCONT": 18, "SIGSTOP": 19,
-	"SIGTSTP": 20, "SIGTTIN": 21, "SIGTTOU": 22, "SIGURG": 23, "SIGXCPU": 24,
-	"SIGXFSZ": 25, "SIGVTALRM": 26, "SIGPROF": 27, "SIGWINCH": 28, "SIGIO": 29,
-	"SIGPOLL": 29, "SIGPWR": 30, "SIGSYS": 31,
+// signalNames are Linux's standard signal numbers (x86, arm, arm64, riscv),
+// the primary name of a number before its aliases (SIGABRT before SIGIOT,
+// SIGIO before SIGPOLL). A list, not a map: it is static data, where a map
+// would be built at every start of the binary.
+var signalNames = [...]struct {
+	name string
+	sig  syscall.Signal
+}{
+	{"SIGHUP", 1}, {"SIGINT", 2}, {"SIGQUIT", 3}, {"SIGILL", 4}, {"SIGTRAP", 5},
+	{"SIGABRT", 6}, {"SIGIOT", 6}, {"SIGBUS", 7}, {"SIGFPE", 8}, {"SIGKILL", 9},
+	{"SIGUSR1", 10}, {"SIGSEGV", 11}, {"SIGUSR2", 12}, {"SIGPIPE", 13}, {"SIGALRM", 14},
+	{"SIGTERM", 15}, {"SIGSTKFLT", 16}, {"SIGCHLD", 17}, {"SIGCONT", 18}, {"SIGSTOP", 19},
+	{"SIGTSTP", 20}, {"SIGTTIN", 21}, {"SIGTTOU", 22}, {"SIGURG", 23}, {"SIGXCPU", 24},
+	{"SIGXFSZ", 25}, {"SIGVTALRM", 26}, {"SIGPROF", 27}, {"SIGWINCH", 28}, {"SIGIO", 29},
+	{"SIGPOLL", 29}, {"SIGPWR", 30}, {"SIGSYS", 31},
 }
 
 const (
@@ -37,8 +43,10 @@ func ParseSignal(s string) (syscall.Signal, error) {
 	if !strings.HasPrefix(u, "SIG") {
 		u = "SIG" + u
 	}
-	if sig, ok := signalNames[u]; ok {
-		return sig, nil
+	for _, e := range signalNames {
+		if e.name == u {
+			return e.sig, nil
+		}
 	}
 	for _, rt := range []struct {
 		prefix string
@@ -69,16 +77,10 @@ func ParseSignal(s string) (syscall.Signal, error) {
 
 // SignalName is the canonical name of sig: "SIGTERM", "SIGRTMIN+3".
 func SignalName(sig syscall.Signal) string {
-	best := ""
-	for name, n := range signalNames {
-		// Prefer the primary name of aliases (SIGABRT over SIGIOT, SIGIO
-		// over SIGPOLL).
-		if n == sig && (best == "" || name == "SIGABRT" || name == "SIGIO") {
-			best = name
+	for _, e := range signalNames {
+		if e.sig == sig {
+			return e.name
 		}
-	}
-	if best != "" {
-		return best
 	}
 	if sig >= sigRTMin && sig <= sigRTMax {
 		if sig == sigRTMin {

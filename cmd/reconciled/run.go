@@ -9,12 +9,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
 
+	"reconciled.dev/reconciled/desired"
 	"reconciled.dev/reconciled/internal/daemon"
 )
 
@@ -150,7 +150,7 @@ func (r runtimeFlag) Set(v string) error {
 		return fmt.Errorf("%q: use NAME=PATH, e.g. runc=/usr/local/bin/runc", v)
 	case name == "native":
 		return fmt.Errorf("%q: native is reconciled's own executor and cannot be replaced", v)
-	case !runtimeNameRE.MatchString(name):
+	case !desired.ValidRuntimeName(name):
 		return fmt.Errorf("%q: the name must be lower-case letters, digits, '-' and '_' (at most 63), as spec.runtime takes it", v)
 	case !filepath.IsAbs(path):
 		return fmt.Errorf("%q: the path must be absolute", v)
@@ -161,5 +161,3 @@ func (r runtimeFlag) Set(v string) error {
 	r[name] = path
 	return nil
 }
-
-var runtimeNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
