@@ -30,11 +30,22 @@
 // close-on-exec), a message is the reason it did not.
 //
 // Creator, monitor and init talk over one socketpair (see protocol.go).
-// Right after starting the monitor the creator writes a first state.json
-// (status creating, the monitor's PID and start time, cgroup driver and
-// path) and, with the cgroupfs driver, makes the cgroup and sets its
-// limits in the background while the monitor and the init start. The
-// monitor reports the init's PID; the creator sends the init its
+// The monitor and the init start with /dev/null as fds 0-2 and know
+// nothing of the container: the monitor learns its state directory from
+// the lifeline (below), the init gets the container's stdio (SCM_RIGHTS)
+// and its configuration from the creator. So a pair can be started before
+// its container exists: a Runtime made WithSpares keeps one ready per set
+// of namespaces it has seen (the daemon does), and Create takes it instead
+// of starting two processes of this binary (several ms, most of a cold
+// create); a spare whose init or monitor died is passed over, and namespaces
+// joined by path never use one. Close, or the creator's exit, ends the
+// spares (EOF on their lifelines).
+//
+// Right after taking or starting the pair the creator writes a first
+// state.json (status creating, the monitor's PID and start time, cgroup
+// driver and path) and, with the cgroupfs driver, makes the cgroup and sets
+// its limits in the background while a started pair comes up. The monitor
+// reports the init's PID; the creator sends the init its stdio and its
 // configuration at once (the init decodes it and stats what it needs, and
 // changes nothing yet), records the init's PID in the state, moves the
 // init into its cgroup (the only cgroup step that needs the PID), sets
@@ -43,12 +54,14 @@
 // an error, which create returns after removing everything.
 //
 // The monitor also holds the read end of a pipe (the lifeline) whose
-// write end only the creator has. The creator writes one byte once the
-// container is recorded created; EOF before that byte means the creator
-// died (or gave up), and the monitor then kills the init and records its
-// exit. So a create killed half-way leaves no running process, and the
-// first state.json (written before the cgroup is made) lets delete --force
-// find the cgroup and remove everything.
+// write end only the creator has. The creator writes the state directory
+// and a newline first (the monitor then writes the container's ID into
+// the room left in its argv, so ps shows "reconciled-monitor ID"), and one
+// byte once the container is recorded created; EOF before that byte means
+// the creator died (or gave up), and the monitor then kills the init and
+// records its exit. So a create killed half-way leaves no running process,
+// and the first state.json (written before the cgroup is made) lets delete
+// --force find the cgroup and remove everything.
 //
 // Start also finishes a start cut short after the exec: when the init
 // already runs another binary than its monitor (it can only exec after the

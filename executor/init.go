@@ -146,6 +146,9 @@ func (c *initState) exec() (string, []string, []string, error) {
 // prepareInit does everything between the clone and "ready". It returns an
 // O_PATH fd of the state directory, for opening the exec fifo.
 func prepareInit(sock *os.File) (*initState, int, error) {
+	if err := recvStdio(int(sock.Fd())); err != nil {
+		return nil, -1, err
+	}
 	var c initState
 	dec := json.NewDecoder(bufio.NewReaderSize(sock, 4096))
 	if err := dec.Decode(&c.initConfig); err != nil {
@@ -253,6 +256,47 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 		return nil, -1, fmt.Errorf("refusing to run the runtime's own binary (%s) as the container process", p.Args[0])
 	}
 	return &c, dirFd, nil
+}
+
+// recvStdio reads the one byte the creator sends with the container's fds
+// 0-2 (SCM_RIGHTS) and puts them in place. It comes first on the socket,
+// before any buffered reader: a plain read would drop the fds.
+func recvStdio(sock int) error {
+	var b [1]byte
+	oob := make([]byte, unix.CmsgSpace(3*4))
+	var n, oobn int
+	err := retryEINTR(func() (err error) {
+		n, oobn, _, _, err = unix.Recvmsg(sock, b[:], oob, unix.MSG_CMSG_CLOEXEC)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("init: receive stdio: %w", os.NewSyscallError("recvmsg", err))
+	}
+	if n != 1 {
+		return errors.New("init: the creator went away before sending stdio")
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return fmt.Errorf("init: receive stdio: no fds (%v)", err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil {
+		return fmt.Errorf("init: receive stdio: %w", err)
+	}
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	if len(fds) != 3 {
+		return fmt.Errorf("init: receive stdio: %d fds, want 3", len(fds))
+	}
+	for i, fd := range fds {
+		if err := unix.Dup3(fd, i, 0); err != nil {
+			return fmt.Errorf("init: stdio: %w", os.NewSyscallError("dup3", err))
+		}
+	}
+	return nil
 }
 
 // chdirInside changes to cwd, refusing anything that does not resolve to a

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"runtime/debug"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,15 +50,7 @@ func runMonitor() {
 		unix.Kill(pid, unix.SIGKILL)
 	}
 	sock.Close()
-	watchCreator(4, pid)
-	// Hold no reference to the container's stdio: its readers see EOF as
-	// soon as the container's own processes are done with it.
-	if null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
-		for fd := 0; fd <= 2; fd++ {
-			unix.Dup3(int(null.Fd()), fd, 0)
-		}
-		null.Close()
-	}
+	stateDir := watchCreator(4, pid)
 	debug.SetGCPercent(20)
 	debug.FreeOSMemory()
 
@@ -72,44 +66,77 @@ func runMonitor() {
 	default:
 		rec.ExitCode = ws.ExitStatus()
 	}
-	rec.OOMKilled = oomKilledSince(cfg.StateDir)
-	if err := writeJSONAtomic(cfg.StateDir, exitFile, rec, false); err != nil {
+	if stateDir == "" {
+		os.Exit(0) // a spare that never got a container: nothing to record
+	}
+	rec.OOMKilled = oomKilledSince(stateDir)
+	if err := writeJSONAtomic(stateDir, exitFile, rec, false); err != nil {
 		os.Exit(1)
 	}
 	os.Exit(0)
 }
 
-// watchCreator waits until the creator says the container is created (one
-// byte on the lifeline fd) or the init exits. EOF on the lifeline first
-// means the creator died or gave up before "created": the init is killed,
+// watchCreator follows the lifeline fd until the creator says the
+// container is created or the init exits, and returns the container's
+// state directory ("" if the creator never named one). The creator first
+// writes the state directory and a newline (a spare pair gets it when it
+// is taken), then one byte once the container is recorded created. EOF
+// before that byte means the creator died or gave up: the init is killed,
 // so that nothing of a half-made container keeps running unseen.
-func watchCreator(lifeline, pid int) {
+func watchCreator(lifeline, pid int) string {
 	defer unix.Close(lifeline)
 	pfds := []unix.PollFd{{Fd: int32(lifeline), Events: unix.POLLIN}}
 	if pidfd, err := unix.PidfdOpen(pid, 0); err == nil {
 		defer unix.Close(pidfd)
 		pfds = append(pfds, unix.PollFd{Fd: int32(pidfd), Events: unix.POLLIN})
 	}
+	var buf []byte
+	stateDir := func() string {
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			return string(buf[:i])
+		}
+		return ""
+	}
 	for {
 		if _, err := unix.Poll(pfds, -1); err != nil {
 			if err == unix.EINTR {
 				continue
 			}
-			return
+			return stateDir()
 		}
 		if pfds[0].Revents == 0 {
-			return // the init exited
+			return stateDir() // the init exited
 		}
-		var b [1]byte
+		var b [512]byte
 		n, err := unix.Read(lifeline, b[:])
 		if err == unix.EINTR {
 			continue
 		}
-		if n != 1 {
+		if n <= 0 {
 			unix.Kill(pid, unix.SIGKILL)
+			return stateDir()
 		}
+		buf = append(buf, b[:n]...)
+		if dir := stateDir(); dir != "" {
+			setTitle(filepath.Base(dir))
+			if len(buf) > len(dir)+1 {
+				return dir // created
+			}
+		}
+	}
+}
+
+// setTitle writes the container's ID into the room launch left in argv[1]
+// (spaces), so that ps and /proc/PID/cmdline name the container a monitor
+// serves. os.Args[1] still points at the kernel's argv area: the bytes are
+// changed in place, nothing in this process reads them after.
+func setTitle(id string) {
+	if len(os.Args) < 2 || len(os.Args[1]) < len(id) {
 		return
 	}
+	area := unsafe.Slice(unsafe.StringData(os.Args[1]), len(os.Args[1]))
+	n := copy(area, id)
+	clear(area[n:])
 }
 
 // startIn runs start (a fork) from an OS thread that has first entered the

@@ -15,8 +15,15 @@ import (
 //
 //	creator -> monitor  monitorConfig
 //	monitor -> creator  message{Pid} or message{Error}; monitor closes its copy
-//	creator -> init     initConfig  (after cgroups and runtime hooks)
+//	creator -> init     one byte with fds 0-2 (SCM_RIGHTS), then initConfig
+//	creator -> init     message{Ready} ("go": after cgroups and runtime hooks)
 //	init    -> creator  message{Ready} or message{Error}; init closes it
+//
+// The monitor learns its container from the lifeline pipe (fd 4), whose
+// write end the creator holds: a line with the state directory, then one
+// byte once the container is recorded created (see watchCreator). A spare
+// pair (WithSpares) has done the first two steps before its container
+// exists.
 //
 // EOF before Ready means the init died; the creator then tears down.
 
@@ -30,8 +37,7 @@ const (
 )
 
 type monitorConfig struct {
-	StateDir string `json:"stateDir"`
-	NS       nsPlan `json:"ns"`
+	NS nsPlan `json:"ns"`
 }
 
 type initConfig struct {

@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -42,6 +40,8 @@ type Runtime struct {
 	exeOnce sync.Once
 	exe     *os.File
 	exeErr  error
+
+	spares *spares // nil without WithSpares
 }
 
 // Option configures a Runtime.
@@ -167,74 +167,21 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 			return err
 		}
 	}
-	exe, err := r.selfExe()
-	if err != nil {
+	p := r.takeSpare(plan)
+	if p == nil {
+		if p, err = r.launch(plan); err != nil {
+			return err
+		}
+	}
+	defer p.close()
+	c.monitor = p.monPid
+	c.st.MonitorPid, c.st.MonitorStartTime = p.monPid, p.monStart
+	c.st.Pid, c.st.PidStartTime = p.pid, p.pidStart // a spare's init is there already
+	stop := context.AfterFunc(ctx, func() { p.sock.SetDeadline(time.Now()) })
+	defer stop()
+	if err := p.assign(dir); err != nil {
 		return err
 	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return os.NewSyscallError("socketpair", err)
-	}
-	if err := unix.SetNonblock(fds[0], true); err != nil {
-		unix.Close(fds[0])
-		unix.Close(fds[1])
-		return os.NewSyscallError("fcntl", err)
-	}
-	sock := os.NewFile(uintptr(fds[0]), "sync") // pollable: deadlines work
-	child := os.NewFile(uintptr(fds[1]), "sync")
-	defer sock.Close()
-	// The monitor watches the read end of this pipe until "created": one
-	// byte means create succeeded; EOF first means this process died or
-	// gave up, and the monitor then kills the init itself.
-	var lp [2]int
-	if err := unix.Pipe2(lp[:], unix.O_CLOEXEC); err != nil {
-		child.Close()
-		return os.NewSyscallError("pipe2", err)
-	}
-	lifeline := os.NewFile(uintptr(lp[1]), "lifeline")
-	lifelineChild := os.NewFile(uintptr(lp[0]), "lifeline")
-	defer lifeline.Close()
-	stop := context.AfterFunc(ctx, func() { sock.SetDeadline(time.Now()) })
-	defer stop()
-
-	var null *os.File
-	stdio := func(f *os.File) *os.File {
-		if f != nil {
-			return f
-		}
-		if null == nil {
-			null, _ = os.OpenFile(os.DevNull, os.O_RDWR, 0)
-		}
-		return null
-	}
-	// syscall.ForkExec, not os/exec: os.StartProcess probes pidfd support
-	// with an extra fork in every new process, and nothing here needs it.
-	monPid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(int(exe.Fd())), []string{"reconciled-monitor", id}, &syscall.ProcAttr{
-		Env:   []string{stageEnv + "=" + stageMonitor, "GOMAXPROCS=1"},
-		Files: []uintptr{stdio(o.Stdin).Fd(), stdio(o.Stdout).Fd(), stdio(o.Stderr).Fd(), child.Fd(), lifelineChild.Fd()},
-		Sys:   &syscall.SysProcAttr{Setsid: true},
-	})
-	child.Close()
-	lifelineChild.Close()
-	if null != nil {
-		null.Close()
-	}
-	if err != nil {
-		return fmt.Errorf("start monitor: %w", err)
-	}
-	c.monitor = monPid
-	if r.reap {
-		go reapWhenDone(monPid)
-	}
-	dec := json.NewDecoder(bufio.NewReaderSize(sock, 512))
-	enc := json.NewEncoder(sock)
-	if err := enc.Encode(monitorConfig{StateDir: dir, NS: plan}); err != nil {
-		return fmt.Errorf("send monitor config: %w", err)
-	}
-	if c.st.MonitorStartTime, _, err = ProcStartTime(monPid); err != nil {
-		return fmt.Errorf("monitor: %w", err)
-	}
-	c.st.MonitorPid = monPid
 	if err := c.cgroupManager(); err != nil {
 		return err
 	}
@@ -248,20 +195,32 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	// start; only moving the init in waits for its PID.
 	prepared := c.prepareCgroup(ctx)
 
-	var m message
-	if err := recvMessage(ctx, dec, &m); err != nil {
+	if p.pid == 0 {
+		if err := p.awaitInit(ctx); err != nil {
+			return errors.Join(err, <-prepared)
+		}
+		c.st.Pid, c.st.PidStartTime = p.pid, p.pidStart
+	}
+	var null *os.File
+	stdio := func(f *os.File) *os.File {
+		if f != nil {
+			return f
+		}
+		if null == nil {
+			null, _ = os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		}
+		return null
+	}
+	err = p.sendStdio(stdio(o.Stdin), stdio(o.Stdout), stdio(o.Stderr))
+	if null != nil {
+		null.Close()
+	}
+	if err != nil {
 		return errors.Join(err, <-prepared)
-	}
-	if m.Pid <= 0 {
-		return errors.Join(fmt.Errorf("monitor sent no init PID"), <-prepared)
-	}
-	c.st.Pid = m.Pid
-	if c.st.PidStartTime, _, err = ProcStartTime(m.Pid); err != nil {
-		return errors.Join(fmt.Errorf("container init: %w", err), <-prepared)
 	}
 	// The init decodes its configuration while its cgroup is finished
 	// and the runtime hooks run; it does nothing with it before "go".
-	if err := enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: m.Pid, NS: plan, Spec: spec}); err != nil {
+	if err := p.enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: p.pid, NS: plan, Spec: spec}); err != nil {
 		return errors.Join(fmt.Errorf("send init config: %w", err), <-prepared)
 	}
 	if err := <-prepared; err != nil {
@@ -273,8 +232,8 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	if err := c.applyCgroup(ctx); err != nil {
 		return err
 	}
-	if p := spec.Process; p.OOMScoreAdj != nil {
-		if err := os.WriteFile("/proc/"+strconv.Itoa(m.Pid)+"/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+	if adj := spec.Process.OOMScoreAdj; adj != nil {
+		if err := os.WriteFile("/proc/"+strconv.Itoa(p.pid)+"/oom_score_adj", []byte(strconv.Itoa(*adj)), 0); err != nil {
 			return fmt.Errorf("set oom_score_adj: %w", err)
 		}
 	}
@@ -287,11 +246,11 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 			return err
 		}
 	}
-	if err := enc.Encode(message{Ready: true}); err != nil { // go
+	if err := p.enc.Encode(message{Ready: true}); err != nil { // go
 		return fmt.Errorf("release container init: %w", err)
 	}
-	m = message{}
-	if err := recvMessage(ctx, dec, &m); err != nil {
+	var m message
+	if err := recvMessage(ctx, p.dec, &m); err != nil {
 		return err
 	}
 	if !m.Ready {
@@ -301,8 +260,8 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	if err := writeJSONAtomic(dir, stateFile, &c.st, true); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	if _, err := lifeline.Write([]byte{1}); err != nil {
-		return fmt.Errorf("tell the monitor the container is created: %w", err)
+	if err := p.created(); err != nil {
+		return err
 	}
 	if o.PidFile != "" {
 		pf, err := filepath.Abs(o.PidFile)

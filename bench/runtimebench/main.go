@@ -47,7 +47,7 @@ func main() {
 		busybox  = flag.String("busybox", "/bin/busybox", "static busybox for the bundle")
 		work     = flag.String("work", "", "work directory (default: a new one under $TMPDIR)")
 		peak     = flag.String("peakrss", "", "bench/peakrss.c built, for the CLIs' peak RSS (empty: not measured)")
-		runtimes = flag.String("runtimes", "reconciled,reconciled-api,runc,crun", "which runtimes to compare (reconciled-api: the executor package in-process, as the daemon uses it)")
+		runtimes = flag.String("runtimes", "reconciled,reconciled-api,reconciled-api-cold,runc,crun", "which runtimes to compare (reconciled-api: the executor package in-process with a spare monitor and init, as the daemon uses it; reconciled-api-cold: in-process without spares)")
 	)
 	flag.Parse()
 	peakRSS = *peak
@@ -111,11 +111,18 @@ func run(ctx context.Context, n, held int, ours, shim, busybox, work string, nam
 		switch name {
 		case "reconciled":
 			rt.argv = []string{ours, "runtime", "--root", root}
-		case "reconciled-api":
-			api, err := executor.New(root, executor.WithReaper())
+		case "reconciled-api", "reconciled-api-cold":
+			// The daemon keeps a spare monitor and init ready
+			// (executor.WithSpares(1)); -cold starts them in every create.
+			opt := executor.WithSpares(1)
+			if name == "reconciled-api-cold" {
+				opt = executor.WithReaper()
+			}
+			api, err := executor.New(root, opt)
 			if err != nil {
 				return err
 			}
+			defer api.Close()
 			rt.api = api
 		case "runc":
 			rt.argv = []string{"runc", "--root", root}
@@ -549,7 +556,7 @@ func report(rts []*runtime, held map[string]float64, n, k int) {
 	fmt.Println()
 	if c, ok := cycle["crun"]; ok && c > 0 {
 		fmt.Println()
-		for _, name := range []string{"reconciled", "reconciled-api"} {
+		for _, name := range []string{"reconciled", "reconciled-api", "reconciled-api-cold"} {
 			if o, ok := cycle[name]; ok {
 				fmt.Printf("%s cycle / crun cycle = %.2f (target <= 0.50)\n", name, float64(o)/float64(c))
 			}

@@ -225,10 +225,13 @@ func Run(ctx context.Context, cfg Config) error {
 	events := newEventLog()
 	log := slog.New(&eventHandler{next: cfg.Logger.Handler(), log: events})
 
-	rt, err := executor.New(layout.Runtime(), executor.WithCgroups(drv), executor.WithLogger(log), executor.WithReaper())
+	// One spare monitor and init per kind of container (WithSpares): a
+	// dropped manifest's container skips starting them.
+	rt, err := executor.New(layout.Runtime(), executor.WithCgroups(drv), executor.WithLogger(log), executor.WithSpares(1))
 	if err != nil {
 		return err
 	}
+	defer rt.Close()
 	store, err := actual.OpenStore(layout.Runtime(), layout.Records(), actual.StoreOptions{CacheTTL: 4 * cfg.Resync, Logger: log})
 	if err != nil {
 		if store == nil {

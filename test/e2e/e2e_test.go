@@ -267,10 +267,12 @@ func TestCrashLoopBacksOff(t *testing.T) {
 			break
 		}
 	}
-	c := e.statusOf(crash)
-	if c.ExitCode == nil || *c.ExitCode != 3 || c.Restarts < 3 {
-		t.Errorf("status: restarts %d, last exit %v", c.Restarts, c.ExitCode)
-	}
+	// The counts follow the events within a plan of the loop.
+	var c *container
+	e.waitFor("status of "+crash+" to count 3 restarts after exits with 3", 10*time.Second, func(r *report) bool {
+		c = e.statusOf(crash)
+		return c.ExitCode != nil && *c.ExitCode == 3 && c.Restarts >= 3
+	})
 	if !hasEventPrefix(c, "backoff: next try in ") {
 		t.Errorf("no backoff event: %+v", c.Events)
 	}

@@ -1,0 +1,314 @@
+package executor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// pair is a monitor and the init it cloned, before or after it is given a
+// container: Create either starts one (launch, then awaitInit) or takes a
+// spare that a Runtime made ahead of time (WithSpares).
+type pair struct {
+	ns       int // the namespaces the init was cloned with
+	monPid   int
+	monStart uint64
+	pid      int // the init's, 0 until the monitor reported it
+	pidStart uint64
+	sock     *os.File // the creator's end of the sync socket
+	dec      *json.Decoder
+	enc      *json.Encoder
+	lifeline *os.File // write end; the monitor watches the read end
+}
+
+// monitorTitleWidth is the room argv[1] of a monitor keeps for the
+// container's ID, which it writes there once it has one (IDs are at most
+// 128 bytes): `ps` and /proc/PID/cmdline then show which container it
+// serves.
+const monitorTitleWidth = 128
+
+// launch starts a monitor that clones an init with the namespaces of ns.
+// The monitor and the init start with /dev/null as fds 0-2; the init gets
+// the container's stdio later (sendStdio). The init's PID follows with
+// awaitInit.
+func (r *Runtime) launch(ns nsPlan) (*pair, error) {
+	exe, err := r.selfExe()
+	if err != nil {
+		return nil, err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socketpair", err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	p := &pair{ns: ns.New, sock: os.NewFile(uintptr(fds[0]), "sync")} // pollable: deadlines work
+	child := os.NewFile(uintptr(fds[1]), "sync")
+	defer child.Close()
+	// The monitor watches the read end of this pipe: see watchCreator.
+	var lp [2]int
+	if err := unix.Pipe2(lp[:], unix.O_CLOEXEC); err != nil {
+		p.sock.Close()
+		return nil, os.NewSyscallError("pipe2", err)
+	}
+	p.lifeline = os.NewFile(uintptr(lp[1]), "lifeline")
+	lifelineChild := os.NewFile(uintptr(lp[0]), "lifeline")
+	defer lifelineChild.Close()
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	defer null.Close()
+	// syscall.ForkExec, not os/exec: os.StartProcess probes pidfd support
+	// with an extra fork in every new process, and nothing here needs it.
+	p.monPid, err = syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(int(exe.Fd())),
+		[]string{"reconciled-monitor", strings.Repeat(" ", monitorTitleWidth)}, &syscall.ProcAttr{
+			Env:   []string{stageEnv + "=" + stageMonitor, "GOMAXPROCS=1"},
+			Files: []uintptr{null.Fd(), null.Fd(), null.Fd(), child.Fd(), lifelineChild.Fd()},
+			Sys:   &syscall.SysProcAttr{Setsid: true},
+		})
+	if err != nil {
+		p.close()
+		return nil, fmt.Errorf("start monitor: %w", err)
+	}
+	if r.reap {
+		go reapWhenDone(p.monPid)
+	}
+	p.dec = json.NewDecoder(bufio.NewReaderSize(p.sock, 512))
+	p.enc = json.NewEncoder(p.sock)
+	if err := p.enc.Encode(monitorConfig{NS: ns}); err != nil {
+		p.kill()
+		return nil, fmt.Errorf("send monitor config: %w", err)
+	}
+	if p.monStart, _, err = ProcStartTime(p.monPid); err != nil {
+		p.kill()
+		return nil, fmt.Errorf("monitor: %w", err)
+	}
+	return p, nil
+}
+
+// awaitInit reads the init's PID from the monitor.
+func (p *pair) awaitInit(ctx context.Context) error {
+	var m message
+	if err := recvMessage(ctx, p.dec, &m); err != nil {
+		return err
+	}
+	if m.Pid <= 0 {
+		return errors.New("monitor sent no init PID")
+	}
+	start, _, err := ProcStartTime(m.Pid)
+	if err != nil {
+		return fmt.Errorf("container init: %w", err)
+	}
+	p.pid, p.pidStart = m.Pid, start
+	return nil
+}
+
+// assign tells the monitor which container it serves: where to record the
+// init's exit. It is the first line on the lifeline.
+func (p *pair) assign(stateDir string) error {
+	if _, err := p.lifeline.Write([]byte(stateDir + "\n")); err != nil {
+		return fmt.Errorf("tell the monitor its container: %w", err)
+	}
+	return nil
+}
+
+// created tells the monitor the container is recorded created: from now
+// on the lifeline closing means nothing to it.
+func (p *pair) created() error {
+	if _, err := p.lifeline.Write([]byte{1}); err != nil {
+		return fmt.Errorf("tell the monitor the container is created: %w", err)
+	}
+	return nil
+}
+
+// sendStdio hands the init the container's fds 0-2 (SCM_RIGHTS, with one
+// byte that the init reads before anything else).
+func (p *pair) sendStdio(stdin, stdout, stderr *os.File) error {
+	rc, err := p.sock.SyscallConn()
+	if err != nil {
+		return err
+	}
+	rights := unix.UnixRights(int(stdin.Fd()), int(stdout.Fd()), int(stderr.Fd()))
+	var serr error
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), []byte{0}, rights, nil, 0)
+		return serr != unix.EAGAIN
+	}); err != nil {
+		return fmt.Errorf("send stdio to the container init: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("send stdio to the container init: %w", os.NewSyscallError("sendmsg", serr))
+	}
+	return nil
+}
+
+// alive reports whether both processes are still the ones started.
+func (p *pair) alive() bool {
+	return processAlive(p.monPid, p.monStart) && processAlive(p.pid, p.pidStart)
+}
+
+// close drops the creator's ends: a monitor not yet told "created" then
+// kills its init (see watchCreator), and an init still waiting for its
+// configuration reads EOF and exits.
+func (p *pair) close() {
+	if p.sock != nil {
+		p.sock.Close()
+	}
+	if p.lifeline != nil {
+		p.lifeline.Close()
+	}
+}
+
+// kill closes the pair and kills the monitor (its init then reads EOF).
+func (p *pair) kill() {
+	p.close()
+	if p.monPid > 0 {
+		unix.Kill(p.monPid, unix.SIGKILL)
+	}
+}
+
+// spares is a Runtime's stock of pairs made ahead of time, by the
+// namespaces their inits were cloned with. A monitor and an init cost two
+// starts of this binary (a few ms on the create path); a long-lived
+// Runtime (the daemon) makes them while nothing waits.
+type spares struct {
+	mu      sync.Mutex
+	per     int             // pairs kept ready per set of namespaces
+	idle    map[int][]*pair // by clone flags
+	filling map[int]int     // launches in flight
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// maxSpareKinds bounds the sets of namespaces spares are kept for; the
+// containers of one host use one or two (with and without their own
+// network).
+const maxSpareKinds = 4
+
+// WithSpares makes the Runtime keep n monitor and init pairs started
+// ahead of time for each set of namespaces it has created containers with
+// (up to maxSpareKinds), so that Create skips starting them. Each idle
+// pair holds about 2 MiB. It implies WithReaper: only a long-lived caller
+// gains from spares. Close the Runtime to stop them.
+func WithSpares(n int) Option {
+	return func(r *Runtime) {
+		if n <= 0 {
+			return
+		}
+		r.reap = true
+		r.spares = &spares{per: n, idle: map[int][]*pair{}, filling: map[int]int{}}
+	}
+}
+
+// takeSpare returns a ready pair for ns, or nil; either way it starts
+// making more for ns in the background. Namespaces joined by path are
+// never prepared ahead.
+func (r *Runtime) takeSpare(ns nsPlan) *pair {
+	s := r.spares
+	if s == nil || len(ns.Join) > 0 {
+		return nil
+	}
+	defer r.refill(ns.New)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for q := s.idle[ns.New]; len(q) > 0; q = s.idle[ns.New] {
+		p := q[len(q)-1]
+		s.idle[ns.New] = q[:len(q)-1]
+		if p.alive() {
+			return p
+		}
+		p.kill()
+	}
+	return nil
+}
+
+// refill starts pairs for ns until per of them are ready or on the way.
+func (r *Runtime) refill(ns int) {
+	s := r.spares
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if _, known := s.idle[ns]; !known && len(s.idle) >= maxSpareKinds {
+		return
+	}
+	if _, known := s.idle[ns]; !known {
+		s.idle[ns] = nil
+	}
+	for len(s.idle[ns])+s.filling[ns] < s.per {
+		s.filling[ns]++
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			p, err := r.launchReady(ns)
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.filling[ns]--
+			if err != nil {
+				r.log.Warn("start a spare container monitor", "error", err)
+				return
+			}
+			if s.closed {
+				p.close()
+				return
+			}
+			s.idle[ns] = append(s.idle[ns], p)
+		}()
+	}
+}
+
+// launchReady launches a pair and waits for its init.
+func (r *Runtime) launchReady(ns int) (*pair, error) {
+	p, err := r.launch(nsPlan{New: ns})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { p.sock.SetDeadline(time.Now()) })
+	defer stop()
+	if err := p.awaitInit(ctx); err != nil {
+		p.kill()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Close stops the spare monitors and inits (WithSpares) and waits for
+// those being started. Containers are not affected. The Runtime must not
+// create containers afterwards.
+func (r *Runtime) Close() error {
+	s := r.spares
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	s.closed = true
+	var all []*pair
+	for ns, q := range s.idle {
+		all = append(all, q...)
+		s.idle[ns] = nil
+	}
+	s.mu.Unlock()
+	for _, p := range all {
+		p.close() // the monitor kills its init, reaps it and exits
+	}
+	s.wg.Wait()
+	return nil
+}

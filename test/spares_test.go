@@ -1,0 +1,221 @@
+package test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/executor"
+)
+
+// spareMonitors lists this process's spare monitors: children whose
+// cmdline is "reconciled-monitor" with argv[1] still blank (no container).
+func spareMonitors(t *testing.T) []int {
+	t.Helper()
+	var pids []int
+	for _, pid := range children(os.Getpid()) {
+		args := cmdline(pid)
+		if len(args) >= 2 && args[0] == "reconciled-monitor" && strings.TrimSpace(args[1]) == "" {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// children lists pid's children (each thread's: a Go process forks from
+// any of its threads).
+func children(pid int) []int {
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
+	var pids []int
+	for _, task := range tasks {
+		data, _ := os.ReadFile(task)
+		for _, f := range strings.Fields(string(data)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, n)
+			}
+		}
+	}
+	return pids
+}
+
+func cmdline(pid int) []string {
+	data, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
+}
+
+// waitSpare waits until a spare monitor whose init is (newNet) or is not
+// in a network namespace of its own is ready, and returns the monitor's
+// PID and the init's.
+func waitSpare(t *testing.T, newNet bool) (int, int) {
+	t.Helper()
+	hostNet, _ := os.Readlink("/proc/self/ns/net")
+	var mon, init int
+	waitFor(t, "a spare monitor with its init", func() bool {
+		for _, m := range spareMonitors(t) {
+			kids := children(m)
+			if len(kids) != 1 {
+				continue
+			}
+			if net, err := os.Readlink("/proc/" + strconv.Itoa(kids[0]) + "/ns/net"); err == nil && (net != hostNet) == newNet {
+				mon, init = m, kids[0]
+				return true
+			}
+		}
+		return false
+	})
+	return mon, init
+}
+
+// A Runtime with spares creates containers from monitors and inits it
+// started ahead of time. What a user sees must not differ: the container's
+// own stdio, namespaces, hostname and exit status; ps names the container
+// a monitor serves; a spare that died is not used; Close leaves no spare
+// behind.
+func TestSpares(t *testing.T) {
+	r := newRT(t)
+	api, err := executor.New(r.root, executor.WithSpares(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var closed bool
+	t.Cleanup(func() {
+		if !closed {
+			api.Close()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	hostNet, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// run creates id from b with stdin and files for stdout and stderr,
+	// starts it, waits for it, and returns its state at create and what it
+	// wrote.
+	run := func(id, b, stdin string) (executor.State, string, string, *executor.State) {
+		t.Helper()
+		dir := t.TempDir()
+		out, _ := os.Create(filepath.Join(dir, "out"))
+		errf, _ := os.Create(filepath.Join(dir, "err"))
+		defer out.Close()
+		defer errf.Close()
+		in, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.WriteString(stdin)
+		w.Close()
+		defer in.Close()
+		t.Cleanup(func() { api.Delete(context.Background(), id, true) })
+		if err := api.Create(ctx, id, b, executor.CreateOptions{Stdin: in, Stdout: out, Stderr: errf}); err != nil {
+			t.Fatalf("create %s: %v", id, err)
+		}
+		created, err := api.State(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if args := cmdline(created.MonitorPid); len(args) < 2 || args[1] != id {
+			t.Errorf("%s: monitor %d has cmdline %q, want reconciled-monitor %s", id, created.MonitorPid, args, id)
+		}
+		if err := api.Start(ctx, id); err != nil {
+			t.Fatalf("start %s: %v", id, err)
+		}
+		done, err := api.Wait(ctx, id)
+		if err != nil {
+			t.Fatalf("wait %s: %v", id, err)
+		}
+		o, _ := os.ReadFile(out.Name())
+		e, _ := os.ReadFile(errf.Name())
+		return *created, string(o), string(e), done
+	}
+	script := "cat; echo to-stderr >&2; hostname; readlink /proc/self/ns/net; exit 3"
+	check := func(id, out, errOut string, done *executor.State, wantHostNet bool) {
+		t.Helper()
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 3 || lines[0] != "from-stdin-"+id || lines[1] != "reconciled" {
+			t.Errorf("%s: stdout %q, want its stdin, then the hostname reconciled, then its net namespace", id, out)
+		} else if (lines[2] == hostNet) != wantHostNet {
+			t.Errorf("%s: net namespace %s, host's %s, want host's: %v", id, lines[2], hostNet, wantHostNet)
+		}
+		if errOut != "to-stderr\n" {
+			t.Errorf("%s: stderr %q", id, errOut)
+		}
+		if !done.Exited || done.ExitCode != 3 {
+			t.Errorf("%s: exit %+v, want exited 3", id, done)
+		}
+	}
+
+	b := bundle(t, nil, "sh", "-c", script)
+	// The first container of its kind finds no spare; one is made after.
+	_, out, errOut, done := run("spares-first", b, "from-stdin-spares-first\n")
+	check("spares-first", out, errOut, done, false)
+	mon, _ := waitSpare(t, true)
+	created, out, errOut, done := run("spares-second", b, "from-stdin-spares-second\n")
+	if created.MonitorPid != mon {
+		t.Errorf("spares-second: monitor %d, want the spare %d", created.MonitorPid, mon)
+	}
+	check("spares-second", out, errOut, done, false)
+
+	// Another set of namespaces (the host's network) gets a spare of its
+	// own, never one cloned into a new network namespace.
+	hostNetBundle := bundle(t, func(s *specs.Spec) {
+		s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
+			return ns.Type == specs.NetworkNamespace
+		})
+	}, "sh", "-c", script)
+	netSpare, _ := waitSpare(t, true)
+	created, out, errOut, done = run("spares-hostnet", hostNetBundle, "from-stdin-spares-hostnet\n")
+	if created.MonitorPid == netSpare {
+		t.Errorf("spares-hostnet took the spare made for a new network namespace")
+	}
+	check("spares-hostnet", out, errOut, done, true)
+
+	// A spare whose init was killed is passed over.
+	mon, init := waitSpare(t, true)
+	waitSpare(t, false)
+	if err := unix.Kill(init, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	created, out, errOut, done = run("spares-dead", b, "from-stdin-spares-dead\n")
+	if created.MonitorPid == mon {
+		t.Errorf("spares-dead: created from the spare whose init was killed")
+	}
+	check("spares-dead", out, errOut, done, false)
+
+	// Close stops every spare and its init.
+	left := waitSpares(t, 2)
+	api.Close()
+	closed = true
+	for _, m := range left {
+		waitGone(t, m)
+	}
+	if s := spareMonitors(t); len(s) != 0 {
+		t.Errorf("spare monitors left after Close: %v", s)
+	}
+}
+
+// waitSpares waits for n spare monitors with their inits and returns the
+// monitors' and inits' PIDs.
+func waitSpares(t *testing.T, n int) []int {
+	t.Helper()
+	var pids []int
+	waitFor(t, strconv.Itoa(n)+" spare monitors", func() bool {
+		pids = pids[:0]
+		for _, m := range spareMonitors(t) {
+			if kids := children(m); len(kids) == 1 {
+				pids = append(pids, m, kids[0])
+			}
+		}
+		return len(pids) == 2*n
+	})
+	return pids
+}
