@@ -10,8 +10,18 @@ export CGO_ENABLED = 0
 
 .PHONY: build test deps vet run
 
+# build links to $(BIN).link and copies that to $(BIN). The linker writes
+# its output through a shared mapping, which leaves the file in the page
+# cache as single 4 KiB pages, and every start of such a binary maps its
+# pages in one by one: measured here, `reconciled runtime list` took 0.5 ms
+# (15%) longer from the linker's file than from a byte-identical copy
+# written with write(2), as installed binaries are (`reconciled install`,
+# packages), until the page cache is dropped. install(1) also replaces
+# $(BIN) by a new file rather than writing into a binary that may be running.
 build:
-	$(GO) build -o $(BIN) ./cmd/reconciled
+	$(GO) build -o $(BIN).link ./cmd/reconciled
+	install -m 0755 $(BIN).link $(BIN)
+	rm -f $(BIN).link
 
 # deps installs the Debian packages the tests use (busybox-static for the test
 # rootfs, runc and crun for side-by-side benchmarks), only when missing.
