@@ -178,6 +178,34 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 		unix.Close(dirFd)
 		return nil, -1, fmt.Errorf("init: no go from the creator: %v", err)
 	}
+	// Without prestart and createRuntime hooks "go" comes before the
+	// creator has put this process in its cgroup: the setup that does not
+	// depend on the cgroup runs meanwhile, and joinCgroup waits for the
+	// "placed" message where it matters (before createContainer hooks and
+	// the first cgroup mount, at the latest after the rootfs).
+	placed, joined := goAhead.Placed, false
+	joinCgroup := func() error {
+		if joined {
+			return nil
+		}
+		if !placed {
+			var m message
+			if err := dec.Decode(&m); err != nil {
+				return fmt.Errorf("init: wait to be placed in the cgroup: %w", err)
+			}
+			if m.Error != "" || !m.Placed {
+				return fmt.Errorf("init: not placed in the cgroup: %s", m.Error)
+			}
+			placed = true
+		}
+		joined = true
+		if c.NS.has(unix.CLONE_NEWCGROUP) {
+			if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+				return os.NewSyscallError("unshare(CLONE_NEWCGROUP)", err)
+			}
+		}
+		return nil
+	}
 	for _, j := range c.NS.Join {
 		if j.Flag == unix.CLONE_NEWNS {
 			if err := unix.Unshare(unix.CLONE_FS); err != nil {
@@ -186,11 +214,6 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 			if err := setnsPath(j); err != nil {
 				return nil, -1, err
 			}
-		}
-	}
-	if c.NS.has(unix.CLONE_NEWCGROUP) {
-		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-			return nil, -1, os.NewSyscallError("unshare(CLONE_NEWCGROUP)", err)
 		}
 	}
 	if c.NS.has(unix.CLONE_NEWNET) {
@@ -216,14 +239,20 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 		}
 	}
 	if h := s.Hooks; h != nil && len(h.CreateContainer) > 0 {
+		if err := joinCgroup(); err != nil {
+			return nil, -1, err
+		}
 		if err := runHooks(context.Background(), "createContainer", h.CreateContainer, c.hookState(StatusCreating)); err != nil {
 			return nil, -1, err
 		}
 	}
 	if c.NS.has(unix.CLONE_NEWNS) {
-		if err := rootfs.Setup(s, c.Bundle); err != nil {
+		if err := rootfs.SetupWith(s, c.Bundle, joinCgroup); err != nil {
 			return nil, -1, err
 		}
+	}
+	if err := joinCgroup(); err != nil {
+		return nil, -1, err
 	}
 	if err := chdirInside(p.Cwd); err != nil {
 		return nil, -1, err

@@ -16,7 +16,9 @@ import (
 //	creator -> monitor  monitorConfig
 //	monitor -> creator  message{Pid} or message{Error}; monitor closes its copy
 //	creator -> init     one byte with fds 0-2 (SCM_RIGHTS), then initConfig
-//	creator -> init     message{Ready} ("go": after cgroups and runtime hooks)
+//	creator -> init     message{Ready} ("go": set up), then message{Placed}
+//	                    (in its cgroup); with prestart or createRuntime
+//	                    hooks one message{Ready, Placed} after the hooks
 //	init    -> creator  message{Ready} or message{Error}; init closes it
 //
 // The monitor learns its container from the lifeline pipe (fd 4), whose
@@ -50,9 +52,12 @@ type initConfig struct {
 }
 
 type message struct {
-	Pid   int    `json:"pid,omitempty"`
-	Ready bool   `json:"ready,omitempty"`
-	Error string `json:"error,omitempty"`
+	Pid   int  `json:"pid,omitempty"`
+	Ready bool `json:"ready,omitempty"`
+	// Placed (creator -> init): the init is in its cgroup and
+	// oom_score_adj is set.
+	Placed bool   `json:"placed,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 func init() {

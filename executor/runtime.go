@@ -223,18 +223,28 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	if err := p.enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: p.pid, NS: plan, Spec: spec}); err != nil {
 		return errors.Join(fmt.Errorf("send init config: %w", err), <-prepared)
 	}
+	// Without prestart and createRuntime hooks the init sets up while its
+	// cgroup is finished and it is moved in (the first move into a cgroup
+	// after a while waits for an RCU grace period: milliseconds); it waits
+	// for "placed" before anything that depends on its cgroup.
+	early := spec.Hooks == nil || (len(spec.Hooks.Prestart) == 0 && len(spec.Hooks.CreateRuntime) == 0) //nolint:staticcheck // Prestart: deprecated, still supported
+	if early {
+		if err := p.enc.Encode(message{Ready: true}); err != nil { // go
+			return errors.Join(fmt.Errorf("release container init: %w", err), <-prepared)
+		}
+	}
 	if err := <-prepared; err != nil {
-		return err
+		return p.initFailed(early, err)
 	}
 	if err := writeJSONAtomic(dir, stateFile, &c.st, false); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
 	if err := c.applyCgroup(ctx); err != nil {
-		return err
+		return p.initFailed(early, err)
 	}
 	if adj := spec.Process.OOMScoreAdj; adj != nil {
 		if err := os.WriteFile("/proc/"+strconv.Itoa(p.pid)+"/oom_score_adj", []byte(strconv.Itoa(*adj)), 0); err != nil {
-			return fmt.Errorf("set oom_score_adj: %w", err)
+			return p.initFailed(early, fmt.Errorf("set oom_score_adj: %w", err))
 		}
 	}
 	if h := spec.Hooks; h != nil {
@@ -246,8 +256,8 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 			return err
 		}
 	}
-	if err := p.enc.Encode(message{Ready: true}); err != nil { // go
-		return fmt.Errorf("release container init: %w", err)
+	if err := p.enc.Encode(message{Ready: true, Placed: true}); err != nil {
+		return p.initFailed(early, fmt.Errorf("release container init: %w", err))
 	}
 	var m message
 	if err := recvMessage(ctx, p.dec, &m); err != nil {

@@ -157,6 +157,26 @@ func (p *pair) sendStdio(stdin, stdout, stderr *os.File) error {
 	return nil
 }
 
+// initFailed returns err, or the init's own error when it sent one: after
+// an early "go" (early) the init may fail its setup while the creator
+// still works on the cgroup, and the creator's error (a PID gone, a
+// broken pipe) is then only the consequence.
+func (p *pair) initFailed(early bool, err error) error {
+	if !early {
+		return err
+	}
+	wait := 50 * time.Millisecond
+	if !processAlive(p.pid, p.pidStart) {
+		wait = time.Second // it exited: its message is there
+	}
+	p.sock.SetReadDeadline(time.Now().Add(wait))
+	var m message
+	if derr := p.dec.Decode(&m); derr == nil && m.Error != "" {
+		return fmt.Errorf("%s (then: %w)", m.Error, err)
+	}
+	return err
+}
+
 // alive reports whether both processes are still the ones started.
 func (p *pair) alive() bool {
 	return processAlive(p.monPid, p.monStart) && processAlive(p.pid, p.pidStart)

@@ -35,7 +35,8 @@ const hostCgroupRoot = "/sys/fs/cgroup"
 //     hierarchy; "ro" makes the tmpfs read-only too, after it is filled.
 //
 // This process must already be in the container's cgroup (and, for a new
-// cgroup namespace, have unshared it) when Prepare runs.
+// cgroup namespace, have unshared it) when the mount is made: at the
+// latest in SetupWith's beforeCgroup.
 func (m *mounter) mountCgroup(sm specs.Mount, dest string, mo mountOptions) error {
 	cgroupns := hasNamespace(m.linux, specs.CgroupNamespace)
 	sfs, err := statfs(hostCgroupRoot)

@@ -40,6 +40,9 @@ type mounter struct {
 	setupDev bool     // /dev is not bound from elsewhere: create nodes
 	devMnt   *os.File // the /dev mount when setupDev
 	devRO    bool     // the spec wants /dev read-only once populated
+
+	// beforeCgroup, when set, runs once before the first cgroup mount.
+	beforeCgroup func() error
 }
 
 func cleanDest(d string) string { return filepath.Clean("/" + d) }
@@ -103,6 +106,12 @@ func (m *mounter) mountOne(sm specs.Mount) error {
 	case mo.bind:
 		return m.bindOne(sm, dest, mo)
 	case sm.Type == "cgroup" || sm.Type == "cgroup2":
+		if f := m.beforeCgroup; f != nil {
+			m.beforeCgroup = nil
+			if err := f(); err != nil {
+				return err
+			}
+		}
 		return m.mountCgroup(sm, dest, mo)
 	default:
 		return m.mountFs(sm.Type, sm.Source, dest, mo)

@@ -23,7 +23,15 @@ import (
 // readonlyPaths (as it usually is): call Prepare, write the sysctls, then
 // Finalize.
 func Setup(spec *specs.Spec, bundle string) error {
-	if err := Prepare(spec, bundle); err != nil {
+	return SetupWith(spec, bundle, nil)
+}
+
+// SetupWith is Setup calling beforeCgroup (when not nil) right before the
+// first cgroup filesystem is mounted, for a caller that is placed in its
+// cgroup (and unshares its cgroup namespace) while the mounts before it
+// are made: a cgroup mount shows the cgroup the process is in.
+func SetupWith(spec *specs.Spec, bundle string, beforeCgroup func() error) error {
+	if err := prepare(spec, bundle, beforeCgroup); err != nil {
 		return err
 	}
 	return Finalize(spec)
@@ -39,6 +47,10 @@ func Setup(spec *specs.Spec, bundle string) error {
 // It must run as root in the container's new mount namespace, on a locked
 // OS thread.
 func Prepare(spec *specs.Spec, bundle string) error {
+	return prepare(spec, bundle, nil)
+}
+
+func prepare(spec *specs.Spec, bundle string, beforeCgroup func() error) error {
 	if spec == nil || spec.Root == nil || spec.Root.Path == "" {
 		return errors.New("rootfs: spec has no root.path")
 	}
@@ -75,7 +87,7 @@ func Prepare(spec *specs.Spec, bundle string) error {
 	}
 	defer root.Close()
 
-	m := &mounter{spec: spec, linux: linux, bundle: bundle, root: root}
+	m := &mounter{spec: spec, linux: linux, bundle: bundle, root: root, beforeCgroup: beforeCgroup}
 	defer func() {
 		if m.devMnt != nil {
 			m.devMnt.Close()
