@@ -28,4 +28,7 @@ if grep -q ' /sys/fs/cgroup/unified cgroup2 ' /proc/self/mounts; then
   shim="$work/nohybrid.so"
 fi
 gcc -O2 -o "$work/peakrss" bench/peakrss.c
-go run ./bench/runtimebench -reconciled "$work/reconciled" -nohybrid "$shim" -peakrss "$work/peakrss" -work "$work" "$@"
+# Built and copied the same way: in-process, its own binary is the monitor's and init's.
+go build -o "$work/runtimebench.link" ./bench/runtimebench
+install -m 0755 "$work/runtimebench.link" "$work/runtimebench"
+"$work/runtimebench" -reconciled "$work/reconciled" -nohybrid "$shim" -peakrss "$work/peakrss" -work "$work" "$@"
