@@ -203,8 +203,14 @@ func (rt *runtime) cycle(ctx context.Context, id, bundle string) error {
 		return err
 	}
 	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	if _, err := unix.Poll(fds, 10000); err != nil {
-		return fmt.Errorf("waiting for %s to exit: %w", id, err)
+	for {
+		_, err := unix.Poll(fds, 10000)
+		if err == nil {
+			break
+		}
+		if err != unix.EINTR { // a signal (SIGCHLD of a reaped monitor) cuts poll short
+			return fmt.Errorf("waiting for %s to exit: %w", id, err)
+		}
 	}
 	// The runtimes learn of the exit on their own; give them the moment a
 	// reaper needs so delete does not race the exit bookkeeping.
