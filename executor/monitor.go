@@ -29,8 +29,12 @@ func runMonitor() {
 	}
 	// fd 4 is the creator's lifeline (see Create); the init does not get it.
 	unix.CloseOnExec(4)
+	env := []string{stageEnv + "=" + stageInit, "GOMAXPROCS=1"}
+	if cfg.Spare {
+		env = append(env, prefaultEnv+"=1")
+	}
 	attr := &syscall.ProcAttr{
-		Env:   []string{stageEnv + "=" + stageInit, "GOMAXPROCS=1"},
+		Env:   env,
 		Files: []uintptr{0, 1, 2, 3},
 		Sys: &syscall.SysProcAttr{
 			// The cgroup namespace is unshared by the init once it is in

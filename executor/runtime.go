@@ -169,7 +169,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	}
 	p := r.takeSpare(plan)
 	if p == nil {
-		if p, err = r.launch(plan); err != nil {
+		if p, err = r.launch(plan, false); err != nil {
 			return err
 		}
 	}

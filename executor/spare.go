@@ -41,7 +41,7 @@ const monitorTitleWidth = 128
 // The monitor and the init start with /dev/null as fds 0-2; the init gets
 // the container's stdio later (sendStdio). The init's PID follows with
 // awaitInit.
-func (r *Runtime) launch(ns nsPlan) (*pair, error) {
+func (r *Runtime) launch(ns nsPlan, spare bool) (*pair, error) {
 	exe, err := r.selfExe()
 	if err != nil {
 		return nil, err
@@ -90,7 +90,7 @@ func (r *Runtime) launch(ns nsPlan) (*pair, error) {
 	}
 	p.dec = json.NewDecoder(bufio.NewReaderSize(p.sock, 512))
 	p.enc = json.NewEncoder(p.sock)
-	if err := p.enc.Encode(monitorConfig{NS: ns}); err != nil {
+	if err := p.enc.Encode(monitorConfig{NS: ns, Spare: spare}); err != nil {
 		p.kill()
 		return nil, fmt.Errorf("send monitor config: %w", err)
 	}
@@ -295,7 +295,7 @@ func (r *Runtime) refill(ns int) {
 
 // launchReady launches a pair and waits for its init.
 func (r *Runtime) launchReady(ns int) (*pair, error) {
-	p, err := r.launch(nsPlan{New: ns})
+	p, err := r.launch(nsPlan{New: ns}, true)
 	if err != nil {
 		return nil, err
 	}
