@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -34,10 +35,22 @@ import (
 // executor state is then read again only after Invalidate(name), or once
 // the entry is older than the TTL. The daemon invalidates a container after
 // every operation on it and when its init exits (it holds a pidfd on it),
-// so the cache never hides a change it made or an exit; whether it is
-// paused is read again after at most pausedTTL; the TTL bounds how long another change made
-// behind its back (someone running `reconciled runtime` on the same root)
-// stays unseen.
+// and its loop invalidates a container before it acts on it, so the cache
+// never hides a change it made, an exit, or a pause done with `reconciled
+// pause` (which tells the daemon). The TTL bounds how long another change
+// made behind its back (someone running `reconciled runtime` on the same
+// root, or freezing a cgroup by hand) stays unseen.
+//
+// An entry past its TTL is first checked cheaply: if its init is still
+// the same live process (the Store holds a pidfd on it: one poll) and the
+// container's state directory is as it was when the entry was read (every
+// change to a container's state is a file created, renamed or removed in
+// that directory, which changes its mtime), only the freezer state is read
+// again; anything else reads the container in full. The list of containers
+// is likewise read again only when the root directory changed. An idle
+// daemon with a thousand containers thus makes a few syscalls per
+// container per TTL, not some thirty, and allocates next to nothing. Close
+// releases the pidfds.
 type Store struct {
 	root string // executor state root
 	dir  string // records
@@ -49,17 +62,37 @@ type Store struct {
 	records map[string]Record
 	cache   map[string]cached
 	gen     map[string]uint64 // bumped by Invalidate, so a read racing it is not cached
+	nextID  uint64
+	// names lists the containers under root as of rootStamp (zero: not
+	// trusted, list again).
+	names     []string
+	rootStamp dirStamp
 }
 
 type cached struct {
-	c        Container // without Record
-	paths    map[string]string
-	at       time.Time
-	pausedAt time.Time // when c.Paused was read
+	id    uint64    // tells this entry from one that replaced it
+	c     Container // without Record
+	paths map[string]string
+	at    time.Time
+	// dir is the container's state directory as it was before c was read;
+	// zero when it cannot vouch for c (unknown, or changed too recently
+	// for its timestamps to tell a later change apart).
+	dir dirStamp
+	// pidfd is a pidfd on the live init, -1 when none. The cache owns it:
+	// it is used and closed under the Store's lock only.
+	pidfd int
 }
 
-// pausedTTL bounds how long a cached observation's paused flag is trusted.
-const pausedTTL = time.Second
+// dirStamp identifies one version of a directory's entries.
+type dirStamp struct {
+	ino          uint64
+	mtime, ctime unix.Timespec
+}
+
+// racyWindow: a directory changed less than this before it was stamped may
+// change again with the same timestamps (they are taken from a coarse
+// clock), so its stamp vouches for nothing.
+const racyWindow = time.Second
 
 // StoreOptions configure a Store. Zero values take the defaults.
 type StoreOptions struct {
@@ -178,71 +211,61 @@ func (s *Store) Forget(ctx context.Context, name string) error {
 func (s *Store) Invalidate(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.cache, name)
+	if old, ok := s.cache[name]; ok {
+		closePidfd(old.pidfd)
+		delete(s.cache, name)
+	}
 	s.gen[name]++
+}
+
+// Close drops every cached observation and releases what they hold. The
+// Store stays usable.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, ent := range s.cache {
+		closePidfd(ent.pidfd)
+		delete(s.cache, name)
+		s.gen[name]++
+	}
+	s.names, s.rootStamp = nil, dirStamp{}
+	return nil
+}
+
+// putLocked caches ent as container name's observation, releasing the one
+// it replaces.
+func (s *Store) putLocked(name string, ent cached) {
+	if old, ok := s.cache[name]; ok {
+		closePidfd(old.pidfd)
+	}
+	s.nextID++
+	ent.id = s.nextID
+	s.cache[name] = ent
 }
 
 // Observe returns every container under the executor root, each with its
 // record (Applied, Restarts, Failures, StopRequested) and the spec hashes
 // of the definition it runs, taken from the record.
 func (s *Store) Observe(ctx context.Context) (Set, error) {
-	entries, err := os.ReadDir(s.root)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return Set{}, nil
-		}
-		return nil, fmt.Errorf("unable to list containers in %s: %w", s.root, err)
-	}
 	now := s.now()
-	set := make(Set, len(entries))
+	names, err := s.list(now)
+	if err != nil {
+		return nil, err
+	}
+	set := make(Set, len(names))
 	var errs []error
-	for _, e := range entries {
-		name := e.Name()
-		if !e.IsDir() || executor.ValidateID(name) != nil {
-			continue
-		}
+	for _, name := range names {
 		if err := ctx.Err(); err != nil {
 			return nil, context.Cause(ctx)
 		}
-		s.mu.Lock()
-		ent, hit := s.cache[name]
-		gen := s.gen[name]
-		s.mu.Unlock()
-		if !hit || s.ttl <= 0 || now.Sub(ent.at) >= s.ttl {
-			c, paths, err := s.read(name)
-			if err != nil {
-				if errors.Is(err, executor.ErrNotExist) {
-					continue // deleted meanwhile
-				}
-				errs = append(errs, err)
-				continue
+		c, err := s.get(name, now)
+		if err != nil {
+			if errors.Is(err, executor.ErrNotExist) {
+				continue // deleted meanwhile
 			}
-			hit = false
-			ent = cached{c: *c, paths: paths, at: now, pausedAt: now}
-			if s.ttl > 0 {
-				s.mu.Lock()
-				if s.gen[name] == gen {
-					s.cache[name] = ent
-				}
-				s.mu.Unlock()
-			}
+			errs = append(errs, err)
+			continue
 		}
-		if hit && ent.c.InitAlive && now.Sub(ent.pausedAt) >= pausedTTL {
-			// Pause and resume are done by operators behind the daemon's
-			// back (reconciled pause): a cached entry's freezer state is
-			// read again once it is pausedTTL old. Not on every Observe:
-			// the loop observes all containers for each one it works on,
-			// which made this one file read n² reads after a converge.
-			ent.c.Paused, ent.pausedAt = frozen(ent.paths), now
-			s.mu.Lock()
-			if s.gen[name] == gen {
-				if cur, ok := s.cache[name]; ok && cur.at.Equal(ent.at) {
-					s.cache[name] = ent
-				}
-			}
-			s.mu.Unlock()
-		}
-		c := ent.c
 		s.mu.Lock()
 		c.Record = s.records[name]
 		s.mu.Unlock()
@@ -254,8 +277,9 @@ func (s *Store) Observe(ctx context.Context) (Set, error) {
 	// Drop cache entries of containers that are gone.
 	if s.ttl > 0 {
 		s.mu.Lock()
-		for n := range s.cache {
+		for n, ent := range s.cache {
 			if set[n] == nil {
+				closePidfd(ent.pidfd)
 				delete(s.cache, n)
 			}
 		}
@@ -267,10 +291,114 @@ func (s *Store) Observe(ctx context.Context) (Set, error) {
 	return set, nil
 }
 
+// list returns the names of the containers under the root; with a cache,
+// the last list while the root directory is unchanged.
+func (s *Store) list(now time.Time) ([]string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(s.root, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("unable to list containers in %s: %w", s.root, &fs.PathError{Op: "stat", Path: s.root, Err: err})
+	}
+	stamp := stampOf(&st)
+	if s.ttl > 0 {
+		s.mu.Lock()
+		names, same := s.names, s.rootStamp != (dirStamp{}) && s.rootStamp == stamp
+		s.mu.Unlock()
+		if same {
+			return names, nil
+		}
+	}
+	entries, err := os.ReadDir(s.root)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("unable to list containers in %s: %w", s.root, err)
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if e.IsDir() && executor.ValidateID(e.Name()) == nil {
+			names = append(names, e.Name())
+		}
+	}
+	if s.ttl > 0 {
+		if racy(stamp, now) {
+			stamp = dirStamp{}
+		}
+		s.mu.Lock()
+		s.names, s.rootStamp = names, stamp
+		s.mu.Unlock()
+	}
+	return names, nil
+}
+
+// get returns container name's observation (without its record): the
+// cached one while it is fresh or holds (see Store), else read now.
+func (s *Store) get(name string, now time.Time) (Container, error) {
+	s.mu.Lock()
+	ent, hit := s.cache[name]
+	gen := s.gen[name]
+	fresh := hit && now.Sub(ent.at) < s.ttl
+	alive := hit && !fresh && ent.pidfd >= 0 && pidfdAlive(ent.pidfd)
+	s.mu.Unlock()
+	if fresh {
+		return ent.c, nil
+	}
+	if alive && ent.dir != (dirStamp{}) && s.sameDir(name, ent.dir) {
+		ent.c.Paused = frozen(ent.paths)
+		ent.at = now
+		s.mu.Lock()
+		if cur, ok := s.cache[name]; ok && cur.id == ent.id {
+			s.cache[name] = ent
+		}
+		s.mu.Unlock()
+		return ent.c, nil
+	}
+	ent, err := s.read(name, now, s.ttl > 0)
+	if err != nil {
+		return Container{}, err
+	}
+	if s.ttl > 0 {
+		s.mu.Lock()
+		if s.gen[name] == gen {
+			s.putLocked(name, ent)
+		} else {
+			closePidfd(ent.pidfd) // invalidated meanwhile: not cached
+		}
+		s.mu.Unlock()
+	}
+	return ent.c, nil
+}
+
+// sameDir says whether container name's state directory is still as
+// stamp says.
+func (s *Store) sameDir(name string, stamp dirStamp) bool {
+	var st unix.Stat_t
+	return unix.Stat(executor.StateDir(s.root, name), &st) == nil && stampOf(&st) == stamp
+}
+
 // read observes one container: the executor's state checked against the
-// kernel.
-// read observes one container; it also returns its cgroup paths.
-func (s *Store) read(name string) (*Container, map[string]string, error) {
+// kernel, with its cgroup paths and the stamp of its state directory taken
+// before the read. With pin, a live init gets a pidfd.
+func (s *Store) read(name string, now time.Time, pin bool) (cached, error) {
+	ent := cached{at: now, pidfd: -1}
+	var st unix.Stat_t
+	if err := unix.Stat(executor.StateDir(s.root, name), &st); err == nil && !racy(stampOf(&st), now) {
+		ent.dir = stampOf(&st)
+	}
+	c, paths, err := s.readState(name, pin, &ent.pidfd)
+	if err != nil {
+		return cached{}, err
+	}
+	ent.c, ent.paths = *c, paths
+	return ent, nil
+}
+
+// readState reads container name's executor state; with pin, *pidfd is a
+// pidfd on its init when that is alive.
+func (s *Store) readState(name string, pin bool, pidfd *int) (*Container, map[string]string, error) {
 	st, err := executor.ReadState(s.root, name)
 	if err != nil {
 		if errors.Is(err, executor.ErrNotExist) {
@@ -305,14 +433,54 @@ func (s *Store) read(name string) (*Container, map[string]string, error) {
 	}
 	// ReadState already says stopped for an init that is gone or whose PID
 	// was reused; check again, as the planner believes InitAlive.
+	fd := -1
+	if pin && (c.Status == StatusCreated || c.Status == StatusRunning) && st.Pid > 0 {
+		// Opened before the check: if the start time matches after, fd is
+		// our init and not a process that reused its PID.
+		if f, err := unix.PidfdOpen(st.Pid, 0); err == nil {
+			fd = f
+		}
+	}
 	if (c.Status == StatusCreated || c.Status == StatusRunning) && processAlive(st.Pid, st.PidStartTime) {
 		c.InitAlive = true
 		c.CgroupHasProcs = true
 		c.Paused = frozen(st.CgroupPaths)
+		*pidfd, fd = fd, -1
 	} else {
 		c.CgroupHasProcs = cgroupHasProcs(st.CgroupPaths)
 	}
+	closePidfd(fd)
 	return c, st.CgroupPaths, nil
+}
+
+// racy says whether a directory stamped at now changed within racyWindow
+// of it, so that its stamp vouches for nothing.
+func racy(d dirStamp, now time.Time) bool {
+	recent := now.Add(-racyWindow).UnixNano()
+	return d.mtime.Nano() >= recent || d.ctime.Nano() >= recent
+}
+
+func stampOf(st *unix.Stat_t) dirStamp {
+	return dirStamp{ino: st.Ino, mtime: st.Mtim, ctime: st.Ctim}
+}
+
+// pidfdAlive says whether the process of pidfd fd has not exited (a
+// pidfd polls readable once it has, zombie included).
+func pidfdAlive(fd int) bool {
+	fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds[:], 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return err == nil && n == 0
+	}
+}
+
+func closePidfd(fd int) {
+	if fd >= 0 {
+		unix.Close(fd)
+	}
 }
 
 // monitorGrace bounds how long read waits for a monitor to record an exit.
@@ -375,27 +543,75 @@ func cgroupOrder(paths map[string]string) []string {
 // frozen says whether the container's cgroup is frozen (v1 freezer.state,
 // or cgroup.freeze in the unified hierarchy).
 func frozen(paths map[string]string) bool {
+	var buf [64]byte
 	if p, ok := paths["freezer"]; ok {
-		data, err := os.ReadFile(filepath.Join(p, "freezer.state"))
-		if err == nil {
-			st := string(bytes.TrimSpace(data))
+		if n, err := readSmall(p+"/freezer.state", buf[:]); err == nil {
+			st := string(bytes.TrimSpace(buf[:n]))
 			return st == "FROZEN" || st == "FREEZING"
 		}
 	}
 	if p, ok := paths[""]; ok {
-		data, err := os.ReadFile(filepath.Join(p, "cgroup.freeze"))
-		if err == nil {
-			return string(bytes.TrimSpace(data)) == "1"
+		if n, err := readSmall(p+"/cgroup.freeze", buf[:]); err == nil {
+			return string(bytes.TrimSpace(buf[:n])) == "1"
 		}
 	}
 	return false
 }
 
-// processAlive reports whether pid runs (not a zombie) and started at start.
+// processAlive reports whether pid runs (not a zombie) and started at start
+// (executor.ProcStartTime, without its allocations: the daemon asks this
+// of every live container once per cache TTL).
 func processAlive(pid int, start uint64) bool {
 	if pid <= 0 {
 		return false
 	}
-	got, zombie, err := executor.ProcStartTime(pid)
-	return err == nil && !zombie && got == start
+	var buf [1024]byte
+	n, err := readSmall("/proc/"+strconv.Itoa(pid)+"/stat", buf[:])
+	if err != nil {
+		return false
+	}
+	data := buf[:n]
+	// The command name (field 2) is in parentheses and may hold anything,
+	// ')' included: fields after it start after the last ')'.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 || i+2 >= len(data) {
+		return false
+	}
+	data = data[i+2:]
+	if data[0] == 'Z' || data[0] == 'X' {
+		return false
+	}
+	// Field 3 (state) is first; field 22 (start time) is 19 spaces on.
+	for f := 0; f < 19; f++ {
+		j := bytes.IndexByte(data, ' ')
+		if j < 0 {
+			return false
+		}
+		data = data[j+1:]
+	}
+	if j := bytes.IndexByte(data, ' '); j >= 0 {
+		data = data[:j]
+	}
+	got, err := strconv.ParseUint(string(data), 10, 64)
+	return err == nil && got == start
+}
+
+// readSmall reads what fits of a small file (procfs, cgroupfs) into buf
+// with three syscalls, where os.ReadFile makes seven and allocates.
+func readSmall(path string, buf []byte) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	for {
+		n, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 0, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		return n, nil
+	}
 }

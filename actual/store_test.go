@@ -155,3 +155,114 @@ func TestStoreObservesRealContainer(t *testing.T) {
 		t.Fatalf("after kill -9: %+v", c)
 	}
 }
+
+// With a cache, what is changed behind the Store's back (no Invalidate) is
+// seen once the TTL has passed: a start, a pause and a resume, a kill -9;
+// a container created or deleted is seen at once.
+func TestStoreCacheSeesChangesBehindItsBack(t *testing.T) {
+	testutil.RequireRoot(t)
+	ctx := context.Background()
+	drv, err := cgroups.NewCgroupfs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := t.TempDir()
+	root := filepath.Join(base, "runtime")
+	rt, err := executor.New(root, executor.WithCgroups(drv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ttl = time.Minute
+	s, err := actual.OpenStore(root, filepath.Join(base, "containers"), actual.StoreOptions{CacheTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	// The clock runs ahead, so that the state directories do not look
+	// just changed (their stamps are trusted), and jumps past the TTL.
+	now := time.Now().Add(10 * time.Second)
+	actual.SetClock(s, func() time.Time { return now })
+	spec := &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{Args: []string{"/bin/sleep", "100000"}, Cwd: "/", Env: []string{"PATH=/bin"}},
+		Root:    &specs.Root{Path: "/", Readonly: true},
+		Mounts:  []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}},
+		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+			{Type: specs.PIDNamespace}, {Type: specs.MountNamespace},
+		}},
+	}
+	create := func(id string) {
+		t.Helper()
+		if err := rt.Create(ctx, id, t.TempDir(), executor.CreateOptions{Spec: spec}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := rt.Delete(context.Background(), id, true); err != nil && !errors.Is(err, executor.ErrNotExist) {
+				t.Errorf("delete %s: %v", id, err)
+			}
+		})
+	}
+	observe := func(id string) *actual.Container {
+		t.Helper()
+		set, err := s.Observe(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return set[id]
+	}
+	id := testutil.Name(t, 40)
+	create(id)
+	if c := observe(id); c == nil || c.Status != actual.StatusCreated || !c.Live() {
+		t.Fatalf("created: %+v", c)
+	}
+
+	if err := rt.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if c := observe(id); c.Status != actual.StatusCreated {
+		t.Errorf("the cached observation changed within the TTL: %s", c.Status)
+	}
+	now = now.Add(ttl)
+	if c := observe(id); c.Status != actual.StatusRunning || !c.Live() {
+		t.Fatalf("started behind its back, after the TTL: %+v", c)
+	}
+
+	if err := rt.Pause(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(ttl)
+	if c := observe(id); !c.Paused || !c.Live() {
+		t.Errorf("paused behind its back, after the TTL: %+v", c)
+	}
+	if err := rt.Resume(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(ttl)
+	if c := observe(id); c.Paused {
+		t.Errorf("resumed behind its back, after the TTL: still paused")
+	}
+
+	other := testutil.Name(t, 30) + "-2"
+	create(other)
+	if c := observe(other); c == nil || c.Status != actual.StatusCreated {
+		t.Errorf("created behind its back: %+v", c)
+	}
+	if err := rt.Delete(ctx, other, true); err != nil {
+		t.Fatal(err)
+	}
+	if c := observe(other); c != nil {
+		t.Errorf("deleted behind its back, still observed: %+v", c)
+	}
+
+	c := observe(id)
+	if err := syscall.Kill(c.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Wait(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(ttl)
+	if c := observe(id); c.Live() || !c.Exited || c.ExitCode != 137 {
+		t.Fatalf("killed behind its back, after the TTL: %+v", c)
+	}
+}

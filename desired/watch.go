@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -159,6 +160,7 @@ type watcher struct {
 	delivered    bool      // a first Set went out
 	missingSince time.Time // zero while the directory exists
 	retry        *time.Timer
+	stamp        treeStamp // taken by the last resync that read the directory
 }
 
 func (w *watcher) run(ctx context.Context) {
@@ -282,6 +284,9 @@ func (w *watcher) run(ctx context.Context) {
 		case <-retryC:
 			reload()
 		case <-resync.C:
+			if debounceC == nil && w.unchanged(time.Now()) {
+				continue // nothing to read again: see stamp
+			}
 			reload()
 		}
 	}
@@ -405,4 +410,79 @@ func (w *watcher) syncWatches(dirs []string) {
 			delete(w.watched, d)
 		}
 	}
+}
+
+// treeStamp is what a resync looks at before it reads every manifest again
+// (with a thousand files that read is the idle daemon's largest cost): the
+// stat of the manifests path (through its links), of the directory that
+// holds it, of every directory walked and of every file of the last Set,
+// and the git revision. Every way a manifest can change shows in it: a
+// file written changes its mtime and ctime, one created, removed or renamed
+// changes its directory's, a symlink swapped changes the directory that
+// holds the link and what a stat through it finds, chmod and chown change
+// the ctime.
+type treeStamp struct {
+	stats map[string]pathStamp
+	rev   string
+	// trusted is false when something changed within racyWindow of the
+	// stamp: timestamps come from a coarse clock, so a second change in
+	// the same tick could leave them as they are.
+	trusted bool
+}
+
+type pathStamp struct {
+	ino, size    int64
+	mode         uint32
+	mtime, ctime syscall.Timespec
+	missing      bool
+}
+
+// racyWindow: see treeStamp.trusted.
+const racyWindow = time.Second
+
+// unchanged stamps the tree and says whether it is as the last resync that
+// read it found it; when not, the new stamp is kept for the next resync,
+// which reads the directory.
+func (w *watcher) unchanged(now time.Time) bool {
+	if !w.missingSince.IsZero() || w.retry != nil || !w.delivered {
+		return false
+	}
+	last := w.loader.Last()
+	st := treeStamp{stats: make(map[string]pathStamp, len(last.Files)+len(w.loader.Dirs())+2), trusted: true}
+	recent := now.Add(-racyWindow).UnixNano()
+	add := func(p string) {
+		var s syscall.Stat_t
+		ps := pathStamp{missing: true}
+		if syscall.Stat(p, &s) == nil {
+			ps = pathStamp{ino: int64(s.Ino), size: s.Size, mode: s.Mode, mtime: s.Mtim, ctime: s.Ctim}
+			if s.Mtim.Nano() >= recent || s.Ctim.Nano() >= recent {
+				st.trusted = false
+			}
+		}
+		st.stats[p] = ps
+	}
+	add(w.holder)
+	add(w.abs)
+	for _, d := range w.loader.Dirs() {
+		add(d)
+	}
+	for p := range last.Files {
+		add(p)
+	}
+	if real, err := filepath.EvalSymlinks(w.abs); err == nil {
+		st.rev = revision(real)
+	}
+	same := w.stamp.trusted && st.rev == w.stamp.rev && len(st.stats) == len(w.stamp.stats)
+	for p, ps := range st.stats {
+		if !same {
+			break
+		}
+		old, ok := w.stamp.stats[p]
+		same = ok && old == ps
+	}
+	if same {
+		return true
+	}
+	w.stamp = st
+	return false
 }

@@ -45,6 +45,14 @@ type Observer interface {
 	Observe(ctx context.Context) (actual.Set, error)
 }
 
+// Invalidator is an Observer that caches what it observes: Invalidate
+// makes its next Observe read container name afresh. The loop invalidates a
+// container before it plans that container's actions, so that nothing is
+// done to it from a stale observation, however long the cache keeps one.
+type Invalidator interface {
+	Invalidate(name string)
+}
+
 // Recorder keeps each container's actual.Record where the Observer reads it
 // back (written atomically: temp file, fsync, rename).
 type Recorder interface {
@@ -89,6 +97,12 @@ type Config struct {
 	// watchdog from here. It must not block.
 	Heartbeat      func(pass bool)
 	HeartbeatEvery time.Duration
+
+	// OnStatus, when set, is called after what Status returns changed (a
+	// container's status changed, appeared or went): once per pass that
+	// changed it, and after each change a worker makes. It is called
+	// without the loop's lock and must not block.
+	OnStatus func()
 }
 
 // Loop runs plans: it observes, plans and executes, one container's action
@@ -134,6 +148,9 @@ func New(cfg Config) *Loop {
 	}
 	if cfg.HeartbeatEvery <= 0 {
 		cfg.HeartbeatEvery = cfg.Resync
+	}
+	if cfg.OnStatus == nil {
+		cfg.OnStatus = func() {}
 	}
 	return &Loop{
 		cfg:    cfg,
@@ -196,8 +213,14 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(l.cfg.Resync)
 	defer tick.Stop()
-	beat := time.NewTicker(l.cfg.HeartbeatEvery)
-	defer beat.Stop()
+	// Every pass beats: a heartbeat of its own is needed only when it must
+	// come more often than the passes (one timer less for an idle daemon).
+	var beatC <-chan time.Time
+	if l.cfg.HeartbeatEvery < l.cfg.Resync {
+		beat := time.NewTicker(l.cfg.HeartbeatEvery)
+		defer beat.Stop()
+		beatC = beat.C
+	}
 	l.pass(ctx)
 	l.cfg.Heartbeat(true)
 	for done := false; !done; {
@@ -210,7 +233,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-tick.C:
 			l.pass(ctx)
 			l.cfg.Heartbeat(true)
-		case <-beat.C:
+		case <-beatC:
 			l.cfg.Heartbeat(false)
 		}
 	}
@@ -240,23 +263,31 @@ func (l *Loop) pass(ctx context.Context) {
 		return
 	}
 	now := l.cfg.Now()
+	changed := false
 	l.mu.Lock()
-	seen := map[string]bool{}
+	seen := make(map[string]bool, len(r.Containers))
 	for _, cp := range r.Containers {
 		seen[cp.Status.Name] = true
+		old, ok := l.status[cp.Status.Name]
 		if len(cp.Actions) == 0 || cp.Actions[0].Kind == Wait {
 			// Busy containers keep the status their worker sets.
 			l.status[cp.Status.Name] = cp.Status
-		} else if _, ok := l.status[cp.Status.Name]; !ok {
+			changed = changed || !ok || !sameStatus(&old, &cp.Status)
+		} else if !ok {
 			l.status[cp.Status.Name] = cp.Status
+			changed = true
 		}
 	}
 	for n := range l.status {
 		if !seen[n] {
 			delete(l.status, n)
+			changed = true
 		}
 	}
 	l.mu.Unlock()
+	if changed {
+		l.cfg.OnStatus()
+	}
 	for _, cp := range r.Containers {
 		switch {
 		case len(cp.Actions) == 0:
@@ -270,8 +301,25 @@ func (l *Loop) pass(ctx context.Context) {
 
 func (l *Loop) setStatus(s Status) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	old, ok := l.status[s.Name]
 	l.status[s.Name] = s
+	l.mu.Unlock()
+	if !ok || !sameStatus(&old, &s) {
+		l.cfg.OnStatus()
+	}
+}
+
+// sameStatus says whether a and b show the same (false when unsure).
+func sameStatus(a, b *Status) bool {
+	if a.Name != b.Name || a.Phase != b.Phase || a.Reason != b.Reason || a.Source != b.Source ||
+		a.Restarts != b.Restarts || !a.NextTry.Equal(b.NextTry) || a.Desired != b.Desired ||
+		!slices.Equal(a.Errors, b.Errors) {
+		return false
+	}
+	if a.Actual == nil || b.Actual == nil {
+		return a.Actual == b.Actual
+	}
+	return *a.Actual == *b.Actual
 }
 
 // process plans container name afresh and runs its sequence. A failed
@@ -279,6 +327,9 @@ func (l *Loop) setStatus(s Status) {
 // limiter's delay, and the next try re-plans from what is then there.
 func (l *Loop) process(ctx context.Context, name string) {
 	log := l.log.With("container", name)
+	if inv, ok := l.cfg.Observer.(Invalidator); ok {
+		inv.Invalidate(name)
+	}
 	r, have, err := l.plan(ctx)
 	if err != nil {
 		log.Error("unable to plan", "err", err)
@@ -288,8 +339,12 @@ func (l *Loop) process(ctx context.Context, name string) {
 	cp := r.Get(name)
 	if cp == nil {
 		l.mu.Lock()
+		_, had := l.status[name]
 		delete(l.status, name)
 		l.mu.Unlock()
+		if had {
+			l.cfg.OnStatus()
+		}
 		l.queue.Forget(name)
 		return
 	}

@@ -36,6 +36,7 @@ type fakeExecutor struct {
 type fakeContainer struct {
 	status     actual.Status
 	alive      bool
+	paused     bool
 	exited     chan struct{}
 	exitCode   int
 	ignoreTerm bool // SIGTERM does nothing
@@ -184,7 +185,7 @@ func (f *fakeExecutor) Observe(ctx context.Context) (actual.Set, error) {
 	s := actual.Set{}
 	for id, c := range f.cs {
 		a := &actual.Container{
-			Name: id, Status: c.status, InitAlive: c.alive, CgroupHasProcs: c.alive,
+			Name: id, Status: c.status, InitAlive: c.alive, CgroupHasProcs: c.alive, Paused: c.paused,
 			Exited: !c.alive, ExitCode: c.exitCode, Started: c.started, Finished: c.finished,
 			Record: f.records[id],
 		}
@@ -250,11 +251,20 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // startLoop runs a loop over f until the test ends.
 func startLoop(t *testing.T, f *fakeExecutor, workers int) *Loop {
 	t.Helper()
-	l := New(Config{
-		Executor: f, Observer: f, Recorder: f, Workers: workers,
-		Resync:      50 * time.Millisecond,
-		RateLimiter: NewExponentialRateLimiter(time.Millisecond, 20*time.Millisecond),
-	})
+	return runLoop(t, Config{Executor: f, Observer: f, Recorder: f, Workers: workers})
+}
+
+// runLoop runs a loop with cfg until the test ends (short resync and
+// retry delays unless set).
+func runLoop(t *testing.T, cfg Config) *Loop {
+	t.Helper()
+	if cfg.Resync == 0 {
+		cfg.Resync = 50 * time.Millisecond
+	}
+	if cfg.RateLimiter == nil {
+		cfg.RateLimiter = NewExponentialRateLimiter(time.Millisecond, 20*time.Millisecond)
+	}
+	l := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -482,6 +492,123 @@ func TestLoopRestartsAfterBackoff(t *testing.T) {
 	if rec.Restarts != 1 || rec.Failures != 1 {
 		t.Errorf("record = %+v, want restarts 1, failures 1", rec)
 	}
+}
+
+// fakeCache stands for actual.Store's cache with a long TTL: once held,
+// it answers each container's last observation (its record always fresh)
+// until the container is invalidated, after which it passes that
+// container's observations through.
+type fakeCache struct {
+	*fakeExecutor
+	mu    sync.Mutex
+	held  map[string]*actual.Container // nil: passing everything through
+	fresh map[string]bool              // invalidated since held
+}
+
+// hold makes the cache answer what is observed now from then on.
+func (c *fakeCache) hold() {
+	set, _ := c.fakeExecutor.Observe(context.Background())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.held, c.fresh = set, map[string]bool{}
+}
+
+func (c *fakeCache) Invalidate(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fresh != nil {
+		c.fresh[name] = true
+	}
+}
+
+func (c *fakeCache) Observe(ctx context.Context) (actual.Set, error) {
+	set, err := c.fakeExecutor.Observe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, a := range set {
+		if old := c.held[name]; old != nil && !c.fresh[name] {
+			cp := *old
+			cp.Record, cp.SpecHash, cp.BaseHash = a.Record, a.SpecHash, a.BaseHash
+			set[name] = &cp
+		}
+	}
+	return set, nil
+}
+
+// A container paused behind the observer's back (its cache still says
+// running) whose manifest changes is not recreated: the loop reads it
+// afresh before acting, sees it paused and waits; once resumed, the change
+// applies.
+func TestLoopActsOnFreshObservations(t *testing.T) {
+	f := newFakeExecutor()
+	c := &fakeCache{fakeExecutor: f}
+	l := runLoop(t, Config{Executor: f, Observer: c, Recorder: f, Workers: 2})
+	l.SetDesired(want(withSpec(def("web"))...))
+	eventually(t, "web runs", func() bool { return f.running("web") })
+	eventually(t, "web shows running", func() bool {
+		st := l.Status()
+		return len(st) == 1 && st[0].Phase == PhaseRunning && st[0].Reason == ""
+	})
+	c.hold()
+	f.mu.Lock()
+	f.cs["web"].paused = true
+	f.mu.Unlock()
+
+	l.SetDesired(want(withSpec(def("web", hash("h2", "b2")))...))
+	eventually(t, "web shows its change pending", func() bool {
+		st := l.Status()
+		return len(st) == 1 && strings.Contains(st[0].Reason, "paused: change pending")
+	})
+	if got := f.callsFor("web"); !slices.Equal(got, []string{"create web", "start web"}) {
+		t.Fatalf("a paused container was acted on: %q", got)
+	}
+
+	f.mu.Lock()
+	f.cs["web"].paused = false
+	f.mu.Unlock()
+	eventually(t, "web recreated once resumed", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.records["web"].Applied.Hash == "h2" && f.cs["web"] != nil && f.cs["web"].status == actual.StatusRunning
+	})
+}
+
+// OnStatus is called when statuses change, and not by passes that change
+// nothing: an idle daemon publishes nothing.
+func TestLoopOnStatus(t *testing.T) {
+	f := newFakeExecutor()
+	var mu sync.Mutex
+	calls := 0
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return calls
+	}
+	l := runLoop(t, Config{Executor: f, Observer: f, Recorder: f, OnStatus: func() {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+	}})
+	l.SetDesired(want(withSpec(def("web"))...))
+	eventually(t, "web shows running", func() bool {
+		st := l.Status()
+		return len(st) == 1 && st[0].Phase == PhaseRunning && st[0].Reason == "" && f.running("web")
+	})
+	if count() == 0 {
+		t.Fatal("OnStatus not called while web was created")
+	}
+	// The follow-up check after the start, then idle passes.
+	time.Sleep(100 * time.Millisecond)
+	idle := count()
+	time.Sleep(300 * time.Millisecond) // six resyncs
+	if n := count(); n != idle {
+		t.Errorf("OnStatus called %d times by passes that changed nothing", n-idle)
+	}
+	l.SetDesired(want())
+	eventually(t, "web gone and reported", func() bool { return len(l.Status()) == 0 && count() > idle })
 }
 
 func TestQueueStingy(t *testing.T) {

@@ -239,6 +239,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		log.Warn("some container records are unreadable; those containers will be recreated", "err", err)
 	}
+	defer store.Close()
 	if err := pruneRecords(ctx, store, layout); err != nil {
 		log.Warn("unable to remove stale records", "err", err)
 	}
@@ -254,6 +255,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if notify.watchdog > 0 {
 		log.Info("systemd watchdog on", "watchdogSec", notify.watchdog)
 	}
+	var pub *publisher // kicked by the loop once it runs
 	loop := reconciler.New(reconciler.Config{
 		Heartbeat:      notify.Heartbeat,
 		HeartbeatEvery: notify.heartbeatEvery(),
@@ -264,8 +266,9 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:         log,
 		Workers:        cfg.Parallel,
 		Resync:         cfg.Resync,
+		OnStatus:       func() { pub.Kick() },
 	})
-	pub := newPublisher(loop, events, last, layout, cfg.Manifests, log)
+	pub = newPublisher(loop, events, last, layout, cfg.Manifests, log)
 	pub.cgroupDriver, pub.logDriver, pub.onStatus = drv.Name(), cfg.LogDriver, notify.SetStatus
 	notify.summary = pub.Summary
 	events.changed = pub.Kick
@@ -442,6 +445,10 @@ type watchingObserver struct {
 	store *actual.Store
 	exits *exitWatcher
 }
+
+// Invalidate makes the next Observe read container name afresh (the loop
+// does so before it acts on a container).
+func (o *watchingObserver) Invalidate(name string) { o.store.Invalidate(name) }
 
 func (o *watchingObserver) Observe(ctx context.Context) (actual.Set, error) {
 	set, err := o.store.Observe(ctx)

@@ -176,35 +176,34 @@ func (p *publisher) SetDesired(s desired.Set) {
 	p.Kick()
 }
 
-// Run publishes after each kick (debounced) and every few seconds: fast
-// for a while after a kick, since the loop's follow-up checks change
-// statuses without a word, then slowly.
+// Run publishes once kicks stop for a debounce, or a maxDelay after the
+// first of a stream of kicks (a converge). Whatever changes what a
+// publication shows kicks it (the loop's statuses, events, exits, a new
+// desired set), so an idle daemon publishes nothing and wakes for nothing.
 func (p *publisher) Run(ctx context.Context) {
 	const (
 		debounce = 50 * time.Millisecond
-		fast     = 250 * time.Millisecond
-		hotFor   = 5 * time.Second
-		slow     = 30 * time.Second
+		maxDelay = time.Second
 	)
-	t := time.NewTimer(slow)
+	t := time.NewTimer(time.Hour)
+	t.Stop()
 	defer t.Stop()
-	var hotUntil time.Time
+	var first time.Time // of the kicks not yet published; zero: none
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-p.kick:
-			hotUntil = time.Now().Add(hotFor)
-			t.Reset(debounce)
+			now := time.Now()
+			if first.IsZero() {
+				first = now
+			}
+			t.Reset(min(debounce, first.Add(maxDelay).Sub(now)))
 			continue
 		case <-t.C:
+			first = time.Time{}
 		}
 		p.publish()
-		if time.Now().Before(hotUntil) {
-			t.Reset(fast)
-		} else {
-			t.Reset(slow)
-		}
 	}
 }
 
