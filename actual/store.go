@@ -266,13 +266,7 @@ func (s *Store) Observe(ctx context.Context) (Set, error) {
 			errs = append(errs, err)
 			continue
 		}
-		s.mu.Lock()
-		c.Record = s.records[name]
-		s.mu.Unlock()
-		if c.Applied != nil {
-			c.SpecHash, c.BaseHash = c.Applied.Hash, c.Applied.BaseHash
-		}
-		set[name] = &c
+		set[name] = s.withRecord(name, c)
 	}
 	// Drop cache entries of containers that are gone.
 	if s.ttl > 0 {
@@ -289,6 +283,43 @@ func (s *Store) Observe(ctx context.Context) (Set, error) {
 		return nil, errors.Join(errs...)
 	}
 	return set, nil
+}
+
+// ObserveOne returns container name as Observe would, or nil when it does
+// not exist.
+func (s *Store) ObserveOne(ctx context.Context, name string) (*Container, error) {
+	if executor.ValidateID(name) != nil {
+		return nil, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(executor.StateDir(s.root, name), &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("unable to observe container %s: %w", name, &fs.PathError{Op: "stat", Path: executor.StateDir(s.root, name), Err: err})
+	} else if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, nil
+	}
+	c, err := s.get(name, s.now())
+	if err != nil {
+		if errors.Is(err, executor.ErrNotExist) {
+			return nil, nil // deleted meanwhile
+		}
+		return nil, err
+	}
+	return s.withRecord(name, c), nil
+}
+
+// withRecord completes an observation with the container's record and the
+// spec hashes of the definition it runs, taken from the record.
+func (s *Store) withRecord(name string, c Container) *Container {
+	s.mu.Lock()
+	c.Record = s.records[name]
+	s.mu.Unlock()
+	if c.Applied != nil {
+		c.SpecHash, c.BaseHash = c.Applied.Hash, c.Applied.BaseHash
+	}
+	return &c
 }
 
 // list returns the names of the containers under the root; with a cache,

@@ -242,7 +242,13 @@ func TestStoreCacheSeesChangesBehindItsBack(t *testing.T) {
 		t.Errorf("resumed behind its back, after the TTL: still paused")
 	}
 
+	if one, err := s.ObserveOne(ctx, id); err != nil || one == nil || *one != *observe(id) {
+		t.Errorf("ObserveOne(%s) = %+v, %v; Observe has %+v", id, one, err, observe(id))
+	}
 	other := testutil.Name(t, 30) + "-2"
+	if one, err := s.ObserveOne(ctx, other); one != nil || err != nil {
+		t.Errorf("ObserveOne of a container not created yet: %+v, %v", one, err)
+	}
 	create(other)
 	if c := observe(other); c == nil || c.Status != actual.StatusCreated {
 		t.Errorf("created behind its back: %+v", c)
@@ -252,6 +258,9 @@ func TestStoreCacheSeesChangesBehindItsBack(t *testing.T) {
 	}
 	if c := observe(other); c != nil {
 		t.Errorf("deleted behind its back, still observed: %+v", c)
+	}
+	if one, err := s.ObserveOne(ctx, other); one != nil || err != nil {
+		t.Errorf("ObserveOne of a deleted container: %+v, %v", one, err)
 	}
 
 	c := observe(id)

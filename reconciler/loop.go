@@ -53,6 +53,16 @@ type Invalidator interface {
 	Invalidate(name string)
 }
 
+// OneObserver is an Observer that can also observe one container alone:
+// the loop then plans a container it works on from that container's
+// observation, not every container's (which made a converge of n
+// containers n² observations and plans).
+type OneObserver interface {
+	// ObserveOne returns container name as Observe would, nil when there
+	// is none.
+	ObserveOne(ctx context.Context, name string) (*actual.Container, error)
+}
+
 // Recorder keeps each container's actual.Record where the Observer reads it
 // back (written atomically: temp file, fsync, rename).
 type Recorder interface {
@@ -254,6 +264,37 @@ func (l *Loop) plan(ctx context.Context) (*Result, actual.Set, error) {
 	return l.cfg.Planner.Plan(want, have, l.cfg.Now()), have, nil
 }
 
+// planOne observes and plans container name: alone when the observer can
+// (the planner's result for one container depends on nothing else but the
+// files that name it), else with every other. The plan is nil when the
+// container is neither wanted, nor there, nor named by a file.
+func (l *Loop) planOne(ctx context.Context, name string) (*ContainerPlan, *actual.Container, error) {
+	o, ok := l.cfg.Observer.(OneObserver)
+	if !ok {
+		r, have, err := l.plan(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		return r.Get(name), have[name], nil
+	}
+	c, err := o.ObserveOne(ctx, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("unable to observe container %s: %w", name, err)
+	}
+	l.mu.Lock()
+	want := *l.want
+	l.mu.Unlock()
+	one := desired.Set{Containers: map[string]*desired.Container{}, Files: want.Files, Revision: want.Revision}
+	if w := want.Containers[name]; w != nil {
+		one.Containers[name] = w
+	}
+	have := actual.Set{}
+	if c != nil {
+		have[name] = c
+	}
+	return l.cfg.Planner.Plan(one, have, l.cfg.Now()).Get(name), c, nil
+}
+
 // pass plans every container, publishes their statuses and queues those
 // with something to do.
 func (l *Loop) pass(ctx context.Context) {
@@ -330,13 +371,12 @@ func (l *Loop) process(ctx context.Context, name string) {
 	if inv, ok := l.cfg.Observer.(Invalidator); ok {
 		inv.Invalidate(name)
 	}
-	r, have, err := l.plan(ctx)
+	cp, have, err := l.planOne(ctx, name)
 	if err != nil {
 		log.Error("unable to plan", "err", err)
 		l.queue.AddRateLimited(name)
 		return
 	}
-	cp := r.Get(name)
 	if cp == nil {
 		l.mu.Lock()
 		_, had := l.status[name]
@@ -363,7 +403,7 @@ func (l *Loop) process(ctx context.Context, name string) {
 		st.Phase, st.Reason = a.Phase(), a.Reason
 		l.setStatus(st)
 		log.Info(string(a.Kind), "reason", a.Reason)
-		if err := l.do(ctx, a, have[name]); err != nil {
+		if err := l.do(ctx, a, have); err != nil {
 			if ctx.Err() != nil {
 				return
 			}

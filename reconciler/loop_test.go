@@ -197,6 +197,15 @@ func (f *fakeExecutor) Observe(ctx context.Context) (actual.Set, error) {
 	return s, nil
 }
 
+func (f *fakeExecutor) ObserveOne(ctx context.Context, name string) (*actual.Container, error) {
+	set, err := f.Observe(ctx)
+	return set[name], err
+}
+
+// observeAll hides an observer's ObserveOne: the loop then plans from
+// every container's observation.
+type observeAll struct{ Observer }
+
 func (f *fakeExecutor) Record(ctx context.Context, name string, r actual.Record) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -286,8 +295,17 @@ func withSpec(cs ...*desired.Container) []*desired.Container {
 }
 
 func TestLoopOrdering(t *testing.T) {
-	f := newFakeExecutor()
-	l := startLoop(t, f, 4)
+	t.Run("observing one", func(t *testing.T) {
+		f := newFakeExecutor()
+		testLoopOrdering(t, f, runLoop(t, Config{Executor: f, Observer: f, Recorder: f, Workers: 4}))
+	})
+	t.Run("observing all", func(t *testing.T) {
+		f := newFakeExecutor()
+		testLoopOrdering(t, f, runLoop(t, Config{Executor: f, Observer: observeAll{f}, Recorder: f, Workers: 4}))
+	})
+}
+
+func testLoopOrdering(t *testing.T, f *fakeExecutor, l *Loop) {
 	l.SetDesired(want(withSpec(def("web"), def("db"))...))
 	eventually(t, "web and db run", func() bool { return f.running("web") && f.running("db") })
 	if got, want := f.callsFor("web"), []string{"create web", "start web"}; !slices.Equal(got, want) {
@@ -519,6 +537,11 @@ func (c *fakeCache) Invalidate(name string) {
 	if c.fresh != nil {
 		c.fresh[name] = true
 	}
+}
+
+func (c *fakeCache) ObserveOne(ctx context.Context, name string) (*actual.Container, error) {
+	set, err := c.Observe(ctx)
+	return set[name], err
 }
 
 func (c *fakeCache) Observe(ctx context.Context) (actual.Set, error) {

@@ -450,6 +450,14 @@ type watchingObserver struct {
 // does so before it acts on a container).
 func (o *watchingObserver) Invalidate(name string) { o.store.Invalidate(name) }
 
+func (o *watchingObserver) ObserveOne(ctx context.Context, name string) (*actual.Container, error) {
+	c, err := o.store.ObserveOne(ctx, name)
+	if c != nil && c.Live() {
+		o.exits.Watch(name, c.Pid, c.PidStartTime)
+	}
+	return c, err
+}
+
 func (o *watchingObserver) Observe(ctx context.Context) (actual.Set, error) {
 	set, err := o.store.Observe(ctx)
 	if err != nil {
