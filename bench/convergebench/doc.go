@@ -5,7 +5,10 @@
 //     inotify), one container at a time, p50 and p99;
 //   - converge: N manifests renamed into an empty directory at once, until
 //     every process runs; and their removal, until the runtime root is empty;
-//   - idle: the daemon's CPU use (of one core) and RSS with N running;
+//   - idle: the daemon's CPU use (of one core, in ns from its process CPU
+//     clock, with its live threads' schedstat and the clock ticks beside
+//     it), its wakeups (its threads' context switches) and RSS with N
+//     running;
 //   - adoption: the daemon stopped with SIGTERM and started again, until its
 //     status shows all N running (each with the PID it had before);
 //   - beside it, the same N containers created and started one after the
