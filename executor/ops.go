@@ -34,43 +34,48 @@ func (r *Runtime) List(ctx context.Context) ([]*State, error) {
 // whose init already exec'd (a start cut short after the exec, see
 // RecoverStart) is recorded running without waiting on the fifo.
 func (r *Runtime) Start(ctx context.Context, id string) error {
-	_, err := r.start(ctx, id)
+	_, _, err := r.StartState(ctx, id)
 	return err
 }
 
-// start is Start; it reports whether it only recorded a start that had
-// already happened.
-func (r *Runtime) start(ctx context.Context, id string) (recovered bool, err error) {
-	st, err := ReadState(r.root, id)
+// StartState is Start that also returns the state it recorded (the one
+// State would read next) and whether it only recorded a start that had
+// already happened (see RecoverStart). The daemon uses it to watch the
+// started process without reading the state again.
+func (r *Runtime) StartState(ctx context.Context, id string) (st *State, recovered bool, err error) {
+	st, err = ReadState(r.root, id)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	if st.Status != StatusCreated {
-		return false, &StateTransitionError{ID: id, Op: "start", From: st.Status}
+		return nil, false, &StateTransitionError{ID: id, Op: "start", From: st.Status}
 	}
 	dir := StateDir(r.root, id)
 	pidfd, err := openPidfd(st.Pid, st.PidStartTime)
 	if err != nil {
-		return false, fmt.Errorf("start container %s: %w", id, ErrNotRunning)
+		return nil, false, fmt.Errorf("start container %s: %w", id, ErrNotRunning)
 	}
 	defer unix.Close(pidfd)
 	// The init cannot exec before someone opens the fifo: if it runs
 	// another binary than its monitor now, an earlier start got that far
 	// and died before recording it.
 	if initExecd(st) {
-		return true, r.recordStarted(ctx, id, st, true)
+		if err := r.recordStarted(ctx, id, st, true); err != nil {
+			return nil, false, err
+		}
+		return st, true, nil
 	}
 	// Started is taken before the init is released, so that it is never
 	// later than the Finished the monitor records.
 	started := time.Now().UTC()
 	fifo, err := unix.Open(filepath.Join(dir, fifoFile), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return false, fmt.Errorf("start container %s: open exec fifo: %w", id, err)
+		return nil, false, fmt.Errorf("start container %s: open exec fifo: %w", id, err)
 	}
 	defer unix.Close(fifo)
 	msg, err := readFifo(ctx, fifo, pidfd)
 	if err != nil {
-		return false, fmt.Errorf("start container %s: %w", id, err)
+		return nil, false, fmt.Errorf("start container %s: %w", id, err)
 	}
 	if msg != "" {
 		if n, ok := strings.CutPrefix(msg, waiter.ExecFailedPrefix); ok {
@@ -82,10 +87,13 @@ func (r *Runtime) start(ctx context.Context, id string) (recovered bool, err err
 		if derr := r.Delete(context.WithoutCancel(ctx), id, true); derr != nil {
 			err = errors.Join(err, derr)
 		}
-		return false, err
+		return nil, false, err
 	}
 	st.Started = started
-	return false, r.recordStarted(ctx, id, st, false)
+	if err := r.recordStarted(ctx, id, st, false); err != nil {
+		return nil, false, err
+	}
+	return st, false, nil
 }
 
 // recordStarted removes the exec fifo, records st running and runs the

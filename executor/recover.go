@@ -17,8 +17,8 @@ import (
 // fifo, records the container running and returns true. It returns false,
 // changing nothing, for a container not in that situation (one whose init
 // still waits for start, or that is not created). Start does the same by
-// itself; RecoverStart is for a caller that wants to know (and to log) that
-// the start had already happened.
+// itself, and StartState reports it; RecoverStart is for a caller that
+// wants to know without starting a container that still waits.
 //
 // The init is known to have exec'd when /proc/PID/exe of the init is no
 // longer the runtime binary its monitor runs (the init refuses to exec the

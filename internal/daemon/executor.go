@@ -205,18 +205,17 @@ func (a *runtimeAdapter) Start(ctx context.Context, id string) error {
 		}
 		return nil
 	}
-	// A start cut short by a daemon killed after the exec: finish it
-	// instead of waiting for an init that no longer waits.
-	recovered, err := a.rt.RecoverStart(ctx, id)
+	// A start cut short by a daemon killed after the exec is finished
+	// instead of waiting for an init that no longer waits (StartState
+	// sees the exec and records it).
+	st, recovered, err := a.rt.StartState(ctx, id)
 	if err != nil {
 		return err
 	}
 	if recovered {
 		a.log.Info("container had started before the daemon stopped; recorded it running", "container", id)
-	} else if err := a.rt.Start(ctx, id); err != nil {
-		return err
 	}
-	if st, err := a.rt.State(ctx, id); err == nil && st.Pid > 0 {
+	if st.Pid > 0 {
 		a.exits.Watch(id, st.Pid, st.PidStartTime)
 	}
 	return nil
