@@ -127,10 +127,15 @@ type Loop struct {
 	queue *queue
 	kick  chan struct{} // a pass is wanted
 
-	mu     sync.Mutex
-	want   *desired.Set // nil until SetDesired
-	status map[string]Status
-	ready  chan struct{} // closed by the first SetDesired
+	mu   sync.Mutex
+	want *desired.Set // nil until SetDesired
+	// changed names the containers the desired sets handed in since the
+	// last pass may plan differently (changedNames); full asks for a pass
+	// over every container instead (Rescan).
+	changed map[string]bool
+	full    bool
+	status  map[string]Status
+	ready   chan struct{} // closed by the first SetDesired
 }
 
 // New returns a loop; Run runs it.
@@ -172,15 +177,37 @@ func New(cfg Config) *Loop {
 	}
 }
 
-// SetDesired hands the loop a new desired set and asks for a pass.
+// SetDesired hands the loop a new desired set and asks for a pass over
+// the containers it changes (every container for the first set).
 func (l *Loop) SetDesired(s desired.Set) {
 	l.mu.Lock()
 	first := l.want == nil
+	if !first && !l.full {
+		if l.changed == nil {
+			l.changed = map[string]bool{}
+		}
+		for n := range changedNames(*l.want, s) {
+			l.changed[n] = true
+		}
+	}
 	l.want = &s
 	l.mu.Unlock()
 	if first {
 		close(l.ready)
 	}
+	l.kickPass()
+}
+
+// Rescan asks for a pass over every container (a reload: every manifest
+// read and every container looked at again).
+func (l *Loop) Rescan() {
+	l.mu.Lock()
+	l.full, l.changed = true, nil
+	l.mu.Unlock()
+	l.kickPass()
+}
+
+func (l *Loop) kickPass() {
 	select {
 	case l.kick <- struct{}{}:
 	default:
@@ -231,6 +258,9 @@ func (l *Loop) Run(ctx context.Context) error {
 		defer beat.Stop()
 		beatC = beat.C
 	}
+	l.mu.Lock()
+	l.changed, l.full = nil, false // the first pass covers them
+	l.mu.Unlock()
 	l.pass(ctx)
 	l.cfg.Heartbeat(true)
 	for done := false; !done; {
@@ -238,7 +268,15 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			done = true
 		case <-l.kick:
-			l.pass(ctx)
+			l.mu.Lock()
+			names, full := l.changed, l.full
+			l.changed, l.full = nil, false
+			l.mu.Unlock()
+			if full {
+				l.pass(ctx)
+			} else if len(names) > 0 {
+				l.passOver(ctx, names)
+			}
 			l.cfg.Heartbeat(true)
 		case <-tick.C:
 			l.pass(ctx)
@@ -338,6 +376,107 @@ func (l *Loop) pass(ctx context.Context) {
 			l.queue.Add(cp.Status.Name)
 		}
 	}
+}
+
+// passOver is pass for the containers in names alone: a new desired set
+// changes only those (a dropped manifest in a directory of a thousand
+// costs one container's observation and plan, not a thousand).
+func (l *Loop) passOver(ctx context.Context, names map[string]bool) {
+	now := l.cfg.Now()
+	changed := false
+	var queue []*ContainerPlan
+	for name := range names {
+		cp, _, err := l.planOne(ctx, name)
+		if err != nil {
+			l.log.Error("unable to plan", "container", name, "err", err)
+			l.queue.AddRateLimited(name)
+			continue
+		}
+		l.mu.Lock()
+		old, ok := l.status[name]
+		switch {
+		case cp == nil:
+			if ok {
+				delete(l.status, name)
+				changed = true
+			}
+		case len(cp.Actions) == 0 || cp.Actions[0].Kind == Wait:
+			l.status[name] = cp.Status
+			changed = changed || !ok || !sameStatus(&old, &cp.Status)
+		case !ok:
+			l.status[name] = cp.Status
+			changed = true
+		}
+		l.mu.Unlock()
+		if cp != nil {
+			queue = append(queue, cp)
+		}
+	}
+	if changed {
+		l.cfg.OnStatus()
+	}
+	for _, cp := range queue {
+		switch {
+		case len(cp.Actions) == 0:
+		case cp.Actions[0].Kind == Wait:
+			l.queue.AddAfter(cp.Status.Name, cp.Actions[0].Until.Sub(now))
+		default:
+			l.queue.Add(cp.Status.Name)
+		}
+	}
+}
+
+// changedNames returns the containers whose plan may differ between the
+// desired sets a and b: added, removed or defined anew (the loader keeps
+// an unchanged file's definitions, so a pointer that changed is a new
+// definition), and every name of a file whose content or errors changed
+// (an invalid file keeps its containers and shows why). A name that did
+// not change in substance only costs a look.
+func changedNames(a, b desired.Set) map[string]bool {
+	out := map[string]bool{}
+	for n, c := range a.Containers {
+		if b.Containers[n] != c {
+			out[n] = true
+		}
+	}
+	for n, c := range b.Containers {
+		if a.Containers[n] != c {
+			out[n] = true
+		}
+	}
+	sameFile := func(x, y *desired.FileStatus) bool {
+		if x == nil || y == nil {
+			return x == y
+		}
+		if x.ContentHash != y.ContentHash || !slices.Equal(x.Containers, y.Containers) || len(x.Errors) != len(y.Errors) {
+			return false
+		}
+		for i := range x.Errors {
+			if x.Errors[i].Error() != y.Errors[i].Error() {
+				return false
+			}
+		}
+		return true
+	}
+	names := func(f *desired.FileStatus) {
+		if f != nil {
+			for _, n := range f.Containers {
+				out[n] = true
+			}
+		}
+	}
+	for p, f := range a.Files {
+		if g := b.Files[p]; !sameFile(f, g) {
+			names(f)
+			names(g)
+		}
+	}
+	for p, g := range b.Files {
+		if _, ok := a.Files[p]; !ok {
+			names(g)
+		}
+	}
+	return out
 }
 
 func (l *Loop) setStatus(s Status) {

@@ -322,6 +322,7 @@ func Run(ctx context.Context, cfg Config) error {
 				}
 				log.Info("manifests loaded", "containers", len(s.Containers), "files", len(s.Files), "invalid", len(s.Errors()), "revision", s.Revision)
 				last = s
+				rescan := reloading
 				if reloading {
 					reloading = false
 					for name := range store.Records() {
@@ -331,6 +332,9 @@ func Run(ctx context.Context, cfg Config) error {
 				}
 				pub.SetDesired(s)
 				loop.SetDesired(s)
+				if rescan {
+					loop.Rescan()
+				}
 			case <-cfg.Reload:
 				log.Info("reload requested: reading every manifest and looking at every container again")
 				notify.Reloading()
@@ -345,6 +349,7 @@ func Run(ctx context.Context, cfg Config) error {
 					sets = nil
 					notify.Rescanned()
 					loop.SetDesired(last)
+					loop.Rescan()
 					continue
 				}
 				reloading = true
