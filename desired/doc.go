@@ -4,7 +4,11 @@
 //
 // The core is pure: Parse (bytes to containers or located errors) and Next
 // (previous Set plus what Scan read to the next Set, keeping each invalid
-// file's last good definitions). Scan, Loader and Watch do the I/O.
+// file's last good definitions). Scan, Loader and Watch do the I/O: a
+// Loader keeps the last read of each file and opens only those that an
+// event named or whose stat changed; Watch tells it which paths the
+// events named, and has every file read again after lost events and at a
+// resync that finds something changed.
 //
 // It must not import actual/, reconciler/ or executor/, start containers,
 // or read anything but the manifests directory, the git metadata beside it,

@@ -9,9 +9,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Options configure loading.
@@ -104,6 +107,11 @@ const maxDepth = 8
 // when the manifests path is a symlink whose containing directory fails
 // the same test. Directories above the manifests path are not checked.
 func Scan(dir string, opts Options) (*Snapshot, error) {
+	return scan(dir, opts, nil)
+}
+
+// scan is Scan, taking files from c (when not nil) that did not change.
+func scan(dir string, opts Options, c *scanCache) (*Snapshot, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("unable to resolve %s: %w", dir, err)
@@ -139,13 +147,15 @@ func Scan(dir string, opts Options) (*Snapshot, error) {
 		if opts.DisplayPrefix != "" {
 			name = opts.DisplayPrefix
 		}
-		if f, ok := readFile(abs, real, name, strict, refuse); ok {
+		if f, ok, _ := readFile(abs, real, name, strict, refuse, false); ok {
 			snap.Files = []File{f}
 		}
 		return snap, nil
 	}
 	snap.Dirs = []string{real}
-	if err := walk(snap, abs, real, "", 0, strict, refuse, opts.DisplayPrefix); err != nil {
+	w := walker{snap: snap, strict: strict, prefix: opts.DisplayPrefix, cache: c}
+	dirty := c != nil && (c.dirty[abs] || c.dirty[real])
+	if err := w.walk(abs, real, "", 0, refuse, dirty); err != nil {
 		return nil, err
 	}
 	snap.Revision = revision(real)
@@ -160,17 +170,40 @@ func resolve(abs string, links map[string]string) (string, error) {
 	return filepath.EvalSymlinks(abs)
 }
 
-func walk(snap *Snapshot, absDir, realDir, rel string, depth int, strict bool, refuse, prefix string) error {
-	entries, err := os.ReadDir(realDir)
+// walker is one Scan's walk of a directory tree.
+type walker struct {
+	snap   *Snapshot
+	strict bool
+	prefix string
+	cache  *scanCache // nil: read every file
+}
+
+// walk reads the directory realDir, found at absDir under the manifests
+// path. refuse is the reason every file in it is refused ("" for none);
+// dirty says that realDir or a directory above it was marked dirty, so
+// that no file under it is taken from the cache.
+func (w *walker) walk(absDir, realDir, rel string, depth int, refuse string, dirty bool) error {
+	snap := w.snap
+	d, err := os.Open(realDir)
+	var entries []fs.DirEntry
+	if err == nil {
+		defer d.Close()
+		entries, err = d.ReadDir(-1)
+	}
 	if err != nil {
 		if depth > 0 && errors.Is(err, fs.ErrNotExist) {
 			return nil // removed while we walked; the watcher rescans
 		}
 		return fmt.Errorf("unable to read %s: %w", realDir, err)
 	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	dirfd := -1
+	if w.cache != nil {
+		dirfd = int(d.Fd())
+	}
 	for _, e := range entries {
 		name := e.Name()
-		real := filepath.Join(realDir, name)
+		real := joinName(realDir, name)
 		if e.Type()&fs.ModeSymlink != 0 {
 			if t, err := os.Readlink(real); err == nil {
 				snap.links[real] = t
@@ -179,17 +212,18 @@ func walk(snap *Snapshot, absDir, realDir, rel string, depth int, strict bool, r
 		if strings.HasPrefix(name, ".") {
 			continue
 		}
-		r := filepath.Join(rel, name)
+		r := joinName(rel, name)
 		if e.IsDir() {
 			if depth+1 >= maxDepth {
 				continue
 			}
 			snap.Dirs = append(snap.Dirs, real)
 			sub := refuse
-			if strict && sub == "" {
+			if w.strict && sub == "" {
 				sub = untrusted(real)
 			}
-			if err := walk(snap, filepath.Join(absDir, name), real, r, depth+1, strict, sub, prefix); err != nil {
+			subDirty := dirty || (w.cache != nil && w.cache.dirty[real])
+			if err := w.walk(joinName(absDir, name), real, r, depth+1, sub, subDirty); err != nil {
 				return err
 			}
 			continue
@@ -197,36 +231,76 @@ func walk(snap *Snapshot, absDir, realDir, rel string, depth int, strict bool, r
 		if !isManifestName(name) {
 			continue
 		}
-		if e.Type()&fs.ModeSymlink != 0 {
+		link := e.Type()&fs.ModeSymlink != 0
+		if link {
 			if fi, err := os.Stat(real); err == nil && fi.IsDir() {
 				continue // symlinks to directories are not followed
 			}
 		}
 		display := r
-		if prefix != "" {
-			display = filepath.Join(prefix, r)
+		if w.prefix != "" {
+			display = filepath.Join(w.prefix, r)
 		}
-		if f, ok := readFile(filepath.Join(absDir, name), real, display, strict, refuse); ok {
-			snap.Files = append(snap.Files, f)
+		abs := joinName(absDir, name)
+		if !link && !dirty && w.cache != nil {
+			if f, ok := w.cache.get(dirfd, name, real, abs, display, refuse); ok {
+				snap.Files = append(snap.Files, f)
+				continue
+			}
+		}
+		f, ok, st := readFile(abs, real, display, w.strict, refuse, link)
+		if !ok {
+			continue
+		}
+		snap.Files = append(snap.Files, f)
+		if st != nil && w.cache != nil {
+			w.cache.next[real] = &cacheEntry{stamp: *st, refuse: refuse, file: f}
 		}
 	}
 	return nil
 }
 
+// joinName is filepath.Join for a clean dir ("" for none) and a name
+// without a separator, without Join's Clean.
+func joinName(dir, name string) string {
+	switch {
+	case dir == "":
+		return name
+	case strings.HasSuffix(dir, "/"):
+		return dir + name
+	}
+	return dir + "/" + name
+}
+
 // readFile reads one manifest, refusing it for reason refuse (or its own
-// ownership and mode when strict). It returns false for a file that is gone
-// (deleted between the listing and the read, or a dangling symlink).
-func readFile(abs, real, name string, strict bool, refuse string) (File, bool) {
+// ownership and mode when strict). link says that the directory entry real
+// is a symlink (a ConfigMap-style link to a file); when it is not, real is
+// opened without following one. It returns false for a file that is gone
+// (deleted between the listing and the read, or a dangling symlink). The
+// stamp is that of the regular file read, when real is not a link and the
+// result depends on nothing but the stamp, refuse and real: a Loader may
+// then reuse the File while the stamp stays the same.
+func readFile(abs, real, name string, strict bool, refuse string, link bool) (File, bool, *fileStamp) {
 	f := File{Path: abs, Name: name}
-	fail := func(format string, args ...any) (File, bool) {
+	var stamp *fileStamp
+	fail := func(format string, args ...any) (File, bool, *fileStamp) {
 		f.Err = &Error{File: name, Msg: fmt.Sprintf(format, args...)}
 		f.Data = nil
 		f.Hash = ""
-		return f, true
+		return f, true, stamp
 	}
-	fh, err := os.Open(real)
+	flags := os.O_RDONLY
+	if !link {
+		flags |= syscall.O_NOFOLLOW
+	}
+	fh, err := os.OpenFile(real, flags, 0)
+	if !link && errors.Is(err, syscall.ELOOP) {
+		// Replaced by a symlink since the directory was listed.
+		link = true
+		fh, err = os.Open(real)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
-		return f, false
+		return f, false, nil
 	}
 	if err != nil {
 		return fail("unable to read: %v", unwrapPathError(err))
@@ -236,6 +310,14 @@ func readFile(abs, real, name string, strict bool, refuse string) (File, bool) {
 	if err != nil {
 		return fail("unable to stat: %v", unwrapPathError(err))
 	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && !link && fi.Mode().IsRegular() {
+		s := fileStamp{
+			dev: st.Dev, ino: st.Ino, size: st.Size,
+			mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(),
+			mode: st.Mode, uid: st.Uid,
+		}
+		stamp = &s
+	}
 	if !fi.Mode().IsRegular() {
 		return fail("not a regular file")
 	}
@@ -244,6 +326,7 @@ func readFile(abs, real, name string, strict bool, refuse string) (File, bool) {
 	}
 	data, err := io.ReadAll(io.LimitReader(fh, MaxFileSize+1))
 	if err != nil {
+		stamp = nil // may not happen again
 		return fail("unable to read: %v", err)
 	}
 	if len(data) > MaxFileSize {
@@ -255,7 +338,7 @@ func readFile(abs, real, name string, strict bool, refuse string) (File, bool) {
 		if refuse == "" {
 			refuse = untrustedInfo(real, fi)
 		}
-		if refuse == "" {
+		if refuse == "" && link {
 			// A symlinked file (ConfigMap style): its real directory too.
 			if target, err := filepath.EvalSymlinks(real); err == nil && filepath.Dir(target) != filepath.Dir(real) {
 				refuse = untrusted(filepath.Dir(target))
@@ -265,7 +348,59 @@ func readFile(abs, real, name string, strict bool, refuse string) (File, bool) {
 			return fail("refused: %s (run with --insecure-manifests to skip this check)", refuse)
 		}
 	}
-	return f, true
+	return f, true, stamp
+}
+
+// fileStamp is what a stat says about a regular file that can change what
+// reading it gives: where it is (dev, ino), its size and times, and the
+// mode and owner the strict check looks at.
+type fileStamp struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64 // ns
+	mode, uid    uint32
+}
+
+// stampOf is the stamp of st (readFile builds it from a syscall.Stat_t,
+// the same fields).
+func stampOf(st *unix.Stat_t) fileStamp {
+	return fileStamp{
+		dev: st.Dev, ino: st.Ino, size: st.Size,
+		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(),
+		mode: st.Mode, uid: st.Uid,
+	}
+}
+
+// cacheEntry is the last read of one regular manifest file.
+type cacheEntry struct {
+	stamp  fileStamp
+	refuse string // the reason from the directories it was read under
+	file   File
+}
+
+// scanCache is what one Loader.Load gives scan: the entries of the last
+// Load, the paths marked dirty since, and the entries of this one.
+type scanCache struct {
+	old   map[string]*cacheEntry // by real path
+	dirty map[string]bool
+	next  map[string]*cacheEntry
+}
+
+// get returns the cached File of the regular file real (the entry base in
+// the directory open as dirfd) when it may stand for a read: not marked
+// dirty, read under the same refuse reason and as the same path, and a
+// fresh lstat gives the stamp it was read with.
+func (c *scanCache) get(dirfd int, base, real, abs, name, refuse string) (File, bool) {
+	e := c.old[real]
+	if e == nil || c.dirty[real] || e.refuse != refuse || e.file.Path != abs || e.file.Name != name {
+		return File{}, false
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || stampOf(&st) != e.stamp {
+		return File{}, false
+	}
+	c.next[real] = e
+	return e.file, true
 }
 
 // untrusted returns why path may not hold manifests ("" when it may).
@@ -338,12 +473,9 @@ func Next(prev Set, snap *Snapshot, opts Options) Set {
 	for _, f := range files {
 		c := &cand{st: &FileStatus{Path: f.Path, ContentHash: f.Hash}}
 		if old := prev.Files[f.Path]; old != nil {
-			for _, n := range old.Containers {
-				if pc := prev.Containers[n]; pc != nil && pc.Source == f.Path {
-					c.lastGood = append(c.lastGood, pc)
-				}
-			}
-			if f.Err == nil && old.ContentHash == f.Hash && len(old.Errors) == 0 && len(c.lastGood) == len(old.Containers) {
+			var all bool
+			c.lastGood, all = lastGood(prev, old)
+			if f.Err == nil && all && old.ContentHash == f.Hash && len(old.Errors) == 0 {
 				c.fresh, c.useFresh = c.lastGood, true
 				cands = append(cands, c)
 				continue
@@ -468,6 +600,18 @@ func Next(prev Set, snap *Snapshot, opts Options) Set {
 	return next
 }
 
+// lastGood returns the containers of prev that file old still defines, and
+// whether that is all of them.
+func lastGood(prev Set, old *FileStatus) ([]*Container, bool) {
+	var out []*Container
+	for _, n := range old.Containers {
+		if pc := prev.Containers[n]; pc != nil && pc.Source == old.Path {
+			out = append(out, pc)
+		}
+	}
+	return out, len(out) == len(old.Containers)
+}
+
 // where names the file (and line) where c defines name.
 func where(c *cand, name string, files []File) string {
 	file := nameOf(c.st.Path, files)
@@ -566,11 +710,23 @@ func equalMaps(a, b map[string]string) bool {
 
 // Loader keeps the last Set it produced and turns a manifests directory
 // into the next one. It is not safe for concurrent use.
+//
+// It keeps the last read of each regular manifest file (not a symlink) and
+// the stamp of the stat it was read with (device, inode, size, mtime,
+// ctime, mode, owner). A Load reuses that read, without opening the file,
+// when a fresh stat gives the same stamp, the file was read under the same
+// directories' verdict (strict mode), and it was not marked dirty since
+// (MarkDirty). Timestamps come from a coarse clock, so a rewrite of the
+// same size within one clock tick keeps the stamp: the caller marks every
+// path an event names dirty, and Forgets everything when events may have
+// been lost. Symlinked files are read every time.
 type Loader struct {
-	dir  string
-	opts Options
-	last Set
-	dirs []string
+	dir   string
+	opts  Options
+	last  Set
+	dirs  []string
+	cache map[string]*cacheEntry // by real path; nil after Forget
+	dirty map[string]bool
 }
 
 // NewLoader returns a Loader for dir whose first Load starts from prev
@@ -587,18 +743,26 @@ func (l *Loader) Last() Set { return l.last }
 // five times) so that a Set never mixes two revisions. When the directory
 // does not exist it returns an error wrapping ErrNotExist and changes
 // nothing: deciding what a missing directory means is the caller's.
+//
+// The paths marked dirty are taken when Load starts: a mark made while it
+// runs applies to the next Load.
 func (l *Loader) Load() (Set, bool, error) {
+	c := &scanCache{old: l.cache, dirty: l.dirty}
+	l.dirty = nil
 	var snap *Snapshot
 	var err error
 	for try := 0; ; try++ {
-		snap, err = Scan(l.dir, l.opts)
+		c.next = make(map[string]*cacheEntry, len(c.old))
+		snap, err = scan(l.dir, l.opts, c)
 		if err == nil && snap.Consistent() {
 			break
 		}
 		if err != nil && (errors.Is(err, ErrNotExist) || try == 4) {
+			l.cache = nil // the dirty marks are spent
 			return l.last, false, err
 		}
 		if try == 4 {
+			l.cache = nil
 			return l.last, false, fmt.Errorf("%s kept changing while it was read", l.dir)
 		}
 	}
@@ -608,7 +772,29 @@ func (l *Loader) Load() (Set, bool, error) {
 	if changed {
 		l.last = next
 	}
+	l.cache = c.next
 	return l.last, changed, nil
+}
+
+// MarkDirty says that path may have changed in a way its stat does not
+// show: the next Load reads it again, and every file under it when it is
+// a directory. path is as an inotify watch on a directory Dirs returned
+// (or on the one that holds the manifests path) names it.
+func (l *Loader) MarkDirty(path string) {
+	if l.cache == nil {
+		return // everything is read anyway
+	}
+	if l.dirty == nil {
+		l.dirty = map[string]bool{}
+	}
+	l.dirty[filepath.Clean(path)] = true
+}
+
+// Forget drops every kept read: the next Load reads every file, as after
+// lost events (an inotify overflow) and for the periodic full re-read.
+func (l *Loader) Forget() {
+	l.cache = nil
+	l.dirty = nil
 }
 
 // Dirs returns the real directories the last successful Load walked.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"golang.org/x/sys/unix"
 )
 
 // WatchOptions configure Watch. Zero values take the defaults.
@@ -30,8 +31,20 @@ type WatchOptions struct {
 	// a burst is a Create (default 2ms). A file renamed or linked into place
 	// is whole the moment it appears, and a symlink swap is atomic, so there
 	// is nothing to wait for; a file written in place produces Write events
-	// (a truncation too), which switch the burst to Debounce. A new file read
-	// before its first write is empty and defines no containers.
+	// (a truncation too), which switch the burst to Debounce, and a created
+	// file still empty when the burst is read switches it too.
+	//
+	// The first event of a burst (no read in the last Settle) is not waited
+	// for at all when, once the events already queued are taken, every path
+	// the burst created is a non-empty regular file that no process has open
+	// for writing (a read lease can be taken on it): the directory is read
+	// at once. A file renamed into place passes; a file being written in
+	// place, a new directory or symlink, or a filesystem without leases
+	// falls back to Settle. Events after that read make a burst of their
+	// own, which waits for Settle (or Debounce) as above. What remains: a
+	// writer that closes a file and opens it again between partial writes
+	// can have a partial file read when the part written is valid on its
+	// own; the file is read again after its next write.
 	Settle time.Duration
 	// MaxDelay bounds how long a constant stream of events can postpone the
 	// read (default 1s).
@@ -49,8 +62,9 @@ type WatchOptions struct {
 	Logger *slog.Logger
 
 	// test hooks
-	dropEvents *atomic.Bool // when set, filesystem events are discarded
-	inject     chan error   // errors fed as if from fsnotify
+	dropEvents *atomic.Bool  // when set, filesystem events are discarded
+	inject     chan error    // errors fed as if from fsnotify
+	loads      *atomic.Int64 // counts the directory's reads
 }
 
 // Defaults of WatchOptions.
@@ -86,9 +100,18 @@ const (
 //   - Reads are debounced (Debounce, bounded by MaxDelay). A burst made of
 //     Create events alone (a rename into place, a new link or directory)
 //     is read after Settle instead: such a file is complete when it
-//     appears. A read that met a symlink swap is taken again.
-//   - On an inotify queue overflow the directory is read in full, and
-//     every Resync.
+//     appears. A burst that starts with the rename of a file into place,
+//     the file not open for writing, is read at once (see Settle). A read
+//     that met a symlink swap is taken again.
+//   - A read opens only the files that may have changed: those an event
+//     named since the last read, and those whose stat (inode, size, times,
+//     mode, owner) differs from the one they were read with. Symlinked
+//     files are opened every time.
+//   - On an inotify queue overflow every file is read again, and so at
+//     every Resync that finds the stat of a directory, of a file or the git
+//     revision changed since the last one, or a change too recent to trust
+//     the timestamps (a second); a Resync that finds nothing changed reads
+//     nothing.
 //
 // A missing directory (deleted, renamed away, a dangling link) is not
 // taken as "no containers" at once: the last Set stays for MissingGrace,
@@ -158,6 +181,7 @@ type watcher struct {
 	log         *slog.Logger
 
 	delivered    bool      // a first Set went out
+	lastRead     time.Time // when the last read ended
 	missingSince time.Time // zero while the directory exists
 	retry        *time.Timer
 	stamp        treeStamp // taken by the last resync that read the directory
@@ -187,6 +211,7 @@ func (w *watcher) run(ctx context.Context) {
 	defer resync.Stop()
 
 	arm := func(ev fsnotify.Event) {
+		w.loader.MarkDirty(ev.Name)
 		create := ev.Op == fsnotify.Create
 		wait := func() time.Duration {
 			if createsOnly {
@@ -216,7 +241,7 @@ func (w *watcher) run(ctx context.Context) {
 		for drained := false; !drained; {
 			select {
 			case ev, ok := <-w.fsw.Events:
-				if ok && w.relevant(ev) {
+				if ok && !w.dropped() && w.relevant(ev) {
 					arm(ev)
 				}
 			default:
@@ -245,6 +270,11 @@ func (w *watcher) run(ctx context.Context) {
 			retryC = w.retry.C
 		}
 	}
+	// full reads every file again, trusting no stamp.
+	full := func() {
+		w.loader.Forget()
+		reload()
+	}
 	if w.retry != nil {
 		retryC = w.retry.C
 	}
@@ -260,20 +290,22 @@ func (w *watcher) run(ctx context.Context) {
 			if !ok {
 				return
 			}
-			if w.opts.dropEvents != nil && w.opts.dropEvents.Load() {
+			if w.dropped() || !w.relevant(ev) {
 				continue
 			}
-			if w.relevant(ev) {
-				w.log.Debug("event", "op", ev.Op.String(), "path", ev.Name)
-				arm(ev)
+			w.log.Debug("event", "op", ev.Op.String(), "path", ev.Name)
+			first := debounceC == nil && time.Since(w.lastRead) >= w.opts.Settle
+			arm(ev)
+			if first && createsOnly && settled() && w.unopened(created) {
+				reload() // a file renamed into place: see Settle
 			}
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
 				return
 			}
-			w.fsError(err, reload)
+			w.fsError(err, full)
 		case err := <-inject:
-			w.fsError(err, reload)
+			w.fsError(err, full)
 		case <-debounceC:
 			if createsOnly && !settled() {
 				continue // the timer was re-armed with Debounce
@@ -282,14 +314,55 @@ func (w *watcher) run(ctx context.Context) {
 		case <-maxDelayC:
 			reload()
 		case <-retryC:
-			reload()
+			full()
 		case <-resync.C:
 			if debounceC == nil && w.unchanged(time.Now()) {
 				continue // nothing to read again: see stamp
 			}
-			reload()
+			full()
 		}
 	}
+}
+
+// dropped says whether the dropEvents test hook discards events now.
+func (w *watcher) dropped() bool {
+	return w.opts.dropEvents != nil && w.opts.dropEvents.Load()
+}
+
+// unopened says whether every path is a non-empty regular file (not a
+// symlink) that no process has open for writing: the kernel grants a read
+// lease only then. Any other failure to take the lease (a filesystem
+// without leases, a file owned by another user for a process without
+// CAP_LEASE) counts as open.
+func (w *watcher) unopened(paths []string) bool {
+	for _, p := range paths {
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == 0 {
+			return false
+		}
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			return false
+		}
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK)
+		granted := err == nil
+		if !granted && !errors.Is(err, unix.EAGAIN) {
+			w.log.Debug("no read lease; waiting for Settle", "path", p, "err", err)
+		}
+		if granted {
+			// Closing the descriptor releases the lease as well.
+			if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
+				w.log.Debug("unable to release a read lease", "path", p, "err", err)
+			}
+		}
+		if err := unix.Close(fd); err != nil {
+			w.log.Debug("unable to close", "path", p, "err", err)
+		}
+		if !granted {
+			return false
+		}
+	}
+	return true
 }
 
 func (w *watcher) fsError(err error, reload func()) {
@@ -330,6 +403,10 @@ func (w *watcher) reload(now time.Time) {
 		w.retry = nil
 	}
 	set, changed, err := w.loader.Load()
+	w.lastRead = time.Now()
+	if w.opts.loads != nil {
+		w.opts.loads.Add(1)
+	}
 	if err != nil {
 		w.syncWatches(nil)
 		if !errors.Is(err, ErrNotExist) {

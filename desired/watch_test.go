@@ -613,3 +613,137 @@ func TestWatchCreatedEmptyWaitsForWriter(t *testing.T) {
 		t.Fatalf("first Set is not the written file: %s", describeSet(s))
 	}
 }
+
+// A rename that starts a burst (no read in the last Settle, here 2s) is
+// read at once, not after Settle.
+func TestWatchRenameReadAtOnce(t *testing.T) {
+	const settle = 2 * time.Second
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.yaml"), manifest("a", "1"))
+	w := startWatch(t, dir, WatchOptions{Debounce: time.Hour, Settle: settle, MaxDelay: time.Hour})
+	w.next(2 * time.Second)
+	time.Sleep(settle + 100*time.Millisecond)
+
+	tmp := filepath.Join(dir, ".b.yaml.tmp")
+	write(t, tmp, manifest("b", "1"))
+	if err := os.Rename(tmp, filepath.Join(dir, "b.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	s := w.next(5 * time.Second)
+	if arg(s, "b") != "1" {
+		t.Fatalf("renamed file not applied: %s", describeSet(s))
+	}
+	if d := time.Since(start); d >= settle {
+		t.Errorf("read after %v: it waited for Settle (%v)", d, settle)
+	}
+}
+
+// A file renamed into place while a process still has it open for writing
+// may not be whole: it waits for Settle (here a second) as before.
+func TestWatchRenamedOpenForWritingWaits(t *testing.T) {
+	const settle = time.Second
+	dir := t.TempDir()
+	w := startWatch(t, dir, WatchOptions{Debounce: time.Hour, Settle: settle, MaxDelay: time.Hour})
+	w.next(2 * time.Second)
+	time.Sleep(settle + 100*time.Millisecond) // the rename starts a burst
+
+	tmp := filepath.Join(dir, ".b.yaml.tmp")
+	f, err := os.Create(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(manifest("b", "1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "b.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	w.none(300 * time.Millisecond)
+	if s := w.next(5 * time.Second); arg(s, "b") != "1" {
+		t.Fatalf("after Settle: %s", describeSet(s))
+	}
+}
+
+// A file rewritten in place with the same size within the clock tick of
+// its last read keeps its stat; its Write event gets it read all the same.
+func TestWatchSameSizeRewriteInPlace(t *testing.T) {
+	dir := coarseDir(t)
+	file := filepath.Join(dir, "a.yaml")
+	write(t, file, manifest("a", "w0"))
+	w := startWatch(t, dir, WatchOptions{Debounce: 5 * time.Millisecond})
+	w.next(2 * time.Second)
+
+	kept := 0
+	for i := 1; i <= 100 && kept < 3; i++ {
+		// Renamed into place: read at once, so that the read, and the
+		// rewrite below, fall within a tick of it.
+		time.Sleep(3 * time.Millisecond) // past Settle since the last read
+		tmp := filepath.Join(dir, ".a.tmp")
+		write(t, tmp, manifest("a", fmt.Sprintf("r%d", i%10)))
+		if err := os.Rename(tmp, file); err != nil {
+			t.Fatal(err)
+		}
+		w.until(has("a", fmt.Sprintf("r%d", i%10)), nil)
+		before := stampAt(t, file)
+		write(t, file, manifest("a", fmt.Sprintf("w%d", i%10)))
+		if stampAt(t, file) == before {
+			kept++
+		}
+		w.until(has("a", fmt.Sprintf("w%d", i%10)), nil)
+	}
+	t.Logf("the stat was kept by %d rewrites", kept)
+	if kept == 0 {
+		t.Fatal("no rewrite kept the file's stat: the case this test is for never happened")
+	}
+}
+
+// A resync finds nothing changed and reads nothing; a file rewritten in
+// place whose events were lost is read by the next resync all the same.
+func TestWatchResyncSkipsUnchangedSeesLostWrite(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "a.yaml")
+	write(t, file, manifest("a", "1"))
+	var drop atomic.Bool
+	var loads atomic.Int64
+	w := startWatch(t, dir, WatchOptions{Resync: 50 * time.Millisecond, dropEvents: &drop, loads: &loads})
+	w.next(2 * time.Second)
+
+	time.Sleep(racyWindow + 200*time.Millisecond) // until the timestamps are trusted
+	n := loads.Load()
+	w.none(300 * time.Millisecond)
+	if d := loads.Load() - n; d != 0 {
+		t.Errorf("%d resyncs read an unchanged directory", d)
+	}
+	drop.Store(true)
+	write(t, file, manifest("a", "2"))
+	w.until(has("a", "2"), nil)
+}
+
+// A file rewritten with the same size within the tick of its last read
+// keeps its stat; when its events are lost, the resync still reads it: a
+// resync trusts no stamp of a file.
+func TestWatchResyncRereadsSameStat(t *testing.T) {
+	root := coarseDir(t)
+	for try := 0; try < 20; try++ {
+		dir := filepath.Join(root, fmt.Sprint(try))
+		file := filepath.Join(dir, "a.yaml")
+		write(t, file, manifest("a", "1"))
+		before := stampAt(t, file)
+		var drop atomic.Bool
+		drop.Store(true)
+		w := startWatch(t, dir, WatchOptions{Resync: 50 * time.Millisecond, dropEvents: &drop})
+		// Watch has read the directory when it returns.
+		write(t, file, manifest("a", "2"))
+		kept := stampAt(t, file) == before
+		if s := w.next(2 * time.Second); arg(s, "a") != "1" {
+			t.Fatalf("first: %s", describeSet(s))
+		}
+		w.until(has("a", "2"), nil)
+		if kept {
+			return
+		}
+	}
+	t.Fatal("no rewrite kept the file's stat: the case this test is for never happened")
+}
