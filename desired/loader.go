@@ -289,7 +289,9 @@ func readFile(abs, real, name string, strict bool, refuse string, link bool) (Fi
 		f.Hash = ""
 		return f, true, stamp
 	}
-	flags := os.O_RDONLY
+	// O_NONBLOCK: a FIFO named like a manifest must not block the open
+	// (and with it the watcher); it is refused as not a regular file.
+	flags := os.O_RDONLY | syscall.O_NONBLOCK
 	if !link {
 		flags |= syscall.O_NOFOLLOW
 	}
@@ -297,7 +299,7 @@ func readFile(abs, real, name string, strict bool, refuse string, link bool) (Fi
 	if !link && errors.Is(err, syscall.ELOOP) {
 		// Replaced by a symlink since the directory was listed.
 		link = true
-		fh, err = os.Open(real)
+		fh, err = os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return f, false, nil

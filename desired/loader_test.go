@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -150,6 +151,31 @@ func TestScanFileTooLarge(t *testing.T) {
 	s := load(t, dir, Set{}, insecure)
 	if errs := s.Errors(); len(errs) != 1 || errs[0].Error() != "big.yaml: file is 1048577 bytes, larger than the limit of 1048576 (1 MiB); split it" {
 		t.Errorf("errors: %v", errs)
+	}
+}
+
+// A FIFO named like a manifest is refused at once: opening it must not
+// wait for a writer (that would stop the watcher for good).
+func TestScanFIFORefused(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "good.yaml"), manifest("good", "1"))
+	if err := unix.Mkfifo(filepath.Join(dir, "pipe.yaml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan Set, 1)
+	go func() { done <- load(t, dir, Set{}, insecure) }()
+	select {
+	case s := <-done:
+		errs := s.Errors()
+		if len(s.Containers) != 1 || len(errs) != 1 || errs[0].Error() != "pipe.yaml: not a regular file" {
+			t.Errorf("containers %s, errors %v; want good and pipe.yaml: not a regular file", describeSet(s), errs)
+		}
+	case <-time.After(10 * time.Second):
+		// Unblock the stuck open so the test can end.
+		if w, err := os.OpenFile(filepath.Join(dir, "pipe.yaml"), os.O_WRONLY, 0); err == nil {
+			w.Close()
+		}
+		t.Fatal("reading a directory with a FIFO named pipe.yaml blocked")
 	}
 }
 
