@@ -120,3 +120,12 @@ func Name(t testing.TB, max int) string {
 	}
 	return s
 }
+
+// RequireBinary skips (or fails under RECONCILED_REQUIRE_ROOT=1) unless the
+// program name is on PATH.
+func RequireBinary(t testing.TB, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		SkipOrFail(t, "%s is not installed: %v", name, err)
+	}
+}

@@ -31,17 +31,7 @@ func TestDropRunsDeleteRemoves(t *testing.T) {
 		t.Errorf("status: %+v", c)
 	}
 	// Its stdout went to LOGDIR/NAME.log, which `reconciled logs` prints.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, _ := exec.Command(bin, "logs", "--state", e.state, web).CombinedOutput()
-		if strings.Contains(string(out), "hello from") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("reconciled logs %s: %q", web, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	e.waitLogs(web, "hello from")
 	// The status file says the same as the socket, within moments.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		var file container
@@ -57,21 +47,7 @@ func TestDropRunsDeleteRemoves(t *testing.T) {
 			break
 		}
 	}
-	cg, err := cgroupDir(c.Pid, "pids")
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	if err := os.Remove(filepath.Join(e.manifests, "web.yaml")); err != nil {
-		t.Fatal(err)
-	}
-	e.waitFor(web+" gone", 30*time.Second, func(r *report) bool { return r.get(web) == nil })
-	if alive(c.Pid) {
-		t.Errorf("pid %d still runs after its manifest was removed", c.Pid)
-	}
-	if _, err := os.Stat(cg); !os.IsNotExist(err) {
-		t.Errorf("cgroup %s left: %v", cg, err)
-	}
+	e.deleteGone("web.yaml", web, c.Pid)
 	// The status files follow the daemon's view within moments.
 	statusFile := filepath.Join(e.state, "status", web+".json")
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -136,10 +112,10 @@ metadata: {name: %s}
 
 	e.write("web.yaml", manifest(web, "echo edited; exec sleep 100001", ""))
 	r := e.waitFor(web+" recreated", 30*time.Second, func(r *report) bool {
-		c := r.get(web)
+		c := r.Get(web)
 		return c != nil && c.Phase == "running" && c.Pid != first.Pid && c.Pid > 0
 	})
-	c = r.get(web)
+	c = r.Get(web)
 	if alive(first.Pid) {
 		t.Errorf("old pid %d still runs", first.Pid)
 	}
@@ -218,11 +194,11 @@ func TestKilledRestartedPerPolicy(t *testing.T) {
 		}
 	}
 	r := e.waitFor("restart of "+always+", exit of "+never, 30*time.Second, func(r *report) bool {
-		ca, cn := r.get(always), r.get(never)
+		ca, cn := r.Get(always), r.Get(never)
 		return ca != nil && ca.Phase == "running" && ca.Pid > 0 && ca.Pid != a.Pid &&
 			cn != nil && cn.Phase == "exited"
 	})
-	ca, cn := r.get(always), r.get(never)
+	ca, cn := r.Get(always), r.Get(never)
 	if ca.Restarts != 1 || ca.ExitCode == nil || *ca.ExitCode != 137 {
 		t.Errorf("%s: restarts %d, last exit %v; want 1 and 137", always, ca.Restarts, ca.ExitCode)
 	}
@@ -298,10 +274,10 @@ func TestBrokenManifestKeepsContainer(t *testing.T) {
 		t.Fatalf("status does not show web.yaml as invalid: %+v", r.Files)
 	}
 	r = e.waitFor(web+" kept", 10*time.Second, func(r *report) bool {
-		c := r.get(web)
+		c := r.Get(web)
 		return c != nil && strings.Contains(c.Message, "kept: web.yaml is invalid")
 	})
-	c := r.get(web)
+	c := r.Get(web)
 	if c.Pid != first.Pid || c.Phase != "running" || !alive(first.Pid) {
 		t.Errorf("broken manifest changed the container: %+v (was pid %d)", c, first.Pid)
 	}
@@ -320,13 +296,7 @@ func TestDaemonStopKeepsContainers(t *testing.T) {
 	web := e.name("web")
 	e.write("web.yaml", manifest(web, sleepForever, ""))
 	first := e.waitRunning(web, 30*time.Second)
-	e.stop(syscall.SIGTERM)
-	time.Sleep(500 * time.Millisecond)
-	if !alive(first.Pid) {
-		t.Fatalf("pid %d died with the daemon", first.Pid)
-	}
-	e.start()
-	c := e.waitRunning(web, 30*time.Second)
+	c := e.restartDaemon(web, first.Pid)
 	if c.Pid != first.Pid || c.Restarts != 0 {
 		t.Errorf("after a daemon restart: pid %d -> %d, restarts %d", first.Pid, c.Pid, c.Restarts)
 	}
@@ -373,14 +343,14 @@ func TestDaemonKilledMidConverge(t *testing.T) {
 	r := e.waitFor("all running", 120*time.Second, func(r *report) bool {
 		k := 0
 		for _, nm := range names {
-			if c := r.get(nm); c != nil && c.Phase == "running" && c.Pid > 0 {
+			if c := r.Get(nm); c != nil && c.Phase == "running" && c.Pid > 0 {
 				k++
 			}
 		}
 		return k == n
 	})
 	for _, nm := range names {
-		c := r.get(nm)
+		c := r.Get(nm)
 		if st, ok := before[nm]; ok && st.Status == "running" {
 			if c.Pid != st.Pid {
 				t.Errorf("%s was running as pid %d, now %d: restarted", nm, st.Pid, c.Pid)

@@ -2,10 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,7 +13,9 @@ import (
 	"time"
 
 	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/daemon"
 	"reconciled.dev/reconciled/internal/testutil"
+	"reconciled.dev/reconciled/internal/testutil/daemontest"
 )
 
 // bin is the reconciled binary, built once by TestMain.
@@ -43,51 +41,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// The JSON contract of `reconciled status -o json`, spelled out here so
-// that a renamed key fails the tests.
-type report struct {
-	Containers []container `json:"containers"`
-	Files      []file      `json:"files"`
-	Revision   string      `json:"revision"`
-}
-
-type container struct {
-	Name      string  `json:"name"`
-	Phase     string  `json:"phase"`
-	Pid       int     `json:"pid"`
-	Restarts  int     `json:"restarts"`
-	ExitCode  *int    `json:"exitCode"`
-	OOMKilled bool    `json:"oomKilled"`
-	Source    string  `json:"source"`
-	Runtime   string  `json:"runtime"`
-	SpecHash  string  `json:"specHash"`
-	Message   string  `json:"message"`
-	Events    []event `json:"events"`
-}
-
-type event struct {
-	Time   time.Time `json:"time"`
-	Action string    `json:"action"`
-	Reason string    `json:"reason"`
-}
-
-type file struct {
-	Path        string `json:"path"`
-	Valid       bool   `json:"valid"`
-	ContentHash string `json:"contentHash"`
-	Errors      []struct {
-		Message string `json:"message"`
-	} `json:"errors"`
-}
-
-func (r *report) get(name string) *container {
-	for i := range r.Containers {
-		if r.Containers[i].Name == name {
-			return &r.Containers[i]
-		}
-	}
-	return nil
-}
+// The daemon's own status types, as `reconciled status -o json` prints
+// them (their JSON keys are pinned in daemontest).
+type (
+	report    = daemontest.Report
+	container = daemon.ContainerStatus
+	file      = daemon.FileReport
+)
 
 // env is one daemon with its directories.
 type env struct {
@@ -166,6 +126,20 @@ func (e *env) stop(sig syscall.Signal) {
 	e.daemon = nil
 }
 
+// restartDaemon stops the daemon with SIGTERM, checks that pid, container
+// name's process, outlives it, starts a new daemon and waits until name
+// runs again.
+func (e *env) restartDaemon(name string, pid int) *container {
+	e.t.Helper()
+	e.stop(syscall.SIGTERM)
+	time.Sleep(500 * time.Millisecond)
+	if !alive(pid) {
+		e.t.Fatalf("pid %d died with the daemon", pid)
+	}
+	e.start()
+	return e.waitRunning(name, 30*time.Second)
+}
+
 // cleanup stops the daemon, deletes every container it left with the
 // binary, and checks that no process, mount or cgroup of the test is left.
 func (e *env) cleanup() {
@@ -173,7 +147,7 @@ func (e *env) cleanup() {
 	e.stop(syscall.SIGTERM)
 	if t.Failed() {
 		if data, err := os.ReadFile(e.stderr); err == nil {
-			t.Logf("daemon log:\n%s", tailLines(string(data), 60))
+			t.Logf("daemon log:\n%s", testutil.Tail(string(data), 60))
 		}
 	}
 	root := filepath.Join(e.state, "runtime")
@@ -218,90 +192,84 @@ func (e *env) leftovers() []string {
 	return out
 }
 
-// status runs `reconciled status -o json`.
-func (e *env) status() (*report, error) {
-	out, err := exec.Command(bin, "status", "--state", e.state, "-o", "json").Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return nil, fmt.Errorf("%v: %s", err, ee.Stderr)
+// client reaches the daemon through the binary; a wait fails as soon as
+// a started daemon exits, with the tail of its output.
+func (e *env) client() daemontest.Daemon {
+	d := daemontest.Daemon{Bin: bin, State: e.state}
+	if e.daemon != nil {
+		d.Exited = e.exited
+		d.Log = func() string {
+			data, _ := os.ReadFile(e.stderr)
+			return testutil.Tail(string(data), 40)
 		}
-		return nil, err
 	}
-	var r report
-	if err := json.Unmarshal(out, &r); err != nil {
-		return nil, fmt.Errorf("%v\n%s", err, out)
-	}
-	return &r, nil
+	return d
 }
 
 // statusOf runs `reconciled status NAME -o json`.
 func (e *env) statusOf(name string) *container {
 	e.t.Helper()
-	out, err := exec.Command(bin, "status", "--state", e.state, name, "-o", "json").Output()
+	c, err := e.client().StatusOf(name)
 	if err != nil {
 		e.t.Fatalf("status %s: %v", name, err)
 	}
-	var c container
-	if err := json.Unmarshal(out, &c); err != nil {
-		e.t.Fatalf("status %s: %v\n%s", name, err, out)
-	}
-	return &c
+	return c
 }
 
 // waitFor polls status until cond holds, failing the test after timeout.
 func (e *env) waitFor(what string, timeout time.Duration, cond func(*report) bool) *report {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last *report
-	var lastErr error
-	for {
-		r, err := e.status()
-		if err == nil {
-			last = r
-			if cond(r) {
-				return r
-			}
-		}
-		lastErr = err
-		if time.Now().After(deadline) {
-			data, _ := json.MarshalIndent(last, "", "  ")
-			e.t.Fatalf("timed out after %s waiting for %s (last error: %v)\nlast status:\n%s", timeout, what, lastErr, data)
-		}
-		select {
-		case <-e.exited:
-			if e.daemon != nil {
-				data, _ := os.ReadFile(e.stderr)
-				e.t.Fatalf("daemon exited while waiting for %s:\n%s", what, tailLines(string(data), 40))
-			}
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return e.client().WaitFor(e.t, what, timeout, cond)
 }
 
 // waitRunning waits until container name runs and returns it.
 func (e *env) waitRunning(name string, timeout time.Duration) *container {
 	e.t.Helper()
-	r := e.waitFor(name+" running", timeout, func(r *report) bool {
-		c := r.get(name)
-		return c != nil && c.Phase == "running" && c.Pid > 0 && c.Message == ""
-	})
-	return r.get(name)
+	return e.client().WaitRunning(e.t, timeout, name).Get(name)
 }
 
-// write puts a manifest into the directory as deployment tools do: a temp
-// file renamed over the old one. It returns the content's sha256.
+// write puts a manifest into the directory as deployment tools do (see
+// testutil.WriteManifest). It returns the content's sha256.
 func (e *env) write(file, content string) string {
 	e.t.Helper()
-	tmp := filepath.Join(e.manifests, "."+file+".tmp")
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+	return testutil.WriteManifest(e.t, e.manifests, file, content)
+}
+
+// deleteGone removes the manifest file of container name, waits until the
+// daemon no longer shows it, and checks that pid, its last process, no
+// longer runs and that the pids cgroup it ran in is gone.
+func (e *env) deleteGone(file, name string, pid int) {
+	e.t.Helper()
+	cg, err := cgroupDir(pid, "pids")
+	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := os.Rename(tmp, filepath.Join(e.manifests, file)); err != nil {
+	if err := os.Remove(filepath.Join(e.manifests, file)); err != nil {
 		e.t.Fatal(err)
 	}
-	sum := sha256.Sum256([]byte(content))
-	return hex.EncodeToString(sum[:])
+	e.waitFor(name+" gone", 30*time.Second, func(r *report) bool { return r.Get(name) == nil })
+	if alive(pid) {
+		e.t.Errorf("pid %d still runs after its manifest was removed", pid)
+	}
+	if _, err := os.Stat(cg); !os.IsNotExist(err) {
+		e.t.Errorf("cgroup %s left: %v", cg, err)
+	}
+}
+
+// waitLogs waits until `reconciled logs NAME` prints text (10s at most).
+func (e *env) waitLogs(name, text string) {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := exec.Command(bin, "logs", "--state", e.state, name).CombinedOutput()
+		if strings.Contains(string(out), text) {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("reconciled logs %s: %q", name, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // waitSeen waits until the daemon has read file with the given content.
@@ -319,28 +287,10 @@ func (e *env) waitSeen(file, hash string) *report {
 }
 
 // manifest is a container on the host's root, read-only, as nobody.
-func manifest(name, command, extra string) string {
-	return fmt.Sprintf(`apiVersion: reconciled.dev/v1
-kind: Container
-metadata:
-  name: %s
-spec:
-  root: {path: /, readonly: true}
-  command: ["/bin/sh", "-c", %q]
-  user: "65534:65534"
-  stop: {signal: SIGKILL, timeout: 1s}
-%s`, name, command, extra)
-}
+func manifest(name, command, extra string) string { return daemontest.Manifest(name, command, extra) }
 
 // alive says whether pid runs (not a zombie).
-func alive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(data, ')')
-	return i > 0 && len(data) > i+2 && data[i+2] != 'Z' && data[i+2] != 'X'
-}
+func alive(pid int) bool { return testutil.Alive(pid) }
 
 // cgroupDir is the directory of pid's cgroup in the v1 controller ctrl (or
 // the unified hierarchy when ctrl is ""), from /proc/PID/cgroup.
@@ -361,12 +311,4 @@ func cgroupDir(pid int, ctrl string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("process %d has no %q cgroup", pid, ctrl)
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

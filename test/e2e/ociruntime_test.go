@@ -20,9 +20,7 @@ import (
 // recorded, edit → recreated, daemon restart → adopted (and its exit
 // still seen), delete → gone with no process, cgroup or runc state left.
 func TestRuncLifecycle(t *testing.T) {
-	if _, err := exec.LookPath("runc"); err != nil {
-		testutil.SkipOrFail(t, "runc is not installed: %v", err)
-	}
+	testutil.RequireBinary(t, "runc")
 	e := newEnv(t)
 	rootfs := testutil.BusyboxRootfs(t)
 	e.start()
@@ -52,7 +50,7 @@ func TestRuncLifecycle(t *testing.T) {
 	if err := os.Remove(filepath.Join(e.manifests, "native.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	e.waitFor(native+" gone", 30*time.Second, func(r *report) bool { return r.get(native) == nil })
+	e.waitFor(native+" gone", 30*time.Second, func(r *report) bool { return r.Get(native) == nil })
 	st, err := executor.ReadState(filepath.Join(e.state, "runtime"), web)
 	if err != nil || st.Annotations["dev.reconciled.runtime"] != "runc" || st.Pid != first.Pid {
 		t.Fatalf("state: %+v, %v", st, err)
@@ -60,27 +58,17 @@ func TestRuncLifecycle(t *testing.T) {
 	if s := runcState(); !strings.Contains(s, `"running"`) || !strings.Contains(s, `"pid": `+strconv.Itoa(first.Pid)) {
 		t.Fatalf("runc state: %s", s)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, _ := exec.Command(bin, "logs", "--state", e.state, web).CombinedOutput()
-		if strings.Contains(string(out), "hello from") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("reconciled logs %s: %q", web, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	e.waitLogs(web, "hello from")
 
 	// kill -9: restarted (policy always), the exit recorded.
 	if err := syscall.Kill(first.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	r := e.waitFor(web+" restarted", 30*time.Second, func(r *report) bool {
-		c := r.get(web)
+		c := r.Get(web)
 		return c != nil && c.Phase == "running" && c.Pid > 0 && c.Pid != first.Pid
 	})
-	c := r.get(web)
+	c := r.Get(web)
 	if c.Restarts != 1 || c.ExitCode == nil || *c.ExitCode != 137 {
 		t.Errorf("after kill -9: restarts %d, last exit %v; want 1 and 137", c.Restarts, c.ExitCode)
 	}
@@ -91,10 +79,10 @@ func TestRuncLifecycle(t *testing.T) {
 	// Edit: recreated.
 	e.write("web.yaml", ociManifest(web, "runc", rootfs, "echo edited; exec sleep 100001"))
 	r = e.waitFor(web+" recreated", 30*time.Second, func(r *report) bool {
-		x := r.get(web)
+		x := r.Get(web)
 		return x != nil && x.Phase == "running" && x.Pid > 0 && x.Pid != c.Pid
 	})
-	edited := r.get(web)
+	edited := r.Get(web)
 	if alive(c.Pid) {
 		t.Errorf("old pid %d still runs", c.Pid)
 	}
@@ -103,13 +91,7 @@ func TestRuncLifecycle(t *testing.T) {
 	}
 
 	// Daemon restart: adopted, not restarted.
-	e.stop(syscall.SIGTERM)
-	time.Sleep(500 * time.Millisecond)
-	if !alive(edited.Pid) {
-		t.Fatalf("pid %d died with the daemon", edited.Pid)
-	}
-	e.start()
-	adopted := e.waitRunning(web, 30*time.Second)
+	adopted := e.restartDaemon(web, edited.Pid)
 	if adopted.Pid != edited.Pid {
 		t.Errorf("after a daemon restart: pid %d -> %d", edited.Pid, adopted.Pid)
 	}
@@ -121,29 +103,16 @@ func TestRuncLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = e.waitFor(web+" restarted after adoption", 30*time.Second, func(r *report) bool {
-		x := r.get(web)
+		x := r.Get(web)
 		return x != nil && x.Phase == "running" && x.Pid > 0 && x.Pid != adopted.Pid
 	})
-	last := r.get(web)
+	last := r.Get(web)
 	if last.ExitCode == nil || *last.ExitCode != 137 {
 		t.Errorf("after kill -9 of the adopted container: last exit %v, want 137", last.ExitCode)
 	}
-	cg, err := cgroupDir(last.Pid, "pids")
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	// Delete: nothing left.
-	if err := os.Remove(filepath.Join(e.manifests, "web.yaml")); err != nil {
-		t.Fatal(err)
-	}
-	e.waitFor(web+" gone", 30*time.Second, func(r *report) bool { return r.get(web) == nil })
-	if alive(last.Pid) {
-		t.Errorf("pid %d still runs after its manifest was removed", last.Pid)
-	}
-	if _, err := os.Stat(cg); !os.IsNotExist(err) {
-		t.Errorf("cgroup %s left: %v", cg, err)
-	}
+	e.deleteGone("web.yaml", web, last.Pid)
 	if s := runcState(); !strings.Contains(s, "not exist") {
 		t.Errorf("runc still knows %s: %s", web, s)
 	}
@@ -170,11 +139,11 @@ func TestRuntimeMissingBinary(t *testing.T) {
 	e.write("unknown.yaml", ociManifest(unknown, "nosuch", rootfs, sleepForever))
 	e.waitRunning(ok, 30*time.Second)
 	r := e.waitFor("errors of "+broken+" and "+unknown, 30*time.Second, func(r *report) bool {
-		b, u := r.get(broken), r.get(unknown)
+		b, u := r.Get(broken), r.Get(unknown)
 		return b != nil && strings.Contains(b.Message, "/nonexistent/runc") &&
 			u != nil && strings.Contains(u.Message, `runtime "nosuch" is not configured`)
 	})
-	if b := r.get(broken); b.Phase == "running" || b.Pid != 0 {
+	if b := r.Get(broken); b.Phase == "running" || b.Pid != 0 {
 		t.Errorf("%s: %+v", broken, b)
 	}
 	select {
@@ -196,9 +165,7 @@ func ociManifest(name, runtime, rootfs, command string) string {
 // Changing spec.runtime recreates the container with the new runtime; the
 // old one is removed by the runtime that made it.
 func TestRuntimeSwitch(t *testing.T) {
-	if _, err := exec.LookPath("runc"); err != nil {
-		testutil.SkipOrFail(t, "runc is not installed: %v", err)
-	}
+	testutil.RequireBinary(t, "runc")
 	e := newEnv(t)
 	rootfs := testutil.BusyboxRootfs(t)
 	e.start()
@@ -218,7 +185,7 @@ func TestRuntimeSwitch(t *testing.T) {
 	for _, want := range []string{"runc", "native"} {
 		e.write("web.yaml", ociManifest(web, want, rootfs, sleepForever))
 		r := e.waitFor(web+" recreated with "+want, 30*time.Second, func(r *report) bool {
-			x := r.get(web)
+			x := r.Get(web)
 			return x != nil && x.Phase == "running" && x.Pid > 0 && x.Pid != prev.Pid
 		})
 		if alive(prev.Pid) {
@@ -231,15 +198,15 @@ func TestRuntimeSwitch(t *testing.T) {
 		if got == "" {
 			got = "native"
 		}
-		if got != want || r.get(web).Runtime != want {
-			t.Errorf("runtime %q in the state, %q in status; want %q", got, r.get(web).Runtime, want)
+		if got != want || r.Get(web).Runtime != want {
+			t.Errorf("runtime %q in the state, %q in status; want %q", got, r.Get(web).Runtime, want)
 		}
-		prev = r.get(web)
+		prev = r.Get(web)
 	}
 	if err := os.Remove(filepath.Join(e.manifests, "web.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	e.waitFor(web+" gone", 30*time.Second, func(r *report) bool { return r.get(web) == nil })
+	e.waitFor(web+" gone", 30*time.Second, func(r *report) bool { return r.Get(web) == nil })
 	if left := e.leftovers(); len(left) > 0 {
 		t.Errorf("left behind after delete: %v", left)
 	}

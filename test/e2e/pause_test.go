@@ -34,27 +34,27 @@ func TestPausedContainerWaitsForResume(t *testing.T) {
 	e.cli("pause", web)
 	e.waitSeen("web.yaml", e.write("web.yaml", manifest(web, "echo edited; exec sleep 100002", "")))
 	r := e.waitFor(web+" change pending", 30*time.Second, func(r *report) bool {
-		c := r.get(web)
+		c := r.Get(web)
 		return c != nil && strings.Contains(c.Message, "paused: change pending")
 	})
-	if c := r.get(web); c.Pid != first.Pid || !alive(first.Pid) {
+	if c := r.Get(web); c.Pid != first.Pid || !alive(first.Pid) {
 		t.Fatalf("a paused container was recreated: pid %d -> %d", first.Pid, c.Pid)
 	}
 
 	t.Logf("%v: change pending; resuming", time.Since(t0))
 	e.cli("resume", web)
 	r = e.waitFor(web+" recreated after resume", 30*time.Second, func(r *report) bool {
-		c := r.get(web)
+		c := r.Get(web)
 		return c != nil && c.Phase == "running" && c.Pid > 0 && c.Pid != first.Pid
 	})
-	second := r.get(web)
+	second := r.Get(web)
 	t.Logf("%v: recreated as pid %d; pausing and removing the manifest", time.Since(t0), second.Pid)
 
 	e.cli("pause", web)
 	if err := os.Remove(filepath.Join(e.manifests, "web.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	e.waitFor(web+" removed while paused", 30*time.Second, func(r *report) bool { return r.get(web) == nil })
+	e.waitFor(web+" removed while paused", 30*time.Second, func(r *report) bool { return r.Get(web) == nil })
 	t.Logf("%v: removed", time.Since(t0))
 	deadline := time.Now().Add(10 * time.Second)
 	for alive(second.Pid) {

@@ -15,6 +15,7 @@ import (
 
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/internal/testutil"
+	"reconciled.dev/reconciled/internal/testutil/daemontest"
 	"reconciled.dev/reconciled/test/systemdtest"
 )
 
@@ -59,36 +60,12 @@ type env struct {
 	unitDir   string // where systemd reads units (SYSTEMD_UNIT_PATH)
 	manifests string
 	state     string
+	daemon    daemontest.Daemon // reached through the installed binary
 }
 
-// The JSON contract of `reconciled status -o json`, the part used here.
-type report struct {
-	CgroupDriver string      `json:"cgroupDriver"`
-	LogDriver    string      `json:"logDriver"`
-	Containers   []container `json:"containers"`
-	Daemon       struct {
-		Pid int `json:"pid"`
-	} `json:"daemon"`
-}
-
-type container struct {
-	Name     string `json:"name"`
-	Phase    string `json:"phase"`
-	Pid      int    `json:"pid"`
-	Restarts int    `json:"restarts"`
-	ExitCode *int   `json:"exitCode"`
-	Message  string `json:"message"`
-	Runtime  string `json:"runtime"`
-}
-
-func (r *report) get(name string) *container {
-	for i := range r.Containers {
-		if r.Containers[i].Name == name {
-			return &r.Containers[i]
-		}
-	}
-	return nil
-}
+// The daemon's own status types, as `reconciled status -o json` prints
+// them (their JSON keys are pinned in daemontest).
+type report = daemontest.Report
 
 // TestService installs the daemon into a sandboxed systemd and runs it as
 // reconciled.service; the subtests share that one service and sandbox, in
@@ -141,6 +118,7 @@ func setup(t *testing.T) *env {
 		manifests: filepath.Join(dir, "reconciled.d"),
 		state:     "/run/reconciled-e2e/state",
 	}
+	e.daemon = daemontest.Daemon{Bin: e.bin, State: e.state}
 	out := mustRun(t, builtInSandbox, "install", "--prefix", "/run/reconciled-e2e", "--unit-dir", e.unitDir, "--manifests", e.manifests)
 	t.Logf("reconciled install:\n%s", out)
 	if fi, err := os.Stat(e.manifests); err != nil || fi.Mode().Perm() != 0o755 || fi.Sys().(*syscall.Stat_t).Uid != 0 {
@@ -263,7 +241,7 @@ func (e *env) testScopes(t *testing.T) {
 	e.write("web.yaml", manifest("web", "echo hello-from-web; trap 'exit 7' TERM; sleep 100000 & wait", "  resources: {memory: 48Mi, cpu: 250m, pids: 20}\n"))
 	e.write("db.yaml", manifest("db", "exec sleep 100000", "  resources: {memory: 32Mi}\n"))
 	r := e.waitRunning(t, "web", "db")
-	web := r.get("web")
+	web := r.Get("web")
 	p := show(t, "reconciled-web.scope", "Slice", "ActiveState", "MemoryLimit", "TasksMax", "CPUQuotaPerSecUSec", "Delegate", "Description")
 	want := map[string]string{"Slice": "reconciled.slice", "ActiveState": "active", "MemoryLimit": "50331648", "TasksMax": "20", "CPUQuotaPerSecUSec": "250ms", "Delegate": "yes"}
 	for k, v := range want {
@@ -294,13 +272,13 @@ func (e *env) testScopes(t *testing.T) {
 // A scope stopped or killed from outside is the container exiting: it is
 // restarted (restart: always) in a new scope.
 func (e *env) testScopeStoppedFromOutside(t *testing.T) {
-	before := e.waitRunning(t, "web").get("web")
+	before := e.waitRunning(t, "web").Get("web")
 	mustRun(t, "systemctl", "stop", "reconciled-web.scope")
 	r := e.waitFor(t, "web restarted after systemctl stop", func(r *report) bool {
-		c := r.get("web")
+		c := r.Get("web")
 		return c != nil && c.Phase == "running" && c.Pid != before.Pid && c.Pid > 0 && c.Restarts > before.Restarts
 	})
-	after := r.get("web")
+	after := r.Get("web")
 	if after.ExitCode == nil || *after.ExitCode != 7 {
 		t.Errorf("after systemctl stop: exitCode %v, want 7 (its SIGTERM handler, run on systemd's SIGTERM)", deref(after.ExitCode))
 	}
@@ -309,10 +287,10 @@ func (e *env) testScopeStoppedFromOutside(t *testing.T) {
 	}
 	mustRun(t, "systemctl", "kill", "--signal=SIGKILL", "reconciled-web.scope")
 	r = e.waitFor(t, "web restarted after systemctl kill", func(r *report) bool {
-		c := r.get("web")
+		c := r.Get("web")
 		return c != nil && c.Phase == "running" && c.Pid != after.Pid && c.Pid > 0 && c.Restarts > after.Restarts
 	})
-	if c := r.get("web"); c.ExitCode == nil || *c.ExitCode != 128+int(syscall.SIGKILL) {
+	if c := r.Get("web"); c.ExitCode == nil || *c.ExitCode != 128+int(syscall.SIGKILL) {
 		t.Errorf("after systemctl kill: exitCode %v, want %d", c.ExitCode, 128+int(syscall.SIGKILL))
 	}
 }
@@ -335,8 +313,8 @@ func (e *env) testReload(t *testing.T) {
 	}
 	after := e.waitRunning(t, "web", "db")
 	for _, n := range []string{"web", "db"} {
-		if after.get(n).Pid != r.get(n).Pid {
-			t.Errorf("%s: pid %d before the reload, %d after", n, r.get(n).Pid, after.get(n).Pid)
+		if after.Get(n).Pid != r.Get(n).Pid {
+			t.Errorf("%s: pid %d before the reload, %d after", n, r.Get(n).Pid, after.Get(n).Pid)
 		}
 	}
 }
@@ -357,7 +335,7 @@ func (e *env) testDaemonReexec(t *testing.T) {
 		t.Fatalf("systemctl daemon-reexec: %v\n%s", err, out)
 	}
 	r := e.waitFor(t, "every container running after the re-exec", func(r *report) bool {
-		if running(r, append(names, "web", "db")...) {
+		if daemontest.Running(r, append(names, "web", "db")...) {
 			return true
 		}
 		if time.Since(reexec) > 50*time.Second && !dumped {
@@ -372,7 +350,7 @@ func (e *env) testDaemonReexec(t *testing.T) {
 		return false
 	})
 	for _, n := range append(names, "web", "db") {
-		c := r.get(n)
+		c := r.Get(n)
 		// ControlGroup, not Slice: the sandbox's SYSTEMD_UNIT_PATH leaves
 		// out /run/systemd/transient, so a re-executed systemd no longer
 		// reads the scopes' transient unit files and reports the default
@@ -399,7 +377,7 @@ func (e *env) testDaemonReexec(t *testing.T) {
 	}
 	e.waitFor(t, "the burst deleted", func(r *report) bool {
 		for _, n := range names {
-			if r.get(n) != nil {
+			if r.Get(n) != nil {
 				return false
 			}
 		}
@@ -433,20 +411,20 @@ func (e *env) testRestartKeepsContainers(t *testing.T) {
 	}
 	after := e.waitRunning(t, "web", "db")
 	for _, n := range []string{"web", "db"} {
-		if after.get(n).Pid != r.get(n).Pid || after.get(n).Restarts != r.get(n).Restarts {
-			t.Errorf("%s: %+v before the restart, %+v after; want the same pid and restarts", n, r.get(n), after.get(n))
+		if after.Get(n).Pid != r.Get(n).Pid || after.Get(n).Restarts != r.Get(n).Restarts {
+			t.Errorf("%s: %+v before the restart, %+v after; want the same pid and restarts", n, r.Get(n), after.Get(n))
 		}
 		if !alive(monitors[n]) {
 			t.Errorf("monitor %d of %s died with the service", monitors[n], n)
 		}
 	}
 	// The monitor started by the old daemon still records an exit.
-	db := after.get("db")
+	db := after.Get("db")
 	if err := syscall.Kill(db.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	e.waitFor(t, "db's exit recorded and db restarted", func(r *report) bool {
-		c := r.get("db")
+		c := r.Get("db")
 		return c != nil && c.Phase == "running" && c.Pid != db.Pid && c.Pid > 0 && c.ExitCode != nil && *c.ExitCode == 137
 	})
 }
@@ -468,7 +446,7 @@ func (e *env) testJournald(t *testing.T) {
 	}
 	out = mustRun(t, "journalctl", "--no-pager", "-o", "cat", "-u", "reconciled.service")
 	if !strings.Contains(out, `msg="reconciled started"`) || !strings.Contains(out, "cgroupDriver=systemd") {
-		t.Errorf("journalctl -u reconciled.service lacks the daemon's start line (logfmt):\n%s", tail(out, 20))
+		t.Errorf("journalctl -u reconciled.service lacks the daemon's start line (logfmt):\n%s", testutil.Tail(out, 20))
 	}
 }
 
@@ -501,11 +479,11 @@ func (e *env) testWatchdog(t *testing.T) {
 	}
 	out, _ := exec.Command("journalctl", "--no-pager", "-o", "cat", "-u", "reconciled.service", "--since", since).CombinedOutput()
 	if !strings.Contains(string(out), "SIGABRT") || !strings.Contains(string(out), "--test-block-loop-after: blocking") {
-		t.Errorf("the journal does not show the wedged loop's SIGABRT dump:\n%s", tail(string(out), 40))
+		t.Errorf("the journal does not show the wedged loop's SIGABRT dump:\n%s", testutil.Tail(string(out), 40))
 	}
 	for _, n := range []string{"web", "db"} {
-		if !alive(r.get(n).Pid) {
-			t.Errorf("%s (pid %d) died with the wedged daemon", n, r.get(n).Pid)
+		if !alive(r.Get(n).Pid) {
+			t.Errorf("%s (pid %d) died with the wedged daemon", n, r.Get(n).Pid)
 		}
 	}
 	os.Remove(filepath.Join(e.unitDir, "reconciled.service.d", "90-watchdog.conf"))
@@ -513,8 +491,8 @@ func (e *env) testWatchdog(t *testing.T) {
 	mustRun(t, "systemctl", "restart", "reconciled.service")
 	after := e.waitRunning(t, "web", "db")
 	for _, n := range []string{"web", "db"} {
-		if after.get(n).Pid != r.get(n).Pid {
-			t.Errorf("%s: pid %d before the watchdog kill, %d after", n, r.get(n).Pid, after.get(n).Pid)
+		if after.Get(n).Pid != r.Get(n).Pid {
+			t.Errorf("%s: pid %d before the watchdog kill, %d after", n, r.Get(n).Pid, after.Get(n).Pid)
 		}
 	}
 }
@@ -524,9 +502,7 @@ func (e *env) testWatchdog(t *testing.T) {
 // reconciled.slice with its limits, where the daemon looks for it; a
 // scope killed from outside is its exit, and it is restarted.
 func (e *env) testRuncInScope(t *testing.T) {
-	if _, err := exec.LookPath("runc"); err != nil {
-		testutil.SkipOrFail(t, "runc is not installed: %v", err)
-	}
+	testutil.RequireBinary(t, "runc")
 	rootfs := testutil.BusyboxRootfs(t) // under the sandbox's /tmp, as the daemon sees it
 	const name = "oci"
 	m := strings.Replace(manifest(name, "exec sleep 100000", "  runtime: runc\n  resources: {memory: 24Mi}\n"),
@@ -534,9 +510,9 @@ func (e *env) testRuncInScope(t *testing.T) {
 	e.write(name+".yaml", m)
 	t.Cleanup(func() {
 		os.Remove(filepath.Join(e.manifests, name+".yaml"))
-		e.waitFor(t, name+" deleted", func(r *report) bool { return r.get(name) == nil })
+		e.waitFor(t, name+" deleted", func(r *report) bool { return r.Get(name) == nil })
 	})
-	first := e.waitRunning(t, name).get(name)
+	first := e.waitRunning(t, name).Get(name)
 	if first.Runtime != "runc" {
 		t.Errorf("status: runtime %q, want runc", first.Runtime)
 	}
@@ -561,10 +537,10 @@ func (e *env) testRuncInScope(t *testing.T) {
 
 	mustRun(t, "systemctl", "kill", "-s", "KILL", scope)
 	r := e.waitFor(t, name+" restarted after systemctl kill", func(r *report) bool {
-		c := r.get(name)
+		c := r.Get(name)
 		return c != nil && c.Phase == "running" && c.Pid > 0 && c.Pid != first.Pid && c.Message == ""
 	})
-	c := r.get(name)
+	c := r.Get(name)
 	if c.Restarts != 1 || c.ExitCode == nil || *c.ExitCode != 128+int(syscall.SIGKILL) {
 		t.Errorf("after systemctl kill: restarts %d, exitCode %v; want 1, %d", c.Restarts, deref(c.ExitCode), 128+int(syscall.SIGKILL))
 	}
@@ -582,80 +558,28 @@ func (e *env) testRuncInScope(t *testing.T) {
 
 // --- helpers ---
 
+// manifest is a container on the host's root, read-only, as nobody,
+// restarted always.
 func manifest(name, command, extra string) string {
-	return fmt.Sprintf(`apiVersion: reconciled.dev/v1
-kind: Container
-metadata:
-  name: %s
-spec:
-  root: {path: /, readonly: true}
-  command: ["/bin/sh", "-c", %q]
-  user: "65534:65534"
-  restart: always
-  stop: {signal: SIGKILL, timeout: 1s}
-%s`, name, command, extra)
+	return daemontest.Manifest(name, command, "  restart: always\n"+extra)
 }
 
 // write puts a manifest in place as deployment tools do (rename).
 func (e *env) write(file, content string) {
 	e.t.Helper()
-	tmp := filepath.Join(e.manifests, "."+file+".tmp")
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(e.manifests, file)); err != nil {
-		e.t.Fatal(err)
-	}
+	testutil.WriteManifest(e.t, e.manifests, file, content)
 }
 
-func (e *env) status() (*report, error) {
-	out, err := exec.Command(e.bin, "status", "--state", e.state, "-o", "json").Output()
-	if err != nil {
-		return nil, err
-	}
-	var r report
-	if err := json.Unmarshal(out, &r); err != nil {
-		return nil, fmt.Errorf("%v\n%s", err, out)
-	}
-	return &r, nil
-}
+func (e *env) status() (*report, error) { return e.daemon.Status() }
 
 func (e *env) waitFor(t *testing.T, what string, cond func(*report) bool) *report {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	var last *report
-	var lastErr error
-	for {
-		r, err := e.status()
-		if err == nil {
-			last = r
-			if cond(r) {
-				return r
-			}
-		}
-		lastErr = err
-		if time.Now().After(deadline) {
-			data, _ := json.MarshalIndent(last, "", "  ")
-			t.Fatalf("timed out waiting for %s (last error %v); last status:\n%s", what, lastErr, data)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return e.daemon.WaitFor(t, what, 60*time.Second, cond)
 }
 
 func (e *env) waitRunning(t *testing.T, names ...string) *report {
 	t.Helper()
-	return e.waitFor(t, strings.Join(names, ", ")+" running", func(r *report) bool { return running(r, names...) })
-}
-
-// running says whether every container named runs as wanted.
-func running(r *report, names ...string) bool {
-	for _, n := range names {
-		c := r.get(n)
-		if c == nil || c.Phase != "running" || c.Pid <= 0 || c.Message != "" {
-			return false
-		}
-	}
-	return true
+	return e.daemon.WaitRunning(t, 60*time.Second, names...)
 }
 
 func (e *env) waitStatusText(t *testing.T, prefix string) {
@@ -708,14 +632,7 @@ func writeFile(t *testing.T, path, text string) {
 	}
 }
 
-func alive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(data), ')')
-	return i > 0 && len(data) > i+2 && data[i+2] != 'Z' && data[i+2] != 'X'
-}
+func alive(pid int) bool { return testutil.Alive(pid) }
 
 func containsLine(s, line string) bool {
 	for _, l := range strings.Split(s, "\n") {
@@ -724,14 +641,6 @@ func containsLine(s, line string) bool {
 		}
 	}
 	return false
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func deref(p *int) any {
