@@ -9,6 +9,8 @@
 //     clock, with its live threads' schedstat and the clock ticks beside
 //     it), its wakeups (its threads' context switches) and RSS with N
 //     running;
+//   - drop to running with N running (-drops-loaded): the same, beside the
+//     N converged containers, to show that a drop does not pay for them;
 //   - adoption: the daemon stopped with SIGTERM and started again, until its
 //     status shows all N running (each with the PID it had before);
 //   - beside it, the same N containers created and started one after the

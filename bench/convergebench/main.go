@@ -25,6 +25,7 @@ func main() {
 	var (
 		n        = flag.Int("n", 1000, "containers to converge, keep idle, adopt and remove")
 		drops    = flag.Int("drops", 200, "containers dropped one at a time for the drop-to-running latency")
+		dropsAt  = flag.Int("drops-loaded", 50, "containers dropped one at a time while the n converged ones run (0: skip)")
 		idle     = flag.Duration("idle", 30*time.Second, "how long to measure the idle daemon")
 		parallel = flag.Int("parallel", 4, "the daemon's --parallel")
 		ours     = flag.String("reconciled", "bin/reconciled", "path to the reconciled binary")
@@ -35,7 +36,7 @@ func main() {
 		stateIn  = flag.String("state-in", "/dev/shm", "where the daemon's state directory goes: a tmpfs, as /run is on a Debian host (empty: the work directory)")
 	)
 	flag.Parse()
-	b := &bench{n: *n, drops: *drops, idle: *idle, parallel: *parallel, shim: *shim, stateIn: *stateIn}
+	b := &bench{n: *n, drops: *drops, dropsLoaded: *dropsAt, idle: *idle, parallel: *parallel, shim: *shim, stateIn: *stateIn}
 	err := b.run(*ours, *busybox, *work, *runtimes)
 	b.cleanup()
 	if err != nil {
@@ -46,6 +47,7 @@ func main() {
 
 type bench struct {
 	n, drops, parallel int
+	dropsLoaded        int
 	idle               time.Duration
 	shim, stateIn      string
 
@@ -112,29 +114,9 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 
 	// Drop to running, one at a time.
 	if b.drops > 0 {
-		var lat []time.Duration
-		for i := 0; i < b.drops; i++ {
-			name := fmt.Sprintf("drop-%04d", i)
-			if err := b.stage(name); err != nil {
-				return err
-			}
-			t0 := time.Now()
-			if err := os.Rename(filepath.Join(b.staging, name+".yaml"), filepath.Join(b.manifests, name+".yaml")); err != nil {
-				return err
-			}
-			up, err := b.waitUp(map[string]bool{name: true}, 30*time.Second)
-			if err != nil {
-				return err
-			}
-			lat = append(lat, up[name].Sub(t0))
-		}
-		fmt.Printf("drop to running (%d, one at a time): p50 %s  p99 %s  max %s\n",
-			b.drops, ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99)), ms(percentile(lat, 1)))
-		t0 := time.Now()
-		if err := b.removeAll("drop-"); err != nil {
+		if err := b.dropLatency("drop-", b.drops, "drop to running (%d, one at a time)"); err != nil {
 			return err
 		}
-		fmt.Printf("  removed them in %s\n", ms(time.Since(t0)))
 	}
 
 	// Converge N from empty.
@@ -177,6 +159,14 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 		return err
 	}
 	fmt.Printf("idle with %d running, over %s: %s, RSS %.1f MiB\n", b.n, b.idle, u1.sub(u0, wall), float64(rss)/1024)
+
+	// Drop to running beside the N running (each new set is planned for
+	// what it changes, so this should not grow with N).
+	if b.dropsLoaded > 0 {
+		if err := b.dropLatency("late-", b.dropsLoaded, fmt.Sprintf("drop to running with %d running (%%d, one at a time)", b.n)); err != nil {
+			return err
+		}
+	}
 
 	// Adoption after a restart.
 	var before daemon.Report
@@ -244,6 +234,36 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 }
 
 // stage writes a manifest into the staging directory (same filesystem).
+// dropLatency renames k manifests (prefix + number) into the directory one
+// at a time, each once the previous one's process has written its first
+// line, prints p50, p99 and max of rename-to-first-line (label takes k),
+// and removes them again.
+func (b *bench) dropLatency(prefix string, k int, label string) error {
+	var lat []time.Duration
+	for i := 0; i < k; i++ {
+		name := fmt.Sprintf("%s%04d", prefix, i)
+		if err := b.stage(name); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := os.Rename(filepath.Join(b.staging, name+".yaml"), filepath.Join(b.manifests, name+".yaml")); err != nil {
+			return err
+		}
+		up, err := b.waitUp(map[string]bool{name: true}, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		lat = append(lat, up[name].Sub(t0))
+	}
+	fmt.Printf(label+": p50 %s  p99 %s  max %s\n", k, ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99)), ms(percentile(lat, 1)))
+	t0 := time.Now()
+	if err := b.removeAll(prefix); err != nil {
+		return err
+	}
+	fmt.Printf("  removed them in %s\n", ms(time.Since(t0)))
+	return nil
+}
+
 func (b *bench) stage(name string) error {
 	m := fmt.Sprintf(`apiVersion: reconciled.dev/v1
 kind: Container
