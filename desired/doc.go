@@ -6,9 +6,10 @@
 // (previous Set plus what Scan read to the next Set, keeping each invalid
 // file's last good definitions). Scan, Loader and Watch do the I/O: a
 // Loader keeps the last read of each file and opens only those that an
-// event named or whose stat changed; Watch tells it which paths the
-// events named, and has every file read again after lost events and at a
-// resync that finds something changed.
+// event named or whose stat changed, and when the events name nothing but
+// regular files it reads just those, without a walk; Watch tells it which
+// paths the events named, and has every file read again after lost events
+// and at a resync that finds something changed.
 //
 // It must not import actual/, reconciler/ or executor/, start containers,
 // or read anything but the manifests directory, the git metadata beside it,

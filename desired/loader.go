@@ -76,6 +76,43 @@ type Snapshot struct {
 	// links records every symlink met while walking and what it pointed
 	// to, so a caller can check that nothing moved during the walk.
 	links map[string]string
+
+	// What a Loader's event-driven read needs (see Loader): the manifests
+	// path made absolute, every directory walked by real path, and the
+	// entries read again at every Load.
+	abs      string
+	dirs     map[string]dirInfo
+	volatile []fileRef
+}
+
+// dirInfo is what a walk knew of one directory it read.
+type dirInfo struct {
+	abs, rel string // the directory under the manifests path, relative to it
+	refuse   string // the reason every file in it is refused ("" for none)
+}
+
+// fileRef is a manifest entry whose read a Load cannot reuse: a symlink
+// (its target may change with no event in a directory walked, and the
+// link may point to a directory, which is not read), a regular file with
+// more than one hard link (it may be written through another one), or a
+// file whose read failed or found no regular file (the full path reads
+// those every time as well).
+type fileRef struct {
+	abs, real, name, refuse string
+	link                    bool
+}
+
+// byPath orders Files by Path.
+func byPath(a, b File) int { return strings.Compare(a.Path, b.Path) }
+
+// strictlySorted says whether files are in Path order, no Path twice.
+func strictlySorted(files []File) bool {
+	for i := 1; i < len(files); i++ {
+		if files[i-1].Path >= files[i].Path {
+			return false
+		}
+	}
+	return true
 }
 
 // isManifestName says whether a directory entry is read: a name ending in
@@ -116,7 +153,7 @@ func scan(dir string, opts Options, c *scanCache) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unable to resolve %s: %w", dir, err)
 	}
-	snap := &Snapshot{links: map[string]string{}}
+	snap := &Snapshot{links: map[string]string{}, abs: abs}
 	real, err := resolve(abs, snap.links)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -153,11 +190,15 @@ func scan(dir string, opts Options, c *scanCache) (*Snapshot, error) {
 		return snap, nil
 	}
 	snap.Dirs = []string{real}
+	snap.dirs = map[string]dirInfo{}
 	w := walker{snap: snap, strict: strict, prefix: opts.DisplayPrefix, cache: c}
 	dirty := c != nil && (c.dirty[abs] || c.dirty[real])
 	if err := w.walk(abs, real, "", 0, refuse, dirty); err != nil {
 		return nil, err
 	}
+	// The walk's order is by name in each directory, a directory's files
+	// coming where its name sorts; Next and a Loader want Path order.
+	slices.SortFunc(snap.Files, byPath)
 	snap.Revision = revision(real)
 	return snap, nil
 }
@@ -196,6 +237,7 @@ func (w *walker) walk(absDir, realDir, rel string, depth int, refuse string, dir
 		}
 		return fmt.Errorf("unable to read %s: %w", realDir, err)
 	}
+	snap.dirs[realDir] = dirInfo{abs: absDir, rel: rel, refuse: refuse}
 	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	dirfd := -1
 	if w.cache != nil {
@@ -232,32 +274,52 @@ func (w *walker) walk(absDir, realDir, rel string, depth int, refuse string, dir
 			continue
 		}
 		link := e.Type()&fs.ModeSymlink != 0
+		abs := joinName(absDir, name)
+		ref := fileRef{abs: abs, real: real, name: displayName(w.prefix, r), refuse: refuse, link: link}
 		if link {
-			if fi, err := os.Stat(real); err == nil && fi.IsDir() {
+			snap.volatile = append(snap.volatile, ref)
+			if linkToDir(real) {
 				continue // symlinks to directories are not followed
 			}
 		}
-		display := r
-		if w.prefix != "" {
-			display = filepath.Join(w.prefix, r)
-		}
-		abs := joinName(absDir, name)
 		if !link && !dirty && w.cache != nil {
-			if f, ok := w.cache.get(dirfd, name, real, abs, display, refuse); ok {
-				snap.Files = append(snap.Files, f)
+			if e, ok := w.cache.get(dirfd, name, real, abs, ref.name, refuse); ok {
+				snap.Files = append(snap.Files, e.file)
+				if e.stamp.nlink > 1 {
+					snap.volatile = append(snap.volatile, ref)
+				}
 				continue
 			}
 		}
-		f, ok, st := readFile(abs, real, display, w.strict, refuse, link)
+		f, ok, st := readFile(abs, real, ref.name, w.strict, refuse, link)
 		if !ok {
 			continue
 		}
 		snap.Files = append(snap.Files, f)
+		if !link && (st == nil || st.nlink > 1) {
+			snap.volatile = append(snap.volatile, ref)
+		}
 		if st != nil && w.cache != nil {
 			w.cache.next[real] = &cacheEntry{stamp: *st, refuse: refuse, file: f}
 		}
 	}
 	return nil
+}
+
+// displayName is the name in messages of the file at rel under the
+// manifests path.
+func displayName(prefix, rel string) string {
+	if prefix != "" {
+		return filepath.Join(prefix, rel)
+	}
+	return rel
+}
+
+// linkToDir says whether the symlink real points to a directory (Scan
+// does not follow those).
+func linkToDir(real string) bool {
+	fi, err := os.Stat(real)
+	return err == nil && fi.IsDir()
 }
 
 // joinName is filepath.Join for a clean dir ("" for none) and a name
@@ -316,7 +378,7 @@ func readFile(abs, real, name string, strict bool, refuse string, link bool) (Fi
 		s := fileStamp{
 			dev: st.Dev, ino: st.Ino, size: st.Size,
 			mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(),
-			mode: st.Mode, uid: st.Uid,
+			mode: st.Mode, uid: st.Uid, nlink: uint64(st.Nlink),
 		}
 		stamp = &s
 	}
@@ -355,12 +417,14 @@ func readFile(abs, real, name string, strict bool, refuse string, link bool) (Fi
 
 // fileStamp is what a stat says about a regular file that can change what
 // reading it gives: where it is (dev, ino), its size and times, and the
-// mode and owner the strict check looks at.
+// mode and owner the strict check looks at. nlink says whether it can be
+// written through another path (a change of it changes ctime too).
 type fileStamp struct {
 	dev, ino     uint64
 	size         int64
 	mtime, ctime int64 // ns
 	mode, uid    uint32
+	nlink        uint64
 }
 
 // stampOf is the stamp of st (readFile builds it from a syscall.Stat_t,
@@ -369,7 +433,7 @@ func stampOf(st *unix.Stat_t) fileStamp {
 	return fileStamp{
 		dev: st.Dev, ino: st.Ino, size: st.Size,
 		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(),
-		mode: st.Mode, uid: st.Uid,
+		mode: st.Mode, uid: st.Uid, nlink: uint64(st.Nlink),
 	}
 }
 
@@ -388,21 +452,21 @@ type scanCache struct {
 	next  map[string]*cacheEntry
 }
 
-// get returns the cached File of the regular file real (the entry base in
+// get returns the cached read of the regular file real (the entry base in
 // the directory open as dirfd) when it may stand for a read: not marked
 // dirty, read under the same refuse reason and as the same path, and a
 // fresh lstat gives the stamp it was read with.
-func (c *scanCache) get(dirfd int, base, real, abs, name, refuse string) (File, bool) {
+func (c *scanCache) get(dirfd int, base, real, abs, name, refuse string) (*cacheEntry, bool) {
 	e := c.old[real]
 	if e == nil || c.dirty[real] || e.refuse != refuse || e.file.Path != abs || e.file.Name != name {
-		return File{}, false
+		return nil, false
 	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || stampOf(&st) != e.stamp {
-		return File{}, false
+		return nil, false
 	}
 	c.next[real] = e
-	return e.file, true
+	return e, true
 }
 
 // untrusted returns why path may not hold manifests ("" when it may).
@@ -439,10 +503,22 @@ func (s *Snapshot) Consistent() bool {
 
 // cand is one file's candidate contribution to the next Set.
 type cand struct {
-	st       *FileStatus
+	st *FileStatus
+	// shared: st is prev's own FileStatus (the file is unchanged), to be
+	// copied before anything in it changes.
+	shared   bool
 	fresh    []*Container // the file's new definitions, when valid
 	lastGood []*Container // from prev
 	useFresh bool
+}
+
+// status returns c's FileStatus for a change.
+func (c *cand) status() *FileStatus {
+	if c.shared {
+		st := *c.st
+		c.st, c.shared = &st, false
+	}
+	return c.st
 }
 
 // Next computes the Set that follows prev, given what Scan read. It does no
@@ -460,29 +536,55 @@ type cand struct {
 //     invalid (in path order).
 //
 // A file whose content hash is the one prev recorded, without errors, is not
-// parsed again: its containers are carried over.
+// parsed again: its containers are carried over, and so is its FileStatus
+// when nothing in it changes (Sets share what did not change; neither is
+// modified once made).
 func Next(prev Set, snap *Snapshot, opts Options) Set {
 	limit := opts.MaxContainers
 	if limit <= 0 {
 		limit = MaxContainers
 	}
 	var files []File
+	onlyParsed := true // see below
 	if snap != nil {
-		files = append(files, snap.Files...)
+		files = snap.Files
+		if !strictlySorted(files) {
+			files = append([]File(nil), files...)
+			sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+			onlyParsed = strictlySorted(files)
+		}
 	}
-	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	// Two files can define the same name only when one of them was parsed
+	// now (its name is then in parsedNames): every other file contributes
+	// containers of prev whose Source is that file. That holds when no
+	// Path comes twice and prev's files say who they are and list each
+	// name once (always so for a Set made by Next); otherwise (a Snapshot
+	// or a Set made by hand) every name is looked at.
+	parsedNames := map[string]bool{}
+	slab := make([]cand, len(files))
+	lgBuf := make([]*Container, 0, len(prev.Containers))
 	cands := make([]*cand, 0, len(files))
-	for _, f := range files {
-		c := &cand{st: &FileStatus{Path: f.Path, ContentHash: f.Hash}}
+	for i := range files {
+		f := &files[i]
+		c := &slab[i]
+		cands = append(cands, c)
 		if old := prev.Files[f.Path]; old != nil {
+			if old.Path != f.Path || repeats(old.Containers) {
+				onlyParsed = false
+			}
 			var all bool
-			c.lastGood, all = lastGood(prev, old)
+			c.lastGood, all, lgBuf = lastGood(prev, old, lgBuf)
 			if f.Err == nil && all && old.ContentHash == f.Hash && len(old.Errors) == 0 {
 				c.fresh, c.useFresh = c.lastGood, true
-				cands = append(cands, c)
+				if old.Path == f.Path && old.Errors == nil && old.Containers != nil {
+					c.st, c.shared = old, true
+				} else {
+					c.st = &FileStatus{Path: f.Path, ContentHash: f.Hash}
+				}
 				continue
 			}
 		}
+		c.st = &FileStatus{Path: f.Path, ContentHash: f.Hash}
 		switch {
 		case f.Err != nil:
 			c.st.Errors = []*Error{f.Err}
@@ -493,11 +595,11 @@ func Next(prev Set, snap *Snapshot, opts Options) Set {
 			} else {
 				for _, pc := range parsed {
 					pc.Source = f.Path
+					parsedNames[pc.Name] = true
 				}
 				c.fresh, c.useFresh = parsed, true
 			}
 		}
-		cands = append(cands, c)
 	}
 
 	contribution := func(c *cand) []*Container {
@@ -508,11 +610,14 @@ func Next(prev Set, snap *Snapshot, opts Options) Set {
 	}
 	// Resolve duplicates: a file in a conflict falls back to its last good
 	// definitions, which may remove the conflict or expose another.
-	for changed := true; changed; {
+	for changed := !onlyParsed || len(parsedNames) > 0; changed; {
 		changed = false
 		owners := map[string][]*cand{}
 		for _, c := range cands {
 			for _, ct := range contribution(c) {
+				if onlyParsed && !parsedNames[ct.Name] {
+					continue
+				}
 				owners[ct.Name] = append(owners[ct.Name], c)
 			}
 		}
@@ -547,8 +652,9 @@ func Next(prev Set, snap *Snapshot, opts Options) Set {
 						line = ct.Line
 					}
 				}
-				c.st.Errors = append(c.st.Errors, &Error{
-					File: nameOf(c.st.Path, files), Line: line, Field: "metadata.name",
+				st := c.status()
+				st.Errors = append(st.Errors, &Error{
+					File: nameOf(st.Path, files), Line: line, Field: "metadata.name",
 					Msg: fmt.Sprintf("%q is also defined in %s; names must be unique in the directory, and neither definition is applied", n, strings.Join(others, ", ")),
 				})
 				c.useFresh = false
@@ -572,7 +678,7 @@ func Next(prev Set, snap *Snapshot, opts Options) Set {
 	}
 
 	next := Set{
-		Containers: map[string]*Container{},
+		Containers: make(map[string]*Container, max(len(prev.Containers), len(cands))),
 		Files:      make(map[string]*FileStatus, len(cands)),
 	}
 	if snap != nil {
@@ -583,7 +689,8 @@ func Next(prev Set, snap *Snapshot, opts Options) Set {
 		contrib := contribution(c)
 		if total+len(contrib) > limit {
 			if c.useFresh {
-				c.st.Errors = append(c.st.Errors, &Error{File: nameOf(c.st.Path, files), Msg: fmt.Sprintf("the directory would define more than %d containers; this file is not applied", limit)})
+				st := c.status()
+				st.Errors = append(st.Errors, &Error{File: nameOf(st.Path, files), Msg: fmt.Sprintf("the directory would define more than %d containers; this file is not applied", limit)})
 				c.useFresh = false
 			}
 			contrib = c.lastGood
@@ -592,10 +699,15 @@ func Next(prev Set, snap *Snapshot, opts Options) Set {
 			}
 		}
 		total += len(contrib)
-		c.st.Containers = []string{}
+		if !c.shared || !sameNames(contrib, c.st.Containers) {
+			st := c.status()
+			st.Containers = make([]string, 0, len(contrib))
+			for _, ct := range contrib {
+				st.Containers = append(st.Containers, ct.Name)
+			}
+		}
 		for _, ct := range contrib {
 			next.Containers[ct.Name] = ct
-			c.st.Containers = append(c.st.Containers, ct.Name)
 		}
 		next.Files[c.st.Path] = c.st
 	}
@@ -603,15 +715,53 @@ func Next(prev Set, snap *Snapshot, opts Options) Set {
 }
 
 // lastGood returns the containers of prev that file old still defines, and
-// whether that is all of them.
-func lastGood(prev Set, old *FileStatus) ([]*Container, bool) {
+// whether that is all of them. The list takes its room from the spare
+// capacity of buf while there is some (one allocation for all files);
+// buf is returned grown by it.
+func lastGood(prev Set, old *FileStatus, buf []*Container) ([]*Container, bool, []*Container) {
+	n := len(old.Containers)
 	var out []*Container
-	for _, n := range old.Containers {
-		if pc := prev.Containers[n]; pc != nil && pc.Source == old.Path {
+	fromBuf := n > 0 && n <= cap(buf)-len(buf)
+	if fromBuf {
+		out = buf[len(buf) : len(buf) : len(buf)+n] // appends stay in buf
+	}
+	for _, name := range old.Containers {
+		if pc := prev.Containers[name]; pc != nil && pc.Source == old.Path {
 			out = append(out, pc)
 		}
 	}
-	return out, len(out) == len(old.Containers)
+	if fromBuf {
+		buf = buf[:len(buf)+len(out)]
+	}
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, len(out) == n, buf
+}
+
+// repeats says whether a name comes twice in names.
+func repeats(names []string) bool {
+	for i := range names {
+		for j := i + 1; j < len(names); j++ {
+			if names[i] == names[j] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sameNames says whether list holds the containers named names, in order.
+func sameNames(list []*Container, names []string) bool {
+	if len(list) != len(names) {
+		return false
+	}
+	for i, c := range list {
+		if c.Name != names[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // where names the file (and line) where c defines name.
@@ -625,11 +775,12 @@ func where(c *cand, name string, files []File) string {
 	return file
 }
 
+// nameOf returns the Name of the first file at path (files are in Path
+// order), or path.
 func nameOf(path string, files []File) string {
-	for _, f := range files {
-		if f.Path == path {
-			return f.Name
-		}
+	i, ok := slices.BinarySearchFunc(files, path, func(f File, p string) int { return strings.Compare(f.Path, p) })
+	if ok {
+		return files[i].Name
 	}
 	return path
 }
@@ -668,7 +819,13 @@ func (s Set) Equal(o Set) bool {
 	}
 	for p, f := range s.Files {
 		g := o.Files[p]
-		if g == nil || f.ContentHash != g.ContentHash || !equalStrings(f.Containers, g.Containers) || len(f.Errors) != len(g.Errors) {
+		if g == nil {
+			return false
+		}
+		if f == g {
+			continue // shared by two Sets from Next
+		}
+		if f.ContentHash != g.ContentHash || !equalStrings(f.Containers, g.Containers) || len(f.Errors) != len(g.Errors) {
 			return false
 		}
 		for i := range f.Errors {
@@ -679,7 +836,13 @@ func (s Set) Equal(o Set) bool {
 	}
 	for n, c := range s.Containers {
 		d := o.Containers[n]
-		if d == nil || c.Hash != d.Hash || c.Source != d.Source || c.Doc != d.Doc || !equalMaps(c.Labels, d.Labels) {
+		if d == nil {
+			return false
+		}
+		if c == d {
+			continue
+		}
+		if c.Hash != d.Hash || c.Source != d.Source || c.Doc != d.Doc || !equalMaps(c.Labels, d.Labels) {
 			return false
 		}
 	}
@@ -715,13 +878,43 @@ func equalMaps(a, b map[string]string) bool {
 //
 // It keeps the last read of each regular manifest file (not a symlink) and
 // the stamp of the stat it was read with (device, inode, size, mtime,
-// ctime, mode, owner). A Load reuses that read, without opening the file,
-// when a fresh stat gives the same stamp, the file was read under the same
-// directories' verdict (strict mode), and it was not marked dirty since
-// (MarkDirty). Timestamps come from a coarse clock, so a rewrite of the
-// same size within one clock tick keeps the stamp: the caller marks every
-// path an event names dirty, and Forgets everything when events may have
-// been lost. Symlinked files are read every time.
+// ctime, mode, owner, link count). A full Load walks the directories and
+// reuses that read, without opening the file, when a fresh stat gives the
+// same stamp, the file was read under the same directories' verdict
+// (strict mode), and it was not marked dirty since (MarkDirty).
+// Timestamps come from a coarse clock, so a rewrite of the same size
+// within one clock tick keeps the stamp: the caller marks every path an
+// event names dirty, and Forgets everything when events may have been
+// lost. Symlinked files are read every time.
+//
+// A Load whose marks (at least one) all name regular manifest files (lstat,
+// not through a symlink) directly inside directories the last successful
+// Load walked, none of them the manifests path itself nor a directory or
+// symlink it met, is event-driven: it neither lists a directory nor stats
+// the other files. It takes the last Load's files, reads the marked ones
+// again (a new one is added, one gone is dropped, one rewritten is
+// replaced), as well as the entries no read of which can be reused
+// (symlinks, files with more than one hard link, files whose read failed),
+// and keeps every other file as it was; it checks that the manifests path
+// still resolves where it did and, after the reads, that every symlink the
+// last walk met still points where it did. Any other Load (no marks, a
+// mark on a directory, on the manifests path or on a symlink, the first
+// Load, one after a Forget or a failed Load) walks every directory.
+//
+// The event-driven Load relies on the caller's marks for every change to
+// a file it does not read, which holds for Watch: it watches every
+// directory the last walk read (and reads again, unmarked, once a new
+// watch is in place, for what changed between the listing and the watch),
+// and the kernel names a regular file in every event of a change to it
+// through that directory: a write or truncation (IN_MODIFY), a chmod, a
+// chown or a time change (IN_ATTRIB), a creation, a link or a rename in or
+// out (IN_CREATE, IN_MOVED_TO, IN_MOVED_FROM), a removal (IN_DELETE).
+// What has no event there is covered otherwise: a change through another
+// hard link (such files are read every time), a symlink's target (read
+// every time), a writable shared mapping's stores and a change made on
+// another host of a network filesystem (none of the above; Watch's
+// periodic Resync sees the changed stat and Forgets), and lost events (an
+// inotify overflow: Watch Forgets).
 type Loader struct {
 	dir   string
 	opts  Options
@@ -729,6 +922,10 @@ type Loader struct {
 	dirs  []string
 	cache map[string]*cacheEntry // by real path; nil after Forget
 	dirty map[string]bool
+	// prev is the last successful Load's snapshot, Files in Path order,
+	// for the event-driven Load; nil whenever cache is.
+	prev  *Snapshot
+	walks int // Loads that walked the directories (tests)
 }
 
 // NewLoader returns a Loader for dir whose first Load starts from prev
@@ -740,42 +937,182 @@ func NewLoader(dir string, opts Options, prev Set) *Loader {
 // Last returns the last Set Load produced (or the one NewLoader was given).
 func (l *Loader) Last() Set { return l.last }
 
-// Load scans the directory and returns the next Set and whether it differs
-// from the last one. A scan that met a symlink swap is taken again (up to
-// five times) so that a Set never mixes two revisions. When the directory
-// does not exist it returns an error wrapping ErrNotExist and changes
-// nothing: deciding what a missing directory means is the caller's.
+// Load reads the directory and returns the next Set and whether it differs
+// from the last one (see Loader for what it reads). A scan that met a
+// symlink swap is taken again (up to five times) so that a Set never mixes
+// two revisions. When the directory does not exist it returns an error
+// wrapping ErrNotExist and changes nothing: deciding what a missing
+// directory means is the caller's.
 //
 // The paths marked dirty are taken when Load starts: a mark made while it
 // runs applies to the next Load.
 func (l *Loader) Load() (Set, bool, error) {
-	c := &scanCache{old: l.cache, dirty: l.dirty}
+	dirty := l.dirty
 	l.dirty = nil
-	var snap *Snapshot
-	var err error
-	for try := 0; ; try++ {
-		c.next = make(map[string]*cacheEntry, len(c.old))
-		snap, err = scan(l.dir, l.opts, c)
-		if err == nil && snap.Consistent() {
-			break
+	snap, updates, ok := l.marked(dirty)
+	if ok {
+		for real, e := range updates {
+			if e == nil {
+				delete(l.cache, real)
+			} else {
+				l.cache[real] = e
+			}
 		}
-		if err != nil && (errors.Is(err, ErrNotExist) || try == 4) {
-			l.cache = nil // the dirty marks are spent
+	} else {
+		var err error
+		if snap, err = l.scan(dirty); err != nil {
+			l.cache, l.prev = nil, nil // the dirty marks are spent
 			return l.last, false, err
 		}
-		if try == 4 {
-			l.cache = nil
-			return l.last, false, fmt.Errorf("%s kept changing while it was read", l.dir)
-		}
 	}
+	l.prev = snap
 	l.dirs = snap.Dirs
 	next := Next(l.last, snap, l.opts)
 	changed := !next.Equal(l.last)
 	if changed {
 		l.last = next
 	}
-	l.cache = c.next
 	return l.last, changed, nil
+}
+
+// scan is the full Load: a walk of every directory, reusing the reads of
+// files whose stamp did not change and that are not marked dirty.
+func (l *Loader) scan(dirty map[string]bool) (*Snapshot, error) {
+	c := &scanCache{old: l.cache, dirty: dirty}
+	l.walks++
+	for try := 0; ; try++ {
+		c.next = make(map[string]*cacheEntry, len(c.old))
+		snap, err := scan(l.dir, l.opts, c)
+		if err == nil && snap.Consistent() {
+			l.cache = c.next
+			return snap, nil
+		}
+		if err != nil && (errors.Is(err, ErrNotExist) || try == 4) {
+			return nil, err
+		}
+		if try == 4 {
+			return nil, fmt.Errorf("%s kept changing while it was read", l.dir)
+		}
+	}
+}
+
+// marked is the event-driven Load (see Loader): the next snapshot and the
+// changes to the cache (nil: drop the entry), or false when the Load must
+// walk every directory.
+func (l *Loader) marked(dirty map[string]bool) (*Snapshot, map[string]*cacheEntry, bool) {
+	p := l.prev
+	if p == nil || l.cache == nil || len(dirty) == 0 || len(p.dirs) == 0 {
+		return nil, nil, false
+	}
+	if real, err := filepath.EvalSymlinks(p.abs); err != nil || real != p.Root {
+		return nil, nil, false
+	}
+	strict := l.opts.strict()
+	reads := make(map[string]File, len(dirty)+len(p.volatile)) // by Path; Path "" for gone
+	updates := make(map[string]*cacheEntry, len(dirty))
+	var volatile []fileRef
+	// read reads the regular file ref (lstat first: a file that turned
+	// into anything else takes the full path).
+	read := func(ref fileRef) bool {
+		var st unix.Stat_t
+		if err := unix.Lstat(ref.real, &st); err != nil {
+			if !errors.Is(err, unix.ENOENT) {
+				return false
+			}
+			reads[ref.abs] = File{}
+			updates[ref.real] = nil
+			return true
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return false
+		}
+		f, ok, stamp := readFile(ref.abs, ref.real, ref.name, strict, ref.refuse, false)
+		switch {
+		case !ok:
+			f = File{} // removed since the lstat
+		case stamp == nil && f.Err == nil:
+			return false // replaced by a symlink since the lstat
+		case stamp == nil || stamp.nlink > 1:
+			volatile = append(volatile, ref)
+		}
+		reads[ref.abs] = f
+		updates[ref.real] = nil
+		if stamp != nil {
+			updates[ref.real] = &cacheEntry{stamp: *stamp, refuse: ref.refuse, file: f}
+		}
+		return true
+	}
+	for path := range dirty {
+		if path == p.abs || path == p.Root {
+			return nil, nil, false
+		}
+		if _, ok := p.dirs[path]; ok {
+			return nil, nil, false // a directory walked: its listing may have changed
+		}
+		if _, ok := p.links[path]; ok {
+			return nil, nil, false
+		}
+		base := filepath.Base(path)
+		d, ok := p.dirs[filepath.Dir(path)]
+		if !ok || !isManifestName(base) {
+			return nil, nil, false
+		}
+		rel := joinName(d.rel, base)
+		ref := fileRef{abs: joinName(d.abs, base), real: path, name: displayName(l.opts.DisplayPrefix, rel), refuse: d.refuse}
+		if !read(ref) {
+			return nil, nil, false
+		}
+	}
+	for _, ref := range p.volatile {
+		if _, done := reads[ref.abs]; done {
+			continue
+		}
+		if !ref.link {
+			if !read(ref) {
+				return nil, nil, false
+			}
+			continue
+		}
+		volatile = append(volatile, ref)
+		if linkToDir(ref.real) {
+			reads[ref.abs] = File{}
+			continue
+		}
+		f, ok, _ := readFile(ref.abs, ref.real, ref.name, strict, ref.refuse, true)
+		if !ok {
+			f = File{} // a dangling link
+		}
+		reads[ref.abs] = f
+	}
+	if !p.Consistent() {
+		return nil, nil, false
+	}
+
+	// p is dropped once this Load succeeds: its Files are patched in place.
+	files := p.Files
+	for path, r := range reads {
+		i, found := slices.BinarySearchFunc(files, path, func(f File, path string) int { return strings.Compare(f.Path, path) })
+		switch {
+		case r.Path == "" && found:
+			files = slices.Delete(files, i, i+1)
+		case r.Path == "":
+		case found:
+			files[i] = r
+		default:
+			files = slices.Insert(files, i, r)
+		}
+	}
+	p.Files = nil
+	return &Snapshot{
+		Files:    files,
+		Dirs:     p.Dirs,
+		Revision: revision(p.Root),
+		Root:     p.Root,
+		links:    p.links,
+		abs:      p.abs,
+		dirs:     p.dirs,
+		volatile: volatile,
+	}, updates, true
 }
 
 // MarkDirty says that path may have changed in a way its stat does not
@@ -797,6 +1134,7 @@ func (l *Loader) MarkDirty(path string) {
 func (l *Loader) Forget() {
 	l.cache = nil
 	l.dirty = nil
+	l.prev = nil
 }
 
 // Dirs returns the real directories the last successful Load walked.

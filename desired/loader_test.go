@@ -570,3 +570,222 @@ func TestLoaderStrictDirectoryChange(t *testing.T) {
 		t.Errorf("fixed: %v %v", s.Errors(), err)
 	}
 }
+
+// markLoad marks paths dirty, as the watcher does for their events, and
+// loads; it returns the Set and whether the Load walked the directories.
+func markLoad(t *testing.T, l *Loader, paths ...string) (Set, bool) {
+	t.Helper()
+	for _, p := range paths {
+		l.MarkDirty(p)
+	}
+	walks := l.walks
+	s, _, err := l.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, l.walks != walks
+}
+
+// renameInto writes content to a temporary name beside path and renames
+// it over path.
+func renameInto(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	write(t, tmp, content)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A file renamed into a subdirectory, or over a file there, is read at
+// the Load its event marks, without a walk; the other files stay.
+func TestLoaderEventRenameIntoSubdirectory(t *testing.T) {
+	dir := t.TempDir()
+	for i := 0; i < 20; i++ {
+		write(t, filepath.Join(dir, fmt.Sprintf("team-%d", i%3), fmt.Sprintf("svc-%d.yaml", i)), manifest(fmt.Sprintf("svc-%d", i), "1"))
+	}
+	l := NewLoader(dir, insecure, Set{})
+	if _, _, err := l.Load(); err != nil {
+		t.Fatal(err)
+	}
+	added := filepath.Join(dir, "team-1", "new.yaml")
+	renameInto(t, added, manifest("new", "1"))
+	s, walked := markLoad(t, l, added)
+	if walked {
+		t.Error("the Load for a file renamed into place walked the directories")
+	}
+	if arg(s, "new") != "1" || len(s.Containers) != 21 || s.Files[added] == nil || len(s.Errors()) != 0 {
+		t.Fatalf("after the rename: %s %v", describeSet(s), s.Errors())
+	}
+	over := filepath.Join(dir, "team-2", "svc-5.yaml")
+	renameInto(t, over, manifest("svc-5", "2"))
+	s, walked = markLoad(t, l, over)
+	if walked || arg(s, "svc-5") != "2" || arg(s, "new") != "1" || arg(s, "svc-4") != "1" || len(s.Containers) != 21 {
+		t.Fatalf("renamed over (walked %v): %s", walked, describeSet(s))
+	}
+	// A full Load reads the same.
+	full := load(t, dir, Set{}, insecure)
+	if len(full.Containers) != len(s.Containers) || arg(full, "svc-5") != "2" || arg(full, "new") != "1" {
+		t.Errorf("full read %s, event-driven %s", describeSet(full), describeSet(s))
+	}
+}
+
+// A file removed is dropped at the Load its event marks, with its
+// containers, without a walk.
+func TestLoaderEventRemoved(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "team", "a.yaml"), filepath.Join(dir, "b.yaml")
+	write(t, a, manifest("a", "1"))
+	write(t, b, manifest("b", "1"))
+	l := NewLoader(dir, insecure, Set{})
+	if _, _, err := l.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(a); err != nil {
+		t.Fatal(err)
+	}
+	s, walked := markLoad(t, l, a)
+	if walked {
+		t.Error("the Load for a removed file walked the directories")
+	}
+	if s.Containers["a"] != nil || s.Files[a] != nil || arg(s, "b") != "1" || len(s.Files) != 1 {
+		t.Fatalf("after the removal: %s", describeSet(s))
+	}
+	// Created again.
+	write(t, a, manifest("a", "2"))
+	if s, _ := markLoad(t, l, a); arg(s, "a") != "2" {
+		t.Fatalf("created again: %s", describeSet(s))
+	}
+}
+
+// An event naming a directory (new, with files already in it; one even
+// named like a manifest) walks the directories, and sees its files.
+func TestLoaderEventNewSubdirectory(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.yaml"), manifest("a", "1"))
+	l := NewLoader(dir, insecure, Set{})
+	if _, _, err := l.Load(); err != nil {
+		t.Fatal(err)
+	}
+	// Made elsewhere and renamed in whole, as a checkout or a copy may.
+	for _, sub := range []string{"team", "extra.yaml"} {
+		staging := filepath.Join(t.TempDir(), sub)
+		write(t, filepath.Join(staging, "x.yaml"), manifest("x-"+strings.TrimSuffix(sub, ".yaml"), "1"))
+		write(t, filepath.Join(staging, "deeper", "y.yaml"), manifest("y-"+strings.TrimSuffix(sub, ".yaml"), "1"))
+		if err := os.Rename(staging, filepath.Join(dir, sub)); err != nil {
+			t.Fatal(err)
+		}
+		s, walked := markLoad(t, l, filepath.Join(dir, sub))
+		if !walked {
+			t.Errorf("%s: the Load for a new directory did not walk", sub)
+		}
+		name := strings.TrimSuffix(sub, ".yaml")
+		if arg(s, "x-"+name) != "1" || arg(s, "y-"+name) != "1" || arg(s, "a") != "1" || len(s.Errors()) != 0 {
+			t.Fatalf("after %s: %s %v", sub, describeSet(s), s.Errors())
+		}
+		if !slices.Contains(l.Dirs(), filepath.Join(dir, sub, "deeper")) {
+			t.Errorf("%s/deeper not among the directories to watch: %v", sub, l.Dirs())
+		}
+	}
+	// A file in the new directory is now read on its event.
+	x := filepath.Join(dir, "team", "deeper", "y.yaml")
+	renameInto(t, x, manifest("y-team", "2"))
+	if s, walked := markLoad(t, l, x); walked || arg(s, "y-team") != "2" {
+		t.Fatalf("in the new directory (walked %v): %s", walked, describeSet(s))
+	}
+}
+
+// A git-sync swap (the manifests path is a symlink whose target is
+// replaced, the old target then removed) is read in full even when the
+// marks name only files of the old target: the Set is the new revision's,
+// never a mix.
+func TestLoaderEventSymlinkSwap(t *testing.T) {
+	g := &gitSync{t: t, root: t.TempDir()}
+	old := g.publish(revFiles(1))
+	l := NewLoader(g.link(), insecure, Set{})
+	if s, _, err := l.Load(); err != nil || len(s.Containers) != 4 {
+		t.Fatalf("first: %s %v", describeSet(s), err)
+	}
+	g.publish(revFiles(2))
+	if err := os.Remove(filepath.Join(old, "web.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	s, walked := markLoad(t, l, filepath.Join(old, "web.yaml"))
+	if !walked {
+		t.Error("the Load after a swap did not walk")
+	}
+	if len(s.Containers) != 4 || arg(s, "web") != "2" || arg(s, "db") != "2" || arg(s, "queue") != "2" || s.Revision != fmt.Sprintf("%040x", 2) {
+		t.Fatalf("after the swap: %s", describeSet(s))
+	}
+}
+
+// Files the event-driven Load cannot trust events for are read at every
+// Load: a ConfigMap-style symlink (its target changes in a dot-directory,
+// not walked) and a file with a second hard link outside the directory.
+func TestLoaderEventReadsLinksEveryTime(t *testing.T) {
+	dir := t.TempDir()
+	ts := filepath.Join(dir, "..2026_01")
+	write(t, filepath.Join(ts, "web.yaml"), manifest("web", "1"))
+	if err := os.Symlink(filepath.Base(ts), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "web.yaml"), filepath.Join(dir, "web.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "db.yaml")
+	write(t, outside, manifest("db", "1"))
+	if err := os.Link(outside, filepath.Join(dir, "db.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other.yaml")
+	write(t, other, manifest("other", "1"))
+	l := NewLoader(dir, insecure, Set{})
+	if s, _, err := l.Load(); err != nil || arg(s, "web") != "1" || arg(s, "db") != "1" {
+		t.Fatalf("first: %s %v", describeSet(s), err)
+	}
+	// Neither change has an event in a directory walked.
+	write(t, filepath.Join(ts, "web.yaml"), manifest("web", "2"))
+	write(t, outside, manifest("db", "2"))
+	renameInto(t, other, manifest("other", "2"))
+	s, walked := markLoad(t, l, other)
+	if walked {
+		t.Error("the Load walked the directories")
+	}
+	if arg(s, "web") != "2" || arg(s, "db") != "2" || arg(s, "other") != "2" {
+		t.Fatalf("after the changes: %s", describeSet(s))
+	}
+}
+
+// A file rewritten in place with the same size within one clock tick
+// keeps its stat; its mark gets it read by the event-driven Load.
+func TestLoaderEventSameSizeRewrite(t *testing.T) {
+	dir := coarseDir(t)
+	file := filepath.Join(dir, "team", "a.yaml")
+	write(t, file, manifest("a", "0"))
+	for i := 0; i < 10; i++ {
+		write(t, filepath.Join(dir, "team", fmt.Sprintf("b%d.yaml", i)), manifest(fmt.Sprintf("b%d", i), "0"))
+	}
+	l := NewLoader(dir, insecure, Set{})
+	if _, _, err := l.Load(); err != nil {
+		t.Fatal(err)
+	}
+	kept := 0
+	for i := 1; i <= 50; i++ {
+		v := fmt.Sprint(i % 10)
+		before := stampAt(t, file)
+		write(t, file, manifest("a", v))
+		if stampAt(t, file) == before {
+			kept++
+		}
+		s, walked := markLoad(t, l, file)
+		if walked {
+			t.Fatal("the Load for a rewritten file walked the directories")
+		}
+		if arg(s, "a") != v || len(s.Containers) != 11 {
+			t.Fatalf("rewrite %d (stat kept %d times so far): %s, want a@%s", i, kept, describeSet(s), v)
+		}
+	}
+	if kept == 0 {
+		t.Fatal("no rewrite kept the file's stat: the case this test is for never happened")
+	}
+}

@@ -65,6 +65,7 @@ type WatchOptions struct {
 	dropEvents *atomic.Bool  // when set, filesystem events are discarded
 	inject     chan error    // errors fed as if from fsnotify
 	loads      *atomic.Int64 // counts the directory's reads
+	afterLoad  func(*Loader) // called after each Load, before the watches are synced
 }
 
 // Defaults of WatchOptions.
@@ -106,7 +107,11 @@ const (
 //   - A read opens only the files that may have changed: those an event
 //     named since the last read, and those whose stat (inode, size, times,
 //     mode, owner) differs from the one they were read with. Symlinked
-//     files are opened every time.
+//     files are opened every time. When the events since the last read
+//     name only regular manifest files in directories it walked, the read
+//     neither lists the directories nor stats the other files: the
+//     events are all that changed (see Loader). A directory watched for
+//     the first time is read again once its watch is in place.
 //   - On an inotify queue overflow every file is read again, and so at
 //     every Resync that finds the stat of a directory, of a file or the git
 //     revision changed since the last one, or a change too recent to trust
@@ -402,12 +407,22 @@ func (w *watcher) reload(now time.Time) {
 		w.retry.Stop()
 		w.retry = nil
 	}
-	set, changed, err := w.loader.Load()
-	w.lastRead = time.Now()
-	if w.opts.loads != nil {
-		w.opts.loads.Add(1)
+	set, changed, err := w.load()
+	// A directory watched for the first time was listed before its watch
+	// was in place: what changed in it in between made no event, and the
+	// Loader's event-driven reads count on events. Read again, unmarked
+	// (every directory listed, every file's stat compared), now that the
+	// watches are in place.
+	for try := 0; err == nil && w.syncWatches(w.loader.Dirs()) > 0 && try < 3; try++ {
+		var again bool
+		set, again, err = w.load()
+		changed = changed || again
 	}
+	w.lastRead = time.Now()
 	if err != nil {
+		if changed {
+			w.deliver(w.loader.Last()) // read whole before the error
+		}
 		w.syncWatches(nil)
 		if !errors.Is(err, ErrNotExist) {
 			w.log.Error("unable to read the manifests; keeping the last good state", "err", err)
@@ -443,11 +458,22 @@ func (w *watcher) reload(now time.Time) {
 		w.log.Info("manifests directory is back")
 		w.missingSince = time.Time{}
 	}
-	w.syncWatches(w.loader.Dirs())
 	w.log.Debug("read", "changed", changed, "containers", len(set.Containers), "files", len(set.Files))
 	if changed || !w.delivered {
 		w.deliver(set)
 	}
+}
+
+// load is one Loader.Load, counted for tests.
+func (w *watcher) load() (Set, bool, error) {
+	if w.opts.loads != nil {
+		w.opts.loads.Add(1)
+	}
+	s, changed, err := w.loader.Load()
+	if w.opts.afterLoad != nil {
+		w.opts.afterLoad(w.loader)
+	}
+	return s, changed, err
 }
 
 // deliver puts s on the channel, replacing a Set not yet received.
@@ -460,8 +486,10 @@ func (w *watcher) deliver(s Set) {
 	w.delivered = true
 }
 
-// syncWatches makes the watch list the holder plus dirs.
-func (w *watcher) syncWatches(dirs []string) {
+// syncWatches makes the watch list the holder plus dirs, and returns how
+// many of dirs it started to watch.
+func (w *watcher) syncWatches(dirs []string) int {
+	added := 0
 	want := map[string]bool{w.holder: true}
 	for _, d := range dirs {
 		want[d] = true
@@ -477,6 +505,9 @@ func (w *watcher) syncWatches(dirs []string) {
 			continue
 		}
 		w.watched[d] = true
+		if d != w.holder {
+			added++
+		}
 	}
 	for d := range w.watched {
 		if !want[d] {
@@ -487,6 +518,7 @@ func (w *watcher) syncWatches(dirs []string) {
 			delete(w.watched, d)
 		}
 	}
+	return added
 }
 
 // treeStamp is what a resync looks at before it reads every manifest again

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -746,4 +747,30 @@ func TestWatchResyncRereadsSameStat(t *testing.T) {
 		}
 	}
 	t.Fatal("no rewrite kept the file's stat: the case this test is for never happened")
+}
+
+// A file created in a new directory after the read that listed it but
+// before its watch was in place has no event: the watcher reads again
+// once the watch is there, so it is applied without waiting for Resync.
+func TestWatchNewDirectoryReadAgainWhenWatched(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.yaml"), manifest("a", "1"))
+	sub := filepath.Join(dir, "team")
+	wrote := false
+	w := startWatch(t, dir, WatchOptions{Resync: time.Hour, afterLoad: func(l *Loader) {
+		if !wrote && slices.Contains(l.Dirs(), sub) {
+			wrote = true // between the listing and the watch
+			write(t, filepath.Join(sub, "late.yaml"), manifest("late", "1"))
+		}
+	}})
+	w.next(2 * time.Second)
+	staging := filepath.Join(t.TempDir(), "team")
+	write(t, filepath.Join(staging, "early.yaml"), manifest("early", "1"))
+	if err := os.Rename(staging, sub); err != nil {
+		t.Fatal(err)
+	}
+	s := w.until(has("late", "1"), nil)
+	if arg(s, "early") != "1" || arg(s, "a") != "1" {
+		t.Fatalf("after the new directory: %s", describeSet(s))
+	}
 }
