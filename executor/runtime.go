@@ -182,8 +182,52 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	if err := p.assign(dir); err != nil {
 		return err
 	}
+	// release hands the init its stdio and configuration and, without
+	// prestart and createRuntime hooks, "go" (early): the init then sets up
+	// while its cgroup is finished and it is moved in (the first move into
+	// a cgroup after a while waits for an RCU grace period: milliseconds);
+	// it waits for "placed" before anything that depends on its cgroup.
+	early := spec.Hooks == nil || (len(spec.Hooks.Prestart) == 0 && len(spec.Hooks.CreateRuntime) == 0) //nolint:staticcheck // Prestart: deprecated, still supported
+	release := func() error {
+		var null *os.File
+		stdio := func(f *os.File) *os.File {
+			if f != nil {
+				return f
+			}
+			if null == nil {
+				null, _ = os.OpenFile(os.DevNull, os.O_RDWR, 0)
+			}
+			return null
+		}
+		err := p.sendStdio(stdio(o.Stdin), stdio(o.Stdout), stdio(o.Stderr))
+		if null != nil {
+			null.Close()
+		}
+		if err != nil {
+			return err
+		}
+		if err := p.enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: p.pid, NS: plan, Spec: spec}); err != nil {
+			return fmt.Errorf("send init config: %w", err)
+		}
+		if early {
+			if err := p.enc.Encode(message{Ready: true}); err != nil { // go
+				return fmt.Errorf("release container init: %w", err)
+			}
+		}
+		return nil
+	}
+	// A spare's init is there already: it is released first, so that it
+	// sets up while the state is written and the cgroup made. What it does
+	// before "placed" stays in its own namespaces, and if this process
+	// dies its monitor kills it (the lifeline).
+	released := p.pid != 0
+	if released {
+		if err := release(); err != nil {
+			return err
+		}
+	}
 	if err := c.cgroupManager(); err != nil {
-		return err
+		return p.initFailed(early && released, err)
 	}
 	// A first state, before anything outside the state directory is made:
 	// if this process dies now, delete --force finds the monitor and the
@@ -192,45 +236,16 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 		return fmt.Errorf("write state: %w", err)
 	}
 	// The cgroup is made and its limits set while the monitor and the init
-	// start; only moving the init in waits for its PID.
+	// start (or set up); only moving the init in waits for its PID.
 	prepared := c.prepareCgroup(ctx)
 
-	if p.pid == 0 {
+	if !released {
 		if err := p.awaitInit(ctx); err != nil {
 			return errors.Join(err, <-prepared)
 		}
 		c.st.Pid, c.st.PidStartTime = p.pid, p.pidStart
-	}
-	var null *os.File
-	stdio := func(f *os.File) *os.File {
-		if f != nil {
-			return f
-		}
-		if null == nil {
-			null, _ = os.OpenFile(os.DevNull, os.O_RDWR, 0)
-		}
-		return null
-	}
-	err = p.sendStdio(stdio(o.Stdin), stdio(o.Stdout), stdio(o.Stderr))
-	if null != nil {
-		null.Close()
-	}
-	if err != nil {
-		return errors.Join(err, <-prepared)
-	}
-	// The init decodes its configuration while its cgroup is finished
-	// and the runtime hooks run; it does nothing with it before "go".
-	if err := p.enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: p.pid, NS: plan, Spec: spec}); err != nil {
-		return errors.Join(fmt.Errorf("send init config: %w", err), <-prepared)
-	}
-	// Without prestart and createRuntime hooks the init sets up while its
-	// cgroup is finished and it is moved in (the first move into a cgroup
-	// after a while waits for an RCU grace period: milliseconds); it waits
-	// for "placed" before anything that depends on its cgroup.
-	early := spec.Hooks == nil || (len(spec.Hooks.Prestart) == 0 && len(spec.Hooks.CreateRuntime) == 0) //nolint:staticcheck // Prestart: deprecated, still supported
-	if early {
-		if err := p.enc.Encode(message{Ready: true}); err != nil { // go
-			return errors.Join(fmt.Errorf("release container init: %w", err), <-prepared)
+		if err := release(); err != nil {
+			return errors.Join(err, <-prepared)
 		}
 	}
 	if err := <-prepared; err != nil {

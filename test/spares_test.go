@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/testutil"
 )
 
 // spareMonitors lists this process's spare monitors: children whose
@@ -218,4 +219,54 @@ func waitSpares(t *testing.T, n int) []int {
 		return len(pids) == 2*n
 	})
 	return pids
+}
+
+// A spare's init gets its configuration before the state is written and
+// the cgroup made: when its setup fails meanwhile (a bind mount of a
+// missing source), create reports the init's own error and leaves no
+// state, no cgroup and no process of that pair behind.
+func TestSpareSetupFailure(t *testing.T) {
+	r := newRT(t)
+	api, err := executor.New(r.root, executor.WithSpares(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { api.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	good := bundle(t, nil, "true")
+	first := testutil.Name(t, 40) + "-first"
+	t.Cleanup(func() { api.Delete(context.Background(), first, true) })
+	if err := api.Create(ctx, first, good, executor.CreateOptions{}); err != nil {
+		t.Fatalf("create %s: %v", first, err)
+	}
+	mon, init := waitSpare(t, true)
+
+	missing := filepath.Join(t.TempDir(), "no-such-dir")
+	limit := int64(32 << 20)
+	bad := bundle(t, func(s *specs.Spec) {
+		s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: missing, Options: []string{"rbind"}})
+	}, "true")
+	id := testutil.Name(t, 40) + "-bad"
+	t.Cleanup(func() { api.Delete(context.Background(), id, true) })
+	err = api.Create(ctx, id, bad, executor.CreateOptions{})
+	if err == nil {
+		t.Fatal("create with a missing bind source succeeded")
+	}
+	if !strings.Contains(err.Error(), missing) {
+		t.Errorf("error does not name the missing source %s: %v", missing, err)
+	}
+	if _, err := os.Stat(filepath.Join(r.root, id)); !os.IsNotExist(err) {
+		t.Errorf("state directory left after the failed create: %v", err)
+	}
+	for _, h := range []string{"memory", "pids", "cpu", "unified"} {
+		if matches, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", h, "reconciled", id)); len(matches) > 0 {
+			t.Errorf("cgroup left after the failed create: %v", matches)
+		}
+	}
+	// The pair it took was the spare, and both of its processes are gone.
+	waitGone(t, init)
+	waitGone(t, mon)
 }
