@@ -7,11 +7,37 @@
 #   sudo bench/converge.sh [-n 1000] [-drops 200] [-drops-loaded 50] [-idle 30s] [-parallel 4] [-runtimes runc,crun]
 # A quick run: bench/converge.sh -n 200 -drops 50 -idle 10s
 # Everything it creates lives under one temporary directory and is removed.
+# The daemon runs with --cgroup-driver auto (-cgroup-driver to choose):
+# cgroupfs where PID 1 is not systemd.
+#
+# -systemd runs the same benchmark with the systemd cgroup driver (what auto
+# picks where systemd is PID 1) inside a sandboxed systemd (test/systemdtest):
+# BenchmarkConvergeSystemd in test/systemd_e2e, the other arguments passed to
+# convergebench after its defaults (-n 200 -drops 100 -drops-loaded 50
+# -idle 10s -runtimes none) and after $RECONCILED_CONVERGEBENCH_ARGS:
+#   sudo bench/converge.sh -systemd [-n 1000] [-idle 30s]
 set -euo pipefail
 # A static binary, as shipped (see the Makefile).
 export CGO_ENABLED=0
 cd "$(dirname "$0")/.."
+systemd=""
+args=()
+for a in "$@"; do
+  case $a in
+  -systemd | --systemd) systemd=1 ;;
+  *) args+=("$a") ;;
+  esac
+done
+set -- ${args[@]+"${args[@]}"}
 missing=""
+if [ -n "$systemd" ]; then
+  for p in busybox-static systemd; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  if [ -n "$missing" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  fi
+  RECONCILED_REQUIRE_ROOT=1 RECONCILED_CONVERGEBENCH_ARGS="${RECONCILED_CONVERGEBENCH_ARGS:-} $*" exec go test -count=1 -run '^$' \
+    -bench '^BenchmarkConvergeSystemd$' -benchtime 1x -timeout 60m ./test/systemd_e2e/
+fi
 for p in busybox-static runc crun gcc; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null

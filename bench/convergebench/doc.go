@@ -17,5 +17,12 @@
 //     other with runc and with crun (their time, then removal, untimed).
 //
 // Every container runs `sh -c 'echo up; exec sleep'` in the same busybox
-// root filesystem, read-only. It is run by bench/converge.sh.
+// root filesystem, read-only. The daemon runs with -cgroup-driver (default
+// auto, as `reconciled run` does) and the first line says which driver it
+// reports using. It is run by bench/converge.sh; with the systemd driver,
+// on a machine whose PID 1 is not systemd, by BenchmarkConvergeSystemd in
+// test/systemd_e2e (bench/converge.sh -systemd), inside a sandboxed
+// systemd: there -work is under the sandbox's /tmp and -state-in is its
+// /run, both private tmpfs that vanish with it (its /dev/shm is the
+// host's).
 package main

@@ -33,10 +33,11 @@ func main() {
 		busybox  = flag.String("busybox", "/bin/busybox", "static busybox for the root filesystem")
 		work     = flag.String("work", "", "work directory (default: a new one under $TMPDIR)")
 		runtimes = flag.String("runtimes", "runc,crun", "runtimes to compare with (empty or none: none)")
-		stateIn  = flag.String("state-in", "/dev/shm", "where the daemon's state directory goes: a tmpfs, as /run is on a Debian host (empty: the work directory)")
+		stateIn  = flag.String("state-in", "/dev/shm", "where the daemon's state directory goes: a tmpfs, as /run is on a Debian host (empty: the work directory); in a systemdtest sandbox use /run, its own (/dev/shm there is the host's)")
+		driver   = flag.String("cgroup-driver", "auto", "the daemon's --cgroup-driver: auto, cgroupfs or systemd")
 	)
 	flag.Parse()
-	b := &bench{n: *n, drops: *drops, dropsLoaded: *dropsAt, idle: *idle, parallel: *parallel, shim: *shim, stateIn: *stateIn}
+	b := &bench{n: *n, drops: *drops, dropsLoaded: *dropsAt, idle: *idle, parallel: *parallel, shim: *shim, stateIn: *stateIn, driver: *driver}
 	err := b.run(*ours, *busybox, *work, *runtimes)
 	b.cleanup()
 	if err != nil {
@@ -50,6 +51,7 @@ type bench struct {
 	dropsLoaded        int
 	idle               time.Duration
 	shim, stateIn      string
+	driver             string // --cgroup-driver
 
 	bin                      string
 	work, manifests, staging string
@@ -110,7 +112,12 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 	if err := b.startDaemon(); err != nil {
 		return err
 	}
-	fmt.Printf("reconciled run --parallel %d --state %s; %d CPUs; %s\n\n", b.parallel, b.state, cpus(), kernel())
+	var first daemon.Report
+	if err := daemon.Query(context.Background(), b.state, "/v1/status", &first); err != nil {
+		return err
+	}
+	fmt.Printf("reconciled run --parallel %d --cgroup-driver %s --state %s: cgroup driver %s; %d CPUs; %s\n\n",
+		b.parallel, b.driver, b.state, first.CgroupDriver, cpus(), kernel())
 
 	// Drop to running, one at a time.
 	if b.drops > 0 {
@@ -283,7 +290,7 @@ func (b *bench) startDaemon() error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(b.bin, "run", "--manifests", b.manifests, "--state", b.state, "--log-dir", b.logDir,
-		"--parallel", strconv.Itoa(b.parallel))
+		"--parallel", strconv.Itoa(b.parallel), "--cgroup-driver", b.driver)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return err
