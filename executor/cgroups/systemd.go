@@ -253,7 +253,16 @@ func dialSystemd(ctx, life context.Context, socket string) (*sddbus.Conn, error)
 	}
 	ch := make(chan result, 1)
 	go func() {
+		// go-systemd dials twice, one connection for calls and one for
+		// signals. On its private socket systemd sends every signal to
+		// every connection, so a second one only doubles what this
+		// process reads (6-7 signals per scope started): both get the
+		// same connection (Close of it twice is harmless).
+		var shared *godbus.Conn
 		c, err := sddbus.NewConnection(func() (*godbus.Conn, error) {
+			if shared != nil {
+				return shared, nil
+			}
 			conn, err := godbus.Dial("unix:path="+socket, godbus.WithContext(life))
 			if err != nil {
 				return nil, err
@@ -263,6 +272,7 @@ func dialSystemd(ctx, life context.Context, socket string) (*sddbus.Conn, error)
 				conn.Close()
 				return nil, err
 			}
+			shared = conn
 			return conn, nil
 		})
 		ch <- result{c, err}

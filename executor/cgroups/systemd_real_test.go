@@ -48,6 +48,49 @@ func TestSystemdDriver(t *testing.T) {
 	t.Run("LeftoverFailedUnit", func(t *testing.T) { testSystemdLeftover(t, sb) })
 	t.Run("StopFromOutside", func(t *testing.T) { testSystemdStopOutside(t, sb) })
 	t.Run("ReexecDuringStopJob", func(t *testing.T) { testSystemdReexecDuringJob(t, sb) })
+	t.Run("OneConnection", testSystemdOneConnection)
+}
+
+// socketFds counts this process's open sockets.
+func socketFds(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "socket:") {
+			n++
+		}
+	}
+	return n
+}
+
+// The driver talks to systemd over one connection, calls and signals
+// alike (systemd sends every signal to every connection on its private
+// socket), and a scope's start still completes on it.
+func testSystemdOneConnection(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := socketFds(t)
+	d, _ := newSystemdDriver(t, ctx)
+	m, err := d.Manager(testutil.Name(t, 50), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := startSleep(t)
+	t.Cleanup(func() {
+		if err := m.Destroy(context.Background()); err != nil {
+			t.Errorf("Destroy in cleanup: %v", err)
+		}
+	})
+	if err := m.Apply(ctx, pid, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := socketFds(t) - before; got != 1 {
+		t.Errorf("the driver holds %d sockets after starting a scope, want 1", got)
+	}
 }
 
 // logBuffer collects the driver's log for assertions.
