@@ -12,13 +12,25 @@
 // monitor, in its own session) and returns once the container is set up;
 // the monitor clones the container's init (_RECONCILED_STAGE=init) with
 // the spec's new namespaces, waits for it with wait4 and, when it exits,
-// writes exit.json (exit code or signal, OOM kill, finish time) and exits.
+// records its exit (exit code or signal, OOM kill, finish time) and exits.
 // That is why a container outlives the process that created it and its exit
-// status is still recorded: the monitor is its parent, not the caller. The
-// monitor and the waiting init run with GOMAXPROCS=1, a low GC target and
-// free their heap before blocking; they do not collect at all before
-// (their setup allocates little, and a collection in a cold process costs
-// more than the memory it would save).
+// status is still recorded: the monitor is its parent, not the caller. Once
+// the container is created the monitor execs the reaper (executor/waiter,
+// reaper_amd64.S: a few hundred bytes of machine code from a sealed memfd,
+// one thread, about 20 KiB held), which does the wait4 and writes "exit":
+// the raw wait status, the time and the memory cgroup's OOM counter file,
+// which ReadState turns into the same fields. The monitor puts the state
+// directory on fd 3 and the counter file on fd 4 for it; it keeps those
+// numbers taken (/dev/null) from the moment it closes the sync socket and
+// the lifeline, so that the Go runtime's poller descriptors never land
+// there. Where there is no reaper (other architectures, a cgroup driver
+// that gives no memory directory, a failed exec) the Go monitor waits and
+// writes exit.json itself. The monitor and the waiting init run with
+// GOMAXPROCS=1 and do not collect before they block (their setup
+// allocates little, and a collection in a cold process costs more than
+// the memory it would save). The monitor runs on the main thread, so that
+// its exec does not move the thread group's leader (a pidfd waiting for
+// the monitor would see that as an exit).
 //
 // The init sets up everything (hostname, sysctls, lo up, rootfs via
 // internal/rootfs, cwd, rlimits, user, capabilities, no_new_privs), sends
@@ -115,8 +127,9 @@
 // # State on disk
 //
 // <root>/<id>/state.json (State, written by create and start: temp file,
-// fsync, rename, fsync of the directory), exit.json (written once by the
-// monitor) and exec.fifo (from create until start). ReadState combines
+// fsync, rename, fsync of the directory), exit (written once by the
+// reaper; exit.json by a Go monitor, and by versions before the reaper)
+// and exec.fifo (from create until start). ReadState combines
 // them with the live system: the init's PID counts only with the start
 // time recorded beside it (field 22 of /proc/PID/stat), so a recycled PID
 // reads as stopped and is never signalled (signals go through pidfds

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,6 +16,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/executor/waiter"
 )
 
 // runMonitor is the monitor stage: it starts the container's init in its
@@ -21,7 +25,7 @@ import (
 // exit and records how it ended. It never returns.
 func runMonitor() {
 	debug.SetGCPercent(-1) // as in runInit
-	sock := os.NewFile(3, "sync")
+	sock := fdFile(3)
 	var cfg monitorConfig
 	if err := json.NewDecoder(bufio.NewReaderSize(sock, 512)).Decode(&cfg); err != nil {
 		sendMessage(sock, message{Error: "monitor: read config: " + err.Error()})
@@ -53,8 +57,16 @@ func runMonitor() {
 	if err := sendMessage(sock, message{Pid: pid}); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 	}
-	sock.Close()
+	reserveFd(3) // the init has the socket now
+
 	stateDir := watchCreator(4, pid)
+	if stateDir != "" && waiter.ReaperAvailable() {
+		// Wait as the reaper (executor/waiter): one thread and a few KiB
+		// for the container's whole life instead of a Go runtime. It
+		// returns only when that could not be done; then this process
+		// waits itself.
+		_ = becomeReaper(stateDir)
+	}
 	debug.SetGCPercent(20)
 	debug.FreeOSMemory()
 
@@ -80,6 +92,130 @@ func runMonitor() {
 	os.Exit(0)
 }
 
+// fdFile is a descriptor read and written with plain system calls. Unlike
+// an *os.File it has no finalizer that could close the number once another
+// file is on it.
+type fdFile int
+
+func (f fdFile) Read(b []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(f), b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return 0, err
+		case n == 0 && len(b) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+func (f fdFile) Write(b []byte) (int, error) {
+	done := 0
+	for done < len(b) {
+		n, err := unix.Write(int(f), b[done:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, err
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// reserveFd closes what is on fd by putting /dev/null there (close-on-exec)
+// instead: the number stays taken, so that nothing the Go runtime opens
+// later (its poller's descriptors) lands on 3 or 4, where becomeReaper puts
+// the reaper's files.
+func reserveFd(fd int) {
+	null, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(fd)
+		return
+	}
+	if null != fd {
+		unix.Dup3(null, fd, unix.O_CLOEXEC)
+		unix.Close(null)
+	}
+}
+
+// becomeReaper execs the reaper with the state directory at fd 3 and the
+// memory cgroup's OOM counter file at fd 4 (see reaper_amd64.S); the init
+// stays its child. It returns only on failure. A container whose cgroup
+// driver gives no memory cgroup directory keeps the Go monitor, which asks
+// the driver.
+func becomeReaper(stateDir string) error {
+	data, err := os.ReadFile(filepath.Join(stateDir, stateFile))
+	if err != nil {
+		return err
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return err
+	}
+	// The counter: memory.events where the unified hierarchy has the
+	// memory controller (v2), else the v1 memory controller's file (on a
+	// hybrid host the unified directory has no memory.events).
+	var oom []string
+	if p, ok := st.CgroupPaths[""]; ok {
+		oom = append(oom, filepath.Join(p, "memory.events"))
+	}
+	if p, ok := st.CgroupPaths["memory"]; ok {
+		oom = append(oom, filepath.Join(p, "memory.oom_control"))
+	}
+	if len(oom) == 0 && st.CgroupDriver != "" {
+		return errors.New("no memory cgroup directory in the state")
+	}
+	// Each descriptor is moved above 9 first, so that placing one on 3
+	// or 4 cannot close another.
+	high := func(fd int) (int, error) {
+		n, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 10)
+		unix.Close(fd)
+		return n, err
+	}
+	dir, err := unix.Open(stateDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	if dir, err = high(dir); err != nil {
+		return err
+	}
+	oomFd := -1
+	for _, f := range oom {
+		if fd, err := unix.Open(f, unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+			if oomFd, err = high(fd); err != nil {
+				return err
+			}
+			break
+		}
+	}
+	mfd, err := waiter.ReaperMemfd()
+	if err != nil {
+		return err
+	}
+	if mfd, err = high(mfd); err != nil {
+		return err
+	}
+	if err := closeExtraFds(); err != nil {
+		return err
+	}
+	// 3 and 4 hold /dev/null (reserveFd), not a descriptor of the runtime.
+	if err := unix.Dup3(dir, 3, 0); err != nil {
+		return os.NewSyscallError("dup3", err)
+	}
+	if oomFd >= 0 {
+		if err := unix.Dup3(oomFd, 4, 0); err != nil {
+			return os.NewSyscallError("dup3", err)
+		}
+	} // else 4 is /dev/null, close-on-exec: the reaper finds it closed
+
+	return waiter.ExecReaper(mfd, []string{"reconciled-monitor", filepath.Base(stateDir)})
+}
+
 // watchCreator follows the lifeline fd until the creator says the
 // container is created or the init exits, and returns the container's
 // state directory ("" if the creator never named one). The creator first
@@ -88,7 +224,7 @@ func runMonitor() {
 // before that byte means the creator died or gave up: the init is killed,
 // so that nothing of a half-made container keeps running unseen.
 func watchCreator(lifeline, pid int) string {
-	defer unix.Close(lifeline)
+	defer reserveFd(lifeline)
 	pfds := []unix.PollFd{{Fd: int32(lifeline), Events: unix.POLLIN}}
 	if pidfd, err := unix.PidfdOpen(pid, 0); err == nil {
 		defer unix.Close(pidfd)

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -75,6 +76,12 @@ func init() {
 	if os.Getenv(stageEnv) == stageInit {
 		runtime.LockOSThread()
 	}
+	// The monitor execs the reaper once the container is created: from
+	// the main thread, so that the exec does not move the thread group's
+	// leader (which a pidfd waiting for the monitor would see as an exit).
+	if os.Getenv(stageEnv) == stageMonitor {
+		runtime.LockOSThread()
+	}
 }
 
 // MaybeRunStage runs a re-exec stage (container monitor or init) when the
@@ -101,7 +108,7 @@ func MaybeRunStage() {
 	os.Exit(2)
 }
 
-func sendMessage(f *os.File, m message) error {
+func sendMessage(f io.Writer, m message) error {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err

@@ -21,8 +21,9 @@ import (
 // wants to know without starting a container that still waits.
 //
 // The init is known to have exec'd when /proc/PID/exe of the init is no
-// longer the runtime binary its monitor runs (the init refuses to exec the
-// runtime's own binary, so the two cannot be the same file afterwards).
+// longer the runtime binary it was started from (recorded in the state;
+// the init refuses to exec the runtime's own binary, so the two cannot be
+// the same file afterwards).
 func (r *Runtime) RecoverStart(ctx context.Context, id string) (bool, error) {
 	st, err := ReadState(r.root, id)
 	if err != nil {
@@ -57,16 +58,19 @@ func initExecd(st *State) bool {
 	if link, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); err != nil || strings.Contains(link, "memfd:reconciled-waiter") {
 		return false
 	}
-	var initExe, monExe unix.Stat_t
+	var initExe, runtimeExe unix.Stat_t
 	if err := unix.Fstat(fd, &initExe); err != nil {
 		return false
 	}
-	if err := unix.Stat("/proc/"+strconv.Itoa(st.MonitorPid)+"/exe", &monExe); err != nil {
+	if st.RuntimeExeIno != 0 {
+		runtimeExe.Dev, runtimeExe.Ino = st.RuntimeExeDev, st.RuntimeExeIno
+	} else if err := unix.Stat("/proc/"+strconv.Itoa(st.MonitorPid)+"/exe", &runtimeExe); err != nil {
+		// A state from before the reaper: its monitor runs the runtime.
 		return false
 	}
 	// Both still the same processes (a PID reused meanwhile is not ours).
 	if !processAlive(st.Pid, st.PidStartTime) || !processAlive(st.MonitorPid, st.MonitorStartTime) {
 		return false
 	}
-	return initExe.Dev != monExe.Dev || initExe.Ino != monExe.Ino
+	return initExe.Dev != runtimeExe.Dev || initExe.Ino != runtimeExe.Ino
 }

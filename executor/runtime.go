@@ -176,6 +176,12 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	defer p.close()
 	c.monitor = p.monPid
 	c.st.MonitorPid, c.st.MonitorStartTime = p.monPid, p.monStart
+	if exe, err := r.selfExe(); err == nil {
+		var fi unix.Stat_t
+		if err := unix.Fstat(int(exe.Fd()), &fi); err == nil {
+			c.st.RuntimeExeDev, c.st.RuntimeExeIno = fi.Dev, fi.Ino
+		}
+	}
 	c.st.Pid, c.st.PidStartTime = p.pid, p.pidStart // a spare's init is there already
 	stop := context.AfterFunc(ctx, func() { p.sock.SetDeadline(time.Now()) })
 	defer stop()

@@ -10,10 +10,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/executor/waiter"
 	"reconciled.dev/reconciled/internal/atomicfile"
 )
 
@@ -57,6 +60,13 @@ type State struct {
 	// exit status; MonitorStartTime its start time like PidStartTime.
 	MonitorPid       int    `json:"monitorPid,omitempty"`
 	MonitorStartTime uint64 `json:"monitorStartTime,omitempty"`
+	// RuntimeExeDev and RuntimeExeIno identify the runtime binary the init
+	// runs until it execs the user's process (the monitor runs it only
+	// until the container is created: it then becomes the reaper). Zero in
+	// states written by versions before the reaper: the monitor's own
+	// executable is that binary there.
+	RuntimeExeDev uint64 `json:"runtimeExeDev,omitempty"`
+	RuntimeExeIno uint64 `json:"runtimeExeIno,omitempty"`
 
 	Rootfs   string    `json:"rootfs,omitempty"`
 	Created  time.Time `json:"created,omitzero"`
@@ -89,6 +99,53 @@ type exitRecord struct {
 	ExitCode   int       `json:"exitCode"`
 	ExitSignal string    `json:"exitSignal,omitempty"`
 	OOMKilled  bool      `json:"oomKilled,omitempty"`
+}
+
+// exited returns st stopped with ex's exit.
+func (st State) exited(ex exitRecord) *State {
+	st.Status = StatusStopped
+	st.Exited = true
+	st.Finished = ex.Finished
+	st.ExitCode = ex.ExitCode
+	st.ExitSignal = ex.ExitSignal
+	st.OOMKilled = ex.OOMKilled
+	return &st
+}
+
+// reaperExit turns the reaper's record (waiter.ParseExit) into an
+// exitRecord, as the Go monitor would have written it: 128+signal for a
+// signal, 255 when the wait failed, OOM killed when the counter in the
+// record is above the one taken when the container was created.
+func reaperExit(data []byte, oomAtStart uint64) (exitRecord, error) {
+	e, err := waiter.ParseExit(data)
+	if err != nil {
+		return exitRecord{}, err
+	}
+	ex := exitRecord{Finished: time.Unix(e.Sec, e.Nsec).UTC(), ExitCode: 255}
+	switch {
+	case !e.HasStatus:
+	case e.Status.Signaled():
+		ex.ExitSignal = unix.SignalName(e.Status.Signal())
+		ex.ExitCode = 128 + int(e.Status.Signal())
+	default:
+		ex.ExitCode = e.Status.ExitStatus()
+	}
+	if n, ok := keyedCounter(e.OOMFile, "oom_kill"); ok && n > oomAtStart {
+		ex.OOMKilled = true
+	}
+	return ex, nil
+}
+
+// keyedCounter returns key's value in "key value" lines.
+func keyedCounter(content, key string) (uint64, bool) {
+	for line := range strings.Lines(content) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if ok && k == key {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // StateDir is the directory that holds container id's state under root.
@@ -124,13 +181,16 @@ func ReadState(root, id string) (*State, error) {
 		if err := json.Unmarshal(data, &ex); err != nil {
 			return nil, fmt.Errorf("unable to parse exit record of container %s: %w", id, err)
 		}
-		st.Status = StatusStopped
-		st.Exited = true
-		st.Finished = ex.Finished
-		st.ExitCode = ex.ExitCode
-		st.ExitSignal = ex.ExitSignal
-		st.OOMKilled = ex.OOMKilled
-		return &st, nil
+		return st.exited(ex), nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("unable to read exit record of container %s: %w", id, err)
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, waiter.ExitFile)); err == nil {
+		ex, err := reaperExit(data, st.OOMKillsAtStart)
+		if err != nil {
+			return nil, fmt.Errorf("unable to parse exit record of container %s: %w", id, err)
+		}
+		return st.exited(ex), nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("unable to read exit record of container %s: %w", id, err)
 	}

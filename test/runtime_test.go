@@ -537,25 +537,28 @@ func TestSelfExeProtection(t *testing.T) {
 		t.Errorf("create: %s", res.stderr)
 	}
 
-	// A created container: the monitor runs our binary, the waiting init
-	// either our binary too or the waiter (executor/waiter, a sealed
-	// memfd). Our binary must be on a read-only mount; the waiter must
-	// refuse writes.
+	// A created container: the monitor runs our binary or, once the
+	// container is created, the reaper; the waiting init either our binary
+	// too or the waiter (executor/waiter: both sealed memfds). Our binary
+	// must be on a read-only mount; the memfds must refuse writes.
 	b = bundle(t, nil, "sh", "-c", "for f in /proc/*/exe; do echo x > $f; done; true")
 	r.cleanup("exewrite")
 	r.ok("create", "--bundle", b, "exewrite")
 	st := r.state("exewrite")
-	var held []int
+	var held, sealed []int
 	waiterFd := -1
 	for _, pid := range []int{st.Pid, st.MonitorPid} {
 		exe := fmt.Sprintf("/proc/%d/exe", pid)
-		if link, _ := os.Readlink(exe); strings.Contains(link, "memfd:reconciled-waiter") {
+		if link, _ := os.Readlink(exe); strings.Contains(link, "memfd:reconciled-waiter") || strings.Contains(link, "memfd:reconciled-reaper") {
 			fd, err := unix.Open(exe, unix.O_PATH|unix.O_CLOEXEC, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer unix.Close(fd)
-			waiterFd = fd
+			sealed = append(sealed, fd)
+			if pid == st.Pid {
+				waiterFd = fd
+			}
 			continue
 		}
 		var sfs unix.Statfs_t
@@ -590,15 +593,16 @@ func TestSelfExeProtection(t *testing.T) {
 			t.Errorf("reopen for writing: %v, want EROFS", err)
 		}
 	}
-	if waiterFd >= 0 {
-		// Nothing executes the waiter any more: only its seals stand.
-		w, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", waiterFd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	for _, fd := range sealed {
+		// Nothing executes the waiter or the reaper any more: only their
+		// seals stand.
+		w, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
 		if err == nil {
 			_, err = unix.Write(w, []byte("x"))
 			unix.Close(w)
 		}
 		if !errors.Is(err, unix.EPERM) {
-			t.Errorf("writing the waiter's executable: %v, want EPERM (sealed)", err)
+			t.Errorf("writing a sealed executable (waiter, reaper): %v, want EPERM (sealed)", err)
 		}
 	}
 	if fileHash(t, r.bin) != before {
@@ -961,5 +965,57 @@ func TestStartAfterInterruptedStart(t *testing.T) {
 	st := r.state(id)
 	if st.Status != executor.StatusRunning || !alive(st.Pid) || st.Started.IsZero() {
 		t.Fatalf("after start: %+v", st)
+	}
+}
+
+// Once a container is created its monitor becomes the reaper (a few
+// hundred bytes of machine code, executor/waiter): one thread holding
+// almost no memory for the container's whole life, still named after the
+// container in ps, and still recording the exit code and the signal.
+func TestMonitorBecomesReaper(t *testing.T) {
+	if !waiter.ReaperAvailable() {
+		t.Skip("no reaper on this architecture (the Go monitor waits instead)")
+	}
+	r := newRT(t)
+	b := bundle(t, nil, "sh", "-c", "exit 3")
+	r.cleanup("reaped")
+	r.ok("create", "--bundle", b, "reaped")
+	st := r.state("reaped")
+	status := func() string {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", st.MonitorPid))
+		return string(data)
+	}
+	waitFor(t, "the monitor to become the reaper", func() bool {
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", st.MonitorPid))
+		return strings.Contains(exe, "memfd:reconciled-reaper")
+	})
+	s := status()
+	if got := statusField(t, s, "Threads"); got != "1" {
+		t.Errorf("the reaper has %s threads, want 1", got)
+	}
+	// VmRSS counts the pages it maps (its code, stack, vdso): tens of KiB.
+	if kb, err := strconv.Atoi(strings.TrimSuffix(statusField(t, s, "VmRSS"), " kB")); err != nil || kb > 512 {
+		t.Errorf("the reaper's RSS is %s, want well under 512 kB", statusField(t, s, "VmRSS"))
+	}
+	if args := cmdline(st.MonitorPid); len(args) < 2 || args[0] != "reconciled-monitor" || args[1] != "reaped" {
+		t.Errorf("reaper cmdline %q, want reconciled-monitor reaped", args)
+	}
+	r.ok("start", "reaped")
+	waitState(t, r, "reaped", executor.StatusStopped)
+	waitGone(t, st.MonitorPid)
+	done := r.state("reaped")
+	if !done.Exited || done.ExitCode != 3 || done.Finished.IsZero() {
+		t.Errorf("after exit 3: %+v", done)
+	}
+
+	b = bundle(t, nil, "sleep", "1000")
+	r.cleanup("reaped-kill")
+	r.ok("create", "--bundle", b, "reaped-kill")
+	st = r.state("reaped-kill")
+	r.ok("start", "reaped-kill")
+	r.ok("kill", "reaped-kill", "KILL")
+	waitGone(t, st.MonitorPid)
+	if done := r.state("reaped-kill"); !done.Exited || done.ExitCode != 137 || done.ExitSignal != "SIGKILL" {
+		t.Errorf("after kill -9: exit %d signal %q exited %v, want 137 SIGKILL", done.ExitCode, done.ExitSignal, done.Exited)
 	}
 }

@@ -124,7 +124,15 @@ func TestSpares(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if args := cmdline(created.MonitorPid); len(args) < 2 || args[1] != id {
+		// Once created the monitor execs the reaper, which keeps the
+		// title: wait out that moment, when the cmdline reads empty.
+		var args []string
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if args = cmdline(created.MonitorPid); len(args) > 0 && args[0] != "" {
+				break
+			}
+		}
+		if len(args) < 2 || args[0] != "reconciled-monitor" || args[1] != id {
 			t.Errorf("%s: monitor %d has cmdline %q, want reconciled-monitor %s", id, created.MonitorPid, args, id)
 		}
 		if err := api.Start(ctx, id); err != nil {

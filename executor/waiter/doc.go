@@ -16,8 +16,16 @@
 // It must stay that small: no allocation, no libc, no other system call
 // than openat, close, execve, write and exit_group.
 //
-// Only amd64 has a waiter so far; elsewhere Available is false and the Go
-// init waits itself.
+// The reaper (reaper_amd64.S) is its counterpart for the monitor: once a
+// container is created, its monitor execs the reaper, which waits for the
+// init (wait4), takes the time, reads the memory cgroup's OOM counter file
+// and writes them to "exit" in the state directory (ParseExit reads it):
+// one thread and about 20 KiB for the container's whole life instead of a
+// Go runtime. Its system calls: wait4, clock_gettime, pread64, openat,
+// write, fsync, close, renameat, exit_group.
+//
+// Only amd64 has a waiter and a reaper so far; elsewhere Available and
+// ReaperAvailable are false and the Go init and monitor wait themselves.
 package waiter
 
 //go:generate ./gen.sh

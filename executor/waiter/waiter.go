@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -27,7 +29,10 @@ const (
 )
 
 // ELF returns the waiter as a static ELF executable.
-func ELF() []byte {
+func ELF() []byte { return elf(code) }
+
+// elf wraps code in the ELF image described above.
+func elf(code []byte) []byte {
 	total := hdrSize + len(code)
 	b := make([]byte, hdrSize, total)
 	le := binary.LittleEndian
@@ -57,12 +62,13 @@ func ELF() []byte {
 // Memfd returns a close-on-exec memfd holding the waiter, sealed against
 // any change: the container can see it as /proc/PID/exe while it waits,
 // and must not be able to write it.
-func Memfd() (int, error) {
-	fd, err := unix.MemfdCreate("reconciled-waiter", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+func Memfd() (int, error) { return memfd("reconciled-waiter", ELF()) }
+
+func memfd(name string, img []byte) (int, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return -1, os.NewSyscallError("memfd_create", err)
 	}
-	img := ELF()
 	for off := 0; off < len(img); {
 		n, err := unix.Write(fd, img[off:])
 		if err != nil {
@@ -95,13 +101,97 @@ func Exec(fd int, path string, argv, env []string) error {
 	if err != nil {
 		return err
 	}
+	return fmt.Errorf("execveat waiter: %w", execveat(fd, args, envp))
+}
+
+// execveat execs the program in fd (AT_EMPTY_PATH); it returns only the
+// error.
+func execveat(fd int, args, envp []*byte) error {
 	empty, err := syscall.BytePtrFromString("")
 	if err != nil {
 		return err
 	}
 	_, _, errno := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(fd), uintptr(unsafe.Pointer(empty)),
 		uintptr(unsafe.Pointer(&args[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH, 0)
-	return fmt.Errorf("execveat waiter: %w", errno)
+	return errno
+}
+
+// ReaperAvailable reports whether this architecture has the reaper: the
+// program a container's monitor becomes once the container is created
+// (reaper_amd64.S). Where it does not, the monitor waits as a Go process.
+func ReaperAvailable() bool { return len(reaperCode) > 0 }
+
+// ReaperMemfd returns a close-on-exec, sealed memfd holding the reaper.
+func ReaperMemfd() (int, error) { return memfd("reconciled-reaper", elf(reaperCode)) }
+
+// ExecReaper replaces the calling process with the reaper in memfd fd,
+// with argv (what ps shows) and no environment. The caller must have put
+// the state directory at fd 3 and the OOM counter file (or nothing) at fd
+// 4, and marked every other descriptor above 2 close-on-exec. It returns
+// only on failure.
+func ExecReaper(fd int, argv []string) error {
+	args, err := syscall.SlicePtrFromStrings(argv)
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("execveat reaper: %w", execveat(fd, args, []*byte{nil}))
+}
+
+// ExitFile is the file the reaper writes in the state directory, and
+// ExitMagic its first line; see ParseExit.
+const (
+	ExitFile  = "exit"
+	ExitMagic = "reconciled-exit 1"
+)
+
+// Exit is what the reaper recorded.
+type Exit struct {
+	Status    unix.WaitStatus
+	HasStatus bool // false: wait4 failed
+	Sec, Nsec int64
+	OOMFile   string // the OOM counter file's content, "" when there was none
+}
+
+// ParseExit parses the reaper's file.
+func ParseExit(data []byte) (Exit, error) {
+	var e Exit
+	rest := string(data)
+	line := func() (string, bool) {
+		i := strings.IndexByte(rest, '\n')
+		if i < 0 {
+			return "", false
+		}
+		l := rest[:i]
+		rest = rest[i+1:]
+		return l, true
+	}
+	if l, ok := line(); !ok || l != ExitMagic {
+		return e, fmt.Errorf("not a reaper exit record")
+	}
+	l, ok := line()
+	if !ok {
+		return e, fmt.Errorf("truncated exit record")
+	}
+	if v, found := strings.CutPrefix(l, "status "); found {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return e, fmt.Errorf("exit record: status %q: %w", v, err)
+		}
+		e.Status, e.HasStatus = unix.WaitStatus(n), true
+		if l, ok = line(); !ok {
+			return e, fmt.Errorf("truncated exit record")
+		}
+	}
+	v, found := strings.CutPrefix(l, "time ")
+	sec, nsec, _ := strings.Cut(v, " ")
+	var err1, err2 error
+	e.Sec, err1 = strconv.ParseInt(sec, 10, 64)
+	e.Nsec, err2 = strconv.ParseInt(nsec, 10, 64)
+	if !found || err1 != nil || err2 != nil {
+		return e, fmt.Errorf("exit record: time %q", l)
+	}
+	e.OOMFile = rest
+	return e, nil
 }
 
 // ExecFailedPrefix starts what the waiter writes to the fifo when it cannot

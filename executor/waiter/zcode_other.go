@@ -5,3 +5,5 @@ package waiter
 const machine = 0
 
 var code []byte
+
+var reaperCode []byte
