@@ -347,15 +347,7 @@ func (l *Loop) pass(ctx context.Context) {
 	seen := make(map[string]bool, len(r.Containers))
 	for _, cp := range r.Containers {
 		seen[cp.Status.Name] = true
-		old, ok := l.status[cp.Status.Name]
-		if len(cp.Actions) == 0 || cp.Actions[0].Kind == Wait {
-			// Busy containers keep the status their worker sets.
-			l.status[cp.Status.Name] = cp.Status
-			changed = changed || !ok || !sameStatus(&old, &cp.Status)
-		} else if !ok {
-			l.status[cp.Status.Name] = cp.Status
-			changed = true
-		}
+		changed = l.publishLocked(cp) || changed
 	}
 	for n := range l.status {
 		if !seen[n] {
@@ -367,7 +359,29 @@ func (l *Loop) pass(ctx context.Context) {
 	if changed {
 		l.cfg.OnStatus()
 	}
-	for _, cp := range r.Containers {
+	l.enqueue(r.Containers, now)
+}
+
+// publishLocked records cp's status unless a worker is busy with the
+// container (its actions set the status as they go); it says whether what
+// Status shows changed.
+func (l *Loop) publishLocked(cp *ContainerPlan) bool {
+	old, ok := l.status[cp.Status.Name]
+	if len(cp.Actions) == 0 || cp.Actions[0].Kind == Wait {
+		l.status[cp.Status.Name] = cp.Status
+		return !ok || !sameStatus(&old, &cp.Status)
+	}
+	if !ok {
+		l.status[cp.Status.Name] = cp.Status
+		return true
+	}
+	return false
+}
+
+// enqueue hands the workers the containers with something to do, now or
+// at their Wait's time.
+func (l *Loop) enqueue(plans []*ContainerPlan, now time.Time) {
+	for _, cp := range plans {
 		switch {
 		case len(cp.Actions) == 0:
 		case cp.Actions[0].Kind == Wait:
@@ -393,37 +407,21 @@ func (l *Loop) passOver(ctx context.Context, names map[string]bool) {
 			continue
 		}
 		l.mu.Lock()
-		old, ok := l.status[name]
-		switch {
-		case cp == nil:
-			if ok {
+		if cp == nil {
+			if _, ok := l.status[name]; ok {
 				delete(l.status, name)
 				changed = true
 			}
-		case len(cp.Actions) == 0 || cp.Actions[0].Kind == Wait:
-			l.status[name] = cp.Status
-			changed = changed || !ok || !sameStatus(&old, &cp.Status)
-		case !ok:
-			l.status[name] = cp.Status
-			changed = true
-		}
-		l.mu.Unlock()
-		if cp != nil {
+		} else {
+			changed = l.publishLocked(cp) || changed
 			queue = append(queue, cp)
 		}
+		l.mu.Unlock()
 	}
 	if changed {
 		l.cfg.OnStatus()
 	}
-	for _, cp := range queue {
-		switch {
-		case len(cp.Actions) == 0:
-		case cp.Actions[0].Kind == Wait:
-			l.queue.AddAfter(cp.Status.Name, cp.Actions[0].Until.Sub(now))
-		default:
-			l.queue.Add(cp.Status.Name)
-		}
-	}
+	l.enqueue(queue, now)
 }
 
 // changedNames returns the containers whose plan may differ between the

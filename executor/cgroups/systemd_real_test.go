@@ -51,6 +51,24 @@ func TestSystemdDriver(t *testing.T) {
 	t.Run("OneConnection", testSystemdOneConnection)
 }
 
+// startScope starts `sleep 300` in container id's scope (Apply without
+// resources), destroyed when the test ends, and returns its PID; the error
+// is Apply's.
+func startScope(t *testing.T, ctx context.Context, d *Systemd, id string) (int, error) {
+	t.Helper()
+	m, err := d.Manager(id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := startSleep(t)
+	t.Cleanup(func() {
+		if err := m.Destroy(context.Background()); err != nil {
+			t.Errorf("Destroy in cleanup: %v", err)
+		}
+	})
+	return pid, m.Apply(ctx, pid, nil)
+}
+
 // socketFds counts this process's open sockets.
 func socketFds(t *testing.T) int {
 	t.Helper()
@@ -75,17 +93,7 @@ func testSystemdOneConnection(t *testing.T) {
 	defer cancel()
 	before := socketFds(t)
 	d, _ := newSystemdDriver(t, ctx)
-	m, err := d.Manager(testutil.Name(t, 50), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, _ := startSleep(t)
-	t.Cleanup(func() {
-		if err := m.Destroy(context.Background()); err != nil {
-			t.Errorf("Destroy in cleanup: %v", err)
-		}
-	})
-	if err := m.Apply(ctx, pid, nil); err != nil {
+	if _, err := startScope(t, ctx, d, testutil.Name(t, 50)); err != nil {
 		t.Fatal(err)
 	}
 	if got := socketFds(t) - before; got != 1 {
@@ -405,17 +413,8 @@ func testSystemdLeftover(t *testing.T, sb *systemdtest.Sandbox) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	m, err := d.Manager(id, "")
+	pid, err := startScope(t, ctx, d, id)
 	if err != nil {
-		t.Fatal(err)
-	}
-	pid, _ := startSleep(t)
-	t.Cleanup(func() {
-		if err := m.Destroy(context.Background()); err != nil {
-			t.Errorf("Destroy in cleanup: %v", err)
-		}
-	})
-	if err := m.Apply(ctx, pid, nil); err != nil {
 		t.Fatalf("Apply over a failed leftover unit: %v", err)
 	}
 	wantShow(t, sb, unit, map[string]string{"ActiveState": "active", "Description": "test container " + id})
