@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -228,4 +229,62 @@ func TestContextCancelDuringStart(t *testing.T) {
 		}
 	}
 	unix.Kill(st.Pid, unix.SIGCONT)
+}
+
+// Where there is no reaper (other architectures, a cgroup driver without a
+// memory directory, a failed exec) the Go monitor waits for the init and
+// writes exit.json: the same exit code, signal and state as the reaper's.
+func TestGoMonitorFallback(t *testing.T) {
+	testutil.RequireRoot(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	root := filepath.Join(t.TempDir(), "state")
+	r, err := New(root, WithReaper())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.goMonitor = true
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		id     string
+		args   []string
+		code   int
+		signal string
+	}{
+		{"gomon-exit", []string{"sh", "-c", "exit 5"}, 5, ""},
+		{"gomon-kill", []string{"sleep", "1000"}, 137, "SIGKILL"}, // killed from outside
+	} {
+		spec := &specs.Spec{
+			Version: specs.Version,
+			Process: &specs.Process{Args: tc.args, Cwd: "/", Env: []string{"PATH=/bin"}},
+			Root:    &specs.Root{Path: rootfs},
+			Linux:   &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}}},
+		}
+		t.Cleanup(func() { r.Delete(context.Background(), tc.id, true) })
+		if err := r.Create(ctx, tc.id, filepath.Dir(rootfs), CreateOptions{Spec: spec}); err != nil {
+			t.Fatal(err)
+		}
+		created, _ := r.State(ctx, tc.id)
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", created.MonitorPid)); strings.Contains(exe, "reaper") {
+			t.Errorf("%s: the monitor became the reaper (%s)", tc.id, exe)
+		}
+		if err := r.Start(ctx, tc.id); err != nil {
+			t.Fatal(err)
+		}
+		if tc.signal != "" {
+			if err := r.Kill(ctx, tc.id, unix.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st, err := r.Wait(ctx, tc.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.Exited || st.ExitCode != tc.code || st.ExitSignal != tc.signal || st.Finished.IsZero() {
+			t.Errorf("%s: exited %v code %d signal %q finished %v; want code %d signal %q", tc.id, st.Exited, st.ExitCode, st.ExitSignal, st.Finished, tc.code, tc.signal)
+		}
+		if _, err := os.Stat(filepath.Join(StateDir(root, tc.id), exitFile)); err != nil {
+			t.Errorf("%s: no exit.json from the Go monitor: %v", tc.id, err)
+		}
+	}
 }

@@ -60,7 +60,7 @@ func runMonitor() {
 	reserveFd(3) // the init has the socket now
 
 	stateDir := watchCreator(4, pid)
-	if stateDir != "" && waiter.ReaperAvailable() {
+	if stateDir != "" && !cfg.NoReaper && waiter.ReaperAvailable() {
 		// Wait as the reaper (executor/waiter): one thread and a few KiB
 		// for the container's whole life instead of a Go runtime. It
 		// returns only when that could not be done; then this process

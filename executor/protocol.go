@@ -44,6 +44,9 @@ type monitorConfig struct {
 	// Spare: the pair is made ahead of time (WithSpares); the init then
 	// faults in its executable while it waits (prefaultEnv).
 	Spare bool `json:"spare,omitempty"`
+	// NoReaper: wait as the Go monitor once the container is created
+	// instead of becoming the reaper (Runtime.goMonitor, tests).
+	NoReaper bool `json:"noReaper,omitempty"`
 }
 
 // prefaultEnv, set to 1 in a spare init's environment, makes it map every

@@ -42,6 +42,10 @@ type Runtime struct {
 	exeErr  error
 
 	spares *spares // nil without WithSpares
+
+	// goMonitor keeps every monitor a Go process for the container's
+	// life (no reaper): the fallback where there is no reaper, tested here.
+	goMonitor bool
 }
 
 // Option configures a Runtime.

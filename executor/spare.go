@@ -90,7 +90,7 @@ func (r *Runtime) launch(ns nsPlan, spare bool) (*pair, error) {
 	}
 	p.dec = json.NewDecoder(bufio.NewReaderSize(p.sock, 512))
 	p.enc = json.NewEncoder(p.sock)
-	if err := p.enc.Encode(monitorConfig{NS: ns, Spare: spare}); err != nil {
+	if err := p.enc.Encode(monitorConfig{NS: ns, Spare: spare, NoReaper: r.goMonitor}); err != nil {
 		p.kill()
 		return nil, fmt.Errorf("send monitor config: %w", err)
 	}
