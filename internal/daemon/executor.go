@@ -126,56 +126,47 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 	if err := atomicfile.Write(bundle, "config.json", data, 0o600, atomicfile.NoSync); err != nil {
 		return fmt.Errorf("unable to write %s: %w", filepath.Join(bundle, "config.json"), err)
 	}
-	if a.logDriver == LogDriverJournald {
-		return a.createJournald(ctx, id, bundle, spec)
-	}
-	logf, err := openLog(a.logDir, id)
+	stdout, stderr, done, err := a.stdio(id)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
-	return a.rt.Create(ctx, id, bundle, executor.CreateOptions{Spec: spec, Stdout: logf, Stderr: logf})
+	defer done()
+	return a.rt.Create(ctx, id, bundle, executor.CreateOptions{Spec: spec, Stdout: stdout, Stderr: stderr})
 }
 
 // createOCI creates container id with an OCI-CLI runtime, with the same
 // log handling as the native path.
 func (a *runtimeAdapter) createOCI(ctx context.Context, o *ociruntime.Runtime, id string, spec *specs.Spec) error {
-	bundle := a.layout.Bundle(id)
-	if a.logDriver == LogDriverJournald {
-		out, err := openJournalStream(a.journal, id, journalPrioStdout)
-		if err != nil {
-			return fmt.Errorf("container %s: %w", id, err)
-		}
-		defer out.Close()
-		errf, err := openJournalStream(a.journal, id, journalPrioStderr)
-		if err != nil {
-			return fmt.Errorf("container %s: %w", id, err)
-		}
-		defer errf.Close()
-		return o.Create(ctx, id, bundle, ociruntime.CreateOptions{Spec: spec, Stdout: out, Stderr: errf})
-	}
-	logf, err := openLog(a.logDir, id)
+	stdout, stderr, done, err := a.stdio(id)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
-	return o.Create(ctx, id, bundle, ociruntime.CreateOptions{Spec: spec, Stdout: logf, Stderr: logf})
+	defer done()
+	return o.Create(ctx, id, a.layout.Bundle(id), ociruntime.CreateOptions{Spec: spec, Stdout: stdout, Stderr: stderr})
 }
 
-// createJournald creates the container with two journal streams as its
-// stdout (PRIORITY=6) and stderr (PRIORITY=3), SYSLOG_IDENTIFIER=id.
-func (a *runtimeAdapter) createJournald(ctx context.Context, id, bundle string, spec *specs.Spec) error {
+// stdio opens container id's stdout and stderr as the log driver says:
+// LOGDIR/NAME.log for both (file), or two journal streams (journald:
+// PRIORITY=6 and 3, SYSLOG_IDENTIFIER=id). done closes them once the
+// container has its own copies.
+func (a *runtimeAdapter) stdio(id string) (stdout, stderr *os.File, done func(), err error) {
+	if a.logDriver != LogDriverJournald {
+		logf, err := openLog(a.logDir, id)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return logf, logf, func() { logf.Close() }, nil
+	}
 	out, err := openJournalStream(a.journal, id, journalPrioStdout)
 	if err != nil {
-		return fmt.Errorf("container %s: %w", id, err)
+		return nil, nil, nil, fmt.Errorf("container %s: %w", id, err)
 	}
-	defer out.Close()
 	errf, err := openJournalStream(a.journal, id, journalPrioStderr)
 	if err != nil {
-		return fmt.Errorf("container %s: %w", id, err)
+		out.Close()
+		return nil, nil, nil, fmt.Errorf("container %s: %w", id, err)
 	}
-	defer errf.Close()
-	return a.rt.Create(ctx, id, bundle, executor.CreateOptions{Spec: spec, Stdout: out, Stderr: errf})
+	return out, errf, func() { out.Close(); errf.Close() }, nil
 }
 
 // openLog opens (creating) LOGDIR/NAME.log for appending.
