@@ -32,12 +32,18 @@ func ChangedFields(old, new *Container) []string {
 	check("metadata.name", a.Metadata.Name, b.Metadata.Name)
 	check("metadata.labels", emptyNil(a.Metadata.Labels), emptyNil(b.Metadata.Labels))
 	s, t := &a.Spec, &b.Spec
+	check("spec.image", s.Image, t.Image)
+	if s.Image == t.Image && s.Image != "" && old.ImageDigest != "" && new.ImageDigest != "" {
+		check("spec.image digest", old.ImageDigest, new.ImageDigest)
+	}
+	check("spec.imagePullPolicy", s.ImagePullPolicy, t.ImagePullPolicy)
 	check("spec.root.path", s.Root.Path, t.Root.Path)
 	check("spec.root.readonly", s.Root.Readonly, t.Root.Readonly)
 	check("spec.command", s.Command, t.Command)
+	check("spec.args", s.Args, t.Args)
 	check("spec.env", emptyNil(s.Env), emptyNil(t.Env))
 	check("spec.workingDir", s.WorkingDir, t.WorkingDir)
-	check("spec.user", s.User, t.User)
+	check("spec.user", userOf(s), userOf(t))
 	check("spec.hostname", s.Hostname, t.Hostname)
 	check("spec.network", s.Network, t.Network)
 	if len(s.Mounts) != 0 || len(t.Mounts) != 0 {
@@ -74,4 +80,12 @@ func runtimeOrNative(r string) string {
 		return RuntimeNative
 	}
 	return r
+}
+
+// userOf is spec.user as compared: "image" when the image's applies.
+func userOf(s *ManifestSpec) any {
+	if s.UserFromImage {
+		return "image"
+	}
+	return s.User
 }

@@ -54,26 +54,109 @@ const (
 )
 
 // BuildSpec converts a normalized manifest into a runtime spec, without the
-// oci fragment and without the hash annotation.
+// oci fragment and without the hash annotation. For a manifest with an
+// image it is provisional: the image's part is missing (see WithImage).
 //
 // Capabilities follow containerd and moby (oci.SetCapabilities): for uid 0
 // the set goes into bounding, effective and permitted; for any other uid
 // into bounding only, which is what execve leaves a non-root process with.
 // Inheritable and ambient stay empty (CVE-2022-24769).
 func BuildSpec(m *Manifest) *specs.Spec {
+	return buildSpec(m, nil)
+}
+
+// ImageInfo is what a container takes from its image: the image-spec's
+// config, with the image's User already resolved through its own
+// /etc/passwd and /etc/group (a name means nothing outside the image).
+type ImageInfo struct {
+	// Digest is the manifest digest ("sha256:…").
+	Digest string
+	// RootPath is where the image's root filesystem is mounted for the
+	// container (absolute).
+	RootPath string
+	// Entrypoint, Cmd, Env ("KEY=value"), WorkingDir and StopSignal are
+	// the image config's.
+	Entrypoint []string
+	Cmd        []string
+	Env        []string
+	WorkingDir string
+	StopSignal string
+	// HasUser says the image sets a User, resolved to UID, GID and the
+	// groups it is a member of (AdditionalGids).
+	HasUser        bool
+	UID, GID       uint32
+	AdditionalGids []uint32
+}
+
+// imageArgs are the process arguments by Kubernetes' rules: command
+// replaces the Entrypoint and drops the Cmd, args replaces the Cmd.
+func imageArgs(ms *ManifestSpec, img *ImageInfo) []string {
+	switch {
+	case len(ms.Command) > 0:
+		return append(append([]string(nil), ms.Command...), ms.Args...)
+	case len(ms.Args) > 0:
+		return append(append([]string(nil), img.Entrypoint...), ms.Args...)
+	default:
+		return append(append([]string(nil), img.Entrypoint...), img.Cmd...)
+	}
+}
+
+// provisionalImage stands in for an image not resolved yet, so that a
+// manifest's oci fragment can be checked when it is read.
+var provisionalImage = ImageInfo{RootPath: "/", Entrypoint: []string{"/image-entrypoint"}}
+
+func buildSpec(m *Manifest, img *ImageInfo) *specs.Spec {
 	ms := &m.Spec
-	env := make([]string, 0, len(ms.Env)+1)
-	if _, ok := ms.Env["PATH"]; !ok {
-		env = append(env, DefaultPath)
+	envMap := make(map[string]string, len(ms.Env)+1)
+	var order []string
+	if img != nil {
+		for _, kv := range img.Env {
+			k, v, _ := strings.Cut(kv, "=")
+			if k == "" {
+				continue
+			}
+			if _, dup := envMap[k]; !dup {
+				order = append(order, k)
+			}
+			envMap[k] = v
+		}
 	}
 	for k, v := range ms.Env {
-		env = append(env, k+"="+v)
+		if _, dup := envMap[k]; !dup {
+			order = append(order, k)
+		}
+		envMap[k] = v
+	}
+	env := make([]string, 0, len(order)+1)
+	if _, ok := envMap["PATH"]; !ok {
+		env = append(env, DefaultPath)
+	}
+	for _, k := range order {
+		env = append(env, k+"="+envMap[k])
 	}
 	sort.Strings(env)
 
+	user := specs.User{UID: ms.User.UID, GID: ms.User.GID}
+	args := append(append([]string(nil), ms.Command...), ms.Args...)
+	cwd := ms.WorkingDir
+	root := &specs.Root{Path: ms.Root.Path, Readonly: ms.Root.Readonly}
+	if img != nil {
+		args = imageArgs(ms, img)
+		if cwd == "" {
+			cwd = img.WorkingDir
+		}
+		if cwd == "" {
+			cwd = "/"
+		}
+		if ms.UserFromImage && img.HasUser {
+			user = specs.User{UID: img.UID, GID: img.GID, AdditionalGids: append([]uint32(nil), img.AdditionalGids...)}
+		}
+		root.Path = img.RootPath
+	}
+
 	caps := effectiveCaps(ms.Capabilities)
 	lc := &specs.LinuxCapabilities{Bounding: caps}
-	if ms.User.UID == 0 {
+	if user.UID == 0 {
 		lc.Effective = caps
 		lc.Permitted = caps
 	}
@@ -98,21 +181,26 @@ func BuildSpec(m *Manifest) *specs.Spec {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
 
+	ann := runtimeAnnotations(m)
+	if img != nil && img.Digest != "" {
+		ann[AnnotationImage] = ms.Image
+		ann[AnnotationImageDigest] = img.Digest
+	}
 	return &specs.Spec{
 		Version: specs.Version,
 		Process: &specs.Process{
-			User:            specs.User{UID: ms.User.UID, GID: ms.User.GID},
-			Args:            append([]string(nil), ms.Command...),
+			User:            user,
+			Args:            args,
 			Env:             env,
-			Cwd:             ms.WorkingDir,
+			Cwd:             cwd,
 			Capabilities:    lc,
 			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: defaultNoFiles, Soft: defaultNoFiles}},
 			NoNewPrivileges: true,
 		},
-		Root:        &specs.Root{Path: ms.Root.Path, Readonly: ms.Root.Readonly},
+		Root:        root,
 		Hostname:    ms.Hostname,
 		Mounts:      mounts,
-		Annotations: runtimeAnnotations(m),
+		Annotations: ann,
 		Linux: &specs.Linux{
 			Resources:     buildResources(ms.Resources),
 			Namespaces:    ns,
@@ -120,6 +208,53 @@ func BuildSpec(m *Manifest) *specs.Spec {
 			ReadonlyPaths: append([]string(nil), ReadonlyPaths...),
 		},
 	}
+}
+
+// WithImage returns c, a container that runs an image, completed from its
+// image: the image's config mapped by the image-spec's conversion rules
+// (Entrypoint and Cmd against command and args as Kubernetes does, Env
+// under the manifest's env, WorkingDir, the resolved User and StopSignal
+// where the manifest sets none), the root at img.RootPath, the oci
+// fragment merged over that, and the hashes with the digest in them. c
+// is not changed.
+func (c *Container) WithImage(img ImageInfo) (*Container, error) {
+	if c.Manifest == nil || c.Manifest.Spec.Image == "" {
+		return nil, fmt.Errorf("container %s does not run an image", c.Name)
+	}
+	if img.Digest == "" || !path.IsAbs(img.RootPath) {
+		return nil, fmt.Errorf("container %s: image %s: no digest or root path", c.Name, c.Image)
+	}
+	m := c.Manifest
+	args := imageArgs(&m.Spec, &img)
+	if len(args) == 0 || args[0] == "" {
+		return nil, fmt.Errorf("image %s sets no Entrypoint or Cmd: give spec.command", m.Spec.Image)
+	}
+	stop := m.Spec.Stop.Signal
+	if stop == "" && img.StopSignal != "" {
+		sig, err := ParseSignal(img.StopSignal)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: StopSignal %q is not a signal (set spec.stop.signal)", m.Spec.Image, img.StopSignal)
+		}
+		stop = SignalName(sig)
+	}
+	if stop == "" {
+		stop = DefaultStopSignal
+	}
+	s := buildSpec(m, &img)
+	if len(m.Spec.OCI) > 0 {
+		merged, oerr := applyOCI(s, m.Spec.OCI)
+		if oerr != nil {
+			return nil, fmt.Errorf("spec.oci with image %s: %s: %s", m.Spec.Image, strings.Join(oerr.path, "."), oerr.msg)
+		}
+		s = merged
+	}
+	hash, base := hashes(s, m, img.Digest)
+	s.Annotations[AnnotationSpecHash] = hash
+	out := *c
+	out.Spec, out.Hash, out.BaseHash = s, hash, base
+	out.ImageDigest, out.StopSignal = img.Digest, stop
+	out.ImageWait, out.ImageFailed = "", false
+	return &out, nil
 }
 
 func specMount(m Mount) specs.Mount {
@@ -169,7 +304,7 @@ func buildResources(r Resources) *specs.LinuxResources {
 // hashes returns the spec hash and the base hash (linux.resources left
 // out), both over the spec without the hash annotation, plus the manifest
 // fields that matter but are not in the spec.
-func hashes(s *specs.Spec, m *Manifest) (hash, base string) {
+func hashes(s *specs.Spec, m *Manifest, digest string) (hash, base string) {
 	c := *s
 	c.Annotations = make(map[string]string, len(s.Annotations))
 	for k, v := range s.Annotations {
@@ -182,6 +317,9 @@ func hashes(s *specs.Spec, m *Manifest) (hash, base string) {
 	// created before spec.runtime existed stay what they were.
 	if m.Spec.Runtime != "" && m.Spec.Runtime != RuntimeNative {
 		extra += "\x00runtime=" + m.Spec.Runtime
+	}
+	if digest != "" {
+		extra += "\x00image=" + digest
 	}
 	sum := func(v *specs.Spec) string {
 		b, err := json.Marshal(v)

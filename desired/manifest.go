@@ -18,6 +18,11 @@ const (
 	// AnnotationRuntime names the runtime of a container whose
 	// spec.runtime is not native (the executor reads it at create).
 	AnnotationRuntime = "dev.reconciled.runtime"
+	// AnnotationImage and AnnotationImageDigest name the image and the
+	// manifest digest of a container whose root is an image (the daemon
+	// mounts its root filesystem from them at create).
+	AnnotationImage       = "dev.reconciled.image"
+	AnnotationImageDigest = "dev.reconciled.image-digest"
 )
 
 // Limits of the loader.
@@ -46,8 +51,21 @@ type Metadata struct {
 
 // ManifestSpec is the manifest's spec section, normalized.
 type ManifestSpec struct {
-	Root         Root              `json:"root"`
-	Command      []string          `json:"command"`
+	// Image is spec.image, normalized (docker.io/library/busybox:latest);
+	// "" when the root is a directory (Root.Path). The two are exclusive.
+	Image string `json:"image,omitempty"`
+	// ImagePullPolicy is spec.imagePullPolicy; "" when Image is "".
+	ImagePullPolicy PullPolicy `json:"imagePullPolicy,omitempty"`
+	Root            Root       `json:"root"`
+	// Command is spec.command; with an image it replaces the image's
+	// Entrypoint (and Cmd), and may be empty: the image's apply.
+	Command []string `json:"command"`
+	// Args is spec.args: replaces the image's Cmd; without an image it
+	// follows Command.
+	Args []string `json:"args,omitempty"`
+	// UserFromImage says that spec.user was not given for an image
+	// container: the image's User applies (root when it sets none).
+	UserFromImage bool `json:"userFromImage,omitempty"`
 	Env          map[string]string `json:"env,omitempty"`
 	WorkingDir   string            `json:"workingDir"`
 	User         User              `json:"user"`
@@ -65,6 +83,15 @@ type ManifestSpec struct {
 	// merged over the generated spec as an RFC 7396 merge patch.
 	OCI json.RawMessage `json:"oci,omitempty"`
 }
+
+// PullPolicy is spec.imagePullPolicy.
+type PullPolicy string
+
+const (
+	PullIfNotPresent PullPolicy = "IfNotPresent" // default: pull when not stored
+	PullAlways       PullPolicy = "Always"       // resolve the tag again at every create
+	PullNever        PullPolicy = "Never"        // run only from the store
+)
 
 // Root is spec.root.
 type Root struct {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"reconciled.dev/reconciled/internal/imageref"
 )
 
 // ParseOptions adjust the checks Parse makes against the host.
@@ -102,7 +104,11 @@ func Parse(name string, data []byte, opts ParseOptions) ([]*Container, []*Error)
 
 // convert builds the container from a validated manifest.
 func convert(m *Manifest) (*Container, *ociError) {
-	s := BuildSpec(m)
+	var img *ImageInfo
+	if m.Spec.Image != "" {
+		img = &provisionalImage
+	}
+	s := buildSpec(m, img)
 	if len(m.Spec.OCI) > 0 {
 		merged, err := applyOCI(s, m.Spec.OCI)
 		if err != nil {
@@ -110,12 +116,11 @@ func convert(m *Manifest) (*Container, *ociError) {
 		}
 		s = merged
 	}
-	hash, base := hashes(s, m)
+	hash, base := hashes(s, m, "")
 	if s.Annotations == nil {
 		s.Annotations = map[string]string{}
 	}
-	s.Annotations[AnnotationSpecHash] = hash
-	return &Container{
+	c := &Container{
 		Name:        m.Metadata.Name,
 		Labels:      m.Metadata.Labels,
 		Spec:        s,
@@ -125,8 +130,19 @@ func convert(m *Manifest) (*Container, *ociError) {
 		StopSignal:  m.Spec.Stop.Signal,
 		StopTimeout: m.Spec.Stop.Timeout,
 		Runtime:     m.Spec.Runtime,
+		Image:       m.Spec.Image,
+		PullPolicy:  m.Spec.ImagePullPolicy,
 		Manifest:    m,
-	}, nil
+	}
+	if c.Image != "" {
+		// Provisional until WithImage: nothing may be created from it,
+		// and no recorded hash can equal it.
+		c.Hash, c.BaseHash = "", ""
+		c.ImageWait = "image " + c.Image + " not resolved yet"
+	} else {
+		s.Annotations[AnnotationSpecHash] = hash
+	}
+	return c, nil
 }
 
 // yamlErrorLine splits "yaml: line 3: did not find expected key" into 3 and
@@ -339,7 +355,7 @@ func (p *parser) strList(n *yaml.Node, at string) ([]string, []*yaml.Node, bool)
 var (
 	topFields       = []string{"apiVersion", "kind", "metadata", "spec"}
 	metadataFields  = []string{"name", "labels"}
-	specFields      = []string{"root", "command", "env", "workingDir", "user", "hostname", "network", "mounts", "resources", "capabilities", "restart", "stop", "runtime", "oci"}
+	specFields      = []string{"image", "imagePullPolicy", "root", "command", "args", "env", "workingDir", "user", "hostname", "network", "mounts", "resources", "capabilities", "restart", "stop", "runtime", "oci"}
 	rootFields      = []string{"path", "readonly"}
 	mountFields     = []string{"type", "source", "target", "readonly", "size", "options"}
 	resourcesFields = []string{"memory", "cpu", "pids"}
@@ -467,13 +483,47 @@ func (p *parser) spec(n *yaml.Node, m *Manifest) {
 	}
 	s := &m.Spec
 
+	// image
+	if f, ok := sp["image"]; ok {
+		if v, ok := p.str(f.val, "spec.image"); ok {
+			ref, err := imageref.Normalize(v)
+			if err != nil {
+				p.errorf(p.deref(f.val), "spec.image", "%v (write e.g. busybox, busybox:1.36 or registry.example.com/team/app:1.4@sha256:…)", err)
+			} else {
+				s.Image = ref
+			}
+		}
+	}
+	image := sp["image"].key != nil
+	if f, ok := sp["imagePullPolicy"]; ok {
+		if !image {
+			p.errorf(f.key, "spec.imagePullPolicy", "only used with spec.image; remove it or add an image")
+		} else if v, ok := p.str(f.val, "spec.imagePullPolicy"); ok {
+			switch PullPolicy(v) {
+			case PullIfNotPresent, PullAlways, PullNever:
+				s.ImagePullPolicy = PullPolicy(v)
+			default:
+				p.errorf(p.deref(f.val), "spec.imagePullPolicy", "%q is not a pull policy (use IfNotPresent, Always or Never)", v)
+			}
+		}
+	} else if image {
+		s.ImagePullPolicy = PullIfNotPresent
+	}
+
 	// root
 	if f, ok := sp["root"]; !ok {
-		p.errorf(n, "spec.root", "required (e.g. root: {path: /, readonly: true})")
+		if !image {
+			p.errorf(n, "spec.root", "required unless spec.image is given (e.g. image: busybox, or root: {path: /, readonly: true})")
+		}
+		s.Root.Readonly = true
 	} else if rf, ok := p.mapping(f.val, "spec.root", rootFields...); ok {
 		s.Root.Readonly = true
 		if pf, ok := rf["path"]; !ok {
-			p.errorf(f.val, "spec.root.path", "required: the directory holding the root filesystem (\"/\" for the host's own)")
+			if !image {
+				p.errorf(f.val, "spec.root.path", "required: the directory holding the root filesystem (\"/\" for the host's own)")
+			}
+		} else if image {
+			p.errorf(pf.key, "spec.root.path", "spec.image and spec.root.path are exclusive: the image is the root filesystem (remove one; root.readonly may stay)")
 		} else if v, ok := p.absPath(pf.val, "spec.root.path"); ok {
 			s.Root.Path = v
 			if !p.opts.SkipHostChecks {
@@ -489,17 +539,26 @@ func (p *parser) spec(n *yaml.Node, m *Manifest) {
 		}
 	}
 
-	// command
+	// command and args
 	if f, ok := sp["command"]; !ok {
-		p.errorf(n, "spec.command", `required (e.g. command: ["/bin/sh", "-c", "echo hi"])`)
+		if !image {
+			p.errorf(n, "spec.command", `required unless spec.image is given (e.g. command: ["/bin/sh", "-c", "echo hi"])`)
+		}
 	} else if list, nodes, ok := p.strList(f.val, "spec.command"); ok {
 		switch {
-		case len(list) == 0:
+		case len(list) == 0 && !image:
 			p.errorf(nodes0(f.val, nodes), "spec.command", `must not be empty (e.g. ["/bin/sh", "-c", "echo hi"])`)
+		case len(list) == 0:
+			p.errorf(nodes0(f.val, nodes), "spec.command", `must not be empty; leave it out to run the image's entrypoint`)
 		case list[0] == "":
 			p.errorf(nodes[0], "spec.command[0]", "the program must not be empty")
 		default:
 			s.Command = list
+		}
+	}
+	if f, ok := sp["args"]; ok {
+		if list, _, ok := p.strList(f.val, "spec.args"); ok && len(list) > 0 {
+			s.Args = list
 		}
 	}
 
@@ -522,14 +581,18 @@ func (p *parser) spec(n *yaml.Node, m *Manifest) {
 		}
 	}
 
-	s.WorkingDir = "/"
+	if !image {
+		s.WorkingDir = "/" // an image's WorkingDir applies (WithImage)
+	}
 	if f, ok := sp["workingDir"]; ok {
 		if v, ok := p.absPath(f.val, "spec.workingDir"); ok {
 			s.WorkingDir = v
 		}
 	}
 
+	s.UserFromImage = image
 	if f, ok := sp["user"]; ok {
+		s.UserFromImage = false
 		if v, ok := p.str(f.val, "spec.user"); ok {
 			u, err := parseUser(v)
 			if err != nil {
@@ -585,6 +648,9 @@ func (p *parser) spec(n *yaml.Node, m *Manifest) {
 	}
 
 	s.Stop = Stop{Signal: DefaultStopSignal, Timeout: DefaultStopTimeout}
+	if image {
+		s.Stop.Signal = "" // the image's StopSignal, else SIGTERM (WithImage)
+	}
 	if f, ok := sp["stop"]; ok {
 		p.stop(f.val, s)
 	}

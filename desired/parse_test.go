@@ -229,7 +229,7 @@ func TestParseErrors(t *testing.T) {
 		src  string // full document, or extra lines for base (from line 8)
 		want string // an exact error line
 	}{
-		{"typo", "  comand: [x]", `web.yaml:8: spec.comand: unknown field "comand"; did you mean "command"? (valid: root, command, env, workingDir, user, hostname, network, mounts, resources, capabilities, restart, stop, runtime, oci)`},
+		{"typo", "  comand: [x]", `web.yaml:8: spec.comand: unknown field "comand"; did you mean "command"? (valid: image, imagePullPolicy, root, command, args, env, workingDir, user, hostname, network, mounts, resources, capabilities, restart, stop, runtime, oci)`},
 		{"duplicate key", "  command: [y]", `web.yaml:8: spec.command: given twice (first on line 7)`},
 		{"memory", "  resources: {memory: 12XB}", `web.yaml:8: spec.resources.memory: "12XB" is not a quantity (use e.g. 256Mi)`},
 		{"memory too small", "  resources: {memory: 1Mi}", `web.yaml:8: spec.resources.memory: "1Mi" is below the minimum of 6Mi`},
@@ -277,11 +277,11 @@ func TestParseErrors(t *testing.T) {
 		{"oci reserved annotation", "  oci: {annotations: {dev.reconciled.name: other}}", `web.yaml:8: spec.oci.annotations.dev.reconciled.name: annotation dev.reconciled.name is reserved`},
 		{"oci not a mapping", "  oci: [1]", `web.yaml:8: spec.oci: must be a mapping (a runtime-spec fragment such as {process: {rlimits: [...]}}), not a list`},
 		{"oci custom tag", "  oci: {x: !foo 1}", `web.yaml:8: spec.oci.x: unsupported tag !foo`},
-		{"root missing", "apiVersion: reconciled.dev/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  command: [x]\n", `web.yaml:5: spec.root: required (e.g. root: {path: /, readonly: true})`},
+		{"root missing", "apiVersion: reconciled.dev/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  command: [x]\n", `web.yaml:5: spec.root: required unless spec.image is given (e.g. image: busybox, or root: {path: /, readonly: true})`},
 		{"root path relative", "apiVersion: reconciled.dev/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  root: {path: rootfs}\n  command: [x]\n", `web.yaml:5: spec.root.path: "rootfs" is not an absolute path (use e.g. /rootfs)`},
 		{"root path missing", "apiVersion: reconciled.dev/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  root: {path: /nonexistent/rootfs}\n  command: [x]\n", `web.yaml:5: spec.root.path: /nonexistent/rootfs does not exist on this host (no such file or directory)`},
 		{"root path a file", "apiVersion: reconciled.dev/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  root: {path: /etc/hostname}\n  command: [x]\n", `web.yaml:5: spec.root.path: /etc/hostname is not a directory`},
-		{"command missing", "apiVersion: reconciled.dev/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  root: {path: /}\n", `web.yaml:5: spec.command: required (e.g. command: ["/bin/sh", "-c", "echo hi"])`},
+		{"command missing", "apiVersion: reconciled.dev/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  root: {path: /}\n", `web.yaml:5: spec.command: required unless spec.image is given (e.g. command: ["/bin/sh", "-c", "echo hi"])`},
 		{"command empty", "apiVersion: reconciled.dev/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  root: {path: /}\n  command: []\n", `web.yaml:6: spec.command: must not be empty (e.g. ["/bin/sh", "-c", "echo hi"])`},
 		{"command not a list", "apiVersion: reconciled.dev/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  root: {path: /}\n  command: /bin/true\n", `web.yaml:6: spec.command: must be a list, not the string "/bin/true"`},
 		{"apiVersion", "apiVersion: v1\nkind: Container\nmetadata: {name: web}\nspec: {root: {path: /}, command: [x]}\n", `web.yaml:1: apiVersion: "v1" is not supported (use reconciled.dev/v1)`},

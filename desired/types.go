@@ -44,10 +44,29 @@ type Container struct {
 	// or a runtime name configured on the daemon. Part of Hash.
 	Runtime string `json:"runtime,omitempty"`
 
+	// Image is the normalized image reference (spec.image), "" when the
+	// root is a directory; PullPolicy its spec.imagePullPolicy.
+	Image      string     `json:"image,omitempty"`
+	PullPolicy PullPolicy `json:"imagePullPolicy,omitempty"`
+	// ImageDigest is the manifest digest of the image the container runs
+	// ("sha256:…"), part of Hash. It is "" until the image is resolved
+	// (WithImage): such a definition cannot be created yet, and Spec and
+	// Hash are provisional.
+	ImageDigest string `json:"imageDigest,omitempty"`
+	// ImageWait says why an unresolved image is not there yet ("pulling
+	// docker.io/library/busybox:latest: 1.2 of 2.1 MB"); ImageFailed says
+	// that its pull failed (ImageWait has the error). Set by the resolver
+	// for the planner; never recorded.
+	ImageWait   string `json:"-"`
+	ImageFailed bool   `json:"-"`
+
 	// Manifest is the parsed document, normalized (defaults applied,
 	// quantities in base units), for ChangedFields and for display.
 	Manifest *Manifest `json:"manifest,omitempty"`
 }
+
+// Unresolved says whether c runs an image that is not resolved yet.
+func (c *Container) Unresolved() bool { return c.Image != "" && c.ImageDigest == "" }
 
 // FileStatus is what the loader made of one manifest file.
 type FileStatus struct {

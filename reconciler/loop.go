@@ -72,6 +72,20 @@ type Recorder interface {
 	Forget(ctx context.Context, name string) error
 }
 
+// Images completes the wanted definitions of containers that run an image
+// (desired.Container.Image set) before they are planned.
+type Images interface {
+	// Resolve returns want completed from its image (see
+	// desired.Container.WithImage) when the image is stored and may be
+	// used as want's pull policy says, or else a copy of want whose
+	// ImageWait (and ImageFailed) says why not. In that case it starts
+	// the pull that is needed and asks for the container to be looked at
+	// again (Loop.Notify) when the pull ends. have is the container as
+	// observed, nil when there is none: it runs the digest it was created
+	// from. Resolve must not wait for the network.
+	Resolve(ctx context.Context, want *desired.Container, have *actual.Container) *desired.Container
+}
+
 // ErrTerminal marks an error that retrying cannot fix (check with
 // errors.Is): the container is not retried on its own, only looked at again
 // on the next event or resync.
@@ -82,7 +96,10 @@ type Config struct {
 	Executor Executor
 	Observer Observer
 	Recorder Recorder
-	Planner  Planner
+	// Images resolves the images of the containers that run one; nil
+	// leaves them unresolved (never created).
+	Images  Images
+	Planner Planner
 	Logger   *slog.Logger // default: discard
 
 	// Workers is how many containers are worked on at once (default 4).
@@ -299,7 +316,29 @@ func (l *Loop) plan(ctx context.Context) (*Result, actual.Set, error) {
 	l.mu.Lock()
 	want := *l.want
 	l.mu.Unlock()
-	return l.cfg.Planner.Plan(want, have, l.cfg.Now()), have, nil
+	return l.cfg.Planner.Plan(l.resolve(ctx, want, have), have, l.cfg.Now()), have, nil
+}
+
+// resolve returns want with the containers that run an image resolved
+// against what is observed (a copy when any is; want is shared).
+func (l *Loop) resolve(ctx context.Context, want desired.Set, have actual.Set) desired.Set {
+	if l.cfg.Images == nil {
+		return want
+	}
+	var out map[string]*desired.Container
+	for n, c := range want.Containers {
+		if c == nil || c.Image == "" {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(want.Containers)
+		}
+		out[n] = l.cfg.Images.Resolve(ctx, c, have[n])
+	}
+	if out != nil {
+		want.Containers = out
+	}
+	return want
 }
 
 // planOne observes and plans container name: alone when the observer can
@@ -324,6 +363,9 @@ func (l *Loop) planOne(ctx context.Context, name string) (*ContainerPlan, *actua
 	l.mu.Unlock()
 	one := desired.Set{Containers: map[string]*desired.Container{}, Files: want.Files, Revision: want.Revision}
 	if w := want.Containers[name]; w != nil {
+		if w.Image != "" && l.cfg.Images != nil {
+			w = l.cfg.Images.Resolve(ctx, w, c)
+		}
 		one.Containers[name] = w
 	}
 	have := actual.Set{}
@@ -581,6 +623,9 @@ func (l *Loop) do(ctx context.Context, a Action, have *actual.Container) error {
 	case Create:
 		if a.Desired == nil || a.Desired.Spec == nil {
 			return fmt.Errorf("create %s without a spec: %w", name, ErrTerminal)
+		}
+		if a.Desired.Unresolved() {
+			return fmt.Errorf("create %s before its image %s is resolved: %w", name, a.Desired.Image, ErrTerminal)
 		}
 		// Write-ahead: a record without a container is ignored; a
 		// container without its record would be recreated.

@@ -115,6 +115,7 @@ const (
 	PhaseExited   Phase = "exited"   // its init exited and it stays so
 	PhaseBackoff  Phase = "backoff"  // exited; restarts at Status.NextTry
 	PhaseInvalid  Phase = "invalid"  // named only by files that fail validation
+	PhasePulling  Phase = "pulling"  // wanted; its image is being fetched
 )
 
 // Phase is the phase a container is in while this action runs.
@@ -315,6 +316,9 @@ func (p Planner) planOne(name string, want *desired.Container, have *actual.Cont
 		st.Reason = "invalid: " + filepath.Base(bad[0].Path) + " has errors"
 		return cp
 
+	case want != nil && want.Unresolved():
+		p.planUnresolved(&s, st, want, have, now)
+
 	case have == nil:
 		st.Phase = PhasePending
 		s.reason = "created: new manifest " + filepath.Base(want.Source)
@@ -340,6 +344,37 @@ func (p Planner) planOne(name string, want *desired.Container, have *actual.Cont
 	cp.Actions = s.actions
 	st.Reason = joinReasons(st.Reason, s.statusReason(), kept)
 	return cp
+}
+
+// planUnresolved plans a wanted container whose image is not resolved
+// yet (being pulled, or its pull failed): nothing is created from it, and
+// a container already there goes on as it was created, so that a changed
+// image never stops the old container before the new one is on disk. The
+// resolver asks for the container to be planned again once it knows more.
+func (p Planner) planUnresolved(s *seq, st *Status, want *desired.Container, have *actual.Container, now time.Time) {
+	wait := want.ImageWait
+	if wait == "" {
+		wait = "image " + want.Image + " not resolved yet"
+	}
+	if have == nil {
+		st.Phase = PhasePulling
+		if want.ImageFailed {
+			st.Phase = PhaseBackoff
+		}
+		st.Reason = wait
+		return
+	}
+	st.Phase = observedPhase(have)
+	if have.Applied == nil || have.Applied.Unresolved() {
+		// What it runs is unknown: leave it as it is until the image
+		// is there and it can be recreated.
+		st.Reason = wait
+		return
+	}
+	p.planExisting(s, st, have.Applied, have, now)
+	// The old definition's reasons ("restarted: …") come first; the
+	// image's state is what the operator is waiting for.
+	st.Reason = joinReasons(st.Reason, wait)
 }
 
 // PausedRecheck is how often a paused container with a pending change is
