@@ -77,7 +77,7 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 		if work, err = os.MkdirTemp("", "convergebench-"); err != nil {
 			return err
 		}
-		b.cleanups = append(b.cleanups, func() { os.RemoveAll(work) }) // no mounts in it
+		b.cleanups = append(b.cleanups, func() { os.RemoveAll(work) }) // unmounted first (cleanups run last to first)
 	}
 	b.work = work
 	b.manifests = filepath.Join(work, "manifests")
@@ -88,7 +88,10 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 			return err
 		}
 		state := b.state
-		b.cleanups = append(b.cleanups, func() { os.RemoveAll(state) }) // no mounts in it
+		b.cleanups = append(b.cleanups, func() { unmountRootfs(state); os.RemoveAll(state) })
+	} else {
+		state := b.state
+		b.cleanups = append(b.cleanups, func() { unmountRootfs(state) })
 	}
 	b.logDir = filepath.Join(work, "logs")
 	for _, d := range []string{b.manifests, b.staging, b.logDir} {
@@ -290,7 +293,7 @@ func (b *bench) startDaemon() error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(b.bin, "run", "--manifests", b.manifests, "--state", b.state, "--log-dir", b.logDir,
-		"--parallel", strconv.Itoa(b.parallel), "--cgroup-driver", b.driver)
+		"--image-root", filepath.Join(b.state, "images"), "--parallel", strconv.Itoa(b.parallel), "--cgroup-driver", b.driver)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return err
@@ -618,4 +621,12 @@ func kernel() string {
 		return ""
 	}
 	return "Linux " + unix.ByteSliceToString(u.Release[:])
+}
+
+// unmountRootfs removes the daemon's shared bind of STATE/rootfs (where
+// image containers' roots are mounted), so that the state directory holds
+// no mount when it is removed.
+func unmountRootfs(state string) {
+	for syscall.Unmount(filepath.Join(state, "rootfs"), syscall.MNT_DETACH) == nil {
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"reconciled.dev/reconciled/actual"
 	"reconciled.dev/reconciled/desired"
+	"reconciled.dev/reconciled/image"
 	"reconciled.dev/reconciled/internal/daemon"
 	"reconciled.dev/reconciled/reconciler"
 )
@@ -23,11 +24,12 @@ func init() {
 }
 
 func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("plan", "plan [--manifests DIR] [--state DIR] [--insecure-manifests] [-o text|json]", stderr)
+	fs := newFlagSet("plan", "plan [--manifests DIR] [--state DIR] [--image-root DIR] [--insecure-manifests] [-o text|json]", stderr)
 	manifests := fs.String("manifests", daemon.DefaultManifests, "directory of manifests")
 	state := fs.String("state", daemon.DefaultState, "the daemon's state directory")
 	insecure := fs.Bool("insecure-manifests", false, "do not refuse manifests that are writable by group or others or not owned by root")
 	output := fs.String("o", "text", "output format: text or json")
+	imageRoot := fs.String("image-root", image.DefaultRoot, "the image store (images not in it would be pulled)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return 2
@@ -64,6 +66,9 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	have, err := store.Observe(ctx)
 	if err != nil {
+		return fail(err)
+	}
+	if want, err = daemon.ResolveOffline(ctx, *imageRoot, *state, want, have); err != nil {
 		return fail(err)
 	}
 	res := reconciler.Planner{ChangedFields: desired.ChangedFields}.Plan(want, have, time.Now())

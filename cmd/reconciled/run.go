@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"reconciled.dev/reconciled/desired"
+	"reconciled.dev/reconciled/image"
 	"reconciled.dev/reconciled/internal/daemon"
 )
 
@@ -28,6 +29,7 @@ func init() {
 
 const runSynopsis = `run [--manifests DIR] [--state DIR] [--log-dir DIR] [--parallel N] [--resync DUR]
                [--cgroup-driver auto|systemd|cgroupfs] [--log-driver file|journald] [--insecure-manifests]
+               [--image-root DIR] [--insecure-registry HOST]... [--registry-config FILE]
 
 Under systemd (Type=notify, see 'reconciled install') the daemon says READY=1 once
 it has planned every container, keeps STATUS= up to date, pets the watchdog
@@ -56,6 +58,10 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.IntVar(&cfg.LogKeep, "log-keep", daemon.DefaultLogKeep, "rotated log files kept per container (NAME.log.1 ...)")
 	runtimes := runtimeFlag{}
 	fs.Var(runtimes, "runtime", "NAME=PATH: an OCI-CLI runtime (runc-compatible binary) manifests may name in spec.runtime; repeatable; runc and crun are known without it")
+	fs.StringVar(&cfg.ImageRoot, "image-root", image.DefaultRoot, "image store: blobs, unpacked layers and references (shared with 'reconciled image')")
+	insecure := &listFlag{}
+	fs.Var(insecure, "insecure-registry", "HOST or HOST:PORT: a registry that may be reached over plain HTTP (localhost and 127.0.0.1 always may); repeatable")
+	fs.StringVar(&cfg.RegistryConfig, "registry-config", image.DefaultRegistryConfig, "docker config.json with registry credentials (auths, credsStore, credHelpers)")
 	logFormat := fs.String("log-format", "text", "format of the daemon's own log on stderr: text or json")
 	debug := fs.Bool("debug", false, "log debug messages")
 	fs.Usage = func() {
@@ -73,6 +79,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return 2
 	}
+	cfg.InsecureRegistries = *insecure
 	if len(pos) > 0 {
 		fmt.Fprintf(stderr, "reconciled run: unexpected argument %q\n", pos[0])
 		fs.Usage()
@@ -159,5 +166,18 @@ func (r runtimeFlag) Set(v string) error {
 		return fmt.Errorf("%q: runtime %s given twice", v, name)
 	}
 	r[name] = path
+	return nil
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	if v == "" {
+		return fmt.Errorf("must not be empty")
+	}
+	*l = append(*l, v)
 	return nil
 }

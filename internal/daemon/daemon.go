@@ -20,6 +20,7 @@ import (
 	"reconciled.dev/reconciled/desired"
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/executor/cgroups"
+	"reconciled.dev/reconciled/image"
 	"reconciled.dev/reconciled/internal/atomicfile"
 	"reconciled.dev/reconciled/reconciler"
 )
@@ -61,6 +62,13 @@ type Config struct {
 	// binary path, besides runc and crun (looked up in PATH), which they
 	// may replace.
 	Runtimes map[string]string
+	// ImageRoot is the image store (default image.DefaultRoot);
+	// InsecureRegistries the registries (host or host:port) that may be
+	// reached over plain HTTP besides localhost; RegistryConfig the docker
+	// config.json with credentials (default image.DefaultRegistryConfig).
+	ImageRoot          string
+	InsecureRegistries []string
+	RegistryConfig     string
 }
 
 func (c *Config) defaults() {
@@ -96,6 +104,12 @@ func (c *Config) defaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.ImageRoot == "" {
+		c.ImageRoot = image.DefaultRoot
+	}
+	if c.RegistryConfig == "" {
+		c.RegistryConfig = image.DefaultRegistryConfig
 	}
 }
 
@@ -197,7 +211,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if c, ok := drv.(io.Closer); ok {
 		defer c.Close()
 	}
-	for _, p := range []*string{&cfg.Manifests, &cfg.State, &cfg.LogDir} {
+	for _, p := range []*string{&cfg.Manifests, &cfg.State, &cfg.LogDir, &cfg.ImageRoot} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return err
 		}
@@ -225,6 +239,9 @@ func Run(ctx context.Context, cfg Config) error {
 	events := newEventLog()
 	log := slog.New(&eventHandler{next: cfg.Logger.Handler(), log: events})
 
+	if err := shareRootfsDir(filepath.Join(cfg.State, "rootfs")); err != nil {
+		return fmt.Errorf("unable to prepare the image root filesystems' directory: %w", err)
+	}
 	// One spare monitor and init per kind of container (WithSpares): a
 	// dropped manifest's container skips starting them.
 	rt, err := executor.New(layout.Runtime(), executor.WithCgroups(drv), executor.WithLogger(log), executor.WithSpares(1))
@@ -251,12 +268,21 @@ func Run(ctx context.Context, cfg Config) error {
 	adapter := &runtimeAdapter{rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, logDriver: cfg.LogDriver, journal: cfg.JournalSocket,
 		store: store, exits: exits, log: log, onExit: last.set}
 	adapter.oci = newOCIRuntimes(cfg.Runtimes, layout.Runtime(), layout.OCI(), drv, log)
+	images, err := image.Open(image.Options{Root: cfg.ImageRoot, Insecure: cfg.InsecureRegistries,
+		RegistryConfig: cfg.RegistryConfig, Logger: log.With("component", "images")})
+	if err != nil {
+		return fmt.Errorf("unable to open the image store: %w", err)
+	}
+	adapter.images = images
+	var loop *reconciler.Loop
+	resolver := newImageResolver(ctx, images, layout, log.With("component", "images"), func(name string) { loop.Notify(name) })
 	notify := newNotifier(log, cfg.TestBlockLoopAfter)
 	if notify.watchdog > 0 {
 		log.Info("systemd watchdog on", "watchdogSec", notify.watchdog)
 	}
 	var pub *publisher // kicked by the loop once it runs
-	loop := reconciler.New(reconciler.Config{
+	loop = reconciler.New(reconciler.Config{
+		Images:         resolver,
 		Heartbeat:      notify.Heartbeat,
 		HeartbeatEvery: notify.heartbeatEvery(),
 		Executor:       adapter,

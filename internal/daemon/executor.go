@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,7 +21,10 @@ import (
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/executor/cgroups"
 	"reconciled.dev/reconciled/executor/ociruntime"
+	"reconciled.dev/reconciled/image"
+	"reconciled.dev/reconciled/image/layer"
 	"reconciled.dev/reconciled/internal/atomicfile"
+	"reconciled.dev/reconciled/reconciler"
 )
 
 // runtimeAdapter is the reconciler's Executor on top of executor.Runtime:
@@ -43,6 +47,9 @@ type runtimeAdapter struct {
 	// oci are the OCI-CLI runtimes by name (runc, crun, --runtime ones);
 	// a container whose spec or state names one is run by it.
 	oci map[string]ociRuntime
+	// images is the image store the root filesystems of image
+	// containers come from (nil: none configured).
+	images imageStore
 }
 
 // ociRuntime is one configured OCI-CLI runtime, or why it cannot be used.
@@ -104,8 +111,20 @@ type exitInfo struct {
 // Create writes STATE/bundles/NAME/config.json and creates the container
 // with LOGDIR/NAME.log (opened O_APPEND) as its stdout and stderr: the
 // container writes its log itself, so a daemon restart does not cut it.
-func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec) error {
+func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec) (err error) {
 	defer a.store.Invalidate(id)
+	if digest := spec.Annotations[desired.AnnotationImageDigest]; digest != "" {
+		if err := a.mountImage(id, spec, digest); err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				if uerr := a.unmountImage(id); uerr != nil {
+					a.log.Warn("unable to remove the root filesystem of a failed create", "container", id, "err", uerr)
+				}
+			}
+		}()
+	}
 	if name := spec.Annotations[ociruntime.AnnotationRuntime]; name != "" {
 		o, err := a.ociNamed(name)
 		if err != nil {
@@ -319,8 +338,77 @@ func (a *runtimeAdapter) Delete(ctx context.Context, id string) error {
 			}
 		}
 	}
+	if err := a.unmountImage(id); err != nil {
+		return err
+	}
 	if err := os.RemoveAll(a.layout.Bundle(id)); err != nil {
 		return fmt.Errorf("unable to remove the bundle of %s: %w", id, err)
+	}
+	return nil
+}
+
+// mountImage mounts the root filesystem of container id, which runs the
+// image with manifest digest: an overlay of the image's layers at
+// STATE/rootfs/NAME with a writable layer of its own under STATE/rw/NAME
+// (made read-only by the runtime when the spec's root is). Whatever an
+// earlier create left there goes first.
+func (a *runtimeAdapter) mountImage(id string, spec *specs.Spec, digest string) error {
+	if a.images == nil {
+		return fmt.Errorf("container %s runs image %s, but the daemon has no image store: %w", id, digest, reconciler.ErrTerminal)
+	}
+	img, err := a.images.GetDigest(digest)
+	if err != nil {
+		return fmt.Errorf("container %s: image %s: %w", id, digest, err)
+	}
+	target := a.layout.Rootfs(id)
+	if spec.Root == nil || spec.Root.Path != target {
+		return fmt.Errorf("container %s: root.path must be %s for an image (an oci fragment changed it): %w", id, target, reconciler.ErrTerminal)
+	}
+	if err := a.unmountImage(id); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return fmt.Errorf("unable to create the root of %s: %w", id, err)
+	}
+	// Always an overlay with a writable layer of the container's own, as
+	// containerd's snapshots are: the runtime creates the mount points
+	// the image lacks (/proc, /dev, tmpfs targets) in it, then makes the
+	// root read-only when root.readonly says so.
+	rw := a.layout.RW(id)
+	upper, work := filepath.Join(rw, "upper"), filepath.Join(rw, "work")
+	for _, d := range []string{upper, work} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("unable to create the writable layer of %s: %w", id, err)
+		}
+	}
+	if err := layer.Mount(target, img.Layers, upper, work); err != nil {
+		return fmt.Errorf("unable to mount the root filesystem of %s (image %s): %w", id, digest, err)
+	}
+	if ref := spec.Annotations[desired.AnnotationImage]; ref != "" {
+		if err := a.images.Touch(ref); err != nil && !errors.Is(err, image.ErrNotFound) {
+			a.log.Debug("unable to record the use of an image", "image", ref, "err", err)
+		}
+	}
+	return nil
+}
+
+// unmountImage removes what mountImage made for container id: the mount,
+// its mount point and the writable layer. Nothing there is not an error.
+func (a *runtimeAdapter) unmountImage(id string) error {
+	target := a.layout.Rootfs(id)
+	if err := layer.Unmount(target); err != nil {
+		return fmt.Errorf("unable to unmount the root filesystem of %s: %w", id, err)
+	}
+	if err := os.Remove(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("unable to remove the root mount point of %s: %w", id, err)
+	}
+	rw := a.layout.RW(id)
+	if _, err := os.Lstat(rw); err == nil {
+		// Never removed across a mount: the writable layer is plain
+		// directories the overlay wrote (unmounted above).
+		if err := removeOneFS(rw); err != nil {
+			return fmt.Errorf("unable to remove the writable layer of %s: %w", id, err)
+		}
 	}
 	return nil
 }

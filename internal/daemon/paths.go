@@ -12,6 +12,8 @@ const (
 // Layout is where things live under a state directory:
 //
 //	STATE/runtime/NAME/      the executor's state (its root)
+//	STATE/rootfs/NAME/       an image container's root filesystem (an overlay mount)
+//	STATE/rw/NAME/           its writable layer (upper and work), when root.readonly is false
 //	STATE/bundles/NAME/      config.json the container was created from
 //	STATE/containers/NAME.json  the daemon's record (actual.Record)
 //	STATE/status/NAME.json   the container's status, for tools
@@ -24,6 +26,8 @@ func (l Layout) Runtime() string           { return filepath.Join(string(l), "ru
 func (l Layout) OCI() string               { return filepath.Join(string(l), "oci") }
 func (l Layout) Bundles() string           { return filepath.Join(string(l), "bundles") }
 func (l Layout) Bundle(name string) string { return filepath.Join(string(l), "bundles", name) }
+func (l Layout) Rootfs(name string) string { return filepath.Join(string(l), "rootfs", name) }
+func (l Layout) RW(name string) string     { return filepath.Join(string(l), "rw", name) }
 func (l Layout) Records() string           { return filepath.Join(string(l), "containers") }
 func (l Layout) StatusDir() string         { return filepath.Join(string(l), "status") }
 func (l Layout) Socket() string            { return filepath.Join(string(l), "reconciled.sock") }

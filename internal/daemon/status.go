@@ -25,7 +25,7 @@ import (
 // contract of `reconciled status -o json` and of STATE/status/NAME.json.
 type ContainerStatus struct {
 	Name string `json:"name"`
-	// Phase is pending, creating, running, stopping, exited, backoff or
+	// Phase is pending, pulling, creating, running, stopping, exited, backoff or
 	// invalid.
 	Phase string `json:"phase"`
 	// Pid is the init's PID on the host while it runs, else 0.
@@ -44,6 +44,12 @@ type ContainerStatus struct {
 	// SpecHash is the hash of the definition the container runs (or will
 	// be created from).
 	SpecHash string `json:"specHash"`
+	// Image is the normalized image reference the container runs, and
+	// ImageDigest its manifest digest: the one it was created from while
+	// it exists, else the one it will be created from ("" until pulled).
+	// Both are absent for a container whose root is a directory.
+	Image       string `json:"image,omitempty"`
+	ImageDigest string `json:"imageDigest,omitempty"`
 	// Message says why the container is as it is, or what is being done
 	// about it; empty when it runs as wanted.
 	Message string `json:"message"`
@@ -344,10 +350,14 @@ func (p *publisher) containerStatus(st reconciler.Status) ContainerStatus {
 	if st.Desired != nil {
 		c.SpecHash = st.Desired.Hash
 		c.Runtime = st.Desired.Runtime
+		c.Image, c.ImageDigest = st.Desired.Image, st.Desired.ImageDigest
 	}
 	if a := st.Actual; a != nil {
 		if a.Applied != nil {
 			c.Runtime = a.Applied.Runtime
+			if a.Applied.Image != "" && (a.Live() || c.Image == "") {
+				c.Image, c.ImageDigest = a.Applied.Image, a.Applied.ImageDigest
+			}
 		}
 		if a.Live() {
 			c.Pid = a.Pid

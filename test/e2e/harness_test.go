@@ -57,6 +57,7 @@ type env struct {
 	manifests string
 	state     string
 	logDir    string
+	images    string // the image store (--image-root)
 	daemon    *exec.Cmd
 	exited    chan struct{}
 	stderr    string
@@ -73,6 +74,7 @@ func newEnv(t *testing.T) *env {
 		manifests: filepath.Join(dir, "manifests"),
 		state:     filepath.Join(dir, "state"),
 		logDir:    filepath.Join(dir, "logs"),
+		images:    filepath.Join(dir, "images"),
 	}
 	if err := os.Mkdir(e.manifests, 0o755); err != nil {
 		t.Fatal(err)
@@ -96,7 +98,7 @@ func (e *env) start(extra ...string) {
 		e.t.Fatal(err)
 	}
 	defer logf.Close()
-	args := append([]string{"run", "--manifests", e.manifests, "--state", e.state, "--log-dir", e.logDir}, extra...)
+	args := append([]string{"run", "--manifests", e.manifests, "--state", e.state, "--log-dir", e.logDir, "--image-root", e.images}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -157,6 +159,17 @@ func (e *env) cleanup() {
 		if err != nil {
 			t.Errorf("delete --force %s: %v\n%s", ent.Name(), err, out)
 		}
+	}
+	// Image containers' root filesystems: the daemon unmounts them when
+	// it deletes a container (tests check that), the runtime alone does
+	// not, and a test's containers outlive its daemon.
+	mnts, _ := filepath.Glob(filepath.Join(e.state, "rootfs", "*"))
+	for _, m := range mnts {
+		syscall.Unmount(m, syscall.MNT_DETACH)
+	}
+	// The daemon's shared bind of STATE/rootfs stays, as it would on a
+	// host, until the test removes it.
+	for syscall.Unmount(filepath.Join(e.state, "rootfs"), syscall.MNT_DETACH) == nil {
 	}
 	for _, left := range e.leftovers() {
 		t.Errorf("left behind: %s", left)

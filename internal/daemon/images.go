@@ -1,0 +1,434 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/actual"
+	"reconciled.dev/reconciled/desired"
+	"reconciled.dev/reconciled/image"
+	"reconciled.dev/reconciled/image/layer"
+	"reconciled.dev/reconciled/image/users"
+)
+
+// imageStore is what the resolver needs of the image store
+// (*image.Store).
+type imageStore interface {
+	Pull(ctx context.Context, ref string, progress func(image.Progress)) (*image.Image, error)
+	Get(ref string) (*image.Image, error)
+	GetDigest(digest string) (*image.Image, error)
+	Touch(ref string) error
+}
+
+// Pull retries: 1 s doubling to 5 min with jitter, as crash-loop backoff.
+const (
+	pullRetryMin = time.Second
+	pullRetryMax = 5 * time.Minute
+	// progressEvery spaces the status updates of a running pull.
+	progressEvery = time.Second
+)
+
+// imageResolver is the loop's reconciler.Images: it completes the
+// definitions of containers that run an image from the store, and pulls
+// in the background what is missing, one pull per reference however many
+// containers wait for it. It decides nothing about the containers
+// themselves: an unresolved definition goes to the planner, which keeps
+// what runs.
+type imageResolver struct {
+	store  imageStore
+	layout Layout
+	log    *slog.Logger
+	// ctx bounds the pulls (the daemon's life); notify asks the loop to
+	// look at a container again.
+	ctx    context.Context
+	notify func(name string)
+	now    func() time.Time
+	// dry resolves from the store alone and starts no pull (plan).
+	dry bool
+
+	mu    sync.Mutex
+	pulls map[string]*pull // by normalized reference
+	// pulledFor records, for a container with imagePullPolicy Always,
+	// which of its runs (runToken) the last pull was made for: a pull
+	// is made before each create, not before each plan.
+	pulledFor map[string]string
+	users     map[userKey]userResult // the image's User, resolved
+}
+
+// pull is one reference's pull, running or failed.
+type pull struct {
+	ref     string
+	waiters map[string]string // container name → runToken it waits with
+	running bool
+	done    int64
+	total   int64
+	// err, failures and next describe the last failure: no new pull
+	// starts before next.
+	err      error
+	failures int
+	next     time.Time
+}
+
+type userKey struct{ digest, user string }
+
+type userResult struct {
+	u   users.User
+	err error
+}
+
+func newImageResolver(ctx context.Context, store imageStore, layout Layout, log *slog.Logger, notify func(string)) *imageResolver {
+	return &imageResolver{store: store, layout: layout, log: log, ctx: ctx, notify: notify, now: time.Now,
+		pulls: map[string]*pull{}, pulledFor: map[string]string{}, users: map[userKey]userResult{}}
+}
+
+// runToken names one run of a container: a pull for an Always container
+// is made once per create, that is once per token.
+func runToken(have *actual.Container) string {
+	if have == nil || have.Live() {
+		return ""
+	}
+	return fmt.Sprintf("%d/%d", have.Created.UnixNano(), have.Pid)
+}
+
+// Resolve implements reconciler.Images.
+func (r *imageResolver) Resolve(ctx context.Context, want *desired.Container, have *actual.Container) *desired.Container {
+	// A container keeps the digest it was created from (a tag is
+	// resolved once, at create), unless Always asks for a fresh look.
+	if have != nil && have.Applied != nil && have.Applied.Image == want.Image && have.Applied.ImageDigest != "" &&
+		want.PullPolicy != desired.PullAlways {
+		if img, err := r.store.GetDigest(have.Applied.ImageDigest); err == nil {
+			return r.complete(want, img)
+		}
+	}
+	switch want.PullPolicy {
+	case desired.PullNever:
+		img, err := r.store.Get(want.Image)
+		if err != nil {
+			return unresolved(want, true, fmt.Sprintf("image %s is not in the store and imagePullPolicy is Never (pull it with: reconciled image pull %s): %v",
+				want.Image, want.Image, err))
+		}
+		return r.complete(want, img)
+	case desired.PullAlways:
+		if have == nil || !have.Live() {
+			token := runToken(have)
+			r.mu.Lock()
+			fresh := r.pulledFor[want.Name] == token && r.pulls[want.Image] == nil
+			if have == nil && fresh {
+				_, fresh = r.pulledFor[want.Name]
+			}
+			r.mu.Unlock()
+			if !fresh {
+				return r.startPull(want, token)
+			}
+		}
+	}
+	img, err := r.store.Get(want.Image)
+	if err != nil {
+		if !errors.Is(err, image.ErrNotFound) {
+			r.log.Warn("unable to read the image store", "image", want.Image, "err", err)
+		}
+		return r.startPull(want, runToken(have))
+	}
+	return r.complete(want, img)
+}
+
+// complete resolves want from img, or says why it cannot be.
+func (r *imageResolver) complete(want *desired.Container, img *image.Image) *desired.Container {
+	cfg := img.Config.Config
+	info := desired.ImageInfo{
+		Digest:     img.Digest,
+		RootPath:   r.layout.Rootfs(want.Name),
+		Entrypoint: cfg.Entrypoint,
+		Cmd:        cfg.Cmd,
+		Env:        cfg.Env,
+		WorkingDir: cfg.WorkingDir,
+		StopSignal: cfg.StopSignal,
+	}
+	if want.Manifest != nil && want.Manifest.Spec.UserFromImage && cfg.User != "" {
+		u, err := r.lookupUser(img, cfg.User)
+		if err != nil {
+			return unresolved(want, true, fmt.Sprintf("image %s: User %q: %v", want.Image, cfg.User, err))
+		}
+		info.HasUser, info.UID, info.GID, info.AdditionalGids = true, u.UID, u.GID, u.Groups
+	}
+	c, err := want.WithImage(info)
+	if err != nil {
+		return unresolved(want, true, err.Error())
+	}
+	return c
+}
+
+func (r *imageResolver) lookupUser(img *image.Image, spec string) (users.User, error) {
+	k := userKey{img.Digest, spec}
+	r.mu.Lock()
+	res, ok := r.users[k]
+	r.mu.Unlock()
+	if !ok {
+		res.u, res.err = users.Lookup(img.Layers, spec)
+		r.mu.Lock()
+		r.users[k] = res
+		r.mu.Unlock()
+	}
+	return res.u, res.err
+}
+
+func unresolved(want *desired.Container, failed bool, why string) *desired.Container {
+	c := *want
+	c.ImageDigest, c.ImageWait, c.ImageFailed = "", why, failed
+	return &c
+}
+
+// startPull makes sure a pull of want's image runs (or waits out its
+// backoff) with want's container among its waiters, and says so.
+func (r *imageResolver) startPull(want *desired.Container, token string) *desired.Container {
+	if r.dry {
+		return unresolved(want, false, "would pull "+want.Image)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.pulls[want.Image]
+	if p == nil {
+		p = &pull{ref: want.Image, waiters: map[string]string{}}
+		r.pulls[want.Image] = p
+	}
+	p.waiters[want.Name] = token
+	now := r.now()
+	switch {
+	case p.running:
+		return unresolved(want, false, "pulling "+want.Image+progressWords(p.done, p.total))
+	case p.err != nil && now.Before(p.next):
+		return unresolved(want, true, fmt.Sprintf("failed to pull %s: %v; next try in %s",
+			want.Image, p.err, roundSeconds(p.next.Sub(now))))
+	}
+	p.running, p.done, p.total = true, 0, 0
+	go r.run(p)
+	return unresolved(want, false, "pulling "+want.Image)
+}
+
+// run pulls p.ref and tells its waiters when it ends.
+func (r *imageResolver) run(p *pull) {
+	log := r.log.With("image", p.ref)
+	log.Info("pulling image")
+	start := r.now()
+	var last time.Time
+	img, err := r.store.Pull(r.ctx, p.ref, func(pr image.Progress) {
+		r.mu.Lock()
+		p.done, p.total = pr.Done, pr.Total
+		waiters := waiterNames(p)
+		r.mu.Unlock()
+		if now := r.now(); now.Sub(last) >= progressEvery {
+			last = now
+			for _, n := range waiters {
+				r.notify(n)
+			}
+		}
+	})
+	r.mu.Lock()
+	p.running = false
+	waiters := waiterNames(p)
+	if err == nil {
+		for n, token := range p.waiters {
+			r.pulledFor[n] = token
+		}
+		delete(r.pulls, p.ref)
+	} else {
+		p.err, p.failures = err, p.failures+1
+		delay := min(pullRetryMin<<min(p.failures-1, 20), pullRetryMax)
+		delay += time.Duration(rand.Int64N(int64(delay)/5 + 1)) // jitter against thundering herds
+		p.next = r.now().Add(delay)
+		// Waiters are asked to look again when the backoff ends; those
+		// still wanting the image start the next try.
+		time.AfterFunc(delay, func() {
+			r.mu.Lock()
+			names := waiterNames(p)
+			r.mu.Unlock()
+			for _, n := range names {
+				r.notify(n)
+			}
+		})
+	}
+	r.mu.Unlock()
+	if err != nil {
+		if r.ctx.Err() == nil {
+			log.Error("image pull failed", "err", err, "failures", p.failures)
+		}
+	} else {
+		log.Info("image pulled", "digest", img.Digest, "bytes", img.Size, "took", r.now().Sub(start).Round(time.Millisecond))
+	}
+	for _, n := range waiters {
+		r.notify(n)
+	}
+}
+
+// Forget drops container name's interest in any pull (its manifest is
+// gone).
+func (r *imageResolver) Forget(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.pulledFor, name)
+	for ref, p := range r.pulls {
+		delete(p.waiters, name)
+		if len(p.waiters) == 0 && !p.running {
+			delete(r.pulls, ref)
+		}
+	}
+}
+
+func waiterNames(p *pull) []string {
+	out := make([]string, 0, len(p.waiters))
+	for n := range p.waiters {
+		out = append(out, n)
+	}
+	return out
+}
+
+// progressWords is ": 1.2 of 4.0 MB", or "" before the sizes are known.
+func progressWords(done, total int64) string {
+	if total <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(": %.1f of %.1f MB", float64(done)/1e6, float64(total)/1e6)
+}
+
+func roundSeconds(d time.Duration) time.Duration {
+	r := d.Truncate(time.Second)
+	if r < d || r == 0 {
+		r += time.Second
+	}
+	return r
+}
+
+// shareRootfsDir makes dir (STATE/rootfs) a shared mount of its own peer
+// group, once: the executor's spare inits clone their mount namespace
+// ahead of time, and an image container's root filesystem, mounted under
+// dir later, must propagate into them (they make their "/" rslave before
+// they use it). Its own peer group keeps the mounts out of every other
+// namespace of the host.
+func shareRootfsDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("unable to create %s: %w", dir, err)
+	}
+	mounted, err := layer.Mounted(dir)
+	if err != nil {
+		return err
+	}
+	if !mounted {
+		if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("unable to bind %s onto itself: %w", dir, err)
+		}
+	}
+	if err := unix.Mount("", dir, "", unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("unable to make %s private: %w", dir, err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
+		return fmt.Errorf("unable to make %s shared: %w", dir, err)
+	}
+	return nil
+}
+
+// removeOneFS removes the tree at path as `rm -r --one-file-system`
+// would, but refuses outright when anything in it is on another
+// filesystem (a mount): nothing is removed across a mount.
+func removeOneFS(path string) error {
+	var root unix.Stat_t
+	if err := unix.Lstat(path, &root); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return &fs.PathError{Op: "lstat", Path: path, Err: err}
+	}
+	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return &fs.PathError{Op: "lstat", Path: p, Err: err}
+		}
+		if st.Dev != root.Dev {
+			return fmt.Errorf("%s is on another filesystem (a mount); not removed", p)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(path)
+}
+
+// ResolveOffline resolves the containers of want that run an image from
+// the store at imageRoot alone, as the daemon with state directory state
+// would before planning, without pulling: a missing image says "would
+// pull REF" (for `reconciled plan`).
+func ResolveOffline(ctx context.Context, imageRoot, state string, want desired.Set, have actual.Set) (desired.Set, error) {
+	var store *image.Store
+	out := want
+	out.Containers = make(map[string]*desired.Container, len(want.Containers))
+	for n, c := range want.Containers {
+		out.Containers[n] = c
+		if c == nil || c.Image == "" {
+			continue
+		}
+		if store == nil {
+			var err error
+			if store, err = image.Open(image.Options{Root: imageRoot}); err != nil {
+				return want, err
+			}
+		}
+		r := &imageResolver{store: store, layout: Layout(state), log: slog.New(slog.DiscardHandler), ctx: ctx, dry: true,
+			now: time.Now, pulls: map[string]*pull{}, pulledFor: map[string]string{}, users: map[userKey]userResult{}}
+		out.Containers[n] = r.Resolve(ctx, c, have[n])
+	}
+	return out, nil
+}
+
+// ImageUsers returns, for every image digest, the containers of the
+// daemon with state directory state whose record says they run it (sorted
+// names), for `image ls` and `image rm`, with or without a running
+// daemon. A missing state directory has none.
+func ImageUsers(state string) (map[string][]string, error) {
+	dir := Layout(state).Records()
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string][]string{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("unable to read the container records: %w", err)
+	}
+	out := map[string][]string{}
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || e.IsDir() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue // removed meanwhile
+		}
+		var r actual.Record
+		if json.Unmarshal(data, &r) != nil || r.Applied == nil || r.Applied.ImageDigest == "" {
+			continue
+		}
+		out[r.Applied.ImageDigest] = append(out[r.Applied.ImageDigest], name)
+	}
+	for _, names := range out {
+		slices.Sort(names)
+	}
+	return out, nil
+}
