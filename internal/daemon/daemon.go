@@ -387,6 +387,12 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	wg.Go(func() { pub.Run(ctx) })
 	wg.Go(func() {
+		watchRefs(ctx, images.Digests, images.RefsPath(), log.With("component", "images"), func() {
+			log.Info("image references changed: looking at every container again")
+			loop.Rescan()
+		})
+	})
+	wg.Go(func() {
 		if err := pub.serve(ctx, l); err != nil {
 			log.Error("status server stopped", "err", err)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/actual"
@@ -431,4 +433,54 @@ func ImageUsers(state string) (map[string][]string, error) {
 		slices.Sort(names)
 	}
 	return out, nil
+}
+
+// watchRefs calls changed whenever a reference in the store at refsPath
+// comes to name another digest, or appears or goes (a `reconciled image
+// pull` of a moved tag, by any process): containers with imagePullPolicy
+// Always then follow it. Uses (last-used times) change nothing. It
+// returns when ctx ends; a watch that cannot be set up is logged, and the
+// periodic full pass still catches such changes.
+func watchRefs(ctx context.Context, digests func() (map[string]string, error), refsPath string, log *slog.Logger, changed func()) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		log.Warn("unable to watch the image references; moved tags are seen at the next full pass", "err", err)
+		return
+	}
+	defer w.Close()
+	if err := w.Add(filepath.Dir(refsPath)); err != nil {
+		log.Warn("unable to watch the image references; moved tags are seen at the next full pass", "err", err)
+		return
+	}
+	last, _ := digests()
+	var settle <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			if ev.Name == refsPath && settle == nil {
+				settle = time.After(50 * time.Millisecond)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			log.Warn("image reference watch", "err", err)
+		case <-settle:
+			settle = nil
+			now, err := digests()
+			if err != nil {
+				log.Warn("unable to read the image references", "err", err)
+				continue
+			}
+			if !maps.Equal(now, last) {
+				last = now
+				changed()
+			}
+		}
+	}
 }

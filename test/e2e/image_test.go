@@ -93,6 +93,19 @@ func TestImageRunsFromRegistry(t *testing.T) {
 		t.Errorf("the image was pulled %d times for two containers, want once", n)
 	}
 
+	// A new daemon adopts it as it is: same process, same digest.
+	oldPid := c.Pid
+	c = e.restartDaemon(web, c.Pid)
+	if c.Pid != oldPid {
+		t.Errorf("after a daemon restart: pid %d, want the adopted %d", c.Pid, oldPid)
+	}
+	if c.ImageDigest != digest {
+		t.Errorf("after a daemon restart: digest %q, want %q", c.ImageDigest, digest)
+	}
+	if n := e.daemonLogCount("reason=\"recreated"); n != 0 {
+		t.Errorf("a daemon restart recreated %d containers", n)
+	}
+
 	// The root is an overlay of the stored layers, read-only by default.
 	root := filepath.Join(e.state, "rootfs", web)
 	if !mounted(t, root) {
@@ -215,7 +228,7 @@ func TestImageAlwaysFollowsTag(t *testing.T) {
 	ref := reg.Ref("e2e/tag:stable")
 	name := e.name("tag")
 	e.write("tag.yaml", imageManifest(name, ref, "  imagePullPolicy: Always\n"))
-	e.start("--resync", "1s")
+	e.start() // the resync (30s) is not what notices the pull: the store's watch is
 	c := e.waitRunning(name, 60*time.Second)
 	e.waitLogs(name, "version-1")
 
@@ -223,7 +236,7 @@ func TestImageAlwaysFollowsTag(t *testing.T) {
 	if out, err := exec.Command(bin, "image", "pull", "--image-root", e.images, ref).CombinedOutput(); err != nil {
 		t.Fatalf("image pull: %v %s", err, out)
 	}
-	e.waitFor(name+" recreated on the new digest", 30*time.Second, func(r *report) bool {
+	e.waitFor(name+" recreated on the new digest", 20*time.Second, func(r *report) bool {
 		k := r.Get(name)
 		return k != nil && k.Phase == "running" && k.ImageDigest == d2 && k.Pid != c.Pid
 	})
@@ -379,4 +392,29 @@ func (randReader) Read(p []byte) (int, error) {
 		p[i] = byte(x)
 	}
 	return len(p), nil
+}
+
+// An image container runs under runc too: its root is a mount point
+// runc pivots into like any other.
+func TestImageWithRunc(t *testing.T) {
+	e := newEnv(t)
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Fatalf("runc is not installed (apt-get install runc): %v", err)
+	}
+	reg := registry.Start(t)
+	registry.Push(t, reg, "e2e/runc:1", registry.BusyboxImage(t))
+	name := e.name("runc")
+	e.write("runc.yaml", imageManifest(name, reg.Ref("e2e/runc:1"),
+		"  runtime: runc\n  user: \"1234\"\n  command: [/bin/sh, -c, 'id -u; exec sleep 1000']\n"))
+	e.start()
+	c := e.waitRunning(name, 60*time.Second)
+	e.waitLogs(name, "1234")
+	if c.Runtime != "runc" {
+		t.Errorf("runtime %q, want runc", c.Runtime)
+	}
+	root := filepath.Join(e.state, "rootfs", name)
+	e.deleteGone("runc.yaml", name, c.Pid)
+	if mounted(t, root) {
+		t.Errorf("%s still mounted after its runc container was removed", root)
+	}
 }
