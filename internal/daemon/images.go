@@ -124,7 +124,14 @@ func (r *imageResolver) Resolve(ctx context.Context, want *desired.Container, ha
 		}
 		return r.complete(want, img)
 	case desired.PullAlways:
-		if have == nil || !have.Live() {
+		if have != nil && have.Live() {
+			// Its create consumed the pull made for it; the next
+			// create (a restart, or a new container of that name)
+			// pulls again.
+			r.mu.Lock()
+			delete(r.pulledFor, want.Name)
+			r.mu.Unlock()
+		} else {
 			token := runToken(have)
 			r.mu.Lock()
 			fresh := r.pulledFor[want.Name] == token && r.pulls[want.Image] == nil
