@@ -198,6 +198,9 @@ func (e *env) leftovers() []string {
 	}
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, l := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == filepath.Join(e.state, "rootfs") {
+			continue // the daemon's shared bind, for its whole life (cleanup removes it)
+		}
 		if strings.Contains(l, e.dir) || strings.Contains(l, e.prefix) {
 			out = append(out, "mount "+l)
 		}
