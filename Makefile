@@ -38,9 +38,19 @@ vet:
 test: deps vet
 	RECONCILED_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 20m ./...
 
-# run starts the daemon on the shipped examples, in the foreground.
-run: build
+# run starts the daemon on the shipped examples, in the foreground. The
+# image one (examples/manifests/from-image.yaml) runs example.local/busybox:1,
+# built here from busybox-static and imported into the image store when
+# missing: no network.
+EXAMPLE_IMAGE ?= example.local/busybox:1
+run: build example-image
 	$(BIN) run --manifests examples/manifests
+
+.PHONY: example-image
+example-image: build
+	@if ! $(BIN) image inspect $(EXAMPLE_IMAGE) >/dev/null 2>&1; then \
+		d=$$(mktemp -d) && examples/images/busybox-image.sh $$d/oci >/dev/null && \
+		$(BIN) image import --name $(EXAMPLE_IMAGE) $$d/oci; s=$$?; rm -rf --one-file-system $$d; exit $$s; fi
 
 # install puts the binary at $(DESTDIR)$(PREFIX)/bin/reconciled, the systemd
 # unit at $(DESTDIR)$(UNITDIR)/reconciled.service and an empty

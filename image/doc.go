@@ -1,5 +1,6 @@
 // Package image is the local store of OCI and Docker images: it pulls an
-// image from its registry, keeps the blobs and the unpacked layers on disk,
+// image from its registry (or imports one from an OCI layout, an
+// oci-archive or a docker-archive: Import), keeps the blobs and the unpacked layers on disk,
 // and hands the daemon what a container needs to run it (the parsed config
 // and the layer directories, lowest first) without any network.
 //
@@ -21,7 +22,8 @@
 //	                                final name when whole and verified.
 //	ROOT/layers/rm-<random>/        a layer being removed (renamed out of the
 //	                                way first, so no reader finds half of it).
-//	ROOT/tmp/                       blobs being fetched.
+//	ROOT/tmp/                       blobs being fetched or imported, and
+//	                                oci-archives being read (import-*).
 //	ROOT/refs.json                  normalized reference -> manifest digest,
 //	                                pull and last-use times (refsFile, versioned).
 //	ROOT/refs.lock                  flock held while refs.json is rewritten

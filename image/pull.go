@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -98,7 +99,7 @@ func (s *Store) pull(ctx context.Context, r imageref.Ref, progress func(Progress
 			return nil, fmt.Errorf("index %s: %w", digest, err)
 		}
 		indexRaw, indexDigest = raw, digest
-		raw, digest, isIndex, err = rc.manifest(ctx, child.String())
+		raw, digest, isIndex, err = rc.manifest(ctx, child.Digest.String())
 		if err != nil {
 			return nil, err
 		}
@@ -125,16 +126,9 @@ func (s *Store) pull(ctx context.Context, r imageref.Ref, progress func(Progress
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := v1.ParseConfigFile(bytes.NewReader(cfgJSON))
+	cfg, err := s.parseConfig(cfgJSON, m, digest, norm)
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", m.Config.Digest, err)
-	}
-	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
-		return nil, fmt.Errorf("manifest %s lists %d layers but its config has %d diff IDs", digest, len(m.Layers), len(cfg.RootFS.DiffIDs))
-	}
-	if cfg.OS != "" && (cfg.OS != s.platform.OS || cfg.Architecture != s.platform.Architecture) {
-		s.log.Warn("image platform differs from the requested one", "ref", norm,
-			"image", cfg.OS+"/"+cfg.Architecture, "want", platformString(s.platform))
+		return nil, err
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -152,24 +146,11 @@ func (s *Store) pull(ctx context.Context, r imageref.Ref, progress func(Progress
 		return nil, err
 	}
 
-	if err := s.writeBlob(digest, raw); err != nil {
+	rec, err := s.storeManifests(digest, raw, indexDigest, indexRaw)
+	if err != nil {
 		return nil, err
 	}
-	rec := refRecord{Digest: digest.String(), Pulled: time.Now().UTC()}
-	if indexRaw != nil {
-		if err := s.writeBlob(indexDigest, indexRaw); err != nil {
-			return nil, err
-		}
-		rec.Index = indexDigest.String()
-	}
-	err = s.updateRefs(func(refs map[string]refRecord) error {
-		if old, ok := refs[norm]; ok {
-			rec.LastUsed = old.LastUsed
-		}
-		refs[norm] = rec
-		return nil
-	})
-	if err != nil {
+	if err := s.recordRefs(map[string]refRecord{norm: rec}, false); err != nil {
 		return nil, err
 	}
 	img, err := s.load(norm, rec.Digest)
@@ -179,6 +160,74 @@ func (s *Store) pull(ctx context.Context, r imageref.Ref, progress func(Progress
 	s.log.Info("image pulled", "ref", norm, "digest", rec.Digest, "layers", len(m.Layers),
 		"bytes", total, "duration", time.Since(start).Round(time.Millisecond))
 	return img, nil
+}
+
+// parseConfig parses an image's config blob and checks it against its
+// manifest (digest): one diff ID per layer. A platform other than the
+// store's is logged, not refused.
+func (s *Store) parseConfig(cfgJSON []byte, m *v1.Manifest, digest v1.Hash, ref string) (*v1.ConfigFile, error) {
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(cfgJSON))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", m.Config.Digest, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("manifest %s lists %d layers but its config has %d diff IDs", digest, len(m.Layers), len(cfg.RootFS.DiffIDs))
+	}
+	if cfg.OS != "" && (cfg.OS != s.platform.OS || cfg.Architecture != s.platform.Architecture) {
+		s.log.Warn("image platform differs from the requested one", "ref", ref,
+			"image", cfg.OS+"/"+cfg.Architecture, "want", platformString(s.platform))
+	}
+	return cfg, nil
+}
+
+// storeManifests writes an image's manifest (digest, raw) and the index it
+// was picked from (indexRaw nil if none) as blobs, once its config and
+// layers are stored, and returns the record that names them.
+func (s *Store) storeManifests(digest v1.Hash, raw []byte, indexDigest v1.Hash, indexRaw []byte) (refRecord, error) {
+	if err := s.writeBlob(digest, raw); err != nil {
+		return refRecord{}, err
+	}
+	rec := refRecord{Digest: digest.String(), Pulled: time.Now().UTC()}
+	if indexRaw != nil {
+		if err := s.writeBlob(indexDigest, indexRaw); err != nil {
+			return refRecord{}, err
+		}
+		rec.Index = indexDigest.String()
+	}
+	return rec, nil
+}
+
+// errRefsUnchanged aborts an updateRefs that would write what is there.
+var errRefsUnchanged = errors.New("references unchanged")
+
+// recordRefs records each reference (normalized) with its record, in one
+// rewrite of refs.json, keeping a recorded reference's LastUsed. With
+// keepSame, a reference already recorded with the same manifest and
+// index digests keeps its record as it is (its Pulled time too), and
+// refs.json is not rewritten when nothing changes.
+func (s *Store) recordRefs(recs map[string]refRecord, keepSame bool) error {
+	err := s.updateRefs(func(refs map[string]refRecord) error {
+		changed := false
+		for ref, rec := range recs {
+			old, ok := refs[ref]
+			if ok && keepSame && old.Digest == rec.Digest && old.Index == rec.Index {
+				continue
+			}
+			if ok {
+				rec.LastUsed = old.LastUsed
+			}
+			refs[ref] = rec
+			changed = true
+		}
+		if !changed && keepSame {
+			return errRefsUnchanged
+		}
+		return nil
+	})
+	if errors.Is(err, errRefsUnchanged) {
+		return nil
+	}
+	return err
 }
 
 // registryClient reaches one repository with an authenticated transport.
@@ -349,15 +398,21 @@ func checkDescriptor(d v1.Descriptor) error {
 	return nil
 }
 
-// pickPlatform returns the digest of the index entry for s.platform.
-func (s *Store) pickPlatform(raw []byte) (v1.Hash, error) {
+// pickPlatform returns the index entry for s.platform.
+func (s *Store) pickPlatform(raw []byte) (v1.Descriptor, error) {
 	idx, err := v1.ParseIndexManifest(bytes.NewReader(raw))
 	if err != nil {
-		return v1.Hash{}, err
+		return v1.Descriptor{}, err
 	}
+	return s.pickDescriptor(idx.Manifests)
+}
+
+// pickDescriptor returns the entry of an index's manifests that fits
+// s.platform best.
+func (s *Store) pickDescriptor(manifests []v1.Descriptor) (v1.Descriptor, error) {
 	best, bestScore := -1, 0
 	var have []string
-	for i, m := range idx.Manifests {
+	for i, m := range manifests {
 		if m.Platform != nil {
 			have = append(have, platformString(*m.Platform))
 		}
@@ -366,9 +421,9 @@ func (s *Store) pickPlatform(raw []byte) (v1.Hash, error) {
 		}
 	}
 	if best < 0 {
-		return v1.Hash{}, fmt.Errorf("no manifest for %s (the index has %s)", platformString(s.platform), strings.Join(have, ", "))
+		return v1.Descriptor{}, fmt.Errorf("no manifest for %s (the index has %s)", platformString(s.platform), strings.Join(have, ", "))
 	}
-	return idx.Manifests[best].Digest, nil
+	return manifests[best], nil
 }
 
 // fetchBlob makes sure the blob desc names is stored, fetching it once
@@ -401,34 +456,48 @@ func (s *Store) download(ctx context.Context, rc *registryClient, desc v1.Descri
 	if resp.ContentLength >= 0 && resp.ContentLength != desc.Size {
 		return fmt.Errorf("blob %s: the registry sends %d bytes, the manifest says %d", desc.Digest, resp.ContentLength, desc.Size)
 	}
+	tmp, err := s.receive(resp.Body, desc, add)
+	if err != nil {
+		return err
+	}
+	if err := s.commit(tmp, final); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("storing blob %s: %w", desc.Digest, err)
+	}
+	s.log.Debug("blob fetched", "digest", desc.Digest.String(), "bytes", desc.Size, "duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// receive copies the blob desc names from r into a new file in ROOT/tmp,
+// checking its size and digest on the way (add counts the bytes), and
+// returns that file, open, not yet synced: the caller commits it or
+// closes and removes it. On any failure nothing is left in ROOT/tmp.
+func (s *Store) receive(r io.Reader, desc v1.Descriptor, add func(int64)) (*os.File, error) {
 	tmp, err := os.CreateTemp(s.tmpDir(), "blob-"+desc.Digest.Hex[:12]+"-")
 	if err != nil {
-		return fmt.Errorf("fetching blob %s: %w", desc.Digest, err)
+		return nil, fmt.Errorf("fetching blob %s: %w", desc.Digest, err)
 	}
-	committed := false
+	ok := false
 	defer func() {
-		if !committed {
+		if !ok {
 			tmp.Close()
 			os.Remove(tmp.Name())
 		}
 	}()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h, addWriter(add)), io.LimitReader(resp.Body, desc.Size+1))
+	n, err := io.Copy(io.MultiWriter(tmp, h, addWriter(add)), io.LimitReader(r, desc.Size+1))
 	if err != nil {
-		return fmt.Errorf("fetching blob %s: %w", desc.Digest, err)
+		return nil, fmt.Errorf("fetching blob %s: %w", desc.Digest, err)
 	}
 	if n != desc.Size {
-		return fmt.Errorf("blob %s: got %d bytes or more, the manifest says %d", desc.Digest, n, desc.Size)
+		return nil, fmt.Errorf("blob %s: got %d bytes or more, the manifest says %d", desc.Digest, n, desc.Size)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != desc.Digest.Hex {
-		return fmt.Errorf("blob %s: %w (it hashes to sha256:%s)", desc.Digest, ErrDigestMismatch, got)
+		return nil, fmt.Errorf("blob %s: %w (it hashes to sha256:%s)", desc.Digest, ErrDigestMismatch, got)
 	}
-	if err := s.commit(tmp, final); err != nil {
-		return fmt.Errorf("storing blob %s: %w", desc.Digest, err)
-	}
-	committed = true
-	s.log.Debug("blob fetched", "digest", desc.Digest.String(), "bytes", n, "duration", time.Since(start).Round(time.Millisecond))
-	return nil
+	ok = true
+	return tmp, nil
 }
 
 // addWriter counts what is written through it.

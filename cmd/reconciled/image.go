@@ -24,9 +24,12 @@ func init() {
 	})
 }
 
-const imageSynopsis = `image pull|ls|inspect|rm [FLAGS] [REF]
+const imageSynopsis = `image pull|import|ls|inspect|rm [FLAGS] [REF|FILE|DIR]
 
   image pull [--image-root DIR] [--insecure-registry HOST]... [--registry-config FILE] REF
+  image import [--image-root DIR] [--name REF] [-o text|json] FILE|DIR
+                                             (an OCI layout directory, an oci-archive or a
+                                             docker-archive, gzip or zstd or not; no network)
   image ls [--image-root DIR] [--state DIR] [-o text|json]
   image inspect [--image-root DIR] REF       (the image's config, as JSON)
   image rm [--image-root DIR] [--state DIR] REF
@@ -51,6 +54,7 @@ func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	insecure := &listFlag{}
 	fs.Var(insecure, "insecure-registry", "HOST or HOST:PORT reachable over plain HTTP (localhost and 127.0.0.1 always are); repeatable")
 	regConfig := fs.String("registry-config", image.DefaultRegistryConfig, "docker config.json with registry credentials")
+	name := fs.String("name", "", "import: the reference to store the image as; a repository alone keeps the tags the source gives (default: the source's names)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return 2
@@ -72,7 +76,19 @@ func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "reconciled image %s: %v\n", sub, err)
 		return 1
 	}
-	if sub != "ls" {
+	if *name != "" && sub != "import" {
+		fmt.Fprintf(stderr, "reconciled image %s: --name is for import only\n", sub)
+		return 2
+	}
+	switch sub {
+	case "ls":
+	case "import":
+		if *name != "" {
+			if _, err := imageref.Parse(*name); err != nil {
+				return fail(fmt.Errorf("--name: %w", err))
+			}
+		}
+	default:
 		if _, err := imageref.Parse(pos[0]); err != nil {
 			return fail(err)
 		}
@@ -84,6 +100,8 @@ func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	switch sub {
 	case "pull":
 		return imagePull(ctx, store, pos[0], *output, stdout, stderr, fail)
+	case "import":
+		return imageImport(ctx, store, pos[0], *name, *output, stdout, stderr, fail)
 	case "ls":
 		return imageList(store, *state, *output, stdout, stderr, fail)
 	case "inspect":
@@ -113,7 +131,7 @@ func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, "removed %s\n", norm)
 		return 0
 	}
-	fmt.Fprintf(stderr, "reconciled image: unknown subcommand %q (use pull, ls, inspect or rm)\n", sub)
+	fmt.Fprintf(stderr, "reconciled image: unknown subcommand %q (use pull, import, ls, inspect or rm)\n", sub)
 	return 2
 }
 
@@ -133,6 +151,32 @@ func imagePull(ctx context.Context, store *image.Store, ref, output string, stdo
 		return printJSON(stdout, stderr, map[string]any{"reference": img.Ref, "digest": img.Digest, "size": img.Size})
 	}
 	fmt.Fprintf(stdout, "%s@%s (%.1f MB in %s)\n", img.Ref, img.Digest, float64(img.Size)/1e6, time.Since(start).Round(time.Millisecond))
+	return 0
+}
+
+// importedImage is one image `image import -o json` stored (the -o json
+// contract: a list of these).
+type importedImage struct {
+	Reference string `json:"reference"`
+	Digest    string `json:"digest"`
+	Size      int64  `json:"size"`
+}
+
+func imageImport(ctx context.Context, store *image.Store, src, name, output string, stdout, stderr io.Writer, fail func(error) int) int {
+	imgs, err := store.Import(ctx, src, name)
+	if err != nil {
+		return fail(err)
+	}
+	if output == "json" {
+		out := make([]importedImage, 0, len(imgs))
+		for _, img := range imgs {
+			out = append(out, importedImage{Reference: img.Ref, Digest: img.Digest, Size: img.Size})
+		}
+		return printJSON(stdout, stderr, out)
+	}
+	for _, img := range imgs {
+		fmt.Fprintf(stdout, "%s@%s\n", img.Ref, img.Digest)
+	}
 	return 0
 }
 
