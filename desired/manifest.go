@@ -65,17 +65,17 @@ type ManifestSpec struct {
 	Args []string `json:"args,omitempty"`
 	// UserFromImage says that spec.user was not given for an image
 	// container: the image's User applies (root when it sets none).
-	UserFromImage bool `json:"userFromImage,omitempty"`
-	Env          map[string]string `json:"env,omitempty"`
-	WorkingDir   string            `json:"workingDir"`
-	User         User              `json:"user"`
-	Hostname     string            `json:"hostname"`
-	Network      Network           `json:"network"`
-	Mounts       []Mount           `json:"mounts,omitempty"`
-	Resources    Resources         `json:"resources"`
-	Capabilities Capabilities      `json:"capabilities"`
-	Restart      RestartPolicy     `json:"restart"`
-	Stop         Stop              `json:"stop"`
+	UserFromImage bool              `json:"userFromImage,omitempty"`
+	Env           map[string]string `json:"env,omitempty"`
+	WorkingDir    string            `json:"workingDir"`
+	User          User              `json:"user"`
+	Hostname      string            `json:"hostname"`
+	Network       Network           `json:"network"`
+	Mounts        []Mount           `json:"mounts,omitempty"`
+	Resources     Resources         `json:"resources"`
+	Capabilities  Capabilities      `json:"capabilities"`
+	Restart       RestartPolicy     `json:"restart"`
+	Stop          Stop              `json:"stop"`
 	// Runtime is spec.runtime: RuntimeNative (default), RuntimeRunc,
 	// RuntimeCrun, or the name of a runtime the daemon is configured with.
 	Runtime string `json:"runtime"`

@@ -100,7 +100,7 @@ type Config struct {
 	// leaves them unresolved (never created).
 	Images  Images
 	Planner Planner
-	Logger   *slog.Logger // default: discard
+	Logger  *slog.Logger // default: discard
 
 	// Workers is how many containers are worked on at once (default 4).
 	Workers int

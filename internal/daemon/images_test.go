@@ -154,7 +154,7 @@ func TestResolverKeepsRecordedDigest(t *testing.T) {
 	r, _ := resolverFor(t, store)
 	web := imageContainer(t, "web", desired.PullIfNotPresent)
 	old := r.Resolve(context.Background(), web, nil)
-	store.stored[testRef] = "sha256:new"          // someone pulled the tag again
+	store.stored[testRef] = "sha256:new"              // someone pulled the tag again
 	store.stored["example.com/keep:1"] = "sha256:old" // the old image is still stored
 	got := r.Resolve(context.Background(), web, live(old, time.Now()))
 	if got.ImageDigest != "sha256:old" || got.Hash != old.Hash {
