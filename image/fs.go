@@ -9,17 +9,12 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
-// ignoringEINTR retries fn while it fails with EINTR.
-func ignoringEINTR(fn func() error) error {
-	for {
-		err := fn()
-		if !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
-}
+// ignoringEINTR is shared with the executor and image/layer.
+var ignoringEINTR = sys.IgnoringEINTR
 
 // fileLock is an flock held on an open lock file.
 type fileLock struct{ f *os.File }

@@ -350,20 +350,6 @@ func mountOverlayClassic(lowers []dirFd, up, wk dirFd, target string) error {
 	return nil
 }
 
-// fsLog reads the messages the kernel left in a filesystem context.
-func fsLog(fsfd int) string {
-	var msgs []string
-	buf := make([]byte, 1024)
-	for i := 0; i < 8; i++ {
-		n, err := unix.Read(fsfd, buf)
-		if err != nil || n <= 0 {
-			break
-		}
-		msgs = append(msgs, strings.TrimSpace(string(buf[:n])))
-	}
-	return strings.Join(msgs, "; ")
-}
-
 // kernelAtLeast reports whether the running kernel's release is at least
 // major.minor. An unparsable release counts as new enough: the mount then
 // finds out from the kernel's answer.

@@ -186,20 +186,6 @@ func fsmount(fsfd int, fstype, source string, mo mountOptions, attrs uint64, dst
 	return os.NewFile(uintptr(mfd), dst.path), nil
 }
 
-// fsLog reads the messages the kernel left in a filesystem context.
-func fsLog(fsfd int) string {
-	var msgs []string
-	buf := make([]byte, 1024)
-	for i := 0; i < 8; i++ {
-		n, err := unix.Read(fsfd, buf)
-		if err != nil || n <= 0 {
-			break
-		}
-		msgs = append(msgs, strings.TrimSpace(string(buf[:n])))
-	}
-	return strings.Join(msgs, "; ")
-}
-
 // setAttr sets and clears mount-point attributes (MOUNT_ATTR_*) of the
 // mount whose root mnt is, on every mount below it too if recursive.
 // Attributes not named stay as they are: in particular a read-only remount

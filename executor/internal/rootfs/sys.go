@@ -3,24 +3,25 @@
 package rootfs
 
 import (
-	"errors"
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
+)
+
+// The helpers shared with the image packages (internal/sys).
+var (
+	ignoringEINTR = sys.IgnoringEINTR
+	openat        = sys.Openat
+	openat2       = sys.Openat2
+	typeName      = sys.TypeName
+	fsLog         = sys.FsLog
 )
 
 // Thin wrappers around the syscalls this package uses: each retries EINTR
 // and returns an *os.SyscallError (or *os.PathError where a path names the
 // object) so that callers can wrap them with what they were doing.
-
-func ignoringEINTR(fn func() error) error {
-	for {
-		err := fn()
-		if !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
-}
 
 func sysErr(name string, err error) error {
 	if err == nil {
@@ -35,38 +36,6 @@ func mount(source, target, fstype string, flags uintptr, data string) error {
 		return &os.PathError{Op: "mount " + source + " (" + fstype + ")", Path: target, Err: err}
 	}
 	return nil
-}
-
-func openat(dirfd int, path string, flags int, mode uint32) (int, error) {
-	var fd int
-	err := ignoringEINTR(func() (err error) {
-		fd, err = unix.Openat(dirfd, path, flags|unix.O_CLOEXEC, mode)
-		return err
-	})
-	if err != nil {
-		return -1, &os.PathError{Op: "openat", Path: path, Err: err}
-	}
-	return fd, nil
-}
-
-func openat2(dirfd int, path string, how *unix.OpenHow) (int, error) {
-	var fd int
-	how.Flags |= unix.O_CLOEXEC
-	err := ignoringEINTR(func() (err error) {
-		// EAGAIN: a concurrent rename or mount raced with RESOLVE_IN_ROOT;
-		// the kernel asks us to try again.
-		for i := 0; i < 32; i++ {
-			fd, err = unix.Openat2(dirfd, path, how)
-			if !errors.Is(err, unix.EAGAIN) {
-				return err
-			}
-		}
-		return err
-	})
-	if err != nil {
-		return -1, &os.PathError{Op: "openat2", Path: path, Err: err}
-	}
-	return fd, nil
 }
 
 func fstat(fd int) (unix.Stat_t, error) {

@@ -1,0 +1,100 @@
+//go:build linux
+
+// Package sys is the one home of the small syscall helpers that the
+// executor's root filesystem setup (executor/internal/rootfs), the image
+// layer unpacker and mounter (image/layer) and the image store (image)
+// share: EINTR retries, openat and openat2 with O_CLOEXEC and path errors,
+// the kernel's messages of a filesystem context, and the names of file
+// types. It is a leaf: it imports nothing of this module.
+package sys
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// IgnoringEINTR calls fn until it fails with something other than EINTR.
+func IgnoringEINTR(fn func() error) error {
+	for {
+		err := fn()
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// Openat is openat(2) with O_CLOEXEC, retried on EINTR; its error is an
+// *os.PathError naming path.
+func Openat(dirfd int, path string, flags int, mode uint32) (int, error) {
+	var fd int
+	err := IgnoringEINTR(func() (err error) {
+		fd, err = unix.Openat(dirfd, path, flags|unix.O_CLOEXEC, mode)
+		return err
+	})
+	if err != nil {
+		return -1, &os.PathError{Op: "openat", Path: path, Err: err}
+	}
+	return fd, nil
+}
+
+// Openat2 is openat2(2) with O_CLOEXEC added to how.Flags, retried on
+// EINTR and on EAGAIN (a concurrent rename or mount raced with
+// RESOLVE_IN_ROOT or RESOLVE_BENEATH: the kernel asks for another try, up
+// to 32); its error is an *os.PathError naming path.
+func Openat2(dirfd int, path string, how *unix.OpenHow) (int, error) {
+	var fd int
+	how.Flags |= unix.O_CLOEXEC
+	err := IgnoringEINTR(func() (err error) {
+		for i := 0; i < 32; i++ {
+			fd, err = unix.Openat2(dirfd, path, how)
+			if !errors.Is(err, unix.EAGAIN) {
+				return err
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return -1, &os.PathError{Op: "openat2", Path: path, Err: err}
+	}
+	return fd, nil
+}
+
+// FsLog reads the messages the kernel left in a filesystem context (an
+// fsopen(2) descriptor), joined with "; ": the reason behind an EINVAL.
+func FsLog(fsfd int) string {
+	var msgs []string
+	buf := make([]byte, 1024)
+	for i := 0; i < 8; i++ {
+		n, err := unix.Read(fsfd, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		msgs = append(msgs, strings.TrimSpace(string(buf[:n])))
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// TypeName names the file type in a stat mode: "directory", "symlink", ….
+func TypeName(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return "directory"
+	case unix.S_IFREG:
+		return "regular file"
+	case unix.S_IFLNK:
+		return "symlink"
+	case unix.S_IFCHR:
+		return "character device"
+	case unix.S_IFBLK:
+		return "block device"
+	case unix.S_IFIFO:
+		return "fifo"
+	case unix.S_IFSOCK:
+		return "socket"
+	}
+	return fmt.Sprintf("file of type %#o", mode&unix.S_IFMT)
+}
