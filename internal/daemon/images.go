@@ -33,6 +33,10 @@ type imageStore interface {
 	Get(ref string) (*image.Image, error)
 	GetDigest(digest string) (*image.Image, error)
 	Touch(ref string) error
+	// RefsPath is the file every change of a reference rewrites (by
+	// rename): while it stays the same, so do the answers of Get and
+	// GetDigest ("" when unknown: nothing is cached).
+	RefsPath() string
 }
 
 // Pull retries: 1 s doubling to 5 min with jitter, as crash-loop backoff.
@@ -68,7 +72,26 @@ type imageResolver struct {
 	// is made before each create, not before each plan.
 	pulledFor map[string]string
 	users     map[userKey]userResult // the image's User, resolved
+
+	// The store's answers and the definitions completed from them, kept
+	// while refs.json is the same file (a pull, import, removal or use
+	// replaces it): the loop resolves a container at every plan, and a
+	// store lookup reads three files.
+	cacheStamp unix.Stat_t
+	byRef      map[string]*image.Image
+	byDigest   map[string]*image.Image
+	resolved   map[resolvedKey]*desired.Container
 }
+
+// resolvedKey is a wanted definition (immutable once in a desired set)
+// completed from one image.
+type resolvedKey struct {
+	want   *desired.Container
+	digest string
+}
+
+// maxCached bounds each cache; past it the cache starts over.
+const maxCached = 4096
 
 // pull is one reference's pull, running or failed.
 type pull struct {
@@ -96,6 +119,63 @@ func newImageResolver(ctx context.Context, store imageStore, layout Layout, log 
 		pulls: map[string]*pull{}, pulledFor: map[string]string{}, users: map[userKey]userResult{}}
 }
 
+// fresh drops the caches when refs.json is not the file they were filled
+// from; it reports whether anything may be cached.
+func (r *imageResolver) freshLocked() bool {
+	path := r.store.RefsPath()
+	if path == "" {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		st = unix.Stat_t{}
+	}
+	c := &r.cacheStamp
+	if st.Dev != c.Dev || st.Ino != c.Ino || st.Size != c.Size || st.Mtim != c.Mtim || st.Ctim != c.Ctim ||
+		r.byRef == nil || len(r.byRef)+len(r.byDigest)+len(r.resolved) > 3*maxCached {
+		r.cacheStamp = st
+		r.byRef, r.byDigest = map[string]*image.Image{}, map[string]*image.Image{}
+		r.resolved = map[resolvedKey]*desired.Container{}
+	}
+	return true
+}
+
+// get is store.Get through the cache.
+func (r *imageResolver) get(ref string) (*image.Image, error) {
+	r.mu.Lock()
+	ok := r.freshLocked()
+	img := r.byRef[ref]
+	r.mu.Unlock()
+	if img != nil {
+		return img, nil
+	}
+	img, err := r.store.Get(ref)
+	if err == nil && ok {
+		r.mu.Lock()
+		r.byRef[ref] = img
+		r.mu.Unlock()
+	}
+	return img, err
+}
+
+// getDigest is store.GetDigest through the cache.
+func (r *imageResolver) getDigest(digest string) (*image.Image, error) {
+	r.mu.Lock()
+	ok := r.freshLocked()
+	img := r.byDigest[digest]
+	r.mu.Unlock()
+	if img != nil {
+		return img, nil
+	}
+	img, err := r.store.GetDigest(digest)
+	if err == nil && ok {
+		r.mu.Lock()
+		r.byDigest[digest] = img
+		r.mu.Unlock()
+	}
+	return img, err
+}
+
 // runToken names one run of a container: a pull for an Always container
 // is made once per create, that is once per token.
 func runToken(have *actual.Container) string {
@@ -111,13 +191,13 @@ func (r *imageResolver) Resolve(ctx context.Context, want *desired.Container, ha
 	// resolved once, at create), unless Always asks for a fresh look.
 	if have != nil && have.Applied != nil && have.Applied.Image == want.Image && have.Applied.ImageDigest != "" &&
 		want.PullPolicy != desired.PullAlways {
-		if img, err := r.store.GetDigest(have.Applied.ImageDigest); err == nil {
+		if img, err := r.getDigest(have.Applied.ImageDigest); err == nil {
 			return r.complete(want, img)
 		}
 	}
 	switch want.PullPolicy {
 	case desired.PullNever:
-		img, err := r.store.Get(want.Image)
+		img, err := r.get(want.Image)
 		if err != nil {
 			return unresolved(want, true, fmt.Sprintf("image %s is not in the store and imagePullPolicy is Never (pull it with: reconciled image pull %s): %v",
 				want.Image, want.Image, err))
@@ -144,7 +224,7 @@ func (r *imageResolver) Resolve(ctx context.Context, want *desired.Container, ha
 			}
 		}
 	}
-	img, err := r.store.Get(want.Image)
+	img, err := r.get(want.Image)
 	if err != nil {
 		if !errors.Is(err, image.ErrNotFound) {
 			r.log.Warn("unable to read the image store", "image", want.Image, "err", err)
@@ -156,6 +236,25 @@ func (r *imageResolver) Resolve(ctx context.Context, want *desired.Container, ha
 
 // complete resolves want from img, or says why it cannot be.
 func (r *imageResolver) complete(want *desired.Container, img *image.Image) *desired.Container {
+	key := resolvedKey{want, img.Digest}
+	r.mu.Lock()
+	c := r.resolved[key]
+	r.mu.Unlock()
+	if c != nil {
+		return c
+	}
+	c = r.completeUncached(want, img)
+	if !c.Unresolved() {
+		r.mu.Lock()
+		if r.resolved != nil {
+			r.resolved[key] = c
+		}
+		r.mu.Unlock()
+	}
+	return c
+}
+
+func (r *imageResolver) completeUncached(want *desired.Container, img *image.Image) *desired.Container {
 	cfg := img.Config.Config
 	info := desired.ImageInfo{
 		Digest:     img.Digest,

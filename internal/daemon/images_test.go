@@ -73,6 +73,8 @@ func (f *fakeStore) GetDigest(digest string) (*image.Image, error) {
 
 func (f *fakeStore) Touch(string) error { return nil }
 
+func (f *fakeStore) RefsPath() string { return "" } // nothing cached
+
 func (f *fakeStore) pullCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
