@@ -6,13 +6,17 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // MaskedPaths and ReadonlyPaths are containerd's defaults
@@ -538,6 +542,16 @@ func checkSpec(s, orig *specs.Spec) *ociError {
 	}
 	if s.Hostname != "" && !hasUTS {
 		return &ociError{path: []string{"hostname"}, msg: "a hostname needs a uts namespace"}
+	}
+	for _, key := range slices.Sorted(maps.Keys(s.Linux.Sysctl)) {
+		at := []string{"linux", "sysctl", key}
+		ns, err := sys.SysctlNamespace(key)
+		if err != nil {
+			return &ociError{path: at, msg: err.Error()}
+		}
+		if !seen[specs.LinuxNamespaceType(ns)] {
+			return &ociError{path: at, msg: fmt.Sprintf("sysctl %q needs a %s namespace of the container's own, or it would change the host's value (network: private gives one)", key, ns)}
+		}
 	}
 	if c := s.Process.Capabilities; c != nil {
 		for _, set := range []struct {

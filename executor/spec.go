@@ -9,6 +9,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // LoadSpec reads bundle/config.json.
@@ -108,8 +110,8 @@ func validateSpec(s *specs.Spec) (nsPlan, error) {
 	}
 	if s.Linux != nil {
 		for k := range s.Linux.Sysctl {
-			if k == "" || strings.Contains(k, "..") || strings.ContainsAny(k, "/") {
-				return p, fmt.Errorf("invalid sysctl %q", k)
+			if err := checkSysctl(k, p); err != nil {
+				return p, err
 			}
 		}
 	}
@@ -119,6 +121,39 @@ func validateSpec(s *specs.Spec) (nsPlan, error) {
 		}
 	}
 	return p, nil
+}
+
+// checkSysctl refuses, as runc does, a sysctl that would change the
+// host's value: one whose namespace (IPC for kernel.msg*, sem, shm* and
+// fs.mqueue.*; network for net.*; UTS for kernel.domainname) is not a new
+// one of the container's or one it joins that is not the host's, and any
+// sysctl that belongs to no namespace.
+func checkSysctl(key string, p nsPlan) error {
+	ns, err := sys.SysctlNamespace(key)
+	if err != nil {
+		return err
+	}
+	t := specs.LinuxNamespaceType(ns)
+	flag := nsFlags[t]
+	if p.has(flag) {
+		return nil
+	}
+	for _, j := range p.Join {
+		if j.Flag == flag && !sameNamespace(j.Path, "/proc/self/ns/"+procNsName[t]) {
+			return nil
+		}
+	}
+	return fmt.Errorf("sysctl %q needs a %s namespace of the container's own (the host's would change): add one to linux.namespaces", key, ns)
+}
+
+// sameNamespace says whether the namespace files a and b are one
+// namespace (unknown counts as the same: the safe answer).
+func sameNamespace(a, b string) bool {
+	var sa, sb unix.Stat_t
+	if unix.Stat(a, &sa) != nil || unix.Stat(b, &sb) != nil {
+		return true
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 var rlimitNames = map[string]int{

@@ -1019,3 +1019,52 @@ func TestMonitorBecomesReaper(t *testing.T) {
 		t.Errorf("after kill -9: exit %d signal %q exited %v, want 137 SIGKILL", done.ExitCode, done.ExitSignal, done.Exited)
 	}
 }
+
+// A sysctl whose namespace the container does not own would change the
+// host's value: the create is refused and the host keeps its value (runc
+// refuses the same). With its own namespace the container may set it.
+func TestSysctlsOfTheHostRefused(t *testing.T) {
+	r := newRT(t)
+	withoutNS := func(s *specs.Spec, drop specs.LinuxNamespaceType) {
+		var keep []specs.LinuxNamespace
+		for _, ns := range s.Linux.Namespaces {
+			if ns.Type != drop {
+				keep = append(keep, ns)
+			}
+		}
+		s.Linux.Namespaces = keep
+	}
+	for _, tt := range []struct {
+		key, value string
+		ns         specs.LinuxNamespaceType
+	}{
+		{"fs.mqueue.queues_max", "77", specs.IPCNamespace},
+		{"kernel.shmmni", "777", specs.IPCNamespace},
+		{"net.ipv4.ping_group_range", "1 7", specs.NetworkNamespace},
+		{"vm.swappiness", "7", ""},
+	} {
+		proc := "/proc/sys/" + strings.ReplaceAll(tt.key, ".", "/")
+		before, err := os.ReadFile(proc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := r.runContainer("sysctl", func(s *specs.Spec) {
+			if tt.ns != "" {
+				withoutNS(s, tt.ns)
+			}
+			s.Linux.Sysctl = map[string]string{tt.key: tt.value}
+		}, "true")
+		if res.code == 0 || !strings.Contains(res.stderr, tt.key) {
+			t.Errorf("%s without its namespace: exit %d, stderr %q; want a refusal naming it", tt.key, res.code, res.stderr)
+		}
+		if after, _ := os.ReadFile(proc); string(after) != string(before) {
+			t.Errorf("the host's %s changed: %q -> %q", tt.key, before, after)
+		}
+	}
+	res := r.runContainer("sysctl-own", func(s *specs.Spec) {
+		s.Linux.Sysctl = map[string]string{"fs.mqueue.queues_max": "77"}
+	}, "cat", "/proc/sys/fs/mqueue/queues_max")
+	if res.code != 0 || strings.TrimSpace(res.stdout) != "77" {
+		t.Errorf("in its own IPC namespace: exit %d, %q %q", res.code, res.stdout, res.stderr)
+	}
+}

@@ -46,3 +46,20 @@ func TestTypeName(t *testing.T) {
 		}
 	}
 }
+
+func TestSysctlNamespace(t *testing.T) {
+	for key, want := range map[string]string{
+		"net.ipv4.ping_group_range": NamespaceNetwork, "net.core.somaxconn": NamespaceNetwork,
+		"fs.mqueue.queues_max": NamespaceIPC, "kernel.shmmax": NamespaceIPC, "kernel.sem": NamespaceIPC,
+		"kernel.domainname": NamespaceUTS,
+	} {
+		if got, err := SysctlNamespace(key); err != nil || got != want {
+			t.Errorf("SysctlNamespace(%q) = %q, %v; want %q", key, got, err, want)
+		}
+	}
+	for _, key := range []string{"kernel.hostname", "vm.swappiness", "kernel.pid_max", "fs.file-max", "", "net/ipv4/ip_forward", "net..x"} {
+		if ns, err := SysctlNamespace(key); err == nil {
+			t.Errorf("SysctlNamespace(%q) = %q, want an error", key, ns)
+		}
+	}
+}
