@@ -108,7 +108,10 @@ func setCaps(s capSets, last uint) error {
 			continue
 		}
 		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0); err != nil {
-			return fmt.Errorf("raise ambient capability %d (it must be permitted and inheritable): %w", c, os.NewSyscallError("prctl", err))
+			// As runc: a warning, and the process runs without it
+			// (an ambient capability must be permitted and
+			// inheritable; the container's own stderr says so).
+			fmt.Fprintf(os.Stderr, "reconciled: warning: ambient capability %d not raised (it must be permitted and inheritable): %v\n", c, err)
 		}
 	}
 	return nil

@@ -114,7 +114,28 @@ type CreateOptions struct {
 
 // Create sets up container id from bundle and leaves its process waiting
 // for Start. On any failure everything made so far is removed.
-func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions) (err error) {
+func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions) error {
+	var usedSpare bool
+	err := r.create(ctx, id, bundle, o, true, &usedSpare)
+	if err != nil && usedSpare && spareGone(err) {
+		// The spare's init died between the check that took it and
+		// its use (killed, OOM-killed): the create made nothing that
+		// stays, so it is done again with a pair of its own.
+		r.log.Debug("a spare container init died before it was used; creating with a new one", "container", id, "error", err)
+		err = r.create(ctx, id, bundle, o, false, &usedSpare)
+	}
+	return err
+}
+
+// spareGone says whether a create failed because its init was gone: a
+// write to it found no reader, its move into the cgroup no process, or
+// its socket closed without the error an init sends when it fails.
+func spareGone(err error) bool {
+	return errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.ESRCH) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions, allowSpare bool, usedSpare *bool) (err error) {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
@@ -171,26 +192,28 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 			return err
 		}
 	}
-	p := r.takeSpare(plan)
-	if p == nil {
-		if p, err = r.launch(plan, false); err != nil {
-			return err
-		}
-	}
-	defer p.close()
-	c.monitor = p.monPid
-	c.st.MonitorPid, c.st.MonitorStartTime = p.monPid, p.monStart
 	if exe, err := r.selfExe(); err == nil {
 		var fi unix.Stat_t
 		if err := unix.Fstat(int(exe.Fd()), &fi); err == nil {
 			c.st.RuntimeExeDev, c.st.RuntimeExeIno = fi.Dev, fi.Ino
 		}
 	}
-	c.st.Pid, c.st.PidStartTime = p.pid, p.pidStart // a spare's init is there already
-	stop := context.AfterFunc(ctx, func() { p.sock.SetDeadline(time.Now()) })
-	defer stop()
-	if err := p.assign(dir); err != nil {
-		return err
+	var p *pair
+	defer func() {
+		if p != nil {
+			p.close()
+		}
+	}()
+	// use makes q the container's pair: its monitor, and its init when
+	// it is a spare's (started already).
+	use := func(q *pair) error {
+		p = q
+		c.monitor = p.monPid
+		c.st.MonitorPid, c.st.MonitorStartTime = p.monPid, p.monStart
+		c.st.Pid, c.st.PidStartTime = p.pid, p.pidStart
+		stop := context.AfterFunc(ctx, func() { p.sock.SetDeadline(time.Now()) })
+		defer stop()
+		return p.assign(dir)
 	}
 	// release hands the init its stdio and configuration and, without
 	// prestart and createRuntime hooks, "go" (early): the init then sets up
@@ -230,12 +253,31 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	// sets up while the state is written and the cgroup made. What it does
 	// before "placed" stays in its own namespaces, and if this process
 	// dies its monitor kills it (the lifeline).
-	released := p.pid != 0
-	if released {
+	released := false
+	var spare *pair
+	if allowSpare {
+		spare = r.takeSpare(plan)
+	}
+	if spare != nil {
+		*usedSpare = true
+		if err := use(spare); err != nil {
+			return err
+		}
 		if err := release(); err != nil {
 			return err
 		}
+		released = true
+	} else {
+		q, err := r.launch(plan, false)
+		if err != nil {
+			return err
+		}
+		if err := use(q); err != nil {
+			return err
+		}
 	}
+	stop := context.AfterFunc(ctx, func() { p.sock.SetDeadline(time.Now()) })
+	defer stop()
 	if err := c.cgroupManager(); err != nil {
 		return p.initFailed(early && released, err)
 	}

@@ -101,6 +101,9 @@ func validateSpec(s *specs.Spec) (nsPlan, error) {
 	if s.Process.Cwd == "" || !filepath.IsAbs(s.Process.Cwd) {
 		return nsPlan{}, fmt.Errorf("process.cwd must be an absolute path, got %q", s.Process.Cwd)
 	}
+	if err := checkUnenforced(s); err != nil {
+		return nsPlan{}, err
+	}
 	p, err := planNamespaces(s)
 	if err != nil {
 		return p, err
@@ -121,6 +124,30 @@ func validateSpec(s *specs.Spec) (nsPlan, error) {
 		}
 	}
 	return p, nil
+}
+
+// checkUnenforced refuses the security fields this runtime cannot enforce
+// (ErrNotSupported), so that a spec never runs with less confinement than
+// it asks for: AppArmor and SELinux labels, Intel RDT, personality and
+// seccomp (until the native executor compiles filters).
+func checkUnenforced(s *specs.Spec) error {
+	switch {
+	case s.Process.ApparmorProfile != "":
+		return fmt.Errorf("process.apparmorProfile %q: AppArmor profiles are %w by this runtime (remove the field, or use runtime: runc)", s.Process.ApparmorProfile, ErrNotSupported)
+	case s.Process.SelinuxLabel != "":
+		return fmt.Errorf("process.selinuxLabel %q: SELinux labels are %w by this runtime", s.Process.SelinuxLabel, ErrNotSupported)
+	case s.Linux == nil:
+		return nil
+	case s.Linux.MountLabel != "":
+		return fmt.Errorf("linux.mountLabel %q: SELinux mount labels are %w by this runtime", s.Linux.MountLabel, ErrNotSupported)
+	case s.Linux.IntelRdt != nil:
+		return fmt.Errorf("linux.intelRdt: Intel RDT is %w by this runtime", ErrNotSupported)
+	case s.Linux.Personality != nil:
+		return fmt.Errorf("linux.personality: %w by this runtime", ErrNotSupported)
+	case s.Linux.Seccomp != nil:
+		return fmt.Errorf("linux.seccomp: seccomp filters are %w by the native executor yet (use runtime: runc or crun for this spec)", ErrNotSupported)
+	}
+	return nil
 }
 
 // checkSysctl refuses, as runc does, a sysctl that would change the

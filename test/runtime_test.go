@@ -1068,3 +1068,33 @@ func TestSysctlsOfTheHostRefused(t *testing.T) {
 		t.Errorf("in its own IPC namespace: exit %d, %q %q", res.code, res.stdout, res.stderr)
 	}
 }
+
+// A security field the runtime cannot enforce is an error naming it,
+// never dropped; an ambient capability that cannot be raised is a
+// warning, and the container runs (as with runc).
+func TestUnenforcedSecurityFieldsRefused(t *testing.T) {
+	r := newRT(t)
+	for field, edit := range map[string]func(*specs.Spec){
+		"process.apparmorProfile": func(s *specs.Spec) { s.Process.ApparmorProfile = "docker-default" },
+		"process.selinuxLabel":    func(s *specs.Spec) { s.Process.SelinuxLabel = "system_u:system_r:container_t:s0" },
+		"linux.mountLabel":        func(s *specs.Spec) { s.Linux.MountLabel = "system_u:object_r:container_file_t:s0" },
+		"linux.intelRdt":          func(s *specs.Spec) { s.Linux.IntelRdt = &specs.LinuxIntelRdt{ClosID: "x"} },
+		"linux.personality":       func(s *specs.Spec) { s.Linux.Personality = &specs.LinuxPersonality{Domain: "LINUX32"} },
+		"linux.seccomp":           func(s *specs.Spec) { s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow} },
+	} {
+		res := r.runContainer("unenforced", edit, "true")
+		if res.code == 0 || !strings.Contains(res.stderr, field) || !strings.Contains(res.stderr, "not supported") {
+			t.Errorf("%s: exit %d, stderr %q; want a 'not supported' error naming the field", field, res.code, res.stderr)
+		}
+	}
+	res := r.runContainer("ambient", func(s *specs.Spec) {
+		s.Process.User = specs.User{UID: 1000, GID: 1000}
+		s.Process.Capabilities = &specs.LinuxCapabilities{
+			Bounding: []string{"CAP_KILL"}, Permitted: []string{"CAP_KILL"}, Ambient: []string{"CAP_KILL"},
+		}
+	}, "sh", "-c", "grep CapAmb /proc/self/status")
+	if res.code != 0 || !strings.Contains(res.stdout, "CapAmb:\t0000000000000000") ||
+		!strings.Contains(res.stdout+res.stderr, "ambient capability 5 not raised") {
+		t.Errorf("an ambient capability that is not inheritable: exit %d, stdout %q, stderr %q; want a warning and a run", res.code, res.stdout, res.stderr)
+	}
+}
