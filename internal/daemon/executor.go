@@ -194,7 +194,9 @@ func openLog(dir, name string) (*os.File, error) {
 		return nil, fmt.Errorf("unable to create log directory %s: %w", dir, err)
 	}
 	p := LogFile(dir, name)
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o640)
+	// O_NOFOLLOW: a symlink planted at NAME.log must not make the daemon
+	// (root) append a container's output to a file of the link's choosing.
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("unable to open log file: %w", err)
 	}

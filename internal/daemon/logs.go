@@ -133,12 +133,19 @@ func rotate(path string, keep int) error {
 			return err
 		}
 	}
-	src, err := os.Open(path)
+	// Neither name is followed if it is a symlink (O_NOFOLLOW), and the
+	// log is truncated through the descriptor it was copied from: a link
+	// swapped in meanwhile never makes the daemon copy over, or
+	// truncate, a file of the link's choosing.
+	src, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	dst, err := os.OpenFile(path+".1", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if fi, err := src.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file; not rotated", path)
+	}
+	dst, err := os.OpenFile(path+".1", os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o640)
 	if err != nil {
 		return err
 	}
@@ -149,5 +156,5 @@ func rotate(path string, keep int) error {
 	if err := dst.Close(); err != nil {
 		return err
 	}
-	return os.Truncate(path, 0)
+	return src.Truncate(0)
 }
