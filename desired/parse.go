@@ -777,6 +777,13 @@ func (p *parser) mounts(n *yaml.Node, s *ManifestSpec) {
 		} else {
 			targets[v] = i
 			m.Target = v
+			if s.Root.Path == "/" && s.Root.Readonly && !p.opts.SkipHostChecks {
+				// Nothing is ever created on the host's own root.
+				if _, err := p.opts.Stat(v); err != nil {
+					p.errorf(p.deref(f.val), at+".target", "%s does not exist on the host, and a read-only host root gets no mount points made in it (create it on the host, or run an image)", v)
+					good = false
+				}
+			}
 		}
 		if f, ok := mf["source"]; ok {
 			if m.Type == "tmpfs" {

@@ -47,7 +47,7 @@ spec:
   user: "1000:1000"
   network: private
   mounts:
-    - {type: bind, source: /tmp, target: /data, readonly: false}
+    - {type: bind, source: /tmp, target: /srv, readonly: false}
     - {type: tmpfs, target: /tmp, size: 64Mi}
   resources: {memory: 256Mi, cpu: "0.5", pids: 512}
   capabilities: {add: [NET_BIND_SERVICE], drop: []}
@@ -104,7 +104,7 @@ spec:
 	for _, m := range s.Mounts {
 		dests = append(dests, m.Destination)
 	}
-	if !slices.Equal(dests, []string{"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/data", "/tmp"}) {
+	if !slices.Equal(dests, []string{"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/srv", "/tmp"}) {
 		t.Errorf("mounts %v", dests)
 	}
 	if s.Annotations[AnnotationName] != "web" || s.Annotations[AnnotationSpecHash] != c.Hash || c.Hash == "" || c.BaseHash == "" || c.BaseHash == c.Hash {

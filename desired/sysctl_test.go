@@ -31,3 +31,15 @@ func TestParseSysctlNeedsItsNamespace(t *testing.T) {
 		t.Errorf("sysctls in the container's own namespaces: %v", errs)
 	}
 }
+
+func TestParseMountTargetOnReadonlyHostRoot(t *testing.T) {
+	src := "apiVersion: reconciled.dev/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  root: {path: /, readonly: true}\n  command: [x]\n  mounts:\n    - {type: tmpfs, target: /nonexistent/scratch}\n    - {type: tmpfs, target: /tmp}\n"
+	_, errs := Parse("web.yaml", []byte(src), ParseOptions{})
+	want := "web.yaml:8: spec.mounts[0].target: /nonexistent/scratch does not exist on the host, and a read-only host root gets no mount points made in it (create it on the host, or run an image)"
+	if len(errs) != 1 || errs[0].Error() != want {
+		t.Errorf("errors %v, want just\n  %s", errs, want)
+	}
+	if _, errs := Parse("web.yaml", []byte(strings.Replace(src, "readonly: true", "readonly: false", 1)), ParseOptions{}); len(errs) != 0 {
+		t.Errorf("a writable host root may get mount points: %v", errs)
+	}
+}

@@ -1098,3 +1098,42 @@ func TestUnenforcedSecurityFieldsRefused(t *testing.T) {
 		t.Errorf("an ambient capability that is not inheritable: exit %d, stdout %q, stderr %q; want a warning and a run", res.code, res.stdout, res.stderr)
 	}
 }
+
+// A read-only host root is read-only all the way down: a host tmpfs
+// mounted below / is as read-only inside as / itself, and a mount target
+// missing on the host is not created there (containment issue, item 1).
+func TestReadonlyHostRootAllTheWayDown(t *testing.T) {
+	r := newRT(t)
+	dir := t.TempDir()
+	hostTmpfs := filepath.Join(dir, "host-tmpfs")
+	if err := os.Mkdir(hostTmpfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", hostTmpfs, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(hostTmpfs, unix.MNT_DETACH) })
+	hostRoot := func(s *specs.Spec) { s.Root = &specs.Root{Path: "/", Readonly: true} }
+	res := r.runContainer("rohost", hostRoot, "sh", "-c",
+		"echo x > "+hostTmpfs+"/planted 2>&1; echo x > "+dir+"/planted 2>&1; echo done")
+	if res.code != 0 || strings.Count(res.stdout+res.stderr, "Read-only file system") != 2 {
+		t.Errorf("writes below a read-only host root: exit %d, %q %q; want two read-only errors", res.code, res.stdout, res.stderr)
+	}
+	for _, p := range []string{filepath.Join(hostTmpfs, "planted"), filepath.Join(dir, "planted")} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("a container with a read-only host root wrote %s", p)
+		}
+	}
+
+	missing := filepath.Join(dir, "no-such-dir")
+	res = r.runContainer("rohost-mnt", func(s *specs.Spec) {
+		hostRoot(s)
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: missing, Type: "tmpfs", Source: "tmpfs"})
+	}, "true")
+	if res.code == 0 {
+		t.Errorf("a tmpfs on a target missing on the read-only host root was mounted")
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("the runtime created %s on the host: %v", missing, err)
+	}
+}

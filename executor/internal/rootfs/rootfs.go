@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -86,6 +87,18 @@ func prepare(spec *specs.Spec, bundle string, beforeCgroup func() error) error {
 		return fmt.Errorf("rootfs: bind %s onto itself: %w", rootPath, err)
 	}
 	defer root.Close()
+	if spec.Root.Readonly {
+		// The bind is recursive: the mounts below the rootfs (the host's
+		// /run, /tmp, /dev/shm… when the root is "/") came with it, each
+		// as writable as on the host. A read-only root is read-only all
+		// the way down. The host's own root is made read-only before the
+		// spec's mounts, so that no mount point is ever created on it;
+		// any other root only at Finalize, once the runtime has made
+		// the mount points it lacks.
+		if err := readonlyBelow(root, rootPath == "/"); err != nil {
+			return fmt.Errorf("rootfs: make the mounts below the read-only root read-only: %w", err)
+		}
+	}
 
 	m := &mounter{spec: spec, linux: linux, bundle: bundle, root: root, beforeCgroup: beforeCgroup}
 	defer func() {
@@ -201,6 +214,55 @@ func bindRootfs(rootPath string) (*os.File, error) {
 		return nil, err
 	}
 	return os.OpenFile(rootPath, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+}
+
+// readonlyBelow makes every mount below root (a recursive bind) read-only,
+// recursively, and with self the root mount too. Flags not named keep
+// their value.
+func readonlyBelow(root *os.File, self bool) error {
+	if self {
+		return setAttr(root, "", unix.MOUNT_ATTR_RDONLY, 0, true)
+	}
+	var stx unix.Statx_t
+	if err := unix.Statx(int(root.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &stx); err != nil {
+		return sysErr("statx", err)
+	}
+	if stx.Mask&unix.STATX_MNT_ID == 0 {
+		return errors.New("the kernel does not report mount IDs (statx STATX_MNT_ID, Linux 5.8)")
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var children []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		parent, err := strconv.ParseUint(fields[1], 10, 64)
+		if err == nil && parent == stx.Mnt_id && fields[0] != fields[1] {
+			children = append(children, unescapeMountinfo(fields[4]))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	for _, c := range children {
+		mnt, err := os.OpenFile(c, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		err = setAttr(mnt, c, unix.MOUNT_ATTR_RDONLY, 0, true)
+		mnt.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // parentMountPrivate makes the mount that holds path private if it is
