@@ -39,7 +39,8 @@ const progressInterval = 100 * time.Millisecond
 // maxManifestSize bounds what is read of a manifest or index.
 const maxManifestSize = 4 << 20
 
-// pullJobs is how many layers are fetched and unpacked at once.
+// pullJobs is how many layers an import stores and unpacks at once (a
+// pull: Options.PullConcurrency).
 const pullJobs = 3
 
 var manifestTypes = []types.MediaType{
@@ -53,6 +54,10 @@ var manifestTypes = []types.MediaType{
 // blob not stored yet (verified while streaming), unpacks each layer not
 // unpacked yet (verified against the config's diff ID), and only then
 // records ref. From a multi-platform index it picks Options.Platform.
+// It refuses (ErrNoSpace) a pull whose blobs and unpacked layers would not
+// fit; a blob fetch that fails for a reason that may pass is retried and
+// resumes from the bytes received, as does the next pull after a
+// cancelled or killed one (resume.go).
 // progress may be nil; it is called from one goroutine at a time, at most
 // every 100 ms and once at the end.
 func (s *Store) Pull(ctx context.Context, ref string, progress func(Progress)) (*Image, error) {
@@ -79,7 +84,13 @@ func (s *Store) pull(ctx context.Context, r imageref.Ref, progress func(Progress
 	}
 	defer gc.unlock()
 
-	rc, err := s.connect(ctx, r)
+	s.cleanPartials(time.Now())
+
+	var rc *registryClient
+	err = s.retry(ctx, "connecting to "+r.Registry, func() (err error) {
+		rc, err = s.connect(ctx, r)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +98,7 @@ func (s *Store) pull(ctx context.Context, r imageref.Ref, progress func(Progress
 	if r.Digest != "" {
 		ident = r.Digest
 	}
-	raw, digest, isIndex, err := rc.manifest(ctx, ident)
+	raw, digest, isIndex, err := s.manifest(ctx, rc, ident)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +110,7 @@ func (s *Store) pull(ctx context.Context, r imageref.Ref, progress func(Progress
 			return nil, fmt.Errorf("index %s: %w", digest, err)
 		}
 		indexRaw, indexDigest = raw, digest
-		raw, digest, isIndex, err = rc.manifest(ctx, child.Digest.String())
+		raw, digest, isIndex, err = s.manifest(ctx, rc, child.Digest.String())
 		if err != nil {
 			return nil, err
 		}
@@ -110,6 +121,10 @@ func (s *Store) pull(ctx context.Context, r imageref.Ref, progress func(Progress
 	m, err := parseManifest(raw)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", digest, err)
+	}
+
+	if err := s.checkSpace(m, int64(len(raw)+len(indexRaw))); err != nil {
+		return nil, err
 	}
 
 	total := m.Config.Size
@@ -132,7 +147,7 @@ func (s *Store) pull(ctx context.Context, r imageref.Ref, progress func(Progress
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(pullJobs)
+	g.SetLimit(s.fetch.concurrency())
 	for i, l := range m.Layers {
 		diffID := cfg.RootFS.DiffIDs[i]
 		g.Go(func() error {
@@ -264,11 +279,15 @@ func (s *Store) connect(ctx context.Context, r imageref.Ref) (*registryClient, e
 	return &registryClient{client: &http.Client{Transport: rt}, repo: repo}, nil
 }
 
+// url is /v2/<repo>/<kind>/<ident> at the registry.
+func (rc *registryClient) url(kind, ident string) string {
+	return fmt.Sprintf("%s://%s/v2/%s/%s/%s", rc.repo.Scheme(), rc.repo.RegistryStr(), rc.repo.RepositoryStr(), kind, ident)
+}
+
 // get requests /v2/<repo>/<kind>/<ident>; a status other than 200 is an
 // error (a *transport.Error with the registry's message).
 func (rc *registryClient) get(ctx context.Context, kind, ident string, accept []types.MediaType) (*http.Response, error) {
-	u := fmt.Sprintf("%s://%s/v2/%s/%s/%s", rc.repo.Scheme(), rc.repo.RegistryStr(), rc.repo.RepositoryStr(), kind, ident)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rc.url(kind, ident), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -290,6 +309,23 @@ func (rc *registryClient) get(ctx context.Context, kind, ident string, accept []
 	return resp, nil
 }
 
+// retry calls fn, retried as s.fetch.retry says (what is the thing
+// tried, for the log).
+func (s *Store) retry(ctx context.Context, what string, fn func() error) error {
+	return s.fetch.retry.do(ctx, func() (int64, error) { return 0, fn() }, func(err error, failures int, wait time.Duration) {
+		s.log.Warn("failed; retrying", "what", what, "failures", failures, "wait", wait.Round(time.Millisecond), "err", err)
+	})
+}
+
+// manifest is rc.manifest, retried.
+func (s *Store) manifest(ctx context.Context, rc *registryClient, ident string) (raw []byte, digest v1.Hash, isIndex bool, err error) {
+	err = s.retry(ctx, "fetching manifest "+ident, func() (err error) {
+		raw, digest, isIndex, err = rc.manifest(ctx, ident)
+		return err
+	})
+	return raw, digest, isIndex, err
+}
+
 // manifest fetches a manifest or index by tag or digest. By digest, the
 // content must hash to it.
 func (rc *registryClient) manifest(ctx context.Context, ident string) (raw []byte, digest v1.Hash, isIndex bool, err error) {
@@ -298,7 +334,7 @@ func (rc *registryClient) manifest(ctx context.Context, ident string) (raw []byt
 		return nil, v1.Hash{}, false, fmt.Errorf("fetching manifest %s: %w", ident, err)
 	}
 	defer resp.Body.Close()
-	raw, err = io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
+	raw, err = io.ReadAll(io.LimitReader(transferReader{resp.Body}, maxManifestSize+1))
 	if err != nil {
 		return nil, v1.Hash{}, false, fmt.Errorf("fetching manifest %s: %w", ident, err)
 	}
@@ -427,46 +463,12 @@ func (s *Store) pickDescriptor(manifests []v1.Descriptor) (v1.Descriptor, error)
 }
 
 // fetchBlob makes sure the blob desc names is stored, fetching it once
-// however many pulls in this process want it at the same time. sink
-// counts its bytes.
+// however many pulls in this process want it at the same time (download,
+// in resume.go). sink counts its bytes.
 func (s *Store) fetchBlob(ctx context.Context, rc *registryClient, desc v1.Descriptor, sink *atomic.Int64) error {
 	return s.blobs.do(ctx, desc.Digest.String(), sink, func(ctx context.Context, add func(int64)) error {
 		return s.download(ctx, rc, desc, add)
 	})
-}
-
-// download streams a blob into ROOT/tmp, checking its size and digest on
-// the way, fsyncs it and renames it to blobs/sha256/<hex>. On any failure
-// nothing is left under the blob's name.
-func (s *Store) download(ctx context.Context, rc *registryClient, desc v1.Descriptor, add func(int64)) error {
-	final := s.blobPath(desc.Digest)
-	if fi, err := os.Stat(final); err == nil {
-		if fi.Size() != desc.Size {
-			return fmt.Errorf("blob %s: stored with %d bytes, the manifest says %d", desc.Digest, fi.Size(), desc.Size)
-		}
-		add(desc.Size)
-		return nil
-	}
-	start := time.Now()
-	resp, err := rc.get(ctx, "blobs", desc.Digest.String(), nil)
-	if err != nil {
-		return fmt.Errorf("fetching blob %s: %w", desc.Digest, err)
-	}
-	defer resp.Body.Close()
-	if resp.ContentLength >= 0 && resp.ContentLength != desc.Size {
-		return fmt.Errorf("blob %s: the registry sends %d bytes, the manifest says %d", desc.Digest, resp.ContentLength, desc.Size)
-	}
-	tmp, err := s.receive(resp.Body, desc, add)
-	if err != nil {
-		return err
-	}
-	if err := s.commit(tmp, final); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("storing blob %s: %w", desc.Digest, err)
-	}
-	s.log.Debug("blob fetched", "digest", desc.Digest.String(), "bytes", desc.Size, "duration", time.Since(start).Round(time.Millisecond))
-	return nil
 }
 
 // receive copies the blob desc names from r into a new file in ROOT/tmp,

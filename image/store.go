@@ -56,6 +56,12 @@ type Options struct {
 	Platform *v1.Platform
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// PullConcurrency is how many blobs the store fetches at once, all
+	// its pulls together; DefaultPullConcurrency when 0 or less.
+	PullConcurrency int
+	// PullRate caps the store's download rate in bytes per second, shared
+	// by all its blob fetches (a token bucket); 0 or less: unlimited.
+	PullRate int64
 }
 
 // Store is the image store at one root. Its methods may be called
@@ -67,8 +73,9 @@ type Store struct {
 	platform  v1.Platform
 	log       *slog.Logger
 	transport http.RoundTripper
-	blobs     flight // key: blob digest
-	layers    flight // key: diff ID
+	blobs     flight  // key: blob digest
+	layers    flight  // key: diff ID
+	fetch     fetcher // fetch slots, rate limit, retries (fetch.go)
 }
 
 // staleAge is how old a temp entry must be before Open deletes it as left
@@ -83,6 +90,7 @@ func Open(opts Options) (*Store, error) {
 		insecure:  opts.Insecure,
 		regConfig: opts.RegistryConfig,
 		log:       opts.Logger,
+		fetch:     newFetcher(opts.PullConcurrency, opts.PullRate),
 	}
 	if s.root == "" {
 		s.root = DefaultRoot
@@ -469,45 +477,90 @@ func (s *Store) Touch(ref string) error {
 }
 
 // Remove forgets ref (wrapping ErrNotFound if it is not recorded), then
-// deletes every blob and unpacked layer that no remaining reference needs.
-// The caller checks that no container uses the image. The deletion waits
-// for running pulls (in any process) to end.
-func (s *Store) Remove(ref string) error {
+// deletes every blob and unpacked layer that no remaining reference needs
+// and no manifest digest in keep needs (the images that containers run,
+// which a moved tag may no longer record). The caller checks that no
+// container uses the image. The deletion waits for running pulls (in any
+// process) to end.
+func (s *Store) Remove(ref string, keep ...string) error {
+	_, err := s.remove(ref, keep, nil)
+	return err
+}
+
+// remove is Remove that returns the bytes freed; when check is set, it is
+// called with the record under refs.lock and its error leaves the
+// reference recorded and is returned.
+func (s *Store) remove(ref string, keep []string, check func(refRecord) error) (int64, error) {
 	norm, err := imageref.Normalize(ref)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	err = s.updateRefs(func(refs map[string]refRecord) error {
-		if _, ok := refs[norm]; !ok {
+		rec, ok := refs[norm]
+		if !ok {
 			return fmt.Errorf("%w: %s", ErrNotFound, norm)
+		}
+		if check != nil {
+			if err := check(rec); err != nil {
+				return err
+			}
 		}
 		delete(refs, norm)
 		return nil
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	s.log.Info("image reference removed", "ref", norm)
-	if err := s.collect(); err != nil {
-		return fmt.Errorf("removing the content of %s: %w", norm, err)
+	freed, err := s.collect(keep)
+	if err != nil {
+		return freed, fmt.Errorf("removing the content of %s: %w", norm, err)
 	}
-	return nil
+	return freed, nil
 }
 
-// collect deletes the blobs and layers that no recorded reference needs,
-// under the exclusive gc.lock (a pull holds it shared while it runs).
-func (s *Store) collect() error {
+// collect deletes the blobs and layers that neither a recorded reference
+// nor a manifest digest in keep needs, under the exclusive gc.lock (a pull
+// holds it shared while it runs), and returns the bytes freed (allocated
+// blocks, as du counts them).
+func (s *Store) collect(keep []string) (int64, error) {
 	l, err := s.gcLockExclusive()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer l.unlock()
 	rf, err := s.readRefs()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	blobs := map[string]bool{}
 	layers := map[string]bool{}
+	// A kept digest keeps what its manifest needs, whether a reference
+	// records it or not: a container runs from it (a tag may have moved
+	// on since it was created). One that is not a readable manifest keeps
+	// its blob alone.
+	for _, d := range keep {
+		h, err := parseDigest(d)
+		if err != nil {
+			continue
+		}
+		st, err := s.loadManifest(d)
+		if err != nil {
+			if _, serr := os.Lstat(s.blobPath(h)); serr == nil {
+				s.log.Debug("collecting: kept digest is not a whole image", "digest", d, "err", err)
+				blobs[h.Hex] = true
+			}
+			continue
+		}
+		blobs[h.Hex] = true
+		blobs[st.manifest.Config.Digest.Hex] = true
+		for _, ld := range st.manifest.Layers {
+			blobs[ld.Digest.Hex] = true
+		}
+		for _, dd := range st.config.RootFS.DiffIDs {
+			layers[dd.Hex] = true
+		}
+	}
 	for ref, rec := range rf.Refs {
 		for _, d := range []string{rec.Digest, rec.Index} {
 			if h, err := parseDigest(d); err == nil {
@@ -532,7 +585,7 @@ func (s *Store) collect() error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("reading what %s needs (nothing deleted): %w", ref, err)
+			return 0, fmt.Errorf("reading what %s needs (nothing deleted): %w", ref, err)
 		}
 		blobs[st.manifest.Config.Digest.Hex] = true
 		for _, ld := range st.manifest.Layers {
@@ -544,38 +597,44 @@ func (s *Store) collect() error {
 	}
 
 	var errs []error
+	var freed int64
 	entries, err := os.ReadDir(s.blobDir())
 	if err != nil {
-		return fmt.Errorf("listing blobs: %w", err)
+		return 0, fmt.Errorf("listing blobs: %w", err)
 	}
 	for _, e := range entries {
 		if blobs[e.Name()] || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		if err := os.Remove(filepath.Join(s.blobDir(), e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		p := filepath.Join(s.blobDir(), e.Name())
+		size := allocated(p)
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 			continue
 		}
-		s.log.Debug("blob removed", "digest", "sha256:"+e.Name())
+		freed += size
+		s.log.Debug("blob removed", "digest", "sha256:"+e.Name(), "bytes", size)
 	}
 	entries, err = os.ReadDir(s.layerDir())
 	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("listing layers: %w", err))...)
+		return freed, errors.Join(append(errs, fmt.Errorf("listing layers: %w", err))...)
 	}
 	for _, e := range entries {
 		if layers[e.Name()] {
 			continue
 		}
+		size := treeAllocated(filepath.Join(s.layerDir(), e.Name()))
 		if err := s.removeLayer(e.Name()); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		s.log.Debug("layer removed", "diffID", "sha256:"+e.Name())
+		freed += size
+		s.log.Debug("layer removed", "diffID", "sha256:"+e.Name(), "bytes", size)
 	}
 	if err := atomicfile.SyncDirectory(s.blobDir()); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return freed, errors.Join(errs...)
 }
 
 // removeLayer renames layers/sha256/<hex> out of the way (so no reader

@@ -293,7 +293,7 @@ func (b *bench) startDaemon() error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(b.bin, "run", "--manifests", b.manifests, "--state", b.state, "--log-dir", b.logDir,
-		"--image-root", filepath.Join(b.state, "images"), "--parallel", strconv.Itoa(b.parallel), "--cgroup-driver", b.driver)
+		"--image-root", filepath.Join(b.state, "images"), "--image-import-dir", filepath.Join(b.state, "import"), "--parallel", strconv.Itoa(b.parallel), "--cgroup-driver", b.driver)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return err

@@ -24,15 +24,27 @@ func init() {
 	})
 }
 
-const imageSynopsis = `image pull|import|ls|inspect|rm [FLAGS] [REF|FILE|DIR]
+const imageSynopsis = `image pull|import|export|ls|inspect|rm|prune|df [FLAGS] [REF|FILE|DIR]
 
-  image pull [--image-root DIR] [--insecure-registry HOST]... [--registry-config FILE] REF
+  image pull [--image-root DIR] [--insecure-registry HOST]... [--registry-config FILE]
+             [--pull-concurrency N] [--pull-rate BYTES/s] REF
+                                             (an interrupted pull resumes where it stopped)
   image import [--image-root DIR] [--name REF] [-o text|json] FILE|DIR
                                              (an OCI layout directory, an oci-archive or a
                                              docker-archive, gzip or zstd or not; no network)
   image ls [--image-root DIR] [--state DIR] [-o text|json]
   image inspect [--image-root DIR] REF       (the image's config, as JSON)
+  image export [--image-root DIR] [-o text|json] REF FILE
+                                             (an oci-archive of the stored image, digests unchanged,
+                                             for 'image import' or a daemon's --image-import-dir
+                                             on another host; written as FILE.tmp, then renamed)
   image rm [--image-root DIR] [--state DIR] REF
+  image prune [--all] [--image-min-age DUR] [--image-root DIR] [--state DIR] [--manifests DIR] [-o text|json]
+                                             (removes the images no manifest names and no container
+                                             runs; without --all, only those unused for --image-min-age)
+  image df [--image-root DIR] [-o text|json] (the store's size and its file system's use; 'image ls'
+                                             shows them under its table in text only: its -o json
+                                             stays a list of images)
 
 They work with or without a running daemon, on the same store ('reconciled run
 --image-root', default ` + image.DefaultRoot + `). A pulled tag that now names another
@@ -47,6 +59,12 @@ func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 0
 	}
 	sub, args := args[0], args[1:]
+	switch sub { // flags of their own: image_gc.go
+	case "prune":
+		return runImagePrune(ctx, args, stdout, stderr)
+	case "df":
+		return runImageDF(args, stdout, stderr)
+	}
 	fs := newFlagSet("image "+sub, imageSynopsis, stderr)
 	root := fs.String("image-root", image.DefaultRoot, "the image store")
 	state := fs.String("state", daemon.DefaultState, "the daemon's state directory (to tell which containers use an image)")
@@ -55,8 +73,15 @@ func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.Var(insecure, "insecure-registry", "HOST or HOST:PORT reachable over plain HTTP (localhost and 127.0.0.1 always are); repeatable")
 	regConfig := fs.String("registry-config", image.DefaultRegistryConfig, "docker config.json with registry credentials")
 	name := fs.String("name", "", "import: the reference to store the image as; a repository alone keeps the tags the source gives (default: the source's names)")
+	pullConcurrency := fs.Int("pull-concurrency", image.DefaultPullConcurrency, "pull: "+pullConcurrencyUsage)
+	var pullRate int64
+	fs.Var(rateFlag{&pullRate}, "pull-rate", "pull: "+pullRateUsage)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
+		return 2
+	}
+	if *pullConcurrency < 1 {
+		fmt.Fprintf(stderr, "reconciled image %s: --pull-concurrency %d: must be at least 1\n", sub, *pullConcurrency)
 		return 2
 	}
 	if *output != "text" && *output != "json" {
@@ -64,8 +89,11 @@ func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	want := 1
-	if sub == "ls" {
+	switch sub {
+	case "ls":
 		want = 0
+	case "export":
+		want = 2
 	}
 	if len(pos) != want {
 		fmt.Fprintf(stderr, "reconciled image %s: expected %d argument(s), got %d\n", sub, want, len(pos))
@@ -93,7 +121,8 @@ func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return fail(err)
 		}
 	}
-	store, err := image.Open(image.Options{Root: *root, Insecure: *insecure, RegistryConfig: *regConfig})
+	store, err := image.Open(image.Options{Root: *root, Insecure: *insecure, RegistryConfig: *regConfig,
+		PullConcurrency: *pullConcurrency, PullRate: pullRate})
 	if err != nil {
 		return fail(err)
 	}
@@ -104,6 +133,8 @@ func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return imageImport(ctx, store, pos[0], *name, *output, stdout, stderr, fail)
 	case "ls":
 		return imageList(store, *state, *output, stdout, stderr, fail)
+	case "export":
+		return imageExport(ctx, store, pos[0], pos[1], *output, stdout, stderr, fail)
 	case "inspect":
 		img, err := store.Get(pos[0])
 		if err != nil {
@@ -116,22 +147,28 @@ func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if err != nil && !errors.Is(err, image.ErrNotFound) {
 			return fail(err)
 		}
+		users, err := daemon.ImageUsers(*state)
+		if err != nil {
+			return fail(err)
+		}
 		if img != nil {
-			users, err := daemon.ImageUsers(*state)
-			if err != nil {
-				return fail(err)
-			}
 			if names := users[img.Digest]; len(names) > 0 {
 				return fail(fmt.Errorf("%s is in use by %s (remove or change their manifests first)", norm, strings.Join(names, ", ")))
 			}
 		}
-		if err := store.Remove(norm); err != nil {
+		// What containers run stays whole, recorded or not (a tag that
+		// moved on since they were created).
+		var running []string
+		for d := range users {
+			running = append(running, d)
+		}
+		if err := store.Remove(norm, running...); err != nil {
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "removed %s\n", norm)
 		return 0
 	}
-	fmt.Fprintf(stderr, "reconciled image: unknown subcommand %q (use pull, import, ls, inspect or rm)\n", sub)
+	fmt.Fprintf(stderr, "reconciled image: unknown subcommand %q (use pull, import, export, ls, inspect, rm, prune or df)\n", sub)
 	return 2
 }
 
@@ -227,6 +264,13 @@ func imageList(store *image.Store, state, output string, stdout, stderr io.Write
 		fmt.Fprintf(tw, "%s\t%s\t%.1f MB\t%s\t%s\n", e.Reference, shortDigest(e.Digest), float64(e.Size)/1e6, lastUsed, used)
 	}
 	tw.Flush()
+	// The totals in text only (-o json stays the list; `image df -o
+	// json` has them).
+	if t, err := totalsOf(store); err != nil {
+		fmt.Fprintf(stderr, "reconciled image ls: %v\n", err)
+	} else {
+		fmt.Fprintln(stdout, t.footer())
+	}
 	return 0
 }
 
@@ -259,4 +303,17 @@ func humanAgo(d time.Duration) string {
 		return fmt.Sprintf("%dh", int(d.Hours()))
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// imageExport writes the stored image ref to file as an oci-archive.
+func imageExport(ctx context.Context, store *image.Store, ref, file, output string, stdout, stderr io.Writer, fail func(error) int) int {
+	img, err := store.ExportFile(ctx, ref, file)
+	if err != nil {
+		return fail(err)
+	}
+	if output == "json" {
+		return printJSON(stdout, stderr, map[string]any{"reference": img.Ref, "digest": img.Digest, "size": img.Size, "file": file})
+	}
+	fmt.Fprintf(stdout, "exported %s@%s to %s\n", img.Ref, img.Digest, file)
+	return 0
 }

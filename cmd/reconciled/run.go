@@ -30,6 +30,20 @@ func init() {
 const runSynopsis = `run [--manifests DIR] [--state DIR] [--log-dir DIR] [--parallel N] [--resync DUR]
                [--cgroup-driver auto|systemd|cgroupfs] [--log-driver file|journald] [--insecure-manifests]
                [--image-root DIR] [--insecure-registry HOST]... [--registry-config FILE]
+               [--image-import-dir DIR]
+               [--pull-concurrency N] [--pull-rate BYTES/s]
+               [--image-gc-high PCT] [--image-gc-low PCT] [--image-min-age DUR]
+
+Images no manifest names and no container runs are removed, least recently used
+first, when the image store's file system is above --image-gc-high % used, down
+to --image-gc-low %; none used or pulled within --image-min-age. 'reconciled
+status' says "disk pressure" when that cannot bring it below the high mark.
+
+An archive dropped into --image-import-dir (renamed into place, or written in
+place: it is read once no process has it open for writing; dotfiles, *.tmp and
+*.part are skipped) is imported once, by content digest, and the containers
+waiting for its images start; 'reconciled status' lists the imports and their
+errors. 'reconciled image export REF FILE' writes such an archive.
 
 Under systemd (Type=notify, see 'reconciled install') the daemon says READY=1 once
 it has planned every container, keeps STATUS= up to date, pets the watchdog
@@ -62,6 +76,14 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	insecure := &listFlag{}
 	fs.Var(insecure, "insecure-registry", "HOST or HOST:PORT: a registry that may be reached over plain HTTP (localhost and 127.0.0.1 always may); repeatable")
 	fs.StringVar(&cfg.RegistryConfig, "registry-config", image.DefaultRegistryConfig, "docker config.json with registry credentials (auths, credsStore, credHelpers)")
+	fs.StringVar(&cfg.ImageImportDir, "image-import-dir", daemon.DefaultImportDir, "directory watched for image archives to import (oci-archive, docker-archive, gzip/zstd or not, or an OCI layout directory), each content once; created 0700; as root, like the manifests, what is in it must be owned by root and not writable by group or others (--insecure-manifests lifts that); empty: none")
+	fs.IntVar(&cfg.PullConcurrency, "pull-concurrency", image.DefaultPullConcurrency, pullConcurrencyUsage)
+	fs.Var(rateFlag{&cfg.PullRate}, "pull-rate", pullRateUsage)
+	gc := image.DefaultGCPolicy
+	fs.Float64Var(&gc.HighPercent, "image-gc-high", image.DefaultGCHighPercent, "percent of the image store's file system in use above which unused images are removed, least recently used first (100: never)")
+	fs.Float64Var(&gc.LowPercent, "image-gc-low", image.DefaultGCLowPercent, "percent of the image store's file system in use down to which the image GC removes")
+	fs.DurationVar(&gc.MinAge, "image-min-age", image.DefaultGCMinAge, "an image used or pulled more recently is never removed by the image GC")
+	cfg.ImageGC = &gc
 	logFormat := fs.String("log-format", "text", "format of the daemon's own log on stderr: text or json")
 	debug := fs.Bool("debug", false, "log debug messages")
 	fs.Usage = func() {
@@ -90,8 +112,16 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "reconciled run: --parallel %d: must be at least 1\n", cfg.Parallel)
 		return 2
 	}
+	if cfg.PullConcurrency < 1 {
+		fmt.Fprintf(stderr, "reconciled run: --pull-concurrency %d: must be at least 1\n", cfg.PullConcurrency)
+		return 2
+	}
 	if cfg.Resync < time.Second {
 		fmt.Fprintf(stderr, "reconciled run: --resync %s: must be at least 1s\n", cfg.Resync)
+		return 2
+	}
+	if err := gc.Check(); err != nil {
+		fmt.Fprintf(stderr, "reconciled run: --image-gc-high/--image-gc-low/--image-min-age: %v\n", err)
 		return 2
 	}
 	level := slog.LevelInfo
@@ -179,5 +209,39 @@ func (l *listFlag) Set(v string) error {
 		return fmt.Errorf("must not be empty")
 	}
 	*l = append(*l, v)
+	return nil
+}
+
+// Usage of the pull flags that `run` and `image pull` share.
+const (
+	pullConcurrencyUsage = "blobs (layers) the image store fetches at once, all pulls together"
+	pullRateUsage        = "cap on the image store's download rate in bytes per second, all pulls together: an integer, or with a decimal (k M G) or binary (Ki Mi Gi) suffix, e.g. 2M = 2000000, 512Ki = 524288; 0: unlimited"
+)
+
+// rateFlag is --pull-rate: bytes per second, a quantity as manifests
+// write them (desired.ParseQuantity: a plain integer, or with k M G for
+// powers of 1000 or Ki Mi Gi for powers of 1024), optionally followed by
+// "/s", that comes to a whole number of bytes. 0 means unlimited.
+type rateFlag struct{ v *int64 }
+
+func (r rateFlag) String() string {
+	if r.v == nil || *r.v == 0 {
+		return "0"
+	}
+	return desired.FormatBytes(*r.v)
+}
+
+func (r rateFlag) Set(s string) error {
+	q, err := desired.ParseQuantity(strings.TrimSuffix(s, "/s"))
+	if err != nil {
+		return fmt.Errorf("%q: %v; use bytes per second, e.g. 1000000, 2M or 512Ki", s, err)
+	}
+	if !q.IsInt() {
+		return fmt.Errorf("%q: not a whole number of bytes", s)
+	}
+	if n := q.Num(); !n.IsInt64() || n.Int64() > 1<<50 {
+		return fmt.Errorf("%q: too large", s)
+	}
+	*r.v = q.Num().Int64()
 	return nil
 }

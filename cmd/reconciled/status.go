@@ -89,6 +89,9 @@ func printReport(w io.Writer, rep *daemon.Report, now time.Time) {
 	if rep.CgroupDriver != "" {
 		fmt.Fprintf(w, "cgroup driver %s, container logs to %s\n", rep.CgroupDriver, rep.LogDriver)
 	}
+	if rep.DiskPressure && rep.ImageDisk != nil {
+		fmt.Fprintln(w, rep.ImageDisk.PressureLine())
+	}
 	if len(rep.Containers) == 0 {
 		fmt.Fprintln(w, "no containers")
 	} else {
@@ -113,6 +116,29 @@ func printReport(w io.Writer, rep *daemon.Report, now time.Time) {
 			fmt.Fprintf(w, "  %s\n", e.Error())
 		}
 	}
+	printImports(w, rep.Imports, now)
+}
+
+// printImports is the import directory's section of the status: only
+// when it has entries.
+func printImports(w io.Writer, imports []daemon.ImportReport, now time.Time) {
+	if len(imports) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nimports:")
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	for _, im := range imports {
+		what := strings.Join(im.Images, ", ")
+		if im.Error != "" {
+			what = "failed: " + im.Error
+		}
+		when := "-"
+		if !im.Imported.IsZero() {
+			when = age(im.Imported, now) + " ago"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", filepath.Base(im.Path), dashString(shortDigest(im.Digest)), when, what)
+	}
+	tw.Flush()
 }
 
 func printContainer(w io.Writer, c *daemon.ContainerStatus, now time.Time) {

@@ -69,6 +69,24 @@ type Config struct {
 	ImageRoot          string
 	InsecureRegistries []string
 	RegistryConfig     string
+	// PullConcurrency is how many blobs the image store fetches at once
+	// (0: image.DefaultPullConcurrency); PullRate caps its download rate
+	// in bytes per second, all pulls together (0: unlimited).
+	PullConcurrency int
+	PullRate        int64
+	// ImageGC rules the removal of images no container needs when the
+	// image store's file system fills up (nil: image.DefaultGCPolicy);
+	// ImageGCEvery is how often that is checked besides after each pull
+	// (default DefaultImageGCEvery).
+	ImageGC      *image.GCPolicy
+	ImageGCEvery time.Duration
+	// ImageImportDir is watched for image archives to import into the
+	// store (oci-archive, docker-archive, OCI layout directory), each
+	// content once, recorded in STATE/imports.json; "" watches none (the
+	// command line's default is DefaultImportDir). As root, it is held to
+	// the manifests' rule (owned by root, not writable by group or
+	// others) unless InsecureManifests.
+	ImageImportDir string
 }
 
 func (c *Config) defaults() {
@@ -110,6 +128,13 @@ func (c *Config) defaults() {
 	}
 	if c.RegistryConfig == "" {
 		c.RegistryConfig = image.DefaultRegistryConfig
+	}
+	if c.ImageGC == nil {
+		p := image.DefaultGCPolicy
+		c.ImageGC = &p
+	}
+	if c.ImageGCEvery <= 0 {
+		c.ImageGCEvery = DefaultImageGCEvery
 	}
 }
 
@@ -199,6 +224,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := CheckDriverNames(cfg.CgroupDriver, cfg.LogDriver); err != nil {
 		return err
 	}
+	if err := cfg.ImageGC.Check(); err != nil {
+		return err
+	}
 	if cfg.LogDriver == LogDriverJournald {
 		if err := checkJournal(cfg.JournalSocket); err != nil {
 			return err
@@ -213,6 +241,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	for _, p := range []*string{&cfg.Manifests, &cfg.State, &cfg.LogDir, &cfg.ImageRoot} {
 		if *p, err = filepath.Abs(*p); err != nil {
+			return err
+		}
+	}
+	if cfg.ImageImportDir != "" {
+		if cfg.ImageImportDir, err = filepath.Abs(cfg.ImageImportDir); err != nil {
 			return err
 		}
 	}
@@ -265,17 +298,24 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	last := &lastExits{}
-	adapter := &runtimeAdapter{rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, logDriver: cfg.LogDriver, journal: cfg.JournalSocket,
+	hidden := []string{cfg.State, cfg.LogDir, cfg.ImageRoot}
+	if cfg.ImageImportDir != "" {
+		hidden = append(hidden, cfg.ImageImportDir)
+	}
+	adapter := &runtimeAdapter{hidden: hidden,
+		rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, logDriver: cfg.LogDriver, journal: cfg.JournalSocket,
 		store: store, exits: exits, log: log, onExit: last.set}
 	adapter.oci = newOCIRuntimes(cfg.Runtimes, layout.Runtime(), layout.OCI(), drv, log)
 	images, err := image.Open(image.Options{Root: cfg.ImageRoot, Insecure: cfg.InsecureRegistries,
-		RegistryConfig: cfg.RegistryConfig, Logger: log.With("component", "images")})
+		RegistryConfig: cfg.RegistryConfig, Logger: log.With("component", "images"),
+		PullConcurrency: cfg.PullConcurrency, PullRate: cfg.PullRate})
 	if err != nil {
 		return fmt.Errorf("unable to open the image store: %w", err)
 	}
 	adapter.images = images
 	var loop *reconciler.Loop
 	resolver := newImageResolver(ctx, images, layout, log.With("component", "images"), func(name string) { loop.Notify(name) })
+	resolver.importDir = cfg.ImageImportDir
 	notify := newNotifier(log, cfg.TestBlockLoopAfter)
 	if notify.watchdog > 0 {
 		log.Info("systemd watchdog on", "watchdogSec", notify.watchdog)
@@ -301,6 +341,18 @@ func Run(ctx context.Context, cfg Config) error {
 	pub.refresh = func(name string) {
 		store.Invalidate(name)
 		loop.Notify(name)
+	}
+	gc := newImageGC(images, *cfg.ImageGC, cfg.ImageGCEvery, func() (image.InUse, error) {
+		return imagesInUse(pub.desiredSet(), loop.Status(), store.Records())
+	}, log.With("component", "image-gc"))
+	pub.imageDisk = gc.Disk
+	// An import stores references: watchRefs below then has every
+	// container looked at again, those waiting for the image included.
+	var imports *importDir
+	if cfg.ImageImportDir != "" {
+		imports = newImportDir(cfg.ImageImportDir, layout.Imports(), images, !cfg.InsecureManifests && os.Geteuid() == 0,
+			cfg.Resync, log.With("component", "imports"), func() { pub.Kick() })
+		pub.imports = imports.Report
 	}
 	exits.invalidate = store.Invalidate
 	exits.notify = func(name string) {
@@ -390,8 +442,13 @@ func Run(ctx context.Context, cfg Config) error {
 		watchRefs(ctx, images.Digests, images.RefsPath(), log.With("component", "images"), func() {
 			log.Info("image references changed: looking at every container again")
 			loop.Rescan()
+			gc.Kick() // a pull stored something
 		})
 	})
+	wg.Go(func() { gc.Run(ctx) })
+	if imports != nil {
+		wg.Go(func() { imports.Run(ctx) })
+	}
 	wg.Go(func() {
 		if err := pub.serve(ctx, l); err != nil {
 			log.Error("status server stopped", "err", err)

@@ -19,8 +19,16 @@
 // It also holds the clients' side of the status socket and the state
 // directory's layout, for the status, plan and logs commands.
 //
+// Images: the daemon resolves the containers that run an image through
+// its image store (imageResolver: pulls in the background, one per
+// reference, caches what it resolved), mounts their root filesystems under
+// STATE/rootfs (a shared bind, so that spare inits see them), watches the
+// store's references (a moved tag recreates Always containers), imports
+// the archives dropped in the import directory and collects the images
+// nothing needs when the store's file system fills up.
+//
 // It must not decide what to do about a container (the planner does), nor
-// touch anything outside its state directory, its log directory and the
-// containers it created there. Stopping the daemon (context cancelled)
+// touch anything outside its state directory, its log directory, its
+// image store and import directory, and the containers it created there. Stopping the daemon (context cancelled)
 // stops reconciling and leaves every container running.
 package daemon

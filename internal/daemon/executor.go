@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -50,6 +51,13 @@ type runtimeAdapter struct {
 	// images is the image store the root filesystems of image
 	// containers come from (nil: none configured).
 	images imageStore
+	// touched are the images used since the last write of their use
+	// (touch).
+	touchMu sync.Mutex
+	touched map[string]bool
+	// hidden are the daemon's own directories (state, logs, images):
+	// masked in every container whose root is the host's.
+	hidden []string
 }
 
 // ociRuntime is one configured OCI-CLI runtime, or why it cannot be used.
@@ -113,6 +121,9 @@ type exitInfo struct {
 // container writes its log itself, so a daemon restart does not cut it.
 func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec) (err error) {
 	defer a.store.Invalidate(id)
+	if spec.Root != nil && spec.Root.Path == "/" && len(a.hidden) > 0 {
+		spec = maskDaemonPaths(spec, a.hidden)
+	}
 	if digest := spec.Annotations[desired.AnnotationImageDigest]; digest != "" {
 		if err := a.mountImage(id, spec, digest); err != nil {
 			return err
@@ -349,6 +360,26 @@ func (a *runtimeAdapter) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
+// maskDaemonPaths returns spec with dirs added to linux.maskedPaths (an
+// empty read-only tmpfs over each): a container whose root is the host's
+// must not see the daemon's state (every container's state.json, the
+// status socket), logs or images, however read-only.
+func maskDaemonPaths(spec *specs.Spec, dirs []string) *specs.Spec {
+	s := *spec
+	l := specs.Linux{}
+	if spec.Linux != nil {
+		l = *spec.Linux
+	}
+	l.MaskedPaths = append([]string(nil), l.MaskedPaths...)
+	for _, d := range dirs {
+		if !slices.Contains(l.MaskedPaths, d) {
+			l.MaskedPaths = append(l.MaskedPaths, d)
+		}
+	}
+	s.Linux = &l
+	return &s
+}
+
 // mountImage mounts the root filesystem of container id, which runs the
 // image with manifest digest: an overlay of the image's layers at
 // STATE/rootfs/NAME with a writable layer of its own under STATE/rw/NAME
@@ -387,11 +418,41 @@ func (a *runtimeAdapter) mountImage(id string, spec *specs.Spec, digest string) 
 		return fmt.Errorf("unable to mount the root filesystem of %s (image %s): %w", id, digest, err)
 	}
 	if ref := spec.Annotations[desired.AnnotationImage]; ref != "" {
+		a.touch(ref)
+	}
+	return nil
+}
+
+// touchDelay gathers the uses of images recorded in one write of the
+// store's references: a use is for the garbage collector's
+// least-recently-used order (minutes), and each write is a locked,
+// fsynced rewrite of refs.json that would otherwise cost every create of
+// an image container several milliseconds.
+const touchDelay = time.Second
+
+// touch records, in the background, that ref was used now.
+func (a *runtimeAdapter) touch(ref string) {
+	a.touchMu.Lock()
+	defer a.touchMu.Unlock()
+	if a.touched == nil {
+		a.touched = map[string]bool{}
+	}
+	if len(a.touched) == 0 {
+		time.AfterFunc(touchDelay, a.flushTouched)
+	}
+	a.touched[ref] = true
+}
+
+func (a *runtimeAdapter) flushTouched() {
+	a.touchMu.Lock()
+	refs := a.touched
+	a.touched = nil
+	a.touchMu.Unlock()
+	for ref := range refs {
 		if err := a.images.Touch(ref); err != nil && !errors.Is(err, image.ErrNotFound) {
 			a.log.Debug("unable to record the use of an image", "image", ref, "err", err)
 		}
 	}
-	return nil
 }
 
 // unmountImage removes what mountImage made for container id: the mount,

@@ -64,6 +64,9 @@ type imageResolver struct {
 	now    func() time.Time
 	// dry resolves from the store alone and starts no pull (plan).
 	dry bool
+	// importDir is the daemon's import directory ("" for none), which
+	// the message of a missing image with imagePullPolicy Never names.
+	importDir string
 
 	mu    sync.Mutex
 	pulls map[string]*pull // by normalized reference
@@ -199,8 +202,12 @@ func (r *imageResolver) Resolve(ctx context.Context, want *desired.Container, ha
 	case desired.PullNever:
 		img, err := r.get(want.Image)
 		if err != nil {
-			return unresolved(want, true, fmt.Sprintf("image %s is not in the store and imagePullPolicy is Never (pull it with: reconciled image pull %s): %v",
-				want.Image, want.Image, err))
+			how := "pull it with: reconciled image pull " + want.Image
+			if r.importDir != "" {
+				how += ", or drop an archive of it (oci-archive or docker-archive) into the import directory " + r.importDir
+			}
+			return unresolved(want, true, fmt.Sprintf("image %s is not in the store and imagePullPolicy is Never (%s): %v",
+				want.Image, how, err))
 		}
 		return r.complete(want, img)
 	case desired.PullAlways:

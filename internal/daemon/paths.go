@@ -20,6 +20,7 @@ const (
 //	STATE/reconciled.sock    the status socket (0600)
 //	STATE/reconciled.lock    held by the running daemon
 //	STATE/daemon.json        the running daemon's settings (log directory)
+//	STATE/imports.json       the archives imported from the import directory
 type Layout string
 
 func (l Layout) Runtime() string           { return filepath.Join(string(l), "runtime") }

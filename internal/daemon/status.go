@@ -90,6 +90,14 @@ type Report struct {
 	// LogDriver is where the containers' output goes: file or journald.
 	LogDriver string     `json:"logDriver,omitempty"`
 	Daemon    DaemonInfo `json:"daemon"`
+	// DiskPressure: the image store's file system is above the image
+	// GC's high-water mark, and every image left is in use or too young
+	// to remove. ImageDisk says more (absent before the first check).
+	DiskPressure bool       `json:"diskPressure"`
+	ImageDisk    *ImageDisk `json:"imageDisk,omitempty"`
+	// Imports are the archives of the import directory: imported,
+	// failed or refused (empty without an import directory).
+	Imports []ImportReport `json:"imports"`
 }
 
 // DaemonInfo describes the running daemon.
@@ -143,6 +151,12 @@ type publisher struct {
 	// a one-line summary after each publication (systemd's STATUS=).
 	cgroupDriver, logDriver string
 	onStatus                func(string)
+	// imageDisk is what the image GC last saw of the store's file system
+	// (set by the daemon; nil reports nothing).
+	imageDisk func() *ImageDisk
+	// imports lists the import directory's entries (set by the daemon;
+	// nil: no import directory).
+	imports func() []ImportReport
 	// refresh drops the cached observation of a container and has the loop
 	// look at it again (set by the daemon).
 	refresh func(name string)
@@ -298,6 +312,15 @@ func (p *publisher) snapshot() (Report, []ContainerStatus) {
 	now := time.Now()
 	rep := Report{Containers: make([]ContainerStatus, 0, len(sts)), Files: []FileReport{}, Manifests: p.manifests, Daemon: p.info,
 		CgroupDriver: p.cgroupDriver, LogDriver: p.logDriver}
+	if p.imageDisk != nil {
+		if d := p.imageDisk(); d != nil {
+			rep.ImageDisk, rep.DiskPressure = d, d.Pressure
+		}
+	}
+	rep.Imports = []ImportReport{}
+	if p.imports != nil {
+		rep.Imports = p.imports()
+	}
 	if p.want != nil {
 		rep.Daemon.Loaded = true
 		rep.Revision = p.want.Revision

@@ -110,7 +110,8 @@ func (e *env) start(extra ...string) {
 		e.t.Fatal(err)
 	}
 	defer logf.Close()
-	args := append([]string{"run", "--manifests", e.manifests, "--state", e.state, "--log-dir", e.logDir, "--image-root", e.images}, extra...)
+	args := append([]string{"run", "--manifests", e.manifests, "--state", e.state, "--log-dir", e.logDir, "--image-root", e.images,
+		"--image-import-dir", filepath.Join(e.dir, "import")}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

@@ -138,7 +138,7 @@ func setup(t *testing.T) *env {
 	// The shipped unit, with the paths of this test (a drop-in, as an
 	// administrator would do).
 	e.dropIn("10-paths.conf", "[Service]\nExecStart=\nExecStart="+e.bin+" run --state "+e.state+
-		" --manifests "+e.manifests+" --log-dir /run/reconciled-e2e/logs --log-driver journald --image-root /run/reconciled-e2e/images\n")
+		" --manifests "+e.manifests+" --log-dir /run/reconciled-e2e/logs --log-driver journald --image-root /run/reconciled-e2e/images --image-import-dir /run/reconciled-e2e/import\n")
 	mustRun(t, "systemctl", "daemon-reload")
 	mustRun(t, "systemctl", "start", "systemd-journald.socket", "systemd-journald.service")
 
@@ -455,7 +455,7 @@ func (e *env) testJournald(t *testing.T) {
 func (e *env) testWatchdog(t *testing.T) {
 	r := e.waitRunning(t, "web", "db")
 	e.dropIn("90-watchdog.conf", "[Service]\nExecStart=\nExecStart="+e.bin+" run --state "+e.state+
-		" --manifests "+e.manifests+" --log-dir /run/reconciled-e2e/logs --log-driver journald --image-root /run/reconciled-e2e/images --test-block-loop-after 2s\n"+
+		" --manifests "+e.manifests+" --log-dir /run/reconciled-e2e/logs --log-driver journald --image-root /run/reconciled-e2e/images --image-import-dir /run/reconciled-e2e/import --test-block-loop-after 2s\n"+
 		"WatchdogSec=3s\nRestartSec=10min\n")
 	mustRun(t, "systemctl", "daemon-reload")
 	since := time.Now().Add(-time.Second).Format("2006-01-02 15:04:05")
