@@ -25,9 +25,10 @@ build:
 
 # deps installs the Debian packages the tests use (busybox-static for the test
 # rootfs and test images, runc and crun for side-by-side benchmarks,
-# docker-registry for a real local registry), only when missing.
+# docker-registry for a real local registry, skopeo for image archives made
+# by another tool), only when missing.
 deps:
-	@missing=""; for p in busybox-static runc crun docker-registry; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in busybox-static runc crun docker-registry skopeo; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 vet:
