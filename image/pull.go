@@ -24,7 +24,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/image/layer"
-	"reconciled.dev/reconciled/internal/atomicfile"
 	"reconciled.dev/reconciled/internal/imageref"
 )
 
@@ -221,6 +220,11 @@ var errRefsUnchanged = errors.New("references unchanged")
 // index digests keeps its record as it is (its Pulled time too), and
 // refs.json is not rewritten when nothing changes.
 func (s *Store) recordRefs(recs map[string]refRecord, keepSame bool) error {
+	// Every blob and layer the references need, and their renames into
+	// place, on disk before a reference names them.
+	if err := s.synced.sync(s.root); err != nil {
+		return err
+	}
 	err := s.updateRefs(func(refs map[string]refRecord) error {
 		changed := false
 		for ref, rec := range recs {
@@ -526,7 +530,9 @@ func (s *Store) commit(tmp *os.File, final string) error {
 		}
 		return os.Remove(tmp.Name())
 	}
-	return atomicfile.SyncDirectory(s.blobDir())
+	// The rename is made durable by recordRefs' sync, before a reference
+	// needs the blob; a rename lost in a crash only fetches it again.
+	return nil
 }
 
 // writeBlob stores data (a manifest or index already checked against its
@@ -615,7 +621,10 @@ func (s *Store) unpackInto(ctx context.Context, desc v1.Descriptor, diffID v1.Ha
 	if got := hex.EncodeToString(h.Sum(nil)); got != diffID.Hex {
 		return fmt.Errorf("uncompressed content %w: it hashes to sha256:%s, the config's diff ID is %s", ErrDigestMismatch, got, diffID)
 	}
-	if err := syncFS(tmp); err != nil {
+	// The layer's files on disk before its name says it is whole; the
+	// rename itself is made durable by recordRefs' sync, before anything
+	// refers to it (a rename lost in a crash only unpacks it again).
+	if err := s.synced.sync(tmp); err != nil {
 		return err
 	}
 	if err := renameNoReplace(tmp, final); err != nil {
@@ -626,7 +635,7 @@ func (s *Store) unpackInto(ctx context.Context, desc v1.Descriptor, diffID v1.Ha
 		return nil
 	}
 	done = true
-	return atomicfile.SyncDirectory(s.layerDir())
+	return nil
 }
 
 // reporter calls a progress function at most every progressInterval while

@@ -19,8 +19,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sys/unix"
-
-	"reconciled.dev/reconciled/internal/atomicfile"
 )
 
 // A blob is received into ROOT/partial/<hex>, a name that depends only on
@@ -210,7 +208,8 @@ func (s *Store) commitPartial(f *os.File, final string) error {
 		}
 		return os.Remove(f.Name())
 	}
-	return atomicfile.SyncDirectory(s.blobDir())
+	// The rename is made durable by recordRefs' sync (see commit).
+	return nil
 }
 
 // partial is a blob being received into its partial file: the file holds

@@ -76,6 +76,7 @@ type Store struct {
 	blobs     flight  // key: blob digest
 	layers    flight  // key: diff ID
 	fetch     fetcher // fetch slots, rate limit, retries (fetch.go)
+	synced    groupSync
 }
 
 // staleAge is how old a temp entry must be before Open deletes it as left
