@@ -7,12 +7,18 @@
 #  2. the daemon's RSS growth during that cold pull;
 #  3. warm drop-to-running of an image container against a plain
 #     read-only directory root with the same files (p50, p90 of -drops
-#     each, default 50, alternated).
+#     each, default 50, alternated);
+#  4. `reconciled image import` of the image as an oci-archive (written
+#     once by skopeo) into an empty store, against skopeo copy to an OCI
+#     layout + umoci unpack (median of -n);
+#  5. `reconciled image pull` through a TCP proxy of imagebench's that cuts
+#     the connection once at 50 % of the largest layer blob: the bytes
+#     received for that blob and for the whole image, over their sizes.
 # A container's start is its write to a FIFO bind-mounted at /sig. Run as
 # root from the repository:
 #   sudo bench/image.sh [-n 3] [-drops 50]
-# Everything it creates (registry, daemon, containers, overlay mounts)
-# lives under one temporary directory and a state directory in /dev/shm,
+# Everything it creates (registry, daemon, containers, overlay mounts,
+# the archive, stores, layouts and bundles of 4 and 5) lives under one temporary directory and a state directory in /dev/shm,
 # and is removed.
 set -euo pipefail
 # A static binary, as shipped (see the Makefile).

@@ -296,10 +296,32 @@ func randomFile(name string, size int64, seed uint64) func(*tar.Writer) error {
 
 // builtImage says what was pushed.
 type builtImage struct {
-	ref        string
+	ref        string // registry address + "/" + repo:tag
+	repo, tag  string
 	layers     int
 	compressed int64 // bytes, all layers
 	busybox    int64 // compressed bytes of the busybox layer
+	// What the registry serves, as pushed: the manifest's digest and
+	// size, the config blob and each layer blob.
+	digest       string
+	manifestSize int64
+	config       v1.Descriptor
+	layerBlobs   []v1.Descriptor
+}
+
+// bytes is the whole image as a pull receives it: manifest, config and
+// layer blobs.
+func (b builtImage) bytes() int64 { return b.manifestSize + b.config.Size + b.compressed }
+
+// largestLayer is the descriptor of the biggest layer blob.
+func (b builtImage) largestLayer() v1.Descriptor {
+	var d v1.Descriptor
+	for _, l := range b.layerBlobs {
+		if l.Size > d.Size {
+			d = l
+		}
+	}
+	return d
 }
 
 // buildAndPush writes the busybox layer and nRandom layers of layerSize
@@ -307,6 +329,10 @@ type builtImage struct {
 // image, repo:tag, to the registry at addr.
 func buildAndPush(ctx context.Context, dir, addr, repoTag string, es []entry, nRandom int, layerSize int64) (builtImage, error) {
 	out := builtImage{ref: addr + "/" + repoTag}
+	var ok bool
+	if out.repo, out.tag, ok = strings.Cut(repoTag, ":"); !ok {
+		return out, fmt.Errorf("%s: no tag", repoTag)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return out, err
 	}
@@ -356,5 +382,18 @@ func buildAndPush(ctx context.Context, dir, addr, repoTag string, es []entry, nR
 	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
 		return out, fmt.Errorf("pushing %s: %w", ref, err)
 	}
+	raw, err := img.RawManifest()
+	if err != nil {
+		return out, err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return out, err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return out, err
+	}
+	out.digest, out.manifestSize, out.config, out.layerBlobs = d.String(), int64(len(raw)), m.Config, m.Layers
 	return out, nil
 }

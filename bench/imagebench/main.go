@@ -1,8 +1,11 @@
 // Command imagebench compares the daemon's image path with skopeo, umoci
 // and crun, side by side in one run: a cold pull+unpack+start of a ~100 MB
-// image of 10 layers, the daemon's RSS growth during that pull, and the
-// warm drop-to-running of an image container against a plain-directory
-// root. bench/image.sh builds and runs it (as root).
+// image of 10 layers, the daemon's RSS growth during that pull, the warm
+// drop-to-running of an image container against a plain-directory root,
+// the import of the image as an oci-archive (against skopeo copy + umoci
+// unpack), and the bytes a pull receives when a proxy of ours cuts its
+// connection once, half-way through the largest layer. bench/image.sh
+// builds and runs it (as root).
 package main
 
 import (
@@ -275,10 +278,15 @@ func (b *bench) run(ctx context.Context, ours, busybox, work, regBin string, nLa
 			ms(percentile(imgT, 0.5)), ms(percentile(imgT, 0.9)), ms(percentile(imgT, 0)), ms(percentile(imgT, 1)))
 		fmt.Printf("  plain directory root:    p50 %s  p90 %s  min %s  max %s\n",
 			ms(percentile(dirT, 0.5)), ms(percentile(dirT, 0.9)), ms(percentile(dirT, 0)), ms(percentile(dirT, 1)))
-		fmt.Printf("  p50 image - p50 plain: %+.2f ms (goal: within 1 ms)\n",
+		fmt.Printf("  p50 image - p50 plain: %+.2f ms (goal: within 1 ms)\n\n",
 			float64(percentile(imgT, 0.5)-percentile(dirT, 0.5))/1e6)
 	}
-	return nil
+
+	// 4. Import of an oci-archive; 5. a pull cut in the middle of a blob.
+	if err := b.importSection(ctx, img); err != nil {
+		return err
+	}
+	return b.resumeSection(ctx, img, reg.addr)
 }
 
 // manifest is a container that signals its start through the FIFO; root is
