@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -18,6 +16,7 @@ import (
 
 	"reconciled.dev/reconciled/actual"
 	"reconciled.dev/reconciled/desired"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // Executor is what the loop needs from the container runtime. IDs are
@@ -705,19 +704,15 @@ func (l *Loop) stop(ctx context.Context, a Action, rec actual.Record) error {
 	return nil
 }
 
-// parseSignal reads "SIGTERM", "TERM" or "15".
+// parseSignal reads a stop signal with sys.ParseSignal, the parser that
+// validated it in the manifest ("SIGTERM", "TERM", "15", "SIGRTMIN+3"); a
+// signal it does not know is terminal: another try would not know it either.
 func parseSignal(s string) (syscall.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
-		return syscall.Signal(n), nil
+	sig, err := sys.ParseSignal(s)
+	if err != nil {
+		return 0, fmt.Errorf("stop signal: %w: %w", err, ErrTerminal)
 	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if sig := unix.SignalNum(name); sig != 0 {
-		return sig, nil
-	}
-	return 0, fmt.Errorf("unknown signal %q: %w", s, ErrTerminal)
+	return sig, nil
 }
 
 func wrap(err error, what, name string) error {

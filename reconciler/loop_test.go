@@ -695,7 +695,7 @@ func TestExponentialRateLimiter(t *testing.T) {
 }
 
 func TestParseSignal(t *testing.T) {
-	for in, want := range map[string]syscall.Signal{"SIGTERM": unix.SIGTERM, "term": unix.SIGTERM, "9": unix.SIGKILL, "SIGRTMIN+3": 0} {
+	for in, want := range map[string]syscall.Signal{"SIGTERM": unix.SIGTERM, "term": unix.SIGTERM, "9": unix.SIGKILL, "SIGRTMIN+3": 37, "SIGFOO": 0} {
 		got, err := parseSignal(in)
 		if want == 0 {
 			if !errors.Is(err, ErrTerminal) {

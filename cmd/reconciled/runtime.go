@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 func init() {
@@ -264,20 +263,12 @@ func runContainer(ctx context.Context, rt *executor.Runtime, id, bundle string, 
 	return st.ExitCode
 }
 
-// parseSignal accepts "KILL", "SIGKILL", "kill" or "9".
+// parseSignal accepts what sys.ParseSignal does ("KILL", "SIGKILL", "kill",
+// "9", "SIGRTMIN+3"), and 0, which kill(2) delivers to nobody: `kill ID 0`
+// asks whether the container's init is there to be signalled.
 func parseSignal(s string) (unix.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n < 0 || n > 64 {
-			return 0, fmt.Errorf("invalid signal %q", s)
-		}
-		return unix.Signal(n), nil
+	if n, err := strconv.Atoi(s); err == nil && n == 0 {
+		return 0, nil
 	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if sig := unix.SignalNum(name); sig != 0 {
-		return sig, nil
-	}
-	return 0, errors.New("unknown signal " + strconv.Quote(s))
+	return sys.ParseSignal(s)
 }

@@ -5,7 +5,10 @@
 // layer unpacker and mounter (image/layer) and the image store (image)
 // share: EINTR retries, openat and openat2 with O_CLOEXEC and path errors,
 // the kernel's messages of a filesystem context, and the names of file
-// types. It is a leaf: it imports nothing of this module.
+// types; and the kernel facts several packages need: Linux's signal names
+// and numbers (ParseSignal, SignalName: the one table of them) and which
+// namespace holds a sysctl (SysctlNamespace). It is a leaf: it imports
+// nothing of this module.
 package sys
 
 import (
