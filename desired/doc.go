@@ -13,6 +13,6 @@
 //
 // It must not import actual/, reconciler/ or executor/, start containers,
 // or read anything but the manifests directory, the git metadata beside it,
-// and the paths manifests name (root.path and bind sources, for
-// validation).
+// the directories on the way to them (the trust check), and the paths
+// manifests name (root.path and bind sources, for validation).
 package desired

@@ -76,6 +76,9 @@ type Snapshot struct {
 	// links records every symlink met while walking and what it pointed
 	// to, so a caller can check that nothing moved during the walk.
 	links map[string]string
+	// trust holds every directory the strict check looked at (see
+	// trustCheck), nil when not strict.
+	trust map[string]bool
 
 	// What a Loader's event-driven read needs (see Loader): the manifests
 	// path made absolute, every directory walked by real path, and the
@@ -138,11 +141,18 @@ const maxDepth = 8
 // and caps each read at MaxFileSize.
 //
 // When the process runs as root and opts.InsecureManifests is false, a
-// file is refused (File.Err) when it, the directory that holds it, or any
-// directory between it and the manifests path is writable by group or
-// others or not owned by root, as sshd's StrictModes does; so is every file
-// when the manifests path is a symlink whose containing directory fails
-// the same test. Directories above the manifests path are not checked.
+// file is refused (File.Err) unless every step of the way to it is owned
+// by root and not writable by group or others (sticky or not), as sshd's
+// StrictModes asks: the file; every directory from the manifests path down
+// to it; the manifests directory and the directory that holds it; and for
+// every symlink met on the way (the manifests path, a symlinked file, or a
+// link inside a link's target), the link itself (owned by root), the
+// directory that holds it and every directory its target leads through
+// (see trustCheck). The directories above the manifests path as given are
+// trusted as configured where the way merely passes through them. When
+// the manifests path is missing and the part of the way to it that exists
+// fails the check, Scan returns an error that does not wrap ErrNotExist:
+// whoever can write there must not be able to remove every container.
 func Scan(dir string, opts Options) (*Snapshot, error) {
 	return scan(dir, opts, nil)
 }
@@ -154,9 +164,20 @@ func scan(dir string, opts Options, c *scanCache) (*Snapshot, error) {
 		return nil, fmt.Errorf("unable to resolve %s: %w", dir, err)
 	}
 	snap := &Snapshot{links: map[string]string{}, abs: abs}
+	strict := opts.strict()
+	var tc *trustCheck
+	if strict {
+		tc = &trustCheck{under: abs, dirs: map[string]bool{}}
+		snap.trust = tc.dirs
+	}
 	real, err := resolve(abs, snap.links)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
+			if tc != nil {
+				if why, _ := tc.way("/", abs); why != "" {
+					return nil, fmt.Errorf("%s is missing, and the way to it is refused: %s; keeping its containers (run with --insecure-manifests to skip this check)", dir, why)
+				}
+			}
 			return nil, fmt.Errorf("%s: %w", dir, ErrNotExist)
 		}
 		return nil, fmt.Errorf("unable to resolve %s: %w", dir, err)
@@ -169,14 +190,11 @@ func scan(dir string, opts Options, c *scanCache) (*Snapshot, error) {
 		}
 		return nil, fmt.Errorf("unable to stat %s: %w", dir, err)
 	}
-	strict := opts.strict()
 	var refuse string // reason every file is refused, from the top
-	if strict {
-		if lfi, err := os.Lstat(abs); err == nil && lfi.Mode()&fs.ModeSymlink != 0 {
-			refuse = untrusted(filepath.Dir(abs))
-		}
-		if refuse == "" {
-			refuse = untrusted(real)
+	if tc != nil {
+		var err error
+		if refuse, err = tc.way("/", abs); err != nil && refuse == "" {
+			refuse = err.Error()
 		}
 	}
 	if !fi.IsDir() {
@@ -184,14 +202,14 @@ func scan(dir string, opts Options, c *scanCache) (*Snapshot, error) {
 		if opts.DisplayPrefix != "" {
 			name = opts.DisplayPrefix
 		}
-		if f, ok, _ := readFile(abs, real, name, strict, refuse, false); ok {
+		if f, ok, _ := readFile(abs, real, name, tc, refuse, false); ok {
 			snap.Files = []File{f}
 		}
 		return snap, nil
 	}
 	snap.Dirs = []string{real}
 	snap.dirs = map[string]dirInfo{}
-	w := walker{snap: snap, strict: strict, prefix: opts.DisplayPrefix, cache: c}
+	w := walker{snap: snap, trust: tc, prefix: opts.DisplayPrefix, cache: c}
 	dirty := c != nil && (c.dirty[abs] || c.dirty[real])
 	if err := w.walk(abs, real, "", 0, refuse, dirty); err != nil {
 		return nil, err
@@ -214,7 +232,7 @@ func resolve(abs string, links map[string]string) (string, error) {
 // walker is one Scan's walk of a directory tree.
 type walker struct {
 	snap   *Snapshot
-	strict bool
+	trust  *trustCheck // nil: not strict
 	prefix string
 	cache  *scanCache // nil: read every file
 }
@@ -261,8 +279,8 @@ func (w *walker) walk(absDir, realDir, rel string, depth int, refuse string, dir
 			}
 			snap.Dirs = append(snap.Dirs, real)
 			sub := refuse
-			if w.strict && sub == "" {
-				sub = untrusted(real)
+			if w.trust != nil && sub == "" {
+				sub = w.trust.dir(real)
 			}
 			subDirty := dirty || (w.cache != nil && w.cache.dirty[real])
 			if err := w.walk(joinName(absDir, name), real, r, depth+1, sub, subDirty); err != nil {
@@ -291,7 +309,7 @@ func (w *walker) walk(absDir, realDir, rel string, depth int, refuse string, dir
 				continue
 			}
 		}
-		f, ok, st := readFile(abs, real, ref.name, w.strict, refuse, link)
+		f, ok, st := readFile(abs, real, ref.name, w.trust, refuse, link)
 		if !ok {
 			continue
 		}
@@ -334,15 +352,16 @@ func joinName(dir, name string) string {
 	return dir + "/" + name
 }
 
-// readFile reads one manifest, refusing it for reason refuse (or its own
-// ownership and mode when strict). link says that the directory entry real
+// readFile reads one manifest, refusing it for reason refuse (or, when tc
+// is not nil, for its own ownership and mode, and for a symlink the way
+// through it: see trustCheck). link says that the directory entry real
 // is a symlink (a ConfigMap-style link to a file); when it is not, real is
 // opened without following one. It returns false for a file that is gone
 // (deleted between the listing and the read, or a dangling symlink). The
 // stamp is that of the regular file read, when real is not a link and the
 // result depends on nothing but the stamp, refuse and real: a Loader may
 // then reuse the File while the stamp stays the same.
-func readFile(abs, real, name string, strict bool, refuse string, link bool) (File, bool, *fileStamp) {
+func readFile(abs, real, name string, tc *trustCheck, refuse string, link bool) (File, bool, *fileStamp) {
 	f := File{Path: abs, Name: name}
 	var stamp *fileStamp
 	fail := func(format string, args ...any) (File, bool, *fileStamp) {
@@ -398,14 +417,16 @@ func readFile(abs, real, name string, strict bool, refuse string, link bool) (Fi
 	}
 	sum := sha256.Sum256(data)
 	f.Data, f.Hash = data, hex.EncodeToString(sum[:])
-	if strict {
+	if tc != nil {
 		if refuse == "" {
 			refuse = untrustedInfo(real, fi)
 		}
 		if refuse == "" && link {
-			// A symlinked file (ConfigMap style): its real directory too.
-			if target, err := filepath.EvalSymlinks(real); err == nil && filepath.Dir(target) != filepath.Dir(real) {
-				refuse = untrusted(filepath.Dir(target))
+			// A symlinked file (ConfigMap style): every hop of the way
+			// from the directory that holds the link.
+			var err error
+			if refuse, err = tc.way(filepath.Dir(real), filepath.Base(real)); err != nil && refuse == "" {
+				refuse = err.Error()
 			}
 		}
 		if refuse != "" {
@@ -469,6 +490,121 @@ func (c *scanCache) get(dirfd int, base, real, abs, name, refuse string) (*cache
 	return e, true
 }
 
+// trustCheck is the strict check of one Scan (or Load): see Scan.
+type trustCheck struct {
+	// under is the manifests path as given, absolute and clean: the
+	// directories above it are trusted as configured where a way merely
+	// passes through them (it holds neither a link nor what the way
+	// leads to).
+	under string
+	// dirs collects every directory checked, for the watcher's resync
+	// (a chmod or chown of one changes its ctime).
+	dirs map[string]bool
+}
+
+// maxLinks bounds the symlinks one way follows, as the kernel's
+// MAXSYMLINKS does.
+const maxLinks = 40
+
+// way checks the way from the real directory dir (no symlink in it) to
+// rest (a path relative to dir, or absolute): every directory a name is
+// looked up in, except the directories above tc.under when what is found
+// there is neither a symlink nor the end of the way; every symlink met
+// (owned by root), its target followed hop by hop; and the object the way
+// ends at. It returns why the way may not be trusted ("" when it may),
+// or, when it met nothing wrong before a lookup failed (a missing path),
+// that failure.
+func (tc *trustCheck) way(dir, rest string) (string, error) {
+	links := 0
+	for {
+		rest = strings.TrimLeft(rest, "/")
+		if rest == "" {
+			break
+		}
+		name, tail, _ := strings.Cut(rest, "/")
+		rest = tail
+		switch name {
+		case ".":
+			continue
+		case "..":
+			if !tc.above(dir) {
+				if why := tc.dir(dir); why != "" {
+					return why, nil
+				}
+			}
+			dir = filepath.Dir(dir)
+			continue
+		}
+		next := joinName(dir, name)
+		fi, err := os.Lstat(next)
+		if err != nil {
+			return "", fmt.Errorf("unable to check %s: %w", next, unwrapPathError(err))
+		}
+		link := fi.Mode()&fs.ModeSymlink != 0
+		end := !link && onlyDots(rest)
+		if link || end || !tc.above(dir) {
+			if why := tc.dir(dir); why != "" {
+				return why, nil
+			}
+		}
+		if link {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
+				return fmt.Sprintf("the symlink %s is owned by uid %d, not root", next, st.Uid), nil
+			}
+			if links++; links > maxLinks {
+				return fmt.Sprintf("%s: more than %d symlinks on the way", next, maxLinks), nil
+			}
+			target, err := os.Readlink(next)
+			if err != nil {
+				return "", fmt.Errorf("unable to check %s: %w", next, unwrapPathError(err))
+			}
+			if filepath.IsAbs(target) {
+				dir = "/"
+			}
+			rest = target + "/" + rest
+			continue
+		}
+		if !end && !fi.IsDir() {
+			return "", fmt.Errorf("unable to check %s: not a directory", next)
+		}
+		dir = next
+	}
+	// dir is where the way ends (a directory, or a file when it was the
+	// last name: Lstat again, dir is a file's path then).
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return "", fmt.Errorf("unable to check %s: %w", dir, unwrapPathError(err))
+	}
+	if fi.IsDir() && tc.dirs != nil {
+		tc.dirs[dir] = true
+	}
+	return untrustedInfo(dir, fi), nil
+}
+
+// above says whether dir is a directory above the manifests path as given.
+func (tc *trustCheck) above(dir string) bool {
+	return dir == "/" || strings.HasPrefix(tc.under, dir+"/")
+}
+
+// dir checks one real directory.
+func (tc *trustCheck) dir(path string) string {
+	if tc.dirs != nil {
+		tc.dirs[path] = true
+	}
+	return untrusted(path)
+}
+
+// onlyDots says whether the rest of a path names nothing more (only "."
+// and empty components).
+func onlyDots(rest string) bool {
+	for _, c := range strings.Split(rest, "/") {
+		if c != "" && c != "." {
+			return false
+		}
+	}
+	return true
+}
+
 // untrusted returns why path may not hold manifests ("" when it may).
 func untrusted(path string) string {
 	fi, err := os.Stat(path)
@@ -483,6 +619,12 @@ func untrustedInfo(path string, fi fs.FileInfo) string {
 		return fmt.Sprintf("%s is owned by uid %d, not root", path, st.Uid)
 	}
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		if fi.Mode()&fs.ModeSticky != 0 {
+			// /tmp: refused too. The sticky bit keeps others from
+			// renaming root's entries, not from making first a name the
+			// way expects.
+			return fmt.Sprintf("%s is writable by group or others (mode %04o, sticky or not; use chmod go-w, or keep manifests elsewhere)", path, perm|0o1000)
+		}
 		return fmt.Sprintf("%s is writable by group or others (mode %04o; use chmod go-w)", path, perm)
 	}
 	return ""
@@ -528,7 +670,10 @@ func (c *cand) status() *FileStatus {
 //   - A file that cannot be read, is refused or has any error applies
 //     nothing: the containers it defined in prev stay as they were, and its
 //     errors are reported in Files.
-//   - A file that is gone removes its containers.
+//   - A file that is gone removes its containers, except in a directory
+//     that fails the strict check (see Scan): there it stands as a refused
+//     file, its containers kept, as it would if it were still there (whoever
+//     can write the directory must not be able to remove containers).
 //   - Two files that define the same name both count as invalid, with an
 //     error naming the other; the name keeps its definition from prev, if
 //     any.
@@ -552,6 +697,10 @@ func Next(prev Set, snap *Snapshot, opts Options) Set {
 			files = append([]File(nil), files...)
 			sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 			onlyParsed = strictlySorted(files)
+		}
+		if gone := snap.refusedGone(prev, files, opts.DisplayPrefix); len(gone) > 0 {
+			files = append(append(make([]File, 0, len(files)+len(gone)), files...), gone...)
+			slices.SortFunc(files, byPath)
 		}
 	}
 	// Two files can define the same name only when one of them was parsed
@@ -712,6 +861,60 @@ func Next(prev Set, snap *Snapshot, opts Options) Set {
 		next.Files[c.st.Path] = c.st
 	}
 	return next
+}
+
+// refusedGone returns a refused File for each file of prev that the
+// snapshot does not have and whose directory (or, when that is gone too,
+// the nearest directory above it that was walked) fails the strict check.
+// files are the snapshot's files in Path order.
+func (s *Snapshot) refusedGone(prev Set, files []File, prefix string) []File {
+	if len(s.dirs) == 0 || len(prev.Files) == 0 {
+		return nil
+	}
+	var refused map[string]string // walked directories by abs path: the reason they fail
+	for _, d := range s.dirs {
+		if d.refuse != "" {
+			if refused == nil {
+				refused = map[string]string{}
+			}
+			refused[d.abs] = d.refuse
+		}
+	}
+	if refused == nil {
+		return nil
+	}
+	walked := make(map[string]bool, len(s.dirs))
+	for _, d := range s.dirs {
+		walked[d.abs] = true
+	}
+	var out []File
+	for p := range prev.Files {
+		if _, ok := slices.BinarySearchFunc(files, p, func(f File, p string) int { return strings.Compare(f.Path, p) }); ok {
+			continue
+		}
+		if !strings.HasPrefix(p, s.abs+"/") {
+			continue
+		}
+		why := ""
+		for d := filepath.Dir(p); ; d = filepath.Dir(d) {
+			if walked[d] {
+				why = refused[d]
+				break
+			}
+			if d == s.abs || len(d) <= len(s.abs) {
+				break
+			}
+		}
+		if why == "" {
+			continue
+		}
+		name := p
+		if rel, err := filepath.Rel(s.abs, p); err == nil {
+			name = displayName(prefix, rel)
+		}
+		out = append(out, File{Path: p, Name: name, Err: &Error{File: name, Msg: fmt.Sprintf("refused: %s (run with --insecure-manifests to skip this check); the file is gone, but a directory that fails this check cannot remove containers: its containers are kept", why)}})
+	}
+	return out
 }
 
 // lastGood returns the containers of prev that file old still defines, and
@@ -1007,7 +1210,13 @@ func (l *Loader) marked(dirty map[string]bool) (*Snapshot, map[string]*cacheEntr
 	if real, err := filepath.EvalSymlinks(p.abs); err != nil || real != p.Root {
 		return nil, nil, false
 	}
-	strict := l.opts.strict()
+	var tc *trustCheck
+	if l.opts.strict() {
+		if p.trust == nil {
+			p.trust = map[string]bool{}
+		}
+		tc = &trustCheck{under: p.abs, dirs: p.trust}
+	}
 	reads := make(map[string]File, len(dirty)+len(p.volatile)) // by Path; Path "" for gone
 	updates := make(map[string]*cacheEntry, len(dirty))
 	var volatile []fileRef
@@ -1026,7 +1235,7 @@ func (l *Loader) marked(dirty map[string]bool) (*Snapshot, map[string]*cacheEntr
 		if st.Mode&unix.S_IFMT != unix.S_IFREG {
 			return false
 		}
-		f, ok, stamp := readFile(ref.abs, ref.real, ref.name, strict, ref.refuse, false)
+		f, ok, stamp := readFile(ref.abs, ref.real, ref.name, tc, ref.refuse, false)
 		switch {
 		case !ok:
 			f = File{} // removed since the lstat
@@ -1078,7 +1287,7 @@ func (l *Loader) marked(dirty map[string]bool) (*Snapshot, map[string]*cacheEntr
 			reads[ref.abs] = File{}
 			continue
 		}
-		f, ok, _ := readFile(ref.abs, ref.real, ref.name, strict, ref.refuse, true)
+		f, ok, _ := readFile(ref.abs, ref.real, ref.name, tc, ref.refuse, true)
 		if !ok {
 			f = File{} // a dangling link
 		}
@@ -1109,6 +1318,7 @@ func (l *Loader) marked(dirty map[string]bool) (*Snapshot, map[string]*cacheEntr
 		Revision: revision(p.Root),
 		Root:     p.Root,
 		links:    p.links,
+		trust:    p.trust,
 		abs:      p.abs,
 		dirs:     p.dirs,
 		volatile: volatile,
@@ -1139,6 +1349,19 @@ func (l *Loader) Forget() {
 
 // Dirs returns the real directories the last successful Load walked.
 func (l *Loader) Dirs() []string { return l.dirs }
+
+// trustDirs returns the directories the strict check of the last
+// successful Load looked at (see trustCheck), for the watcher's resync.
+func (l *Loader) trustDirs() []string {
+	if l.prev == nil {
+		return nil
+	}
+	out := make([]string, 0, len(l.prev.trust))
+	for d := range l.prev.trust {
+		out = append(out, d)
+	}
+	return out
+}
 
 // Reset replaces the last Set (after a missing directory's grace period
 // ran out, the watcher starts again from the empty Set).

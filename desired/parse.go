@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,11 +29,130 @@ type ParseOptions struct {
 	SkipHostChecks bool
 	// Stat replaces os.Stat for the host checks (tests).
 	Stat func(name string) (fs.FileInfo, error)
+	// Lstat replaces os.Lstat for the host checks (tests).
+	Lstat func(name string) (fs.FileInfo, error)
 }
 
 // maxNodes bounds the YAML nodes one document may expand to (aliases
 // included), against "billion laughs" documents.
 const maxNodes = 100000
+
+// maxAliasBytes bounds the scalar text (keys and values) that one file
+// reaches through aliases, counted once per alias with the aliases inside
+// the aliased node expanded in turn: 4 times MaxFileSize. maxNodes bounds
+// nodes, not bytes: a file of 109 KB that repeats one 100 KB string
+// through 3,000 aliases stays under it, and expands to 300 MB, copied
+// several times over by the spec generation.
+const maxAliasBytes = 4 * MaxFileSize
+
+// aliasMeter counts the text a file reaches through aliases (see
+// maxAliasBytes) as its node trees are walked in document order, without
+// expanding anything: the expanded size of each anchored node is measured
+// once, so the count costs a walk of the nodes as written.
+type aliasMeter struct {
+	spent int64                // bytes reached through aliases so far
+	size  map[*yaml.Node]int64 // anchored nodes: expanded size; -1 while measured
+}
+
+// aliasCap is a size beyond the bound: measuring stops there.
+const aliasCap = maxAliasBytes + 1
+
+// scan walks the document root and returns the alias with which the file
+// passes maxAliasBytes and the field it is the value (or key) of, or nil.
+func (m *aliasMeter) scan(root *yaml.Node) (*yaml.Node, string) {
+	type step struct {
+		key string
+		idx int // -1 for a mapping key
+	}
+	var path []step
+	var walk func(n *yaml.Node) *yaml.Node
+	walk = func(n *yaml.Node) *yaml.Node {
+		switch n.Kind {
+		case yaml.AliasNode:
+			if m.spent += m.expanded(n); m.spent > maxAliasBytes {
+				return n
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				if a := walk(k); a != nil {
+					return a
+				}
+				path = append(path, step{key: k.Value, idx: -1})
+				if a := walk(n.Content[i+1]); a != nil {
+					return a
+				}
+				path = path[:len(path)-1]
+			}
+		default:
+			for i, c := range n.Content {
+				if n.Kind == yaml.SequenceNode {
+					path = append(path, step{idx: i})
+				}
+				if a := walk(c); a != nil {
+					return a
+				}
+				if n.Kind == yaml.SequenceNode {
+					path = path[:len(path)-1]
+				}
+			}
+		}
+		return nil
+	}
+	a := walk(root)
+	if a == nil {
+		return nil, ""
+	}
+	var b strings.Builder
+	for _, s := range path {
+		if s.idx >= 0 {
+			fmt.Fprintf(&b, "[%d]", s.idx)
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(s.key)
+	}
+	return a, b.String()
+}
+
+// expanded returns the scalar bytes of n with every alias in it expanded,
+// at most aliasCap (a node that contains itself is endless).
+func (m *aliasMeter) expanded(n *yaml.Node) int64 {
+	switch n.Kind {
+	case yaml.AliasNode:
+		if n.Alias == nil {
+			return 0
+		}
+		return m.expanded(n.Alias)
+	case yaml.ScalarNode:
+		return int64(len(n.Value))
+	}
+	if n.Anchor != "" {
+		if s, ok := m.size[n]; ok {
+			if s < 0 {
+				return aliasCap
+			}
+			return s
+		}
+		if m.size == nil {
+			m.size = map[*yaml.Node]int64{}
+		}
+		m.size[n] = -1
+	}
+	var s int64
+	for _, c := range n.Content {
+		if s += m.expanded(c); s >= aliasCap {
+			s = aliasCap
+			break
+		}
+	}
+	if n.Anchor != "" {
+		m.size[n] = s
+	}
+	return s
+}
 
 // Parse parses and validates one manifest file. name is used in error
 // messages only. It returns either the file's containers, in document
@@ -50,9 +170,13 @@ func Parse(name string, data []byte, opts ParseOptions) ([]*Container, []*Error)
 	if opts.Stat == nil {
 		opts.Stat = os.Stat
 	}
+	if opts.Lstat == nil {
+		opts.Lstat = os.Lstat
+	}
 	var out []*Container
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	names := map[string]int{} // name → line of its first definition
+	aliases := &aliasMeter{}  // for the whole file: documents share the bound
 	for doc := 0; ; doc++ {
 		var n yaml.Node
 		err := dec.Decode(&n)
@@ -73,6 +197,10 @@ func Parse(name string, data []byte, opts ParseOptions) ([]*Container, []*Error)
 		}
 		if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
 			continue // an empty document ("---" alone, or only comments)
+		}
+		if a, at := aliases.scan(root); a != nil {
+			el.add(a.Line, at, "alias *%s takes the text reached through aliases in this file beyond %d bytes (4 times the 1 MiB file limit); repeat less through aliases, or write the values out", a.Value, maxAliasBytes)
+			break // the bound is the file's: later documents cannot be read within it
 		}
 		p := &parser{el: el, opts: opts, budget: maxNodes}
 		before := len(el.errs)
@@ -531,6 +659,15 @@ func (p *parser) spec(n *yaml.Node, m *Manifest) {
 					p.errorf(pf.val, "spec.root.path", "%s does not exist on this host (%v)", v, unwrapPathError(err))
 				} else if !fi.IsDir() {
 					p.errorf(pf.val, "spec.root.path", "%s is not a directory", v)
+				} else if lfi, err := p.opts.Lstat(v); err == nil && lfi.Mode()&fs.ModeSymlink != 0 {
+					// The root is mounted onto its own path, and
+					// move_mount does not follow a symlink there: every
+					// create would fail with EINVAL.
+					real := "its target"
+					if r, err := filepath.EvalSymlinks(v); err == nil {
+						real = r
+					}
+					p.errorf(pf.val, "spec.root.path", "%s is a symlink to %s; the root is mounted onto its own path, which cannot be a symlink: write the real path (%s)", v, real, real)
 				}
 			}
 		}
@@ -814,10 +951,14 @@ func (p *parser) mounts(n *yaml.Node, s *ManifestSpec) {
 				good = false
 			} else if v, ok := p.str(f.val, at+".size"); ok {
 				b, err := parseBytes(v)
-				if err != nil || b <= 0 {
+				switch {
+				case errors.Is(err, errTooLarge) || err == nil && (b > maxBytes || b > 0 && b < pageSize):
+					p.errorf(p.deref(f.val), at+".size", "%q is out of range (%s to %s; the kernel sizes tmpfs in pages of 4Ki)", v, FormatBytes(pageSize), maxBytesText)
+					good = false
+				case err != nil || b <= 0:
 					p.errorf(p.deref(f.val), at+".size", "%q is not a positive quantity (use e.g. 64Mi)", v)
 					good = false
-				} else {
+				default:
 					m.Size = b
 				}
 			}
@@ -850,9 +991,11 @@ func (p *parser) resources(n *yaml.Node, s *ManifestSpec) {
 		if v, ok := p.str(f.val, "spec.resources.memory"); ok {
 			b, err := parseBytes(v)
 			switch {
+			case errors.Is(err, errTooLarge) || err == nil && b > maxBytes:
+				p.errorf(p.deref(f.val), "spec.resources.memory", "%q is out of range (%s to %s)", v, FormatBytes(minMemory), maxBytesText)
 			case err != nil:
 				p.errorf(p.deref(f.val), "spec.resources.memory", "%q is not a quantity (use e.g. 256Mi)", v)
-			case b < 6<<20:
+			case b < minMemory:
 				p.errorf(p.deref(f.val), "spec.resources.memory", "%q is below the minimum of 6Mi", v)
 			default:
 				s.Resources.Memory = b
@@ -863,6 +1006,8 @@ func (p *parser) resources(n *yaml.Node, s *ManifestSpec) {
 		if v, ok := p.str(f.val, "spec.resources.cpu"); ok {
 			mc, err := parseMillis(v)
 			switch {
+			case errors.Is(err, errTooLarge) || err == nil && mc > maxCPUMillis:
+				p.errorf(p.deref(f.val), "spec.resources.cpu", "%q is out of range (1m to %d, the most CPUs a Linux kernel can be built for)", v, maxCPUMillis/1000)
 			case err != nil:
 				p.errorf(p.deref(f.val), "spec.resources.cpu", "%q is not a quantity (use e.g. 0.5 or 500m)", v)
 			case mc <= 0:
@@ -875,7 +1020,9 @@ func (p *parser) resources(n *yaml.Node, s *ManifestSpec) {
 	if f, ok := rf["pids"]; ok {
 		if v, ok := p.str(f.val, "spec.resources.pids"); ok {
 			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 1 {
+			if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(v, "-") || err == nil && n > maxPids {
+				p.errorf(p.deref(f.val), "spec.resources.pids", "%q is out of range (1 to %d, the kernel's PID_MAX_LIMIT)", v, maxPids)
+			} else if err != nil || n < 1 {
 				p.errorf(p.deref(f.val), "spec.resources.pids", "%q is not a positive integer (use e.g. 512)", v)
 			} else {
 				s.Resources.Pids = n

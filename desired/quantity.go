@@ -76,21 +76,52 @@ func ceilInt64(v *big.Rat) (int64, bool) {
 	return q.Int64(), true
 }
 
+// errTooLarge is returned by parseBytes and parseMillis for a well-formed
+// quantity beyond what they hold: the caller reports it as out of range.
+var errTooLarge = errors.New("too large")
+
+// The ranges the kernel (or, for the memory minimum, docker) accepts for
+// the quantities of a manifest, checked by Parse so that a value that
+// cannot work is refused when validated rather than at every create.
+const (
+	// pageSize is the page the kernel counts memory and tmpfs sizes in
+	// (4 KiB on x86-64 and on arm64's default kernels).
+	pageSize = 4096
+	// maxBytes is the largest memory limit or tmpfs size: the kernel's
+	// page counters hold at most LONG_MAX / PAGE_SIZE pages
+	// (PAGE_COUNTER_MAX), that is 2^63 less one page in bytes.
+	maxBytes     = math.MaxInt64 - (pageSize - 1)
+	maxBytesText = "8Ei less 4Ki (9223372036854771712)"
+	// minMemory is docker's minimum memory limit (6 MiB): the kernel
+	// accepts one page, but a container cannot start in less.
+	minMemory = 6 << 20
+	// maxCPUMillis is 8192 CPUs, the largest NR_CPUS a Linux kernel can
+	// be built with (x86-64 MAXSMP); the quota for it (819.2 s per 100 ms
+	// period) is far below the kernel's bound on cpu.max (2^44-1 µs),
+	// which larger values reach (quota = millis × 100 µs).
+	maxCPUMillis = 8192 * 1000
+	// maxPids is the kernel's PID_MAX_LIMIT on 64-bit (4 × 1024 × 1024):
+	// pids.max refuses anything larger with EINVAL.
+	maxPids = 4 << 20
+)
+
 // parseBytes parses a memory or size quantity into bytes, rounding up.
+// A value beyond int64 is errTooLarge.
 func parseBytes(s string) (int64, error) {
 	v, err := ParseQuantity(s)
 	if err != nil {
 		return 0, err
 	}
 	n, ok := ceilInt64(v)
-	if !ok || n > math.MaxInt64/2 {
-		return 0, errors.New("too large")
+	if !ok {
+		return 0, errTooLarge
 	}
 	return n, nil
 }
 
 // parseMillis parses a CPU quantity ("0.5", "500m", "2") into millicores,
-// rounding up as Kubernetes' MilliValue does.
+// rounding up as Kubernetes' MilliValue does. A value beyond 2^40
+// millicores is errTooLarge.
 func parseMillis(s string) (int64, error) {
 	v, err := ParseQuantity(s)
 	if err != nil {
@@ -98,7 +129,7 @@ func parseMillis(s string) (int64, error) {
 	}
 	n, ok := ceilInt64(v.Mul(v, big.NewRat(1000, 1)))
 	if !ok || n > 1<<40 {
-		return 0, errors.New("too large")
+		return 0, errTooLarge
 	}
 	return n, nil
 }

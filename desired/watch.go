@@ -525,13 +525,17 @@ func (w *watcher) syncWatches(dirs []string) int {
 // (with a thousand files that read is the idle daemon's largest cost): the
 // stat of the manifests path (through its links), of the directory that
 // holds it, of every directory walked and of every file of the last Set,
-// and the git revision. Every way a manifest can change shows in it: a
-// file written changes its mtime and ctime, one created, removed or renamed
-// changes its directory's, a symlink swapped changes the directory that
-// holds the link and what a stat through it finds, chmod and chown change
-// the ctime.
+// and the git revision; in strict mode, the inode, owner and mode of every
+// directory on the way to a manifest as well. Every way a manifest can
+// change shows in it: a file written changes its mtime and ctime, one
+// created, removed or renamed changes its directory's, a symlink swapped
+// changes the directory that holds the link and what a stat through it
+// finds, chmod and chown change the ctime.
 type treeStamp struct {
 	stats map[string]pathStamp
+	// trust: the inode, mode and owner of each directory the strict check
+	// of the last Load looked at (see trustCheck).
+	trust map[string]pathStamp
 	rev   string
 	// trusted is false when something changed within racyWindow of the
 	// stamp: timestamps come from a coarse clock, so a second change in
@@ -541,7 +545,7 @@ type treeStamp struct {
 
 type pathStamp struct {
 	ino, size    int64
-	mode         uint32
+	mode, uid    uint32
 	mtime, ctime syscall.Timespec
 	missing      bool
 }
@@ -575,18 +579,38 @@ func (w *watcher) unchanged(now time.Time) bool {
 	for _, d := range w.loader.Dirs() {
 		add(d)
 	}
+	// The directories the strict check looked at: only what the check
+	// reads (a chmod, a chown, another directory renamed into place), not
+	// their times, which change with every entry made in them (/var/lib).
+	trust := w.loader.trustDirs()
+	st.trust = make(map[string]pathStamp, len(trust))
+	for _, d := range trust {
+		var s syscall.Stat_t
+		ps := pathStamp{missing: true}
+		if syscall.Stat(d, &s) == nil {
+			ps = pathStamp{ino: int64(s.Ino), mode: s.Mode, uid: s.Uid}
+		}
+		st.trust[d] = ps
+	}
 	for p := range last.Files {
 		add(p)
 	}
 	if real, err := filepath.EvalSymlinks(w.abs); err == nil {
 		st.rev = revision(real)
 	}
-	same := w.stamp.trusted && st.rev == w.stamp.rev && len(st.stats) == len(w.stamp.stats)
+	same := w.stamp.trusted && st.rev == w.stamp.rev && len(st.stats) == len(w.stamp.stats) && len(st.trust) == len(w.stamp.trust)
 	for p, ps := range st.stats {
 		if !same {
 			break
 		}
 		old, ok := w.stamp.stats[p]
+		same = ok && old == ps
+	}
+	for p, ps := range st.trust {
+		if !same {
+			break
+		}
+		old, ok := w.stamp.trust[p]
 		same = ok && old == ps
 	}
 	if same {
