@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -378,7 +379,11 @@ func (s *Store) get(name string, now time.Time) (Container, error) {
 		return ent.c, nil
 	}
 	if alive && ent.dir != (dirStamp{}) && s.sameDir(name, ent.dir) {
-		ent.c.Paused = frozen(ent.paths)
+		paused, err := frozen(ent.paths)
+		if err != nil {
+			return Container{}, observeError(name, err)
+		}
+		ent.c.Paused = paused
 		ent.at = now
 		s.mu.Lock()
 		if cur, ok := s.cache[name]; ok && cur.id == ent.id {
@@ -429,11 +434,28 @@ func (s *Store) read(name string, now time.Time, pin bool) (cached, error) {
 
 // readState reads container name's executor state; with pin, *pidfd is a
 // pidfd on its init when that is alive.
+//
+// What it says about the init is evidence only: an exit record, a /proc
+// entry that is gone, a zombie, another start time under the PID. A
+// failure to look (EMFILE, ENFILE, ENOMEM, EAGAIN, EIO…: anything with an
+// errno) says nothing about the container and is returned as an error,
+// never as a dead init or an empty cgroup: the loop then retries the
+// container later and does nothing to it meanwhile.
 func (s *Store) readState(name string, pin bool, pidfd *int) (*Container, map[string]string, error) {
 	st, err := executor.ReadState(s.root, name)
 	if err != nil {
 		if errors.Is(err, executor.ErrNotExist) {
+			// ReadState says so when the state directory cannot be
+			// stat'ed, for whatever reason: only ENOENT is evidence.
+			if _, serr := os.Lstat(executor.StateDir(s.root, name)); serr == nil {
+				return nil, nil, observeError(name, fmt.Errorf("%w, yet its state directory is there", err))
+			} else if !errors.Is(serr, fs.ErrNotExist) {
+				return nil, nil, observeError(name, serr)
+			}
 			return nil, nil, err
+		}
+		if ioFailure(err) {
+			return nil, nil, observeError(name, err)
 		}
 		// A state file that cannot be parsed was left half-written (the
 		// executor writes it atomically, so this is a crash or a full
@@ -442,12 +464,27 @@ func (s *Store) readState(name string, pin bool, pidfd *int) (*Container, map[st
 		s.log.Warn("unreadable container state; treating it as half-created", "container", name, "err", err)
 		return &Container{Name: name, Status: StatusCreating}, nil, nil
 	}
-	if st.Status == executor.StatusStopped && !st.Exited && processAlive(st.MonitorPid, st.MonitorStartTime) {
-		// The init is gone and its monitor is about to record how it
-		// ended: give it a moment, so the exit status is known.
-		waitExit(st.MonitorPid, st.MonitorStartTime, monitorGrace)
-		if again, err := executor.ReadState(s.root, name); err == nil {
-			st = again
+	if st.Status == executor.StatusStopped && !st.Exited && st.Pid > 0 {
+		// ReadState says stopped also when it could not read the init's
+		// /proc entry at all: ask again, telling a failure from a death.
+		alive, err := processAlive(st.Pid, st.PidStartTime)
+		if err != nil {
+			return nil, nil, observeError(name, err)
+		}
+		if alive {
+			return nil, nil, observeError(name, fmt.Errorf("its state says stopped but init %d runs (a failed read of /proc/%d)", st.Pid, st.Pid))
+		}
+		monitor, err := processAlive(st.MonitorPid, st.MonitorStartTime)
+		if err != nil {
+			return nil, nil, observeError(name, err)
+		}
+		if monitor {
+			// The init is gone and its monitor is about to record how it
+			// ended: give it a moment, so the exit status is known.
+			waitExit(st.MonitorPid, st.MonitorStartTime, monitorGrace)
+			if again, err := executor.ReadState(s.root, name); err == nil && again.Status == executor.StatusStopped {
+				st = again
+			}
 		}
 	}
 	c := &Container{
@@ -472,16 +509,49 @@ func (s *Store) readState(name string, pin bool, pidfd *int) (*Container, map[st
 			fd = f
 		}
 	}
-	if (c.Status == StatusCreated || c.Status == StatusRunning) && processAlive(st.Pid, st.PidStartTime) {
+	alive := false
+	if c.Status == StatusCreated || c.Status == StatusRunning {
+		if alive, err = processAlive(st.Pid, st.PidStartTime); err != nil {
+			closePidfd(fd)
+			return nil, nil, observeError(name, err)
+		}
+	}
+	if alive {
 		c.InitAlive = true
 		c.CgroupHasProcs = true
-		c.Paused = frozen(st.CgroupPaths)
-		*pidfd, fd = fd, -1
+		c.Paused, err = frozen(st.CgroupPaths)
 	} else {
-		c.CgroupHasProcs = cgroupHasProcs(st.CgroupPaths)
+		c.CgroupHasProcs, err = cgroupHasProcs(st.CgroupPaths)
+	}
+	if err != nil {
+		closePidfd(fd)
+		return nil, nil, observeError(name, err)
+	}
+	if alive {
+		*pidfd, fd = fd, -1
 	}
 	closePidfd(fd)
 	return c, st.CgroupPaths, nil
+}
+
+// observeError is a failure to observe container name: no evidence of
+// anything about it.
+func observeError(name string, err error) error {
+	return fmt.Errorf("unable to observe container %s: %w", name, err)
+}
+
+// ioFailure says whether err is a failure to read (it carries an errno:
+// EMFILE, ENOMEM, EIO…) rather than something read that made no sense.
+func ioFailure(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno)
+}
+
+// gone says whether err is the kernel saying a /proc or cgroupfs entry no
+// longer exists (ENOENT; ESRCH and ENODEV for a process or cgroup that
+// went while it was read).
+func gone(err error) bool {
+	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENODEV)
 }
 
 // racy says whether a directory stamped at now changed within racyWindow
@@ -496,7 +566,9 @@ func stampOf(st *unix.Stat_t) dirStamp {
 }
 
 // pidfdAlive says whether the process of pidfd fd has not exited (a
-// pidfd polls readable once it has, zombie included).
+// pidfd polls readable once it has, zombie included). A failed poll says
+// false: the caller then reads the container in full, which tells a
+// failure from an exit.
 func pidfdAlive(fd int) bool {
 	fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for {
@@ -543,16 +615,20 @@ func waitExit(pid int, start uint64, timeout time.Duration) {
 
 // cgroupHasProcs says whether the container's cgroup holds a process. It
 // reads cgroup.procs in the unified hierarchy if the container has a cgroup
-// there, else in the first v1 controller that has one.
-func cgroupHasProcs(paths map[string]string) bool {
+// there, else in the first v1 controller that has one. A cgroup that is
+// gone holds nothing; one that cannot be read is an error.
+func cgroupHasProcs(paths map[string]string) (bool, error) {
 	for _, k := range cgroupOrder(paths) {
 		data, err := os.ReadFile(filepath.Join(paths[k], "cgroup.procs"))
 		if err != nil {
-			continue // this hierarchy's cgroup is gone; try another
+			if gone(err) {
+				continue // this hierarchy's cgroup is gone; try another
+			}
+			return false, err
 		}
-		return len(bytes.TrimSpace(data)) > 0
+		return len(bytes.TrimSpace(data)) > 0, nil
 	}
-	return false
+	return false, nil
 }
 
 func cgroupOrder(paths map[string]string) []string {
@@ -572,51 +648,67 @@ func cgroupOrder(paths map[string]string) []string {
 }
 
 // frozen says whether the container's cgroup is frozen (v1 freezer.state,
-// or cgroup.freeze in the unified hierarchy).
-func frozen(paths map[string]string) bool {
+// or cgroup.freeze in the unified hierarchy). A cgroup that is gone is not
+// frozen; one that cannot be read is an error.
+func frozen(paths map[string]string) (bool, error) {
 	var buf [64]byte
 	if p, ok := paths["freezer"]; ok {
-		if n, err := readSmall(p+"/freezer.state", buf[:]); err == nil {
+		n, err := readSmall(p+"/freezer.state", buf[:])
+		if err == nil {
 			st := string(bytes.TrimSpace(buf[:n]))
-			return st == "FROZEN" || st == "FREEZING"
+			return st == "FROZEN" || st == "FREEZING", nil
+		}
+		if !gone(err) {
+			return false, err
 		}
 	}
 	if p, ok := paths[""]; ok {
-		if n, err := readSmall(p+"/cgroup.freeze", buf[:]); err == nil {
-			return string(bytes.TrimSpace(buf[:n])) == "1"
+		n, err := readSmall(p+"/cgroup.freeze", buf[:])
+		if err == nil {
+			return string(bytes.TrimSpace(buf[:n])) == "1", nil
+		}
+		if !gone(err) {
+			return false, err
 		}
 	}
-	return false
+	return false, nil
 }
 
 // processAlive reports whether pid runs (not a zombie) and started at start
 // (executor.ProcStartTime, without its allocations: the daemon asks this
-// of every live container once per cache TTL).
-func processAlive(pid int, start uint64) bool {
+// of every live container once per cache TTL). It says false only on
+// evidence: no /proc entry, a zombie, another start time (the PID was
+// reused). A /proc entry that cannot be read or parsed is an error.
+func processAlive(pid int, start uint64) (bool, error) {
 	if pid <= 0 {
-		return false
+		return false, nil
 	}
 	var buf [1024]byte
-	n, err := readSmall("/proc/"+strconv.Itoa(pid)+"/stat", buf[:])
+	path := "/proc/" + strconv.Itoa(pid) + "/stat"
+	n, err := readSmall(path, buf[:])
 	if err != nil {
-		return false
+		if gone(err) {
+			return false, nil
+		}
+		return false, err
 	}
+	bad := fmt.Errorf("unable to parse %s: %q", path, buf[:n])
 	data := buf[:n]
 	// The command name (field 2) is in parentheses and may hold anything,
 	// ')' included: fields after it start after the last ')'.
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 || i+2 >= len(data) {
-		return false
+		return false, bad
 	}
 	data = data[i+2:]
 	if data[0] == 'Z' || data[0] == 'X' {
-		return false
+		return false, nil
 	}
 	// Field 3 (state) is first; field 22 (start time) is 19 spaces on.
 	for f := 0; f < 19; f++ {
 		j := bytes.IndexByte(data, ' ')
 		if j < 0 {
-			return false
+			return false, bad
 		}
 		data = data[j+1:]
 	}
@@ -624,13 +716,23 @@ func processAlive(pid int, start uint64) bool {
 		data = data[:j]
 	}
 	got, err := strconv.ParseUint(string(data), 10, 64)
-	return err == nil && got == start
+	if err != nil {
+		return false, bad
+	}
+	return got == start, nil
 }
 
 // readSmall reads what fits of a small file (procfs, cgroupfs) into buf
 // with three syscalls, where os.ReadFile makes seven and allocates.
 func readSmall(path string, buf []byte) (int, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	var fd int
+	var err error
+	for {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
 	if err != nil {
 		return 0, &fs.PathError{Op: "open", Path: path, Err: err}
 	}

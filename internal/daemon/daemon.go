@@ -227,6 +227,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.ImageGC.Check(); err != nil {
 		return err
 	}
+	nofile, err := raiseNofile()
+	if err != nil {
+		cfg.Logger.Warn("unable to raise the open files limit", "err", err)
+	} else if nofile.Cur < minNofile {
+		cfg.Logger.Warn("the open files limit is low: containers beyond it cannot be observed, and are left alone until they can",
+			"soft", nofile.Cur, "hard", nofile.Max)
+	}
 	if cfg.LogDriver == LogDriverJournald {
 		if err := checkJournal(cfg.JournalSocket); err != nil {
 			return err
@@ -293,6 +300,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := pruneRecords(ctx, store, layout); err != nil {
 		log.Warn("unable to remove stale records", "err", err)
 	}
+	recs := store.Records()
+	if _, err := pruneLeftovers(ctx, layout, func(n string) bool { _, ok := recs[n]; return ok }, log); err != nil {
+		log.Warn("unable to remove some leftovers of containers that no longer exist", "err", err)
+	}
 	exits, err := newExitWatcher(layout.Runtime(), log)
 	if err != nil {
 		return err
@@ -325,7 +336,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Images:         resolver,
 		Heartbeat:      notify.Heartbeat,
 		HeartbeatEvery: notify.heartbeatEvery(),
-		Executor:       adapter,
+		Executor:       cleaningExecutor{adapter},
 		Observer:       &watchingObserver{store: store, exits: exits},
 		Recorder:       store,
 		Planner:        reconciler.Planner{ChangedFields: desired.ChangedFields},
@@ -383,7 +394,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer os.Remove(layout.Socket())
 
-	log.Info("reconciled started", "manifests", cfg.Manifests, "state", cfg.State, "logDir", cfg.LogDir,
+	log.Info("reconciled started", "manifests", cfg.Manifests, "state", cfg.State, "logDir", cfg.LogDir, "openFiles", nofile.Cur,
 		"parallel", cfg.Parallel, "resync", cfg.Resync, "cgroupDriver", drv.Name())
 	var wg sync.WaitGroup
 	wg.Go(exits.Run)
@@ -463,6 +474,31 @@ func Run(ctx context.Context, cfg Config) error {
 	wg.Wait()
 	log.Info("reconciled stopped; containers keep running")
 	return err
+}
+
+// minNofile is the open files limit under which the daemon warns: it holds
+// two pidfds per running container, and reads files for each.
+const minNofile = 4096
+
+// raiseNofile raises the daemon's soft RLIMIT_NOFILE to its hard limit
+// and returns the limit. (The Go runtime raises it to hard-1 at start,
+// which is as good, and gives the processes it starts, containers
+// included, the soft limit it found; a raise here, needed only when
+// something lowered it since, stops that.)
+func raiseNofile() (unix.Rlimit, error) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return lim, os.NewSyscallError("getrlimit", err)
+	}
+	if lim.Cur+1 >= lim.Max {
+		return lim, nil
+	}
+	want := lim
+	want.Cur = want.Max
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &want); err != nil {
+		return lim, os.NewSyscallError("setrlimit", err)
+	}
+	return want, nil
 }
 
 // lockWait is how long a starting daemon waits for the lock.

@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -17,6 +19,11 @@ import (
 // the container's monitor, which records the exit status and exits right
 // after; only then is the container reported (invalidate, then notify), so
 // that the next observation already has the exit code.
+//
+// A process is taken for gone only on evidence (ESRCH, another start time
+// under its PID, its pidfd polling readable). A process that cannot be
+// watched (EMFILE, ENOMEM…) is not reported as exited: it is looked at
+// again after watchRetry (notify), and watched then.
 type exitWatcher struct {
 	root       string // executor root, to find a container's monitor
 	invalidate func(name string)
@@ -29,8 +36,16 @@ type exitWatcher struct {
 	mu     sync.Mutex
 	byName map[string]*pidWatch
 	byFd   map[int32]*pidWatch
+	retry  map[string]bool // containers to look at again after watchRetry
 	closed bool
 }
+
+// watchRetry is how long after a failure to watch a process the container
+// is looked at again.
+const watchRetry = 5 * time.Second
+
+// errGone: the process to watch has exited, or its PID was reused.
+var errGone = errors.New("process gone")
 
 type pidWatch struct {
 	name    string
@@ -58,7 +73,7 @@ func newExitWatcher(root string, log *slog.Logger) (*exitWatcher, error) {
 	return &exitWatcher{
 		root: root, log: log, epfd: epfd, wake: wake,
 		invalidate: func(string) {}, notify: func(string) {},
-		byName: map[string]*pidWatch{}, byFd: map[int32]*pidWatch{},
+		byName: map[string]*pidWatch{}, byFd: map[int32]*pidWatch{}, retry: map[string]bool{},
 	}, nil
 }
 
@@ -77,49 +92,91 @@ func (w *exitWatcher) Watch(name string, pid int, start uint64) {
 		}
 		w.dropLocked(cur)
 	}
-	if w.addLocked(&pidWatch{name: name, pid: pid, start: start}) {
+	err := w.addLocked(&pidWatch{name: name, pid: pid, start: start})
+	if errors.Is(err, errGone) {
+		// The init is gone already: wait for the monitor to record its
+		// exit, or report it now (the observer waits a moment for the
+		// monitor, and says what it sees).
+		if w.watchMonitorLocked(name) != nil {
+			go w.exited(name)
+		}
 		return
 	}
-	// The init is gone already: wait for the monitor to record its exit.
-	if !w.watchMonitorLocked(name) {
-		go w.exited(name)
+	if err != nil && w.retryLocked(name) {
+		// Not evidence of anything: look again later.
+		w.log.Warn("unable to watch container process; looking again later", "container", name, "pid", pid,
+			"retryIn", watchRetry, "err", err)
 	}
 }
 
-// watchMonitorLocked watches container name's monitor; false when it is
-// gone.
-func (w *exitWatcher) watchMonitorLocked(name string) bool {
-	st, err := executor.ReadState(w.root, name)
-	if err != nil || st.MonitorPid <= 0 {
+// retryLocked has container name looked at again (notify) after
+// watchRetry, once however often it is asked meanwhile; false when that
+// was already scheduled.
+func (w *exitWatcher) retryLocked(name string) bool {
+	if w.retry[name] {
 		return false
+	}
+	w.retry[name] = true
+	time.AfterFunc(watchRetry, func() {
+		w.mu.Lock()
+		delete(w.retry, name)
+		closed := w.closed
+		w.mu.Unlock()
+		if !closed {
+			w.notify(name)
+		}
+	})
+	return true
+}
+
+// watchMonitorLocked watches container name's monitor; errGone when it
+// is gone (or there is none).
+func (w *exitWatcher) watchMonitorLocked(name string) error {
+	st, err := executor.ReadState(w.root, name)
+	if errors.Is(err, executor.ErrNotExist) {
+		return errGone
+	}
+	if err != nil {
+		return err
+	}
+	if st.MonitorPid <= 0 {
+		return errGone
 	}
 	return w.addLocked(&pidWatch{name: name, pid: st.MonitorPid, start: st.MonitorStartTime, monitor: true})
 }
 
 // addLocked opens a pidfd on pw's process and adds it to the epoll set. It
-// returns false when the process is gone (or its PID was reused).
-func (w *exitWatcher) addLocked(pw *pidWatch) bool {
+// returns errGone when the process is gone (or its PID was reused), and
+// the error when it could not tell.
+func (w *exitWatcher) addLocked(pw *pidWatch) error {
 	fd, err := unix.PidfdOpen(pw.pid, 0)
 	if err != nil {
-		if !errors.Is(err, unix.ESRCH) {
-			w.log.Warn("unable to watch container process", "container", pw.name, "pid", pw.pid, "err", os.NewSyscallError("pidfd_open", err))
+		if errors.Is(err, unix.ESRCH) {
+			return errGone
 		}
-		return false
+		return os.NewSyscallError("pidfd_open", err)
 	}
 	// The pidfd pins the process: if the start time matches now, fd is it.
-	if got, _, err := executor.ProcStartTime(pw.pid); err != nil || got != pw.start {
+	got, _, err := executor.ProcStartTime(pw.pid)
+	if err != nil {
 		unix.Close(fd)
-		return false
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+			return errGone
+		}
+		return err
+	}
+	if got != pw.start {
+		unix.Close(fd)
+		return errGone
 	}
 	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
 		unix.Close(fd)
-		w.log.Warn("unable to watch container process", "container", pw.name, "pid", pw.pid, "err", os.NewSyscallError("epoll_ctl", err))
-		return false
+		return os.NewSyscallError("epoll_ctl", err)
 	}
 	pw.fd = fd
 	w.byName[pw.name] = pw
 	w.byFd[int32(fd)] = pw
-	return true
+	return nil
 }
 
 func (w *exitWatcher) dropLocked(pw *pidWatch) {
@@ -177,9 +234,11 @@ func (w *exitWatcher) Run() {
 				continue
 			}
 			w.dropLocked(pw)
-			if !pw.monitor && w.watchMonitorLocked(pw.name) {
+			if !pw.monitor && w.watchMonitorLocked(pw.name) == nil {
 				continue // the init exited: wait for the monitor to record it
 			}
+			// The exit is evidence: report it now, even when the monitor
+			// could not be watched (the observer waits for it a moment).
 			done = append(done, pw.name)
 		}
 		w.mu.Unlock()
