@@ -18,8 +18,13 @@ export CGO_ENABLED = 0
 # written with write(2), as installed binaries are (`reconciled install`,
 # packages), until the page cache is dropped. install(1) also replaces
 # $(BIN) by a new file rather than writing into a binary that may be running.
+#
+# -buildvcs=auto records the git revision (and whether the tree was
+# modified) for `reconciled version` whatever GOFLAGS says, and builds
+# without it outside a checkout; VERSION=1.4.0 sets the version it prints.
+VERSION ?=
 build:
-	$(GO) build -o $(BIN).link ./cmd/reconciled
+	$(GO) build -buildvcs=auto $(if $(VERSION),-ldflags "-X main.version=$(VERSION)") -o $(BIN).link ./cmd/reconciled
 	install -m 0755 $(BIN).link $(BIN)
 	rm -f $(BIN).link
 

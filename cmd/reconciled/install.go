@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode"
 
 	"reconciled.dev/reconciled/internal/atomicfile"
 	"reconciled.dev/reconciled/internal/daemon"
@@ -26,8 +27,9 @@ func init() {
 const installSynopsis = `install [--root DIR] [--prefix DIR] [--unit-dir DIR] [--manifests DIR]
 
 Puts this binary at ROOT/PREFIX/bin/reconciled, the systemd unit at
-ROOT/UNITDIR/reconciled.service (its ExecStart naming PREFIX/bin/reconciled)
-and an empty manifests directory (mode 0755, owned by root) at ROOT/MANIFESTS.
+ROOT/UNITDIR/reconciled.service (its ExecStart naming PREFIX/bin/reconciled
+and, when it is not the default, --manifests MANIFESTS) and an empty
+manifests directory (mode 0755, owned by root) at ROOT/MANIFESTS.
 Files are replaced atomically; an existing manifests directory is kept as it
 is. --root (like make's DESTDIR) installs into a staging tree. It starts
 nothing: then run 'systemctl daemon-reload && systemctl enable --now reconciled'.`
@@ -59,6 +61,11 @@ func runInstall(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			fmt.Fprintf(stderr, "reconciled install: --%s %q: must be an absolute path (it is the path on the installed host)\n", p.flag, p.v)
 			return 2
 		}
+		// The unit file names these paths on lines of their own.
+		if strings.ContainsFunc(p.v, unicode.IsControl) {
+			fmt.Fprintf(stderr, "reconciled install: --%s %q: a path with control characters cannot be written into a systemd unit\n", p.flag, p.v)
+			return 2
+		}
 	}
 	if o.Root == "" {
 		o.Root = "/"
@@ -77,20 +84,51 @@ func runInstall(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return 0
 }
 
-// renderUnit is the shipped unit with ExecStart naming bin.
-func renderUnit(bin string) (string, error) {
-	old := "ExecStart=" + unit.DefaultBinary + " "
+// renderUnit is the shipped unit with ExecStart naming bin and, unless it
+// is the default, the manifests directory (which the Description line then
+// names too): the installed service watches the directory install made.
+func renderUnit(bin, manifests string) (string, error) {
+	old := "ExecStart=" + unit.DefaultBinary + " run "
 	if strings.Count(unit.Unit, old) != 1 {
 		return "", fmt.Errorf("the embedded unit has no single line starting with %q", old)
 	}
-	return strings.Replace(unit.Unit, old, "ExecStart="+bin+" ", 1), nil
+	exec := "ExecStart=" + systemdQuote(bin) + " run "
+	text := unit.Unit
+	if manifests = filepath.Clean(manifests); manifests != daemon.DefaultManifests {
+		exec += "--manifests " + systemdQuote(manifests) + " "
+		desc := "(manifests in " + daemon.DefaultManifests + ")\n"
+		if strings.Count(text, desc) != 1 {
+			return "", fmt.Errorf("the embedded unit's Description does not end with %q", desc)
+		}
+		text = strings.Replace(text, desc, "(manifests in "+strings.ReplaceAll(manifests, "%", "%%")+")\n", 1)
+	}
+	return strings.Replace(text, old, exec, 1), nil
+}
+
+// systemdQuote is path as one word of an ExecStart line: as it is when it
+// holds nothing systemd would read otherwise, else in double quotes with
+// '\\' and '"' escaped; '%' (a specifier) and '$' (a variable) are doubled
+// either way. Control characters are refused before (runInstall).
+func systemdQuote(path string) string {
+	plain := true
+	for _, r := range path {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:@,=%$", r)) {
+			plain = false
+			break
+		}
+	}
+	s := strings.NewReplacer("%", "%%", "$", "$$").Replace(path)
+	if plain {
+		return s
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 // install copies the binary at self and writes the unit and the manifests
 // directory under o.Root. It returns what it installed, in order.
 func install(o installOptions, self string) ([]string, error) {
 	bin := filepath.Join(o.Prefix, "bin", "reconciled")
-	text, err := renderUnit(bin)
+	text, err := renderUnit(bin, o.Manifests)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"reconciled.dev/reconciled/internal/daemon"
 	unit "reconciled.dev/reconciled/packaging/systemd"
 )
 
@@ -85,8 +86,48 @@ func TestShippedUnitIsEmbedded(t *testing.T) {
 	if string(file) != unit.Unit {
 		t.Error("packaging/systemd/reconciled.service differs from the embedded unit")
 	}
-	got, err := renderUnit(unit.DefaultBinary)
+	got, err := renderUnit(unit.DefaultBinary, daemon.DefaultManifests)
 	if err != nil || got != string(file) {
 		t.Errorf("renderUnit(%s) is not the shipped file (%v)", unit.DefaultBinary, err)
+	}
+}
+
+// install --manifests DIR writes DIR into the unit's ExecStart (and its
+// Description): the installed service watches the directory install made,
+// not /etc/reconciled.d. The default leaves the line as shipped.
+func TestInstallManifestsInExecStart(t *testing.T) {
+	for _, c := range []struct {
+		manifests, execStart, description string
+	}{
+		{"/srv/manifests", "ExecStart=/opt/rc/bin/reconciled run --manifests /srv/manifests --cgroup-driver auto\n",
+			"Description=reconciled container daemon (manifests in /srv/manifests)\n"},
+		{"/etc/reconciled.d/", "ExecStart=/opt/rc/bin/reconciled run --cgroup-driver auto\n",
+			"Description=reconciled container daemon (manifests in /etc/reconciled.d)\n"},
+		{"/srv/my manifests/100%", `ExecStart=/opt/rc/bin/reconciled run --manifests "/srv/my manifests/100%%" --cgroup-driver auto` + "\n",
+			"Description=reconciled container daemon (manifests in /srv/my manifests/100%%)\n"},
+	} {
+		root := t.TempDir()
+		var out, errb bytes.Buffer
+		args := []string{"--root", root, "--prefix", "/opt/rc", "--manifests", c.manifests}
+		if code := runInstall(t.Context(), args, &out, &errb); code != 0 {
+			t.Fatalf("install --manifests %s: exit %d: %s", c.manifests, code, errb.String())
+		}
+		text, err := os.ReadFile(filepath.Join(root, "etc/systemd/system/reconciled.service"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Count(string(text), "\nExecStart=") != 1 || !strings.Contains(string(text), "\n"+c.execStart) {
+			t.Errorf("--manifests %s: the unit lacks the line %q:\n%s", c.manifests, c.execStart, text)
+		}
+		if !strings.Contains(string(text), "\n"+c.description) {
+			t.Errorf("--manifests %s: the unit lacks the line %q", c.manifests, c.description)
+		}
+		if fi, err := os.Stat(filepath.Join(root, c.manifests)); err != nil || !fi.IsDir() {
+			t.Errorf("--manifests %s: no directory: %v", c.manifests, err)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := runInstall(t.Context(), []string{"--root", t.TempDir(), "--manifests", "/srv/a\nExecStartPre=/bin/evil"}, &out, &errb); code != 2 {
+		t.Errorf("a manifests path with a newline: exit %d, want 2 (%s)", code, errb.String())
 	}
 }

@@ -51,23 +51,23 @@ func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			fmt.Fprintf(stderr, "reconciled logs: no log for container %s (%s does not exist)\n", name, path)
+			fmt.Fprintf(stderr, "reconciled logs: no log for container %s (%s does not exist)\n", name, termSafe(path))
 		} else {
-			fmt.Fprintf(stderr, "reconciled logs: %v\n", err)
+			fmt.Fprintf(stderr, "reconciled logs: %s\n", termSafe(err.Error()))
 		}
 		return 1
 	}
 	defer f.Close()
 	off, err := printTail(stdout, f, *tail)
 	if err != nil {
-		fmt.Fprintf(stderr, "reconciled logs: %v\n", err)
+		fmt.Fprintf(stderr, "reconciled logs: %s\n", termSafe(err.Error()))
 		return 1
 	}
 	if !*follow {
 		return 0
 	}
 	if err := followFile(ctx, stdout, path, f, off, 250*time.Millisecond); err != nil && ctx.Err() == nil {
-		fmt.Fprintf(stderr, "reconciled logs: %v\n", err)
+		fmt.Fprintf(stderr, "reconciled logs: %s\n", termSafe(err.Error()))
 		return 1
 	}
 	return 0

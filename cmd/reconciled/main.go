@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -47,13 +48,36 @@ func main() {
 	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// dispatch runs the command args name. Asked for (-h, --help, help), the
+// usage goes to stdout and the exit code is 0; without a command it goes
+// to stderr with 2, as for an unknown command. `help COMMAND` is
+// `COMMAND -h`, exit 0. --version is the version command.
 func dispatch(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		usage(stdout)
+		return 0
+	case "help":
+		if len(args) == 1 {
+			usage(stdout)
+			return 0
+		}
+		c, ok := commands[args[1]]
+		if !ok || len(args) > 2 {
+			fmt.Fprintf(stderr, "reconciled help: unknown command %q\n\n", strings.Join(args[1:], " "))
+			usage(stderr)
 			return 2
 		}
+		// A command's flag set prints its usage to the writer it is
+		// given and returns 2 for -h; here that was asked for.
+		c.run(context.Background(), []string{"-h"}, stdout, stdout)
 		return 0
+	case "--version", "-version":
+		args = append([]string{"version"}, args[1:]...)
 	}
 	c, ok := commands[args[0]]
 	if !ok {
@@ -93,5 +117,5 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun 'reconciled COMMAND -h' for a command's flags.")
+	fmt.Fprintln(w, "\nRun 'reconciled help COMMAND' for a command's flags, 'reconciled --version' for the version.")
 }

@@ -43,7 +43,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fail := func(err error) int {
-		fmt.Fprintf(stderr, "reconciled plan: %v\n", err)
+		fmt.Fprintf(stderr, "reconciled plan: %s\n", termSafe(err.Error()))
 		return 1
 	}
 	layout := daemon.Layout(*state)
@@ -52,7 +52,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if store == nil {
 			return fail(err)
 		}
-		fmt.Fprintf(stderr, "reconciled plan: warning: %v\n", err)
+		fmt.Fprintf(stderr, "reconciled plan: warning: %s\n", termSafe(err.Error()))
 	}
 	// Start from what the containers were created from, as the daemon
 	// does, so that an invalid file keeps its last good definitions.
@@ -87,7 +87,7 @@ func printPlan(w io.Writer, res *reconciler.Result, want desired.Set) {
 		st := cp.Status
 		if len(cp.Actions) == 0 || (len(cp.Actions) == 1 && cp.Actions[0].Kind == reconciler.Wait) {
 			if st.Reason != "" {
-				fmt.Fprintf(w, "%s: nothing now; %s\n", st.Name, st.Reason)
+				fmt.Fprintf(w, "%s: nothing now; %s\n", termSafe(st.Name), termSafe(st.Reason))
 			}
 			continue
 		}
@@ -98,14 +98,14 @@ func printPlan(w io.Writer, res *reconciler.Result, want desired.Set) {
 			}
 			if a.Reason != reason {
 				reason = a.Reason
-				fmt.Fprintf(w, "%s: %s\n", st.Name, reason)
+				fmt.Fprintf(w, "%s: %s\n", termSafe(st.Name), termSafe(reason))
 			}
-			fmt.Fprintf(w, "  %s\n", actionText(a))
+			fmt.Fprintf(w, "  %s\n", termSafe(actionText(a)))
 			n++
 		}
 	}
 	for _, e := range want.Errors() {
-		fmt.Fprintf(w, "invalid: %s\n", e.Error())
+		fmt.Fprintf(w, "invalid: %s\n", termSafe(e.Error()))
 	}
 	if n == 0 {
 		fmt.Fprintln(w, "nothing to do now")

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"reconciled.dev/reconciled/internal/daemon"
 )
@@ -40,9 +42,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	fail := func(err error) int {
-		fmt.Fprintf(stderr, "reconciled status: %v\n", err)
+		fmt.Fprintf(stderr, "reconciled status: %s\n", termSafe(err.Error()))
 		if errors.Is(err, daemon.ErrNoDaemon) {
-			fmt.Fprintf(stderr, "(start it with 'reconciled run --state %s'; the last statuses it wrote are in %s)\n", *state, daemon.Layout(*state).StatusDir())
+			fmt.Fprintf(stderr, "(start it with 'reconciled run --state %s'; the last statuses it wrote are in %s)\n", termSafe(*state), termSafe(daemon.Layout(*state).StatusDir()))
 		}
 		return 1
 	}
@@ -80,17 +82,21 @@ func printJSON(stdout, stderr io.Writer, v any) int {
 	return 0
 }
 
+// printReport is the text of the daemon's status. Every string in it that
+// comes from a file name, a manifest, an image or an error goes through
+// termSafe: a file named "a\x1b[2J.yaml" must not drive the operator's
+// terminal, nor one named "a\nweb running" forge a line.
 func printReport(w io.Writer, rep *daemon.Report, now time.Time) {
 	if !rep.Daemon.Loaded {
-		fmt.Fprintf(w, "manifests in %s not read yet\n", rep.Manifests)
+		fmt.Fprintf(w, "manifests in %s not read yet\n", termSafe(rep.Manifests))
 	} else if rep.Revision != "" {
-		fmt.Fprintf(w, "manifests %s at revision %s\n", rep.Manifests, rep.Revision)
+		fmt.Fprintf(w, "manifests %s at revision %s\n", termSafe(rep.Manifests), termSafe(rep.Revision))
 	}
 	if rep.CgroupDriver != "" {
-		fmt.Fprintf(w, "cgroup driver %s, container logs to %s\n", rep.CgroupDriver, rep.LogDriver)
+		fmt.Fprintf(w, "cgroup driver %s, container logs to %s\n", termSafe(rep.CgroupDriver), termSafe(rep.LogDriver))
 	}
 	if rep.DiskPressure && rep.ImageDisk != nil {
-		fmt.Fprintln(w, rep.ImageDisk.PressureLine())
+		fmt.Fprintln(w, termSafe(rep.ImageDisk.PressureLine()))
 	}
 	if len(rep.Containers) == 0 {
 		fmt.Fprintln(w, "no containers")
@@ -102,8 +108,8 @@ func printReport(w io.Writer, rep *daemon.Report, now time.Time) {
 			if c.LastError != "" && !strings.Contains(msg, c.LastError) {
 				msg = strings.TrimPrefix(msg+"; last error: "+c.LastError, "; ")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Phase, dash(c.Pid), c.Restarts,
-				exitText(&c), age(c.Started, now), dashString(c.Runtime), filepath.Base(c.Source), msg)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", termSafe(c.Name), termSafe(c.Phase), dash(c.Pid), c.Restarts,
+				exitText(&c), age(c.Started, now), termSafe(dashString(c.Runtime)), termSafe(filepath.Base(c.Source)), termSafe(msg))
 		}
 		tw.Flush()
 	}
@@ -111,9 +117,9 @@ func printReport(w io.Writer, rep *daemon.Report, now time.Time) {
 		if f.Valid {
 			continue
 		}
-		fmt.Fprintf(w, "\n%s is invalid (its last good definitions stay in force):\n", f.Path)
+		fmt.Fprintf(w, "\n%s is invalid (its last good definitions stay in force):\n", termSafe(f.Path))
 		for _, e := range f.Errors {
-			fmt.Fprintf(w, "  %s\n", e.Error())
+			fmt.Fprintf(w, "  %s\n", termSafe(e.Error()))
 		}
 	}
 	printImports(w, rep.Imports, now)
@@ -136,14 +142,14 @@ func printImports(w io.Writer, imports []daemon.ImportReport, now time.Time) {
 		if !im.Imported.IsZero() {
 			when = age(im.Imported, now) + " ago"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", filepath.Base(im.Path), dashString(shortDigest(im.Digest)), when, what)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", termSafe(filepath.Base(im.Path)), termSafe(dashString(shortDigest(im.Digest))), when, termSafe(what))
 	}
 	tw.Flush()
 }
 
 func printContainer(w io.Writer, c *daemon.ContainerStatus, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, termSafe(v)) }
 	row("Name", c.Name)
 	row("Phase", c.Phase)
 	row("PID", dash(c.Pid))
@@ -168,7 +174,7 @@ func printContainer(w io.Writer, c *daemon.ContainerStatus, now time.Time) {
 	if len(c.Errors) > 0 {
 		fmt.Fprintln(w, "Errors:")
 		for _, e := range c.Errors {
-			fmt.Fprintf(w, "  %s\n", e.Error())
+			fmt.Fprintf(w, "  %s\n", termSafe(e.Error()))
 		}
 	}
 	fmt.Fprintln(w, "Events:")
@@ -177,7 +183,7 @@ func printContainer(w io.Writer, c *daemon.ContainerStatus, now time.Time) {
 	}
 	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	for _, e := range c.Events {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Action, e.Reason)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05.000"), termSafe(e.Action), termSafe(e.Reason))
 	}
 	tw.Flush()
 }
@@ -223,3 +229,47 @@ func age(since time.Time, now time.Time) string {
 	}
 	return strconv.Itoa(int(d.Hours()/24)) + "d"
 }
+
+// termSafe is s as it may be printed to a terminal: C0 and C1 control
+// characters, DEL, the other characters that are not graphic (bidi
+// overrides, line and paragraph separators, unassigned) and bytes that are
+// not UTF-8 are escaped as strconv.Quote does (\n, \t, \x1b, \u0085,
+// \u202e, \xff), and so is the backslash (\\), so that an escape in the
+// output always means an escaped character; everything else, UTF-8 text
+// included, is kept. Names, paths, messages and events from files,
+// manifests, images and errors go through it in every text output; -o json
+// is left as it is (encoding/json escapes controls itself).
+func termSafe(s string) string {
+	i := 0
+	for i < len(s) {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == '\\' || !unicode.IsGraphic(r) || r == utf8.RuneError && size == 1 {
+			break
+		}
+		i += size
+	}
+	if i == len(s) {
+		return s
+	}
+	b := make([]byte, 0, len(s)+16)
+	b = append(b, s[:i]...)
+	for i < len(s) {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, `\x`...)
+			b = append(b, hexDigits[s[i]>>4], hexDigits[s[i]&0xf])
+		case r == '\\':
+			b = append(b, `\\`...)
+		case unicode.IsGraphic(r):
+			b = append(b, s[i:i+size]...)
+		default:
+			q := strconv.QuoteRuneToASCII(r) // '\n', '\x1b', '\u0085'
+			b = append(b, q[1:len(q)-1]...)
+		}
+		i += size
+	}
+	return string(b)
+}
+
+const hexDigits = "0123456789abcdef"

@@ -82,12 +82,12 @@ func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
-			fmt.Fprintf(stderr, "reconciled validate: %v\n", err)
+			fmt.Fprintf(stderr, "reconciled validate: %s\n", termSafe(err.Error()))
 			return 2
 		}
 	} else {
 		for _, e := range rep.Errors {
-			fmt.Fprintln(stdout, e.Error())
+			fmt.Fprintln(stdout, termSafe(e.Error()))
 		}
 		fmt.Fprintf(stderr, "%s, %s, %s\n", validatePlural(rep.Files, "file"), validatePlural(rep.Containers, "container"), validatePlural(len(rep.Errors), "error"))
 	}

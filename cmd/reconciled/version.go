@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+)
+
+func init() {
+	register(&command{
+		name:       "version",
+		summary:    "print the version and the git revision it was built from (also --version)",
+		run:        runVersion,
+		ownSignals: true, // nothing to undo
+	})
+}
+
+// version may be set at link time (-ldflags "-X main.version=1.4.0", as a
+// release build would); otherwise it is the module version the go command
+// recorded, or "devel".
+var version string
+
+func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("version", "version", stderr)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) > 0 {
+		fs.Usage()
+		return 2
+	}
+	bi, _ := debug.ReadBuildInfo()
+	fmt.Fprint(stdout, versionText(version, bi))
+	return 0
+}
+
+// versionText is what `reconciled version` prints:
+//
+//	reconciled 1.4.0
+//	git revision 42b0e86c0ad1f3e0c1bd7f8d2a5a30b9e9e8c7d1 (modified)
+//	go1.26.8 linux/amd64
+//
+// The revision and whether the tree had uncommitted changes are what the go
+// command recorded (vcs.revision, vcs.modified: a build inside a git
+// checkout); "unknown" when it recorded none (go test, -buildvcs=false, a
+// source tarball).
+func versionText(linked string, bi *debug.BuildInfo) string {
+	v, rev, modified := linked, "", false
+	if bi != nil {
+		if v == "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	if v == "" {
+		v = "devel"
+	}
+	if rev == "" {
+		rev = "unknown"
+	} else if modified {
+		rev += " (modified)"
+	}
+	goVersion := runtime.Version()
+	if bi != nil && bi.GoVersion != "" {
+		goVersion = bi.GoVersion
+	}
+	return fmt.Sprintf("reconciled %s\ngit revision %s\n%s %s/%s\n", v, rev, goVersion, runtime.GOOS, runtime.GOARCH)
+}
