@@ -414,7 +414,16 @@ func TestPs(t *testing.T) {
 		c.Process.Kill()
 		c.Wait()
 	})
-	waitFor(t, "the exec'd process", func() bool { return len(r.ps(id)) == 4 })
+	// The exec'd process shows as reconciled-exec until its execve: ps
+	// is right about that moment, so wait until it runs the command.
+	waitFor(t, "the exec'd process to run its command", func() bool {
+		for _, p := range r.ps(id) {
+			if p.Role == executor.RoleExec && p.Command == "sleep 999" {
+				return true
+			}
+		}
+		return false
+	})
 	var found bool
 	for _, p := range r.ps(id) {
 		if p.Role == executor.RoleExec {
