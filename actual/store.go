@@ -489,7 +489,7 @@ func (s *Store) readState(name string, pin bool, pidfd *int) (*Container, map[st
 	}
 	c := &Container{
 		Name:         name,
-		Status:       Status(st.Status),
+		Status:       st.Status,
 		Pid:          st.Pid,
 		PidStartTime: st.PidStartTime,
 		Exited:       st.Exited,

@@ -4,22 +4,24 @@ import (
 	"time"
 
 	"reconciled.dev/reconciled/desired"
+	"reconciled.dev/reconciled/executor"
 )
 
 // Status is the executor's recorded status of a container: what its state
-// file says, before any check against the kernel.
-type Status string
+// file says, before any check against the kernel. It is the executor's
+// own type and values (one home for them).
+type Status = executor.Status
 
 const (
 	// StatusCreating: the executor began creating the container and did not
 	// finish (its state is half-written).
-	StatusCreating Status = "creating"
+	StatusCreating = executor.StatusCreating
 	// StatusCreated: the init process waits for start.
-	StatusCreated Status = "created"
+	StatusCreated = executor.StatusCreated
 	// StatusRunning: the user's process was started.
-	StatusRunning Status = "running"
+	StatusRunning = executor.StatusRunning
 	// StatusStopped: the init process exited.
-	StatusStopped Status = "stopped"
+	StatusStopped = executor.StatusStopped
 )
 
 // Container is one container reconciled created, as observed now.

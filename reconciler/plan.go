@@ -37,10 +37,10 @@ const (
 )
 
 // Defaults for a stop when the definition gives none (the loader normally
-// fills them in).
+// fills them in): the manifest's own defaults, kept in one place.
 const (
-	DefaultStopSignal  = "SIGTERM"
-	DefaultStopTimeout = 10 * time.Second
+	DefaultStopSignal  = desired.DefaultStopSignal
+	DefaultStopTimeout = desired.DefaultStopTimeout
 )
 
 // Action is one step for one container. The actions for one container form
