@@ -614,6 +614,11 @@ func untrusted(path string) string {
 	return untrustedInfo(path, fi)
 }
 
+// Untrusted says why path, with fi its Lstat or Stat, may not be read as
+// root: not owned by root, or writable by group or others (sticky or not).
+// The manifests' rule, which the daemon's import directory follows too.
+func Untrusted(path string, fi fs.FileInfo) string { return untrustedInfo(path, fi) }
+
 func untrustedInfo(path string, fi fs.FileInfo) string {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
 		return fmt.Sprintf("%s is owned by uid %d, not root", path, st.Uid)

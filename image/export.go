@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/internal/atomicfile"
+	"reconciled.dev/reconciled/internal/ctxio"
 )
 
 // Export writes the stored image ref (any imageref, resolved as Get
@@ -201,7 +202,7 @@ func (s *Store) exportBlob(ctx context.Context, tw *tar.Writer, d v1.Descriptor)
 		return err
 	}
 	h := sha256.New()
-	n, err := io.Copy(tw, io.TeeReader(ctxReader{ctx, f}, h))
+	n, err := io.Copy(tw, io.TeeReader(ctxio.Reader(ctx, f), h))
 	if err != nil {
 		return fmt.Errorf("copying blob %s: %w", d.Digest, err)
 	}

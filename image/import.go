@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/image/layer"
+	"reconciled.dev/reconciled/internal/ctxio"
 	"reconciled.dev/reconciled/internal/imageref"
 )
 
@@ -198,7 +199,7 @@ func (s *Store) storeImported(ctx context.Context, imgs []*importImage) error {
 			return fmt.Errorf("reading blob %s: %w", desc.Digest, err)
 		}
 		defer rc.Close()
-		tmp, err := s.receive(ctxReader{ctx, rc}, desc, func(int64) {})
+		tmp, err := s.receive(ctxio.Reader(ctx, rc), desc, func(int64) {})
 		if err != nil {
 			return err
 		}
@@ -261,19 +262,6 @@ func (s *Store) storeImported(ctx context.Context, imgs []*importImage) error {
 		}
 	}
 	return g.Wait()
-}
-
-// ctxReader fails reads once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, context.Cause(c.ctx)
-	}
-	return c.r.Read(p)
 }
 
 // readLayout reads the images of an OCI image layout directory. Each
@@ -509,7 +497,7 @@ func sniffArchive(ctx context.Context, src string) (archiveKind, error) {
 		return 0, err
 	}
 	defer dec.Close()
-	tr := tar.NewReader(ctxReader{ctx, dec})
+	tr := tar.NewReader(ctxio.Reader(ctx, dec))
 	has := map[string]bool{}
 	for {
 		hdr, err := tr.Next()
@@ -570,7 +558,7 @@ func decompressTo(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(out, io.LimitReader(ctxReader{ctx, dec}, free+1))
+	n, err := io.Copy(out, io.LimitReader(ctxio.Reader(ctx, dec), free+1))
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
@@ -609,7 +597,7 @@ func extractLayout(ctx context.Context, r io.Reader, dir string) error {
 		return err
 	}
 	var total int64
-	tr := tar.NewReader(ctxReader{ctx, r})
+	tr := tar.NewReader(ctxio.Reader(ctx, r))
 	for entries := 0; ; entries++ {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/ctxio"
 )
 
 const (
@@ -49,7 +51,7 @@ func Unpack(ctx context.Context, r io.Reader, dir string) (retErr error) {
 	}
 	defer closeFd(rootFd)
 	u := &unpacker{ctx: ctx, root: rootFd, buf: make([]byte, 128<<10)}
-	tr := tar.NewReader(ctxReader{ctx, r})
+	tr := tar.NewReader(ctxio.Reader(ctx, r))
 	for {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("unpacking into %s: %w", dir, context.Cause(ctx))
@@ -68,24 +70,10 @@ func Unpack(ctx context.Context, r io.Reader, dir string) (retErr error) {
 	if err := u.setDirTimes(); err != nil {
 		return fmt.Errorf("unpacking into %s: %w", dir, err)
 	}
-	if _, err := io.Copy(io.Discard, ctxReader{ctx, r}); err != nil {
+	if _, err := io.Copy(io.Discard, ctxio.Reader(ctx, r)); err != nil {
 		return fmt.Errorf("unable to read the layer stream to its end: %w", err)
 	}
 	return nil
-}
-
-// ctxReader fails reads once ctx is done, so that a long regular file is
-// not copied to its end after a cancel.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, context.Cause(c.ctx)
-	}
-	return c.r.Read(p)
 }
 
 type unpacker struct {

@@ -25,6 +25,7 @@ import (
 	"reconciled.dev/reconciled/image"
 	"reconciled.dev/reconciled/image/layer"
 	"reconciled.dev/reconciled/internal/atomicfile"
+	"reconciled.dev/reconciled/internal/sys"
 	"reconciled.dev/reconciled/reconciler"
 )
 
@@ -469,7 +470,7 @@ func (a *runtimeAdapter) unmountImage(id string) error {
 	if _, err := os.Lstat(rw); err == nil {
 		// Never removed across a mount: the writable layer is plain
 		// directories the overlay wrote (unmounted above).
-		if err := removeOneFS(rw); err != nil {
+		if err := sys.RemoveTree(rw); err != nil {
 			return fmt.Errorf("unable to remove the writable layer of %s: %w", id, err)
 		}
 	}

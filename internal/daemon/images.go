@@ -454,45 +454,12 @@ func shareRootfsDir(dir string) error {
 	return nil
 }
 
-// removeOneFS removes the tree at path as `rm -r --one-file-system`
-// would, but refuses outright when anything in it is on another
-// filesystem (a mount): nothing is removed across a mount.
-func removeOneFS(path string) error {
-	var root unix.Stat_t
-	if err := unix.Lstat(path, &root); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		return &fs.PathError{Op: "lstat", Path: path, Err: err}
-	}
-	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return &fs.PathError{Op: "lstat", Path: p, Err: err}
-		}
-		if st.Dev != root.Dev {
-			return fmt.Errorf("%s is on another filesystem (a mount); not removed", p)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return os.RemoveAll(path)
-}
-
 // ResolveOffline resolves the containers of want that run an image from
 // the store at imageRoot alone, as the daemon with state directory state
 // would before planning, without pulling: a missing image says "would
 // pull REF" (for `reconciled plan`).
 func ResolveOffline(ctx context.Context, imageRoot, state string, want desired.Set, have actual.Set) (desired.Set, error) {
-	var store *image.Store
+	var r *imageResolver
 	out := want
 	out.Containers = make(map[string]*desired.Container, len(want.Containers))
 	for n, c := range want.Containers {
@@ -500,14 +467,14 @@ func ResolveOffline(ctx context.Context, imageRoot, state string, want desired.S
 		if c == nil || c.Image == "" {
 			continue
 		}
-		if store == nil {
-			var err error
-			if store, err = image.Open(image.Options{Root: imageRoot}); err != nil {
+		if r == nil {
+			store, err := image.Open(image.Options{Root: imageRoot})
+			if err != nil {
 				return want, err
 			}
+			r = newImageResolver(ctx, store, Layout(state), slog.New(slog.DiscardHandler), func(string) {})
+			r.dry = true
 		}
-		r := &imageResolver{store: store, layout: Layout(state), log: slog.New(slog.DiscardHandler), ctx: ctx, dry: true,
-			now: time.Now, pulls: map[string]*pull{}, pulledFor: map[string]string{}, users: map[userKey]userResult{}}
 		out.Containers[n] = r.Resolve(ctx, c, have[n])
 	}
 	return out, nil

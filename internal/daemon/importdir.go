@@ -23,8 +23,10 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/desired"
 	"reconciled.dev/reconciled/image"
 	"reconciled.dev/reconciled/internal/atomicfile"
+	"reconciled.dev/reconciled/internal/ctxio"
 )
 
 // DefaultImportDir is the import directory of `reconciled run`
@@ -475,21 +477,9 @@ func (d *importDir) prepare() string {
 		return fmt.Sprintf("%s is not a directory", d.dir)
 	}
 	if d.strict {
-		if why := untrustedImport(d.dir, fi); why != "" {
+		if why := desired.Untrusted(d.dir, fi); why != "" {
 			return "refused: " + why + " (run with --insecure-manifests to skip this check)"
 		}
-	}
-	return ""
-}
-
-// untrustedImport says why a file or directory may not be imported from
-// as root ("" when it may): the rule of the manifests (package desired).
-func untrustedImport(path string, fi fs.FileInfo) string {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
-		return fmt.Sprintf("%s is owned by uid %d, not root", path, st.Uid)
-	}
-	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return fmt.Sprintf("%s is writable by group or others (mode %04o; use chmod go-w)", path, perm)
 	}
 	return ""
 }
@@ -511,7 +501,7 @@ func (d *importDir) candidate(ctx context.Context, p string) (digest string, rea
 		return "", false, fmt.Errorf("%s is a symlink, which is not followed: put the archive itself here", p)
 	case fi.Mode().IsRegular():
 		if d.strict {
-			if why := untrustedImport(p, fi); why != "" {
+			if why := desired.Untrusted(p, fi); why != "" {
 				return "", false, refuse(why)
 			}
 		}
@@ -547,7 +537,7 @@ func (d *importDir) candidate(ctx context.Context, p string) (digest string, rea
 // it is open for writing and nothing in it changed (ctime) for settle.
 func (d *importDir) layoutCandidate(dir string, fi fs.FileInfo) (string, bool, error) {
 	if d.strict {
-		if why := untrustedImport(dir, fi); why != "" {
+		if why := desired.Untrusted(dir, fi); why != "" {
 			return "", false, fmt.Errorf("refused: %s (run with --insecure-manifests to skip this check)", why)
 		}
 	}
@@ -569,7 +559,7 @@ func (d *importDir) layoutCandidate(dir string, fi fs.FileInfo) (string, bool, e
 			return fmt.Errorf("%s is not a regular file nor a directory: an OCI image layout holds nothing else", p)
 		}
 		if d.strict && p != dir {
-			if why := untrustedImport(p, info); why != "" {
+			if why := desired.Untrusted(p, info); why != "" {
 				return fmt.Errorf("refused: %s (run with --insecure-manifests to skip this check)", why)
 			}
 		}
@@ -655,7 +645,7 @@ func hashFile(ctx context.Context, p string) (string, importStamp, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
+	if _, err := io.Copy(h, ctxio.Reader(ctx, f)); err != nil {
 		return "", importStamp{}, fmt.Errorf("reading %s: %w", p, err)
 	}
 	var st syscall.Stat_t
@@ -663,19 +653,6 @@ func hashFile(ctx context.Context, p string) (string, importStamp, error) {
 		return "", importStamp{}, os.NewSyscallError("fstat", err)
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), stampOfStat(&st), nil
-}
-
-// ctxReader fails reads once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, context.Cause(c.ctx)
-	}
-	return c.r.Read(p)
 }
 
 // readCapped reads a file of at most max bytes.

@@ -14,6 +14,7 @@ import (
 
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/image/layer"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // Nothing of a container outlives it. What the daemon keeps of container
@@ -64,12 +65,12 @@ func removeLeftovers(ctx context.Context, layout Layout, name string, forget fun
 		errs = append(errs, err)
 	} else {
 		for _, p := range []string{rootfs, layout.RW(name)} {
-			if err := removeOneFS(p); err != nil {
+			if err := sys.RemoveTree(p); err != nil {
 				errs = append(errs, fmt.Errorf("unable to remove %s: %w", p, err))
 			}
 		}
 	}
-	if err := removeOneFS(layout.Bundle(name)); err != nil {
+	if err := sys.RemoveTree(layout.Bundle(name)); err != nil {
 		errs = append(errs, fmt.Errorf("unable to remove %s: %w", layout.Bundle(name), err))
 	}
 	if forget != nil {
