@@ -295,6 +295,24 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
+// TestRuntimePauseResume pauses and resumes through the runtime CLI, which
+// has no daemon to tell (it panicked on a nil --state after pausing).
+func TestRuntimePauseResume(t *testing.T) {
+	r := newRT(t)
+	id := fmt.Sprintf("pause-%d", os.Getpid())
+	r.cleanup(id)
+	r.ok("create", "--bundle", bundle(t, nil, "sleep", "1000"), id)
+	r.ok("start", id)
+	r.ok("pause", id)
+	if st := r.state(id); st.Status != executor.StatusPaused {
+		t.Fatalf("after pause: %s", st.Status)
+	}
+	r.ok("resume", id)
+	if st := r.state(id); st.Status != executor.StatusRunning {
+		t.Fatalf("after resume: %s", st.Status)
+	}
+}
+
 // waitState polls state until the status is want (the monitor records the
 // exit a moment after the process dies).
 func waitState(t *testing.T, r *rt, id string, want executor.Status) executor.State {

@@ -108,8 +108,9 @@ func opsCommand(ctx context.Context, sub, root string, args []string, stdout, st
 		} else {
 			err = rt.Resume(ctx, id)
 		}
-		if err == nil {
+		if err == nil && state != nil {
 			// The daemon, if one runs, must not act on what it saw before.
+			// (`runtime pause` has no daemon: it works on --root alone.)
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			if rerr := daemon.Refresh(rctx, *state, id); rerr != nil && !errors.Is(rerr, daemon.ErrNoDaemon) {
 				fmt.Fprintf(stderr, "reconciled %s: warning: the daemon was not told: %v\n", sub, rerr)
