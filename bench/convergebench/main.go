@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/bench/internal/bundle"
+	"reconciled.dev/reconciled/bench/internal/host"
 	"reconciled.dev/reconciled/internal/daemon"
 )
 
@@ -119,8 +120,8 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 	if err := daemon.Query(context.Background(), b.state, "/v1/status", &first); err != nil {
 		return err
 	}
-	fmt.Printf("reconciled run --parallel %d --cgroup-driver %s --state %s: cgroup driver %s; %d CPUs; %s\n\n",
-		b.parallel, b.driver, b.state, first.CgroupDriver, cpus(), kernel())
+	fmt.Printf("%s\nreconciled run --parallel %d --cgroup-driver %s --state %s: cgroup driver %s\n\n",
+		host.Describe(), b.parallel, b.driver, b.state, first.CgroupDriver)
 
 	// Drop to running, one at a time.
 	if b.drops > 0 {
@@ -606,22 +607,6 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
-
-func cpus() int {
-	var set unix.CPUSet
-	if unix.SchedGetaffinity(0, &set) != nil {
-		return 0
-	}
-	return set.Count()
-}
-
-func kernel() string {
-	var u unix.Utsname
-	if unix.Uname(&u) != nil {
-		return ""
-	}
-	return "Linux " + unix.ByteSliceToString(u.Release[:])
-}
 
 // unmountRootfs removes the daemon's shared bind of STATE/rootfs (where
 // image containers' roots are mounted), so that the state directory holds

@@ -28,6 +28,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/bench/internal/host"
 	"reconciled.dev/reconciled/internal/daemon"
 )
 
@@ -132,7 +133,7 @@ func (b *bench) run(ctx context.Context, ours, busybox, work, regBin string, nLa
 		return os.NewSyscallError("mkfifo", err)
 	}
 
-	fmt.Printf("%s, %d CPUs; cgroup %s; favordynmods: %s\n", kernel(), cpus(), cgroupLayout(), favordynmods())
+	fmt.Println(host.Describe())
 	// Other work on the host shows in every figure: say how busy it was.
 	fmt.Printf("load average at start: %s\n", loadavg())
 	defer func() { fmt.Printf("load average at end: %s\n", loadavg()) }()
@@ -734,58 +735,12 @@ func rssKiB(pid int) (int64, error) {
 	return 0, errors.New("no VmRSS")
 }
 
-// cgroupLayout says which cgroup hierarchy the host mounts.
-func cgroupLayout() string {
-	var root, unified string
-	for _, f := range mounts() {
-		switch {
-		case f[1] == "/sys/fs/cgroup":
-			root = f[2]
-		case f[1] == "/sys/fs/cgroup/unified" && f[2] == "cgroup2":
-			unified = f[2]
-		}
-	}
-	switch {
-	case root == "cgroup2":
-		return "v2 (unified)"
-	case unified != "":
-		return "v1 hybrid (cgroup2 at /sys/fs/cgroup/unified)"
-	default:
-		return "v1"
-	}
-}
-
-// favordynmods lists the cgroup mounts with the favordynmods option.
-func favordynmods() string {
-	var with []string
-	for _, f := range mounts() {
-		if (f[2] == "cgroup" || f[2] == "cgroup2") && strings.Contains(","+f[3]+",", ",favordynmods,") {
-			with = append(with, f[1])
-		}
-	}
-	if len(with) == 0 {
-		return "not set on any cgroup mount"
-	}
-	return "set on " + strings.Join(with, ", ")
-}
-
 func loadavg() string {
 	data, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return "unknown"
 	}
 	return strings.Join(strings.Fields(string(data))[:3], " ")
-}
-
-func mounts() [][]string {
-	data, _ := os.ReadFile("/proc/mounts")
-	var out [][]string
-	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(l); len(f) >= 4 {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 func percentile(ds []time.Duration, p float64) time.Duration {
@@ -825,20 +780,4 @@ func kib2mib(k int64) float64     { return float64(k) / 1024 }
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-func cpus() int {
-	var set unix.CPUSet
-	if unix.SchedGetaffinity(0, &set) != nil {
-		return 0
-	}
-	return set.Count()
-}
-
-func kernel() string {
-	var u unix.Utsname
-	if unix.Uname(&u) != nil {
-		return ""
-	}
-	return "Linux " + unix.ByteSliceToString(u.Release[:])
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/bench/internal/bundle"
+	"reconciled.dev/reconciled/bench/internal/host"
 	"reconciled.dev/reconciled/executor"
 )
 
@@ -521,7 +522,7 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/1e6) }
 
 func report(rts []*runtime, held map[string]float64, n, k int) {
-	fmt.Printf("\n%d containers per runtime and operation; busybox bundle; times in ms (median / p95)\n\n", n)
+	fmt.Printf("\n%s\n%d containers per runtime and operation; busybox bundle; times in ms (median / p95)\n\n", host.Describe(), n)
 	fmt.Printf("%-22s", "operation")
 	for _, rt := range rts {
 		fmt.Printf("%22s", rt.name)
