@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +20,8 @@ import (
 
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/internal/atomicfile"
+	"reconciled.dev/reconciled/internal/proc"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // Store observes the containers under one executor state root and keeps
@@ -467,14 +468,14 @@ func (s *Store) readState(name string, pin bool, pidfd *int) (*Container, map[st
 	if st.Status == executor.StatusStopped && !st.Exited && st.Pid > 0 {
 		// ReadState says stopped also when it could not read the init's
 		// /proc entry at all: ask again, telling a failure from a death.
-		alive, err := processAlive(st.Pid, st.PidStartTime)
+		alive, err := proc.Alive(st.Pid, st.PidStartTime)
 		if err != nil {
 			return nil, nil, observeError(name, err)
 		}
 		if alive {
 			return nil, nil, observeError(name, fmt.Errorf("its state says stopped but init %d runs (a failed read of /proc/%d)", st.Pid, st.Pid))
 		}
-		monitor, err := processAlive(st.MonitorPid, st.MonitorStartTime)
+		monitor, err := proc.Alive(st.MonitorPid, st.MonitorStartTime)
 		if err != nil {
 			return nil, nil, observeError(name, err)
 		}
@@ -511,7 +512,7 @@ func (s *Store) readState(name string, pin bool, pidfd *int) (*Container, map[st
 	}
 	alive := false
 	if c.Status == StatusCreated || c.Status == StatusRunning {
-		if alive, err = processAlive(st.Pid, st.PidStartTime); err != nil {
+		if alive, err = proc.Alive(st.Pid, st.PidStartTime); err != nil {
 			closePidfd(fd)
 			return nil, nil, observeError(name, err)
 		}
@@ -545,13 +546,6 @@ func observeError(name string, err error) error {
 func ioFailure(err error) bool {
 	var errno syscall.Errno
 	return errors.As(err, &errno)
-}
-
-// gone says whether err is the kernel saying a /proc or cgroupfs entry no
-// longer exists (ENOENT; ESRCH and ENODEV for a process or cgroup that
-// went while it was read).
-func gone(err error) bool {
-	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENODEV)
 }
 
 // racy says whether a directory stamped at now changed within racyWindow
@@ -596,7 +590,7 @@ func waitExit(pid int, start uint64, timeout time.Duration) {
 		return
 	}
 	defer unix.Close(fd)
-	if got, _, err := executor.ProcStartTime(pid); err != nil || got != start {
+	if got, _, err := proc.StartTime(pid); err != nil || got != start {
 		return
 	}
 	deadline := time.Now().Add(timeout)
@@ -621,7 +615,7 @@ func cgroupHasProcs(paths map[string]string) (bool, error) {
 	for _, k := range cgroupOrder(paths) {
 		data, err := os.ReadFile(filepath.Join(paths[k], "cgroup.procs"))
 		if err != nil {
-			if gone(err) {
+			if proc.Gone(err) {
 				continue // this hierarchy's cgroup is gone; try another
 			}
 			return false, err
@@ -653,98 +647,23 @@ func cgroupOrder(paths map[string]string) []string {
 func frozen(paths map[string]string) (bool, error) {
 	var buf [64]byte
 	if p, ok := paths["freezer"]; ok {
-		n, err := readSmall(p+"/freezer.state", buf[:])
+		n, err := sys.ReadSmall(p+"/freezer.state", buf[:])
 		if err == nil {
 			st := string(bytes.TrimSpace(buf[:n]))
 			return st == "FROZEN" || st == "FREEZING", nil
 		}
-		if !gone(err) {
+		if !proc.Gone(err) {
 			return false, err
 		}
 	}
 	if p, ok := paths[""]; ok {
-		n, err := readSmall(p+"/cgroup.freeze", buf[:])
+		n, err := sys.ReadSmall(p+"/cgroup.freeze", buf[:])
 		if err == nil {
 			return string(bytes.TrimSpace(buf[:n])) == "1", nil
 		}
-		if !gone(err) {
+		if !proc.Gone(err) {
 			return false, err
 		}
 	}
 	return false, nil
-}
-
-// processAlive reports whether pid runs (not a zombie) and started at start
-// (executor.ProcStartTime, without its allocations: the daemon asks this
-// of every live container once per cache TTL). It says false only on
-// evidence: no /proc entry, a zombie, another start time (the PID was
-// reused). A /proc entry that cannot be read or parsed is an error.
-func processAlive(pid int, start uint64) (bool, error) {
-	if pid <= 0 {
-		return false, nil
-	}
-	var buf [1024]byte
-	path := "/proc/" + strconv.Itoa(pid) + "/stat"
-	n, err := readSmall(path, buf[:])
-	if err != nil {
-		if gone(err) {
-			return false, nil
-		}
-		return false, err
-	}
-	bad := fmt.Errorf("unable to parse %s: %q", path, buf[:n])
-	data := buf[:n]
-	// The command name (field 2) is in parentheses and may hold anything,
-	// ')' included: fields after it start after the last ')'.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 || i+2 >= len(data) {
-		return false, bad
-	}
-	data = data[i+2:]
-	if data[0] == 'Z' || data[0] == 'X' {
-		return false, nil
-	}
-	// Field 3 (state) is first; field 22 (start time) is 19 spaces on.
-	for f := 0; f < 19; f++ {
-		j := bytes.IndexByte(data, ' ')
-		if j < 0 {
-			return false, bad
-		}
-		data = data[j+1:]
-	}
-	if j := bytes.IndexByte(data, ' '); j >= 0 {
-		data = data[:j]
-	}
-	got, err := strconv.ParseUint(string(data), 10, 64)
-	if err != nil {
-		return false, bad
-	}
-	return got == start, nil
-}
-
-// readSmall reads what fits of a small file (procfs, cgroupfs) into buf
-// with three syscalls, where os.ReadFile makes seven and allocates.
-func readSmall(path string, buf []byte) (int, error) {
-	var fd int
-	var err error
-	for {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		return 0, &fs.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	for {
-		n, err := unix.Read(fd, buf)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return 0, &fs.PathError{Op: "read", Path: path, Err: err}
-		}
-		return n, nil
-	}
 }

@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/internal/proc"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -66,25 +67,12 @@ func TestCapMask(t *testing.T) {
 	}
 }
 
-func TestProcStartTime(t *testing.T) {
-	start, zombie, err := ProcStartTime(os.Getpid())
-	if err != nil || start == 0 || zombie {
-		t.Fatalf("ProcStartTime(self) = %d, %v, %v", start, zombie, err)
-	}
-	if !processAlive(os.Getpid(), start) {
-		t.Error("self not alive with its own start time")
-	}
-	if processAlive(os.Getpid(), start+1) {
-		t.Error("self alive with another start time")
-	}
-}
-
 // TestReadStateStatus: the status comes from the files and the live
 // system, not from what state.json says.
 func TestReadStateStatus(t *testing.T) {
 	root := t.TempDir()
 	self := os.Getpid()
-	start, _, _ := ProcStartTime(self)
+	start, _, _ := proc.StartTime(self)
 	write := func(id string, st State, fifo bool, exit *exitRecord) {
 		dir := StateDir(root, id)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
