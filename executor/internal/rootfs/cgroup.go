@@ -3,7 +3,6 @@
 package rootfs
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 // hostCgroupRoot is where the host's cgroup hierarchies are mounted.
@@ -156,23 +157,18 @@ var cgroupGenericOptions = map[string]bool{
 }
 
 func cgroupHierarchies() ([]cgroupHierarchy, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := proc.Mounts(func(m *proc.Mount) bool {
+		return (m.FSType == "cgroup" || m.FSType == "cgroup2") && path.Dir(m.Mountpoint) == hostCgroupRoot
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	var hs []cgroupHierarchy
 	seen := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		mi, ok := parseMountinfoLine(sc.Text())
-		if !ok || (mi.fstype != "cgroup" && mi.fstype != "cgroup2") || path.Dir(mi.mountpoint) != hostCgroupRoot {
-			continue
-		}
-		h := cgroupHierarchy{name: path.Base(mi.mountpoint), mountpoint: mi.mountpoint, root: mi.root}
-		if mi.fstype == "cgroup" {
-			for _, o := range strings.Split(mi.superOptions, ",") {
+	for _, mi := range ms {
+		h := cgroupHierarchy{name: path.Base(mi.Mountpoint), mountpoint: mi.Mountpoint, root: mi.Root}
+		if mi.FSType == "cgroup" {
+			for _, o := range strings.Split(mi.VFSOptions, ",") {
 				if !cgroupGenericOptions[o] && !strings.HasPrefix(o, "release_agent=") {
 					h.controllers = append(h.controllers, o)
 				}
@@ -185,7 +181,7 @@ func cgroupHierarchies() ([]cgroupHierarchy, error) {
 		seen[h.name] = true
 		hs = append(hs, h)
 	}
-	return hs, sc.Err()
+	return hs, nil
 }
 
 // ownCgroups reads /proc/self/cgroup: the cgroup path of this process by
