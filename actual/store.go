@@ -68,7 +68,7 @@ type Store struct {
 	// names lists the containers under root as of rootStamp (zero: not
 	// trusted, list again).
 	names     []string
-	rootStamp dirStamp
+	rootStamp sys.Stamp
 }
 
 type cached struct {
@@ -79,22 +79,11 @@ type cached struct {
 	// dir is the container's state directory as it was before c was read;
 	// zero when it cannot vouch for c (unknown, or changed too recently
 	// for its timestamps to tell a later change apart).
-	dir dirStamp
+	dir sys.Stamp
 	// pidfd is a pidfd on the live init, -1 when none. The cache owns it:
 	// it is used and closed under the Store's lock only.
 	pidfd int
 }
-
-// dirStamp identifies one version of a directory's entries.
-type dirStamp struct {
-	ino          uint64
-	mtime, ctime unix.Timespec
-}
-
-// racyWindow: a directory changed less than this before it was stamped may
-// change again with the same timestamps (they are taken from a coarse
-// clock), so its stamp vouches for nothing.
-const racyWindow = time.Second
 
 // StoreOptions configure a Store. Zero values take the defaults.
 type StoreOptions struct {
@@ -230,7 +219,7 @@ func (s *Store) Close() error {
 		delete(s.cache, name)
 		s.gen[name]++
 	}
-	s.names, s.rootStamp = nil, dirStamp{}
+	s.names, s.rootStamp = nil, sys.Stamp{}
 	return nil
 }
 
@@ -334,10 +323,10 @@ func (s *Store) list(now time.Time) ([]string, error) {
 		}
 		return nil, fmt.Errorf("unable to list containers in %s: %w", s.root, &fs.PathError{Op: "stat", Path: s.root, Err: err})
 	}
-	stamp := stampOf(&st)
+	stamp := sys.StampOf(&st)
 	if s.ttl > 0 {
 		s.mu.Lock()
-		names, same := s.names, s.rootStamp != (dirStamp{}) && s.rootStamp == stamp
+		names, same := s.names, s.rootStamp != (sys.Stamp{}) && s.rootStamp == stamp
 		s.mu.Unlock()
 		if same {
 			return names, nil
@@ -357,8 +346,8 @@ func (s *Store) list(now time.Time) ([]string, error) {
 		}
 	}
 	if s.ttl > 0 {
-		if racy(stamp, now) {
-			stamp = dirStamp{}
+		if stamp.Racy(now) {
+			stamp = sys.Stamp{}
 		}
 		s.mu.Lock()
 		s.names, s.rootStamp = names, stamp
@@ -379,7 +368,7 @@ func (s *Store) get(name string, now time.Time) (Container, error) {
 	if fresh {
 		return ent.c, nil
 	}
-	if alive && ent.dir != (dirStamp{}) && s.sameDir(name, ent.dir) {
+	if alive && ent.dir != (sys.Stamp{}) && s.sameDir(name, ent.dir) {
 		paused, err := frozen(ent.paths)
 		if err != nil {
 			return Container{}, observeError(name, err)
@@ -411,9 +400,9 @@ func (s *Store) get(name string, now time.Time) (Container, error) {
 
 // sameDir says whether container name's state directory is still as
 // stamp says.
-func (s *Store) sameDir(name string, stamp dirStamp) bool {
+func (s *Store) sameDir(name string, stamp sys.Stamp) bool {
 	var st unix.Stat_t
-	return unix.Stat(executor.StateDir(s.root, name), &st) == nil && stampOf(&st) == stamp
+	return unix.Stat(executor.StateDir(s.root, name), &st) == nil && sys.StampOf(&st) == stamp
 }
 
 // read observes one container: the executor's state checked against the
@@ -422,8 +411,10 @@ func (s *Store) sameDir(name string, stamp dirStamp) bool {
 func (s *Store) read(name string, now time.Time, pin bool) (cached, error) {
 	ent := cached{at: now, pidfd: -1}
 	var st unix.Stat_t
-	if err := unix.Stat(executor.StateDir(s.root, name), &st); err == nil && !racy(stampOf(&st), now) {
-		ent.dir = stampOf(&st)
+	if err := unix.Stat(executor.StateDir(s.root, name), &st); err == nil {
+		if d := sys.StampOf(&st); !d.Racy(now) {
+			ent.dir = d
+		}
 	}
 	c, paths, err := s.readState(name, pin, &ent.pidfd)
 	if err != nil {
@@ -546,17 +537,6 @@ func observeError(name string, err error) error {
 func ioFailure(err error) bool {
 	var errno syscall.Errno
 	return errors.As(err, &errno)
-}
-
-// racy says whether a directory stamped at now changed within racyWindow
-// of it, so that its stamp vouches for nothing.
-func racy(d dirStamp, now time.Time) bool {
-	recent := now.Add(-racyWindow).UnixNano()
-	return d.mtime.Nano() >= recent || d.ctime.Nano() >= recent
-}
-
-func stampOf(st *unix.Stat_t) dirStamp {
-	return dirStamp{ino: st.Ino, mtime: st.Mtim, ctime: st.Ctim}
 }
 
 // pidfdAlive says whether the process of pidfd fd has not exited (a

@@ -15,6 +15,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // Options configure loading.
@@ -303,7 +305,7 @@ func (w *walker) walk(absDir, realDir, rel string, depth int, refuse string, dir
 		if !link && !dirty && w.cache != nil {
 			if e, ok := w.cache.get(dirfd, name, real, abs, ref.name, refuse); ok {
 				snap.Files = append(snap.Files, e.file)
-				if e.stamp.nlink > 1 {
+				if e.stamp.Nlink > 1 {
 					snap.volatile = append(snap.volatile, ref)
 				}
 				continue
@@ -314,7 +316,7 @@ func (w *walker) walk(absDir, realDir, rel string, depth int, refuse string, dir
 			continue
 		}
 		snap.Files = append(snap.Files, f)
-		if !link && (st == nil || st.nlink > 1) {
+		if !link && (st == nil || st.Nlink > 1) {
 			snap.volatile = append(snap.volatile, ref)
 		}
 		if st != nil && w.cache != nil {
@@ -361,10 +363,10 @@ func joinName(dir, name string) string {
 // stamp is that of the regular file read, when real is not a link and the
 // result depends on nothing but the stamp, refuse and real: a Loader may
 // then reuse the File while the stamp stays the same.
-func readFile(abs, real, name string, tc *trustCheck, refuse string, link bool) (File, bool, *fileStamp) {
+func readFile(abs, real, name string, tc *trustCheck, refuse string, link bool) (File, bool, *sys.Stamp) {
 	f := File{Path: abs, Name: name}
-	var stamp *fileStamp
-	fail := func(format string, args ...any) (File, bool, *fileStamp) {
+	var stamp *sys.Stamp
+	fail := func(format string, args ...any) (File, bool, *sys.Stamp) {
 		f.Err = &Error{File: name, Msg: fmt.Sprintf(format, args...)}
 		f.Data = nil
 		f.Hash = ""
@@ -393,12 +395,7 @@ func readFile(abs, real, name string, tc *trustCheck, refuse string, link bool) 
 	if err != nil {
 		return fail("unable to stat: %v", unwrapPathError(err))
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && !link && fi.Mode().IsRegular() {
-		s := fileStamp{
-			dev: st.Dev, ino: st.Ino, size: st.Size,
-			mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(),
-			mode: st.Mode, uid: st.Uid, nlink: uint64(st.Nlink),
-		}
+	if s, ok := sys.StampOfInfo(fi); ok && !link && fi.Mode().IsRegular() {
 		stamp = &s
 	}
 	if !fi.Mode().IsRegular() {
@@ -436,31 +433,9 @@ func readFile(abs, real, name string, tc *trustCheck, refuse string, link bool) 
 	return f, true, stamp
 }
 
-// fileStamp is what a stat says about a regular file that can change what
-// reading it gives: where it is (dev, ino), its size and times, and the
-// mode and owner the strict check looks at. nlink says whether it can be
-// written through another path (a change of it changes ctime too).
-type fileStamp struct {
-	dev, ino     uint64
-	size         int64
-	mtime, ctime int64 // ns
-	mode, uid    uint32
-	nlink        uint64
-}
-
-// stampOf is the stamp of st (readFile builds it from a syscall.Stat_t,
-// the same fields).
-func stampOf(st *unix.Stat_t) fileStamp {
-	return fileStamp{
-		dev: st.Dev, ino: st.Ino, size: st.Size,
-		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(),
-		mode: st.Mode, uid: st.Uid, nlink: uint64(st.Nlink),
-	}
-}
-
 // cacheEntry is the last read of one regular manifest file.
 type cacheEntry struct {
-	stamp  fileStamp
+	stamp  sys.Stamp
 	refuse string // the reason from the directories it was read under
 	file   File
 }
@@ -483,7 +458,7 @@ func (c *scanCache) get(dirfd int, base, real, abs, name, refuse string) (*cache
 		return nil, false
 	}
 	var st unix.Stat_t
-	if err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || stampOf(&st) != e.stamp {
+	if err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || sys.StampOf(&st) != e.stamp {
 		return nil, false
 	}
 	c.next[real] = e
@@ -1246,7 +1221,7 @@ func (l *Loader) marked(dirty map[string]bool) (*Snapshot, map[string]*cacheEntr
 			f = File{} // removed since the lstat
 		case stamp == nil && f.Err == nil:
 			return false // replaced by a symlink since the lstat
-		case stamp == nil || stamp.nlink > 1:
+		case stamp == nil || stamp.Nlink > 1:
 			volatile = append(volatile, ref)
 		}
 		reads[ref.abs] = f

@@ -5,7 +5,8 @@
 // layer unpacker and mounter (image/layer) and the image store (image)
 // share: EINTR retries, openat and openat2 with O_CLOEXEC and path errors,
 // the kernel's messages of a filesystem context, the names of file types,
-// and a small read of a procfs or cgroupfs file (ReadSmall); and the kernel facts several packages need: Linux's signal names
+// a small read of a procfs or cgroupfs file (ReadSmall), and the stamp of
+// a stat that tells whether a file or directory changed (Stamp); and the kernel facts several packages need: Linux's signal names
 // and numbers (ParseSignal, SignalName: the one table of them) and which
 // namespace holds a sysctl (SysctlNamespace). It is a leaf: it imports
 // nothing of this module.
