@@ -3,7 +3,6 @@ package actual
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -135,8 +134,8 @@ func OpenStore(runtimeRoot, recordDir string, opts StoreOptions) (*Store, error)
 			errs = append(errs, fmt.Errorf("%w %s: %w", ErrRecord, path, err))
 			continue
 		}
-		var r Record
-		if err := json.Unmarshal(data, &r); err != nil {
+		r, err := DecodeRecord(data)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("%w %s: %w", ErrRecord, path, err))
 			continue
 		}
@@ -161,14 +160,14 @@ func (s *Store) Record(ctx context.Context, name string, r Record) error {
 	if err := executor.ValidateID(name); err != nil {
 		return err
 	}
-	data, err := json.MarshalIndent(r, "", "  ")
+	data, err := EncodeRecord(r)
 	if err != nil {
 		return fmt.Errorf("unable to encode the record of %s: %w", name, err)
 	}
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return fmt.Errorf("unable to create %s: %w", s.dir, err)
 	}
-	if err := atomicfile.Write(s.dir, name+".json", append(data, '\n'), 0o600, atomicfile.SyncDir); err != nil {
+	if err := atomicfile.Write(s.dir, name+".json", data, 0o600, atomicfile.SyncDir); err != nil {
 		return fmt.Errorf("unable to write the record of %s: %w", name, err)
 	}
 	s.mu.Lock()
