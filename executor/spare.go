@@ -283,7 +283,7 @@ func (r *Runtime) refill(ns int) {
 			defer s.mu.Unlock()
 			s.filling[ns]--
 			if err != nil {
-				r.log.Warn("start a spare container monitor", "error", err)
+				r.log.Warn("start a spare container monitor", "err", err)
 				return
 			}
 			if s.closed {

@@ -38,6 +38,10 @@ const (
 	stateFile = "state.json" // State, written by create and start
 	exitFile  = "exit.json"  // exitRecord, written once by the monitor
 	fifoFile  = "exec.fifo"  // exists from create until start
+	// monitorErrFile says why the monitor waits in Go instead of as the
+	// reaper: its fds 0-2 are /dev/null, so it leaves the reason here and
+	// Delete logs it.
+	monitorErrFile = "monitor.err"
 )
 
 // State is what the runtime knows about one container. Its first six fields
