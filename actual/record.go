@@ -1,13 +1,21 @@
 package actual
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"reconciled.dev/reconciled/desired"
+	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/atomicfile"
 )
 
 // recordVersion is the version of the record format (containers/NAME.json)
@@ -104,4 +112,92 @@ func DecodeRecord(data []byte) (Record, error) {
 		}
 	}
 	return r, nil
+}
+
+// ErrRecord marks a record file that cannot be read or parsed.
+var ErrRecord = errors.New("unreadable container record")
+
+// loadRecords reads every record in s.dir (a missing directory is empty).
+// Records that cannot be read or parsed are reported in the error (wrapping
+// ErrRecord) and skipped.
+func (s *Store) loadRecords() error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("unable to list container records in %s: %w", s.dir, err)
+	}
+	var errs []error
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
+			continue
+		}
+		path := filepath.Join(s.dir, e.Name())
+		data, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w %s: %w", ErrRecord, path, err))
+			continue
+		}
+		r, err := DecodeRecord(data)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w %s: %w", ErrRecord, path, err))
+			continue
+		}
+		s.records[name] = r
+	}
+	return errors.Join(errs...)
+}
+
+// Records returns a copy of every record, by container name.
+func (s *Store) Records() map[string]Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]Record, len(s.records))
+	for n, r := range s.records {
+		out[n] = r
+	}
+	return out
+}
+
+// Record replaces container name's record, on disk first.
+func (s *Store) Record(ctx context.Context, name string, r Record) error {
+	if err := executor.ValidateID(name); err != nil {
+		return err
+	}
+	data, err := EncodeRecord(r)
+	if err != nil {
+		return fmt.Errorf("unable to encode the record of %s: %w", name, err)
+	}
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return fmt.Errorf("unable to create %s: %w", s.dir, err)
+	}
+	if err := atomicfile.Write(s.dir, name+".json", data, 0o600, atomicfile.SyncDir); err != nil {
+		return fmt.Errorf("unable to write the record of %s: %w", name, err)
+	}
+	s.mu.Lock()
+	s.records[name] = r
+	s.mu.Unlock()
+	return nil
+}
+
+// Forget removes container name's record; a missing one is not an error.
+func (s *Store) Forget(ctx context.Context, name string) error {
+	if err := executor.ValidateID(name); err != nil {
+		return err
+	}
+	err := os.Remove(filepath.Join(s.dir, name+".json"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("unable to remove the record of %s: %w", name, err)
+	}
+	if err == nil {
+		if err := atomicfile.SyncDirectory(s.dir); err != nil {
+			return fmt.Errorf("unable to remove the record of %s: %w", name, err)
+		}
+	}
+	s.mu.Lock()
+	delete(s.records, name)
+	s.mu.Unlock()
+	return nil
 }
