@@ -119,7 +119,8 @@ var ErrRecord = errors.New("unreadable container record")
 
 // loadRecords reads every record in s.dir (a missing directory is empty).
 // Records that cannot be read or parsed are reported in the error (wrapping
-// ErrRecord) and skipped.
+// ErrRecord) and skipped; a directory that cannot be listed is an error
+// that does not wrap ErrRecord.
 func (s *Store) loadRecords() error {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -161,5 +162,19 @@ func TestRecordFromLaterRelease(t *testing.T) {
 	_, err := actual.OpenStore(t.TempDir(), dir, actual.StoreOptions{})
 	if err == nil || !strings.Contains(err.Error(), "version 99") {
 		t.Errorf("err %v, want one naming version 99", err)
+	}
+}
+
+// A records directory that cannot be listed is no Store: the daemon must
+// not start as if there were no records (it would recreate every
+// container).
+func TestOpenStoreUnlistable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := actual.OpenStore(t.TempDir(), file, actual.StoreOptions{})
+	if s != nil || err == nil || errors.Is(err, actual.ErrRecord) {
+		t.Errorf("OpenStore(a file) = %v, %v; want no Store and an error", s, err)
 	}
 }

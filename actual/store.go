@@ -105,7 +105,13 @@ func OpenStore(runtimeRoot, recordDir string, opts StoreOptions) (*Store, error)
 		cache:   map[string]cached{},
 		gen:     map[string]uint64{},
 	}
-	return s, s.loadRecords()
+	if err := s.loadRecords(); err != nil {
+		if !errors.Is(err, ErrRecord) {
+			return nil, err // the directory cannot be listed
+		}
+		return s, err
+	}
+	return s, nil
 }
 
 // Invalidate drops the cached observation of container name: the next
