@@ -602,19 +602,15 @@ func hostHierarchies() (hostLayout, error) {
 // ownCgroups maps each hierarchy ("cpu,cpuacct" sorted, "name=systemd", ""
 // for cgroup2) to this process's cgroup in it.
 func ownCgroups() (map[string]string, error) {
-	b, err := os.ReadFile("/proc/self/cgroup")
+	cgs, err := proc.Cgroups(0)
 	if err != nil {
 		return nil, err
 	}
-	m := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		names := strings.Split(parts[1], ",")
+	m := make(map[string]string, len(cgs))
+	for ctrls, path := range cgs {
+		names := strings.Split(ctrls, ",")
 		sort.Strings(names)
-		m[strings.Join(names, ",")] = parts[2]
+		m[strings.Join(names, ",")] = path
 	}
 	return m, nil
 }

@@ -5,7 +5,6 @@ package rootfs
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path"
 	"strings"
 
@@ -49,7 +48,7 @@ func (m *mounter) mountCgroup(sm specs.Mount, dest string, mo mountOptions) erro
 		if cgroupns || !(errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY)) {
 			return err
 		}
-		own, err := ownCgroups()
+		own, err := proc.Cgroups(0)
 		if err != nil {
 			return err
 		}
@@ -88,7 +87,7 @@ func (m *mounter) mountCgroupV1(dest string, mo mountOptions, cgroupns bool) err
 	if err != nil {
 		return err
 	}
-	own, err := ownCgroups()
+	own, err := proc.Cgroups(0)
 	if err != nil {
 		return err
 	}
@@ -182,27 +181,4 @@ func cgroupHierarchies() ([]cgroupHierarchy, error) {
 		hs = append(hs, h)
 	}
 	return hs, nil
-}
-
-// ownCgroups reads /proc/self/cgroup: the cgroup path of this process by
-// controller list as the hierarchy's super options name it (sorted as the
-// kernel prints them), "" for cgroup2.
-func ownCgroups() (map[string]string, error) {
-	data, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return nil, err
-	}
-	return parseProcCgroup(string(data)), nil
-}
-
-func parseProcCgroup(s string) map[string]string {
-	out := map[string]string{}
-	for _, line := range strings.Split(s, "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		out[parts[1]] = parts[2]
-	}
-	return out
 }

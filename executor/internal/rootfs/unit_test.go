@@ -69,14 +69,6 @@ func TestMsFlagsRoundTrip(t *testing.T) {
 	}
 }
 
-func TestParseProcCgroup(t *testing.T) {
-	got := parseProcCgroup("12:cpu,cpuacct:/a\n1:name=systemd:/b\n0::/c\n")
-	want := map[string]string{"cpu,cpuacct": "/a", "name=systemd": "/b", "": "/c"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %v", got)
-	}
-}
-
 // resolveTree makes a directory tree with symlinks that try to leave it.
 func resolveTree(t *testing.T) (root *os.File, dir, outside string) {
 	t.Helper()
