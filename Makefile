@@ -8,7 +8,7 @@ PREFIX  ?= /usr/local
 # stages are this same binary.
 export CGO_ENABLED = 0
 
-.PHONY: build test deps vet run
+.PHONY: build test deps vet run check-gen
 
 # build links to $(BIN).link and copies that to $(BIN). The linker writes
 # its output through a shared mapping, which leaves the file in the page
@@ -31,13 +31,23 @@ build:
 # deps installs the Debian packages the tests use (busybox-static for the test
 # rootfs and test images, runc and crun for side-by-side benchmarks,
 # docker-registry for a real local registry, skopeo for image archives made
-# by another tool), only when missing.
+# by another tool, binutils to check the waiter's machine code against its
+# assembly), only when missing.
 deps:
-	@missing=""; for p in busybox-static runc crun docker-registry skopeo; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in busybox-static runc crun docker-registry skopeo binutils; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 vet:
 	$(GO) vet ./...
+
+# check-gen fails when executor/waiter/zcode_amd64.go is not what gen.sh
+# assembles from its sources (TestGeneratedCode checks the same in `make
+# test`).
+check-gen:
+	@t=$$(mktemp -d) && trap 'rm -rf "$$t"' EXIT && \
+	sh executor/waiter/gen.sh "$$t/zcode_amd64.go" && \
+	cmp executor/waiter/zcode_amd64.go "$$t/zcode_amd64.go" || \
+	{ echo "executor/waiter/zcode_amd64.go is stale: run executor/waiter/gen.sh"; exit 1; }
 
 # test runs every test, the ones that need root included. Under
 # RECONCILED_REQUIRE_ROOT=1 (set here) a test that cannot run fails.

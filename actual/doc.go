@@ -9,6 +9,9 @@
 // planner in package reconciler. Store is the I/O edge: it reads the
 // executor's state files under one root and the containers' /proc and cgroup
 // entries (Observe), and writes the records atomically (Record, Forget).
+// A record on disk has its own versioned format (record.go: EncodeRecord,
+// DecodeRecord), not the encoding of desired.Container: a release reads what
+// the releases before it wrote (testdata/records-v0).
 //
 // It must not import reconciler, nor desired beyond its value types, nor
 // decide anything: what to do about a container is the planner's job. It

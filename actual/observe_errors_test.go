@@ -14,6 +14,7 @@ import (
 
 	"reconciled.dev/reconciled/actual"
 	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 // fakeContainer writes, under root, the executor state of container name
@@ -104,7 +105,7 @@ type observation struct {
 func TestObserveFailureIsNotDeath(t *testing.T) {
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "runtime")
-	start, _, err := executor.ProcStartTime(os.Getpid())
+	start, _, err := proc.StartTime(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func TestObserveFailureIsNotDeath(t *testing.T) {
 func TestObserveCgroupReadFailure(t *testing.T) {
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "runtime")
-	start, _, err := executor.ProcStartTime(os.Getpid())
+	start, _, err := proc.StartTime(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}

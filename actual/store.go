@@ -1,26 +1,19 @@
 package actual
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor"
-	"reconciled.dev/reconciled/internal/atomicfile"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // Store observes the containers under one executor state root and keeps
@@ -67,7 +60,7 @@ type Store struct {
 	// names lists the containers under root as of rootStamp (zero: not
 	// trusted, list again).
 	names     []string
-	rootStamp dirStamp
+	rootStamp sys.Stamp
 }
 
 type cached struct {
@@ -78,22 +71,11 @@ type cached struct {
 	// dir is the container's state directory as it was before c was read;
 	// zero when it cannot vouch for c (unknown, or changed too recently
 	// for its timestamps to tell a later change apart).
-	dir dirStamp
+	dir sys.Stamp
 	// pidfd is a pidfd on the live init, -1 when none. The cache owns it:
 	// it is used and closed under the Store's lock only.
 	pidfd int
 }
-
-// dirStamp identifies one version of a directory's entries.
-type dirStamp struct {
-	ino          uint64
-	mtime, ctime unix.Timespec
-}
-
-// racyWindow: a directory changed less than this before it was stamped may
-// change again with the same timestamps (they are taken from a coarse
-// clock), so its stamp vouches for nothing.
-const racyWindow = time.Second
 
 // StoreOptions configure a Store. Zero values take the defaults.
 type StoreOptions struct {
@@ -103,9 +85,6 @@ type StoreOptions struct {
 	// Logger receives warnings about unreadable state (default: discard).
 	Logger *slog.Logger
 }
-
-// ErrRecord marks a record file that cannot be read or parsed.
-var ErrRecord = errors.New("unreadable container record")
 
 // OpenStore returns a Store for the containers under the executor root
 // runtimeRoot, whose records live in recordDir. It reads every record now
@@ -126,85 +105,13 @@ func OpenStore(runtimeRoot, recordDir string, opts StoreOptions) (*Store, error)
 		cache:   map[string]cached{},
 		gen:     map[string]uint64{},
 	}
-	entries, err := os.ReadDir(recordDir)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return s, nil
+	if err := s.loadRecords(); err != nil {
+		if !errors.Is(err, ErrRecord) {
+			return nil, err // the directory cannot be listed
 		}
-		return nil, fmt.Errorf("unable to list container records in %s: %w", recordDir, err)
+		return s, err
 	}
-	var errs []error
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
-			continue
-		}
-		path := filepath.Join(recordDir, e.Name())
-		data, err := os.ReadFile(path)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%w %s: %w", ErrRecord, path, err))
-			continue
-		}
-		var r Record
-		if err := json.Unmarshal(data, &r); err != nil {
-			errs = append(errs, fmt.Errorf("%w %s: %w", ErrRecord, path, err))
-			continue
-		}
-		s.records[name] = r
-	}
-	return s, errors.Join(errs...)
-}
-
-// Records returns a copy of every record, by container name.
-func (s *Store) Records() map[string]Record {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]Record, len(s.records))
-	for n, r := range s.records {
-		out[n] = r
-	}
-	return out
-}
-
-// Record replaces container name's record, on disk first.
-func (s *Store) Record(ctx context.Context, name string, r Record) error {
-	if err := executor.ValidateID(name); err != nil {
-		return err
-	}
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("unable to encode the record of %s: %w", name, err)
-	}
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return fmt.Errorf("unable to create %s: %w", s.dir, err)
-	}
-	if err := atomicfile.Write(s.dir, name+".json", append(data, '\n'), 0o600, atomicfile.SyncDir); err != nil {
-		return fmt.Errorf("unable to write the record of %s: %w", name, err)
-	}
-	s.mu.Lock()
-	s.records[name] = r
-	s.mu.Unlock()
-	return nil
-}
-
-// Forget removes container name's record; a missing one is not an error.
-func (s *Store) Forget(ctx context.Context, name string) error {
-	if err := executor.ValidateID(name); err != nil {
-		return err
-	}
-	err := os.Remove(filepath.Join(s.dir, name+".json"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("unable to remove the record of %s: %w", name, err)
-	}
-	if err == nil {
-		if err := atomicfile.SyncDirectory(s.dir); err != nil {
-			return fmt.Errorf("unable to remove the record of %s: %w", name, err)
-		}
-	}
-	s.mu.Lock()
-	delete(s.records, name)
-	s.mu.Unlock()
-	return nil
+	return s, nil
 }
 
 // Invalidate drops the cached observation of container name: the next
@@ -229,7 +136,7 @@ func (s *Store) Close() error {
 		delete(s.cache, name)
 		s.gen[name]++
 	}
-	s.names, s.rootStamp = nil, dirStamp{}
+	s.names, s.rootStamp = nil, sys.Stamp{}
 	return nil
 }
 
@@ -333,10 +240,10 @@ func (s *Store) list(now time.Time) ([]string, error) {
 		}
 		return nil, fmt.Errorf("unable to list containers in %s: %w", s.root, &fs.PathError{Op: "stat", Path: s.root, Err: err})
 	}
-	stamp := stampOf(&st)
+	stamp := sys.StampOf(&st)
 	if s.ttl > 0 {
 		s.mu.Lock()
-		names, same := s.names, s.rootStamp != (dirStamp{}) && s.rootStamp == stamp
+		names, same := s.names, s.rootStamp != (sys.Stamp{}) && s.rootStamp == stamp
 		s.mu.Unlock()
 		if same {
 			return names, nil
@@ -356,8 +263,8 @@ func (s *Store) list(now time.Time) ([]string, error) {
 		}
 	}
 	if s.ttl > 0 {
-		if racy(stamp, now) {
-			stamp = dirStamp{}
+		if stamp.Racy(now) {
+			stamp = sys.Stamp{}
 		}
 		s.mu.Lock()
 		s.names, s.rootStamp = names, stamp
@@ -378,7 +285,7 @@ func (s *Store) get(name string, now time.Time) (Container, error) {
 	if fresh {
 		return ent.c, nil
 	}
-	if alive && ent.dir != (dirStamp{}) && s.sameDir(name, ent.dir) {
+	if alive && ent.dir != (sys.Stamp{}) && s.sameDir(name, ent.dir) {
 		paused, err := frozen(ent.paths)
 		if err != nil {
 			return Container{}, observeError(name, err)
@@ -410,9 +317,9 @@ func (s *Store) get(name string, now time.Time) (Container, error) {
 
 // sameDir says whether container name's state directory is still as
 // stamp says.
-func (s *Store) sameDir(name string, stamp dirStamp) bool {
+func (s *Store) sameDir(name string, stamp sys.Stamp) bool {
 	var st unix.Stat_t
-	return unix.Stat(executor.StateDir(s.root, name), &st) == nil && stampOf(&st) == stamp
+	return unix.Stat(executor.StateDir(s.root, name), &st) == nil && sys.StampOf(&st) == stamp
 }
 
 // read observes one container: the executor's state checked against the
@@ -421,8 +328,10 @@ func (s *Store) sameDir(name string, stamp dirStamp) bool {
 func (s *Store) read(name string, now time.Time, pin bool) (cached, error) {
 	ent := cached{at: now, pidfd: -1}
 	var st unix.Stat_t
-	if err := unix.Stat(executor.StateDir(s.root, name), &st); err == nil && !racy(stampOf(&st), now) {
-		ent.dir = stampOf(&st)
+	if err := unix.Stat(executor.StateDir(s.root, name), &st); err == nil {
+		if d := sys.StampOf(&st); !d.Racy(now) {
+			ent.dir = d
+		}
 	}
 	c, paths, err := s.readState(name, pin, &ent.pidfd)
 	if err != nil {
@@ -430,321 +339,4 @@ func (s *Store) read(name string, now time.Time, pin bool) (cached, error) {
 	}
 	ent.c, ent.paths = *c, paths
 	return ent, nil
-}
-
-// readState reads container name's executor state; with pin, *pidfd is a
-// pidfd on its init when that is alive.
-//
-// What it says about the init is evidence only: an exit record, a /proc
-// entry that is gone, a zombie, another start time under the PID. A
-// failure to look (EMFILE, ENFILE, ENOMEM, EAGAIN, EIO…: anything with an
-// errno) says nothing about the container and is returned as an error,
-// never as a dead init or an empty cgroup: the loop then retries the
-// container later and does nothing to it meanwhile.
-func (s *Store) readState(name string, pin bool, pidfd *int) (*Container, map[string]string, error) {
-	st, err := executor.ReadState(s.root, name)
-	if err != nil {
-		if errors.Is(err, executor.ErrNotExist) {
-			// ReadState says so when the state directory cannot be
-			// stat'ed, for whatever reason: only ENOENT is evidence.
-			if _, serr := os.Lstat(executor.StateDir(s.root, name)); serr == nil {
-				return nil, nil, observeError(name, fmt.Errorf("%w, yet its state directory is there", err))
-			} else if !errors.Is(serr, fs.ErrNotExist) {
-				return nil, nil, observeError(name, serr)
-			}
-			return nil, nil, err
-		}
-		if ioFailure(err) {
-			return nil, nil, observeError(name, err)
-		}
-		// A state file that cannot be parsed was left half-written (the
-		// executor writes it atomically, so this is a crash or a full
-		// disk): it is a container being created, which the planner
-		// deletes and redoes.
-		s.log.Warn("unreadable container state; treating it as half-created", "container", name, "err", err)
-		return &Container{Name: name, Status: StatusCreating}, nil, nil
-	}
-	if st.Status == executor.StatusStopped && !st.Exited && st.Pid > 0 {
-		// ReadState says stopped also when it could not read the init's
-		// /proc entry at all: ask again, telling a failure from a death.
-		alive, err := processAlive(st.Pid, st.PidStartTime)
-		if err != nil {
-			return nil, nil, observeError(name, err)
-		}
-		if alive {
-			return nil, nil, observeError(name, fmt.Errorf("its state says stopped but init %d runs (a failed read of /proc/%d)", st.Pid, st.Pid))
-		}
-		monitor, err := processAlive(st.MonitorPid, st.MonitorStartTime)
-		if err != nil {
-			return nil, nil, observeError(name, err)
-		}
-		if monitor {
-			// The init is gone and its monitor is about to record how it
-			// ended: give it a moment, so the exit status is known.
-			waitExit(st.MonitorPid, st.MonitorStartTime, monitorGrace)
-			if again, err := executor.ReadState(s.root, name); err == nil && again.Status == executor.StatusStopped {
-				st = again
-			}
-		}
-	}
-	c := &Container{
-		Name:         name,
-		Status:       st.Status,
-		Pid:          st.Pid,
-		PidStartTime: st.PidStartTime,
-		Exited:       st.Exited,
-		ExitCode:     st.ExitCode,
-		OOMKilled:    st.OOMKilled,
-		Created:      st.Created,
-		Started:      st.Started,
-		Finished:     st.Finished,
-	}
-	// ReadState already says stopped for an init that is gone or whose PID
-	// was reused; check again, as the planner believes InitAlive.
-	fd := -1
-	if pin && (c.Status == StatusCreated || c.Status == StatusRunning) && st.Pid > 0 {
-		// Opened before the check: if the start time matches after, fd is
-		// our init and not a process that reused its PID.
-		if f, err := unix.PidfdOpen(st.Pid, 0); err == nil {
-			fd = f
-		}
-	}
-	alive := false
-	if c.Status == StatusCreated || c.Status == StatusRunning {
-		if alive, err = processAlive(st.Pid, st.PidStartTime); err != nil {
-			closePidfd(fd)
-			return nil, nil, observeError(name, err)
-		}
-	}
-	if alive {
-		c.InitAlive = true
-		c.CgroupHasProcs = true
-		c.Paused, err = frozen(st.CgroupPaths)
-	} else {
-		c.CgroupHasProcs, err = cgroupHasProcs(st.CgroupPaths)
-	}
-	if err != nil {
-		closePidfd(fd)
-		return nil, nil, observeError(name, err)
-	}
-	if alive {
-		*pidfd, fd = fd, -1
-	}
-	closePidfd(fd)
-	return c, st.CgroupPaths, nil
-}
-
-// observeError is a failure to observe container name: no evidence of
-// anything about it.
-func observeError(name string, err error) error {
-	return fmt.Errorf("unable to observe container %s: %w", name, err)
-}
-
-// ioFailure says whether err is a failure to read (it carries an errno:
-// EMFILE, ENOMEM, EIO…) rather than something read that made no sense.
-func ioFailure(err error) bool {
-	var errno syscall.Errno
-	return errors.As(err, &errno)
-}
-
-// gone says whether err is the kernel saying a /proc or cgroupfs entry no
-// longer exists (ENOENT; ESRCH and ENODEV for a process or cgroup that
-// went while it was read).
-func gone(err error) bool {
-	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENODEV)
-}
-
-// racy says whether a directory stamped at now changed within racyWindow
-// of it, so that its stamp vouches for nothing.
-func racy(d dirStamp, now time.Time) bool {
-	recent := now.Add(-racyWindow).UnixNano()
-	return d.mtime.Nano() >= recent || d.ctime.Nano() >= recent
-}
-
-func stampOf(st *unix.Stat_t) dirStamp {
-	return dirStamp{ino: st.Ino, mtime: st.Mtim, ctime: st.Ctim}
-}
-
-// pidfdAlive says whether the process of pidfd fd has not exited (a
-// pidfd polls readable once it has, zombie included). A failed poll says
-// false: the caller then reads the container in full, which tells a
-// failure from an exit.
-func pidfdAlive(fd int) bool {
-	fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(fds[:], 0)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		return err == nil && n == 0
-	}
-}
-
-func closePidfd(fd int) {
-	if fd >= 0 {
-		unix.Close(fd)
-	}
-}
-
-// monitorGrace bounds how long read waits for a monitor to record an exit.
-const monitorGrace = 500 * time.Millisecond
-
-// waitExit waits up to timeout for the process (pid, start) to exit.
-func waitExit(pid int, start uint64, timeout time.Duration) {
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return
-	}
-	defer unix.Close(fd)
-	if got, _, err := executor.ProcStartTime(pid); err != nil || got != start {
-		return
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return
-		}
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, int(left.Milliseconds())+1)
-		if err == nil && n > 0 || err != nil && !errors.Is(err, unix.EINTR) {
-			return
-		}
-	}
-}
-
-// cgroupHasProcs says whether the container's cgroup holds a process. It
-// reads cgroup.procs in the unified hierarchy if the container has a cgroup
-// there, else in the first v1 controller that has one. A cgroup that is
-// gone holds nothing; one that cannot be read is an error.
-func cgroupHasProcs(paths map[string]string) (bool, error) {
-	for _, k := range cgroupOrder(paths) {
-		data, err := os.ReadFile(filepath.Join(paths[k], "cgroup.procs"))
-		if err != nil {
-			if gone(err) {
-				continue // this hierarchy's cgroup is gone; try another
-			}
-			return false, err
-		}
-		return len(bytes.TrimSpace(data)) > 0, nil
-	}
-	return false, nil
-}
-
-func cgroupOrder(paths map[string]string) []string {
-	preferred := []string{"", "pids", "memory", "cpu", "freezer"}
-	var out []string
-	for _, k := range preferred {
-		if _, ok := paths[k]; ok {
-			out = append(out, k)
-		}
-	}
-	for k := range paths {
-		if !slices.Contains(preferred, k) {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
-// frozen says whether the container's cgroup is frozen (v1 freezer.state,
-// or cgroup.freeze in the unified hierarchy). A cgroup that is gone is not
-// frozen; one that cannot be read is an error.
-func frozen(paths map[string]string) (bool, error) {
-	var buf [64]byte
-	if p, ok := paths["freezer"]; ok {
-		n, err := readSmall(p+"/freezer.state", buf[:])
-		if err == nil {
-			st := string(bytes.TrimSpace(buf[:n]))
-			return st == "FROZEN" || st == "FREEZING", nil
-		}
-		if !gone(err) {
-			return false, err
-		}
-	}
-	if p, ok := paths[""]; ok {
-		n, err := readSmall(p+"/cgroup.freeze", buf[:])
-		if err == nil {
-			return string(bytes.TrimSpace(buf[:n])) == "1", nil
-		}
-		if !gone(err) {
-			return false, err
-		}
-	}
-	return false, nil
-}
-
-// processAlive reports whether pid runs (not a zombie) and started at start
-// (executor.ProcStartTime, without its allocations: the daemon asks this
-// of every live container once per cache TTL). It says false only on
-// evidence: no /proc entry, a zombie, another start time (the PID was
-// reused). A /proc entry that cannot be read or parsed is an error.
-func processAlive(pid int, start uint64) (bool, error) {
-	if pid <= 0 {
-		return false, nil
-	}
-	var buf [1024]byte
-	path := "/proc/" + strconv.Itoa(pid) + "/stat"
-	n, err := readSmall(path, buf[:])
-	if err != nil {
-		if gone(err) {
-			return false, nil
-		}
-		return false, err
-	}
-	bad := fmt.Errorf("unable to parse %s: %q", path, buf[:n])
-	data := buf[:n]
-	// The command name (field 2) is in parentheses and may hold anything,
-	// ')' included: fields after it start after the last ')'.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 || i+2 >= len(data) {
-		return false, bad
-	}
-	data = data[i+2:]
-	if data[0] == 'Z' || data[0] == 'X' {
-		return false, nil
-	}
-	// Field 3 (state) is first; field 22 (start time) is 19 spaces on.
-	for f := 0; f < 19; f++ {
-		j := bytes.IndexByte(data, ' ')
-		if j < 0 {
-			return false, bad
-		}
-		data = data[j+1:]
-	}
-	if j := bytes.IndexByte(data, ' '); j >= 0 {
-		data = data[:j]
-	}
-	got, err := strconv.ParseUint(string(data), 10, 64)
-	if err != nil {
-		return false, bad
-	}
-	return got == start, nil
-}
-
-// readSmall reads what fits of a small file (procfs, cgroupfs) into buf
-// with three syscalls, where os.ReadFile makes seven and allocates.
-func readSmall(path string, buf []byte) (int, error) {
-	var fd int
-	var err error
-	for {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		return 0, &fs.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	for {
-		n, err := unix.Read(fd, buf)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return 0, &fs.PathError{Op: "read", Path: path, Err: err}
-		}
-		return n, nil
-	}
 }

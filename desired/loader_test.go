@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/internal/sys"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -457,13 +458,13 @@ func coarseDir(t *testing.T) string {
 }
 
 // stampAt is the stamp a Loader compares for path.
-func stampAt(t testing.TB, path string) fileStamp {
+func stampAt(t testing.TB, path string) sys.Stamp {
 	t.Helper()
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
 		t.Fatal(err)
 	}
-	return stampOf(&st)
+	return sys.StampOf(&st)
 }
 
 // Without marks, a Loader sees every change that shows in a file's stat.

@@ -10,11 +10,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // WatchOptions configure Watch. Zero values take the defaults.
@@ -532,26 +533,16 @@ func (w *watcher) syncWatches(dirs []string) int {
 // changes the directory that holds the link and what a stat through it
 // finds, chmod and chown change the ctime.
 type treeStamp struct {
-	stats map[string]pathStamp
+	stats map[string]sys.Stamp // the zero Stamp: missing
 	// trust: the inode, mode and owner of each directory the strict check
 	// of the last Load looked at (see trustCheck).
-	trust map[string]pathStamp
+	trust map[string]sys.Stamp
 	rev   string
-	// trusted is false when something changed within racyWindow of the
-	// stamp: timestamps come from a coarse clock, so a second change in
-	// the same tick could leave them as they are.
+	// trusted is false when something changed within sys.RacyWindow of
+	// the stamp: timestamps come from a coarse clock, so a second change
+	// in the same tick could leave them as they are.
 	trusted bool
 }
-
-type pathStamp struct {
-	ino, size    int64
-	mode, uid    uint32
-	mtime, ctime syscall.Timespec
-	missing      bool
-}
-
-// racyWindow: see treeStamp.trusted.
-const racyWindow = time.Second
 
 // unchanged stamps the tree and says whether it is as the last resync that
 // read it found it; when not, the new stamp is kept for the next resync,
@@ -561,16 +552,11 @@ func (w *watcher) unchanged(now time.Time) bool {
 		return false
 	}
 	last := w.loader.Last()
-	st := treeStamp{stats: make(map[string]pathStamp, len(last.Files)+len(w.loader.Dirs())+2), trusted: true}
-	recent := now.Add(-racyWindow).UnixNano()
+	st := treeStamp{stats: make(map[string]sys.Stamp, len(last.Files)+len(w.loader.Dirs())+2), trusted: true}
 	add := func(p string) {
-		var s syscall.Stat_t
-		ps := pathStamp{missing: true}
-		if syscall.Stat(p, &s) == nil {
-			ps = pathStamp{ino: int64(s.Ino), size: s.Size, mode: s.Mode, mtime: s.Mtim, ctime: s.Ctim}
-			if s.Mtim.Nano() >= recent || s.Ctim.Nano() >= recent {
-				st.trusted = false
-			}
+		ps, err := sys.StatStamp(p)
+		if err == nil && ps.Racy(now) {
+			st.trusted = false
 		}
 		st.stats[p] = ps
 	}
@@ -583,14 +569,10 @@ func (w *watcher) unchanged(now time.Time) bool {
 	// reads (a chmod, a chown, another directory renamed into place), not
 	// their times, which change with every entry made in them (/var/lib).
 	trust := w.loader.trustDirs()
-	st.trust = make(map[string]pathStamp, len(trust))
+	st.trust = make(map[string]sys.Stamp, len(trust))
 	for _, d := range trust {
-		var s syscall.Stat_t
-		ps := pathStamp{missing: true}
-		if syscall.Stat(d, &s) == nil {
-			ps = pathStamp{ino: int64(s.Ino), mode: s.Mode, uid: s.Uid}
-		}
-		st.trust[d] = ps
+		ps, _ := sys.StatStamp(d) // the zero Stamp: missing
+		st.trust[d] = sys.Stamp{Ino: ps.Ino, Mode: ps.Mode, UID: ps.UID}
 	}
 	for p := range last.Files {
 		add(p)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // manifest returns a valid manifest for name whose command echoes arg.
@@ -711,7 +713,7 @@ func TestWatchResyncSkipsUnchangedSeesLostWrite(t *testing.T) {
 	w := startWatch(t, dir, WatchOptions{Resync: 50 * time.Millisecond, dropEvents: &drop, loads: &loads})
 	w.next(2 * time.Second)
 
-	time.Sleep(racyWindow + 200*time.Millisecond) // until the timestamps are trusted
+	time.Sleep(sys.RacyWindow + 200*time.Millisecond) // until the timestamps are trusted
 	n := loads.Load()
 	w.none(300 * time.Millisecond)
 	if d := loads.Load() - n; d != 0 {

@@ -16,6 +16,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	procfs "reconciled.dev/reconciled/internal/proc" // proc is the exec'd process below
 )
 
 func init() {
@@ -136,7 +138,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 	}
 	defer ns.close()
 	// The namespaces were opened by PID: make sure they were the init's.
-	if !processAlive(st.Pid, st.PidStartTime) {
+	if !procfs.Running(st.Pid, st.PidStartTime) {
 		return nil, fmt.Errorf("exec in container %s: %w", id, ErrNotRunning)
 	}
 
@@ -191,7 +193,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 	if proc.pidfd, err = unix.PidfdOpen(pid, 0); err != nil {
 		return proc, os.NewSyscallError("pidfd_open", err)
 	}
-	start, _, err := ProcStartTime(pid)
+	start, _, err := procfs.StartTime(pid)
 	if err != nil {
 		return proc, err
 	}

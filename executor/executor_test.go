@@ -1,11 +1,14 @@
 package executor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/internal/proc"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -66,25 +70,12 @@ func TestCapMask(t *testing.T) {
 	}
 }
 
-func TestProcStartTime(t *testing.T) {
-	start, zombie, err := ProcStartTime(os.Getpid())
-	if err != nil || start == 0 || zombie {
-		t.Fatalf("ProcStartTime(self) = %d, %v, %v", start, zombie, err)
-	}
-	if !processAlive(os.Getpid(), start) {
-		t.Error("self not alive with its own start time")
-	}
-	if processAlive(os.Getpid(), start+1) {
-		t.Error("self alive with another start time")
-	}
-}
-
 // TestReadStateStatus: the status comes from the files and the live
 // system, not from what state.json says.
 func TestReadStateStatus(t *testing.T) {
 	root := t.TempDir()
 	self := os.Getpid()
-	start, _, _ := ProcStartTime(self)
+	start, _, _ := proc.StartTime(self)
 	write := func(id string, st State, fifo bool, exit *exitRecord) {
 		dir := StateDir(root, id)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -286,5 +277,43 @@ func TestGoMonitorFallback(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(StateDir(root, tc.id), exitFile)); err != nil {
 			t.Errorf("%s: no exit.json from the Go monitor: %v", tc.id, err)
 		}
+	}
+}
+
+// When the monitor cannot become the reaper it leaves the reason in the
+// state directory (its stderr is /dev/null), and Delete logs it with the
+// key "err".
+func TestDeleteLogsMonitorError(t *testing.T) {
+	testutil.RequireRoot(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	var logs bytes.Buffer
+	root := filepath.Join(t.TempDir(), "state")
+	r, err := New(root, WithReaper(), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id := "monerr-" + strconv.Itoa(os.Getpid())
+	spec := &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{Args: []string{"true"}, Cwd: "/", Env: []string{"PATH=/bin"}},
+		Root:    &specs.Root{Path: rootfs},
+		Linux:   &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}}},
+	}
+	t.Cleanup(func() { r.Delete(context.Background(), id, true) })
+	if err := r.Create(ctx, id, filepath.Dir(rootfs), CreateOptions{Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	msg := "the monitor could not become the reaper and waits in Go: no memory cgroup directory in the state\n"
+	if err := os.WriteFile(filepath.Join(StateDir(root, id), monitorErrFile), []byte(msg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Delete(ctx, id, true); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `err="the monitor could not become the reaper and waits in Go: no memory cgroup directory in the state"`) ||
+		!strings.Contains(logs.String(), "container="+id) {
+		t.Errorf("log:\n%s", logs.String())
 	}
 }

@@ -64,8 +64,12 @@ func runMonitor() {
 		// Wait as the reaper (executor/waiter): one thread and a few KiB
 		// for the container's whole life instead of a Go runtime. It
 		// returns only when that could not be done; then this process
-		// waits itself.
-		_ = becomeReaper(stateDir)
+		// waits itself, and says why where Delete finds it (best effort:
+		// there is nowhere else to say it).
+		if err := becomeReaper(stateDir); err != nil {
+			msg := "the monitor could not become the reaper and waits in Go: " + err.Error() + "\n"
+			os.WriteFile(filepath.Join(stateDir, monitorErrFile), []byte(msg), 0o600)
+		}
 	}
 	debug.SetGCPercent(20)
 	debug.FreeOSMemory()

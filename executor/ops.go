@@ -102,7 +102,7 @@ func (r *Runtime) StartState(ctx context.Context, id string) (st *State, recover
 func (r *Runtime) recordStarted(ctx context.Context, id string, st *State, recovered bool) error {
 	dir := StateDir(r.root, id)
 	if err := os.Remove(filepath.Join(dir, fifoFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		r.log.Warn("remove exec fifo", "container", id, "error", err)
+		r.log.Warn("remove exec fifo", "container", id, "err", err)
 	}
 	st.Status = StatusRunning
 	if st.Started.IsZero() {
@@ -115,7 +115,7 @@ func (r *Runtime) recordStarted(ctx context.Context, id string, st *State, recov
 	}
 	if !recovered && st.Hooks != nil && len(st.Hooks.Poststart) > 0 {
 		if err := runHooks(ctx, "poststart", st.Hooks.Poststart, ociState(st)); err != nil {
-			r.log.Warn("poststart hook failed", "container", id, "error", err)
+			r.log.Warn("poststart hook failed", "container", id, "err", err)
 		}
 	}
 	return nil
@@ -263,13 +263,16 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("delete container %s: %w", id, err)
 	}
+	if msg, err := os.ReadFile(filepath.Join(StateDir(r.root, id), monitorErrFile)); err == nil {
+		r.log.Warn("the container's monitor held a Go runtime for the container's life", "container", id, "err", strings.TrimSpace(string(msg)))
+	}
 	if err := os.RemoveAll(StateDir(r.root, id)); err != nil {
 		return fmt.Errorf("delete container %s: %w", id, err)
 	}
 	if st.Hooks != nil && len(st.Hooks.Poststop) > 0 {
 		st.Status = StatusStopped
 		if err := runHooks(ctx, "poststop", st.Hooks.Poststop, ociState(st)); err != nil {
-			r.log.Warn("poststop hook failed", "container", id, "error", err)
+			r.log.Warn("poststop hook failed", "container", id, "err", err)
 		}
 	}
 	return nil

@@ -118,7 +118,7 @@ func (r *Runtime) KillAll(ctx context.Context, id string, sig unix.Signal) error
 			frozen = true
 		} else if !errors.Is(err, cgroups.ErrNotExist) {
 			// No freezer: signal anyway, racing forks.
-			r.log.Debug("kill --all without freezing", "container", id, "error", err)
+			r.log.Debug("kill --all without freezing", "container", id, "err", err)
 		}
 	}
 	pids, err := m.Procs(ctx)

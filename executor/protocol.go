@@ -97,7 +97,10 @@ func MaybeRunStage() {
 		return
 	}
 	os.Unsetenv(stageEnv)
-	// Both stages stay resident for the container's life: keep them small.
+	// A low collection target for the exec stage, which lives until it
+	// execs the process. The monitor and the init set their own: none
+	// while they set up, 20 once they wait in Go; most often neither
+	// stays: they exec the reaper and the user's process.
 	debug.SetGCPercent(20)
 	switch stage {
 	case stageMonitor:

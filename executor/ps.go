@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 // Process roles in ProcessInfo.Role.
@@ -68,7 +70,7 @@ func (r *Runtime) Ps(ctx context.Context, id string) ([]ProcessInfo, error) {
 		if err != nil {
 			continue // exited meanwhile
 		}
-		start, _, _ := ProcStartTime(pid)
+		start, _, _ := proc.StartTime(pid)
 		switch {
 		case pid == st.Pid && start == st.PidStartTime:
 			pi.Role = RoleInit

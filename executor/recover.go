@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 // RecoverStart finishes the start of a container whose start was cut short
@@ -46,7 +48,7 @@ func (r *Runtime) RecoverStart(ctx context.Context, id string) (bool, error) {
 // one file: it changes under us (Go init -> waiter right after create), and
 // a link read and a stat taken a moment apart could see two different ones.
 func initExecd(st *State) bool {
-	if st.MonitorPid <= 0 || !processAlive(st.Pid, st.PidStartTime) || !processAlive(st.MonitorPid, st.MonitorStartTime) {
+	if st.MonitorPid <= 0 || !proc.Running(st.Pid, st.PidStartTime) || !proc.Running(st.MonitorPid, st.MonitorStartTime) {
 		return false
 	}
 	fd, err := unix.Open("/proc/"+strconv.Itoa(st.Pid)+"/exe", unix.O_PATH|unix.O_CLOEXEC, 0)
@@ -69,7 +71,7 @@ func initExecd(st *State) bool {
 		return false
 	}
 	// Both still the same processes (a PID reused meanwhile is not ours).
-	if !processAlive(st.Pid, st.PidStartTime) || !processAlive(st.MonitorPid, st.MonitorStartTime) {
+	if !proc.Running(st.Pid, st.PidStartTime) || !proc.Running(st.MonitorPid, st.MonitorStartTime) {
 		return false
 	}
 	return initExe.Dev != runtimeExe.Dev || initExe.Ino != runtimeExe.Ino

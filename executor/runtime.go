@@ -121,7 +121,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 		// The spare's init died between the check that took it and
 		// its use (killed, OOM-killed): the create made nothing that
 		// stays, so it is done again with a pair of its own.
-		r.log.Debug("a spare container init died before it was used; creating with a new one", "container", id, "error", err)
+		r.log.Debug("a spare container init died before it was used; creating with a new one", "container", id, "err", err)
 		err = r.create(ctx, id, bundle, o, false, &usedSpare)
 	}
 	return err
@@ -167,7 +167,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	defer func() {
 		if err != nil {
 			if cerr := c.teardown(); cerr != nil {
-				r.log.Warn("cleanup after failed create", "container", id, "error", cerr)
+				r.log.Warn("cleanup after failed create", "container", id, "err", cerr)
 			}
 			err = fmt.Errorf("create container %s: %w", id, err)
 		}

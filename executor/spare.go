@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 // pair is a monitor and the init it cloned, before or after it is given a
@@ -94,7 +96,7 @@ func (r *Runtime) launch(ns nsPlan, spare bool) (*pair, error) {
 		p.kill()
 		return nil, fmt.Errorf("send monitor config: %w", err)
 	}
-	if p.monStart, _, err = ProcStartTime(p.monPid); err != nil {
+	if p.monStart, _, err = proc.StartTime(p.monPid); err != nil {
 		p.kill()
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
@@ -110,7 +112,7 @@ func (p *pair) awaitInit(ctx context.Context) error {
 	if m.Pid <= 0 {
 		return errors.New("monitor sent no init PID")
 	}
-	start, _, err := ProcStartTime(m.Pid)
+	start, _, err := proc.StartTime(m.Pid)
 	if err != nil {
 		return fmt.Errorf("container init: %w", err)
 	}
@@ -166,7 +168,7 @@ func (p *pair) initFailed(early bool, err error) error {
 		return err
 	}
 	wait := 50 * time.Millisecond
-	if !processAlive(p.pid, p.pidStart) {
+	if !proc.Running(p.pid, p.pidStart) {
 		wait = time.Second // it exited: its message is there
 	}
 	p.sock.SetReadDeadline(time.Now().Add(wait))
@@ -179,7 +181,7 @@ func (p *pair) initFailed(early bool, err error) error {
 
 // alive reports whether both processes are still the ones started.
 func (p *pair) alive() bool {
-	return processAlive(p.monPid, p.monStart) && processAlive(p.pid, p.pidStart)
+	return proc.Running(p.monPid, p.monStart) && proc.Running(p.pid, p.pidStart)
 }
 
 // close drops the creator's ends: a monitor not yet told "created" then
@@ -281,7 +283,7 @@ func (r *Runtime) refill(ns int) {
 			defer s.mu.Unlock()
 			s.filling[ns]--
 			if err != nil {
-				r.log.Warn("start a spare container monitor", "error", err)
+				r.log.Warn("start a spare container monitor", "err", err)
 				return
 			}
 			if s.closed {

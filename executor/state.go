@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"reconciled.dev/reconciled/executor/waiter"
 	"reconciled.dev/reconciled/internal/atomicfile"
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 // Status is a container's status as the runtime spec names it.
@@ -38,6 +38,10 @@ const (
 	stateFile = "state.json" // State, written by create and start
 	exitFile  = "exit.json"  // exitRecord, written once by the monitor
 	fifoFile  = "exec.fifo"  // exists from create until start
+	// monitorErrFile says why the monitor waits in Go instead of as the
+	// reaper: its fds 0-2 are /dev/null, so it leaves the reason here and
+	// Delete logs it.
+	monitorErrFile = "monitor.err"
 )
 
 // State is what the runtime knows about one container. Its first six fields
@@ -197,7 +201,7 @@ func ReadState(root, id string) (*State, error) {
 	if st.Status == StatusCreating || st.Pid == 0 {
 		return &st, nil
 	}
-	if !processAlive(st.Pid, st.PidStartTime) {
+	if !proc.Running(st.Pid, st.PidStartTime) {
 		st.Status = StatusStopped
 		return &st, nil
 	}
@@ -259,40 +263,6 @@ func writeJSONAtomic(dir, name string, v any, durable bool) error {
 		return err
 	}
 	return writeFileAtomic(dir, name, data, durable)
-}
-
-// ProcStartTime returns field 22 of /proc/pid/stat (starttime) and whether
-// the process is a zombie.
-func ProcStartTime(pid int) (start uint64, zombie bool, err error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false, err
-	}
-	// The command name (field 2) is in parentheses and may hold anything,
-	// ')' included: fields after it start after the last ')'.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 || i+2 >= len(data) {
-		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat", pid)
-	}
-	fields := bytes.Fields(data[i+2:])
-	// fields[0] is field 3 (state); field 22 is fields[19].
-	if len(fields) < 20 {
-		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat: %d fields", pid, len(fields))
-	}
-	start, err = strconv.ParseUint(string(fields[19]), 10, 64)
-	if err != nil {
-		return 0, false, fmt.Errorf("unable to parse /proc/%d/stat: %w", pid, err)
-	}
-	return start, string(fields[0]) == "Z" || string(fields[0]) == "X", nil
-}
-
-// processAlive reports whether pid runs (not a zombie) and started at start.
-func processAlive(pid int, start uint64) bool {
-	if pid <= 0 {
-		return false
-	}
-	got, zombie, err := ProcStartTime(pid)
-	return err == nil && !zombie && got == start
 }
 
 // ociState is the runtime spec's State of st, as hooks get it on stdin.

@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 // errGone: the process is not there any more, or its PID now belongs to
@@ -29,7 +31,7 @@ func openPidfd(pid int, start uint64) (int, error) {
 		return -1, os.NewSyscallError("pidfd_open", err)
 	}
 	// The pidfd pins the process: if the start time matches now, fd is it.
-	got, _, err := ProcStartTime(pid)
+	got, _, err := proc.StartTime(pid)
 	if err != nil || got != start {
 		unix.Close(fd)
 		return -1, errGone

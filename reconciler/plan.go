@@ -201,10 +201,9 @@ type Planner struct {
 	ChangedFields func(old, new *desired.Container) []string
 }
 
-// Plan is Planner{}.Plan.
-//
-// TODO: wire desired.ChangedFields into the default planner once desired
-// exports it.
+// Plan is Planner{}.Plan: its reasons say "spec changed" without naming
+// fields. The daemon and `reconciled plan` use a Planner with
+// desired.ChangedFields.
 func Plan(want desired.Set, have actual.Set, now time.Time) *Result {
 	return Planner{}.Plan(want, have, now)
 }

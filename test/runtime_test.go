@@ -22,6 +22,7 @@ import (
 
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/executor/waiter"
+	"reconciled.dev/reconciled/internal/proc"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -198,14 +199,7 @@ func (r *rt) runContainer(id string, edit func(*specs.Spec), args ...string) res
 	return r.run("run", "--bundle", b, id)
 }
 
-func alive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(data, ')')
-	return i > 0 && len(data) > i+2 && data[i+2] != 'Z'
-}
+func alive(pid int) bool { return proc.Exists(pid) }
 
 func waitGone(t *testing.T, pid int) {
 	t.Helper()

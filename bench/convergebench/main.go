@@ -20,6 +20,7 @@ import (
 	"reconciled.dev/reconciled/bench/internal/bundle"
 	"reconciled.dev/reconciled/bench/internal/host"
 	"reconciled.dev/reconciled/internal/daemon"
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 func main() {
@@ -522,15 +523,11 @@ func readUsage(pid int) (usage, error) {
 		return u, os.NewSyscallError("clock_gettime", err)
 	}
 	u.cpu = time.Duration(ts.Nano())
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := proc.ReadStat(pid)
 	if err != nil {
 		return u, err
 	}
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	u.ticks = ut + st
+	u.ticks = int64(st.UTime + st.STime)
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return u, err

@@ -21,6 +21,7 @@ import (
 	"reconciled.dev/reconciled/bench/internal/bundle"
 	"reconciled.dev/reconciled/bench/internal/host"
 	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 type runtime struct {
@@ -453,22 +454,11 @@ func descendantPss() (int64, error) {
 		if err != nil {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		st, err := proc.ReadStat(pid)
 		if err != nil {
-			continue
+			continue // exited meanwhile
 		}
-		// Fields after the command name, which is in parentheses.
-		s := string(data)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		parent[pid] = ppid
+		parent[pid] = st.PPID
 	}
 	var total int64
 	for pid := range parent {

@@ -52,7 +52,7 @@ func TestImagePrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A container created from "running" whose manifest is gone.
-	rec, err := json.Marshal(actual.Record{Applied: &desired.Container{Name: "db", Image: reg.Ref("prune/running:1"), ImageDigest: digests["running"]}})
+	rec, err := actual.EncodeRecord(actual.Record{Applied: &desired.Container{Name: "db", Image: reg.Ref("prune/running:1"), ImageDigest: digests["running"]}})
 	if err != nil {
 		t.Fatal(err)
 	}

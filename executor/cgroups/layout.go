@@ -1,14 +1,14 @@
 package cgroups
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
+
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 // Mode is how a host's cgroup hierarchies are laid out.
@@ -82,12 +82,11 @@ func (l Layout) Mode() Mode {
 
 // DetectLayout reads /proc/self/mountinfo.
 func DetectLayout() (Layout, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := proc.Mounts(isCgroup)
 	if err != nil {
 		return Layout{}, err
 	}
-	defer f.Close()
-	return ParseMountinfo(f)
+	return layoutOf(ms)
 }
 
 // ParseMountinfo finds the cgroup mounts in a /proc/PID/mountinfo text.
@@ -95,73 +94,40 @@ func DetectLayout() (Layout, error) {
 // /sys/fs/cgroup wins over others, and the first seen otherwise. It fails
 // when there is no cgroup mount at all.
 func ParseMountinfo(r io.Reader) (Layout, error) {
+	ms, err := proc.ParseMountinfo(r, isCgroup)
+	if err != nil {
+		return Layout{}, fmt.Errorf("mountinfo: %w", err)
+	}
+	return layoutOf(ms)
+}
+
+func isCgroup(m *proc.Mount) bool { return m.FSType == "cgroup" || m.FSType == "cgroup2" }
+
+// layoutOf is the layout of the cgroup mounts ms (see ParseMountinfo).
+func layoutOf(ms []proc.Mount) (Layout, error) {
 	l := Layout{V1: map[string]string{}}
 	preferred := func(p string) bool { return p == "/sys/fs/cgroup" || strings.HasPrefix(p, "/sys/fs/cgroup/") }
 	better := func(old, new string) bool { return old == "" || (!preferred(old) && preferred(new)) }
-	s := bufio.NewScanner(r)
-	s.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	line := 0
-	for s.Scan() {
-		line++
-		// 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-		fields := strings.Fields(s.Text())
-		sep := -1
-		for i := 6; i < len(fields); i++ {
-			if fields[i] == "-" {
-				sep = i
-				break
-			}
-		}
-		if len(fields) < 5 || sep < 0 || sep+3 > len(fields) {
-			return Layout{}, fmt.Errorf("mountinfo line %d: malformed: %q", line, s.Text())
-		}
-		point := unescapeMountinfo(fields[4])
-		fstype := fields[sep+1]
-		super := ""
-		if sep+3 < len(fields) {
-			super = fields[sep+3]
-		}
-		switch fstype {
+	for _, m := range ms {
+		switch m.FSType {
 		case "cgroup2":
-			if better(l.Unified, point) {
-				l.Unified = point
+			if better(l.Unified, m.Mountpoint) {
+				l.Unified = m.Mountpoint
 			}
 		case "cgroup":
-			for _, opt := range strings.Split(super, ",") {
+			for _, opt := range strings.Split(m.VFSOptions, ",") {
 				if v1Controllers[opt] || strings.HasPrefix(opt, "name=") {
-					if better(l.V1[opt], point) {
-						l.V1[opt] = point
+					if better(l.V1[opt], m.Mountpoint) {
+						l.V1[opt] = m.Mountpoint
 					}
 				}
 			}
 		}
 	}
-	if err := s.Err(); err != nil {
-		return Layout{}, fmt.Errorf("reading mountinfo: %w", err)
-	}
 	if l.Mode() == 0 {
 		return Layout{}, errors.New("no cgroup hierarchy is mounted")
 	}
 	return l, nil
-}
-
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // hierarchy is one mounted hierarchy in use by a manager.

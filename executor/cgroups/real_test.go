@@ -18,6 +18,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"reconciled.dev/reconciled/internal/proc"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -403,14 +404,11 @@ func TestRealOOM(t *testing.T) {
 // cpuTicks is utime+stime of pid from /proc/PID/stat.
 func cpuTicks(t *testing.T, pid int) uint64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := proc.ReadStat(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	u, _ := strconv.ParseUint(f[11], 10, 64)
-	s, _ := strconv.ParseUint(f[12], 10, 64)
-	return u + s
+	return st.UTime + st.STime
 }
 
 func testFreeze(t *testing.T, m Manager, frozenFile func() string) {

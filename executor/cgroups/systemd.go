@@ -368,7 +368,7 @@ func (d *Systemd) call(ctx context.Context, op func(*sddbus.Conn) error) error {
 				return err
 			}
 			d.drop(c)
-			d.log.Info("systemd dropped the connection; reconnecting", "error", err)
+			d.log.Info("systemd dropped the connection; reconnecting", "err", err)
 		}
 		if errors.Is(err, errDriverClosed) {
 			return err

@@ -24,6 +24,7 @@ import (
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/executor/cgroups"
 	"reconciled.dev/reconciled/internal/atomicfile"
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 // AnnotationRuntime is the state annotation that names the runtime that
@@ -295,7 +296,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	st.Status = executor.StatusCreated
 	st.Pid = res.m.Pid
 	st.Created = time.Now().UTC()
-	if st.PidStartTime, _, err = executor.ProcStartTime(st.Pid); err != nil {
+	if st.PidStartTime, _, err = proc.StartTime(st.Pid); err != nil {
 		r.run(context.WithoutCancel(ctx), nil, "delete", "--force", id)
 		return fmt.Errorf("create %s: the init (pid %d) is gone: %w", id, st.Pid, err)
 	}
@@ -303,7 +304,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	// The runtime made the cgroup: a reused one's OOM kills are not
 	// this container's.
 	st.OOMKillsAtStart, _ = oomKills(st.CgroupPaths)
-	st.MonitorStartTime, _, _ = executor.ProcStartTime(monPid)
+	st.MonitorStartTime, _, _ = proc.StartTime(monPid)
 	if err := atomicfile.WriteJSON(dir, stateFile, &st, 0o600, atomicfile.SyncDir); err != nil {
 		r.run(context.WithoutCancel(ctx), nil, "delete", "--force", id)
 		return fmt.Errorf("unable to write the state of %s: %w", id, err)
@@ -417,7 +418,7 @@ func (r *Runtime) Wait(ctx context.Context, id string) (*executor.State, error) 
 		if err != nil {
 			return nil, err
 		}
-		if st.Exited || (st.Status == executor.StatusStopped && !alive(st.MonitorPid, st.MonitorStartTime)) {
+		if st.Exited || (st.Status == executor.StatusStopped && !proc.Running(st.MonitorPid, st.MonitorStartTime)) {
 			return st, nil
 		}
 		select {
@@ -454,10 +455,10 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 	// The monitor records the exit and exits.
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	for alive(st.MonitorPid, st.MonitorStartTime) && wctx.Err() == nil {
+	for proc.Running(st.MonitorPid, st.MonitorStartTime) && wctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if alive(st.MonitorPid, st.MonitorStartTime) {
+	if proc.Running(st.MonitorPid, st.MonitorStartTime) {
 		unix.Kill(st.MonitorPid, unix.SIGKILL)
 	}
 	if err := os.RemoveAll(executor.StateDir(r.cfg.StateRoot, id)); err != nil {
@@ -470,7 +471,7 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 // the runtime's state directory without the runtime binary.
 func (r *Runtime) removeWithout(ctx context.Context, id string, st *executor.State) []error {
 	var errs []error
-	if alive(st.Pid, st.PidStartTime) {
+	if proc.Running(st.Pid, st.PidStartTime) {
 		if err := unix.Kill(st.Pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("unable to kill the init of %s: %w", id, err))
 		}
@@ -530,12 +531,4 @@ func runtimeEnv() []string {
 		}
 	}
 	return out
-}
-
-func alive(pid int, start uint64) bool {
-	if pid <= 0 {
-		return false
-	}
-	got, zombie, err := executor.ProcStartTime(pid)
-	return err == nil && !zombie && got == start
 }

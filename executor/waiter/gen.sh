@@ -1,9 +1,12 @@
 #!/bin/sh
 # Assembles waiter_amd64.S and reaper_amd64.S and writes their machine code
-# as Go bytes (zcode_amd64.go). Needs binutils; the generated file is
-# committed so that building reconciled does not.
+# as Go bytes (zcode_amd64.go, or the file named by the first argument,
+# relative to this directory). Needs binutils (as, objcopy) and gofmt
+# ($GOFMT); the generated file is committed so that building reconciled
+# does not. TestGeneratedCode (and `make check-gen`) checks that it matches.
 set -eu
 cd "$(dirname "$0")"
+out=${1:-zcode_amd64.go}
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
 bytes() {
@@ -25,5 +28,5 @@ bytes() {
   echo "var reaperCode = []byte{"
   bytes reaper
   echo "}"
-} > zcode_amd64.go
-gofmt -w zcode_amd64.go
+} > "$out"
+"${GOFMT:-gofmt}" -w "$out"

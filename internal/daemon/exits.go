@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 // exitWatcher holds a pidfd on every live container's init, all in one
@@ -157,7 +158,7 @@ func (w *exitWatcher) addLocked(pw *pidWatch) error {
 		return os.NewSyscallError("pidfd_open", err)
 	}
 	// The pidfd pins the process: if the start time matches now, fd is it.
-	got, _, err := executor.ProcStartTime(pw.pid)
+	got, _, err := proc.StartTime(pw.pid)
 	if err != nil {
 		unix.Close(fd)
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -503,8 +502,8 @@ func ImageUsers(state string) (map[string][]string, error) {
 		if err != nil {
 			continue // removed meanwhile
 		}
-		var r actual.Record
-		if json.Unmarshal(data, &r) != nil || r.Applied == nil || r.Applied.ImageDigest == "" {
+		r, err := actual.DecodeRecord(data)
+		if err != nil || r.Applied == nil || r.Applied.ImageDigest == "" {
 			continue
 		}
 		out[r.Applied.ImageDigest] = append(out[r.Applied.ImageDigest], name)

@@ -4,8 +4,9 @@
 // executor's root filesystem setup (executor/internal/rootfs), the image
 // layer unpacker and mounter (image/layer) and the image store (image)
 // share: EINTR retries, openat and openat2 with O_CLOEXEC and path errors,
-// the kernel's messages of a filesystem context, and the names of file
-// types; and the kernel facts several packages need: Linux's signal names
+// the kernel's messages of a filesystem context, the names of file types,
+// a small read of a procfs or cgroupfs file (ReadSmall), and the stamp of
+// a stat that tells whether a file or directory changed (Stamp); and the kernel facts several packages need: Linux's signal names
 // and numbers (ParseSignal, SignalName: the one table of them) and which
 // namespace holds a sysctl (SysctlNamespace). It is a leaf: it imports
 // nothing of this module.
@@ -64,6 +65,36 @@ func Openat2(dirfd int, path string, how *unix.OpenHow) (int, error) {
 		return -1, &os.PathError{Op: "openat2", Path: path, Err: err}
 	}
 	return fd, nil
+}
+
+// ReadSmall reads what fits of a small file (procfs, cgroupfs) into buf
+// with three syscalls, where os.ReadFile makes seven and allocates. Its
+// error is an *os.PathError naming path.
+func ReadSmall(path string, buf []byte) (int, error) {
+	// Loops rather than IgnoringEINTR: a closure would move fd and n to
+	// the heap, and the daemon calls this for every container often.
+	var fd int
+	var err error
+	for {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return 0, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	for {
+		n, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 0, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		return n, nil
+	}
 }
 
 // FsLog reads the messages the kernel left in a filesystem context (an

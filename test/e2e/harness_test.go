@@ -14,6 +14,7 @@ import (
 
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/internal/daemon"
+	"reconciled.dev/reconciled/internal/proc"
 	"reconciled.dev/reconciled/internal/testutil"
 	"reconciled.dev/reconciled/internal/testutil/daemontest"
 )
@@ -322,7 +323,7 @@ func (e *env) waitSeen(file, hash string) *report {
 func manifest(name, command, extra string) string { return daemontest.Manifest(name, command, extra) }
 
 // alive says whether pid runs (not a zombie).
-func alive(pid int) bool { return testutil.Alive(pid) }
+func alive(pid int) bool { return proc.Exists(pid) }
 
 // cgroupDir is the directory of pid's cgroup in the v1 controller ctrl (or
 // the unified hierarchy when ctrl is ""), from /proc/PID/cgroup.

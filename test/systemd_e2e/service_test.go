@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/proc"
 	"reconciled.dev/reconciled/internal/testutil"
 	"reconciled.dev/reconciled/internal/testutil/daemontest"
 	"reconciled.dev/reconciled/test/systemdtest"
@@ -632,7 +633,7 @@ func writeFile(t *testing.T, path, text string) {
 	}
 }
 
-func alive(pid int) bool { return testutil.Alive(pid) }
+func alive(pid int) bool { return proc.Exists(pid) }
 
 func containsLine(s, line string) bool {
 	for _, l := range strings.Split(s, "\n") {

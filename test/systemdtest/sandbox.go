@@ -1,7 +1,6 @@
 package systemdtest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -22,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"reconciled.dev/reconciled/internal/proc"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -542,26 +542,13 @@ func hostHierarchies() (hostLayout, error) {
 	if err != nil {
 		return hostLayout{}, err
 	}
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := proc.Mounts(func(m *proc.Mount) bool { return filepath.Dir(m.Mountpoint) == "/sys/fs/cgroup" })
 	if err != nil {
 		return hostLayout{}, err
 	}
-	defer f.Close()
 	var l hostLayout
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i := 6; i < len(fields); i++ {
-			if fields[i] == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+3 >= len(fields) || filepath.Dir(fields[4]) != "/sys/fs/cgroup" {
-			continue
-		}
-		root, point, fstype := fields[3], fields[4], fields[sep+1]
+	for _, m := range ms {
+		root, point, fstype := m.Root, m.Mountpoint, m.FSType
 		h := hierarchy{base: filepath.Base(point)}
 		key := ""
 		switch fstype {
@@ -569,7 +556,7 @@ func hostHierarchies() (hostLayout, error) {
 			h.v2 = true
 		case "cgroup":
 			var opts []string
-			for _, o := range strings.Split(fields[sep+3], ",") {
+			for _, o := range strings.Split(m.VFSOptions, ",") {
 				if o == "rw" || o == "ro" || strings.Contains(o, "=") && !strings.HasPrefix(o, "name=") {
 					continue
 				}
@@ -599,9 +586,6 @@ func hostHierarchies() (hostLayout, error) {
 		h.current = filepath.Join(point, rel)
 		l.mounts = append(l.mounts, h)
 	}
-	if err := sc.Err(); err != nil {
-		return hostLayout{}, err
-	}
 	l.links = map[string]string{}
 	entries, _ := os.ReadDir("/sys/fs/cgroup")
 	for _, e := range entries {
@@ -618,19 +602,15 @@ func hostHierarchies() (hostLayout, error) {
 // ownCgroups maps each hierarchy ("cpu,cpuacct" sorted, "name=systemd", ""
 // for cgroup2) to this process's cgroup in it.
 func ownCgroups() (map[string]string, error) {
-	b, err := os.ReadFile("/proc/self/cgroup")
+	cgs, err := proc.Cgroups(0)
 	if err != nil {
 		return nil, err
 	}
-	m := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		names := strings.Split(parts[1], ",")
+	m := make(map[string]string, len(cgs))
+	for ctrls, path := range cgs {
+		names := strings.Split(ctrls, ",")
 		sort.Strings(names)
-		m[strings.Join(names, ",")] = parts[2]
+		m[strings.Join(names, ",")] = path
 	}
 	return m, nil
 }
@@ -638,23 +618,14 @@ func ownCgroups() (map[string]string, error) {
 // checkCgroupfsWritable fails when the host's /sys/fs/cgroup (or a mount
 // on it) is mounted read-only: what an uncontained systemd does.
 func checkCgroupfsWritable() error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := proc.Mounts(func(m *proc.Mount) bool { return m.Mountpoint == "/sys/fs/cgroup" })
 	if err != nil {
 		return err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 6 || f[4] != "/sys/fs/cgroup" {
-			continue
-		}
-		ro := strings.HasPrefix(f[5], "ro,") || f[5] == "ro"
-		for i := 6; i+3 < len(f); i++ {
-			if f[i] == "-" && (strings.HasPrefix(f[i+3], "ro,") || f[i+3] == "ro") {
-				ro = true
-			}
-		}
-		if ro {
-			return fmt.Errorf("/sys/fs/cgroup is mounted read-only on the host: %s", line)
+	ro := func(opts string) bool { return opts == "ro" || strings.HasPrefix(opts, "ro,") }
+	for _, m := range ms {
+		if ro(m.Options) || ro(m.VFSOptions) {
+			return fmt.Errorf("/sys/fs/cgroup is mounted read-only on the host: %+v", m)
 		}
 	}
 	return nil

@@ -3,15 +3,15 @@
 package rootfs
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"os"
 	"path"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 // hostCgroupRoot is where the host's cgroup hierarchies are mounted.
@@ -48,7 +48,7 @@ func (m *mounter) mountCgroup(sm specs.Mount, dest string, mo mountOptions) erro
 		if cgroupns || !(errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY)) {
 			return err
 		}
-		own, err := ownCgroups()
+		own, err := proc.Cgroups(0)
 		if err != nil {
 			return err
 		}
@@ -87,7 +87,7 @@ func (m *mounter) mountCgroupV1(dest string, mo mountOptions, cgroupns bool) err
 	if err != nil {
 		return err
 	}
-	own, err := ownCgroups()
+	own, err := proc.Cgroups(0)
 	if err != nil {
 		return err
 	}
@@ -156,23 +156,18 @@ var cgroupGenericOptions = map[string]bool{
 }
 
 func cgroupHierarchies() ([]cgroupHierarchy, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := proc.Mounts(func(m *proc.Mount) bool {
+		return (m.FSType == "cgroup" || m.FSType == "cgroup2") && path.Dir(m.Mountpoint) == hostCgroupRoot
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	var hs []cgroupHierarchy
 	seen := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		mi, ok := parseMountinfoLine(sc.Text())
-		if !ok || (mi.fstype != "cgroup" && mi.fstype != "cgroup2") || path.Dir(mi.mountpoint) != hostCgroupRoot {
-			continue
-		}
-		h := cgroupHierarchy{name: path.Base(mi.mountpoint), mountpoint: mi.mountpoint, root: mi.root}
-		if mi.fstype == "cgroup" {
-			for _, o := range strings.Split(mi.superOptions, ",") {
+	for _, mi := range ms {
+		h := cgroupHierarchy{name: path.Base(mi.Mountpoint), mountpoint: mi.Mountpoint, root: mi.Root}
+		if mi.FSType == "cgroup" {
+			for _, o := range strings.Split(mi.VFSOptions, ",") {
 				if !cgroupGenericOptions[o] && !strings.HasPrefix(o, "release_agent=") {
 					h.controllers = append(h.controllers, o)
 				}
@@ -185,28 +180,5 @@ func cgroupHierarchies() ([]cgroupHierarchy, error) {
 		seen[h.name] = true
 		hs = append(hs, h)
 	}
-	return hs, sc.Err()
-}
-
-// ownCgroups reads /proc/self/cgroup: the cgroup path of this process by
-// controller list as the hierarchy's super options name it (sorted as the
-// kernel prints them), "" for cgroup2.
-func ownCgroups() (map[string]string, error) {
-	data, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return nil, err
-	}
-	return parseProcCgroup(string(data)), nil
-}
-
-func parseProcCgroup(s string) map[string]string {
-	out := map[string]string{}
-	for _, line := range strings.Split(s, "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		out[parts[1]] = parts[2]
-	}
-	return out
+	return hs, nil
 }

@@ -3,7 +3,6 @@
 package rootfs
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/internal/proc"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -236,44 +236,37 @@ func (c *container) run(script string, wantRC int) string {
 // mount namespace.
 func checkNoLeakedMounts(t *testing.T, dir string) {
 	t.Cleanup(func() {
-		f, err := os.Open("/proc/self/mountinfo")
+		ms, err := proc.Mounts(func(m *proc.Mount) bool { return isUnder(m.Mountpoint, dir) })
 		if err != nil {
 			t.Error(err)
-			return
 		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			mi, ok := parseMountinfoLine(sc.Text())
-			if ok && isUnder(mi.mountpoint, dir) {
-				t.Errorf("host mount table has %s, under the test's directory %s", mi.mountpoint, dir)
-			}
-		}
-		if err := sc.Err(); err != nil {
-			t.Error(err)
+		for _, m := range ms {
+			t.Errorf("host mount table has %s, under the test's directory %s", m.Mountpoint, dir)
 		}
 	})
 }
 
-// mountsIn parses the mountinfo text a container printed and returns the
-// entries by mount point (the last one wins, as the kernel shows it).
+// mountsIn parses the mountinfo text a container printed (among other
+// lines) and returns the entries by mount point (the last one wins, as the
+// kernel shows it).
 func mountsIn(t *testing.T, text string) map[string]mountinfoEntry {
 	t.Helper()
 	out := map[string]mountinfoEntry{}
 	for _, line := range strings.Split(text, "\n") {
-		fields := strings.Fields(line)
-		mi, ok := parseMountinfoLine(line)
-		if !ok {
+		m, err := proc.ParseMountinfoLine(line)
+		if err != nil {
 			continue
 		}
-		out[mi.mountpoint] = mountinfoEntry{mountinfo: mi, options: fields[5]}
+		out[m.Mountpoint] = mountinfoEntry{root: m.Root, mountpoint: m.Mountpoint, shared: m.Shared(), fstype: m.FSType, options: m.Options}
 	}
 	return out
 }
 
 type mountinfoEntry struct {
-	mountinfo
-	options string // per-mount options: "ro,nosuid,nodev,relatime"
+	root, mountpoint string
+	shared           bool
+	fstype           string
+	options          string // per-mount options: "ro,nosuid,nodev,relatime"
 }
 
 func (e mountinfoEntry) has(opt string) bool {

@@ -3,16 +3,16 @@
 package rootfs
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 // Setup prepares the container's root filesystem from spec and pivots into
@@ -230,26 +230,13 @@ func readonlyBelow(root *os.File, self bool) error {
 	if stx.Mask&unix.STATX_MNT_ID == 0 {
 		return errors.New("the kernel does not report mount IDs (statx STATX_MNT_ID, Linux 5.8)")
 	}
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := proc.Mounts(func(m *proc.Mount) bool { return uint64(m.Parent) == stx.Mnt_id && m.ID != m.Parent })
 	if err != nil {
 		return err
 	}
-	defer f.Close()
 	var children []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		parent, err := strconv.ParseUint(fields[1], 10, 64)
-		if err == nil && parent == stx.Mnt_id && fields[0] != fields[1] {
-			children = append(children, unescapeMountinfo(fields[4]))
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read mountinfo: %w", err)
+	for _, m := range ms {
+		children = append(children, m.Mountpoint)
 	}
 	for _, c := range children {
 		mnt, err := os.OpenFile(c, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -269,29 +256,19 @@ func readonlyBelow(root *os.File, self bool) error {
 // shared: pivot_root(2) fails with EINVAL when the new root's parent mount
 // is shared, and a bind under a shared mount would propagate to the host.
 func parentMountPrivate(path string) error {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return err
 	}
-	best, shared := "", false
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		mi, ok := parseMountinfoLine(sc.Text())
-		if !ok {
-			continue
-		}
-		if isUnder(real, mi.mountpoint) && len(mi.mountpoint) >= len(best) {
-			best, shared = mi.mountpoint, mi.shared
-		}
+	ms, err := proc.Mounts(func(m *proc.Mount) bool { return isUnder(real, m.Mountpoint) })
+	if err != nil {
+		return err
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read mountinfo: %w", err)
+	best, shared := "", false
+	for _, m := range ms {
+		if len(m.Mountpoint) >= len(best) {
+			best, shared = m.Mountpoint, m.Shared()
+		}
 	}
 	if !shared {
 		return nil
@@ -302,62 +279,6 @@ func parentMountPrivate(path string) error {
 func isUnder(path, dir string) bool {
 	return dir == "/" || path == dir || strings.HasPrefix(path, dir+"/")
 }
-
-// mountinfo is one line of /proc/self/mountinfo, as much as this package
-// needs.
-type mountinfo struct {
-	root, mountpoint string
-	shared           bool
-	fstype, source   string
-	superOptions     string
-}
-
-func parseMountinfoLine(line string) (mountinfo, bool) {
-	fields := strings.Fields(line)
-	sep := -1
-	for i, f := range fields {
-		if f == "-" {
-			sep = i
-			break
-		}
-	}
-	if sep < 6 || len(fields) < sep+4 {
-		return mountinfo{}, false
-	}
-	mi := mountinfo{
-		root:         unescapeMountinfo(fields[3]),
-		mountpoint:   unescapeMountinfo(fields[4]),
-		fstype:       fields[sep+1],
-		source:       unescapeMountinfo(fields[sep+2]),
-		superOptions: fields[sep+3],
-	}
-	for _, opt := range fields[6:sep] {
-		if strings.HasPrefix(opt, "shared:") {
-			mi.shared = true
-		}
-	}
-	return mi, true
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for space, ...) of
-// mountinfo fields.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // pivotRoot makes root the process's "/" with runc's pivot_root(".", ".")
 // trick: no directory for the old root is needed; the old root ends up

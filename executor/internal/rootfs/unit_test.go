@@ -69,31 +69,6 @@ func TestMsFlagsRoundTrip(t *testing.T) {
 	}
 }
 
-func TestParseMountinfo(t *testing.T) {
-	mi, ok := parseMountinfoLine(`36 35 98:0 /mnt\0401 /mnt/a\040b rw,noatime master:1 shared:7 - ext3 /dev/root rw,errors=continue`)
-	if !ok {
-		t.Fatal("not parsed")
-	}
-	want := mountinfo{root: "/mnt 1", mountpoint: "/mnt/a b", shared: true, fstype: "ext3", source: "/dev/root", superOptions: "rw,errors=continue"}
-	if mi != want {
-		t.Errorf("got %+v, want %+v", mi, want)
-	}
-	if _, ok := parseMountinfoLine("garbage"); ok {
-		t.Error("garbage parsed")
-	}
-	if got := unescapeMountinfo(`a\134b\01`); got != `a\b\01` {
-		t.Errorf("unescape: %q", got)
-	}
-}
-
-func TestParseProcCgroup(t *testing.T) {
-	got := parseProcCgroup("12:cpu,cpuacct:/a\n1:name=systemd:/b\n0::/c\n")
-	want := map[string]string{"cpu,cpuacct": "/a", "name=systemd": "/b", "": "/c"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %v", got)
-	}
-}
-
 // resolveTree makes a directory tree with symlinks that try to leave it.
 func resolveTree(t *testing.T) (root *os.File, dir, outside string) {
 	t.Helper()
