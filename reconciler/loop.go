@@ -129,6 +129,10 @@ type Config struct {
 	// changed it, and after each change a worker makes. It is called
 	// without the loop's lock and must not block.
 	OnStatus func()
+	// OnEvent, when set, is called from the worker for each action it
+	// begins, each that fails and each stop that times out (Event). It
+	// must not block.
+	OnEvent func(Event)
 }
 
 // Loop runs plans: it observes, plans and executes, one container's action
@@ -581,12 +585,15 @@ func (l *Loop) process(ctx context.Context, name string) {
 		st.Phase, st.Reason = a.Phase(), a.Reason
 		l.setStatus(st)
 		log.Info(string(a.Kind), "reason", a.Reason)
+		l.emit(Event{Container: name, Kind: EventBegin, Action: a.Kind, Reason: a.Reason})
 		if err := l.do(ctx, a, have); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			st.Reason = fmt.Sprintf("failed to %s: %v", a.Kind, err)
-			if errors.Is(err, ErrTerminal) {
+			terminal := errors.Is(err, ErrTerminal)
+			l.emit(Event{Container: name, Kind: EventFailed, Action: a.Kind, Err: err, Terminal: terminal})
+			if terminal {
 				log.Error("action failed, not retried", "action", a.Kind, "err", err)
 				l.queue.Forget(name)
 			} else {
@@ -692,6 +699,7 @@ func (l *Loop) stop(ctx context.Context, a Action, rec actual.Record) error {
 			return context.Cause(ctx)
 		}
 		l.log.Info("stop timed out, killing", "container", name, "signal", a.Signal, "timeout", a.Timeout)
+		l.emit(Event{Container: name, Kind: EventStopTimedOut, Action: Stop, Signal: a.Signal, Timeout: a.Timeout})
 		killErr = ex.Kill(ctx, name, unix.SIGKILL, true)
 	}
 	if err := ex.Wait(ctx, name); err != nil {

@@ -277,7 +277,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	events := newEventLog()
-	log := slog.New(&eventHandler{next: cfg.Logger.Handler(), log: events})
+	log := cfg.Logger
 
 	if err := shareRootfsDir(filepath.Join(cfg.State, "rootfs")); err != nil {
 		return fmt.Errorf("unable to prepare the image root filesystems' directory: %w", err)
@@ -344,6 +344,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Workers:        cfg.Parallel,
 		Resync:         cfg.Resync,
 		OnStatus:       func() { pub.Kick() },
+		OnEvent:        events.fromLoop,
 	})
 	pub = newPublisher(loop, events, last, layout, cfg.Manifests, log)
 	pub.cgroupDriver, pub.logDriver, pub.onStatus = drv.Name(), cfg.LogDriver, notify.SetStatus

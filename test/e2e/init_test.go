@@ -177,3 +177,34 @@ func TestInitEveryRoot(t *testing.T) {
 		t.Errorf("a stop timed out:\n%s", log)
 	}
 }
+
+// A stop that times out and ends in SIGKILL is an event of the container
+// that says so and names the fix, init: true.
+func TestStopTimeoutEventSuggestsInit(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	name := e.name("deaf")
+	stop := "  stop: {signal: SIGTERM, timeout: 1s}\n"
+	// sleep as PID 1 has no handler for SIGTERM: the kernel drops it.
+	e.write("deaf.yaml", strings.Replace(initManifest(name, "echo one; exec sleep 100000", stop), "  init: true\n", "", 1))
+	old := e.waitRunning(name, 30*time.Second)
+	e.waitLogs(name, "one")
+	e.write("deaf.yaml", strings.Replace(initManifest(name, "echo two; exec sleep 100000", stop), "  init: true\n", "", 1))
+	e.waitFor(name+" recreated", 30*time.Second, func(r *report) bool {
+		c := r.Get(name)
+		return c != nil && c.Phase == "running" && c.Pid != old.Pid
+	})
+	var found bool
+	for _, ev := range e.statusOf(name).Events {
+		if ev.Action == "stop" && strings.Contains(ev.Reason, "stop timed out") && strings.Contains(ev.Reason, "SIGKILL") && strings.Contains(ev.Reason, "init: true") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no event says the stop timed out and suggests init: true: %+v", e.statusOf(name).Events)
+	}
+	out, err := exec.Command(bin, "status", "--state", e.state, name).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "init: true") {
+		t.Errorf("status %s: %v\n%s", name, err, out)
+	}
+}
