@@ -276,8 +276,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("unable to create the log directory: %w", err)
 	}
 
-	events := newEventLog()
 	log := cfg.Logger
+	events := newEventLog()
+	if err := events.persistTo(layout.EventsDir(), log); err != nil {
+		log.Warn("container events will not survive a restart", "err", err)
+	}
 
 	if err := shareRootfsDir(filepath.Join(cfg.State, "rootfs")); err != nil {
 		return fmt.Errorf("unable to prepare the image root filesystems' directory: %w", err)

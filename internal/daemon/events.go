@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -30,6 +31,10 @@ type eventLog struct {
 	byName  map[string][]Event
 	lastErr map[string]string
 	changed func() // called (without the lock) after each new event
+	// dir, when set (persistTo), keeps each container's events in a file;
+	// storeLog reports what cannot be written there.
+	dir      string
+	storeLog *slog.Logger
 }
 
 func newEventLog() *eventLog {
@@ -48,6 +53,7 @@ func (l *eventLog) add(name string, e Event) {
 		evs = slices.Delete(evs, 0, len(evs)-MaxEvents)
 	}
 	l.byName[name] = evs
+	l.save(name, evs)
 	if e.Action == "failed" {
 		l.lastErr[name] = e.Reason
 	}
@@ -90,6 +96,7 @@ func (l *eventLog) forget(name string) {
 	defer l.mu.Unlock()
 	delete(l.byName, name)
 	delete(l.lastErr, name)
+	l.unsave(name)
 }
 
 // fromLoop records what the loop reports (reconciler.Config.OnEvent) as
