@@ -146,29 +146,39 @@ func TestInitEveryRoot(t *testing.T) {
 		}
 	}
 	const cmd = "echo ready; exec sleep 100000"
-	host, img, plain := e.name("host"), e.name("image"), e.name("dir")
+	host, img, plain, hooked := e.name("host"), e.name("image"), e.name("dir"), e.name("hooked")
 	stop := "  stop: {signal: SIGTERM, timeout: 30s}\n"
 	e.write("host.yaml", initManifest(host, cmd, stop))
+	// A startContainer hook makes the Go init wait and exec the init itself
+	// (no waiter).
+	e.write("hooked.yaml", initManifest(hooked, cmd, stop+"  oci: {hooks: {startContainer: [{path: /bin/true}]}}\n"))
 	e.write("image.yaml", fmt.Sprintf("apiVersion: reconciled.dev/v1\nkind: Container\nmetadata: {name: %s}\nspec:\n  image: %s\n  command: [/bin/sh, -c, %q]\n  init: true\n%s",
 		img, reg.Ref("e2e/init:1"), cmd, stop))
 	e.write("dir.yaml", strings.Replace(initManifest(plain, cmd, stop), "root: {path: /, readonly: true}", "root: {path: "+dir+", readonly: true}", 1))
 	e.start()
-	names := []string{host, img, plain}
+	names := []string{host, img, plain, hooked}
 	r := e.client().WaitRunning(t, 60*time.Second, names...)
 	for _, n := range names {
 		e.waitLogs(n, "ready")
-		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", r.Get(n).Pid)); err != nil || !strings.Contains(exe, "memfd:reconciled-init") {
+		pid := r.Get(n).Pid
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err != nil || !strings.Contains(exe, "memfd:reconciled-init") {
 			t.Errorf("PID 1 of %s runs %q (%v), want the init's memfd", n, exe, err)
+		}
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		for _, l := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(l, "VmRSS:") {
+				t.Logf("%s: the init's %s", n, strings.Join(strings.Fields(l), " "))
+			}
 		}
 	}
 	start := time.Now()
-	for _, f := range []string{"host.yaml", "image.yaml", "dir.yaml"} {
+	for _, f := range []string{"host.yaml", "image.yaml", "dir.yaml", "hooked.yaml"} {
 		if err := os.Remove(filepath.Join(e.manifests, f)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	e.waitFor("all gone", 45*time.Second, func(r *report) bool {
-		return r.Get(host) == nil && r.Get(img) == nil && r.Get(plain) == nil
+		return r.Get(host) == nil && r.Get(img) == nil && r.Get(plain) == nil && r.Get(hooked) == nil
 	})
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("the stops took %s (timeout 30s): SIGTERM did not reach the commands", d.Round(time.Millisecond))
