@@ -519,6 +519,8 @@ func checkSpec(s, orig *specs.Spec) *ociError {
 		return &ociError{path: []string{"annotations", AnnotationName}, msg: "annotation " + AnnotationName + " is reserved"}
 	case s.Annotations[AnnotationRuntime] != orig.Annotations[AnnotationRuntime]:
 		return &ociError{path: []string{"annotations", AnnotationRuntime}, msg: "annotation " + AnnotationRuntime + " is reserved (use spec.runtime)"}
+	case s.Annotations[AnnotationInit] != orig.Annotations[AnnotationInit]:
+		return &ociError{path: []string{"annotations", AnnotationInit}, msg: "annotation " + AnnotationInit + " is reserved (use spec.init: true)"}
 	case s.Annotations[AnnotationSpecHash] != "":
 		return &ociError{path: []string{"annotations", AnnotationSpecHash}, msg: "annotation " + AnnotationSpecHash + " is reserved"}
 	}
@@ -575,6 +577,9 @@ func runtimeAnnotations(m *Manifest) map[string]string {
 	a := map[string]string{AnnotationName: m.Metadata.Name}
 	if m.Spec.Runtime != "" && m.Spec.Runtime != RuntimeNative {
 		a[AnnotationRuntime] = m.Spec.Runtime
+	}
+	if m.Spec.Init {
+		a[AnnotationInit] = "true"
 	}
 	return a
 }

@@ -23,6 +23,9 @@ const (
 	// mounts its root filesystem from them at create).
 	AnnotationImage       = "dev.reconciled.image"
 	AnnotationImageDigest = "dev.reconciled.image-digest"
+	// AnnotationInit, "true", asks the native executor to run the process
+	// under its own init (spec.init); see executor.InitAnnotation.
+	AnnotationInit = "dev.reconciled.init"
 )
 
 // Limits of the loader.
@@ -79,6 +82,9 @@ type ManifestSpec struct {
 	// Runtime is spec.runtime: RuntimeNative (default), RuntimeRunc,
 	// RuntimeCrun, or the name of a runtime the daemon is configured with.
 	Runtime string `json:"runtime"`
+	// Init is spec.init: a tiny PID 1 (executor/waiter's init) runs the
+	// command as its child, forwards it every signal and reaps orphans.
+	Init bool `json:"init,omitempty"`
 	// OCI is the runtime-spec fragment as JSON (nil when absent); it is
 	// merged over the generated spec as an RFC 7396 merge patch.
 	OCI json.RawMessage `json:"oci,omitempty"`

@@ -483,7 +483,7 @@ func (p *parser) strList(n *yaml.Node, at string) ([]string, []*yaml.Node, bool)
 var (
 	topFields       = []string{"apiVersion", "kind", "metadata", "spec"}
 	metadataFields  = []string{"name", "labels"}
-	specFields      = []string{"image", "imagePullPolicy", "root", "command", "args", "env", "workingDir", "user", "hostname", "network", "mounts", "resources", "capabilities", "restart", "stop", "runtime", "oci"}
+	specFields      = []string{"image", "imagePullPolicy", "root", "command", "args", "env", "workingDir", "user", "hostname", "network", "mounts", "resources", "capabilities", "restart", "stop", "runtime", "init", "oci"}
 	rootFields      = []string{"path", "readonly"}
 	mountFields     = []string{"type", "source", "target", "readonly", "size", "options"}
 	resourcesFields = []string{"memory", "cpu", "pids"}
@@ -801,6 +801,10 @@ func (p *parser) spec(n *yaml.Node, m *Manifest) {
 				p.errorf(p.deref(f.val), "spec.runtime", "%q is not a runtime name (use native, runc, crun or a name given to the daemon with --runtime NAME=PATH: lower-case letters, digits, '-' and '_', at most 63)", v)
 			}
 		}
+	}
+
+	if f, ok := sp["init"]; ok {
+		p.initField(f, s)
 	}
 
 	if f, ok := sp["oci"]; ok {

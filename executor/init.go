@@ -40,6 +40,9 @@ func runInit() {
 		os.Exit(1)
 	}
 	path, argv, env, err := cfg.exec()
+	if err == nil {
+		path, argv, err = setupInit(cfg.Spec, path, argv)
+	}
 	if err != nil {
 		sendMessage(sock, message{Error: err.Error()})
 		os.Exit(1)
@@ -89,7 +92,7 @@ func runInit() {
 		fail(err)
 	}
 	// Success closes w (close-on-exec): start reads EOF with no message.
-	err = unix.Exec(path, argv, env)
+	err = execProcess(path, argv, env)
 	fail(fmt.Errorf("exec %s: %w", argv[0], err))
 }
 
@@ -120,6 +123,9 @@ func execWaiter(stateDirFd int, path string, argv, env []string) error {
 	}
 	if _, err := unix.FcntlInt(3, unix.F_SETFD, 0); err != nil {
 		return undo(os.NewSyscallError("fcntl", err))
+	}
+	if err := passInitFd(path, argv); err != nil {
+		return undo(err)
 	}
 	// Through /proc when the container has one, so that syscall.Exec gives
 	// back the RLIMIT_NOFILE the Go runtime raised at start (as the Go

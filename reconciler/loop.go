@@ -12,11 +12,9 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/actual"
 	"reconciled.dev/reconciled/desired"
-	"reconciled.dev/reconciled/internal/sys"
 )
 
 // Executor is what the loop needs from the container runtime. IDs are
@@ -129,6 +127,10 @@ type Config struct {
 	// changed it, and after each change a worker makes. It is called
 	// without the loop's lock and must not block.
 	OnStatus func()
+	// OnEvent, when set, is called from the worker for each action it
+	// begins, each that fails and each stop that times out (Event). It
+	// must not block.
+	OnEvent func(Event)
 }
 
 // Loop runs plans: it observes, plans and executes, one container's action
@@ -581,12 +583,15 @@ func (l *Loop) process(ctx context.Context, name string) {
 		st.Phase, st.Reason = a.Phase(), a.Reason
 		l.setStatus(st)
 		log.Info(string(a.Kind), "reason", a.Reason)
+		l.emit(Event{Container: name, Kind: EventBegin, Action: a.Kind, Reason: a.Reason})
 		if err := l.do(ctx, a, have); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			st.Reason = fmt.Sprintf("failed to %s: %v", a.Kind, err)
-			if errors.Is(err, ErrTerminal) {
+			terminal := errors.Is(err, ErrTerminal)
+			l.emit(Event{Container: name, Kind: EventFailed, Action: a.Kind, Err: err, Terminal: terminal})
+			if terminal {
 				log.Error("action failed, not retried", "action", a.Kind, "err", err)
 				l.queue.Forget(name)
 			} else {
@@ -661,58 +666,6 @@ func (l *Loop) do(ctx context.Context, a Action, have *actual.Container) error {
 		return wrap(l.cfg.Recorder.Record(ctx, name, rec), "record", name)
 	}
 	return fmt.Errorf("unknown action %q: %w", a.Kind, ErrTerminal)
-}
-
-// stop sends the stop signal, waits up to the timeout, then SIGKILLs every
-// process in the cgroup and waits for the init to go.
-func (l *Loop) stop(ctx context.Context, a Action, rec actual.Record) error {
-	name, ex := a.Container, l.cfg.Executor
-	sig, err := parseSignal(a.Signal)
-	if err != nil {
-		return err
-	}
-	if a.All {
-		return wrap(ex.Kill(ctx, name, sig, true), "kill the processes of", name)
-	}
-	if rec.StopRequested.IsZero() {
-		rec.StopRequested = l.cfg.Now()
-		if err := l.cfg.Recorder.Record(ctx, name, rec); err != nil {
-			return fmt.Errorf("unable to record the stop of container %s: %w", name, err)
-		}
-	}
-	killErr := ex.Kill(ctx, name, sig, sig == unix.SIGKILL)
-	if sig != unix.SIGKILL {
-		wctx, cancel := context.WithTimeout(ctx, a.Timeout)
-		err := ex.Wait(wctx, name)
-		cancel()
-		if err == nil {
-			return nil // the kill error, if any, was about a process already gone
-		}
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		l.log.Info("stop timed out, killing", "container", name, "signal", a.Signal, "timeout", a.Timeout)
-		killErr = ex.Kill(ctx, name, unix.SIGKILL, true)
-	}
-	if err := ex.Wait(ctx, name); err != nil {
-		if ctx.Err() != nil {
-			err = context.Cause(ctx)
-		}
-		return errors.Join(wrap(killErr, "kill", name),
-			fmt.Errorf("container %s did not exit: %w", name, err))
-	}
-	return nil
-}
-
-// parseSignal reads a stop signal with sys.ParseSignal, the parser that
-// validated it in the manifest ("SIGTERM", "TERM", "15", "SIGRTMIN+3"); a
-// signal it does not know is terminal: another try would not know it either.
-func parseSignal(s string) (syscall.Signal, error) {
-	sig, err := sys.ParseSignal(s)
-	if err != nil {
-		return 0, fmt.Errorf("stop signal: %w: %w", err, ErrTerminal)
-	}
-	return sig, nil
 }
 
 func wrap(err error, what, name string) error {

@@ -127,10 +127,9 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if err != nil {
 			return fail(err)
 		}
-		st.Status = executor.PausedStatus(st) // "paused" for a frozen one, as runc says
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(st); err != nil {
+		if err := enc.Encode(reported(st)); err != nil {
 			return fail(err)
 		}
 		return 0
@@ -192,6 +191,9 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			return 2
 		}
 		sts, err := executor.List(*root)
+		for i, st := range sts {
+			sts[i] = reported(st)
+		}
 		if *format == "json" {
 			if sts == nil {
 				sts = []*executor.State{}
@@ -203,7 +205,7 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tPID\tSTATUS\tBUNDLE\tCREATED")
 			for _, s := range sts {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", s.ID, s.Pid, executor.PausedStatus(s), s.Bundle, s.Created.Local().Format(time.RFC3339))
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", s.ID, s.Pid, s.Status, s.Bundle, s.Created.Local().Format(time.RFC3339))
 			}
 			tw.Flush()
 		}

@@ -14,7 +14,8 @@
 // the same way at each exec; with no_new_privs they cannot grow).
 //
 // It must stay that small: no allocation, no libc, no other system call
-// than openat, close, execve, write and exit_group.
+// than openat, close, execve, write and exit_group (and fcntl and execveat
+// to exec the init).
 //
 // The reaper (reaper_amd64.S) is its counterpart for the monitor: once a
 // container is created, its monitor execs the reaper, which waits for the
@@ -24,8 +25,17 @@
 // Go runtime. Its system calls: wait4, clock_gettime, pread64, openat,
 // write, fsync, close, renameat, exit_group.
 //
-// Only amd64 has a waiter and a reaper so far; elsewhere Available and
-// ReaperAvailable are false and the Go init and monitor wait themselves.
+// The init (init_amd64.S) is the PID 1 of a container whose manifest says
+// init: true, as docker's --init (tini) is: it forks the user program,
+// forwards it every signal, reaps orphans and exits as the program did
+// (128+N when signal N killed it). The waiter execs it from a memfd instead
+// of the user program; in the container it exists only as a sealed memfd.
+// Its system calls: rt_sigprocmask, prctl, fork, rt_sigtimedwait, kill,
+// wait4, execve, write, exit_group.
+//
+// Only amd64 has a waiter, a reaper and an init so far; elsewhere
+// Available and ReaperAvailable are false and the Go init and monitor wait
+// themselves, and InitAvailable is false: init: true is refused there.
 package waiter
 
 //go:generate ./gen.sh

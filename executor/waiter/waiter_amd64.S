@@ -7,6 +7,9 @@
 #   argv[0]   the resolved path of the user program
 #   argv[1..] the user program's argv
 #   envp      the user program's environment
+# With an empty path, argv[1] is the decimal number of an fd holding the
+# init (init_amd64.S): the waiter marks it close-on-exec and execs it,
+# with argv[2..] (the user program's path, then its argv).
 # It opens exec.fifo under fd 3 for writing, close-on-exec, which blocks
 # until start opens the fifo for reading; closes fd 3; and execs the user
 # program, which closes the fifo: start reads EOF and knows the exec
@@ -40,8 +43,43 @@ open_again:
 	mov	rdi, [rbx + 8]			# path
 	lea	rsi, [rbx + 16]			# argv
 	lea	rdx, [rbx + rcx*8 + 16]		# envp
+	cmp	byte ptr [rdi], 0
+	jne	plain
+	mov	r9, rdi				# ""
+	mov	r8, [rsi]			# argv[1]: the init's fd, in decimal
+	add	rsi, 8				# the init's argv: path, argv...
+	xor	edi, edi
+parse_fd:
+	movzx	eax, byte ptr [r8]
+	test	eax, eax
+	jz	exec_init
+	sub	eax, '0'
+	imul	edi, edi, 10
+	add	edi, eax
+	inc	r8
+	jmp	parse_fd
+exec_init:
+	push	rdx
+	push	rsi
+	push	rdi
+	mov	esi, 2				# F_SETFD
+	mov	edx, 1				# FD_CLOEXEC: the user program never sees it
+	mov	eax, 72				# fcntl
+	syscall
+	pop	rdi
+	pop	rsi
+	pop	rdx
+	mov	r10, rdx			# envp
+	mov	rdx, rsi			# argv
+	mov	rsi, r9				# ""
+	mov	r8d, 0x1000			# AT_EMPTY_PATH
+	mov	eax, 322			# execveat
+	syscall
+	jmp	exec_failed
+plain:
 	mov	eax, 59				# execve
 	syscall
+exec_failed:
 	neg	rax
 	mov	r13, rax			# errno
 	mov	edi, r12d

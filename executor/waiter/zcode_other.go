@@ -7,3 +7,5 @@ const machine = 0
 var code []byte
 
 var reaperCode []byte
+
+var initCode []byte

@@ -276,8 +276,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("unable to create the log directory: %w", err)
 	}
 
+	log := cfg.Logger
 	events := newEventLog()
-	log := slog.New(&eventHandler{next: cfg.Logger.Handler(), log: events})
+	if err := events.persistTo(layout.EventsDir(), log); err != nil {
+		log.Warn("container events will not survive a restart", "err", err)
+	}
 
 	if err := shareRootfsDir(filepath.Join(cfg.State, "rootfs")); err != nil {
 		return fmt.Errorf("unable to prepare the image root filesystems' directory: %w", err)
@@ -344,6 +347,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Workers:        cfg.Parallel,
 		Resync:         cfg.Resync,
 		OnStatus:       func() { pub.Kick() },
+		OnEvent:        events.fromLoop,
 	})
 	pub = newPublisher(loop, events, last, layout, cfg.Manifests, log)
 	pub.cgroupDriver, pub.logDriver, pub.onStatus = drv.Name(), cfg.LogDriver, notify.SetStatus

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -9,27 +8,27 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"reconciled.dev/reconciled/actual"
 	"reconciled.dev/reconciled/desired"
+	"reconciled.dev/reconciled/reconciler"
 )
 
-// The loop's log lines about a container become its events; the rest only
-// reach the daemon's log.
-func TestEventHandler(t *testing.T) {
-	var out bytes.Buffer
+// What the loop reports about a container (reconciler.Config.OnEvent)
+// becomes its events; a stop that timed out says so and suggests init.
+func TestEventsFromLoop(t *testing.T) {
 	events := newEventLog()
-	log := slog.New(&eventHandler{next: slog.NewTextHandler(&out, nil), log: events})
-
-	// As reconciler.Loop logs them.
-	web := log.With("container", "web")
-	web.Info("stop", "reason", "recreated: spec.command changed")
-	web.Info("create", "reason", "recreated: spec.command changed")
-	web.Error("action failed, will retry", "action", "create", "err", errors.New("no space left on device"))
-	log.Info("stop timed out, killing", "container", "db", "signal", "SIGTERM")
-	log.Info("manifests loaded", "containers", 3)
-	log.Error("pass failed", "err", errors.New("boom"))
-
+	now := time.Now()
+	for _, e := range []reconciler.Event{
+		{Container: "web", Kind: reconciler.EventBegin, Action: reconciler.Stop, Reason: "recreated: spec.command changed"},
+		{Container: "web", Kind: reconciler.EventBegin, Action: reconciler.Create, Reason: "recreated: spec.command changed"},
+		{Container: "web", Kind: reconciler.EventFailed, Action: reconciler.Create, Err: errors.New("no space left on device")},
+		{Container: "db", Kind: reconciler.EventStopTimedOut, Action: reconciler.Stop, Signal: "SIGTERM", Timeout: 10 * time.Second},
+	} {
+		e.Time = now
+		events.fromLoop(e)
+	}
 	got := events.events("web")
 	want := []Event{
 		{Action: "stop", Reason: "recreated: spec.command changed"},
@@ -40,18 +39,17 @@ func TestEventHandler(t *testing.T) {
 		t.Fatalf("events of web: %+v", got)
 	}
 	for i := range want {
-		if got[i].Action != want[i].Action || got[i].Reason != want[i].Reason || got[i].Time.IsZero() {
+		if got[i].Action != want[i].Action || got[i].Reason != want[i].Reason || !got[i].Time.Equal(now) {
 			t.Errorf("event %d: %+v, want %+v", i, got[i], want[i])
 		}
 	}
 	if e := events.lastError("web"); e != "create failed: no space left on device" {
 		t.Errorf("last error: %q", e)
 	}
-	if db := events.events("db"); len(db) != 1 || db[0].Reason != "stop timed out, killed with SIGKILL" {
+	db := events.events("db")
+	if len(db) != 1 || db[0].Action != "stop" || !strings.Contains(db[0].Reason, "stop timed out: SIGTERM did not stop it within 10s, killed with SIGKILL") ||
+		!strings.Contains(db[0].Reason, "init: true") {
 		t.Errorf("events of db: %+v", db)
-	}
-	if !strings.Contains(out.String(), "manifests loaded") || !strings.Contains(out.String(), "pass failed") {
-		t.Errorf("log lines not passed on:\n%s", out.String())
 	}
 }
 

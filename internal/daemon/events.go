@@ -1,11 +1,13 @@
 package daemon
 
 import (
-	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
 	"time"
+
+	"reconciled.dev/reconciled/reconciler"
 )
 
 // MaxEvents is how many events are kept per container (status NAME shows
@@ -29,6 +31,10 @@ type eventLog struct {
 	byName  map[string][]Event
 	lastErr map[string]string
 	changed func() // called (without the lock) after each new event
+	// dir, when set (persistTo), keeps each container's events in a file;
+	// storeLog reports what cannot be written there.
+	dir      string
+	storeLog *slog.Logger
 }
 
 func newEventLog() *eventLog {
@@ -40,13 +46,14 @@ func (l *eventLog) add(name string, e Event) {
 	evs := l.byName[name]
 	if n := len(evs); n > 0 && evs[n-1].Action == e.Action && evs[n-1].Reason == e.Reason && e.Time.Sub(evs[n-1].Time) < time.Second {
 		l.mu.Unlock()
-		return // the same event seen twice (a log line and a status change)
+		return // the same event seen twice (the loop's and a status change)
 	}
 	evs = append(evs, e)
 	if len(evs) > MaxEvents {
 		evs = slices.Delete(evs, 0, len(evs)-MaxEvents)
 	}
 	l.byName[name] = evs
+	l.save(name, evs)
 	if e.Action == "failed" {
 		l.lastErr[name] = e.Reason
 	}
@@ -89,71 +96,29 @@ func (l *eventLog) forget(name string) {
 	defer l.mu.Unlock()
 	delete(l.byName, name)
 	delete(l.lastErr, name)
+	l.unsave(name)
 }
 
-// eventHandler is a slog.Handler in front of the daemon's own handler: it
-// passes every record on and turns the loop's records about a container's
-// actions ("create" with a reason, "action failed ...") into events. The
-// loop logs every action it takes with its reason; this way the events are
-// exactly what it did, without the loop knowing about them.
-type eventHandler struct {
-	next  slog.Handler
-	log   *eventLog
-	attrs []slog.Attr
-}
-
-func (h *eventHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return true // events are recorded whatever the log level
-}
-
-func (h *eventHandler) Handle(ctx context.Context, r slog.Record) error {
-	var container, reason, action, errText string
-	visit := func(a slog.Attr) bool {
-		switch a.Key {
-		case "container":
-			container = a.Value.String()
-		case "reason":
-			reason = a.Value.String()
-		case "action":
-			action = a.Value.String()
-		case "err":
-			errText = a.Value.String()
+// fromLoop records what the loop reports (reconciler.Config.OnEvent) as
+// container events: the events are exactly what it did, whatever its log
+// lines say.
+func (l *eventLog) fromLoop(e reconciler.Event) {
+	switch e.Kind {
+	case reconciler.EventBegin:
+		if e.Reason != "" {
+			l.add(e.Container, Event{Time: e.Time, Action: string(e.Action), Reason: e.Reason})
 		}
-		return true
+	case reconciler.EventFailed:
+		l.add(e.Container, Event{Time: e.Time, Action: "failed", Reason: fmt.Sprintf("%s failed: %v", e.Action, e.Err)})
+	case reconciler.EventStopTimedOut:
+		l.add(e.Container, Event{Time: e.Time, Action: "stop", Reason: stopTimedOut(e.Signal, e.Timeout)})
 	}
-	for _, a := range h.attrs {
-		visit(a)
-	}
-	r.Attrs(visit)
-	if container != "" {
-		switch {
-		case reason != "" && isAction(r.Message):
-			h.log.add(container, Event{Time: r.Time, Action: r.Message, Reason: reason})
-		case errText != "" && action != "":
-			h.log.add(container, Event{Time: r.Time, Action: "failed", Reason: action + " failed: " + errText})
-		case r.Message == "stop timed out, killing":
-			h.log.add(container, Event{Time: r.Time, Action: "stop", Reason: "stop timed out, killed with SIGKILL"})
-		}
-	}
-	if h.next.Enabled(ctx, r.Level) {
-		return h.next.Handle(ctx, r)
-	}
-	return nil
 }
 
-func isAction(msg string) bool {
-	switch msg {
-	case "create", "start", "stop", "delete", "update":
-		return true
-	}
-	return false
-}
-
-func (h *eventHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &eventHandler{next: h.next.WithAttrs(attrs), log: h.log, attrs: append(slices.Clip(h.attrs), attrs...)}
-}
-
-func (h *eventHandler) WithGroup(name string) slog.Handler {
-	// The loop uses no groups; attributes under one are not events.
-	return &eventHandler{next: h.next.WithGroup(name), log: h.log}
+// stopTimedOut is the event of a stop that ended in SIGKILL. The usual
+// cause is a PID 1 without a handler for the signal (a shell, most
+// programs): the kernel does not deliver it, and init: true fixes that.
+func stopTimedOut(signal string, timeout time.Duration) string {
+	return fmt.Sprintf("stop timed out: %s did not stop it within %s, killed with SIGKILL "+
+		"(a PID 1 ignores signals it has no handler for: add init: true to the manifest, or handle %s)", signal, timeout, signal)
 }

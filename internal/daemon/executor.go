@@ -115,6 +115,10 @@ func (a *runtimeAdapter) ociOf(id string) (*ociruntime.Runtime, error) {
 type exitInfo struct {
 	Code      int
 	OOMKilled bool
+	// SpecHash is the hash of the definition that ran: status shows the
+	// exit only beside a container of that definition (a restart), not
+	// beside the one that replaced it.
+	SpecHash string
 }
 
 // Create writes STATE/bundles/NAME/config.json and creates the container
@@ -331,14 +335,14 @@ func (a *runtimeAdapter) Delete(ctx context.Context, id string) error {
 		return err
 	case st.Annotations[ociruntime.AnnotationRuntime] != "":
 		if st.Exited && a.onExit != nil {
-			a.onExit(id, exitInfo{Code: st.ExitCode, OOMKilled: st.OOMKilled})
+			a.onExit(id, exitInfo{Code: st.ExitCode, OOMKilled: st.OOMKilled, SpecHash: st.Annotations[desired.AnnotationSpecHash]})
 		}
 		if err := a.deleteOCI(ctx, id, st.Annotations[ociruntime.AnnotationRuntime]); err != nil {
 			return err
 		}
 	default:
 		if st.Exited && a.onExit != nil {
-			a.onExit(id, exitInfo{Code: st.ExitCode, OOMKilled: st.OOMKilled})
+			a.onExit(id, exitInfo{Code: st.ExitCode, OOMKilled: st.OOMKilled, SpecHash: st.Annotations[desired.AnnotationSpecHash]})
 		}
 		if err := a.rt.Delete(ctx, id, true); err != nil && !errors.Is(err, executor.ErrNotExist) {
 			return err

@@ -17,6 +17,7 @@ const (
 //	STATE/bundles/NAME/      config.json the container was created from
 //	STATE/containers/NAME.json  the daemon's record (actual.Record)
 //	STATE/status/NAME.json   the container's status, for tools
+//	STATE/events/NAME.json   the container's last events (status NAME), across restarts
 //	STATE/reconciled.sock    the status socket (0600)
 //	STATE/reconciled.lock    held by the running daemon
 //	STATE/daemon.json        the running daemon's settings (log directory)
@@ -31,6 +32,7 @@ func (l Layout) Rootfs(name string) string { return filepath.Join(string(l), "ro
 func (l Layout) RW(name string) string     { return filepath.Join(string(l), "rw", name) }
 func (l Layout) Records() string           { return filepath.Join(string(l), "containers") }
 func (l Layout) StatusDir() string         { return filepath.Join(string(l), "status") }
+func (l Layout) EventsDir() string         { return filepath.Join(string(l), "events") }
 func (l Layout) Socket() string            { return filepath.Join(string(l), "reconciled.sock") }
 func (l Layout) Lock() string              { return filepath.Join(string(l), "reconciled.lock") }
 func (l Layout) Info() string              { return filepath.Join(string(l), "daemon.json") }

@@ -278,12 +278,27 @@ func (p *publisher) publish() {
 		}
 	}
 	if p.want != nil && !p.cleanedUp {
-		// Files left by an earlier daemon for containers that are gone.
+		// Files left by an earlier daemon for containers that are gone:
+		// neither in the loop's statuses nor named by a manifest (the
+		// loop may not have looked at every container yet).
+		for _, f := range p.want.Files {
+			for _, n := range f.Containers {
+				seen[n] = true
+			}
+		}
+		for n := range p.want.Containers {
+			seen[n] = true
+		}
 		if entries, err := os.ReadDir(p.layout.StatusDir()); err == nil {
 			for _, e := range entries {
 				if n, ok := strings.CutSuffix(e.Name(), ".json"); ok && !seen[n] && !strings.HasPrefix(n, ".") {
 					p.removeStatus(n)
 				}
+			}
+		}
+		for _, n := range p.events.names() {
+			if !seen[n] {
+				p.events.forget(n)
 			}
 		}
 		p.cleanedUp = true
@@ -401,7 +416,7 @@ func (p *publisher) containerStatus(st reconciler.Status) ContainerStatus {
 		c.Runtime = desired.RuntimeNative
 	}
 	if c.ExitCode == nil {
-		if e, ok := p.exits.get(st.Name); ok {
+		if e, ok := p.exits.get(st.Name); ok && e.SpecHash == c.SpecHash {
 			code := e.Code
 			c.ExitCode, c.OOMKilled = &code, e.OOMKilled
 		}
@@ -429,7 +444,8 @@ func (p *publisher) statusEvent(st reconciler.Status, now time.Time) {
 		key, action = "kept|"+st.Reason, "kept"
 	case st.Phase == reconciler.PhaseRunning && st.Reason == "":
 		key = "running"
-		if _, any := p.events.last(st.Name); !any && st.Actual != nil {
+		// Nothing done to it since this daemon started: it ran before.
+		if ev, any := p.events.last(st.Name); (!any || ev.Time.Before(p.info.Started)) && st.Actual != nil {
 			action = "adopted"
 		}
 	default:

@@ -1,0 +1,37 @@
+package waiter
+
+import (
+	"fmt"
+	"strconv"
+	"syscall"
+)
+
+// InitAvailable reports whether this architecture has the init: the PID 1
+// of a container whose manifest says init: true (init_amd64.S).
+func InitAvailable() bool { return len(initCode) > 0 }
+
+// InitMemfd returns a close-on-exec, sealed memfd holding the init. A
+// container sees it only as /proc/1/exe, and cannot write it.
+func InitMemfd() (int, error) { return memfd("reconciled-init", elf(initCode)) }
+
+// InitArgs are the path and argv that make the waiter (Exec) exec the init
+// in fd initFd instead of a program, and the init run path with argv: an
+// empty path, the fd in decimal, path, argv.
+func InitArgs(initFd int, path string, argv []string) (string, []string) {
+	return "", append([]string{strconv.Itoa(initFd), path}, argv...)
+}
+
+// ExecInit replaces the calling process with the init in fd, which runs
+// path with argv and env as its child. The caller must have marked every
+// other descriptor above 2 close-on-exec. It returns only on failure.
+func ExecInit(fd int, path string, argv, env []string) error {
+	args, err := syscall.SlicePtrFromStrings(append([]string{path}, argv...))
+	if err != nil {
+		return err
+	}
+	envp, err := syscall.SlicePtrFromStrings(env)
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("execveat init: %w", execveat(fd, args, envp))
+}
