@@ -25,8 +25,11 @@ func (l *Loop) stop(ctx context.Context, a Action, rec actual.Record) error {
 	}
 	if rec.StopRequested.IsZero() {
 		rec.StopRequested = l.cfg.Now()
+		// Act, then record: a stop never waits on a successful write (a
+		// full disk must not keep a removed container running). Without
+		// the record, a restarted daemon only counts the timeout afresh.
 		if err := l.cfg.Recorder.Record(ctx, name, rec); err != nil {
-			return fmt.Errorf("unable to record the stop of container %s: %w", name, err)
+			l.log.Warn("unable to record the stop; stopping anyway", "container", name, "err", err)
 		}
 	}
 	killErr := ex.Kill(ctx, name, sig, sig == unix.SIGKILL)
