@@ -218,11 +218,12 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	if spec.Root != nil {
 		st.Rootfs = spec.Root.Path
 	}
-	if r.cfg.Cgroups != nil {
-		// The same directories as the native default for id: the
-		// daemon's manager of (id, "") finds them.
-		st.CgroupDriver = r.cfg.Cgroups.Name()
-		if m, err := r.cfg.Cgroups.Manager(id, ""); err == nil {
+	if r.cfg.Cgroups != nil && spec.Linux != nil {
+		// The path the runtime is given, recorded as the native
+		// executor records it: the daemon's manager of (id, path)
+		// finds the same directories.
+		st.CgroupDriver, st.CgroupPath = r.cfg.Cgroups.Name(), spec.Linux.CgroupsPath
+		if m, err := r.cfg.Cgroups.Manager(id, st.CgroupPath); err == nil {
 			st.CgroupPaths = m.Paths()
 		}
 	}
@@ -476,7 +477,7 @@ func (r *Runtime) removeWithout(ctx context.Context, id string, st *executor.Sta
 		}
 	}
 	if r.cfg.Cgroups != nil {
-		m, err := r.cfg.Cgroups.Manager(id, "")
+		m, err := r.cfg.Cgroups.Manager(id, st.CgroupPath)
 		if err == nil {
 			for try := 0; try < 100; try++ {
 				pids, err := m.Procs(ctx)

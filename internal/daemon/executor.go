@@ -59,6 +59,9 @@ type runtimeAdapter struct {
 	// hidden are the daemon's own directories (state, logs, images):
 	// masked in every container whose root is the host's.
 	hidden []string
+	// cgParent is where the containers' cgroups go (each one's path is
+	// recorded in its runtime state at create).
+	cgParent cgroupParent
 }
 
 // ociRuntime is one configured OCI-CLI runtime, or why it cannot be used.
@@ -125,6 +128,7 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 	if spec.Root != nil && spec.Root.Path == "/" && len(a.hidden) > 0 {
 		spec = maskDaemonPaths(spec, a.hidden)
 	}
+	spec = withCgroupsPath(spec, a.cgroupsPath(id))
 	if digest := spec.Annotations[desired.AnnotationImageDigest]; digest != "" {
 		if err := a.mountImage(id, spec, digest); err != nil {
 			return err
@@ -545,6 +549,15 @@ func (a *runtimeAdapter) Update(ctx context.Context, id string, r *specs.LinuxRe
 		return fmt.Errorf("unable to set the resources of %s: %w", id, err)
 	}
 	return nil
+}
+
+// cgroupsPath is the linux.cgroupsPath of container id under this
+// daemon's cgroup parent ("" without a cgroup driver).
+func (a *runtimeAdapter) cgroupsPath(id string) string {
+	if a.cg == nil || a.cgParent.Cgroupfs == "" {
+		return ""
+	}
+	return a.cgParent.path(a.cg.Name(), id)
 }
 
 // manager returns the cgroup manager of a container (nil when it has no

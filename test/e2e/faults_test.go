@@ -212,3 +212,65 @@ spec:
 		}
 	}
 }
+
+// Two daemons with their own state directories, each with a container of
+// the same name, each keep their own cgroup: the limits of one are not
+// the other's, and removing one's container leaves the other's running.
+// Each daemon records its cgroup parent and keeps it across a restart.
+func TestTwoDaemonsOwnCgroups(t *testing.T) {
+	a, b := newEnv(t), newEnv(t)
+	b.prefix += "-b" // its leftovers check must not count a's container
+	a.start()
+	b.start()
+	web := a.name("web")
+	a.write("web.yaml", manifest(web, sleepForever, "  resources: {memory: 32Mi}\n"))
+	b.write("web.yaml", manifest(web, sleepForever, "  resources: {memory: 64Mi}\n"))
+	ca := a.waitRunning(web, 30*time.Second)
+	cb := b.waitRunning(web, 30*time.Second)
+	if ca.Pid == cb.Pid {
+		t.Fatalf("both daemons report pid %d", ca.Pid)
+	}
+	dirA, errA := cgroupDir(ca.Pid, "pids")
+	dirB, errB := cgroupDir(cb.Pid, "pids")
+	if errA != nil || errB != nil {
+		// A unified (v2) host: the one hierarchy.
+		dirA, errA = cgroupDir(ca.Pid, "")
+		dirB, errB = cgroupDir(cb.Pid, "")
+		if errA != nil || errB != nil {
+			t.Fatal(errA, errB)
+		}
+	}
+	if dirA == dirB {
+		t.Fatalf("both daemons' %s run in cgroup %s", web, dirA)
+	}
+	pa, pb := a.cgroupParent(), b.cgroupParent()
+	if pa == "" || pa == pb || !strings.HasPrefix(pa, "/reconciled-") || !strings.Contains(dirA, pa+"/"+web) {
+		t.Errorf("cgroup parents: a %q (cgroup %s), b %q", pa, dirA, pb)
+	}
+	if got := memoryLimit(t, ca.Pid); got != 32<<20 {
+		t.Errorf("a's memory limit %d, want %d", got, 32<<20)
+	}
+	if got := memoryLimit(t, cb.Pid); got != 64<<20 {
+		t.Errorf("b's memory limit %d, want %d", got, 64<<20)
+	}
+
+	b.deleteGone("web.yaml", web, cb.Pid)
+	time.Sleep(time.Second)
+	if !alive(ca.Pid) {
+		t.Fatalf("removing b's %s killed a's (pid %d)", web, ca.Pid)
+	}
+	if c := a.statusOf(web); c.Pid != ca.Pid || c.Restarts != 0 {
+		t.Errorf("a's %s after b's was removed: pid %d, %d restarts; want pid %d", web, c.Pid, c.Restarts, ca.Pid)
+	}
+	// The parent is kept across a restart; the container stays.
+	c := a.restartDaemon(web, ca.Pid)
+	if c.Pid != ca.Pid || a.cgroupParent() != pa {
+		t.Errorf("after a restart: pid %d (want %d), parent %q (want %q)", c.Pid, ca.Pid, a.cgroupParent(), pa)
+	}
+	a.deleteGone("web.yaml", web, ca.Pid)
+	for _, root := range []string{"/sys/fs/cgroup/pids", "/sys/fs/cgroup"} {
+		if _, err := os.Stat(root + pa); err == nil {
+			t.Errorf("the daemon's cgroup parent %s%s is left after its last container", root, pa)
+		}
+	}
+}
