@@ -451,6 +451,15 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 			}
 			// The runtime no longer knows it: nothing of it to delete.
 		}
+	} else if r.cfg.Cgroups != nil && st.CgroupDriver != "" {
+		// The runtime removed the container's cgroup, not the
+		// daemon's parent it was in: the driver removes that when
+		// it is empty (a missing cgroup is no error).
+		if m, err := r.cfg.Cgroups.Manager(id, st.CgroupPath); err == nil {
+			if err := m.Destroy(ctx); err != nil {
+				r.log.Debug("unable to remove what is left of the cgroup", "container", id, "err", err)
+			}
+		}
 	}
 	// The monitor records the exit and exits.
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
