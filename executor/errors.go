@@ -22,6 +22,9 @@ var (
 	ErrNotSupported = errors.New("not supported")
 	// ErrPaused: the operation needs a container that is not paused.
 	ErrPaused = errors.New("container is paused")
+	// ErrCgroupInUse: a new container's cgroup exists and is frozen or
+	// holds processes; it is never joined.
+	ErrCgroupInUse = errors.New("cgroup in use")
 )
 
 // StateTransitionError says that an operation found the container in a

@@ -278,7 +278,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	}
 	stop := context.AfterFunc(ctx, func() { p.sock.SetDeadline(time.Now()) })
 	defer stop()
-	if err := c.cgroupManager(); err != nil {
+	if err := c.cgroupManager(ctx); err != nil {
 		return p.initFailed(early && released, err)
 	}
 	// A first state, before anything outside the state directory is made:
@@ -409,7 +409,7 @@ const nameAnnotation = "dev.reconciled.name"
 
 // cgroupManager makes the container's cgroup manager and records the
 // driver and path in the state; it creates nothing.
-func (c *creation) cgroupManager() error {
+func (c *creation) cgroupManager(ctx context.Context) error {
 	d, err := c.r.cgroupDriver()
 	if err != nil || d == nil {
 		return err
@@ -430,6 +430,11 @@ func (c *creation) cgroupManager() error {
 	}
 	if err != nil {
 		return fmt.Errorf("cgroup: %w", err)
+	}
+	// Not made c.cgroup before the check: a failed create must not
+	// remove (or thaw) a cgroup that is not its own.
+	if err := CheckCgroupFree(ctx, m); err != nil {
+		return err
 	}
 	c.cgroup = m
 	c.st.CgroupDriver, c.st.CgroupPath = d.Name(), path

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -272,5 +273,104 @@ func TestTwoDaemonsOwnCgroups(t *testing.T) {
 		if _, err := os.Stat(root + pa); err == nil {
 			t.Errorf("the daemon's cgroup parent %s%s is left after its last container", root, pa)
 		}
+	}
+}
+
+// frozenCgroup makes the cgroup rel (e.g. "/reconciled-HASH/NAME") by hand
+// in the freezer hierarchy (the unified one on a v2 host), puts a sleep
+// of the test's in it and freezes it. It returns the directory and the
+// sleep's PID; the test's cleanup thaws it, kills the sleep and removes
+// what it made.
+func frozenCgroup(t *testing.T, rel string) (string, int) {
+	t.Helper()
+	root, file, frozen, thawed := "/sys/fs/cgroup/freezer", "freezer.state", "FROZEN", "THAWED"
+	if _, err := os.Stat(root); err != nil {
+		root, file, frozen, thawed = "/sys/fs/cgroup", "cgroup.freeze", "1", "0"
+	}
+	dir := root + rel
+	var made []string
+	for d := dir; d != root; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		made = append([]string{d}, made...)
+	}
+	for _, d := range made {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sleep := exec.Command("/bin/sleep", "100000")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		os.WriteFile(filepath.Join(dir, file), []byte(thawed), 0)
+		sleep.Process.Kill()
+		sleep.Wait()
+		for i := len(made) - 1; i >= 0; i-- {
+			for try := 0; try < 100; try++ {
+				if err := syscall.Rmdir(made[i]); err == nil || err == syscall.ENOENT || err == syscall.ENOTEMPTY {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	})
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(sleep.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(frozen), 0); err != nil {
+		t.Fatal(err)
+	}
+	return dir, sleep.Process.Pid
+}
+
+// cgroupProcs lists the PIDs in the cgroup directory dir.
+func cgroupProcs(t *testing.T, dir string) []int {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(data)) {
+		n, _ := strconv.Atoi(f)
+		pids = append(pids, n)
+	}
+	return pids
+}
+
+// A frozen cgroup where a new container's would go (a container paused
+// when its daemon was killed left one) does not hang the create: the
+// daemon refuses it at once, saying it is unexpectedly frozen and naming
+// the cgroup and its processes, and never joins it (nor thaws or kills
+// what is not its own).
+func TestFrozenCgroupRefused(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	web := e.name("web")
+	parent := e.cgroupParent()
+	if parent == "" {
+		parent = "/reconciled" // a daemon that records none (before issue 14)
+	}
+	dir, pid := frozenCgroup(t, parent+"/"+web)
+	e.write("web.yaml", manifest(web, sleepForever, ""))
+	r := e.waitFor(web+" refused", 20*time.Second, func(r *report) bool {
+		c := r.Get(web)
+		return c != nil && strings.Contains(c.Message, "unexpectedly frozen")
+	})
+	if msg := r.Get(web).Message; !strings.Contains(msg, dir) || !strings.Contains(msg, strconv.Itoa(pid)) {
+		t.Errorf("the error does not name the cgroup %s and its process %d: %s", dir, pid, msg)
+	}
+	time.Sleep(2 * time.Second) // a retry or two
+	if got := cgroupProcs(t, dir); len(got) != 1 || got[0] != pid {
+		t.Errorf("cgroup %s holds %v; want only the test's %d", dir, got, pid)
+	}
+	if !alive(pid) {
+		t.Errorf("the daemon killed the test's process %d", pid)
+	}
+	if c := e.statusOf(web); c.Pid != 0 && alive(c.Pid) {
+		t.Errorf("a container runs (pid %d) beside the frozen cgroup", c.Pid)
 	}
 }
