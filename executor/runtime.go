@@ -46,6 +46,26 @@ type Runtime struct {
 	// goMonitor keeps every monitor a Go process for the container's
 	// life (no reaper): the fallback where there is no reaper, tested here.
 	goMonitor bool
+
+	// cgroupsPath is the linux.cgroupsPath of a container whose spec
+	// names none (nil: the driver's default); see WithCgroupsPath.
+	cgroupsPath func(id string) string
+}
+
+// WithCgroupsPath sets where the cgroup of a container whose spec names
+// no linux.cgroupsPath goes (a daemon's own parent), and where Delete
+// looks for what runs for a container whose state is unreadable.
+func WithCgroupsPath(f func(id string) string) Option {
+	return func(r *Runtime) { r.cgroupsPath = f }
+}
+
+// defaultCgroupsPath is the cgroupsPath of id when its spec names none
+// ("" is the driver's default).
+func (r *Runtime) defaultCgroupsPath(id string) string {
+	if r.cgroupsPath == nil {
+		return ""
+	}
+	return r.cgroupsPath(id)
 }
 
 // Option configures a Runtime.
@@ -417,6 +437,9 @@ func (c *creation) cgroupManager(ctx context.Context) error {
 	var path string
 	if c.spec.Linux != nil {
 		path = c.spec.Linux.CgroupsPath
+	}
+	if path == "" {
+		path = c.r.defaultCgroupsPath(c.id)
 	}
 	var m cgroups.Manager
 	if dd, ok := d.(describedDriver); ok {

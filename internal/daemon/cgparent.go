@@ -140,3 +140,20 @@ func withCgroupsPath(spec *specs.Spec, path string) *specs.Spec {
 	s.Linux = &l
 	return &s
 }
+
+// RecordedCgroupsPath returns where the daemon whose state directory is
+// state puts container id's cgroup with the cgroupfs driver, as it
+// recorded (nil when it recorded nothing there): `reconciled runtime
+// --root STATE/runtime` finds a container whose runtime state is
+// unreadable through it.
+func RecordedCgroupsPath(state string) func(id string) string {
+	data, err := os.ReadFile(Layout(state).CgroupParent())
+	if err != nil {
+		return nil
+	}
+	var p cgroupParent
+	if json.Unmarshal(data, &p) != nil || p.Version != cgroupParentVersion || p.Cgroupfs == "" {
+		return nil
+	}
+	return func(id string) string { return p.path("cgroupfs", id) }
+}

@@ -296,7 +296,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// One spare monitor and init per kind of container (WithSpares): a
 	// dropped manifest's container skips starting them.
-	rt, err := executor.New(layout.Runtime(), executor.WithCgroups(drv), executor.WithLogger(log), executor.WithSpares(1))
+	rt, err := executor.New(layout.Runtime(), executor.WithCgroups(drv), executor.WithLogger(log), executor.WithSpares(1),
+		executor.WithCgroupsPath(func(id string) string { return cgParent.path(drv.Name(), id) }))
 	if err != nil {
 		return err
 	}
@@ -327,7 +328,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	adapter := &runtimeAdapter{hidden: hidden,
 		rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, logDriver: cfg.LogDriver, journal: cfg.JournalSocket,
-		store: store, exits: exits, log: log, onExit: last.set, cgParent: cgParent}
+		store: store, exits: exits, log: log, onExit: last.set, cgParent: cgParent, events: events}
 	adapter.oci = newOCIRuntimes(cfg.Runtimes, layout.Runtime(), layout.OCI(), drv, log)
 	images, err := image.Open(image.Options{Root: cfg.ImageRoot, Insecure: cfg.InsecureRegistries,
 		RegistryConfig: cfg.RegistryConfig, Logger: log.With("component", "images"),

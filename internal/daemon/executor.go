@@ -62,6 +62,16 @@ type runtimeAdapter struct {
 	// cgParent is where the containers' cgroups go (each one's path is
 	// recorded in its runtime state at create).
 	cgParent cgroupParent
+	// events gets what the adapter finds and does on its own (a lost or
+	// unreadable runtime state), for status NAME; nil: nowhere.
+	events *eventLog
+}
+
+// note records an event of container id that the loop does not log.
+func (a *runtimeAdapter) note(id, action, reason string) {
+	if a.events != nil {
+		a.events.add(id, Event{Time: time.Now().UTC(), Action: action, Reason: reason})
+	}
 }
 
 // ociRuntime is one configured OCI-CLI runtime, or why it cannot be used.
@@ -324,6 +334,14 @@ func (a *runtimeAdapter) Delete(ctx context.Context, id string) error {
 	st, err := a.rt.State(ctx, id)
 	switch {
 	case errors.Is(err, executor.ErrNotExist):
+	case errors.Is(err, executor.ErrBadState):
+		// The executor finds what runs for it through its cgroup
+		// (under this daemon's parent) and stops it: never a second
+		// copy beside one that is not tracked.
+		if err := a.rt.Delete(ctx, id, true); err != nil && !errors.Is(err, executor.ErrNotExist) {
+			return err
+		}
+		a.note(id, "stopped", "its runtime state was unreadable ("+err.Error()+"): what ran in its cgroup was killed")
 	case err != nil:
 		return err
 	case st.Annotations[ociruntime.AnnotationRuntime] != "":
@@ -550,6 +568,7 @@ func (a *runtimeAdapter) clearStaleCgroup(ctx context.Context, id string) error 
 	if err := executor.StopCgroup(ctx, m, a.log); err != nil {
 		return fmt.Errorf("create %s: unable to stop what is left in its cgroup: %w", id, err)
 	}
+	a.note(id, "stopped", "its runtime state was lost while it ran: what ran in its cgroup was killed before creating it again")
 	return nil
 }
 

@@ -374,3 +374,137 @@ func TestFrozenCgroupRefused(t *testing.T) {
 		t.Errorf("a container runs (pid %d) beside the frozen cgroup", c.Pid)
 	}
 }
+
+// monitors lists the processes that are container name's monitor
+// (argv "reconciled-monitor NAME").
+func monitors(name string) []int {
+	var out []int
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, _ := os.ReadFile("/proc/" + p.Name() + "/cmdline")
+		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		if len(args) >= 2 && args[0] == "reconciled-monitor" && strings.TrimRight(args[1], " \x00") == name {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// oneCopy checks that container name runs once: its status names a live
+// pid, its cgroup holds that process alone and one monitor serves it.
+func (e *env) oneCopy(name string) *container {
+	e.t.Helper()
+	c := e.statusOf(name)
+	dir, err := cgroupDir(c.Pid, "pids")
+	if err != nil {
+		if dir, err = cgroupDir(c.Pid, ""); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if got := cgroupProcs(e.t, dir); len(got) != 1 || got[0] != c.Pid {
+		e.t.Errorf("cgroup %s holds %v; want %s's pid %d alone", dir, got, name, c.Pid)
+	}
+	if m := monitors(name); len(m) != 1 {
+		e.t.Errorf("%d monitors of %s run: %v", len(m), name, m)
+	}
+	return c
+}
+
+// hasEventText says whether one of c's events says text.
+func hasEventText(c *container, text string) bool {
+	for _, ev := range c.Events {
+		if strings.Contains(ev.Reason, text) {
+			return true
+		}
+	}
+	return false
+}
+
+// Bad runtime state never duplicates a container: the cgroup is the
+// ground truth for what runs. A runtime state directory removed while its
+// container runs, or a state.json truncated, makes the daemon stop what
+// runs in the container's cgroup and create it again: one process, one
+// monitor, status saying why, and no endless "unable to parse state"
+// loop.
+func TestBadRuntimeStateOneCopy(t *testing.T) {
+	e := newEnv(t)
+	e.start("--resync", "1s")
+	lost, trunc := e.name("lost"), e.name("trunc")
+	e.write("lost.yaml", manifest(lost, sleepForever, ""))
+	e.write("trunc.yaml", manifest(trunc, sleepForever, ""))
+	l0 := e.waitRunning(lost, 30*time.Second)
+	t0 := e.waitRunning(trunc, 30*time.Second)
+	e.oneCopy(lost)
+	e.oneCopy(trunc)
+
+	if err := os.RemoveAll(filepath.Join(e.state, "runtime", lost)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(e.state, "runtime", trunc, "state.json"), 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*container{l0, t0} {
+		e.waitFor(c.Name+" running again", 30*time.Second, func(r *report) bool {
+			n := r.Get(c.Name)
+			return n != nil && n.Phase == "running" && n.Pid != 0 && n.Pid != c.Pid
+		})
+	}
+	time.Sleep(3 * time.Second) // a few resyncs
+	for _, c := range []*container{l0, t0} {
+		if alive(c.Pid) {
+			t.Errorf("%s's first process %d still runs beside the new one", c.Name, c.Pid)
+		}
+		e.oneCopy(c.Name)
+	}
+	if c := e.statusOf(lost); !hasEventText(c, "runtime state was lost") {
+		t.Errorf("status %s does not say its state was lost: %+v", lost, c.Events)
+	}
+	if c := e.statusOf(trunc); !hasEventText(c, "runtime state was unreadable") {
+		t.Errorf("status %s does not say its state was unreadable: %+v", trunc, c.Events)
+	}
+	before := strings.Count(e.log(), "unable to parse state")
+	time.Sleep(3 * time.Second)
+	if after := strings.Count(e.log(), "unable to parse state"); after != before {
+		t.Errorf("the daemon still logs \"unable to parse state\" (%d more times in 3s)", after-before)
+	}
+}
+
+// `reconciled runtime delete --force` always works: on a container whose
+// state.json is truncated it kills what runs in the container's cgroup
+// and removes it; on a container that does not exist it exits 0, as runc
+// and crun do.
+func TestRuntimeDeleteForceBrokenState(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	web := e.name("web")
+	e.write("web.yaml", manifest(web, sleepForever, ""))
+	c := e.waitRunning(web, 30*time.Second)
+	e.stop(syscall.SIGTERM) // the container outlives it
+	root := filepath.Join(e.state, "runtime")
+	if err := os.Truncate(filepath.Join(root, web, "state.json"), 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{web, e.name("nosuch")} {
+		out, err := exec.Command(bin, "runtime", "--root", root, "delete", "--force", id).CombinedOutput()
+		if err != nil {
+			t.Errorf("runtime delete --force %s: %v\n%s", id, err, out)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(c.Pid) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if alive(c.Pid) {
+		t.Errorf("pid %d still runs after delete --force", c.Pid)
+	}
+	if m := monitors(web); len(m) != 0 {
+		t.Errorf("monitors of %s left: %v", web, m)
+	}
+	if _, err := os.Stat(filepath.Join(root, web)); !os.IsNotExist(err) {
+		t.Errorf("the state of %s is left: %v", web, err)
+	}
+}
