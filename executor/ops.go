@@ -242,16 +242,10 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		errs = append(errs, err)
 	}
 	if mgr != nil {
-		if pids, err := mgr.Procs(ctx); err == nil {
-			for _, p := range pids {
-				unix.Kill(p, unix.SIGKILL)
-			}
-		}
-		// A frozen (paused) task does not act on SIGKILL until thawed.
-		if frozen(st.CgroupPaths) {
-			if err := mgr.Freeze(ctx, false); err != nil && !errors.Is(err, cgroups.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("thaw: %w", err))
-			}
+		// The one kill-all: frozen while listed and killed, thawed
+		// after (a paused task acts on SIGKILL only once thawed).
+		if _, err := KillCgroup(ctx, mgr, unix.SIGKILL, r.log); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if st.MonitorPid > 0 {

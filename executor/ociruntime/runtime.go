@@ -488,17 +488,7 @@ func (r *Runtime) removeWithout(ctx context.Context, id string, st *executor.Sta
 	if r.cfg.Cgroups != nil {
 		m, err := r.cfg.Cgroups.Manager(id, st.CgroupPath)
 		if err == nil {
-			for try := 0; try < 100; try++ {
-				pids, err := m.Procs(ctx)
-				if err != nil || len(pids) == 0 {
-					break
-				}
-				for _, p := range pids {
-					unix.Kill(p, unix.SIGKILL)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			err = m.Destroy(ctx)
+			err = executor.StopCgroup(ctx, m, r.log)
 		}
 		if err != nil && !errors.Is(err, cgroups.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("unable to remove the cgroup of %s: %w", id, err))
