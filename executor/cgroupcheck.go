@@ -77,3 +77,49 @@ func cgroupName(m cgroups.Manager) string {
 	}
 	return "?"
 }
+
+// MonitoredIn says whether a process in m's cgroup is the child of a
+// monitor of container id (argv "reconciled-monitor ID"): the cgroup then
+// holds a container this runtime created under that name, even when its
+// state is gone.
+func MonitoredIn(ctx context.Context, m cgroups.Manager, id string) bool {
+	pids, err := m.Procs(ctx)
+	if err != nil {
+		return false
+	}
+	for _, p := range pids {
+		if ppid := parentOf(p); ppid > 0 && monitorOf(ppid) == id {
+			return true
+		}
+	}
+	return false
+}
+
+// parentOf is pid's parent from /proc/PID/status (0: unknown).
+func parentOf(pid int) int {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for line := range bytes.Lines(data) {
+		if v, ok := bytes.CutPrefix(line, []byte("PPid:")); ok {
+			n, _ := strconv.Atoi(string(bytes.TrimSpace(v)))
+			return n
+		}
+	}
+	return 0
+}
+
+// monitorOf is the container ID a monitor process serves ("" when pid is
+// not a monitor): argv[1] of "reconciled-monitor ID" (setTitle).
+func monitorOf(pid int) string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return ""
+	}
+	args := bytes.Split(data, []byte{0})
+	if len(args) < 2 || string(args[0]) != "reconciled-monitor" {
+		return ""
+	}
+	return string(bytes.TrimRight(args[1], " \x00"))
+}

@@ -541,7 +541,8 @@ func (a *runtimeAdapter) removeHalfCreatedCgroup(ctx context.Context, id string)
 // runtime state) finds its cgroup under this daemon's parent free. A
 // cgroup there that is frozen or holds processes is this daemon's own
 // stale one when the daemon created id before (its bundle is still
-// there: the runtime state was lost, or a create died half-way): it is
+// there, or a process there is the child of a monitor of id: the runtime
+// state was lost, or a create died half-way): it is
 // frozen, killed, thawed and removed, never joined and never left beside
 // a second copy. Anything else there is not the daemon's to touch: the
 // create is refused, naming the cgroup and its processes.
@@ -560,7 +561,7 @@ func (a *runtimeAdapter) clearStaleCgroup(ctx context.Context, id string) error 
 	if !errors.Is(inUse, executor.ErrCgroupInUse) {
 		return fmt.Errorf("create %s: %w", id, inUse)
 	}
-	if _, err := os.Lstat(a.layout.Bundle(id)); err != nil {
+	if _, err := os.Lstat(a.layout.Bundle(id)); err != nil && !executor.MonitoredIn(ctx, m, id) {
 		return fmt.Errorf("create %s: %w", id, inUse)
 	}
 	a.log.Warn("the container's cgroup is in use but the daemon has no runtime state for it (lost, or a create cut short): stopping what runs there before creating it",

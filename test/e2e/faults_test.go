@@ -471,6 +471,25 @@ func TestBadRuntimeStateOneCopy(t *testing.T) {
 	if after := strings.Count(e.log(), "unable to parse state"); after != before {
 		t.Errorf("the daemon still logs \"unable to parse state\" (%d more times in 3s)", after-before)
 	}
+
+	// Lost while the daemon is down: the next daemon (which prunes what
+	// it keeps of containers without runtime state) still knows the
+	// cgroup's process for its own (its monitor serves that name).
+	l1 := e.statusOf(lost)
+	e.stop(syscall.SIGTERM)
+	if err := os.RemoveAll(filepath.Join(e.state, "runtime", lost)); err != nil {
+		t.Fatal(err)
+	}
+	e.start("--resync", "1s")
+	e.waitFor(lost+" running again after the restart", 30*time.Second, func(r *report) bool {
+		n := r.Get(lost)
+		return n != nil && n.Phase == "running" && n.Pid != 0 && n.Pid != l1.Pid
+	})
+	time.Sleep(2 * time.Second)
+	if alive(l1.Pid) {
+		t.Errorf("%s's process %d still runs beside the new one", lost, l1.Pid)
+	}
+	e.oneCopy(lost)
 }
 
 // `reconciled runtime delete --force` always works: on a container whose
