@@ -360,6 +360,7 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	pub = newPublisher(loop, events, last, layout, cfg.Manifests, log)
 	pub.cgroupDriver, pub.logDriver, pub.onStatus = drv.Name(), cfg.LogDriver, notify.SetStatus
+	pub.cgroupParent = cgParent.of(drv.Name())
 	notify.summary = pub.Summary
 	events.changed = pub.Kick
 	pub.refresh = func(name string) {
