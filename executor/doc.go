@@ -53,6 +53,14 @@
 // joined by path never use one. Close, or the creator's exit, ends the
 // spares (EOF on their lifelines).
 //
+// Before anything of the cgroup is made, create checks it
+// (CheckCgroupFree): a cgroup that exists and is frozen ("unexpectedly
+// frozen", as runc says) or holds processes (named with their PIDs) is
+// refused with ErrCgroupInUse and left as it is, never joined: an init
+// moved into a frozen cgroup would freeze and the create hang. Where no
+// linux.cgroupsPath is given, the cgroup goes where WithCgroupsPath says
+// (a daemon's own parent), else to the driver's default.
+//
 // Right after taking or starting the pair the creator writes a first
 // state.json (status creating, the monitor's PID and start time, cgroup
 // driver and path) and, with the cgroupfs driver, makes the cgroup and sets
@@ -90,8 +98,14 @@
 // already runs another binary than its monitor (it can only exec after the
 // fifo was opened), the container is recorded running without waiting on
 // the fifo. Started is taken before the fifo is opened, so it is never
-// later than the Finished the monitor records. Delete thaws a frozen
-// cgroup after SIGKILL, since a frozen task does not die before.
+// later than the Finished the monitor records. Delete kills what is left
+// in the cgroup through KillCgroup, which thaws a frozen cgroup after
+// SIGKILL, since a frozen task does not die before. The cgroup is the
+// ground truth for what runs: Delete with force of a container whose
+// state cannot be parsed (ErrBadState: truncated, forged) stops
+// (StopCgroup) what runs in the cgroup where the container's would be
+// (WithCgroupsPath, else the driver's default) and removes the state;
+// the init's death ends its monitor.
 //
 // # Namespaces
 //
@@ -175,7 +189,9 @@
 // the freezer state of the kernel (there is no other record), and
 // ReadState keeps saying running: PausedStatus is the status to show.
 // KillAll freezes, signals every PID of the cgroup and thaws (a paused
-// container stays paused unless the signal is SIGKILL). Ps lists the
+// container stays paused unless the signal is SIGKILL): KillCgroup, the
+// one kill-all (the daemon's and Delete's too); StopCgroup repeats it
+// with SIGKILL until the cgroup is empty, then removes it. Ps lists the
 // cgroup's PIDs with /proc/PID/status (NSpid for the PID inside). Events
 // watches the init's pidfd and the cgroup's OOM notifications (v1
 // cgroup.event_control eventfd on memory.oom_control, v2 inotify on

@@ -22,6 +22,13 @@ var (
 	ErrNotSupported = errors.New("not supported")
 	// ErrPaused: the operation needs a container that is not paused.
 	ErrPaused = errors.New("container is paused")
+	// ErrBadState: the container's state (or exit record) cannot be
+	// parsed: truncated, or written by something else. Delete with force
+	// still removes the container, finding it through its cgroup.
+	ErrBadState = errors.New("container state is unreadable")
+	// ErrCgroupInUse: a new container's cgroup exists and is frozen or
+	// holds processes; it is never joined.
+	ErrCgroupInUse = errors.New("cgroup in use")
 )
 
 // StateTransitionError says that an operation found the container in a

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -209,9 +210,15 @@ func (r *Runtime) Wait(ctx context.Context, id string) (*State, error) {
 // running; a created container is always killed), its cgroup and its
 // state. Mounts live in the container's mount namespace and go with its
 // last process. Poststop hooks run last; their failures are logged.
+//
+// With force, a container whose state is unreadable (ErrBadState) is
+// removed too: see deleteUnreadable.
 func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	st, err := ReadState(r.root, id)
 	if err != nil {
+		if force && errors.Is(err, ErrBadState) {
+			return r.deleteUnreadable(ctx, id, err)
+		}
 		return err
 	}
 	if (st.Status == StatusRunning || st.Status == StatusCreating) && !force {
@@ -235,16 +242,10 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		errs = append(errs, err)
 	}
 	if mgr != nil {
-		if pids, err := mgr.Procs(ctx); err == nil {
-			for _, p := range pids {
-				unix.Kill(p, unix.SIGKILL)
-			}
-		}
-		// A frozen (paused) task does not act on SIGKILL until thawed.
-		if frozen(st.CgroupPaths) {
-			if err := mgr.Freeze(ctx, false); err != nil && !errors.Is(err, cgroups.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("thaw: %w", err))
-			}
+		// The one kill-all: frozen while listed and killed, thawed
+		// after (a paused task acts on SIGKILL only once thawed).
+		if _, err := KillCgroup(ctx, mgr, unix.SIGKILL, r.log); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if st.MonitorPid > 0 {
@@ -258,6 +259,14 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	if mgr != nil {
 		if err := mgr.Destroy(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("unable to remove cgroup: %w", err))
+		}
+	}
+	// The cgroup is the ground truth for what runs for id: where this
+	// runtime puts id's cgroup, nothing is left either (a state that
+	// names another cgroup was forged or is stale).
+	if own := r.defaultCgroupsPath(id); own != "" && own != st.CgroupPath {
+		if err := r.stopCgroupAt(ctx, id, own, mgr); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -321,4 +330,39 @@ func stripComputed(st *State) *State {
 	c := *st
 	c.Exited, c.ExitCode, c.ExitSignal, c.OOMKilled, c.Finished = false, 0, "", false, time.Time{}
 	return &c
+}
+
+// deleteUnreadable removes container id whose state cannot be parsed
+// (why): what runs for it is found through its cgroup, the ground truth,
+// where this runtime puts it (WithCgroupsPath, else the driver's
+// default): every process there is killed (its init's death ends its
+// monitor) and the cgroup removed; then the state directory goes. Its
+// poststop hooks, recorded in the unreadable state, do not run.
+func (r *Runtime) deleteUnreadable(ctx context.Context, id string, why error) error {
+	r.log.Warn("container state is unreadable: stopping what runs in its cgroup and removing it", "container", id, "err", why)
+	if err := r.stopCgroupAt(ctx, id, r.defaultCgroupsPath(id), nil); err != nil {
+		return fmt.Errorf("delete container %s: %w", id, err)
+	}
+	if err := os.RemoveAll(StateDir(r.root, id)); err != nil {
+		return fmt.Errorf("delete container %s: %w", id, err)
+	}
+	return nil
+}
+
+// stopCgroupAt stops (StopCgroup) the cgroup of id at path, if the
+// runtime has a cgroup driver and it is not done's (the same
+// directories).
+func (r *Runtime) stopCgroupAt(ctx context.Context, id, path string, done cgroups.Manager) error {
+	d, err := r.cgroupDriver()
+	if err != nil || d == nil {
+		return err
+	}
+	m, err := d.Manager(id, path)
+	if err != nil {
+		return err
+	}
+	if done != nil && maps.Equal(m.Paths(), done.Paths()) {
+		return nil
+	}
+	return StopCgroup(ctx, m, r.log)
 }

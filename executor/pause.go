@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -91,10 +93,8 @@ func PausedStatus(st *State) Status {
 }
 
 // KillAll sends sig to every process in container id's cgroup, like runc
-// kill --all: the cgroup is frozen while the PIDs are listed and
-// signalled, so that nothing forks past it, then thawed. A container that
-// was paused stays paused, unless sig is SIGKILL (a frozen process would
-// not die until thawed). Processes that exited meanwhile are no error.
+// kill --all (see KillCgroup). A stopped container whose cgroup is empty
+// is an error wrapping ErrNotRunning.
 func (r *Runtime) KillAll(ctx context.Context, id string, sig unix.Signal) error {
 	st, err := ReadState(r.root, id)
 	if err != nil {
@@ -110,36 +110,82 @@ func (r *Runtime) KillAll(ctx context.Context, id string, sig unix.Signal) error
 		}
 		return fmt.Errorf("kill container %s: it has no cgroup to find its processes in", id)
 	}
-	wasPaused := IsPaused(st)
+	n, err := KillCgroup(ctx, m, sig, r.log)
+	if err == nil && n == 0 && st.Status == StatusStopped {
+		err = &StateTransitionError{ID: id, Op: "kill", From: st.Status}
+	}
+	if err != nil {
+		return fmt.Errorf("kill container %s: %w", id, err)
+	}
+	return nil
+}
+
+// KillCgroup sends sig to every process in m's cgroup and returns how
+// many it signalled: the cgroup is frozen while the PIDs are listed and
+// signalled, so that nothing forks past it, then thawed (as runc's
+// signalAllProcesses does). A cgroup that was frozen stays frozen, unless
+// sig is SIGKILL (a frozen process would not die until thawed). Processes
+// that exited meanwhile, and a cgroup that does not exist, are no error.
+// It is the one way reconciled kills every process of a container.
+func KillCgroup(ctx context.Context, m cgroups.Manager, sig unix.Signal, log *slog.Logger) (int, error) {
+	wasFrozen := frozen(m.Paths())
 	var errs []error
-	frozen := false
-	if !wasPaused {
+	thaw := false
+	if !wasFrozen {
 		if err := m.Freeze(ctx, true); err == nil {
-			frozen = true
-		} else if !errors.Is(err, cgroups.ErrNotExist) {
+			thaw = true
+		} else if errors.Is(err, cgroups.ErrNotExist) {
+			return 0, nil
+		} else if log != nil {
 			// No freezer: signal anyway, racing forks.
-			r.log.Debug("kill --all without freezing", "container", id, "err", err)
+			log.Debug("killing every process of a cgroup without freezing it", "cgroup", cgroupName(m), "err", err)
 		}
 	}
 	pids, err := m.Procs(ctx)
-	if err != nil {
+	if err != nil && !errors.Is(err, cgroups.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("list processes: %w", err))
-	}
-	if len(pids) == 0 && err == nil && st.Status == StatusStopped {
-		errs = append(errs, &StateTransitionError{ID: id, Op: "kill", From: st.Status})
 	}
 	for _, p := range pids {
 		if err := unix.Kill(p, sig); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("signal process %d: %w", p, err))
 		}
 	}
-	if frozen || (wasPaused && sig == unix.SIGKILL) {
+	if thaw || (wasFrozen && sig == unix.SIGKILL) {
 		if err := m.Freeze(ctx, false); err != nil && !errors.Is(err, cgroups.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("thaw: %w", err))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("kill container %s: %w", id, err)
+	return len(pids), errors.Join(errs...)
+}
+
+// StopCgroup kills every process in m's cgroup (KillCgroup with SIGKILL),
+// waits until it is empty (until ctx ends, 5 s without a deadline) and
+// removes it. A cgroup that does not exist is no error.
+func StopCgroup(ctx context.Context, m cgroups.Manager, log *slog.Logger) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		n, err := KillCgroup(ctx, m, unix.SIGKILL, log)
+		if err != nil {
+			return fmt.Errorf("unable to kill the processes of cgroup %s: %w", cgroupName(m), err)
+		}
+		if n == 0 {
+			break
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			pids, _ := m.Procs(ctx)
+			return fmt.Errorf("cgroup %s still holds processes %v: %w", cgroupName(m), pids, context.Cause(ctx))
+		case <-t.C:
+		}
+	}
+	if err := m.Destroy(ctx); err != nil && !errors.Is(err, cgroups.ErrNotExist) {
+		return fmt.Errorf("unable to remove cgroup %s: %w", cgroupName(m), err)
 	}
 	return nil
 }

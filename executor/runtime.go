@@ -46,6 +46,26 @@ type Runtime struct {
 	// goMonitor keeps every monitor a Go process for the container's
 	// life (no reaper): the fallback where there is no reaper, tested here.
 	goMonitor bool
+
+	// cgroupsPath is the linux.cgroupsPath of a container whose spec
+	// names none (nil: the driver's default); see WithCgroupsPath.
+	cgroupsPath func(id string) string
+}
+
+// WithCgroupsPath sets where the cgroup of a container whose spec names
+// no linux.cgroupsPath goes (a daemon's own parent), and where Delete
+// looks for what runs for a container whose state is unreadable.
+func WithCgroupsPath(f func(id string) string) Option {
+	return func(r *Runtime) { r.cgroupsPath = f }
+}
+
+// defaultCgroupsPath is the cgroupsPath of id when its spec names none
+// ("" is the driver's default).
+func (r *Runtime) defaultCgroupsPath(id string) string {
+	if r.cgroupsPath == nil {
+		return ""
+	}
+	return r.cgroupsPath(id)
 }
 
 // Option configures a Runtime.
@@ -278,7 +298,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	}
 	stop := context.AfterFunc(ctx, func() { p.sock.SetDeadline(time.Now()) })
 	defer stop()
-	if err := c.cgroupManager(); err != nil {
+	if err := c.cgroupManager(ctx); err != nil {
 		return p.initFailed(early && released, err)
 	}
 	// A first state, before anything outside the state directory is made:
@@ -409,7 +429,7 @@ const nameAnnotation = "dev.reconciled.name"
 
 // cgroupManager makes the container's cgroup manager and records the
 // driver and path in the state; it creates nothing.
-func (c *creation) cgroupManager() error {
+func (c *creation) cgroupManager(ctx context.Context) error {
 	d, err := c.r.cgroupDriver()
 	if err != nil || d == nil {
 		return err
@@ -417,6 +437,9 @@ func (c *creation) cgroupManager() error {
 	var path string
 	if c.spec.Linux != nil {
 		path = c.spec.Linux.CgroupsPath
+	}
+	if path == "" {
+		path = c.r.defaultCgroupsPath(c.id)
 	}
 	var m cgroups.Manager
 	if dd, ok := d.(describedDriver); ok {
@@ -430,6 +453,11 @@ func (c *creation) cgroupManager() error {
 	}
 	if err != nil {
 		return fmt.Errorf("cgroup: %w", err)
+	}
+	// Not made c.cgroup before the check: a failed create must not
+	// remove (or thaw) a cgroup that is not its own.
+	if err := CheckCgroupFree(ctx, m); err != nil {
+		return err
 	}
 	c.cgroup = m
 	c.st.CgroupDriver, c.st.CgroupPath = d.Name(), path

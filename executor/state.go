@@ -159,7 +159,8 @@ func StateDir(root, id string) string { return filepath.Join(root, id) }
 // stopped once the monitor recorded the exit or once the init PID is gone or
 // belongs to another process (start time differs); created while the exec
 // fifo is there; running otherwise. It returns an error wrapping ErrNotExist
-// when there is no such container.
+// when there is no such container, and one wrapping ErrBadState when its
+// state or exit record cannot be parsed.
 func ReadState(root, id string) (*State, error) {
 	if err := ValidateID(id); err != nil {
 		return nil, err
@@ -178,12 +179,12 @@ func ReadState(root, id string) (*State, error) {
 	}
 	var st State
 	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("unable to parse state of container %s: %w", id, err)
+		return nil, fmt.Errorf("unable to parse state of container %s: %w: %w", id, ErrBadState, err)
 	}
 	if data, err := os.ReadFile(filepath.Join(dir, exitFile)); err == nil {
 		var ex exitRecord
 		if err := json.Unmarshal(data, &ex); err != nil {
-			return nil, fmt.Errorf("unable to parse exit record of container %s: %w", id, err)
+			return nil, fmt.Errorf("unable to parse exit record of container %s: %w: %w", id, ErrBadState, err)
 		}
 		return st.exited(ex), nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -192,7 +193,7 @@ func ReadState(root, id string) (*State, error) {
 	if data, err := os.ReadFile(filepath.Join(dir, waiter.ExitFile)); err == nil {
 		ex, err := reaperExit(data, st.OOMKillsAtStart)
 		if err != nil {
-			return nil, fmt.Errorf("unable to parse exit record of container %s: %w", id, err)
+			return nil, fmt.Errorf("unable to parse exit record of container %s: %w: %w", id, ErrBadState, err)
 		}
 		return st.exited(ex), nil
 	} else if !errors.Is(err, fs.ErrNotExist) {

@@ -28,7 +28,8 @@ func init() {
 }
 
 const runSynopsis = `run [--manifests DIR] [--state DIR] [--log-dir DIR] [--parallel N] [--resync DUR]
-               [--cgroup-driver auto|systemd|cgroupfs] [--log-driver file|journald] [--insecure-manifests]
+               [--cgroup-driver auto|systemd|cgroupfs] [--cgroup-parent DIR|NAME.slice]
+               [--log-driver file|journald] [--insecure-manifests]
                [--image-root DIR] [--insecure-registry HOST]... [--registry-config FILE]
                [--image-import-dir DIR]
                [--pull-concurrency N] [--pull-rate BYTES/s]
@@ -63,6 +64,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.IntVar(&cfg.Parallel, "parallel", 4, "containers worked on at once")
 	fs.DurationVar(&cfg.Resync, "resync", 30*time.Second, "period of the full pass over every container")
 	fs.StringVar(&cfg.CgroupDriver, "cgroup-driver", "auto", "cgroup driver: systemd (a transient scope per container in reconciled.slice), cgroupfs, or auto: systemd when it is PID 1 and answers, else cgroupfs")
+	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", "", "cgroup directory (cgroupfs) or NAME.slice (systemd) of this daemon's containers (default: the one recorded in STATE/cgroup-parent.json, else /reconciled and reconciled.slice for --state "+daemon.DefaultState+", /reconciled-HASH and reconciled-HASH.slice for another state directory)")
 	fs.StringVar(&cfg.LogDriver, "log-driver", daemon.LogDriverFile, "where containers' stdout and stderr go: file (LOGDIR/NAME.log) or journald (SYSLOG_IDENTIFIER=NAME; journalctl -t NAME)")
 	// For tests only, hidden from the usage: wedges the loop so that
 	// systemd's watchdog must kill the daemon.

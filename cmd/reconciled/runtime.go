@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"text/tabwriter"
@@ -17,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/daemon"
 	"reconciled.dev/reconciled/internal/sys"
 )
 
@@ -64,7 +67,17 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		defer stop()
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	open := func() (*executor.Runtime, error) { return executor.New(*root, executor.WithLogger(logger)) }
+	open := func() (*executor.Runtime, error) {
+		opts := []executor.Option{executor.WithLogger(logger)}
+		// A daemon's runtime root (STATE/runtime): its containers'
+		// cgroups are under the daemon's own parent.
+		if abs, err := filepath.Abs(*root); err == nil && filepath.Base(abs) == "runtime" {
+			if f := daemon.RecordedCgroupsPath(filepath.Dir(abs)); f != nil {
+				opts = append(opts, executor.WithCgroupsPath(f))
+			}
+		}
+		return executor.New(*root, opts...)
+	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "reconciled runtime %s: %v\n", sub, err)
 		return 1
@@ -172,6 +185,11 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			return fail(err)
 		}
 		if err := rt.Delete(ctx, id, *force); err != nil {
+			// As runc and crun: with --force, a container that does
+			// not exist is deleted already.
+			if *force && errors.Is(err, executor.ErrNotExist) {
+				return 0
+			}
 			return fail(err)
 		}
 		return 0

@@ -93,7 +93,11 @@ func printReport(w io.Writer, rep *daemon.Report, now time.Time) {
 		fmt.Fprintf(w, "manifests %s at revision %s\n", termSafe(rep.Manifests), termSafe(rep.Revision))
 	}
 	if rep.CgroupDriver != "" {
-		fmt.Fprintf(w, "cgroup driver %s, container logs to %s\n", termSafe(rep.CgroupDriver), termSafe(rep.LogDriver))
+		parent := ""
+		if rep.CgroupParent != "" {
+			parent = " (cgroups under " + termSafe(rep.CgroupParent) + ")"
+		}
+		fmt.Fprintf(w, "cgroup driver %s%s, container logs to %s\n", termSafe(rep.CgroupDriver), parent, termSafe(rep.LogDriver))
 	}
 	if rep.DiskPressure && rep.ImageDisk != nil {
 		fmt.Fprintln(w, termSafe(rep.ImageDisk.PressureLine()))

@@ -479,7 +479,7 @@ func poll(ctx context.Context, done func() (bool, error)) error {
 // then removes the cgroup in every hierarchy: the sub-cgroups the
 // container made inside it first (deepest first), then its own directory,
 // then, while they are empty, the parents that this manager's Apply made
-// and DefaultParent (shared by every container with no cgroupsPath).
+// and DefaultParent or a DerivedParent (shared by a daemon's containers).
 // A directory that is already gone is no error; one still busy (EBUSY: a
 // process that just exited may still be accounted) is retried until ctx
 // ends, or for 2 s when ctx has no deadline.
@@ -508,10 +508,11 @@ func (m *fsManager) Destroy(ctx context.Context) error {
 		made := m.created[h.mount]
 		delete(m.created, h.mount)
 		m.mu.Unlock()
-		// DefaultParent is the driver's own: whoever finds it empty
-		// removes it (an Apply racing with that makes it again).
-		if path.Dir(m.path) == DefaultParent {
-			if dp := filepath.Join(h.mount, DefaultParent); !slices.Contains(made, dp) {
+		// DefaultParent (and a daemon's own, DerivedParent) is the
+		// driver's: whoever finds it empty removes it (an Apply racing
+		// with that makes it again).
+		if parent := path.Dir(m.path); isDriverParent(parent) {
+			if dp := filepath.Join(h.mount, parent); !slices.Contains(made, dp) {
 				made = append([]string{dp}, made...)
 			}
 		}

@@ -57,7 +57,8 @@
 // linux.cgroupsPath empty Create sets it to where the daemon's driver
 // looks by default: cgroups.DefaultParent/ID with cgroupfs;
 // "reconciled.slice:reconciled:ID" (the scope reconciled-ID.scope) with
-// systemd, whose runtimes are run with --systemd-cgroup. The driver is
+// systemd, whose runtimes are run with --systemd-cgroup (the daemon sets
+// it to a path under its own cgroup parent). The driver and the path are
 // recorded in the state, so the daemon's cgroup manager finds the same
 // cgroup for stats, ps, pause and kill-all. test/systemd_e2e runs runc
 // with the systemd driver under a sandboxed systemd (the CI host's PID 1

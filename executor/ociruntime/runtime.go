@@ -219,11 +219,12 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	if spec.Root != nil {
 		st.Rootfs = spec.Root.Path
 	}
-	if r.cfg.Cgroups != nil {
-		// The same directories as the native default for id: the
-		// daemon's manager of (id, "") finds them.
-		st.CgroupDriver = r.cfg.Cgroups.Name()
-		if m, err := r.cfg.Cgroups.Manager(id, ""); err == nil {
+	if r.cfg.Cgroups != nil && spec.Linux != nil {
+		// The path the runtime is given, recorded as the native
+		// executor records it: the daemon's manager of (id, path)
+		// finds the same directories.
+		st.CgroupDriver, st.CgroupPath = r.cfg.Cgroups.Name(), spec.Linux.CgroupsPath
+		if m, err := r.cfg.Cgroups.Manager(id, st.CgroupPath); err == nil {
 			st.CgroupPaths = m.Paths()
 		}
 	}
@@ -451,6 +452,15 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 			}
 			// The runtime no longer knows it: nothing of it to delete.
 		}
+	} else if r.cfg.Cgroups != nil && st.CgroupDriver != "" {
+		// The runtime removed the container's cgroup, not the
+		// daemon's parent it was in: the driver removes that when
+		// it is empty (a missing cgroup is no error).
+		if m, err := r.cfg.Cgroups.Manager(id, st.CgroupPath); err == nil {
+			if err := m.Destroy(ctx); err != nil {
+				r.log.Debug("unable to remove what is left of the cgroup", "container", id, "err", err)
+			}
+		}
 	}
 	// The monitor records the exit and exits.
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -477,19 +487,9 @@ func (r *Runtime) removeWithout(ctx context.Context, id string, st *executor.Sta
 		}
 	}
 	if r.cfg.Cgroups != nil {
-		m, err := r.cfg.Cgroups.Manager(id, "")
+		m, err := r.cfg.Cgroups.Manager(id, st.CgroupPath)
 		if err == nil {
-			for try := 0; try < 100; try++ {
-				pids, err := m.Procs(ctx)
-				if err != nil || len(pids) == 0 {
-					break
-				}
-				for _, p := range pids {
-					unix.Kill(p, unix.SIGKILL)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			err = m.Destroy(ctx)
+			err = executor.StopCgroup(ctx, m, r.log)
 		}
 		if err != nil && !errors.Is(err, cgroups.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("unable to remove the cgroup of %s: %w", id, err))

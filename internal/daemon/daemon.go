@@ -37,6 +37,11 @@ type Config struct {
 	// CgroupDriver is auto, cgroupfs or systemd (default auto: systemd
 	// when it is PID 1 and answers, else cgroupfs).
 	CgroupDriver string
+	// CgroupParent is --cgroup-parent: the cgroupfs directory (and, as
+	// NAME.slice or derived from the path, the systemd slice) of this
+	// daemon's containers. Empty: the recorded one, else derived from
+	// State (see cgroupParent).
+	CgroupParent string
 	// LogDriver is where the containers' stdout and stderr go:
 	// LogDriverFile (default) or LogDriverJournald.
 	LogDriver string
@@ -197,6 +202,9 @@ type Info struct {
 	LogDir    string    `json:"logDir"`
 	// CgroupDriver is the driver in use: cgroupfs or systemd.
 	CgroupDriver string `json:"cgroupDriver,omitempty"`
+	// CgroupParent is where this daemon's containers' cgroups go: the
+	// directory (cgroupfs) or slice (systemd).
+	CgroupParent string `json:"cgroupParent,omitempty"`
 	// LogDriver is file or journald.
 	LogDriver string `json:"logDriver,omitempty"`
 }
@@ -265,8 +273,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer unlock()
+	cgParent, err := loadCgroupParent(layout, cfg.CgroupParent, cfg.Logger)
+	if err != nil {
+		return err
+	}
 	info := Info{Pid: os.Getpid(), Started: time.Now().UTC(), Manifests: cfg.Manifests, LogDir: cfg.LogDir,
-		CgroupDriver: drv.Name(), LogDriver: cfg.LogDriver}
+		CgroupDriver: drv.Name(), CgroupParent: cgParent.of(drv.Name()), LogDriver: cfg.LogDriver}
 	if data, err := json.MarshalIndent(info, "", "  "); err != nil {
 		return err
 	} else if err := atomicfile.Write(cfg.State, filepath.Base(layout.Info()), append(data, '\n'), 0o644, atomicfile.SyncDir); err != nil {
@@ -287,7 +299,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// One spare monitor and init per kind of container (WithSpares): a
 	// dropped manifest's container skips starting them.
-	rt, err := executor.New(layout.Runtime(), executor.WithCgroups(drv), executor.WithLogger(log), executor.WithSpares(1))
+	rt, err := executor.New(layout.Runtime(), executor.WithCgroups(drv), executor.WithLogger(log), executor.WithSpares(1),
+		executor.WithCgroupsPath(func(id string) string { return cgParent.path(drv.Name(), id) }))
 	if err != nil {
 		return err
 	}
@@ -318,7 +331,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	adapter := &runtimeAdapter{hidden: hidden,
 		rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, logDriver: cfg.LogDriver, journal: cfg.JournalSocket,
-		store: store, exits: exits, log: log, onExit: last.set}
+		store: store, exits: exits, log: log, onExit: last.set, cgParent: cgParent, events: events}
 	adapter.oci = newOCIRuntimes(cfg.Runtimes, layout.Runtime(), layout.OCI(), drv, log)
 	images, err := image.Open(image.Options{Root: cfg.ImageRoot, Insecure: cfg.InsecureRegistries,
 		RegistryConfig: cfg.RegistryConfig, Logger: log.With("component", "images"),
@@ -351,6 +364,7 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	pub = newPublisher(loop, events, last, layout, cfg.Manifests, log)
 	pub.cgroupDriver, pub.logDriver, pub.onStatus = drv.Name(), cfg.LogDriver, notify.SetStatus
+	pub.cgroupParent = cgParent.of(drv.Name())
 	notify.summary = pub.Summary
 	events.changed = pub.Kick
 	pub.refresh = func(name string) {
@@ -399,7 +413,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer os.Remove(layout.Socket())
 
 	log.Info("reconciled started", "manifests", cfg.Manifests, "state", cfg.State, "logDir", cfg.LogDir, "openFiles", nofile.Cur,
-		"parallel", cfg.Parallel, "resync", cfg.Resync, "cgroupDriver", drv.Name())
+		"parallel", cfg.Parallel, "resync", cfg.Resync, "cgroupDriver", drv.Name(), "cgroupParent", cgParent.of(drv.Name()))
 	var wg sync.WaitGroup
 	wg.Go(exits.Run)
 	wg.Go(func() {

@@ -59,6 +59,19 @@ type runtimeAdapter struct {
 	// hidden are the daemon's own directories (state, logs, images):
 	// masked in every container whose root is the host's.
 	hidden []string
+	// cgParent is where the containers' cgroups go (each one's path is
+	// recorded in its runtime state at create).
+	cgParent cgroupParent
+	// events gets what the adapter finds and does on its own (a lost or
+	// unreadable runtime state), for status NAME; nil: nowhere.
+	events *eventLog
+}
+
+// note records an event of container id that the loop does not log.
+func (a *runtimeAdapter) note(id, action, reason string) {
+	if a.events != nil {
+		a.events.add(id, Event{Time: time.Now().UTC(), Action: action, Reason: reason})
+	}
 }
 
 // ociRuntime is one configured OCI-CLI runtime, or why it cannot be used.
@@ -128,6 +141,10 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 	defer a.store.Invalidate(id)
 	if spec.Root != nil && spec.Root.Path == "/" && len(a.hidden) > 0 {
 		spec = maskDaemonPaths(spec, a.hidden)
+	}
+	spec = withCgroupsPath(spec, a.cgroupsPath(id))
+	if err := a.clearStaleCgroup(ctx, id); err != nil {
+		return err
 	}
 	if digest := spec.Annotations[desired.AnnotationImageDigest]; digest != "" {
 		if err := a.mountImage(id, spec, digest); err != nil {
@@ -291,19 +308,9 @@ func (a *runtimeAdapter) Kill(ctx context.Context, id string, sig syscall.Signal
 	if m == nil {
 		return errors.Join(errs...)
 	}
-	pids, err := m.Procs(ctx)
-	if err != nil && !errors.Is(err, cgroups.ErrNotExist) {
-		errs = append(errs, fmt.Errorf("unable to list the processes of %s: %w", id, err))
-	}
-	for _, p := range pids {
-		if err := unix.Kill(p, sig); err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = append(errs, fmt.Errorf("unable to signal process %d of %s: %w", p, id, err))
-		}
-	}
-	if len(pids) > 0 {
-		if err := m.Freeze(ctx, false); err != nil && !errors.Is(err, cgroups.ErrNotExist) {
-			a.log.Debug("unable to thaw cgroup", "container", id, "err", err)
-		}
+	// The executor's one kill-all: frozen while listed and signalled.
+	if _, err := executor.KillCgroup(ctx, m, sig, a.log); err != nil {
+		errs = append(errs, fmt.Errorf("unable to signal every process of %s: %w", id, err))
 	}
 	return errors.Join(errs...)
 }
@@ -331,6 +338,14 @@ func (a *runtimeAdapter) Delete(ctx context.Context, id string) error {
 	st, err := a.rt.State(ctx, id)
 	switch {
 	case errors.Is(err, executor.ErrNotExist):
+	case errors.Is(err, executor.ErrBadState):
+		// The executor finds what runs for it through its cgroup
+		// (under this daemon's parent) and stops it: never a second
+		// copy beside one that is not tracked.
+		if err := a.rt.Delete(ctx, id, true); err != nil && !errors.Is(err, executor.ErrNotExist) {
+			return err
+		}
+		a.note(id, "stopped", "its runtime state was unreadable ("+err.Error()+"): what ran in its cgroup was killed")
 	case err != nil:
 		return err
 	case st.Annotations[ociruntime.AnnotationRuntime] != "":
@@ -513,24 +528,52 @@ func (a *runtimeAdapter) removeHalfCreatedCgroup(ctx context.Context, id string)
 			cgPath = spec.Linux.CgroupsPath
 		}
 	}
+	if cgPath == "" {
+		cgPath = a.cgroupsPath(id)
+	}
 	m, err := a.cg.Manager(id, cgPath)
 	if err != nil {
 		return err
 	}
-	for try := 0; try < 50; try++ {
-		pids, err := m.Procs(ctx)
-		if err != nil || len(pids) == 0 {
-			break
-		}
-		for _, p := range pids {
-			unix.Kill(p, unix.SIGKILL)
-		}
-		m.Freeze(ctx, false)
-		time.Sleep(20 * time.Millisecond)
+	if err := executor.StopCgroup(ctx, m, a.log); err != nil {
+		return fmt.Errorf("half-created container %s: %w", id, err)
 	}
-	if err := m.Destroy(ctx); err != nil && !errors.Is(err, cgroups.ErrNotExist) {
-		return fmt.Errorf("unable to remove the cgroup of half-created container %s: %w", id, err)
+	return nil
+}
+
+// clearStaleCgroup makes sure a create of container id (which has no
+// runtime state) finds its cgroup under this daemon's parent free. A
+// cgroup there that is frozen or holds processes is this daemon's own
+// stale one when the daemon created id before (its bundle is still
+// there, or a process there is the child of a monitor of id: the runtime
+// state was lost, or a create died half-way): it is
+// frozen, killed, thawed and removed, never joined and never left beside
+// a second copy. Anything else there is not the daemon's to touch: the
+// create is refused, naming the cgroup and its processes.
+func (a *runtimeAdapter) clearStaleCgroup(ctx context.Context, id string) error {
+	if a.cg == nil || hasRuntimeState(a.layout, id) {
+		return nil // the container exists: its create fails with ErrExist
 	}
+	m, err := a.cg.Manager(id, a.cgroupsPath(id))
+	if err != nil {
+		return err
+	}
+	inUse := executor.CheckCgroupFree(ctx, m)
+	if inUse == nil {
+		return nil
+	}
+	if !errors.Is(inUse, executor.ErrCgroupInUse) {
+		return fmt.Errorf("create %s: %w", id, inUse)
+	}
+	if _, err := os.Lstat(a.layout.Bundle(id)); err != nil && !executor.MonitoredIn(ctx, m, id) {
+		return fmt.Errorf("create %s: %w", id, inUse)
+	}
+	a.log.Warn("the container's cgroup is in use but the daemon has no runtime state for it (lost, or a create cut short): stopping what runs there before creating it",
+		"container", id, "cgroup", inUse)
+	if err := executor.StopCgroup(ctx, m, a.log); err != nil {
+		return fmt.Errorf("create %s: unable to stop what is left in its cgroup: %w", id, err)
+	}
+	a.note(id, "stopped", "its runtime state was lost while it ran: what ran in its cgroup was killed before creating it again")
 	return nil
 }
 
@@ -549,6 +592,15 @@ func (a *runtimeAdapter) Update(ctx context.Context, id string, r *specs.LinuxRe
 		return fmt.Errorf("unable to set the resources of %s: %w", id, err)
 	}
 	return nil
+}
+
+// cgroupsPath is the linux.cgroupsPath of container id under this
+// daemon's cgroup parent ("" without a cgroup driver).
+func (a *runtimeAdapter) cgroupsPath(id string) string {
+	if a.cg == nil || a.cgParent.Cgroupfs == "" {
+		return ""
+	}
+	return a.cgParent.path(a.cg.Name(), id)
 }
 
 // manager returns the cgroup manager of a container (nil when it has no

@@ -22,6 +22,7 @@ const (
 //	STATE/reconciled.lock    held by the running daemon
 //	STATE/daemon.json        the running daemon's settings (log directory)
 //	STATE/imports.json       the archives imported from the import directory
+//	STATE/cgroup-parent.json this daemon's cgroup parent and slice (cgroupParent)
 type Layout string
 
 func (l Layout) Runtime() string           { return filepath.Join(string(l), "runtime") }
@@ -36,6 +37,7 @@ func (l Layout) EventsDir() string         { return filepath.Join(string(l), "ev
 func (l Layout) Socket() string            { return filepath.Join(string(l), "reconciled.sock") }
 func (l Layout) Lock() string              { return filepath.Join(string(l), "reconciled.lock") }
 func (l Layout) Info() string              { return filepath.Join(string(l), "daemon.json") }
+func (l Layout) CgroupParent() string      { return filepath.Join(string(l), "cgroup-parent.json") }
 
 // LogFile is container name's log file in the log directory dir.
 func LogFile(dir, name string) string { return filepath.Join(dir, name+".log") }

@@ -87,6 +87,9 @@ type Report struct {
 	// CgroupDriver is the daemon's cgroup driver: cgroupfs or systemd
 	// (--cgroup-driver auto picks systemd when it is PID 1).
 	CgroupDriver string `json:"cgroupDriver,omitempty"`
+	// CgroupParent is where this daemon's containers' cgroups go: the
+	// directory (cgroupfs) or slice (systemd), its own (--cgroup-parent).
+	CgroupParent string `json:"cgroupParent,omitempty"`
 	// LogDriver is where the containers' output goes: file or journald.
 	LogDriver string     `json:"logDriver,omitempty"`
 	Daemon    DaemonInfo `json:"daemon"`
@@ -149,8 +152,8 @@ type publisher struct {
 	kick      chan struct{}
 	// cgroupDriver and logDriver are reported as they are; onStatus gets
 	// a one-line summary after each publication (systemd's STATUS=).
-	cgroupDriver, logDriver string
-	onStatus                func(string)
+	cgroupDriver, cgroupParent, logDriver string
+	onStatus                              func(string)
 	// imageDisk is what the image GC last saw of the store's file system
 	// (set by the daemon; nil reports nothing).
 	imageDisk func() *ImageDisk
@@ -326,7 +329,7 @@ func (p *publisher) snapshot() (Report, []ContainerStatus) {
 	defer p.mu.Unlock()
 	now := time.Now()
 	rep := Report{Containers: make([]ContainerStatus, 0, len(sts)), Files: []FileReport{}, Manifests: p.manifests, Daemon: p.info,
-		CgroupDriver: p.cgroupDriver, LogDriver: p.logDriver}
+		CgroupDriver: p.cgroupDriver, CgroupParent: p.cgroupParent, LogDriver: p.logDriver}
 	if p.imageDisk != nil {
 		if d := p.imageDisk(); d != nil {
 			rep.ImageDisk, rep.DiskPressure = d, d.Pressure

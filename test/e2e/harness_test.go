@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -205,8 +206,15 @@ func (e *env) leftovers() []string {
 			out = append(out, fmt.Sprintf("process %d (%s)", pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
 		}
 	}
-	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/reconciled/" + e.prefix + "*")
-	cgs2, _ := filepath.Glob("/sys/fs/cgroup/reconciled/" + e.prefix + "*")
+	// Under /reconciled and each daemon's own parent (/reconciled-HASH),
+	// which goes with its last container.
+	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/reconciled*/" + e.prefix + "*")
+	cgs2, _ := filepath.Glob("/sys/fs/cgroup/reconciled*/" + e.prefix + "*")
+	if p := e.cgroupParent(); p != "" && p != "/reconciled" {
+		own, _ := filepath.Glob("/sys/fs/cgroup/*" + p)
+		own2, _ := filepath.Glob("/sys/fs/cgroup" + p)
+		cgs = append(append(cgs, own...), own2...)
+	}
 	for _, c := range append(cgs, cgs2...) {
 		out = append(out, "cgroup "+c)
 	}
@@ -220,6 +228,20 @@ func (e *env) leftovers() []string {
 		}
 	}
 	return out
+}
+
+// cgroupParent is the cgroupfs parent the daemon recorded in its state
+// directory ("" before it first ran).
+func (e *env) cgroupParent() string {
+	data, err := os.ReadFile(filepath.Join(e.state, "cgroup-parent.json"))
+	if err != nil {
+		return ""
+	}
+	var p struct{ Cgroupfs string }
+	if json.Unmarshal(data, &p) != nil {
+		return ""
+	}
+	return p.Cgroupfs
 }
 
 // client reaches the daemon through the binary; a wait fails as soon as

@@ -22,7 +22,7 @@ import (
 // waits for start it does nothing.
 func TestRecoverInterruptedStart(t *testing.T) {
 	ctx := context.Background()
-	rt, root, id := createWaiting(t)
+	rt, root, id := createWaiting(t, "")
 
 	if ok, err := rt.RecoverStart(ctx, id); ok || err != nil {
 		t.Fatalf("RecoverStart of a waiting container: %v, %v", ok, err)
@@ -53,7 +53,7 @@ func TestRecoverInterruptedStart(t *testing.T) {
 // on a container that waits it starts it and returns the running state.
 func TestStartStateRecoversInterruptedStart(t *testing.T) {
 	ctx := context.Background()
-	rt, root, id := createWaiting(t)
+	rt, root, id := createWaiting(t, "")
 	created, err := rt.State(ctx, id)
 	if err != nil {
 		t.Fatal(err)
@@ -80,16 +80,17 @@ func TestStartStateRecoversInterruptedStart(t *testing.T) {
 		t.Fatalf("recorded state after StartState: %+v, %v", onDisk, err)
 	}
 
-	rt2, _, id2 := createWaiting(t)
+	// Another name: two containers never share a cgroup.
+	rt2, _, id2 := createWaiting(t, "-2")
 	st, recovered, err = rt2.StartState(ctx, id2)
 	if err != nil || recovered || st.Status != executor.StatusRunning || !alive(st.Pid) {
 		t.Fatalf("StartState of a waiting container: %+v, recovered %v, %v; want running, not recovered", st, recovered, err)
 	}
 }
 
-// createWaiting creates a container (sleep) that waits for start, deleted
-// when the test ends.
-func createWaiting(t *testing.T) (*executor.Runtime, string, string) {
+// createWaiting creates a container (sleep) named after the test and
+// suffix that waits for start, deleted when the test ends.
+func createWaiting(t *testing.T, suffix string) (*executor.Runtime, string, string) {
 	t.Helper()
 	testutil.RequireRoot(t)
 	ctx := context.Background()
@@ -102,7 +103,7 @@ func createWaiting(t *testing.T) (*executor.Runtime, string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := testutil.Name(t, 40)
+	id := testutil.Name(t, 40) + suffix
 	spec := &specs.Spec{
 		Version: specs.Version,
 		Process: &specs.Process{Args: []string{"/bin/sleep", "100000"}, Cwd: "/", Env: []string{"PATH=/bin"}},

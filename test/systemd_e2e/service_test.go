@@ -137,8 +137,9 @@ func setup(t *testing.T) *env {
 		writeFile(t, filepath.Join(e.unitDir, name), text)
 	}
 	// The shipped unit, with the paths of this test (a drop-in, as an
-	// administrator would do).
-	e.dropIn("10-paths.conf", "[Service]\nExecStart=\nExecStart="+e.bin+" run --state "+e.state+
+	// administrator would do). --cgroup-parent: the slice of the default
+	// state directory, for this one.
+	e.dropIn("10-paths.conf", "[Service]\nExecStart=\nExecStart="+e.bin+" run --state "+e.state+" --cgroup-parent reconciled.slice"+
 		" --manifests "+e.manifests+" --log-dir /run/reconciled-e2e/logs --log-driver journald --image-root /run/reconciled-e2e/images --image-import-dir /run/reconciled-e2e/import\n")
 	mustRun(t, "systemctl", "daemon-reload")
 	mustRun(t, "systemctl", "start", "systemd-journald.socket", "systemd-journald.service")
@@ -455,7 +456,7 @@ func (e *env) testJournald(t *testing.T) {
 // is killed by systemd; its containers live on.
 func (e *env) testWatchdog(t *testing.T) {
 	r := e.waitRunning(t, "web", "db")
-	e.dropIn("90-watchdog.conf", "[Service]\nExecStart=\nExecStart="+e.bin+" run --state "+e.state+
+	e.dropIn("90-watchdog.conf", "[Service]\nExecStart=\nExecStart="+e.bin+" run --state "+e.state+" --cgroup-parent reconciled.slice"+
 		" --manifests "+e.manifests+" --log-dir /run/reconciled-e2e/logs --log-driver journald --image-root /run/reconciled-e2e/images --image-import-dir /run/reconciled-e2e/import --test-block-loop-after 2s\n"+
 		"WatchdogSec=3s\nRestartSec=10min\n")
 	mustRun(t, "systemctl", "daemon-reload")
