@@ -37,7 +37,8 @@ var sink [][]byte
 // helperMain runs in the helper process. "spin": burn CPU until killed.
 // "cmd": read commands from stdin, one per line, answer one line each:
 // "alloc N" allocates N MiB and touches every page ("ok"), "open PATH"
-// opens PATH for reading ("ok" or the error).
+// and "openw PATH" open PATH for reading or writing, "mknod PATH c|b
+// MAJOR MINOR" makes a device node ("ok" or the error).
 func helperMain(mode string) {
 	if mode == "spin" {
 		fmt.Println("ready")
@@ -58,13 +59,31 @@ func helperMain(mode string) {
 			}
 			sink = append(sink, b)
 			fmt.Println("ok")
-		case "open":
-			f, err := os.Open(arg)
+		case "open", "openw":
+			flag := os.O_RDONLY
+			if cmd == "openw" {
+				flag = os.O_WRONLY
+			}
+			f, err := os.OpenFile(arg, flag, 0)
 			if err != nil {
 				fmt.Println(err)
 				continue
 			}
 			f.Close()
+			fmt.Println("ok")
+		case "mknod":
+			// mknod PATH c|b MAJOR MINOR
+			var path, typ string
+			var major, minor uint32
+			fmt.Sscan(arg, &path, &typ, &major, &minor)
+			mode := uint32(syscall.S_IFCHR)
+			if typ == "b" {
+				mode = syscall.S_IFBLK
+			}
+			if err := syscall.Mknod(path, mode|0o600, int(major<<8|minor)); err != nil {
+				fmt.Println("mknod:", err)
+				continue
+			}
 			fmt.Println("ok")
 		default:
 			fmt.Println("unknown command", cmd)
