@@ -211,7 +211,7 @@ func deviceNumber(p *int64, what string) (int64, error) {
 	return *p, nil
 }
 
-// The program: classic eBPF for BPF_PROG_TYPE_CGROUP_DEVICE, run by the
+// The program: eBPF for BPF_PROG_TYPE_CGROUP_DEVICE, run by the
 // kernel on every open and mknod of a device node by a process of the
 // cgroup (or of one below it) with the context
 //
