@@ -123,7 +123,8 @@ func TestSpecDevicesNotAllowedByThemselves(t *testing.T) {
 // root's, which allows all), so the eBPF device program is all that
 // enforces the rules. A created container gets the defaults and nothing
 // else; an update before start replaces the program (loop0 opens, which
-// the first program denied).
+// the first program denied), and a later one without device rules leaves
+// it.
 func TestDevicesOnCgroup2Program(t *testing.T) {
 	testutil.RequireRoot(t)
 	l, err := cgroups.DetectLayout()
@@ -139,7 +140,7 @@ func TestDevicesOnCgroup2Program(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	run := func(id string, update *specs.LinuxResources, script string) string {
+	run := func(id string, updates []*specs.LinuxResources, script string) string {
 		t.Helper()
 		id = fmt.Sprintf("%s-%s-%d", testutil.Name(t, 20), id, os.Getpid())
 		b := bundle(t, func(s *specs.Spec) {
@@ -167,8 +168,8 @@ func TestDevicesOnCgroup2Program(t *testing.T) {
 		if _, ok := st.CgroupPaths[""]; !ok || len(st.CgroupPaths) != 1 {
 			t.Fatalf("cgroup paths %v, want the cgroup2 one alone", st.CgroupPaths)
 		}
-		if update != nil {
-			if err := api.Update(ctx, id, update); err != nil {
+		for _, u := range updates {
+			if err := api.Update(ctx, id, u); err != nil {
 				t.Fatalf("update: %v", err)
 			}
 		}
@@ -197,12 +198,13 @@ func TestDevicesOnCgroup2Program(t *testing.T) {
 		{Allow: false, Access: "rwm"},
 		{Allow: true, Type: "b", Major: ptrTo[int64](7), Minor: ptrTo[int64](0), Access: "r"},
 	}}
-	out = run("update", upd, `echo x > /dev/null && echo null-ok; mknod /dev/loop0 b 7 0 && head -c 1 /dev/loop0 >/dev/null; echo "loop0 exit $?"`)
+	// The second update names no device rules: it leaves them.
+	out = run("update", []*specs.LinuxResources{upd, {}}, `echo x > /dev/null && echo null-ok; mknod /dev/loop0 b 7 0 && head -c 1 /dev/loop0 >/dev/null; echo "loop0 exit $?"`)
 	if !strings.Contains(out, "null-ok") {
 		t.Errorf("/dev/null after the update:\n%s", out)
 	}
 	if !strings.Contains(out, "loop0 exit") || strings.Contains(out, "not permitted") {
-		t.Errorf("the update did not replace the device program (loop0 should open now):\n%s", out)
+		t.Errorf("after the updates loop0 should open (the first replaced the device program, the second named no device rules):\n%s", out)
 	}
 }
 
