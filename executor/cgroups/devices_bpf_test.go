@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -201,4 +202,60 @@ func TestDeviceRulesMatchV1Kernel(t *testing.T) {
 	if checked < 100 {
 		t.Errorf("only %d rule lists checked", checked)
 	}
+}
+
+// BenchmarkSetDevicesV2 is the cost of the device rules on cgroup v2, with
+// runc's default rule list under a deny-all: "create" on a new cgroup
+// (compile, query, load, attach), "update" on one that has a program
+// (the same, then detach the old one).
+func BenchmarkSetDevicesV2(b *testing.B) {
+	l, err := DetectLayout()
+	if os.Geteuid() != 0 || err != nil || l.Unified == "" {
+		b.Skip("needs root and a cgroup2 hierarchy")
+	}
+	parent := filepath.Join(l.Unified, fmt.Sprintf("benchmarksetdevicesv2-%d", os.Getpid()))
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	var dirs []string
+	b.Cleanup(func() {
+		for _, d := range dirs {
+			os.Remove(d)
+		}
+		os.Remove(parent)
+	})
+	rules := []specs.LinuxDeviceCgroup{
+		dev(false, "a", -1, -1, "rwm"),
+		dev(true, "c", -1, -1, "m"), dev(true, "b", -1, -1, "m"),
+		dev(true, "c", 1, 3, "rwm"), dev(true, "c", 1, 8, "rwm"), dev(true, "c", 1, 7, "rwm"),
+		dev(true, "c", 5, 0, "rwm"), dev(true, "c", 1, 5, "rwm"), dev(true, "c", 1, 9, "rwm"),
+		dev(true, "c", 5, 1, "rwm"), dev(true, "c", 136, -1, "rwm"), dev(true, "c", 5, 2, "rwm"),
+		dev(true, "c", 10, 200, "rwm"),
+	}
+	b.Run("create", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			d := filepath.Join(parent, strconv.Itoa(len(dirs)))
+			if err := os.Mkdir(d, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			dirs = append(dirs, d)
+			b.StartTimer()
+			if err := setDevicesV2(d, rules); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("update", func(b *testing.B) {
+		d := filepath.Join(parent, "update-"+strconv.Itoa(len(dirs)))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		dirs = append(dirs, d)
+		for b.Loop() {
+			if err := setDevicesV2(d, rules); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
