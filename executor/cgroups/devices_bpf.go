@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
+	"sync"
 	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -19,11 +21,13 @@ import (
 // bpf(2), as runc and crun do, without an eBPF library.
 
 // setDevicesV2 makes rules the device policy of the cgroup2 directory dir:
-// it loads their program, attaches it with BPF_F_ALLOW_MULTI, then
-// detaches every device program that was attached to dir before (found
-// with BPF_PROG_QUERY: an earlier Apply's or Set's), so that exactly the
-// new one is left and no access is allowed in between that either the old
-// or the new rules deny.
+// it loads their program (or takes it from the ones this process loaded
+// before, see deviceProgram), attaches it with BPF_F_ALLOW_MULTI, then
+// detaches every other device program that was attached to dir before
+// (found with BPF_PROG_QUERY: an earlier Apply's or Set's), so that
+// exactly the new one is left and no access is allowed in between that
+// either the old or the new rules deny. When the same program is attached
+// already (a Set with unchanged rules) only the others are detached.
 func setDevicesV2(dir string, rules []specs.LinuxDeviceCgroup) error {
 	f, err := compileDeviceRules(rules)
 	if err != nil {
@@ -38,12 +42,14 @@ func setDevicesV2(dir string, rules []specs.LinuxDeviceCgroup) error {
 	if err != nil {
 		return fmt.Errorf("setting the device rules of cgroup %s: %w", dir, err)
 	}
-	prog, err := loadDeviceProgram(encodeProgram(f.program()))
+	prog, id, err := deviceProgram(encodeProgram(f.program()))
 	if err != nil {
 		return fmt.Errorf("setting the device rules of cgroup %s: %w", dir, err)
 	}
 	defer unix.Close(prog)
-	if len(old) > 0 && flags&unix.BPF_F_ALLOW_MULTI == 0 {
+	if slices.Contains(old, id) {
+		old = slices.DeleteFunc(old, func(o uint32) bool { return o == id })
+	} else if len(old) > 0 && flags&unix.BPF_F_ALLOW_MULTI == 0 {
 		// Someone attached one program without BPF_F_ALLOW_MULTI: an
 		// attach with the same flags replaces it in one step.
 		old, err = nil, bpfAttach(unix.BPF_PROG_ATTACH, cg, prog, flags)
@@ -63,6 +69,78 @@ func setDevicesV2(dir string, rules []specs.LinuxDeviceCgroup) error {
 		return fmt.Errorf("cgroup %s: the new device rules are in force, but an old device program stays attached (both apply): %w", dir, errors.Join(errs...))
 	}
 	return nil
+}
+
+// maxDevicePrograms bounds the programs deviceProgram keeps loaded.
+const maxDevicePrograms = 16
+
+// devicePrograms are the programs this process loaded, by their code:
+// containers with the same rules (in the daemon nearly all of them) share
+// one program, attached to each of their cgroups. A load (the verifier
+// and the JIT) costs a few hundred microseconds, an attach about ten. A
+// program stays in the kernel while it is attached or held here; beyond
+// maxDevicePrograms the oldest is let go (its attachments stay).
+var devicePrograms struct {
+	sync.Mutex
+	byCode map[string]loadedProgram
+	order  []string // oldest first
+}
+
+type loadedProgram struct {
+	fd int
+	id uint32
+}
+
+// deviceProgram returns a new fd (close-on-exec; the caller closes it) of
+// the program for code, and the program's id.
+func deviceProgram(code []byte) (int, uint32, error) {
+	dp := &devicePrograms
+	dp.Lock()
+	defer dp.Unlock()
+	p, ok := dp.byCode[string(code)]
+	if !ok {
+		fd, err := loadDeviceProgram(code)
+		if err != nil {
+			return -1, 0, err
+		}
+		id, err := programID(fd)
+		if err != nil {
+			unix.Close(fd)
+			return -1, 0, err
+		}
+		if dp.byCode == nil {
+			dp.byCode = map[string]loadedProgram{}
+		}
+		p = loadedProgram{fd: fd, id: id}
+		dp.byCode[string(code)] = p
+		dp.order = append(dp.order, string(code))
+		if len(dp.order) > maxDevicePrograms {
+			unix.Close(dp.byCode[dp.order[0]].fd)
+			delete(dp.byCode, dp.order[0])
+			dp.order = dp.order[1:]
+		}
+	}
+	fd, err := unix.FcntlInt(uintptr(p.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, 0, fmt.Errorf("duplicating the device program's fd: %w", os.NewSyscallError("fcntl", err))
+	}
+	return fd, p.id, nil
+}
+
+// programID reads the id of the program fd (BPF_OBJ_GET_INFO_BY_FD; id is
+// the second field of struct bpf_prog_info).
+func programID(fd int) (uint32, error) {
+	var info struct{ typ, id uint32 }
+	attr := struct {
+		fd, infoLen uint32
+		info        uint64
+	}{fd: uint32(fd), infoLen: uint32(unsafe.Sizeof(info)), info: uint64(uintptr(unsafe.Pointer(&info)))}
+	_, err := bpf(unix.BPF_OBJ_GET_INFO_BY_FD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	runtime.KeepAlive(&info)
+	if err != nil {
+		return 0, fmt.Errorf("reading the device program's id: %w", err)
+	}
+	return info.id, nil
 }
 
 // detachDeviceProgram detaches the program with id from the cgroup cg; one
@@ -194,7 +272,7 @@ func bpfAttach(cmd uintptr, cg, prog int, flags uint32) error {
 var bpfCmdNames = map[uintptr]string{
 	unix.BPF_PROG_LOAD: "BPF_PROG_LOAD", unix.BPF_PROG_ATTACH: "BPF_PROG_ATTACH",
 	unix.BPF_PROG_DETACH: "BPF_PROG_DETACH", unix.BPF_PROG_QUERY: "BPF_PROG_QUERY",
-	unix.BPF_PROG_GET_FD_BY_ID: "BPF_PROG_GET_FD_BY_ID",
+	unix.BPF_PROG_GET_FD_BY_ID: "BPF_PROG_GET_FD_BY_ID", unix.BPF_OBJ_GET_INFO_BY_FD: "BPF_OBJ_GET_INFO_BY_FD",
 }
 
 // bpf is the bpf(2) system call, retried on EINTR and EAGAIN (which
