@@ -30,29 +30,28 @@ var defaultAllowedDevices = []specs.LinuxDeviceCgroup{
 }
 
 // cgroupResources returns the resources to give a container's cgroup: res
-// (the spec's linux.resources, or an update of them) with the device rules
-// completed by an allow rule for each of the spec's linux.devices and then
-// the default allowed devices. Device access is therefore always
-// restricted, as with runc: a spec that lists no device rules gets the
-// defaults alone. res is not modified.
-func cgroupResources(spec *specs.Spec, res *specs.LinuxResources) *specs.LinuxResources {
+// (the spec's linux.resources, or an update of them) with the default
+// allowed devices appended to its device rules, as runc appends them. The
+// spec's own rules come first, applied as written and in order (see the
+// cgroups package): device access is therefore always restricted, and a
+// spec that lists no device rules gets the defaults alone. Nothing is
+// added for the nodes of linux.devices: as with runc, a node the spec
+// creates is usable only where linux.resources.devices allows it (a
+// deny-all rule keeps /dev/kmsg closed though the spec makes the node,
+// and a fifo, type "p", is no device to the cgroup). res is not modified.
+func cgroupResources(res *specs.LinuxResources) *specs.LinuxResources {
 	var out specs.LinuxResources
 	if res != nil {
 		out = *res
 	}
-	rules := append([]specs.LinuxDeviceCgroup{}, out.Devices...)
-	if spec != nil && spec.Linux != nil {
-		for _, d := range spec.Linux.Devices {
-			rules = append(rules, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: devNum(d.Major), Minor: devNum(d.Minor), Access: "rwm"})
-		}
-	}
-	out.Devices = append(rules, defaultAllowedDevices...)
+	out.Devices = append(append([]specs.LinuxDeviceCgroup{}, out.Devices...), defaultAllowedDevices...)
 	return &out
 }
 
-// Update changes the resources of a live container's cgroup in place, with
-// the same completion of device rules as at create (so an update never takes
-// /dev/null away).
+// Update changes the resources of a live container's cgroup in place.
+// Device rules in res replace the container's, completed as at create (so
+// an update never takes /dev/null away); an update without device rules
+// (`runtime update --memory ...`) leaves them as they are.
 func (r *Runtime) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
 	st, err := r.State(ctx, id)
 	if err != nil {
@@ -68,13 +67,14 @@ func (r *Runtime) Update(ctx context.Context, id string, res *specs.LinuxResourc
 	if m == nil {
 		return fmt.Errorf("update %s: the container has no cgroup", id)
 	}
-	spec, err := LoadSpec(st.Bundle)
-	if err != nil {
-		// The bundle may be gone (a CLI user removed it); the spec's
-		// extra device nodes are then not re-allowed, the defaults are.
-		spec = nil
+	upd := res
+	if res != nil && len(res.Devices) > 0 {
+		upd = cgroupResources(res)
 	}
-	if err := m.Set(ctx, cgroupResources(spec, res)); err != nil {
+	if upd == nil {
+		upd = &specs.LinuxResources{}
+	}
+	if err := m.Set(ctx, upd); err != nil {
 		return fmt.Errorf("update %s: %w", id, err)
 	}
 	return nil

@@ -491,7 +491,7 @@ func (c *creation) resources() *specs.LinuxResources {
 	if c.spec.Linux != nil {
 		res = c.spec.Linux.Resources
 	}
-	return cgroupResources(c.spec, res)
+	return cgroupResources(res)
 }
 
 // applyCgroup moves the init into the cgroup that prepareCgroup made, or

@@ -78,3 +78,24 @@ func TestRuntimeUpdate(t *testing.T) {
 		t.Errorf("update of a stopped container succeeded")
 	}
 }
+
+// An update that names no device rules (`update --pids-limit`) leaves the
+// container's own: a device the spec allows stays usable.
+func TestUpdateKeepsSpecDeviceRules(t *testing.T) {
+	r := newOpsRT(t)
+	id, _, _ := r.started(func(s *specs.Spec) {
+		denyAllDevices(s)
+		s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, specs.LinuxDeviceCgroup{
+			Allow: true, Type: "b", Major: ptrTo[int64](7), Minor: ptrTo[int64](0), Access: "r",
+		})
+	}, "sh", "-c", "mknod /dev/loop0 b 7 0 && sleep 1000")
+	probe := `head -c 1 /dev/loop0 >/dev/null 2>/tmp/err; cat /tmp/err; echo probed`
+	if out := r.cmdOK("exec", id, "--", "sh", "-c", probe); strings.Contains(out, "not permitted") || !strings.Contains(out, "probed") {
+		t.Fatalf("loop0 before the update: %q", out)
+	}
+	r.ok("update", "--pids-limit", "50", id)
+	if out := r.cmdOK("exec", id, "--", "sh", "-c", probe); strings.Contains(out, "not permitted") || !strings.Contains(out, "probed") {
+		t.Errorf("loop0 after an update without device rules: %q", out)
+	}
+	r.ok("kill", id, "KILL")
+}

@@ -118,8 +118,8 @@ func TestFakeV2Apply(t *testing.T) {
 		Memory: &specs.LinuxMemory{Limit: ptr[int64](256 << 20), Swap: ptr[int64](384 << 20), Reservation: ptr[int64](64 << 20)},
 		CPU:    &specs.LinuxCPU{Shares: ptr[uint64](1024), Quota: ptr[int64](50000), Period: ptr[uint64](100000)},
 		Pids:   &specs.LinuxPids{Limit: ptr[int64](64)},
-		// Not enforced on cgroup2, and no error.
-		Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+		// Devices need a real cgroup2 (an eBPF program is attached to
+		// it): TestRealV2Devices.
 	}
 	if err := m.Apply(context.Background(), 4242, r); err != nil {
 		t.Fatal(err)

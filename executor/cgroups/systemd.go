@@ -73,7 +73,8 @@ const (
 // memsw limit) and adds what has no property here (v1 swap, swappiness,
 // cpusets, burst, unified). Device rules are left to systemd, which would
 // otherwise rewrite them whenever it re-applies the unit's properties; on
-// v2 systemd enforces them with eBPF, which the cgroupfs driver does not.
+// v2 systemd enforces them with its own eBPF program (the cgroupfs
+// driver attaches one of its own instead; see the package documentation).
 //
 // On v1, systemd creates the scope only in the hierarchies it manages
 // (name=systemd, memory, cpu, cpuacct when co-mounted with cpu, pids,

@@ -211,142 +211,60 @@ type deviceAllow struct {
 
 // deviceProps turns the spec's ordered allow/deny device rules into
 // DevicePolicy and DeviceAllow, which systemd enforces on both cgroup
-// versions (the v1 devices controller, an eBPF program on v2). The rules
-// are replayed in order over "every device allowed" (what a new cgroup
-// inherits): a rule for all devices resets to allow-all or deny-all, an
-// allow rule under deny-all adds an entry (/dev/char/M:m,
-// /dev/block/M:m, or char-NAME/block-NAME from /proc/devices for a
-// wildcard minor, char-* / block-* for a wildcard major), a deny rule under
-// deny-all removes what it names from earlier entries. A deny rule for
-// some devices under allow-all has no systemd equivalent and is an error.
-// The result is DevicePolicy=auto with no entries (allow-all) or
-// DevicePolicy=strict with the entries.
+// versions (the v1 devices controller, its own eBPF program on v2). The
+// rules are computed as everywhere else (compileDeviceRules: replayed over
+// "deny every device"): allow-all with no exception is DevicePolicy=auto
+// with no entries; deny-all is DevicePolicy=strict with one entry per
+// exception (/dev/char/M:m, /dev/block/M:m, or char-NAME/block-NAME from
+// /proc/devices for a wildcard minor, char-* / block-* for a wildcard
+// major). Allow-all with exceptions (a deny list) has no systemd
+// equivalent and is an error, and so is a wildcard major with a given
+// minor.
 func deviceProps(rules []specs.LinuxDeviceCgroup, procDevices func() (io.ReadCloser, error)) ([]sddbus.Property, error) {
-	allowAll := true
-	var allow []deviceAllow
-	var groups map[string]string // "c136" -> "pts", read on first need
-	for i, d := range rules {
-		typ := d.Type
-		if typ == "" {
-			typ = "a"
-		}
-		access := d.Access
-		if access == "" {
-			access = "rwm"
-		}
-		if typ != "a" && typ != "b" && typ != "c" {
-			return nil, fmt.Errorf("linux.resources.devices[%d]: invalid type %q (want a, b or c)", i, d.Type)
-		}
-		for _, c := range access {
-			if c != 'r' && c != 'w' && c != 'm' {
-				return nil, fmt.Errorf("linux.resources.devices[%d]: invalid access %q (want letters of rwm)", i, d.Access)
-			}
-		}
-		wildMajor := d.Major == nil || *d.Major < 0
-		wildMinor := d.Minor == nil || *d.Minor < 0
-		if typ == "a" && wildMajor && wildMinor && sameAccess(access, "rwm") {
-			allowAll, allow = d.Allow, nil
-			continue
-		}
-		if !d.Allow {
-			if allowAll {
-				return nil, fmt.Errorf("linux.resources.devices[%d]: denying %s %s %s while every other device is allowed cannot be expressed as a systemd DeviceAllow list; deny all devices first, then allow the ones wanted", i, typ, majMin(d), access)
-			}
-			allow = removeAccess(allow, deviceEntries(typ, d, wildMajor, wildMinor, nil), access)
-			continue
-		}
-		if allowAll {
-			continue
-		}
-		if wildMinor && !wildMajor && groups == nil {
-			var err error
-			if groups, err = readProcDevices(procDevices); err != nil {
-				return nil, fmt.Errorf("linux.resources.devices[%d]: %w", i, err)
-			}
-		}
-		entries := deviceEntries(typ, d, wildMajor, wildMinor, groups)
-		if len(entries) == 0 {
-			return nil, fmt.Errorf("linux.resources.devices[%d]: no device group in /proc/devices has major %d", i, *d.Major)
-		}
-		for _, e := range entries {
-			allow = append(allow, deviceAllow{Path: e, Access: access})
-		}
+	f, err := compileDeviceRules(rules)
+	if err != nil {
+		return nil, err
 	}
-	if allowAll {
+	if f.allowAll {
+		if len(f.except) > 0 {
+			e := f.except[0]
+			return nil, fmt.Errorf("linux.resources.devices: denying %s %s while every other device is allowed cannot be expressed as a systemd DeviceAllow list; deny all devices first, then allow the ones wanted", e.deviceMatch, accessString(e.access))
+		}
 		return []sddbus.Property{
 			{Name: "DevicePolicy", Value: godbus.MakeVariant("auto")},
 			{Name: "DeviceAllow", Value: godbus.MakeVariant([]deviceAllow{})},
 		}, nil
 	}
-	if allow == nil {
-		allow = []deviceAllow{}
+	allow := []deviceAllow{}
+	var groups map[string]string // "c136" -> "pts", read on first need
+	for _, e := range f.except {
+		kind := map[byte]string{'c': "char", 'b': "block"}[e.typ]
+		var path string
+		switch {
+		case e.major < 0 && e.minor >= 0:
+			return nil, fmt.Errorf("linux.resources.devices: allowing %s (any major, one minor) cannot be expressed as a systemd DeviceAllow entry; name the major", e.deviceMatch)
+		case e.major < 0:
+			path = kind + "-*"
+		case e.minor < 0:
+			if groups == nil {
+				if groups, err = readProcDevices(procDevices); err != nil {
+					return nil, fmt.Errorf("linux.resources.devices: allowing %s: %w", e.deviceMatch, err)
+				}
+			}
+			name, ok := groups[string(e.typ)+strconv.FormatInt(e.major, 10)]
+			if !ok {
+				return nil, fmt.Errorf("linux.resources.devices: allowing %s: no device group in /proc/devices has major %d", e.deviceMatch, e.major)
+			}
+			path = kind + "-" + name
+		default:
+			path = fmt.Sprintf("/dev/%s/%d:%d", kind, e.major, e.minor)
+		}
+		allow = append(allow, deviceAllow{Path: path, Access: accessString(e.access)})
 	}
 	return []sddbus.Property{
 		{Name: "DevicePolicy", Value: godbus.MakeVariant("strict")},
 		{Name: "DeviceAllow", Value: godbus.MakeVariant(allow)},
 	}, nil
-}
-
-// deviceEntries names what rule d covers as DeviceAllow paths.
-func deviceEntries(typ string, d specs.LinuxDeviceCgroup, wildMajor, wildMinor bool, groups map[string]string) []string {
-	var out []string
-	for _, t := range []string{"c", "b"} {
-		if typ != "a" && typ != t {
-			continue
-		}
-		kind := map[string]string{"c": "char", "b": "block"}[t]
-		switch {
-		case wildMajor:
-			out = append(out, kind+"-*")
-		case wildMinor:
-			if name, ok := groups[t+strconv.FormatInt(*d.Major, 10)]; ok {
-				out = append(out, kind+"-"+name)
-			}
-		default:
-			out = append(out, fmt.Sprintf("/dev/%s/%d:%d", kind, *d.Major, *d.Minor))
-		}
-	}
-	return out
-}
-
-// removeAccess takes access away from the entries named in paths.
-func removeAccess(allow []deviceAllow, paths []string, access string) []deviceAllow {
-	var out []deviceAllow
-	for _, a := range allow {
-		for _, p := range paths {
-			if a.Path == p {
-				a.Access = strings.Map(func(r rune) rune {
-					if strings.ContainsRune(access, r) {
-						return -1
-					}
-					return r
-				}, a.Access)
-			}
-		}
-		if a.Access != "" {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
-func sameAccess(a, b string) bool {
-	for _, c := range "rwm" {
-		if strings.ContainsRune(a, c) != strings.ContainsRune(b, c) {
-			return false
-		}
-	}
-	return true
-}
-
-func majMin(d specs.LinuxDeviceCgroup) string {
-	n := func(p *int64) string {
-		if p == nil || *p < 0 {
-			return "*"
-		}
-		return strconv.FormatInt(*p, 10)
-	}
-	return n(d.Major) + ":" + n(d.Minor)
 }
 
 // readProcDevices maps "c<major>" and "b<major>" to the device group names

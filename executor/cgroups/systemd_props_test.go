@@ -154,17 +154,23 @@ func TestDeviceProps(t *testing.T) {
 			dev(true, "c", i64(1), i64(3), "rwm"),
 			dev(true, "c", i64(136), nil, "rw"),
 			dev(true, "c", nil, nil, "m"),
-			dev(true, "a", i64(8), i64(0), "r"),
+			dev(true, "b", i64(8), i64(0), "r"),
+			dev(true, "c", i64(1), i64(3), "r"), // merged into the first
 		}, policy: "strict", allow: []deviceAllow{
-			{"/dev/char/1:3", "rwm"}, {"char-pts", "rw"}, {"char-*", "m"},
-			{"/dev/char/8:0", "r"}, {"/dev/block/8:0", "r"},
+			{"/dev/char/1:3", "rwm"}, {"char-pts", "rw"}, {"char-*", "m"}, {"/dev/block/8:0", "r"},
 		}},
+		// Type "a" resets, whatever its numbers say (the kernel's v1 meaning).
+		{name: "type a resets", rules: []specs.LinuxDeviceCgroup{denyAll, dev(true, "c", i64(1), i64(3), "rwm"), dev(true, "a", i64(8), i64(0), "r")}, policy: "auto", allow: []deviceAllow{}},
+		// Rules start from deny-all on every driver, as with runc.
+		{name: "rules start from deny-all", rules: []specs.LinuxDeviceCgroup{dev(true, "c", i64(1), i64(3), "rwm")}, policy: "strict", allow: []deviceAllow{{"/dev/char/1:3", "rwm"}}},
+		{name: "hole in a wildcard", rules: []specs.LinuxDeviceCgroup{denyAll, dev(true, "c", i64(1), nil, "rwm"), dev(false, "c", i64(1), i64(3), "w")}, err: "devices[2]: cannot deny c 1:3 w: an earlier rule allows c 1:* rwm"},
+		{name: "any major one minor", rules: []specs.LinuxDeviceCgroup{denyAll, dev(true, "c", nil, i64(3), "r")}, err: "any major, one minor"},
 		{name: "deny after allow", rules: []specs.LinuxDeviceCgroup{
 			denyAll, dev(true, "c", i64(1), i64(3), "rwm"), dev(true, "c", i64(1), i64(5), "rw"),
 			dev(false, "c", i64(1), i64(3), "w"), dev(false, "c", i64(1), i64(5), "rw"),
 		}, policy: "strict", allow: []deviceAllow{{"/dev/char/1:3", "rm"}}},
-		{name: "allow under allow-all is a no-op", rules: []specs.LinuxDeviceCgroup{dev(true, "c", i64(1), i64(3), "rwm")}, policy: "auto", allow: []deviceAllow{}},
-		{name: "deny one under allow-all", rules: []specs.LinuxDeviceCgroup{dev(false, "c", i64(1), i64(3), "rwm")}, err: "cannot be expressed"},
+		{name: "allow under allow-all is a no-op", rules: []specs.LinuxDeviceCgroup{dev(true, "a", nil, nil, ""), dev(true, "c", i64(1), i64(3), "rwm")}, policy: "auto", allow: []deviceAllow{}},
+		{name: "deny one under allow-all", rules: []specs.LinuxDeviceCgroup{dev(true, "a", nil, nil, ""), dev(false, "c", i64(1), i64(3), "rwm")}, err: "cannot be expressed"},
 		{name: "unknown major", rules: []specs.LinuxDeviceCgroup{denyAll, dev(true, "c", i64(250), nil, "rwm")}, err: "no device group in /proc/devices has major 250"},
 		{name: "bad type", rules: []specs.LinuxDeviceCgroup{dev(true, "x", nil, nil, "")}, err: "devices[0]: invalid type"},
 		{name: "bad access", rules: []specs.LinuxDeviceCgroup{denyAll, dev(true, "c", i64(1), i64(3), "rwx")}, err: "devices[1]: invalid access"},

@@ -83,7 +83,12 @@ func (m *fsManager) setV1(r *specs.LinuxResources) error {
 // setDevicesV1 denies everything, then writes each rule in order, as runc
 // did before its device-rule emulator. Between the two a device in use
 // may be refused for an instant; Set on a running container has that too.
+// The rules are first checked as on v2 (compileDeviceRules): what the
+// kernel would silently ignore (a hole in a wildcard) is refused here too.
 func setDevicesV1(dir string, rules []specs.LinuxDeviceCgroup) error {
+	if _, err := compileDeviceRules(rules); err != nil {
+		return err
+	}
 	if err := writeFile(dir, "devices.deny", "a"); err != nil {
 		return err
 	}

@@ -11,14 +11,18 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// setV2 writes r to a cgroup2 directory: memory.swap.max before
-// memory.max (runc's order), memory.low, cpu.weight, cpu.max,
-// cpu.max.burst, cpuset.cpus and cpuset.mems, pids.max, then each
-// r.Unified file last so that it wins. Device rules are not enforced on
-// cgroup2 (they need an eBPF program; see the package documentation) and
-// are ignored, as are the v1-only memory knobs (swappiness, kernel memory,
-// disableOOMKiller).
+// setV2 writes r to a cgroup2 directory: the device rules first (an eBPF
+// program, see setDevicesV2; an empty list leaves the device policy as it
+// is), memory.swap.max before memory.max (runc's order), memory.low,
+// cpu.weight, cpu.max, cpu.max.burst, cpuset.cpus and cpuset.mems,
+// pids.max, then each r.Unified file last so that it wins. The v1-only
+// memory knobs (swappiness, kernel memory, disableOOMKiller) are ignored.
 func setV2(dir string, r *specs.LinuxResources) error {
+	if len(r.Devices) > 0 {
+		if err := setDevicesV2(dir, r.Devices); err != nil {
+			return err
+		}
+	}
 	if mem := r.Memory; mem != nil {
 		limit := deref(mem.Limit)
 		swap, ok, err := swapV2(deref(mem.Swap), limit)
