@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor/cgroups"
+	"reconciled.dev/reconciled/internal/seccomp"
 )
 
 // Runtime creates and manages containers whose state lives under one root
@@ -46,6 +47,8 @@ type Runtime struct {
 	// goMonitor keeps every monitor a Go process for the container's
 	// life (no reaper): the fallback where there is no reaper, tested here.
 	goMonitor bool
+
+	filters filterCache // compiled seccomp filters (seccomp.go)
 }
 
 // Option configures a Runtime.
@@ -153,6 +156,12 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	if err != nil {
 		return fmt.Errorf("invalid spec for container %s: %w", id, err)
 	}
+	var filter *seccomp.Program
+	if spec.Linux != nil {
+		if filter, err = r.seccompFilter(spec.Linux.Seccomp); err != nil {
+			return fmt.Errorf("invalid spec for container %s: %w", id, err)
+		}
+	}
 	if !plan.has(unix.CLONE_NEWNS) && !joins(plan, unix.CLONE_NEWNS) {
 		return fmt.Errorf("container %s: a mount namespace is required", id)
 	}
@@ -239,7 +248,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 		if err != nil {
 			return err
 		}
-		if err := p.enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: p.pid, NS: plan, Spec: spec}); err != nil {
+		if err := p.enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: p.pid, NS: plan, Spec: withoutSeccomp(spec), Seccomp: filter}); err != nil {
 			return fmt.Errorf("send init config: %w", err)
 		}
 		if early {
