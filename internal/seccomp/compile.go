@@ -1,10 +1,11 @@
 package seccomp
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -196,12 +197,15 @@ func Compile(s *specs.LinuxSeccomp, goarch string) (*Program, error) {
 	}
 	var c asm
 	c.load(offArch)
-	for _, a := range arches {
-		c.jump(jeq, a.audit, fmt.Sprintf("arch%x", a.audit), "")
+	archLabels := make([]label, len(arches))
+	for i, a := range arches {
+		archLabels[i] = c.newLabel()
+		c.jump(jeq, a.audit, archLabels[i], next)
 	}
 	c.ret(retKillProcess)
-	for _, a := range arches {
-		c.label(fmt.Sprintf("arch%x", a.audit))
+	x32, badArch := c.newLabel(), c.newLabel()
+	for i, a := range arches {
+		c.label(archLabels[i])
 		table, err := rulesFor(s, a, def)
 		if err != nil {
 			return nil, err
@@ -209,22 +213,22 @@ func Compile(s *specs.LinuxSeccomp, goarch string) (*Program, error) {
 		c.load(offNr)
 		if a == archX86_64 {
 			if withX32 {
-				c.jump(jge, x32SyscallBit, "x32", "")
+				c.jump(jge, x32SyscallBit, x32, next)
 			} else {
-				c.jump(jge, x32SyscallBit, "badarch", "")
+				c.jump(jge, x32SyscallBit, badArch, next)
 			}
 		}
-		c.dispatch(table, def, fmt.Sprintf("a%x", a.audit), 0, x32SyscallBit-1)
+		c.dispatch(table, def, 0, x32SyscallBit-1)
 		if a == archX86_64 && withX32 {
-			c.label("x32")
+			c.label(x32)
 			t32, err := rulesFor(s, archX32, def)
 			if err != nil {
 				return nil, err
 			}
-			c.dispatch(t32, def, "x32", x32SyscallBit, 0xffffffff)
+			c.dispatch(t32, def, x32SyscallBit, 0xffffffff)
 		}
 	}
-	c.label("badarch")
+	c.label(badArch)
 	c.ret(retKillProcess)
 	code, err := c.assemble()
 	if err != nil {
@@ -246,11 +250,18 @@ func containsArch(l []*archInfo, a *archInfo) bool {
 	return false
 }
 
-// rulesFor resolves the profile's rules for one architecture: by syscall
-// number, in the order they are tried.
-func rulesFor(s *specs.LinuxSeccomp, a *archInfo, def uint32) (map[uint32][]rule, error) {
-	conditional := map[uint32][]rule{}
-	plain := map[uint32][]rule{}
+// entry is one rule of one syscall number.
+type entry struct {
+	nr    uint32
+	order int // in the profile
+	rule
+}
+
+// rulesFor resolves the profile's rules for one architecture: sorted by
+// syscall number, each number's in the order they are tried (those with
+// conditions first, in profile order, then the plain ones).
+func rulesFor(s *specs.LinuxSeccomp, a *archInfo, def uint32) ([]entry, error) {
+	out := make([]entry, 0, 2*len(s.Syscalls))
 	for i, sc := range s.Syscalls {
 		ret, err := action(sc.Action, sc.ErrnoRet)
 		if err != nil {
@@ -270,7 +281,7 @@ func rulesFor(s *specs.LinuxSeccomp, a *archInfo, def uint32) (map[uint32][]rule
 		// One rule, or (runc) one per condition when an argument
 		// has several.
 		groups := [][]specs.LinuxSeccompArg{sc.Args}
-		seen := map[uint]bool{}
+		var seen [6]bool
 		for _, arg := range sc.Args {
 			if seen[arg.Index] {
 				groups = groups[:0]
@@ -287,18 +298,22 @@ func rulesFor(s *specs.LinuxSeccomp, a *archInfo, def uint32) (map[uint32][]rule
 				continue
 			}
 			for _, g := range groups {
-				if len(g) == 0 {
-					plain[nr] = append(plain[nr], rule{ret: ret})
-				} else {
-					conditional[nr] = append(conditional[nr], rule{conds: g, ret: ret})
-				}
+				out = append(out, entry{nr, len(out), rule{conds: g, ret: ret}})
 			}
 		}
 	}
-	for nr, r := range plain {
-		conditional[nr] = append(conditional[nr], r...)
-	}
-	return conditional, nil
+	slices.SortFunc(out, func(x, y entry) int {
+		switch {
+		case x.nr != y.nr:
+			return cmp.Compare(x.nr, y.nr)
+		case len(x.conds) > 0 && len(y.conds) == 0:
+			return -1
+		case len(x.conds) == 0 && len(y.conds) > 0:
+			return 1
+		}
+		return cmp.Compare(x.order, y.order)
+	})
+	return out, nil
 }
 
 var ops = map[specs.LinuxSeccompOperator]bool{
@@ -314,16 +329,9 @@ type interval struct {
 	rules  []rule // when set, lo == hi
 }
 
-// dispatch emits the code that finds nr (in A) among table's numbers in
-// [lo, hi] by binary search and returns its action.
-func (c *asm) dispatch(table map[uint32][]rule, def uint32, prefix string, lo, hi uint32) {
-	nrs := make([]uint32, 0, len(table))
-	for nr := range table {
-		if nr >= lo && nr <= hi {
-			nrs = append(nrs, nr)
-		}
-	}
-	sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
+// dispatch emits the code that finds nr (in A) among the entries' numbers
+// in [lo, hi] by binary search and returns its action.
+func (c *asm) dispatch(entries []entry, def uint32, lo, hi uint32) {
 	var ivs []interval
 	add := func(iv interval) {
 		if n := len(ivs); n > 0 && ivs[n-1].rules == nil && iv.rules == nil && ivs[n-1].ret == iv.ret {
@@ -332,51 +340,67 @@ func (c *asm) dispatch(table map[uint32][]rule, def uint32, prefix string, lo, h
 		}
 		ivs = append(ivs, iv)
 	}
-	next := lo
-	for _, nr := range nrs {
+	next, found := lo, false
+	for i := 0; i < len(entries); {
+		nr := entries[i].nr
+		j := i + 1
+		for j < len(entries) && entries[j].nr == nr {
+			j++
+		}
+		group := entries[i:j]
+		i = j
+		if nr < lo || nr > hi {
+			continue
+		}
 		if nr > next {
 			add(interval{lo: next, hi: nr - 1, ret: def})
 		}
-		rs := table[nr]
-		if len(rs) == 1 && rs[0].conds == nil {
-			add(interval{lo: nr, hi: nr, ret: rs[0].ret})
+		if len(group) == 1 && len(group[0].conds) == 0 {
+			add(interval{lo: nr, hi: nr, ret: group[0].ret})
 		} else {
+			rs := make([]rule, len(group))
+			for k := range group {
+				rs[k] = group[k].rule
+			}
 			add(interval{lo: nr, hi: nr, rules: rs})
 		}
-		next = nr + 1
+		next, found = nr+1, true
+		if nr == hi {
+			break
+		}
 	}
-	if len(nrs) == 0 || (nrs[len(nrs)-1] < hi) {
+	if !found || next-1 < hi {
 		add(interval{lo: next, hi: hi, ret: def})
 	}
-	c.tree(ivs, def, prefix)
+	c.tree(ivs, def)
 }
 
 // tree emits a binary search over ivs (A holds the number).
-func (c *asm) tree(ivs []interval, def uint32, prefix string) {
+func (c *asm) tree(ivs []interval, def uint32) {
 	if len(ivs) == 1 {
 		iv := ivs[0]
 		if iv.rules == nil {
 			c.ret(iv.ret)
 			return
 		}
-		c.rules(iv.rules, def, fmt.Sprintf("%s_%d", prefix, iv.lo))
+		c.rules(iv.rules, def)
 		return
 	}
 	mid := len(ivs) / 2
-	right := fmt.Sprintf("%s_ge%d", prefix, ivs[mid].lo)
-	c.jump(jge, ivs[mid].lo, right, "")
-	c.tree(ivs[:mid], def, prefix)
+	right := c.newLabel()
+	c.jump(jge, ivs[mid].lo, right, next)
+	c.tree(ivs[:mid], def)
 	c.label(right)
-	c.tree(ivs[mid:], def, prefix)
+	c.tree(ivs[mid:], def)
 }
 
 // rules emits the rules of one syscall: the first whose conditions all
 // hold returns its action; none, the default.
-func (c *asm) rules(rs []rule, def uint32, prefix string) {
-	for i, r := range rs {
-		fail := fmt.Sprintf("%s_r%d", prefix, i)
-		for j, cond := range r.conds {
-			c.cond(cond, fmt.Sprintf("%s_c%d", fail, j), fail)
+func (c *asm) rules(rs []rule, def uint32) {
+	for _, r := range rs {
+		fail := c.newLabel()
+		for _, cond := range r.conds {
+			c.cond(cond, c.newLabel(), fail)
 		}
 		c.ret(r.ret)
 		c.label(fail)
@@ -386,7 +410,7 @@ func (c *asm) rules(rs []rule, def uint32, prefix string) {
 
 // cond emits one 64-bit comparison: on success it continues at pass
 // (placed right after it), on failure it jumps to fail.
-func (c *asm) cond(a specs.LinuxSeccompArg, pass, fail string) {
+func (c *asm) cond(a specs.LinuxSeccompArg, pass, fail label) {
 	lo := uint32(offArgs + 8*a.Index)
 	hi := lo + 4
 	v, v2 := a.Value, a.ValueTwo
@@ -394,12 +418,12 @@ func (c *asm) cond(a specs.LinuxSeccompArg, pass, fail string) {
 	switch a.Op {
 	case specs.OpEqualTo:
 		c.load(hi)
-		c.jump(jeq, vhi, "", fail)
+		c.jump(jeq, vhi, next, fail)
 		c.load(lo)
 		c.jump(jeq, vlo, pass, fail)
 	case specs.OpNotEqual:
 		c.load(hi)
-		c.jump(jeq, vhi, "", pass)
+		c.jump(jeq, vhi, next, pass)
 		c.load(lo)
 		c.jump(jeq, vlo, fail, pass)
 	case specs.OpGreaterThan, specs.OpGreaterEqual:
@@ -408,8 +432,8 @@ func (c *asm) cond(a specs.LinuxSeccompArg, pass, fail string) {
 			last = jge
 		}
 		c.load(hi)
-		c.jump(jgt, vhi, pass, "")
-		c.jump(jeq, vhi, "", fail)
+		c.jump(jgt, vhi, pass, next)
+		c.jump(jeq, vhi, next, fail)
 		c.load(lo)
 		c.jump(last, vlo, pass, fail)
 	case specs.OpLessThan, specs.OpLessEqual:
@@ -419,15 +443,15 @@ func (c *asm) cond(a specs.LinuxSeccompArg, pass, fail string) {
 			last = jgt
 		}
 		c.load(hi)
-		c.jump(jgt, vhi, fail, "")
-		c.jump(jeq, vhi, "", pass)
+		c.jump(jgt, vhi, fail, next)
+		c.jump(jeq, vhi, next, pass)
 		c.load(lo)
 		c.jump(last, vlo, fail, pass)
 	case specs.OpMaskedEqual:
 		// libseccomp: (arg & Value) == ValueTwo.
 		c.load(hi)
 		c.and(vhi)
-		c.jump(jeq, uint32(v2>>32), "", fail)
+		c.jump(jeq, uint32(v2>>32), next, fail)
 		c.load(lo)
 		c.and(vlo)
 		c.jump(jeq, uint32(v2), pass, fail)
@@ -446,13 +470,18 @@ const (
 	jge    = 0x35 // BPF_JMP|BPF_JGE|BPF_K
 )
 
-// item is an instruction, a conditional jump to labels ("" is the next
-// instruction), or a label.
+// label names a place in the program; next is the instruction after a
+// jump.
+type label int
+
+const next label = 0
+
+// item is an instruction, a conditional jump to labels, or a label.
 type item struct {
 	code       uint16
 	k          uint32
-	jt, jf     string
-	label      string
+	jt, jf     label
+	at         label // isLabel: which
 	isLabel    bool
 	long       bool // the jump goes through ja trampolines
 	isCondJump bool
@@ -461,14 +490,16 @@ type item struct {
 // asm collects items and lays them out, turning conditional jumps whose
 // targets lie more than 255 instructions ahead into a jump over two ja.
 type asm struct {
-	items []item
+	items  []item
+	labels int
 }
 
+func (c *asm) newLabel() label { c.labels++; return label(c.labels) }
 func (c *asm) load(off uint32) { c.items = append(c.items, item{code: ldAbsW, k: off}) }
 func (c *asm) and(k uint32)    { c.items = append(c.items, item{code: andK, k: k}) }
 func (c *asm) ret(k uint32)    { c.items = append(c.items, item{code: retK, k: k}) }
-func (c *asm) label(l string)  { c.items = append(c.items, item{isLabel: true, label: l}) }
-func (c *asm) jump(op uint16, k uint32, jt, jf string) {
+func (c *asm) label(l label)   { c.items = append(c.items, item{isLabel: true, at: l}) }
+func (c *asm) jump(op uint16, k uint32, jt, jf label) {
 	c.items = append(c.items, item{code: op, k: k, jt: jt, jf: jf, isCondJump: true})
 }
 
@@ -483,27 +514,30 @@ func (it *item) size() int {
 }
 
 func (c *asm) assemble() ([]byte, error) {
+	pos := make([]int, len(c.items))
+	labels := make([]int, c.labels+1)
 	for {
-		pos := make([]int, len(c.items)+1)
-		labels := map[string]int{}
+		for i := range labels {
+			labels[i] = -1
+		}
 		n := 0
 		for i := range c.items {
 			pos[i] = n
 			if c.items[i].isLabel {
-				if _, dup := labels[c.items[i].label]; dup {
-					return nil, fmt.Errorf("seccomp: internal error: label %s twice", c.items[i].label)
+				if labels[c.items[i].at] >= 0 {
+					return nil, fmt.Errorf("seccomp: internal error: label %d twice", c.items[i].at)
 				}
-				labels[c.items[i].label] = n
+				labels[c.items[i].at] = n
 			}
 			n += c.items[i].size()
 		}
-		target := func(i int, l string) (int, error) {
-			if l == "" {
+		target := func(i int, l label) (int, error) {
+			if l == next {
 				return pos[i] + c.items[i].size(), nil
 			}
-			t, ok := labels[l]
-			if !ok {
-				return 0, fmt.Errorf("seccomp: internal error: no label %s", l)
+			t := labels[l]
+			if t < 0 {
+				return 0, fmt.Errorf("seccomp: internal error: no label %d", l)
 			}
 			return t, nil
 		}

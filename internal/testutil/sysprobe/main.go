@@ -3,6 +3,8 @@
 // Tests build it static (CGO_ENABLED=0) and run it inside a container:
 // busybox has no tool for most of these calls.
 //
+// getppid-loop:N prints the nanoseconds one getppid takes, over N calls.
+//
 //	sysprobe keyctl add_key unshare-user mount ptrace:PID kexec_load bpf open_by_handle_at personality:0 personality:8 getppid
 package main
 
@@ -12,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -20,8 +23,25 @@ import (
 func main() {
 	runtime.LockOSThread()
 	for _, arg := range os.Args[1:] {
+		if n, ok := strings.CutPrefix(arg, "getppid-loop:"); ok {
+			fmt.Printf("%s=%s\n", arg, getppidLoop(n))
+			continue
+		}
 		fmt.Printf("%s=%s\n", arg, result(call(arg)))
 	}
+}
+
+// getppidLoop times n getppid calls: nanoseconds per call.
+func getppidLoop(n string) string {
+	count, err := strconv.Atoi(n)
+	if err != nil || count <= 0 {
+		return "bad count"
+	}
+	start := time.Now()
+	for range count {
+		unix.RawSyscall(unix.SYS_GETPPID, 0, 0, 0)
+	}
+	return strconv.FormatFloat(float64(time.Since(start).Nanoseconds())/float64(count), 'f', 1, 64)
 }
 
 func result(err error) string {
