@@ -59,6 +59,10 @@ func ChangedFields(old, new *Container) []string {
 	check("spec.stop.timeout", s.Stop.Timeout, t.Stop.Timeout)
 	check("spec.runtime", runtimeOrNative(s.Runtime), runtimeOrNative(t.Runtime))
 	check("spec.init", s.Init, t.Init)
+	check("spec.seccomp", s.Seccomp, t.Seccomp)
+	if s.Seccomp == t.Seccomp && !bytes.Equal(s.SeccompProfile, t.SeccompProfile) {
+		out = append(out, "spec.seccomp file")
+	}
 	if !jsonEqual(s.OCI, t.OCI) {
 		out = append(out, "spec.oci")
 	}

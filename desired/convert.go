@@ -185,6 +185,13 @@ func buildSpec(m *Manifest, img *ImageInfo) *specs.Spec {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
 
+	// Checked when the manifest was read; an error here (a hand-built
+	// manifest) still confines: a filter that kills at the first call.
+	sc, err := specSeccomp(ms, caps)
+	if err != nil {
+		sc = &specs.LinuxSeccomp{DefaultAction: specs.ActKillProcess}
+	}
+
 	ann := runtimeAnnotations(m)
 	if img != nil && img.Digest != "" {
 		ann[AnnotationImage] = ms.Image
@@ -210,6 +217,7 @@ func buildSpec(m *Manifest, img *ImageInfo) *specs.Spec {
 			Namespaces:    ns,
 			MaskedPaths:   append([]string(nil), MaskedPaths...),
 			ReadonlyPaths: append([]string(nil), ReadonlyPaths...),
+			Seccomp:       sc,
 		},
 	}
 }
@@ -317,6 +325,23 @@ func hashes(s *specs.Spec, m *Manifest, digest string) (hash, base string) {
 		}
 	}
 	extra := fmt.Sprintf("\x00restart=%s\x00stop=%s/%d", m.Spec.Restart, m.Spec.Stop.Signal, m.Spec.Stop.Timeout)
+	// A generated linux.seccomp counts by what the manifest says, not
+	// by its rules: those depend on the kernel and the machine, and a
+	// kernel upgrade is no reason to recreate containers. (One set by
+	// the oci fragment counts as written.)
+	if !ociSetsSeccomp(m.Spec.OCI) && c.Linux != nil {
+		l := *c.Linux
+		l.Seccomp = nil
+		c.Linux = &l
+		sc := m.Spec.Seccomp
+		if sc == "" {
+			sc = SeccompDefault
+		}
+		extra += "\x00seccomp=" + sc
+		if m.Spec.SeccompProfile != nil {
+			extra += fmt.Sprintf("/%x", sha256.Sum256(m.Spec.SeccompProfile))
+		}
+	}
 	// The default runtime adds nothing, so that the hashes of containers
 	// created before spec.runtime existed stay what they were.
 	if m.Spec.Runtime != "" && m.Spec.Runtime != RuntimeNative {

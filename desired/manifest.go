@@ -88,6 +88,11 @@ type ManifestSpec struct {
 	// OCI is the runtime-spec fragment as JSON (nil when absent); it is
 	// merged over the generated spec as an RFC 7396 merge patch.
 	OCI json.RawMessage `json:"oci,omitempty"`
+	// Seccomp is spec.seccomp: "" (default: SeccompDefault),
+	// SeccompUnconfined, or the absolute path of a profile file, whose
+	// content (read when the manifest is) is SeccompProfile.
+	Seccomp        string `json:"seccomp,omitempty"`
+	SeccompProfile []byte `json:"-"`
 }
 
 // PullPolicy is spec.imagePullPolicy.

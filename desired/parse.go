@@ -483,7 +483,7 @@ func (p *parser) strList(n *yaml.Node, at string) ([]string, []*yaml.Node, bool)
 var (
 	topFields       = []string{"apiVersion", "kind", "metadata", "spec"}
 	metadataFields  = []string{"name", "labels"}
-	specFields      = []string{"image", "imagePullPolicy", "root", "command", "args", "env", "workingDir", "user", "hostname", "network", "mounts", "resources", "capabilities", "restart", "stop", "runtime", "init", "oci"}
+	specFields      = []string{"image", "imagePullPolicy", "root", "command", "args", "env", "workingDir", "user", "hostname", "network", "mounts", "resources", "capabilities", "restart", "stop", "runtime", "init", "oci", "seccomp"}
 	rootFields      = []string{"path", "readonly"}
 	mountFields     = []string{"type", "source", "target", "readonly", "size", "options"}
 	resourcesFields = []string{"memory", "cpu", "pids"}
@@ -806,6 +806,9 @@ func (p *parser) spec(n *yaml.Node, m *Manifest) {
 	if f, ok := sp["init"]; ok {
 		p.initField(f, s)
 	}
+	if f, ok := sp["seccomp"]; ok {
+		p.seccomp(f.val, s)
+	}
 
 	if f, ok := sp["oci"]; ok {
 		p.ociLine = f.key.Line
@@ -821,6 +824,40 @@ func (p *parser) spec(n *yaml.Node, m *Manifest) {
 			}
 		}
 	}
+	if f, ok := sp["seccomp"]; ok && s.Seccomp != "" && ociSetsSeccomp(s.OCI) {
+		p.errorf(f.key, "spec.seccomp", "spec.oci sets linux.seccomp too; keep one of them")
+	} else if _, err := specSeccomp(s, effectiveCaps(s.Capabilities)); err != nil {
+		p.errorf(n, "spec.seccomp", "%v", err)
+	}
+}
+
+// seccomp reads spec.seccomp: default, unconfined or a profile file.
+func (p *parser) seccomp(n *yaml.Node, s *ManifestSpec) {
+	v, ok := p.str(n, "spec.seccomp")
+	if !ok {
+		return
+	}
+	switch v {
+	case SeccompDefault:
+		return // normalized to ""
+	case SeccompUnconfined:
+		s.Seccomp = v
+		return
+	}
+	if !strings.HasPrefix(v, "/") {
+		p.errorf(p.deref(n), "spec.seccomp", "%q is not default, unconfined or the absolute path of a seccomp profile file (Docker's JSON format or the runtime-spec's linux.seccomp)", v)
+		return
+	}
+	s.Seccomp = path.Clean(v)
+	if p.opts.SkipHostChecks {
+		return
+	}
+	data, err := readSeccompProfile(s.Seccomp)
+	if err != nil {
+		p.errorf(p.deref(n), "spec.seccomp", "profile %s: %v (fix the file, or use default or unconfined)", s.Seccomp, err)
+		return
+	}
+	s.SeccompProfile = data
 }
 
 func nodes0(parent *yaml.Node, nodes []*yaml.Node) *yaml.Node {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	procfs "reconciled.dev/reconciled/internal/proc" // proc is the exec'd process below
+	"reconciled.dev/reconciled/internal/seccomp"
 )
 
 func init() {
@@ -65,6 +66,9 @@ type ExecOptions struct {
 type execConfig struct {
 	Process   *specs.Process `json:"process"`
 	JoinMount bool           `json:"joinMount"`
+	// Seccomp is the container's linux.seccomp compiled: an exec'd
+	// process gets the container's filter (as with runc).
+	Seccomp *seccomp.Program `json:"seccomp,omitempty"`
 }
 
 // execRecord is the file Ps reads to mark a process started by Exec.
@@ -123,6 +127,12 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 		return nil, fmt.Errorf("exec in container %s: %s has no process", id, filepath.Join(st.Bundle, "config.json"))
 	}
 	p := execProcessSpec(spec.Process, o)
+	var filter *seccomp.Program
+	if spec.Linux != nil {
+		if filter, err = r.seccompFilter(spec.Linux.Seccomp); err != nil {
+			return nil, fmt.Errorf("exec in container %s: %w", id, err)
+		}
+	}
 
 	initFd, err := openPidfd(st.Pid, st.PidStartTime)
 	if err != nil {
@@ -217,7 +227,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 	}
 	proc.record = filepath.Join(dir, name)
 
-	data, err := json.Marshal(execConfig{Process: p, JoinMount: ns.mnt >= 0})
+	data, err := json.Marshal(execConfig{Process: p, JoinMount: ns.mnt >= 0, Seccomp: filter})
 	if err != nil {
 		return proc, err
 	}
@@ -551,6 +561,10 @@ func execInside(sock *os.File) error {
 			return os.NewSyscallError("prctl(PR_SET_NO_NEW_PRIVS)", err)
 		}
 	}
+	late, err := installEarly(cfg.Seccomp, p.NoNewPrivileges)
+	if err != nil {
+		return err
+	}
 	if err := finalizeUser(p, last); err != nil {
 		return err
 	}
@@ -563,6 +577,11 @@ func execInside(sock *os.File) error {
 	}
 	if st.Dev == exeDev && st.Ino == exeIno {
 		return fmt.Errorf("refusing to run the runtime's own binary (%s) in the container", p.Args[0])
+	}
+	if late != nil {
+		if err := late.Install(); err != nil {
+			return err
+		}
 	}
 	if err := closeExtraFds(); err != nil {
 		return err

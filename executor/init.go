@@ -18,6 +18,7 @@ import (
 
 	"reconciled.dev/reconciled/executor/internal/rootfs"
 	"reconciled.dev/reconciled/executor/waiter"
+	"reconciled.dev/reconciled/internal/seccomp"
 )
 
 // runInit is the init stage, running as the container's first process in
@@ -52,7 +53,21 @@ func runInit() {
 	if h := cfg.Spec.Hooks; h != nil && len(h.StartContainer) > 0 {
 		startHooks, hookState = h.StartContainer, cfg.hookState(StatusCreated)
 	}
+	// With no_new_privs the filter goes in as late as it can (runc: "as
+	// close to execve as possible", so that a profile need allow only
+	// what follows: write, close, openat, execve): here, before "ready"
+	// so that a failure is still reported, and, with startContainer
+	// hooks, after them (their processes are the runtime's, not the
+	// container's).
+	lateFilter := cfg.lateFilter
 	cfg = nil // the spec is garbage from here: the waiting process keeps only what the exec needs
+	if lateFilter != nil && len(startHooks) == 0 {
+		if err := lateFilter.Install(); err != nil {
+			sendMessage(sock, message{Error: err.Error()})
+			os.Exit(1)
+		}
+		lateFilter = nil
+	}
 	if err := sendMessage(sock, message{Ready: true}); err != nil {
 		os.Exit(1)
 	}
@@ -85,6 +100,11 @@ func runInit() {
 	}
 	if len(startHooks) > 0 {
 		if err := runHooks(context.Background(), "startContainer", startHooks, hookState); err != nil {
+			fail(err)
+		}
+	}
+	if lateFilter != nil {
+		if err := lateFilter.Install(); err != nil {
 			fail(err)
 		}
 	}
@@ -140,6 +160,9 @@ type initState struct {
 	exeDev, exeIno uint64
 	path           string // the resolved executable
 	env            []string
+	// lateFilter is the seccomp filter still to install (with
+	// no_new_privs: runInit does it last).
+	lateFilter *seccomp.Program
 }
 
 func (c *initState) hookState(s Status) []byte {
@@ -282,6 +305,9 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return nil, -1, os.NewSyscallError("prctl(PR_SET_NO_NEW_PRIVS)", err)
 		}
+	}
+	if c.lateFilter, err = installEarly(c.Seccomp, p.NoNewPrivileges); err != nil {
+		return nil, -1, err
 	}
 	if err := finalizeUser(p, last); err != nil {
 		return nil, -1, err

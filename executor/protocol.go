@@ -8,6 +8,8 @@ import (
 	"runtime/debug"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"reconciled.dev/reconciled/internal/seccomp"
 )
 
 // The creator, the monitor and the init talk over one stream socket pair:
@@ -62,6 +64,9 @@ type initConfig struct {
 	HostPid  int         `json:"hostPid"`
 	NS       nsPlan      `json:"ns"`
 	Spec     *specs.Spec `json:"spec"`
+	// Seccomp is the spec's linux.seccomp compiled (the spec sent
+	// leaves the profile out); nil: none.
+	Seccomp *seccomp.Program `json:"seccomp,omitempty"`
 }
 
 type message struct {

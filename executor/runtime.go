@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor/cgroups"
+	"reconciled.dev/reconciled/internal/seccomp"
 )
 
 // Runtime creates and manages containers whose state lives under one root
@@ -50,6 +51,8 @@ type Runtime struct {
 	// cgroupsPath is the linux.cgroupsPath of a container whose spec
 	// names none (nil: the driver's default); see WithCgroupsPath.
 	cgroupsPath func(id string) string
+
+	filters filterCache // compiled seccomp filters (seccomp.go)
 }
 
 // WithCgroupsPath sets where the cgroup of a container whose spec names
@@ -173,6 +176,12 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	if err != nil {
 		return fmt.Errorf("invalid spec for container %s: %w", id, err)
 	}
+	var filter *seccomp.Program
+	if spec.Linux != nil {
+		if filter, err = r.seccompFilter(spec.Linux.Seccomp); err != nil {
+			return fmt.Errorf("invalid spec for container %s: %w", id, err)
+		}
+	}
 	if !plan.has(unix.CLONE_NEWNS) && !joins(plan, unix.CLONE_NEWNS) {
 		return fmt.Errorf("container %s: a mount namespace is required", id)
 	}
@@ -259,7 +268,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 		if err != nil {
 			return err
 		}
-		if err := p.enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: p.pid, NS: plan, Spec: spec}); err != nil {
+		if err := p.enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: p.pid, NS: plan, Spec: withoutSeccomp(spec), Seccomp: filter}); err != nil {
 			return fmt.Errorf("send init config: %w", err)
 		}
 		if early {

@@ -1,0 +1,159 @@
+package test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"reconciled.dev/reconciled/desired"
+	"reconciled.dev/reconciled/internal/testutil"
+)
+
+// The calls Docker's default profile refuses that a container could use
+// against the host (containment issue, item 2), and getppid, which it
+// allows.
+// ptrace's target is a sleep the script starts ($!).
+var refusedByDefault = []string{"keyctl", "add_key", "unshare-user", "mount", "ptrace", "kexec_load", "bpf", "open_by_handle_at"}
+
+func probeArgs(calls []string) string {
+	var b strings.Builder
+	for _, c := range calls {
+		if c == "ptrace" {
+			c = "ptrace:$!"
+		}
+		b.WriteString(" " + c)
+	}
+	return b.String()
+}
+
+// runProbe runs `sh -c script` in a busybox container with the sysprobe
+// command at /sysprobe.
+func (r *rt) runProbe(id string, edit func(*specs.Spec), script string) result {
+	r.t.Helper()
+	b := bundle(r.t, edit, "sh", "-c", script)
+	testutil.InstallSysProbe(r.t, filepath.Join(b, "rootfs"))
+	r.cleanup(id)
+	return r.run("run", "--bundle", b, id)
+}
+
+func probeResults(t *testing.T, out string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			if strings.HasPrefix(k, "ptrace:") {
+				k = "ptrace" // its argument is a PID
+			}
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func withDefaultSeccomp(t *testing.T, noNewPrivs bool) func(*specs.Spec) {
+	return func(s *specs.Spec) {
+		sc, err := desired.DefaultSeccomp(s.Process.Capabilities.Bounding)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Linux.Seccomp = sc
+		s.Process.NoNewPrivileges = noNewPrivs
+	}
+}
+
+// Under the default profile the init's process is filtered (Seccomp: 2),
+// the calls Docker refuses fail with EPERM, and busybox workloads run.
+// With no_new_privs the filter goes in last; without, before the
+// capabilities are dropped (it needs CAP_SYS_ADMIN then): both work.
+func TestSeccompDefaultProfile(t *testing.T) {
+	r := newRT(t)
+	for _, nnp := range []bool{true, false} {
+		name := "nnp"
+		if !nnp {
+			name = "no-nnp"
+		}
+		t.Run(name, func(t *testing.T) {
+			script := "grep Seccomp: /proc/self/status; sleep 100 & /sysprobe" + probeArgs(refusedByDefault) + " getppid personality:0; kill $!" +
+				"; ls /bin >/dev/null && date >/dev/null && sleep 0.1 && echo hello | wc -c && echo workload=ok"
+			res := r.runProbe("seccomp-default-"+name, withDefaultSeccomp(t, nnp), script)
+			if res.code != 0 {
+				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+			}
+			if !strings.Contains(res.stdout, "Seccomp:\t2\n") {
+				t.Errorf("not under a seccomp filter:\n%s", res.stdout)
+			}
+			got := probeResults(t, res.stdout)
+			for _, c := range refusedByDefault {
+				if got[c] != "EPERM" {
+					t.Errorf("%s: %q, want EPERM", c, got[c])
+				}
+			}
+			for _, c := range []string{"getppid", "personality:0", "workload"} {
+				if got[c] != "ok" {
+					t.Errorf("%s: %q, want ok\n%s", c, got[c], res.stdout)
+				}
+			}
+		})
+	}
+}
+
+// Without linux.seccomp there is no filter: the calls the probe makes
+// then get the kernel's own answers (what the test above must change).
+func TestSeccompNone(t *testing.T) {
+	r := newRT(t)
+	res := r.runProbe("seccomp-none", nil, "grep Seccomp: /proc/self/status; sleep 100 & /sysprobe keyctl ptrace:$!; kill $!")
+	if res.code != 0 || !strings.Contains(res.stdout, "Seccomp:\t0\n") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want Seccomp: 0", res.code, res.stdout, res.stderr)
+	}
+	if got := probeResults(t, res.stdout); got["keyctl"] == "EPERM" || got["ptrace"] != "ok" {
+		t.Errorf("without a filter: %v (the default-profile test proves nothing if these are EPERM anyway)", got)
+	}
+}
+
+// An argument condition acts on exactly those arguments: personality is
+// allowed only with 0 as its 64-bit argument (0x100000000, which the
+// kernel truncates to 0, is refused: the filter compares all 64 bits),
+// with the errno the profile names.
+func TestSeccompArgumentCondition(t *testing.T) {
+	r := newRT(t)
+	eacces := uint(13)
+	res := r.runProbe("seccomp-args", func(s *specs.Spec) {
+		s.Linux.Seccomp = &specs.LinuxSeccomp{
+			DefaultAction: specs.ActAllow,
+			Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32, specs.ArchAARCH64, specs.ArchARM},
+			Syscalls: []specs.LinuxSyscall{{
+				Names: []string{"personality"}, Action: specs.ActErrno, ErrnoRet: &eacces,
+				Args: []specs.LinuxSeccompArg{{Index: 0, Value: 0, Op: specs.OpNotEqual}},
+			}},
+		}
+	}, "/sysprobe personality:0 personality:8 personality:0xffffffff personality:0x100000000 getppid")
+	if res.code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	got := probeResults(t, res.stdout)
+	for call, want := range map[string]string{
+		"personality:0": "ok", "personality:8": "EACCES", "personality:0xffffffff": "EACCES",
+		"personality:0x100000000": "EACCES", "getppid": "ok",
+	} {
+		if got[call] != want {
+			t.Errorf("%s: %q, want %s", call, got[call], want)
+		}
+	}
+}
+
+// A process started by exec gets the container's filter (as with runc).
+func TestSeccompExec(t *testing.T) {
+	r := newOpsRT(t)
+	id, _, rootfs := r.started(withDefaultSeccomp(t, true), "sleep", "1000")
+	testutil.InstallSysProbe(t, rootfs)
+	status := r.cmdOK("exec", id, "--", "cat", "/proc/self/status")
+	if got := statusField(t, status, "Seccomp"); got != "2" {
+		t.Errorf("exec'd process: Seccomp %s, want 2", got)
+	}
+	got := probeResults(t, r.cmdOK("exec", id, "--", "/sysprobe", "keyctl", "getppid"))
+	if got["keyctl"] != "EPERM" || got["getppid"] != "ok" {
+		t.Errorf("exec'd process: %v, want keyctl EPERM and getppid ok", got)
+	}
+}
