@@ -62,7 +62,17 @@ func TestReadRecordV0(t *testing.T) {
 	if f := desired.ChangedFields(a, want); len(f) > 0 {
 		t.Errorf("fields read as changed: %v", f)
 	}
-	sameJSON(t, a, want)
+	// The spec this release generates adds the default seccomp profile
+	// (kept out of the hash: existing containers are not recreated for
+	// it); everything else reads back the same.
+	bare := *want
+	if want.Spec != nil && want.Spec.Linux != nil {
+		spec, linux := *want.Spec, *want.Spec.Linux
+		linux.Seccomp = nil
+		spec.Linux = &linux
+		bare.Spec = &spec
+	}
+	sameJSON(t, a, &bare)
 
 	// The planner, with the stop the record says was under way over.
 	r.StopRequested = time.Time{}

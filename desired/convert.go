@@ -333,13 +333,15 @@ func hashes(s *specs.Spec, m *Manifest, digest string) (hash, base string) {
 		l := *c.Linux
 		l.Seccomp = nil
 		c.Linux = &l
-		sc := m.Spec.Seccomp
-		if sc == "" {
-			sc = SeccompDefault
-		}
-		extra += "\x00seccomp=" + sc
-		if m.Spec.SeccompProfile != nil {
-			extra += fmt.Sprintf("/%x", sha256.Sum256(m.Spec.SeccompProfile))
+		// The default profile adds nothing, so that containers created
+		// before spec.seccomp existed keep their hashes: an upgrade
+		// recreates nothing (they come under the filter when next
+		// created; README, Security).
+		if sc := m.Spec.Seccomp; sc != "" && sc != SeccompDefault {
+			extra += "\x00seccomp=" + sc
+			if m.Spec.SeccompProfile != nil {
+				extra += fmt.Sprintf("/%x", sha256.Sum256(m.Spec.SeccompProfile))
+			}
 		}
 	}
 	// The default runtime adds nothing, so that the hashes of containers
