@@ -82,6 +82,13 @@ type ManifestSpec struct {
 	// OCI is the runtime-spec fragment as JSON (nil when absent); it is
 	// merged over the generated spec as an RFC 7396 merge patch.
 	OCI json.RawMessage `json:"oci,omitempty"`
+	// Health is spec.health (nil: no probe); see Health.
+	Health *Health `json:"health,omitempty"`
+	// Notify is spec.notify: the container says READY=1 on $NOTIFY_SOCKET.
+	Notify bool `json:"notify,omitempty"`
+	// After is spec.after: the containers to wait for before this one is
+	// created.
+	After []Dependency `json:"after,omitempty"`
 }
 
 // PullPolicy is spec.imagePullPolicy.
