@@ -342,6 +342,9 @@ func (p *parser) healthNotifyAfter(sp map[string]field, m *Manifest) {
 	s := &m.Spec
 	if f, ok := sp["health"]; ok {
 		p.health(f.val, s)
+		if s.Health != nil && s.Health.Exec != nil && s.Runtime != RuntimeNative {
+			p.errorf(p.deref(f.val), "spec.health.exec", "exec probes run only in containers of the native runtime (this one's is %s); use an http or tcp probe", s.Runtime)
+		}
 	}
 	if f, ok := sp["notify"]; ok {
 		if v, ok := p.boolean(f.val, "spec.notify"); ok && v {

@@ -207,12 +207,19 @@ func holdForOrder(name string, w *desired.Container, want desired.Set, have actu
 // restartUnhealthy stops a container its probe found unhealthy and
 // creates it again: a restart like one after an exit, counted in restarts
 // and as a short run for the crash-loop backoff unless it ran for
-// BackoffReset. (The restart itself is not delayed: finding the container
-// unhealthy took retries probes.)
-func (s *seq) restartUnhealthy(want *desired.Container, have *actual.Container, now time.Time) {
+// BackoffReset. The backoff spaces these restarts too: a run is restarted
+// for its health no sooner than NextDelay(failures) after it started (1s,
+// 2s, 4s, ... 5m), and until then it runs on, unhealthy.
+func (s *seq) restartUnhealthy(st *Status, want *desired.Container, have *actual.Container, now time.Time) {
 	failures := have.Failures + 1
 	if !have.Started.IsZero() && now.Sub(have.Started) >= BackoffReset {
 		failures = 1
+	}
+	if next := have.Started.Add(NextDelay(failures)); !have.Started.IsZero() && now.Before(next) {
+		st.NextTry = next
+		s.reason = "backoff: unhealthy, restarted in " + roundUp(next.Sub(now)).String()
+		s.add(Action{Kind: Wait, Until: next})
+		return
 	}
 	s.reason = "restarted: unhealthy"
 	s.stopIfLive(have, want, now)

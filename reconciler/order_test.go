@@ -125,6 +125,15 @@ web running ""
 `,
 		},
 		{
+			name: "unhealthy again soon after a restart: backoff first",
+			want: want(db),
+			have: have(running(db, health(actual.HealthUnhealthy, false), withFailures(2), func(c *actual.Container) { c.Started = ago(time.Second) })),
+			out: `db running "backoff: unhealthy, restarted in 3s" next=+3s
+  wait +3s: backoff: unhealthy, restarted in 3s
+wake +3s
+`,
+		},
+		{
 			name: "unhealthy soon after a start counts as a short run",
 			want: want(db),
 			have: have(running(db, health(actual.HealthUnhealthy, false), withFailures(2), func(c *actual.Container) { c.Started = ago(time.Minute) })),

@@ -461,7 +461,7 @@ func (p Planner) planExisting(s *seq, st *Status, want *desired.Container, have 
 		s.add(Action{Kind: Start})
 
 	case healthRestart(want, have): // spec.health.onUnhealthy (order.go)
-		s.restartUnhealthy(want, have, now)
+		s.restartUnhealthy(st, want, have, now)
 
 	case live && have.Status == actual.StatusCreated:
 		s.reason = "started: created but never started"
