@@ -120,12 +120,13 @@ func dependentsFirst(name string, have actual.Set, gone map[string]bool) []strin
 }
 
 // healthRestart says whether a live container is to be restarted for its
-// health: it runs, its probe says unhealthy, and its wanted definition
-// says onUnhealthy: restart.
+// health: it runs (not paused: a frozen container fails its probes, and
+// pausing is the operator's decision), its probe says unhealthy, and its
+// wanted definition says onUnhealthy: restart.
 func healthRestart(want *desired.Container, have *actual.Container) bool {
 	h := want.HealthOf()
 	return h != nil && h.OnUnhealthy != desired.OnUnhealthyNone &&
-		have.Live() && have.Status == actual.StatusRunning && have.Health == actual.HealthUnhealthy
+		have.Live() && have.Status == actual.StatusRunning && !have.Paused && have.Health == actual.HealthUnhealthy
 }
 
 // related adds to one and have what planning container name needs besides
