@@ -58,6 +58,7 @@ func ChangedFields(old, new *Container) []string {
 	check("spec.stop.signal", s.Stop.Signal, t.Stop.Signal)
 	check("spec.stop.timeout", s.Stop.Timeout, t.Stop.Timeout)
 	check("spec.runtime", runtimeOrNative(s.Runtime), runtimeOrNative(t.Runtime))
+	check("spec.notify", s.Notify, t.Notify)
 	if !jsonEqual(s.OCI, t.OCI) {
 		out = append(out, "spec.oci")
 	}

@@ -107,6 +107,11 @@ type Dependency struct {
 	Condition Condition `json:"condition"`
 }
 
+// NotifySocket is the NOTIFY_SOCKET of container name with spec.notify:
+// an abstract unix datagram socket that the daemon binds in the
+// container's network namespace before its process starts.
+func NotifySocket(name string) string { return "@reconciled-notify/" + name }
+
 // HealthOf returns c's spec.health, nil when it has none.
 func (c *Container) HealthOf() *Health {
 	if c == nil || c.Manifest == nil {
@@ -348,10 +353,10 @@ func (p *parser) healthNotifyAfter(sp map[string]field, m *Manifest) {
 	}
 	if f, ok := sp["notify"]; ok {
 		if v, ok := p.boolean(f.val, "spec.notify"); ok && v {
-			// Refused, not dropped, until the daemon hands out notify
-			// sockets: a container that waits for its READY=1 to count
-			// would otherwise never be ready.
-			p.errorf(p.deref(f.val), "spec.notify", "notify sockets are not supported by this version yet; remove it (a probe in spec.health makes the container ready when healthy)")
+			s.Notify = true
+			if _, set := s.Env["NOTIFY_SOCKET"]; set {
+				p.errorf(p.deref(f.val), "spec.notify", "spec.env sets NOTIFY_SOCKET too; remove it from env (notify: true sets it to the daemon's socket)")
+			}
 		}
 	}
 	if f, ok := sp["after"]; ok {

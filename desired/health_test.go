@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,8 @@ func TestParseHealthErrors(t *testing.T) {
 		{"retries string", "  health: {tcp: {port: 1}, retries: three}", `web.yaml:8: spec.health.retries: must be a whole number (failures in a row; e.g. 3), not the string "three"`},
 		{"onUnhealthy", "  health: {tcp: {port: 1}, onUnhealthy: stop}", `web.yaml:8: spec.health.onUnhealthy: "stop" is not an action (use restart or none)`},
 		{"notify", "  notify: yes", `web.yaml:8: spec.notify: must be true or false, not the string "yes"`},
+		{"notify env", "  env: {NOTIFY_SOCKET: /x}\n  notify: true", `web.yaml:9: spec.notify: spec.env sets NOTIFY_SOCKET too; remove it from env (notify: true sets it to the daemon's socket)`},
+		{"exec probe runc", "  runtime: runc\n  health: {exec: [/bin/true]}", `web.yaml:9: spec.health.exec: exec probes run only in containers of the native runtime (this one's is runc); use an http or tcp probe`},
 		{"after mapping", "  after: {name: db}", `web.yaml:8: spec.after: must be a list such as [{name: db, condition: healthy}], not a mapping`},
 		{"after name", "  after: [{condition: healthy}]", `web.yaml:8: spec.after[0].name: required: the name of the container to wait for`},
 		{"after bad name", "  after: [{name: DB}]", `web.yaml:8: spec.after[0].name: "DB" is not a container name (a lowercase DNS-1123 label such as db)`},
@@ -166,5 +169,24 @@ func TestNextAfterUnknownAndCycle(t *testing.T) {
 	s5 := load(t, dir, s4, insecure)
 	if len(s5.Errors()) != 0 || s5.Containers["api"] == nil {
 		t.Errorf("after removing db.yaml: %s %v", describeSet(s5), s5.Errors())
+	}
+}
+
+// notify: true hands the container the daemon's socket in its
+// environment; that is in the spec hash (the container is recreated).
+func TestParseNotify(t *testing.T) {
+	a := parseOne(t, base)
+	b := parseOne(t, base+"  notify: true\n")
+	if !b.Notify() || a.Notify() {
+		t.Fatalf("notify: %v %v", a.Notify(), b.Notify())
+	}
+	if !slices.Contains(b.Spec.Process.Env, "NOTIFY_SOCKET=@reconciled-notify/web") {
+		t.Errorf("env: %v", b.Spec.Process.Env)
+	}
+	if a.Hash == b.Hash {
+		t.Errorf("notify is not in the spec hash")
+	}
+	if got := ChangedFields(a, b); !slices.Equal(got, []string{"spec.notify"}) {
+		t.Errorf("changed fields: %v", got)
 	}
 }

@@ -166,6 +166,9 @@ func printContainer(w io.Writer, c *daemon.ContainerStatus, now time.Time) {
 	if c.HealthOutput != "" {
 		row("Last probe", c.HealthOutput)
 	}
+	if c.NotifyStatus != "" {
+		row("Notify status", c.NotifyStatus)
+	}
 	row("Runtime", dashString(c.Runtime))
 	row("Source", c.Source)
 	row("Spec hash", c.SpecHash)

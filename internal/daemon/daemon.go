@@ -338,12 +338,13 @@ func Run(ctx context.Context, cfg Config) error {
 		loop.Notify(name)
 		pub.Kick()
 	})
+	health.readyDir = layout.Notify()
 	defer health.Close()
 	loop = reconciler.New(reconciler.Config{
 		Images:         resolver,
 		Heartbeat:      notify.Heartbeat,
 		HeartbeatEvery: notify.heartbeatEvery(),
-		Executor:       cleaningExecutor{adapter},
+		Executor:       notifyingExecutor{Executor: cleaningExecutor{adapter}, health: health, observe: store.ObserveOne},
 		Observer:       &watchingObserver{store: store, exits: exits, health: health},
 		Recorder:       store,
 		Planner:        reconciler.Planner{ChangedFields: desired.ChangedFields},

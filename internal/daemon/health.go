@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,11 @@ type Health struct {
 	// Output is the last probe's result, bounded: "http GET :8080/ returned
 	// 500", "exec /bin/check exited with 1: not ready".
 	Output string
+	// ReadyKnown says that Ready comes from a probe or a notify socket
+	// (else: ready when running); NotifyStatus is the last STATUS= sent
+	// on the notify socket.
+	ReadyKnown   bool
+	NotifyStatus string
 }
 
 // prober is the probing of one run of a container (one init): a new run
@@ -57,17 +63,21 @@ type healthManager struct {
 	probe   probeFunc
 	changed func(name string) // plan name again; kick the status
 	now     func() time.Time
+	// readyDir keeps the notify sockets' READY=1 across daemon restarts
+	// (Layout.Notify; "" keeps nothing).
+	readyDir string
 
-	mu     sync.Mutex
-	ctx    context.Context
-	want   map[string]*desired.Container
-	probes map[string]*prober
-	wg     sync.WaitGroup
+	mu        sync.Mutex
+	ctx       context.Context
+	want      map[string]*desired.Container
+	probes    map[string]*prober
+	notifiers map[string]*notifySocket // spec.notify (sdnotify.go)
+	wg        sync.WaitGroup
 }
 
 func newHealthManager(ctx context.Context, log *slog.Logger, events *eventLog, probe probeFunc, changed func(string)) *healthManager {
 	return &healthManager{log: log, events: events, probe: probe, changed: changed, now: time.Now,
-		ctx: ctx, want: map[string]*desired.Container{}, probes: map[string]*prober{}}
+		ctx: ctx, want: map[string]*desired.Container{}, probes: map[string]*prober{}, notifiers: map[string]*notifySocket{}}
 }
 
 // SetDesired takes the probes' settings from a new desired set: a changed
@@ -77,6 +87,11 @@ func (m *healthManager) SetDesired(s desired.Set) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.want = s.Containers
+	for name := range m.notifiers {
+		if !m.want[name].Notify() {
+			m.stopNotifyLocked(name)
+		}
+	}
 	for name, p := range m.probes {
 		h := m.want[name].HealthOf()
 		if h == nil {
@@ -92,6 +107,9 @@ func (m *healthManager) Close() {
 	m.mu.Lock()
 	for name := range m.probes {
 		m.stopLocked(name)
+	}
+	for name := range m.notifiers {
+		m.stopNotifyLocked(name)
 	}
 	m.mu.Unlock()
 	m.wg.Wait()
@@ -111,8 +129,25 @@ func (m *healthManager) stopLocked(name string) {
 func (m *healthManager) Observed(name string, c *actual.Container) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	h := m.want[name].HealthOf()
+	def := m.want[name]
+	h := def.HealthOf()
 	running := c != nil && c.Live() && c.Status == actual.StatusRunning
+	if n := m.notifiers[name]; n != nil && (!running || !def.Notify() || n.pid != c.Pid || n.start != c.PidStartTime) {
+		m.stopNotifyLocked(name)
+	}
+	var notified *notifySocket
+	if running && def.Notify() && m.ctx.Err() == nil {
+		// Adopted (a daemon restart): the socket again, for this run.
+		if err := m.listenNotifyLocked(name, c.Pid, c.PidStartTime, def); err != nil {
+			m.log.Warn("no notify socket", "container", name, "err", err)
+		}
+		notified = m.notifiers[name]
+	}
+	defer func() {
+		if c != nil && running && def.Notify() {
+			c.Ready = notified != nil && notified.ready
+		}
+	}()
 	p := m.probes[name]
 	if p != nil && (!running || h == nil || p.pid != c.Pid || p.start != c.PidStartTime) {
 		m.stopLocked(name)
@@ -156,6 +191,19 @@ func (m *healthManager) Gone(names map[string]bool) {
 			m.stopLocked(name)
 		}
 	}
+	for name := range m.notifiers {
+		if !names[name] {
+			m.stopNotifyLocked(name)
+		}
+	}
+	if m.readyDir != "" {
+		entries, _ := os.ReadDir(m.readyDir)
+		for _, e := range entries {
+			if n, ok := strings.CutSuffix(e.Name(), ".json"); ok && !names[n] {
+				m.forgetReady(n)
+			}
+		}
+	}
 }
 
 // Get returns container name's health for status (HealthNone when it is
@@ -163,11 +211,14 @@ func (m *healthManager) Gone(names map[string]bool) {
 func (m *healthManager) Get(name string) Health {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	p := m.probes[name]
-	if p == nil {
-		return Health{State: actual.HealthNone}
+	h := Health{State: actual.HealthNone}
+	if p := m.probes[name]; p != nil {
+		h = Health{State: p.state, Ready: p.state == actual.HealthHealthy, ReadyKnown: true, Failures: p.failures, Output: p.output}
 	}
-	return Health{State: p.state, Ready: p.state == actual.HealthHealthy, Failures: p.failures, Output: p.output}
+	if n := m.notifiers[name]; n != nil {
+		h.Ready, h.ReadyKnown, h.NotifyStatus = n.ready, true, n.status
+	}
+	return h
 }
 
 // Unhealthy counts the containers whose probe says unhealthy (systemd's
@@ -248,11 +299,7 @@ func (m *healthManager) record(p *prober, h *desired.Health, ok bool, result str
 	kick := changed || p.failures != beforeFailures
 	var dependents []string
 	if changed {
-		for n, c := range m.want {
-			if slices.ContainsFunc(c.After(), func(d desired.Dependency) bool { return d.Name == p.name }) {
-				dependents = append(dependents, n)
-			}
-		}
+		dependents = m.dependentsLocked(p.name)
 	}
 	m.mu.Unlock()
 	if ev != nil {

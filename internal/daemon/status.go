@@ -63,6 +63,9 @@ type ContainerStatus struct {
 	Ready          bool   `json:"ready"`
 	HealthFailures int    `json:"healthFailures"`
 	HealthOutput   string `json:"healthOutput,omitempty"`
+	// NotifyStatus is the last STATUS= the container sent on its notify
+	// socket (spec.notify).
+	NotifyStatus string `json:"notifyStatus,omitempty"`
 
 	// LastError is the last action that failed, with its error.
 	LastError string `json:"lastError,omitempty"`
@@ -608,12 +611,15 @@ func (p *publisher) fillHealth(c *ContainerStatus, st reconciler.Status) {
 	if p.health != nil {
 		h = p.health.Get(st.Name)
 	}
-	switch {
-	case h.State != actual.HealthNone:
-	case running && st.Desired.HealthOf() != nil:
+	if h.State == actual.HealthNone && running && st.Desired.HealthOf() != nil {
 		h.State = actual.HealthStarting // not probed yet
-	default:
-		h.Ready = running
+	}
+	if !h.ReadyKnown {
+		h.Ready = running && h.State == actual.HealthNone && !st.Desired.Notify()
+	}
+	if !running {
+		h.Ready = false
 	}
 	c.Health, c.Ready, c.HealthFailures, c.HealthOutput = string(h.State), h.Ready, h.Failures, h.Output
+	c.NotifyStatus = h.NotifyStatus
 }

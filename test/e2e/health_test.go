@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -210,5 +211,64 @@ func TestAfterChainStartsInOrder(t *testing.T) {
 	// probe needs.
 	if a.Started.Sub(d.Started) < 1500*time.Millisecond || w.Started.Sub(a.Started) < 1500*time.Millisecond {
 		t.Errorf("start times: db %s, api %s, web %s", d.Started, a.Started, w.Started)
+	}
+}
+
+// notifyReady sends READY=1 and STATUS=serving on $NOTIFY_SOCKET, then
+// becomes the container's long-running process (the sender lives on, as
+// a service's would).
+const notifyReady = `exec /usr/bin/python3 -c "import socket,os; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b'READY=1\nSTATUS=serving', '\0'+os.environ['NOTIFY_SOCKET'][1:]); os.execv('/bin/sleep', ['sleep', '100000'])"`
+
+// A container sending READY=1 on its notify socket becomes ready (and
+// what waits for it ready is created); one that never does stays not
+// ready, and a message forged by another process of the host is ignored.
+func TestNotifyReady(t *testing.T) {
+	e := newEnv(t)
+	svc, silent, app, blocked := e.name("svc"), e.name("silent"), e.name("app"), e.name("blocked")
+	e.write("svc.yaml", manifest(svc, notifyReady, "  notify: true\n"))
+	e.write("silent.yaml", manifest(silent, "exec sleep 100000", "  notify: true\n"))
+	e.write("app.yaml", manifest(app, "exec sleep 100000", "  after: [{name: "+svc+", condition: ready}]\n"))
+	e.write("blocked.yaml", manifest(blocked, "exec sleep 100000", "  after: [{name: "+silent+", condition: ready}]\n"))
+	e.start()
+	r := e.waitFor(svc+" ready and "+app+" running", 30*time.Second, func(r *report) bool {
+		s, a, sil := r.Get(svc), r.Get(app), r.Get(silent)
+		return s != nil && s.Ready && a != nil && a.Phase == "running" && sil != nil && sil.Phase == "running"
+	})
+	if s := r.Get(svc); s.NotifyStatus != "serving" {
+		t.Errorf("STATUS=: %q", s.NotifyStatus)
+	}
+
+	// Another process of the host says READY=1 for silent (network: host,
+	// so it can reach the socket): not from the container, ignored.
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: "@reconciled-notify/" + silent, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("READY=1\nSTATUS=forged")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	time.Sleep(time.Second)
+	r = e.waitFor("status", 5*time.Second, func(*report) bool { return true })
+	if sil := r.Get(silent); sil.Ready || sil.NotifyStatus != "" {
+		t.Errorf("a forged READY=1 counted: %+v", sil)
+	}
+	if b := r.Get(blocked); b == nil || b.Phase != "pending" || b.Message != "waiting for "+silent+": not ready yet" {
+		t.Errorf("blocked: %+v", b)
+	}
+
+	// A restarted daemon knows that svc's run said READY=1, and that
+	// silent's did not.
+	pid := r.Get(svc).Pid
+	e.restartDaemon(svc, pid)
+	r = e.waitFor("silent running again", 30*time.Second, func(r *report) bool {
+		c := r.Get(silent)
+		return c != nil && c.Phase == "running"
+	})
+	if s := r.Get(svc); s.Pid != pid || !s.Ready || s.NotifyStatus != "serving" || s.Restarts != 0 {
+		t.Errorf("svc after a daemon restart: %+v", s)
+	}
+	if sil := r.Get(silent); sil.Ready {
+		t.Errorf("silent ready after a daemon restart: %+v", sil)
 	}
 }
