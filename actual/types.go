@@ -70,9 +70,30 @@ type Container struct {
 	SpecHash string `json:"specHash,omitempty"`
 	BaseHash string `json:"baseHash,omitempty"`
 
+	// Health is the daemon's verdict of the container's probe (spec.health)
+	// for the current run, HealthFailures the current streak of failed
+	// probes, and Ready whether the container is ready (healthy with a
+	// probe, running without). The daemon fills them in from its prober
+	// when it observes; they are not stored: a restarted daemon probes
+	// again from HealthStarting. "" is unknown (an observer without a
+	// prober): the planner treats it as HealthNone.
+	Health         HealthState `json:"health,omitempty"`
+	HealthFailures int         `json:"healthFailures,omitempty"`
+	Ready          bool        `json:"ready,omitempty"`
+
 	// Record is what the daemon keeps about the container.
 	Record
 }
+
+// HealthState is a container's health, as status shows it.
+type HealthState string
+
+const (
+	HealthNone      HealthState = "none"      // no probe
+	HealthStarting  HealthState = "starting"  // no verdict yet
+	HealthHealthy   HealthState = "healthy"   // the last probe passed
+	HealthUnhealthy HealthState = "unhealthy" // retries probes in a row failed
+)
 
 // Record is what the daemon writes about a container besides the executor's
 // state, so that a daemon restart loses nothing. The reconciler's loop writes

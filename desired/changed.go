@@ -63,6 +63,7 @@ func ChangedFields(old, new *Container) []string {
 	if s.Seccomp == t.Seccomp && !bytes.Equal(s.SeccompProfile, t.SeccompProfile) {
 		out = append(out, "spec.seccomp file")
 	}
+	check("spec.notify", s.Notify, t.Notify)
 	if !jsonEqual(s.OCI, t.OCI) {
 		out = append(out, "spec.oci")
 	}

@@ -131,6 +131,12 @@ func buildSpec(m *Manifest, img *ImageInfo) *specs.Spec {
 		}
 		envMap[k] = v
 	}
+	if ms.Notify { // spec.notify (health.go)
+		if _, dup := envMap["NOTIFY_SOCKET"]; !dup {
+			order = append(order, "NOTIFY_SOCKET")
+		}
+		envMap["NOTIFY_SOCKET"] = NotifySocket(m.Metadata.Name)
+	}
 	env := make([]string, 0, len(order)+1)
 	if _, ok := envMap["PATH"]; !ok {
 		env = append(env, DefaultPath)

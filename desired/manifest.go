@@ -93,6 +93,13 @@ type ManifestSpec struct {
 	// content (read when the manifest is) is SeccompProfile.
 	Seccomp        string `json:"seccomp,omitempty"`
 	SeccompProfile []byte `json:"-"`
+	// Health is spec.health (nil: no probe); see Health.
+	Health *Health `json:"health,omitempty"`
+	// Notify is spec.notify: the container says READY=1 on $NOTIFY_SOCKET.
+	Notify bool `json:"notify,omitempty"`
+	// After is spec.after: the containers to wait for before this one is
+	// created.
+	After []Dependency `json:"after,omitempty"`
 }
 
 // PullPolicy is spec.imagePullPolicy.

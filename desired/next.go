@@ -189,6 +189,10 @@ func Next(prev Set, snap *Snapshot, opts Options) Set {
 				}
 			}
 		}
+		if !changed {
+			// Names are unique now: check the start order across files.
+			changed = checkAfter(cands, files, parsedNames, contribution)
+		}
 	}
 
 	next := Set{
@@ -410,7 +414,7 @@ func (s Set) Equal(o Set) bool {
 		if c == d {
 			continue
 		}
-		if c.Hash != d.Hash || c.Source != d.Source || c.Doc != d.Doc || !equalMaps(c.Labels, d.Labels) {
+		if c.Hash != d.Hash || c.Source != d.Source || c.Doc != d.Doc || !equalMaps(c.Labels, d.Labels) || !sameOutsideHash(c, d) {
 			return false
 		}
 	}

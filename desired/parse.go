@@ -221,6 +221,7 @@ func Parse(name string, data []byte, opts ParseOptions) ([]*Container, []*Error)
 		}
 		c.Doc = doc
 		c.Line = p.nameLine
+		c.AfterLines = p.afterLines
 		out = append(out, c)
 	}
 	if len(el.errs) > 0 {
@@ -300,6 +301,8 @@ type parser struct {
 	nameLine int
 	ociNode  *yaml.Node // the value of spec.oci
 	ociLine  int        // the line of the oci key
+	// afterLines are the lines of spec.after's names (Container.AfterLines).
+	afterLines []int
 }
 
 func (p *parser) errorf(n *yaml.Node, field, format string, args ...any) {
@@ -483,7 +486,7 @@ func (p *parser) strList(n *yaml.Node, at string) ([]string, []*yaml.Node, bool)
 var (
 	topFields       = []string{"apiVersion", "kind", "metadata", "spec"}
 	metadataFields  = []string{"name", "labels"}
-	specFields      = []string{"image", "imagePullPolicy", "root", "command", "args", "env", "workingDir", "user", "hostname", "network", "mounts", "resources", "capabilities", "restart", "stop", "runtime", "init", "oci", "seccomp"}
+	specFields      = []string{"image", "imagePullPolicy", "root", "command", "args", "env", "workingDir", "user", "hostname", "network", "mounts", "resources", "capabilities", "restart", "stop", "runtime", "init", "oci", "seccomp", "health", "notify", "after"}
 	rootFields      = []string{"path", "readonly"}
 	mountFields     = []string{"type", "source", "target", "readonly", "size", "options"}
 	resourcesFields = []string{"memory", "cpu", "pids"}
@@ -809,6 +812,7 @@ func (p *parser) spec(n *yaml.Node, m *Manifest) {
 	if f, ok := sp["seccomp"]; ok {
 		p.seccomp(f.val, s)
 	}
+	p.healthNotifyAfter(sp, m)
 
 	if f, ok := sp["oci"]; ok {
 		p.ociLine = f.key.Line

@@ -60,6 +60,10 @@ type Container struct {
 	ImageWait   string `json:"-"`
 	ImageFailed bool   `json:"-"`
 
+	// AfterLines are the lines of the names in spec.after, in order (for
+	// the errors of the directory-wide check); never recorded.
+	AfterLines []int `json:"-"`
+
 	// Manifest is the parsed document, normalized (defaults applied,
 	// quantities in base units), for ChangedFields and for display.
 	Manifest *Manifest `json:"manifest,omitempty"`

@@ -344,7 +344,8 @@ func (l *Loop) resolve(ctx context.Context, want desired.Set, have actual.Set) d
 
 // planOne observes and plans container name: alone when the observer can
 // (the planner's result for one container depends on nothing else but the
-// files that name it), else with every other. The plan is nil when the
+// files that name it and the containers of its start order, which related
+// adds), else with every other. The plan is nil when the
 // container is neither wanted, nor there, nor named by a file.
 func (l *Loop) planOne(ctx context.Context, name string) (*ContainerPlan, *actual.Container, error) {
 	o, ok := l.cfg.Observer.(OneObserver)
@@ -372,6 +373,9 @@ func (l *Loop) planOne(ctx context.Context, name string) (*ContainerPlan, *actua
 	have := actual.Set{}
 	if c != nil {
 		have[name] = c
+	}
+	if err := l.related(ctx, o, name, want, one, have); err != nil { // spec.after (order.go)
+		return nil, nil, err
 	}
 	return l.cfg.Planner.Plan(one, have, l.cfg.Now()).Get(name), c, nil
 }

@@ -226,7 +226,11 @@ func Plan(want desired.Set, have actual.Set, now time.Time) *Result {
 //     (NextDelay), else keep it exited;
 //   - init gone but processes left in the cgroup: kill them first;
 //   - alive and as wanted: nothing, whatever the executor recorded
-//     (adoption after a daemon restart is this case).
+//     (adoption after a daemon restart is this case); but alive, running
+//     and unhealthy with onUnhealthy: restart: stop, delete, create, start;
+//   - the start order (spec.after, order.go): a container to be created
+//     whose conditions are not met stays pending, and one to be removed
+//     waits for the removed containers that wait for it.
 func (p Planner) Plan(want desired.Set, have actual.Set, now time.Time) *Result {
 	// Invalid files, and the names each one defines.
 	var invalid []*desired.FileStatus
@@ -260,6 +264,7 @@ func (p Planner) Plan(want desired.Set, have actual.Set, now time.Time) *Result 
 	sort.Strings(sorted)
 
 	r := &Result{Containers: make([]*ContainerPlan, 0, len(sorted))}
+	gone := removing(want, have, invalid)
 	for _, n := range sorted {
 		var bad []*desired.FileStatus
 		w := want.Containers[n]
@@ -268,7 +273,13 @@ func (p Planner) Plan(want desired.Set, have actual.Set, now time.Time) *Result 
 				bad = append(bad, f)
 			}
 		}
-		cp := p.planOne(n, w, have[n], bad, now)
+		cp := holdForOrder(n, w, want, have, gone, now) // spec.after (order.go)
+		if cp == nil {
+			cp = p.planOne(n, w, have[n], bad, now)
+			if w != nil && have[n] != nil && have[n].Live() {
+				cp.Status.Reason = joinReasons(cp.Status.Reason, degraded(w, have))
+			}
+		}
 		for _, a := range cp.Actions {
 			if a.Kind == Wait && (r.Wake.IsZero() || a.Until.Before(r.Wake)) {
 				r.Wake = a.Until
@@ -447,6 +458,9 @@ func (p Planner) planExisting(s *seq, st *Status, want *desired.Container, have 
 		s.add(Action{Kind: Delete})
 		s.create(want, 0, 0)
 		s.add(Action{Kind: Start})
+
+	case healthRestart(want, have): // spec.health.onUnhealthy (order.go)
+		s.restartUnhealthy(st, want, have, now)
 
 	case live && have.Status == actual.StatusCreated:
 		s.reason = "started: created but never started"

@@ -106,13 +106,13 @@ func printReport(w io.Writer, rep *daemon.Report, now time.Time) {
 		fmt.Fprintln(w, "no containers")
 	} else {
 		tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tPHASE\tPID\tRESTARTS\tEXIT\tAGE\tRUNTIME\tSOURCE\tMESSAGE")
+		fmt.Fprintln(tw, "NAME\tPHASE\tHEALTH\tPID\tRESTARTS\tEXIT\tAGE\tRUNTIME\tSOURCE\tMESSAGE")
 		for _, c := range rep.Containers {
 			msg := c.Message
 			if c.LastError != "" && !strings.Contains(msg, c.LastError) {
 				msg = strings.TrimPrefix(msg+"; last error: "+c.LastError, "; ")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", termSafe(c.Name), termSafe(c.Phase), dash(c.Pid), c.Restarts,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", termSafe(c.Name), termSafe(c.Phase), termSafe(healthText(&c)), dash(c.Pid), c.Restarts,
 				exitText(&c), age(c.Started, now), termSafe(dashString(c.Runtime)), termSafe(filepath.Base(c.Source)), termSafe(msg))
 		}
 		tw.Flush()
@@ -164,6 +164,14 @@ func printContainer(w io.Writer, c *daemon.ContainerStatus, now time.Time) {
 	}
 	if !c.NextTry.IsZero() {
 		row("Next try", c.NextTry.Local().Format(time.DateTime))
+	}
+	row("Health", healthText(c))
+	row("Ready", strconv.FormatBool(c.Ready))
+	if c.HealthOutput != "" {
+		row("Last probe", c.HealthOutput)
+	}
+	if c.NotifyStatus != "" {
+		row("Notify status", c.NotifyStatus)
 	}
 	row("Runtime", dashString(c.Runtime))
 	row("Source", c.Source)
@@ -277,3 +285,16 @@ func termSafe(s string) string {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// healthText is the health column: "healthy", "unhealthy(3)" (with the
+// current failure streak),
+// "-" for none.
+func healthText(c *daemon.ContainerStatus) string {
+	switch {
+	case c.Health == "" || c.Health == "none":
+		return "-"
+	case c.HealthFailures > 0:
+		return fmt.Sprintf("%s(%d)", c.Health, c.HealthFailures)
+	}
+	return c.Health
+}

@@ -348,12 +348,20 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("systemd watchdog on", "watchdogSec", notify.watchdog)
 	}
 	var pub *publisher // kicked by the loop once it runs
+	// spec.health's probes (health.go): a change of health has the
+	// container, and those that wait for it, planned again.
+	health := newHealthManager(ctx, log.With("component", "health"), events, probeWith(rt), func(name string) {
+		loop.Notify(name)
+		pub.Kick()
+	})
+	health.readyDir = layout.Notify()
+	defer health.Close()
 	loop = reconciler.New(reconciler.Config{
 		Images:         resolver,
 		Heartbeat:      notify.Heartbeat,
 		HeartbeatEvery: notify.heartbeatEvery(),
-		Executor:       cleaningExecutor{adapter},
-		Observer:       &watchingObserver{store: store, exits: exits},
+		Executor:       notifyingExecutor{Executor: cleaningExecutor{adapter}, health: health, observe: store.ObserveOne},
+		Observer:       &watchingObserver{store: store, exits: exits, health: health},
 		Recorder:       store,
 		Planner:        reconciler.Planner{ChangedFields: desired.ChangedFields},
 		Logger:         log,
@@ -365,6 +373,7 @@ func Run(ctx context.Context, cfg Config) error {
 	pub = newPublisher(loop, events, last, layout, cfg.Manifests, log)
 	pub.cgroupDriver, pub.logDriver, pub.onStatus = drv.Name(), cfg.LogDriver, notify.SetStatus
 	pub.cgroupParent = cgParent.of(drv.Name())
+	pub.health = health
 	notify.summary = pub.Summary
 	events.changed = pub.Kick
 	pub.refresh = func(name string) {
@@ -437,6 +446,7 @@ func Run(ctx context.Context, cfg Config) error {
 					}
 					notify.Rescanned()
 				}
+				health.SetDesired(s)
 				pub.SetDesired(s)
 				loop.SetDesired(s)
 				if rescan {
@@ -455,6 +465,7 @@ func Run(ctx context.Context, cfg Config) error {
 					log.Error("unable to watch the manifests again; the last ones stay in force until the next reload", "err", werr)
 					sets = nil
 					notify.Rescanned()
+					health.SetDesired(last)
 					loop.SetDesired(last)
 					loop.Rescan()
 					continue
@@ -487,6 +498,7 @@ func Run(ctx context.Context, cfg Config) error {
 	wg.Go(func() { rot.Run(ctx) })
 
 	err = loop.Run(ctx)
+	health.Close()
 	notify.Stopping()
 	exits.Close()
 	wg.Wait()
@@ -588,10 +600,12 @@ func Seed(records map[string]actual.Record) desired.Set {
 }
 
 // watchingObserver observes through the store and makes sure every live
-// container's init is watched for its exit.
+// container's init is watched for its exit, and every running container
+// with a probe is probed (its health filled in).
 type watchingObserver struct {
-	store *actual.Store
-	exits *exitWatcher
+	store  *actual.Store
+	exits  *exitWatcher
+	health *healthManager
 }
 
 // Invalidate makes the next Observe read container name afresh (the loop
@@ -603,6 +617,9 @@ func (o *watchingObserver) ObserveOne(ctx context.Context, name string) (*actual
 	if c != nil && c.Live() {
 		o.exits.Watch(name, c.Pid, c.PidStartTime)
 	}
+	if err == nil {
+		o.health.Observed(name, c)
+	}
 	return c, err
 }
 
@@ -611,10 +628,14 @@ func (o *watchingObserver) Observe(ctx context.Context) (actual.Set, error) {
 	if err != nil {
 		return nil, err
 	}
+	names := make(map[string]bool, len(set))
 	for name, c := range set {
 		if c.Live() {
 			o.exits.Watch(name, c.Pid, c.PidStartTime)
 		}
+		o.health.Observed(name, c)
+		names[name] = true
 	}
+	o.health.Gone(names)
 	return set, nil
 }

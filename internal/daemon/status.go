@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"reconciled.dev/reconciled/actual"
 	"reconciled.dev/reconciled/desired"
 	"reconciled.dev/reconciled/internal/atomicfile"
 	"reconciled.dev/reconciled/reconciler"
@@ -53,6 +54,18 @@ type ContainerStatus struct {
 	// Message says why the container is as it is, or what is being done
 	// about it; empty when it runs as wanted.
 	Message string `json:"message"`
+	// Health is what spec.health's probe says of the current run: none
+	// (no probe, or not running), starting, healthy or unhealthy;
+	// HealthFailures the current streak of failed probes and HealthOutput
+	// the last probe's result (bounded). Ready is true when the container
+	// is healthy, or runs when it has no probe.
+	Health         string `json:"health"`
+	Ready          bool   `json:"ready"`
+	HealthFailures int    `json:"healthFailures"`
+	HealthOutput   string `json:"healthOutput,omitempty"`
+	// NotifyStatus is the last STATUS= the container sent on its notify
+	// socket (spec.notify).
+	NotifyStatus string `json:"notifyStatus,omitempty"`
 
 	// LastError is the last action that failed, with its error.
 	LastError string `json:"lastError,omitempty"`
@@ -115,7 +128,9 @@ type DaemonInfo struct {
 // fingerprint is what decides whether a status file must be rewritten.
 type fingerprint struct {
 	phase, source, hash, msg, lastErr string
-	runtime                           string
+	runtime, health                   string
+	ready                             bool
+	healthFailures                    int
 	pid, restarts, exit               int
 	exited, oom                       bool
 	started, finished, next           time.Time
@@ -126,7 +141,7 @@ type fingerprint struct {
 func (c *ContainerStatus) fingerprint() fingerprint {
 	f := fingerprint{
 		phase: c.Phase, source: c.Source, hash: c.SpecHash, msg: c.Message, lastErr: c.LastError,
-		runtime: c.Runtime, pid: c.Pid, restarts: c.Restarts, oom: c.OOMKilled,
+		runtime: c.Runtime, health: c.Health, ready: c.Ready, healthFailures: c.HealthFailures, pid: c.Pid, restarts: c.Restarts, oom: c.OOMKilled,
 		started: c.Started, finished: c.Finished, next: c.NextTry,
 		nerr: len(c.Errors), nev: len(c.Events),
 	}
@@ -163,6 +178,8 @@ type publisher struct {
 	// refresh drops the cached observation of a container and has the loop
 	// look at it again (set by the daemon).
 	refresh func(name string)
+	// health says what the probes say (set by the daemon; nil: no probes).
+	health *healthManager
 
 	mu        sync.Mutex
 	want      *desired.Set
@@ -259,7 +276,7 @@ func (p *publisher) publish() {
 		for i := range all {
 			phases[i] = all[i].Phase
 		}
-		p.onStatus(statusLine(phases, p.want))
+		p.onStatus(p.withUnhealthy(statusLine(phases, p.want)))
 	}
 	seen := make(map[string]bool, len(all))
 	for i := range all {
@@ -318,7 +335,17 @@ func (p *publisher) Summary() string {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return statusLine(phases, p.want)
+	return p.withUnhealthy(statusLine(phases, p.want))
+}
+
+// withUnhealthy adds the count of unhealthy containers to a status line.
+func (p *publisher) withUnhealthy(line string) string {
+	if p.health != nil {
+		if n := p.health.Unhealthy(); n > 0 {
+			line += fmt.Sprintf(", %d unhealthy", n)
+		}
+	}
+	return line
 }
 
 // snapshot builds the report from the loop's statuses, recording the
@@ -418,6 +445,7 @@ func (p *publisher) containerStatus(st reconciler.Status) ContainerStatus {
 	if c.Runtime == "" {
 		c.Runtime = desired.RuntimeNative
 	}
+	p.fillHealth(&c, st)
 	if c.ExitCode == nil {
 		if e, ok := p.exits.get(st.Name); ok && e.SpecHash == c.SpecHash {
 			code := e.Code
@@ -594,3 +622,23 @@ type QueryError struct {
 }
 
 func (e *QueryError) Error() string { return e.Msg }
+
+// fillHealth sets c's health and readiness from the probes.
+func (p *publisher) fillHealth(c *ContainerStatus, st reconciler.Status) {
+	running := st.Actual != nil && st.Actual.Live() && st.Actual.Status == actual.StatusRunning
+	h := Health{State: actual.HealthNone}
+	if p.health != nil {
+		h = p.health.Get(st.Name)
+	}
+	if h.State == actual.HealthNone && running && st.Desired.HealthOf() != nil {
+		h.State = actual.HealthStarting // not probed yet
+	}
+	if !h.ReadyKnown {
+		h.Ready = running && h.State == actual.HealthNone && !st.Desired.Notify()
+	}
+	if !running {
+		h.Ready = false
+	}
+	c.Health, c.Ready, c.HealthFailures, c.HealthOutput = string(h.State), h.Ready, h.Failures, h.Output
+	c.NotifyStatus = h.NotifyStatus
+}

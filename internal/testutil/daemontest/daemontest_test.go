@@ -20,7 +20,8 @@ import (
 const contract = `{
   "containers": [{"name": "web", "phase": "running", "pid": 7, "restarts": 1,
     "exitCode": 137, "oomKilled": true, "source": "/m/web.yaml", "runtime": "runc",
-    "specHash": "h", "message": "m",
+    "specHash": "h", "message": "m", "health": "unhealthy", "ready": false,
+    "healthFailures": 3, "healthOutput": "o",
     "events": [{"time": "2024-01-02T03:04:05Z", "action": "start", "reason": "r"}]}],
   "files": [{"path": "/m/web.yaml", "valid": false, "contentHash": "c",
     "errors": [{"message": "e"}]}],
@@ -40,6 +41,7 @@ func TestReportDecodesContract(t *testing.T) {
 		Containers: []daemon.ContainerStatus{{
 			Name: "web", Phase: "running", Pid: 7, Restarts: 1, ExitCode: &code, OOMKilled: true,
 			Source: "/m/web.yaml", Runtime: "runc", SpecHash: "h", Message: "m",
+			Health: "unhealthy", HealthFailures: 3, HealthOutput: "o",
 			Events: []daemon.Event{{Time: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), Action: "start", Reason: "r"}},
 		}},
 		Files:    []daemon.FileReport{{Path: "/m/web.yaml", ContentHash: "c", Errors: []*desired.Error{{Msg: "e"}}}},

@@ -1,0 +1,183 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/desired"
+	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/proc"
+)
+
+// prober's probes: http and tcp inside the daemon, in the container's
+// network namespace; exec in the container, as `reconciled exec`.
+
+// dialInNetns connects to 127.0.0.1:port in the network namespace of the
+// process pid, which must still be the one that started at start. The
+// socket is made on an OS thread that joined that namespace and is never
+// given back to the Go scheduler (the goroutine ends locked, so the thread
+// exits): no other goroutine ever runs in the container's namespace. The
+// connection itself is then used from any thread, as a socket stays in the
+// namespace it was made in.
+func dialInNetns(ctx context.Context, pid int, start uint64, port int) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: this thread is in another namespace now.
+		c, err := func() (net.Conn, error) {
+			ns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
+			if err != nil {
+				return nil, fmt.Errorf("the container's init is gone: %w", err)
+			}
+			defer ns.Close()
+			// The namespace file is open: check that it is our init's,
+			// not a process that took its PID since.
+			if got, zombie, err := proc.StartTime(pid); err != nil || zombie || got != start {
+				return nil, errors.New("the container's init is gone")
+			}
+			if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+				return nil, os.NewSyscallError("setns", err)
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		}()
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+// probeTCP connects to the port and closes the connection.
+func probeTCP(ctx context.Context, p *prober, port int) (bool, string) {
+	c, err := dialInNetns(ctx, p.pid, p.start, port)
+	if err != nil {
+		return false, "failed: " + dialError(ctx, err)
+	}
+	c.Close()
+	return true, "connected"
+}
+
+// probeHTTP GETs path on the port: a status of 200-399 passes.
+func probeHTTP(ctx context.Context, p *prober, hp *desired.HTTPProbe) (bool, string) {
+	c, err := dialInNetns(ctx, p.pid, p.start, hp.Port)
+	if err != nil {
+		return false, "failed: " + dialError(ctx, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(hp.Port)+hp.Path, nil)
+	if err != nil {
+		return false, "failed: " + err.Error()
+	}
+	req.Header.Set("User-Agent", "reconciled-probe")
+	req.Close = true
+	if err := req.Write(c); err != nil {
+		return false, "failed: " + dialError(ctx, err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), req)
+	if err != nil {
+		return false, "failed: " + dialError(ctx, err)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 400
+	return ok, "returned " + strconv.Itoa(resp.StatusCode)
+}
+
+// dialError words a network error; a deadline is the probe's timeout.
+func dialError(ctx context.Context, err error) string {
+	if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		return "timed out"
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		var sc *os.SyscallError
+		if errors.As(op.Err, &sc) {
+			return sc.Err.Error() // "connection refused"
+		}
+		return op.Err.Error()
+	}
+	return err.Error()
+}
+
+// execer starts a process in a running container (executor.Runtime).
+type execer interface {
+	Exec(ctx context.Context, id string, o executor.ExecOptions) (*executor.ExecProcess, error)
+}
+
+// probeExec runs the command in the container, as `reconciled exec` does:
+// exit 0 passes; past ctx's deadline (the probe's timeout, setup
+// included) it is killed and counts as a failure.
+func probeExec(ctx context.Context, rt execer, p *prober, args []string, timeout time.Duration) (bool, string) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return false, "failed: " + err.Error()
+	}
+	defer r.Close()
+	proc, err := rt.Exec(ctx, p.name, executor.ExecOptions{Args: args, Stdout: w, Stderr: w})
+	w.Close()
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, "timed out after " + timeout.String()
+		}
+		return false, "failed: " + err.Error()
+	}
+	out := make(chan string, 1)
+	go func() {
+		// Read what fits, then drain, so the command never blocks on a
+		// full pipe; a child it left behind with the pipe open is cut off
+		// by the deadline set below.
+		b, _ := io.ReadAll(io.LimitReader(r, maxProbeOutput))
+		io.Copy(io.Discard, r)
+		out <- strings.TrimSpace(string(b))
+	}()
+	st, err := proc.Wait(ctx)
+	if err != nil {
+		// The timeout: kill it and reap it.
+		proc.Signal(unix.SIGKILL)
+		proc.Wait(context.WithoutCancel(ctx))
+		r.SetReadDeadline(time.Now())
+		<-out
+		return false, "timed out after " + timeout.String() + " (killed)"
+	}
+	r.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	text := <-out
+	res := "exited with " + strconv.Itoa(st.Code)
+	if text != "" {
+		res += ": " + text
+	}
+	return st.Code == 0, res
+}
+
+// probeWith returns the daemon's probe function: http and tcp in the
+// container's network namespace, exec through rt.
+func probeWith(rt execer) probeFunc {
+	return func(ctx context.Context, p *prober, h *desired.Health) (bool, string) {
+		switch {
+		case h.HTTP != nil:
+			return probeHTTP(ctx, p, h.HTTP)
+		case h.TCP != nil:
+			return probeTCP(ctx, p, h.TCP.Port)
+		default:
+			return probeExec(ctx, rt, p, h.Exec, h.Timeout)
+		}
+	}
+}

@@ -1,0 +1,265 @@
+package reconciler
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"reconciled.dev/reconciled/actual"
+	"reconciled.dev/reconciled/desired"
+)
+
+// after gives a wanted container spec.after and, with probe, spec.health.
+func after(deps ...desired.Dependency) func(*desired.Container) {
+	return func(c *desired.Container) {
+		if c.Manifest == nil {
+			c.Manifest = &desired.Manifest{}
+		}
+		c.Manifest.Spec.After = deps
+	}
+}
+
+func probed(on desired.OnUnhealthy) func(*desired.Container) {
+	return func(c *desired.Container) {
+		if c.Manifest == nil {
+			c.Manifest = &desired.Manifest{}
+		}
+		c.Manifest.Spec.Health = &desired.Health{TCP: &desired.TCPProbe{Port: 5432}, Interval: time.Second, Timeout: time.Second, Retries: 3, OnUnhealthy: on}
+	}
+}
+
+func dep(name string, cond desired.Condition) desired.Dependency {
+	return desired.Dependency{Name: name, Condition: cond}
+}
+
+func health(h actual.HealthState, ready bool) func(*actual.Container) {
+	return func(c *actual.Container) { c.Health, c.Ready = h, ready }
+}
+
+func created() func(*actual.Container) {
+	return func(c *actual.Container) { c.Status, c.Started = actual.StatusCreated, time.Time{} }
+}
+
+func TestPlanOrder(t *testing.T) {
+	db := def("db", probed(desired.OnUnhealthyRestart))
+	api := def("api", after(dep("db", desired.ConditionHealthy)))
+	web := def("web", after(dep("api", desired.ConditionStarted)))
+	job := def("job", policy(desired.RestartOnFailure))
+	app := def("app", after(dep("job", desired.ConditionCompleted), dep("db", desired.ConditionReady)))
+	manual := def("db", probed(desired.OnUnhealthyNone))
+
+	tests := []struct {
+		name string
+		want desired.Set
+		have actual.Set
+		out  string
+	}{
+		{
+			name: "chain from nothing: only the first is created",
+			want: want(db, api, web),
+			out: `api pending "waiting for db: not healthy yet"
+  wait +1s: waiting for db: not healthy yet
+db pending "created: new manifest db.yaml"
+  create: created: new manifest db.yaml
+  start: created: new manifest db.yaml
+web pending "waiting for api: not started yet"
+  wait +1s: waiting for api: not started yet
+wake +1s
+`,
+		},
+		{
+			name: "db starting: api still waits",
+			want: want(db, api, web),
+			have: have(running(db, health(actual.HealthStarting, false))),
+			out: `api pending "waiting for db: not healthy yet"
+  wait +1s: waiting for db: not healthy yet
+db running ""
+web pending "waiting for api: not started yet"
+  wait +1s: waiting for api: not started yet
+wake +1s
+`,
+		},
+		{
+			name: "db healthy: api is created, web waits for api's start",
+			want: want(db, api, web),
+			have: have(running(db, health(actual.HealthHealthy, true))),
+			out: `api pending "created: new manifest api.yaml"
+  create: created: new manifest api.yaml
+  start: created: new manifest api.yaml
+db running ""
+web pending "waiting for api: not started yet"
+  wait +1s: waiting for api: not started yet
+wake +1s
+`,
+		},
+		{
+			name: "created but not started does not count as started",
+			want: want(db, api, web),
+			have: have(running(db, health(actual.HealthHealthy, true)), running(api, created())),
+			out: `api creating "started: created but never started"
+  start: started: created but never started
+db running ""
+web pending "waiting for api: not started yet"
+  wait +1s: waiting for api: not started yet
+wake +1s
+`,
+		},
+		{
+			name: "db unhealthy later: dependents go on, status shows it; db restarted",
+			want: want(db, api, web),
+			have: have(running(db, health(actual.HealthUnhealthy, false), withRestarts(2)), running(api), running(web)),
+			out: `api running "db: not healthy now"
+db running "restarted: unhealthy" restarts=2
+  stop SIGTERM 10s: restarted: unhealthy
+  delete: restarted: unhealthy
+  create restarts=3 failures=1: restarted: unhealthy
+  start: restarted: unhealthy
+web running ""
+`,
+		},
+		{
+			name: "onUnhealthy none: only reported",
+			want: want(manual),
+			have: have(running(manual, health(actual.HealthUnhealthy, false))),
+			out: `db running ""
+`,
+		},
+		{
+			name: "unhealthy again soon after a restart: backoff first",
+			want: want(db),
+			have: have(running(db, health(actual.HealthUnhealthy, false), withFailures(2), func(c *actual.Container) { c.Started = ago(time.Second) })),
+			out: `db running "backoff: unhealthy, restarted in 3s" next=+3s
+  wait +3s: backoff: unhealthy, restarted in 3s
+wake +3s
+`,
+		},
+		{
+			name: "unhealthy soon after a start counts as a short run",
+			want: want(db),
+			have: have(running(db, health(actual.HealthUnhealthy, false), withFailures(2), func(c *actual.Container) { c.Started = ago(time.Minute) })),
+			out: `db running "restarted: unhealthy"
+  stop SIGTERM 10s: restarted: unhealthy
+  delete: restarted: unhealthy
+  create restarts=1 failures=3: restarted: unhealthy
+  start: restarted: unhealthy
+`,
+		},
+		{
+			name: "completed and ready, and a name not defined",
+			want: want(job, db, app, def("x", after(dep("nope", desired.ConditionStarted)))),
+			have: have(running(job, exited(1, time.Second, time.Minute)), running(db, health(actual.HealthHealthy, false))),
+			out: `app pending "waiting for job: not completed yet; waiting for db: not ready yet"
+  wait +1s: waiting for job: not completed yet; waiting for db: not ready yet
+db running ""
+job exited "restarted: exited with 1, policy on-failure"
+  delete: restarted: exited with 1, policy on-failure
+  create restarts=1 failures=1: restarted: exited with 1, policy on-failure
+  start: restarted: exited with 1, policy on-failure
+x pending "waiting for nope: not defined"
+  wait +1s: waiting for nope: not defined
+wake +1s
+`,
+		},
+		{
+			name: "completed job and ready db: app is created",
+			want: want(job, db, app),
+			have: have(running(job, exited(0, time.Second, time.Minute)), running(db, health(actual.HealthHealthy, true))),
+			out: `app pending "created: new manifest app.yaml"
+  create: created: new manifest app.yaml
+  start: created: new manifest app.yaml
+db running ""
+job exited "not restarted: exited with 0, policy on-failure"
+`,
+		},
+		{
+			name: "removal in reverse order: web, then api, then db",
+			have: have(running(db), running(api), running(web)),
+			out: `api running "deleted: waiting for web to be removed first"
+  wait +1s: deleted: waiting for web to be removed first
+db running "deleted: waiting for api to be removed first"
+  wait +1s: deleted: waiting for api to be removed first
+web running "deleted: manifest removed"
+  stop SIGTERM 10s: deleted: manifest removed
+  delete forget: deleted: manifest removed
+wake +1s
+`,
+		},
+		{
+			name: "removal of a dependency alone does not wait for kept dependents",
+			want: want(api),
+			have: have(running(db), running(api)),
+			out: `api running "db: not healthy now"
+db running "deleted: manifest removed"
+  stop SIGTERM 10s: deleted: manifest removed
+  delete forget: deleted: manifest removed
+`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := tt.want
+			if w.Containers == nil {
+				w = want()
+			}
+			got := render(Plan(w, tt.have, now))
+			if got != tt.out {
+				t.Errorf("plan:\n%s\nwant:\n%s", got, tt.out)
+			}
+		})
+	}
+}
+
+// TestPlanOrderDeterministic: the same inputs give the same plan (the
+// dependents of a removed container are sorted).
+func TestPlanOrderDeterministic(t *testing.T) {
+	db := def("db")
+	var hs []*actual.Container
+	hs = append(hs, running(db))
+	for _, n := range []string{"e", "b", "d", "a", "c"} {
+		hs = append(hs, running(def(n, after(dep("db", desired.ConditionStarted))), exited(0, time.Second, time.Second)))
+	}
+	first := render(Plan(want(), have(hs...), now))
+	if !strings.Contains(first, `db running "deleted: waiting for a, b, c, d, e to be removed first"`) {
+		t.Errorf("plan:\n%s", first)
+	}
+}
+
+// TestLoopStartOrder: the loop, planning one container at a time from its
+// own observation and its dependencies', starts a chain in order and
+// removes it in reverse order.
+func TestLoopStartOrder(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		t.Run(map[bool]string{false: "observing one", true: "observing all"}[all], func(t *testing.T) {
+			f := newFakeExecutor()
+			var o Observer = f
+			if all {
+				o = observeAll{f}
+			}
+			l := runLoop(t, Config{Executor: f, Observer: o, Recorder: f, Workers: 4})
+			l.SetDesired(want(withSpec(
+				def("web", after(dep("api", desired.ConditionStarted))),
+				def("api", after(dep("db", desired.ConditionStarted))),
+				def("db"))...))
+			eventually(t, "all run", func() bool { return f.running("web") && f.running("api") && f.running("db") })
+			order := func(kind string) []string {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				var out []string
+				for _, c := range f.calls {
+					if strings.HasPrefix(c, kind+" ") {
+						out = append(out, strings.Fields(c)[1])
+					}
+				}
+				return out
+			}
+			if got := strings.Join(order("create"), " "); got != "db api web" {
+				t.Errorf("create order: %s", got)
+			}
+			l.SetDesired(want())
+			eventually(t, "all removed", func() bool { return !f.exists("web") && !f.exists("api") && !f.exists("db") })
+			if got := strings.Join(order("delete"), " "); got != "web api db" {
+				t.Errorf("delete order: %s", got)
+			}
+		})
+	}
+}
