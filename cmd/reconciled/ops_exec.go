@@ -92,7 +92,7 @@ func execCommand(ctx context.Context, name, root string, args []string, stdout, 
 		if err := rf.apply(root, id, &o); err != nil {
 			return fail(err)
 		}
-		if rf.detach || rf.consoleSocket != "" || rf.pidFile != "" {
+		if rf.detach || rf.consoleSocket != "" || rf.pidFile != "" || rf.consoleSize != nil {
 			code, err := runcExec(ctx, rt, id, o, rf)
 			if err != nil {
 				return fail(err)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor"
 )
@@ -23,6 +24,7 @@ type runcExecFlags struct {
 	caps                                 []string
 	preserveFds                          int
 	cgroup, apparmor, label              string
+	consoleSize                          *specs.Box // from --process
 }
 
 func addRuncExecFlags(fs *flag.FlagSet) *runcExecFlags {
@@ -88,6 +90,7 @@ func (f *runcExecFlags) apply(root, id string, o *executor.ExecOptions) error {
 		u := p.User
 		o.User = &u
 		o.NoNewPrivileges = p.NoNewPrivileges
+		f.consoleSize = p.ConsoleSize
 		if p.Capabilities != nil {
 			o.Capabilities = append(o.Capabilities, p.Capabilities.Bounding...)
 		}
@@ -139,15 +142,23 @@ func runcExec(ctx context.Context, rt *executor.Runtime, id string, o executor.E
 	if p.Console != nil {
 		defer p.Console.Close()
 		if f.consoleSocket == "" {
-			// --pid-file with --tty, in the foreground: the caller's terminal.
+			// In the foreground: the caller's terminal.
 			console, err := startConsole(p.Console, os.Stdin, os.Stdout)
 			if err != nil {
 				return 0, err
 			}
 			defer console.restore()
 			defer console.finish()
-		} else if err := sendConsole(f.consoleSocket, p.Console); err != nil {
-			return 0, err
+		}
+		if b := f.consoleSize; b != nil {
+			if err := unix.IoctlSetWinsize(int(p.Console.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(b.Height), Col: uint16(b.Width)}); err != nil {
+				return 0, os.NewSyscallError("ioctl(TIOCSWINSZ)", err)
+			}
+		}
+		if f.consoleSocket != "" {
+			if err := sendConsole(f.consoleSocket, p.Console); err != nil {
+				return 0, err
+			}
 		}
 	}
 	if f.pidFile != "" {

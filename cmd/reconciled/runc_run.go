@@ -53,6 +53,9 @@ func createOrRun(ctx context.Context, rt *executor.Runtime, id string, f createF
 		}
 		defer m.Close()
 		defer s.Close()
+		if err := setupPty(s, spec.Process); err != nil {
+			return 0, err
+		}
 		// The executor gets the slave as plain stdio.
 		cp := *spec
 		proc := *spec.Process

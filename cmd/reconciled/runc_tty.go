@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,6 +67,20 @@ func sendConsole(path string, master *os.File) error {
 	name := master.Name()
 	if _, _, err := conn.WriteMsgUnix([]byte(name), unix.UnixRights(int(master.Fd())), nil); err != nil {
 		return fmt.Errorf("--console-socket %s: send the terminal: %w", path, err)
+	}
+	return nil
+}
+
+// setupPty gives the terminal the process's size (process.consoleSize)
+// and its user as owner, as runc does for the pty it makes.
+func setupPty(slave *os.File, p *specs.Process) error {
+	if b := p.ConsoleSize; b != nil {
+		if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(b.Height), Col: uint16(b.Width)}); err != nil {
+			return os.NewSyscallError("ioctl(TIOCSWINSZ)", err)
+		}
+	}
+	if err := slave.Chown(int(p.User.UID), -1); err != nil {
+		return fmt.Errorf("give the terminal to the container's user: %w", err)
 	}
 	return nil
 }
