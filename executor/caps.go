@@ -107,6 +107,14 @@ func setCaps(s capSets, last uint) error {
 		if s.ambient&(1<<c) == 0 {
 			continue
 		}
+		if s.inheritable&(1<<c) == 0 || s.permitted&(1<<c) == 0 {
+			// The kernel raises an ambient capability only where it
+			// is permitted and inheritable; runc's own default spec
+			// lists ambient ones that are not inheritable, and runc
+			// skips them quietly (a debug message): so do we, without
+			// writing to the container's stderr.
+			continue
+		}
 		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0); err != nil {
 			// As runc: a warning, and the process runs without it
 			// (an ambient capability must be permitted and

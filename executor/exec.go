@@ -60,6 +60,13 @@ type ExecOptions struct {
 	// Stdin, Stdout and Stderr become the process's fds 0-2; nil means
 	// /dev/null.
 	Stdin, Stdout, Stderr *os.File
+	// Capabilities are added to the process's bounding, effective,
+	// permitted and ambient sets, as runc exec --cap does (an ambient one
+	// is raised only where it is inheritable too).
+	Capabilities []string
+	// NoNewPrivileges sets no_new_privs for this process even where
+	// process.noNewPrivileges does not.
+	NoNewPrivileges bool
 }
 
 // execConfig is what the creator sends the exec stage.
@@ -262,6 +269,18 @@ func execProcessSpec(base *specs.Process, o ExecOptions) *specs.Process {
 	}
 	if o.Cwd != "" {
 		p.Cwd = o.Cwd
+	}
+	if o.NoNewPrivileges {
+		p.NoNewPrivileges = true
+	}
+	if len(o.Capabilities) > 0 {
+		c := specs.LinuxCapabilities{}
+		if base.Capabilities != nil {
+			c = *base.Capabilities
+		}
+		add := func(set []string) []string { return append(append([]string{}, set...), o.Capabilities...) }
+		c.Bounding, c.Effective, c.Permitted, c.Ambient = add(c.Bounding), add(c.Effective), add(c.Permitted), add(c.Ambient)
+		p.Capabilities = &c
 	}
 	if !hasEnv(p.Env, "HOME") {
 		// Resolved in the container's /etc/passwd by the exec stage.
@@ -539,10 +558,12 @@ func execInside(sock *os.File) error {
 			return fmt.Errorf("set %s: %w", r.Type, os.NewSyscallError("prlimit", err))
 		}
 	}
+	// Its own session and process group, as runc's exec'd processes
+	// have (the terminal, if any, becomes the session's).
+	if _, err := unix.Setsid(); err != nil {
+		return os.NewSyscallError("setsid", err)
+	}
 	if slave >= 0 {
-		if _, err := unix.Setsid(); err != nil {
-			return os.NewSyscallError("setsid", err)
-		}
 		if err := unix.IoctlSetInt(slave, unix.TIOCSCTTY, 0); err != nil {
 			return os.NewSyscallError("ioctl(TIOCSCTTY)", err)
 		}

@@ -1088,8 +1088,8 @@ func TestSysctlsOfTheHostRefused(t *testing.T) {
 }
 
 // A security field the runtime cannot enforce is an error naming it,
-// never dropped; an ambient capability that cannot be raised is a
-// warning, and the container runs (as with runc).
+// never dropped; an ambient capability that cannot be raised (not
+// inheritable) is skipped, and the container runs (as with runc).
 func TestUnenforcedSecurityFieldsRefused(t *testing.T) {
 	r := newRT(t)
 	for field, edit := range map[string]func(*specs.Spec){
@@ -1113,9 +1113,11 @@ func TestUnenforcedSecurityFieldsRefused(t *testing.T) {
 			Bounding: []string{"CAP_KILL"}, Permitted: []string{"CAP_KILL"}, Ambient: []string{"CAP_KILL"},
 		}
 	}, "sh", "-c", "grep CapAmb /proc/self/status")
+	// runc's default spec (`runc spec`) asks for exactly this: runc skips
+	// them with a debug message, nothing in the container's output.
 	if res.code != 0 || !strings.Contains(res.stdout, "CapAmb:\t0000000000000000") ||
-		!strings.Contains(res.stdout+res.stderr, "ambient capability 5 not raised") {
-		t.Errorf("an ambient capability that is not inheritable: exit %d, stdout %q, stderr %q; want a warning and a run", res.code, res.stdout, res.stderr)
+		strings.Contains(res.stdout+res.stderr, "ambient") {
+		t.Errorf("an ambient capability that is not inheritable: exit %d, stdout %q, stderr %q; want a run, without the capability and without a warning in the container's output", res.code, res.stdout, res.stderr)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -44,6 +45,10 @@ var preMainHooks []func()
 func main() {
 	for _, h := range preMainHooks {
 		h()
+	}
+	if filepath.Base(os.Args[0]) == runcName {
+		// runc's bare command line, for engines that call an OCI runtime.
+		os.Exit(runRunc(context.Background(), runcName, os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
 }

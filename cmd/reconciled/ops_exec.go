@@ -59,8 +59,13 @@ func execCommand(ctx context.Context, name, root string, args []string, stdout, 
 	})
 	fs.Func("env", "same as -e", func(s string) error { return fs.Lookup("e").Value.Set(s) })
 	user := fs.String("user", "", "run as UID[:GID] (numeric) instead of the container's user")
+	fs.StringVar(user, "u", "", "same as --user")
 	timeout := fs.Duration("timeout", 0, "kill the command after this long (exit code 124)")
-	id, cmd, ok := parseExecArgs(fs, args)
+	var rf *runcExecFlags
+	if root != "" {
+		rf = addRuncExecFlags(fs)
+	}
+	id, cmd, ok := parseExecArgs(fs, args, func() bool { return rf != nil && rf.process != "" })
 	if !ok {
 		return 2
 	}
@@ -83,6 +88,18 @@ func execCommand(ctx context.Context, name, root string, args []string, stdout, 
 	if err != nil {
 		return fail(err)
 	}
+	if rf != nil {
+		if err := rf.apply(root, id, &o); err != nil {
+			return fail(err)
+		}
+		if rf.detach || rf.consoleSocket != "" || rf.pidFile != "" || rf.consoleSize != nil {
+			code, err := runcExec(ctx, rt, id, o, rf)
+			if err != nil {
+				return fail(err)
+			}
+			return code
+		}
+	}
 	code, err := runExec(ctx, name, rt, id, o, *timeout, stdout, stderr)
 	if err != nil {
 		return fail(err)
@@ -93,7 +110,8 @@ func execCommand(ctx context.Context, name, root string, args []string, stdout, 
 // parseExecArgs splits flags, NAME and the command: `NAME -- CMD ARG...`,
 // or without "--" everything after NAME is the command (flags go before
 // NAME then).
-func parseExecArgs(fs *flag.FlagSet, args []string) (string, []string, bool) {
+// With noCmd (exec --process FILE gives it) NAME alone is enough.
+func parseExecArgs(fs *flag.FlagSet, args []string, noCmd func() bool) (string, []string, bool) {
 	for i, a := range args {
 		if a == "--" {
 			pos, err := parseInterspersed(fs, args[:i])
@@ -111,6 +129,9 @@ func parseExecArgs(fs *flag.FlagSet, args []string) (string, []string, bool) {
 		return "", nil, false
 	}
 	rest := fs.Args()
+	if noCmd() && len(rest) == 1 {
+		return rest[0], nil, true
+	}
 	if len(rest) < 2 {
 		fs.Usage()
 		return "", nil, false

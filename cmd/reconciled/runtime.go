@@ -7,19 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/signal"
-	"path/filepath"
 	"strconv"
-	"syscall"
-	"text/tabwriter"
-	"time"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor"
-	"reconciled.dev/reconciled/internal/daemon"
 	"reconciled.dev/reconciled/internal/sys"
 )
 
@@ -33,23 +26,42 @@ func init() {
 	})
 }
 
-const runtimeSynopsis = `runtime [--root DIR] COMMAND [ARGS...]
+const runtimeSynopsis = `runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug] [--systemd-cgroup] COMMAND [ARGS...]
 
 commands:
-  create [--bundle DIR] [--pid-file FILE] ID
+  create [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] ID
   start ID
   state ID
-  kill ID [SIGNAL]
+  kill [--all] ID [SIGNAL]
   delete [--force] ID
-  list [-o json]
-  run [--bundle DIR] ID
+  list [-q] [--format table|json] [-o json]
+  run [-d] [--keep] [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] ID
+  spec [--bundle DIR] [--rootless]
+  features
 ` + runtimeOpsSynopsis
 
 func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("runtime", runtimeSynopsis, stderr)
-	root := fs.String("root", executor.DefaultRoot, "directory for container state")
+	return runRunc(ctx, "runtime", args, stdout, stderr)
+}
+
+// runRunc is `reconciled runtime ARGS` and `reconciled-runc ARGS` (name
+// says which, for messages): runc's command line.
+func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
+	synopsis := runtimeSynopsis
+	if name == runcName {
+		synopsis = strings.TrimPrefix(synopsis, "runtime ")
+	}
+	fs := newFlagSet(name, synopsis, stderr)
+	g := addRuncGlobals(fs)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
+	}
+	if g.version {
+		fmt.Fprint(stdout, runcVersionText(name))
+		return 0
 	}
 	args = fs.Args()
 	if len(args) == 0 {
@@ -66,20 +78,25 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		ctx, stop = signalContext(ctx)
 		defer stop()
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger, closeLog, err := g.logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "reconciled %s: %v\n", name, err)
+		return 2
+	}
+	defer closeLog()
+	root := &g.root
 	open := func() (*executor.Runtime, error) {
-		opts := []executor.Option{executor.WithLogger(logger)}
-		// A daemon's runtime root (STATE/runtime): its containers'
-		// cgroups are under the daemon's own parent.
-		if abs, err := filepath.Abs(*root); err == nil && filepath.Base(abs) == "runtime" {
-			if f := daemon.RecordedCgroupsPath(filepath.Dir(abs)); f != nil {
-				opts = append(opts, executor.WithCgroupsPath(f))
-			}
+		opts, err := g.options(ctx, logger)
+		if err != nil {
+			return nil, err
 		}
 		return executor.New(*root, opts...)
 	}
 	fail := func(err error) int {
-		fmt.Fprintf(stderr, "reconciled runtime %s: %v\n", sub, err)
+		fmt.Fprintf(stderr, "reconciled %s %s: %v\n", name, sub, err)
+		if g.log != "" {
+			logger.Error("command failed", "command", sub, "err", err)
+		}
 		return 1
 	}
 	// oneID parses a subcommand's arguments into fs and returns the one
@@ -98,27 +115,40 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 	switch sub {
 	case "create", "run":
-		sfs := newFlagSet("runtime "+sub, "runtime "+sub+" [--bundle DIR] [--pid-file FILE] ID", stderr)
-		bundle := sfs.String("bundle", ".", "bundle directory (holds config.json)")
-		sfs.StringVar(bundle, "b", ".", "shorthand for --bundle")
-		pidFile := sfs.String("pid-file", "", "write the container process's PID here")
+		usage := "runtime create [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] ID"
+		if sub == "run" {
+			usage = "runtime run [-d] [--keep] [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] ID"
+		}
+		sfs := newFlagSet("runtime "+sub, usage, stderr)
+		f := createFlags{run: sub == "run"}
+		sfs.StringVar(&f.bundle, "bundle", ".", "bundle directory (holds config.json)")
+		sfs.StringVar(&f.bundle, "b", ".", "shorthand for --bundle")
+		sfs.StringVar(&f.pidFile, "pid-file", "", "write the container process's PID here")
+		sfs.StringVar(&f.consoleSocket, "console-socket", "", "with process.terminal: send the terminal's master to this unix socket")
+		if sub == "run" {
+			sfs.BoolVar(&f.detach, "detach", false, "start the container and return (do not wait for it)")
+			sfs.BoolVar(&f.detach, "d", false, "same as --detach")
+			sfs.BoolVar(&f.keep, "keep", false, "keep the stopped container (do not delete it once it exits)")
+		}
+		preserve := sfs.Int("preserve-fds", 0, "pass N more fds (from 3) to the container (not supported yet: only 0)")
+		sfs.Bool("no-pivot", false, "accepted for runc compatibility: the root is always switched with pivot_root")
+		sfs.Bool("no-new-keyring", false, "accepted for runc compatibility")
 		id, ok := oneID(sfs, args)
 		if !ok {
 			return 2
+		}
+		if *preserve != 0 {
+			return fail(fmt.Errorf("--preserve-fds %d: passing extra fds to the container is not supported", *preserve))
 		}
 		rt, err := open()
 		if err != nil {
 			return fail(err)
 		}
-		opts := executor.CreateOptions{Stdout: os.Stdout, Stderr: os.Stderr, PidFile: *pidFile}
-		if sub == "run" {
-			opts.Stdin = os.Stdin
-			return runContainer(ctx, rt, id, *bundle, opts, stderr)
-		}
-		if err := rt.Create(ctx, id, *bundle, opts); err != nil {
+		code, err := createOrRun(ctx, rt, id, f, stderr)
+		if err != nil {
 			return fail(err)
 		}
-		return 0
+		return code
 
 	case "start", "state":
 		sfs := newFlagSet("runtime "+sub, "runtime "+sub+" ID", stderr)
@@ -148,7 +178,9 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 0
 
 	case "kill":
-		sfs := newFlagSet("runtime kill", "runtime kill ID [SIGNAL]", stderr)
+		sfs := newFlagSet("runtime kill", "runtime kill [--all] ID [SIGNAL]", stderr)
+		all := sfs.Bool("all", false, "signal every process in the container's cgroup, not only its init")
+		sfs.BoolVar(all, "a", false, "same as --all")
 		pos, err := parseInterspersed(sfs, args)
 		if err != nil {
 			return 2
@@ -167,7 +199,12 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if err != nil {
 			return fail(err)
 		}
-		if err := rt.Kill(ctx, pos[0], sig); err != nil {
+		if *all {
+			err = rt.KillAll(ctx, pos[0], sig)
+		} else {
+			err = rt.Kill(ctx, pos[0], sig)
+		}
+		if err != nil {
 			return fail(err)
 		}
 		return 0
@@ -194,93 +231,45 @@ func runRuntime(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		return 0
 
-	case "exec", "pause", "resume", "ps", "stats", "events", "update":
-		return runtimeOp(ctx, *root, sub, args, stdout, stderr)
-
-	case "list", "ls":
-		sfs := newFlagSet("runtime list", "runtime list [-o json]", stderr)
-		format := sfs.String("o", "table", "output format: table or json")
-		pos, err := parseInterspersed(sfs, args)
-		if err != nil {
-			return 2
-		}
-		if len(pos) != 0 || (*format != "table" && *format != "json") {
-			sfs.Usage()
-			return 2
-		}
-		sts, err := executor.List(*root)
-		for i, st := range sts {
-			sts[i] = reported(st)
-		}
-		if *format == "json" {
-			if sts == nil {
-				sts = []*executor.State{}
-			}
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			enc.Encode(sts)
-		} else {
-			tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tPID\tSTATUS\tBUNDLE\tCREATED")
-			for _, s := range sts {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", s.ID, s.Pid, s.Status, s.Bundle, s.Created.Local().Format(time.RFC3339))
-			}
-			tw.Flush()
-		}
+	case "ps":
+		rt, err := open()
 		if err != nil {
 			return fail(err)
 		}
+		if err := runcPs(ctx, rt, args, stdout, stderr); err != nil {
+			if errors.Is(err, errUsage) {
+				return 2
+			}
+			return fail(err)
+		}
 		return 0
+
+	case "spec":
+		if err := runSpec(args, stderr); err != nil {
+			if errors.Is(err, errUsage) {
+				return 2
+			}
+			return fail(err)
+		}
+		return 0
+
+	case "features":
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "    ")
+		if err := enc.Encode(features()); err != nil {
+			return fail(err)
+		}
+		return 0
+
+	case "exec", "pause", "resume", "stats", "events", "update":
+		return runtimeOp(ctx, *root, sub, args, stdout, stderr)
+
+	case "list", "ls":
+		return runcList(*root, args, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "reconciled runtime: unknown command %q\n", sub)
+	fmt.Fprintf(stderr, "reconciled %s: unknown command %q\n", name, sub)
 	fs.Usage()
 	return 2
-}
-
-// runContainer is `run`: create, start, forward signals, wait, delete, and
-// exit with the container process's status.
-func runContainer(ctx context.Context, rt *executor.Runtime, id, bundle string, opts executor.CreateOptions, stderr io.Writer) int {
-	// Signals are forwarded to the container, not acted on here.
-	sigc := make(chan os.Signal, 8)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
-	defer signal.Stop(sigc)
-	ctx = context.WithoutCancel(ctx)
-	if err := rt.Create(ctx, id, bundle, opts); err != nil {
-		fmt.Fprintf(stderr, "reconciled runtime run: %v\n", err)
-		return 1
-	}
-	code := 1
-	defer func() {
-		if err := rt.Delete(ctx, id, true); err != nil {
-			fmt.Fprintf(stderr, "reconciled runtime run: %v\n", err)
-		}
-	}()
-	if err := rt.Start(ctx, id); err != nil {
-		fmt.Fprintf(stderr, "reconciled runtime run: %v\n", err)
-		return code
-	}
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case s := <-sigc:
-				rt.Kill(ctx, id, s.(syscall.Signal))
-			case <-done:
-				return
-			}
-		}
-	}()
-	st, err := rt.Wait(ctx, id)
-	close(done)
-	if err != nil {
-		fmt.Fprintf(stderr, "reconciled runtime run: %v\n", err)
-		return code
-	}
-	if !st.Exited {
-		fmt.Fprintf(stderr, "reconciled runtime run: container %s stopped without a recorded exit status\n", id)
-		return 255
-	}
-	return st.ExitCode
 }
 
 // parseSignal accepts what sys.ParseSignal does ("KILL", "SIGKILL", "kill",

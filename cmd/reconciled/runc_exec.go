@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/executor"
+)
+
+// runcExecFlags are `runtime exec`'s flags beyond the daemon-level exec's:
+// runc exec's.
+type runcExecFlags struct {
+	cwd, pidFile, process, consoleSocket string
+	detach, noNewPrivs                   bool
+	gids                                 []uint32
+	caps                                 []string
+	preserveFds                          int
+	cgroup, apparmor, label              string
+	consoleSize                          *specs.Box // from --process
+}
+
+func addRuncExecFlags(fs *flag.FlagSet) *runcExecFlags {
+	f := &runcExecFlags{}
+	fs.StringVar(&f.cwd, "cwd", "", "the working directory in the container")
+	fs.StringVar(&f.pidFile, "pid-file", "", "write the process's PID (on the host) here")
+	fs.StringVar(&f.process, "process", "", "the process, as the runtime spec's process JSON (args, env, cwd, user, terminal)")
+	fs.StringVar(&f.process, "p", "", "same as --process")
+	fs.StringVar(&f.consoleSocket, "console-socket", "", "with --tty: send the terminal's master to this unix socket")
+	fs.BoolVar(&f.detach, "detach", false, "start the process and return")
+	fs.BoolVar(&f.detach, "d", false, "same as --detach")
+	fs.BoolVar(&f.noNewPrivs, "no-new-privs", false, "set no_new_privs for the process")
+	gids := func(s string) error {
+		g, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return fmt.Errorf("want a numeric GID, got %q", s)
+		}
+		f.gids = append(f.gids, uint32(g))
+		return nil
+	}
+	fs.Func("additional-gids", "an additional group ID (repeatable)", gids)
+	fs.Func("g", "same as --additional-gids", gids)
+	caps := func(s string) error { f.caps = append(f.caps, s); return nil }
+	fs.Func("cap", "add a capability, CAP_NAME (repeatable)", caps)
+	fs.Func("c", "same as --cap", caps)
+	fs.IntVar(&f.preserveFds, "preserve-fds", 0, "pass N more fds (not supported yet: only 0)")
+	fs.StringVar(&f.cgroup, "cgroup", "", "run in a sub-cgroup (not supported yet)")
+	fs.Bool("ignore-paused", false, "accepted for runc compatibility: a paused container is refused")
+	fs.StringVar(&f.apparmor, "apparmor", "", "AppArmor profile (not supported: refused)")
+	fs.StringVar(&f.label, "process-label", "", "SELinux label (not supported: refused)")
+	return f
+}
+
+// apply puts the flags into o. What is asked for and cannot be done is
+// refused, not dropped.
+func (f *runcExecFlags) apply(root, id string, o *executor.ExecOptions) error {
+	switch {
+	case f.preserveFds != 0:
+		return fmt.Errorf("--preserve-fds %d: passing extra fds is not supported", f.preserveFds)
+	case f.cgroup != "":
+		return fmt.Errorf("--cgroup %s: running in a sub-cgroup is not supported", f.cgroup)
+	case f.apparmor != "":
+		return errors.New("--apparmor: AppArmor is not supported")
+	case f.label != "":
+		return errors.New("--process-label: SELinux labels are not supported")
+	}
+	if f.process != "" {
+		data, err := os.ReadFile(f.process)
+		if err != nil {
+			return fmt.Errorf("--process: %w", err)
+		}
+		var p specs.Process
+		if err := json.Unmarshal(data, &p); err != nil {
+			return fmt.Errorf("--process %s: not a runtime spec process: %w", f.process, err)
+		}
+		if len(p.Args) == 0 {
+			return fmt.Errorf("--process %s: args is empty", f.process)
+		}
+		if len(o.Args) > 0 {
+			return errors.New("--process FILE gives the command: give none after the ID")
+		}
+		o.Args, o.Env, o.Cwd, o.Terminal = p.Args, append(p.Env, o.Env...), p.Cwd, p.Terminal || o.Terminal
+		u := p.User
+		o.User = &u
+		o.NoNewPrivileges = p.NoNewPrivileges
+		f.consoleSize = p.ConsoleSize
+		if p.Capabilities != nil {
+			o.Capabilities = append(o.Capabilities, p.Capabilities.Bounding...)
+		}
+	}
+	if f.cwd != "" {
+		o.Cwd = f.cwd
+	}
+	if f.noNewPrivs {
+		o.NoNewPrivileges = true
+	}
+	o.Capabilities = append(o.Capabilities, f.caps...)
+	if len(f.gids) > 0 {
+		if o.User == nil {
+			// The container's user, with these groups.
+			st, err := executor.ReadState(root, id)
+			if err != nil {
+				return err
+			}
+			spec, err := executor.LoadSpec(st.Bundle)
+			if err != nil {
+				return err
+			}
+			u := specs.User{}
+			if spec.Process != nil {
+				u = spec.Process.User
+			}
+			o.User = &u
+		}
+		o.User.AdditionalGids = f.gids
+	}
+	if o.Terminal && f.detach && f.consoleSocket == "" {
+		return errors.New("--tty with --detach needs --console-socket")
+	}
+	return nil
+}
+
+// runcExec is `runtime exec` with --detach, --console-socket or
+// --pid-file: the terminal (with --tty) goes to the console socket, the
+// PID to the file; detached, it returns at once, else it waits and
+// returns the process's exit code.
+func runcExec(ctx context.Context, rt *executor.Runtime, id string, o executor.ExecOptions, f *runcExecFlags) (int, error) {
+	if !o.Terminal {
+		o.Stdin, o.Stdout, o.Stderr = os.Stdin, os.Stdout, os.Stderr
+	}
+	p, err := rt.Exec(ctx, id, o)
+	if err != nil {
+		return 0, err
+	}
+	if p.Console != nil {
+		defer p.Console.Close()
+		if f.consoleSocket == "" {
+			// In the foreground: the caller's terminal.
+			console, err := startConsole(p.Console, os.Stdin, os.Stdout)
+			if err != nil {
+				return 0, err
+			}
+			defer console.restore()
+			defer console.finish()
+		}
+		if b := f.consoleSize; b != nil {
+			if err := unix.IoctlSetWinsize(int(p.Console.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(b.Height), Col: uint16(b.Width)}); err != nil {
+				return 0, os.NewSyscallError("ioctl(TIOCSWINSZ)", err)
+			}
+		}
+		if f.consoleSocket != "" {
+			if err := sendConsole(f.consoleSocket, p.Console); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if f.pidFile != "" {
+		if err := writePidFile(f.pidFile, p.Pid); err != nil {
+			return 0, err
+		}
+	}
+	if f.detach {
+		return 0, nil
+	}
+	st, err := p.Wait(context.WithoutCancel(ctx))
+	if err != nil {
+		return 0, err
+	}
+	return st.Code, nil
+}
+
+// writePidFile writes pid to path atomically (a temp file renamed), as
+// runc does: a reader never sees it half written.
+func writePidFile(path string, pid int) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("--pid-file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("--pid-file: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,300 @@
+package test
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/testutil"
+)
+
+// runcCLI drives the binary through a symlink named reconciled-runc, in
+// runc's bare form: `reconciled-runc --root R ARGS...`, run in dir.
+type runcCLI struct {
+	t         *testing.T
+	bin, root string
+}
+
+func newRuncCLI(t *testing.T) *runcCLI {
+	t.Helper()
+	testutil.RequireRoot(t)
+	link := filepath.Join(t.TempDir(), "reconciled-runc")
+	if err := os.Symlink(reconciledBin(t), link); err != nil {
+		t.Fatal(err)
+	}
+	return &runcCLI{t: t, bin: link, root: filepath.Join(t.TempDir(), "state")}
+}
+
+func (c *runcCLI) runIn(dir string, args ...string) result {
+	c.t.Helper()
+	tmp := c.t.TempDir()
+	out, _ := os.Create(filepath.Join(tmp, "stdout"))
+	errf, _ := os.Create(filepath.Join(tmp, "stderr"))
+	defer out.Close()
+	defer errf.Close()
+	cmd := exec.Command(c.bin, append([]string{"--root", c.root}, args...)...)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, errf
+	err := cmd.Run()
+	code := 0
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("%v: %v", args, err)
+	}
+	o, _ := os.ReadFile(out.Name())
+	e, _ := os.ReadFile(errf.Name())
+	return result{string(o), string(e), code}
+}
+
+func (c *runcCLI) ok(dir string, args ...string) string {
+	c.t.Helper()
+	res := c.runIn(dir, args...)
+	if res.code != 0 {
+		c.t.Fatalf("reconciled-runc %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), res.code, res.stdout, res.stderr)
+	}
+	return res.stdout
+}
+
+func (c *runcCLI) cleanup(id string) {
+	c.t.Cleanup(func() { c.runIn("/", "delete", "--force", id) })
+}
+
+// consoleSocket listens on a unix socket as runc's recvtty does and
+// returns its path and a channel that gets the first terminal master
+// sent to it.
+func consoleSocket(t *testing.T) (string, <-chan *os.File) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "console.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	got := make(chan *os.File, 1)
+	go func() {
+		conn, err := l.AcceptUnix()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4))
+		_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			return
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(msgs) != 1 {
+			return
+		}
+		fds, err := unix.ParseUnixRights(&msgs[0])
+		if err != nil || len(fds) != 1 {
+			return
+		}
+		got <- os.NewFile(uintptr(fds[0]), "master")
+	}()
+	return path, got
+}
+
+// readUntil reads f until it has shown want, for 10s at most.
+func readUntil(t *testing.T, f *os.File, want string) string {
+	t.Helper()
+	var seen strings.Builder
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for !strings.Contains(seen.String(), want) {
+			n, err := f.Read(buf)
+			seen.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		f.Close() // ends the reader
+		<-done
+		t.Fatalf("the terminal never showed %q; it showed %q", want, seen.String())
+	}
+	if !strings.Contains(seen.String(), want) {
+		t.Fatalf("the terminal never showed %q; it showed %q", want, seen.String())
+	}
+	return seen.String()
+}
+
+// `spec` writes runc's default config, which runs unchanged: sh on a
+// terminal whose master goes to --console-socket, through the
+// reconciled-runc symlink with runc's global flags before the command.
+func TestRuncSpecRunsWithConsoleSocket(t *testing.T) {
+	c := newRuncCLI(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	dir := filepath.Dir(rootfs)
+	os.Remove(filepath.Join(dir, "config.json"))
+	c.ok(dir, "spec")
+	if res := c.runIn(dir, "spec"); res.code == 0 {
+		t.Errorf("a second spec overwrote config.json")
+	}
+	s := readSpec(t, dir)
+	if !s.Process.Terminal || strings.Join(s.Process.Args, " ") != "sh" || !s.Root.Readonly ||
+		len(s.Process.Capabilities.Ambient) != 3 || len(s.Linux.MaskedPaths) == 0 {
+		t.Fatalf("spec is not runc's default: %+v", s)
+	}
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	if res := c.runIn(dir, "run", "-d", id); res.code == 0 || !strings.Contains(res.stderr, "--console-socket") {
+		t.Errorf("run -d of a terminal container without --console-socket: exit %d, stderr %q; want an error naming --console-socket", res.code, res.stderr)
+	}
+	sock, masters := consoleSocket(t)
+	logFile := filepath.Join(t.TempDir(), "log.json")
+	c.ok(dir, "--log", logFile, "--log-format", "json", "--debug", "run", "-d", "--console-socket", sock, "--pid-file", filepath.Join(dir, "pid"), id)
+	var master *os.File
+	select {
+	case master = <-masters:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no terminal came over --console-socket")
+	}
+	defer master.Close()
+	pid, err := os.ReadFile(filepath.Join(dir, "pid"))
+	if err != nil || !alive(atoi(t, string(pid))) {
+		t.Fatalf("--pid-file: %q, %v; want the running container's PID", pid, err)
+	}
+	if _, err := master.Write([]byte("[ -t 0 ] && [ -t 1 ] && echo on-a-terminal-$((6*7))\n")); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, master, "on-a-terminal-42")
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(c.ok(dir, "list", "--format", "json")), &list); err != nil || len(list) != 1 ||
+		list[0]["id"] != id || list[0]["status"] != "running" {
+		t.Errorf("list --format json: %v, %v", list, err)
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		t.Fatalf("not a number: %q", s)
+	}
+	return n
+}
+
+// --version answers in runc's shape, features with the features JSON;
+// --log and --log-format json put the runtime's errors in FILE.
+func TestRuncVersionFeaturesLog(t *testing.T) {
+	c := newRuncCLI(t)
+	lines := strings.Split(c.ok("/", "--version"), "\n")
+	if len(lines) < 3 || !strings.HasPrefix(lines[0], "reconciled-runc version ") ||
+		!strings.HasPrefix(lines[1], "commit: ") || lines[2] != "spec: "+specs.Version {
+		t.Errorf("--version: %q", lines)
+	}
+	var f map[string]any
+	if err := json.Unmarshal([]byte(c.ok("/", "features")), &f); err != nil || f["ociVersionMax"] != specs.Version {
+		t.Errorf("features: %v, %v", f, err)
+	}
+	logFile := filepath.Join(t.TempDir(), "log")
+	if res := c.runIn("/", "--log", logFile, "--log-format", "json", "start", "no-such-container"); res.code == 0 {
+		t.Fatal("start of a missing container succeeded")
+	}
+	data, _ := os.ReadFile(logFile)
+	var rec map[string]any
+	if err := json.Unmarshal(data, &rec); err != nil || rec["level"] != "ERROR" || !strings.Contains(rec["err"].(string), "no-such-container") {
+		t.Errorf("--log --log-format json: %q (%v); want a JSON error record naming the container", data, err)
+	}
+	if res := c.runIn("/", "--log-format", "xml", "list"); res.code == 0 {
+		t.Errorf("--log-format xml was accepted")
+	}
+}
+
+// list -q, ps --format json / table with ps(1) arguments, kill --all, run
+// --keep, and the runtime form `reconciled runtime` taking the same.
+func TestRuncListPsKillKeep(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, nil, "sleep", "300")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(b, "run", "-d", id)
+	if got := c.ok("/", "list", "-q"); got != id+"\n" {
+		t.Errorf("list -q: %q, want %q", got, id+"\n")
+	}
+	var pids []int
+	if err := json.Unmarshal([]byte(c.ok("/", "ps", "--format", "json", id)), &pids); err != nil || len(pids) != 1 {
+		t.Fatalf("ps --format json: %v %v", pids, err)
+	}
+	table := c.ok("/", "ps", id, "-o", "pid,comm")
+	if ls := strings.Split(strings.TrimSpace(table), "\n"); len(ls) != 2 || !strings.Contains(ls[0], "PID") ||
+		!strings.Contains(ls[1], strconv.Itoa(pids[0])) || !strings.Contains(ls[1], "sleep") {
+		t.Errorf("ps ID -o pid,comm: %q; want ps(1)'s header and the container's sleep", table)
+	}
+	c.ok("/", "kill", "--all", id, "KILL")
+	waitGone(t, pids[0])
+
+	k := testutil.Name(t, 35) + "-keep"
+	c.cleanup(k)
+	kb := bundle(t, nil, "sh", "-c", "exit 3")
+	if res := c.runIn(kb, "run", "--keep", k); res.code != 3 {
+		t.Errorf("run --keep: exit %d (%q), want 3", res.code, res.stderr)
+	}
+	if out := c.ok("/", "state", k); !strings.Contains(out, `"stopped"`) {
+		t.Errorf("after run --keep the container is not kept stopped: %s", out)
+	}
+}
+
+// exec's runc flags: --cwd, --env, --user, --additional-gids, --cap,
+// --no-new-privs, --pid-file, --detach, --process FILE; the exec'd
+// process leads its own process group.
+func TestRuncExecFlags(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, func(s *specs.Spec) { s.Root.Readonly = false }, "sleep", "300")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(b, "run", "-d", id)
+
+	out := c.ok("/", "exec", "--cwd", "/tmp", "--env", "X=y", "--user", "1000:1000", "--additional-gids", "10",
+		"--no-new-privs", id, "sh", "-c", `pwd; echo X=$X; id; grep NoNewPrivs /proc/self/status; cut -d' ' -f5 /proc/self/stat`)
+	for _, want := range []string{"/tmp\n", "X=y\n", "uid=1000 gid=1000 groups=10", "NoNewPrivs:\t1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("exec with runc's flags: output %q lacks %q", out, want)
+		}
+	}
+	fields := strings.Fields(out)
+	if pgrp := fields[len(fields)-1]; pgrp == "0" {
+		t.Errorf("the exec'd process has no process group of its own (getpgrp 0)")
+	}
+	// The spec's CAP_KILL (5), CAP_NET_BIND_SERVICE (10), CAP_AUDIT_WRITE
+	// (29), and CAP_NET_RAW (13).
+	if out := c.ok("/", "exec", "--cap", "CAP_NET_RAW", id, "grep", "CapPrm", "/proc/self/status"); out != "CapPrm:\t0000000020002420\n" {
+		t.Errorf("exec --cap CAP_NET_RAW: %q; want it added to the spec's", out)
+	}
+
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	c.ok("/", "exec", "-d", "--pid-file", pidFile, id, "sleep", "200")
+	data, err := os.ReadFile(pidFile)
+	if err != nil || !alive(atoi(t, string(data))) {
+		t.Errorf("exec -d --pid-file: %q, %v; want a live process", data, err)
+	}
+
+	proc := filepath.Join(t.TempDir(), "process.json")
+	p := specs.Process{Args: []string{"sh", "-c", "echo from-$P; pwd"}, Env: []string{"PATH=/bin", "P=file"}, Cwd: "/etc"}
+	js, _ := json.Marshal(p)
+	if err := os.WriteFile(proc, js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := c.ok("/", "exec", "--process", proc, id); out != "from-file\n/etc\n" {
+		t.Errorf("exec --process: %q", out)
+	}
+	if res := c.runIn("/", "exec", "--preserve-fds", "2", id, "true"); res.code == 0 {
+		t.Errorf("exec --preserve-fds 2 was accepted and its fds dropped")
+	}
+}
