@@ -590,7 +590,18 @@ func TestWatchRenameIntoPlaceSkipsDebounce(t *testing.T) {
 		t.Fatalf("renamed file not applied: %s", describeSet(s))
 	}
 
-	write(t, filepath.Join(dir, "c.yaml"), manifest("c", "1"))
+	// A file written in place waits for Debounce while its writer holds
+	// it open. (Once written and closed it may be read at once, like a
+	// renamed one: when the watcher is slow to see its Create, the file is
+	// complete and unopened by then, so which it is depends on timing.)
+	f, err := os.OpenFile(filepath.Join(dir, "c.yaml"), os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(manifest("c", "1")); err != nil {
+		t.Fatal(err)
+	}
 	w.none(300 * time.Millisecond)
 }
 
