@@ -253,12 +253,20 @@ func (p *parser) port(m map[string]field, n *yaml.Node, at string) int {
 }
 
 // duration reads a duration ("10s", "1m30s", or a whole number of
-// seconds) within [lo, hi].
+// seconds) within [lo, hi]; 0 when it is not one (the error is recorded).
 func (p *parser) duration(n *yaml.Node, at string, lo, hi time.Duration, example string) time.Duration {
+	d, _ := p.durationIn(n, at, lo, hi, example+" or 500ms", "")
+	return d
+}
+
+// durationIn is duration with the whole example text ("10s or 1m30s") and
+// the range as the error shows it ("" for "lo to hi"); ok is false after
+// an error.
+func (p *parser) durationIn(n *yaml.Node, at string, lo, hi time.Duration, examples, span string) (time.Duration, bool) {
 	val := p.deref(n)
 	v, ok := p.str(n, at)
 	if !ok {
-		return 0
+		return 0, false
 	}
 	var d time.Duration
 	var err error
@@ -272,15 +280,18 @@ func (p *parser) duration(n *yaml.Node, at string, lo, hi time.Duration, example
 	} else {
 		d, err = time.ParseDuration(v)
 	}
+	if span == "" {
+		span = fmt.Sprintf("%s to %s", lo, hi)
+	}
 	switch {
 	case err != nil:
-		p.errorf(val, at, "%q is not a duration (use e.g. %s or 500ms)", v, example)
+		p.errorf(val, at, "%q is not a duration (use e.g. %s)", v, examples)
 	case d < lo || d > hi:
-		p.errorf(val, at, "%q is out of range (%s to %s)", v, lo, hi)
+		p.errorf(val, at, "%q is out of range (%s)", v, span)
 	default:
-		return d
+		return d, true
 	}
-	return 0
+	return 0, false
 }
 
 // after parses spec.after. Names are checked against the directory by

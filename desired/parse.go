@@ -1135,28 +1135,8 @@ func (p *parser) stop(n *yaml.Node, s *ManifestSpec) {
 		}
 	}
 	if f, ok := sf["timeout"]; ok {
-		val := p.deref(f.val)
-		if v, ok := p.str(f.val, "spec.stop.timeout"); ok {
-			var d time.Duration
-			var err error
-			if val.ShortTag() == "!!int" {
-				var secs int64
-				secs, err = strconv.ParseInt(v, 10, 64)
-				if secs > 1<<20 {
-					err = errors.New("too large")
-				}
-				d = time.Duration(secs) * time.Second
-			} else {
-				d, err = time.ParseDuration(v)
-			}
-			switch {
-			case err != nil:
-				p.errorf(val, "spec.stop.timeout", "%q is not a duration (use e.g. 10s or 1m30s)", v)
-			case d < 0 || d > time.Hour:
-				p.errorf(val, "spec.stop.timeout", "%q is out of range (0s to 1h)", v)
-			default:
-				s.Stop.Timeout = d
-			}
+		if d, ok := p.durationIn(f.val, "spec.stop.timeout", 0, time.Hour, "10s or 1m30s", "0s to 1h"); ok {
+			s.Stop.Timeout = d
 		}
 	}
 }

@@ -196,25 +196,9 @@ func runExec(ctx context.Context, name string, rt *executor.Runtime, id string, 
 		waitCtx, cancelWait = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("timed out after %s", timeout))
 	}
 	defer cancelWait()
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case s := <-sigc:
-				if s == syscall.SIGWINCH {
-					if console != nil {
-						console.resize()
-					}
-					continue
-				}
-				p.Signal(s.(syscall.Signal))
-			case <-done:
-				return
-			}
-		}
-	}()
+	stopForwarding := forwardSignals(sigc, console, func(s syscall.Signal) { p.Signal(s) })
 	st, err := p.Wait(waitCtx)
-	close(done)
+	stopForwarding()
 	if err != nil && waitCtx.Err() != nil && ctx.Err() == nil {
 		// --timeout: kill it, reap it, say so.
 		p.Signal(unix.SIGKILL)
@@ -303,6 +287,30 @@ func startConsole(master, in, out *os.File) (*consoleCopy, error) {
 
 // resize copies the caller's window size to the pty (SIGWINCH in the
 // container follows).
+// forwardSignals passes what arrives on sigc to send, and SIGWINCH to
+// the console's size (when there is a console), until the returned stop
+// is called.
+func forwardSignals(sigc <-chan os.Signal, console *consoleCopy, send func(syscall.Signal)) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigc:
+				if s == syscall.SIGWINCH {
+					if console != nil {
+						console.resize()
+					}
+					continue
+				}
+				send(s.(syscall.Signal))
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
 func (c *consoleCopy) resize() {
 	ws, err := unix.IoctlGetWinsize(int(c.in.Fd()), unix.TIOCGWINSZ)
 	if err != nil {

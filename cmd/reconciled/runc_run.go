@@ -145,25 +145,9 @@ func runContainer(ctx context.Context, rt *executor.Runtime, id, bundle string, 
 		fail(err)
 		return code
 	}
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case s := <-sigc:
-				if s == syscall.SIGWINCH {
-					if console != nil {
-						console.resize()
-					}
-					continue
-				}
-				rt.Kill(ctx, id, s.(syscall.Signal))
-			case <-done:
-				return
-			}
-		}
-	}()
+	stopForwarding := forwardSignals(sigc, console, func(s syscall.Signal) { rt.Kill(ctx, id, s) })
 	st, err := rt.Wait(ctx, id)
-	close(done)
+	stopForwarding()
 	if err != nil {
 		fail(err)
 		return code

@@ -418,20 +418,20 @@ func running(t *testing.T, root string) int {
 	return k
 }
 
-func hasEvent(c *container, reason string) bool {
+// anyEvent says whether the reason of one of c's events satisfies match.
+func anyEvent(c *container, match func(reason string) bool) bool {
 	for _, ev := range c.Events {
-		if ev.Reason == reason {
+		if match(ev.Reason) {
 			return true
 		}
 	}
 	return false
 }
 
+func hasEvent(c *container, reason string) bool {
+	return anyEvent(c, func(r string) bool { return r == reason })
+}
+
 func hasEventPrefix(c *container, prefix string) bool {
-	for _, ev := range c.Events {
-		if strings.HasPrefix(ev.Reason, prefix) {
-			return true
-		}
-	}
-	return false
+	return anyEvent(c, func(r string) bool { return strings.HasPrefix(r, prefix) })
 }

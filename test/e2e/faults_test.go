@@ -416,12 +416,7 @@ func (e *env) oneCopy(name string) *container {
 
 // hasEventText says whether one of c's events says text.
 func hasEventText(c *container, text string) bool {
-	for _, ev := range c.Events {
-		if strings.Contains(ev.Reason, text) {
-			return true
-		}
-	}
-	return false
+	return anyEvent(c, func(r string) bool { return strings.Contains(r, text) })
 }
 
 // Bad runtime state never duplicates a container: the cgroup is the
