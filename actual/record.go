@@ -53,11 +53,39 @@ type appliedFile struct {
 	Image       string            `json:"image,omitempty"`
 	PullPolicy  string            `json:"imagePullPolicy,omitempty"`
 	ImageDigest string            `json:"imageDigest,omitempty"`
+	// ImageHealth is the image's HEALTHCHECK as the container was created
+	// with it (desired.Container.ImageHealth).
+	ImageHealth *healthFile `json:"imageHealth,omitempty"`
 	// Manifest is desired.Manifest in its own JSON form. It serves the
 	// names of changed fields in plan reasons, not the decision to
 	// recreate (Hash does that): a manifest that no longer decodes is
 	// dropped (the reason then says "spec changed"), not the record.
 	Manifest json.RawMessage `json:"manifest,omitempty"`
+}
+
+// healthFile is an image's HEALTHCHECK probe on disk (appliedFile): always
+// an exec probe.
+type healthFile struct {
+	Exec        []string      `json:"exec"`
+	Interval    time.Duration `json:"interval"` // ns
+	Timeout     time.Duration `json:"timeout"`  // ns
+	Retries     int           `json:"retries"`
+	StartPeriod time.Duration `json:"startPeriod,omitempty"` // ns
+	OnUnhealthy string        `json:"onUnhealthy"`
+}
+
+func toHealthFile(h *desired.Health) *healthFile {
+	if h == nil || len(h.Exec) == 0 {
+		return nil
+	}
+	return &healthFile{Exec: h.Exec, Interval: h.Interval, Timeout: h.Timeout, Retries: h.Retries, StartPeriod: h.StartPeriod, OnUnhealthy: string(h.OnUnhealthy)}
+}
+
+func fromHealthFile(f *healthFile) *desired.Health {
+	if f == nil || len(f.Exec) == 0 {
+		return nil
+	}
+	return &desired.Health{Exec: f.Exec, Interval: f.Interval, Timeout: f.Timeout, Retries: f.Retries, StartPeriod: f.StartPeriod, OnUnhealthy: desired.OnUnhealthy(f.OnUnhealthy)}
 }
 
 // EncodeRecord is the content of a record file for r, in the current
@@ -70,6 +98,7 @@ func EncodeRecord(r Record) ([]byte, error) {
 			Spec: c.Spec, Hash: c.Hash, BaseHash: c.BaseHash,
 			Restart: string(c.Restart), StopSignal: c.StopSignal, StopTimeout: c.StopTimeout,
 			Runtime: c.Runtime, Image: c.Image, PullPolicy: string(c.PullPolicy), ImageDigest: c.ImageDigest,
+			ImageHealth: toHealthFile(c.ImageHealth),
 		}
 		if c.Manifest != nil {
 			m, err := json.Marshal(c.Manifest)
@@ -103,6 +132,7 @@ func DecodeRecord(data []byte) (Record, error) {
 			Spec: a.Spec, Hash: a.Hash, BaseHash: a.BaseHash,
 			Restart: desired.RestartPolicy(a.Restart), StopSignal: a.StopSignal, StopTimeout: a.StopTimeout,
 			Runtime: a.Runtime, Image: a.Image, PullPolicy: desired.PullPolicy(a.PullPolicy), ImageDigest: a.ImageDigest,
+			ImageHealth: fromHealthFile(a.ImageHealth),
 		}
 		if len(a.Manifest) > 0 && string(a.Manifest) != "null" {
 			var m desired.Manifest

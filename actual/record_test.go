@@ -100,7 +100,8 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 	c := parseWeb(t)
 	c.Runtime, c.Image, c.PullPolicy, c.ImageDigest = "runc", "docker.io/library/busybox:1", desired.PullPolicy("IfNotPresent"), "sha256:abc"
-	c.ImageWait, c.ImageFailed = "not recorded", true
+	c.ImageWait, c.ImageFailed, c.ImageHealthNote = "not recorded", true, "not recorded"
+	c.ImageHealth = &desired.Health{Exec: []string{"/bin/sh", "-c", "test -e /ok"}, Interval: 30 * time.Second, Timeout: time.Second, Retries: 3, StartPeriod: time.Second, OnUnhealthy: desired.OnUnhealthyRestart}
 	r := actual.Record{Applied: c, Restarts: 3, Failures: 2, StopRequested: time.Unix(1700000000, 5).UTC()}
 	if err := s.Record(context.Background(), "web", r); err != nil {
 		t.Fatal(err)
@@ -117,7 +118,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := s2.Records()["web"]
-	c.ImageWait, c.ImageFailed = "", false // never recorded
+	c.ImageWait, c.ImageFailed, c.ImageHealthNote = "", false, "" // never recorded
 	if got.Restarts != r.Restarts || got.Failures != r.Failures || !got.StopRequested.Equal(r.StopRequested) {
 		t.Errorf("read back %+v, want %+v", got, r)
 	}
@@ -150,8 +151,8 @@ func sameJSON(t *testing.T, got, want *desired.Container) {
 // TestRecordCarriesEveryField: a field added to desired.Container must be
 // carried by the record (actual/record.go) or named here as not recorded.
 func TestRecordCarriesEveryField(t *testing.T) {
-	notRecorded := map[string]bool{"ImageWait": true, "ImageFailed": true, "AfterLines": true} // AfterLines: where spec.after was, for errors
-	recorded := "Name Labels Source Doc Line Spec Hash BaseHash Restart StopSignal StopTimeout Runtime Image PullPolicy ImageDigest Manifest"
+	notRecorded := map[string]bool{"ImageWait": true, "ImageFailed": true, "AfterLines": true, "ImageHealthNote": true} // AfterLines: where spec.after was, for errors
+	recorded := "Name Labels Source Doc Line Spec Hash BaseHash Restart StopSignal StopTimeout Runtime Image PullPolicy ImageDigest ImageHealth Manifest"
 	known := map[string]bool{}
 	for _, f := range strings.Fields(recorded) {
 		known[f] = true

@@ -75,7 +75,7 @@ func checkAfter(cands []*cand, files []File, parsed map[string]bool, contributio
 			switch {
 			case !ok:
 				fail(d, i, "%q is not defined by any manifest in the directory; define it, or remove it from spec.after", dep.Name)
-			case dep.Condition == ConditionHealthy && target.c.HealthOf() == nil:
+			case dep.Condition == ConditionHealthy && !target.c.mayHaveProbe():
 				fail(d, i, "%q (%s) has no spec.health, so it never becomes healthy; give it a probe, or wait for condition started", dep.Name, at(target))
 			}
 		}

@@ -90,6 +90,9 @@ type ImageInfo struct {
 	HasUser        bool
 	UID, GID       uint32
 	AdditionalGids []uint32
+	// Healthcheck is the image config's (docker's HEALTHCHECK), nil
+	// when it has none; see imageProbe.
+	Healthcheck *ImageHealthcheck
 }
 
 // imageArgs are the process arguments by Kubernetes' rules: command
@@ -272,6 +275,7 @@ func (c *Container) WithImage(img ImageInfo) (*Container, error) {
 	out.Spec, out.Hash, out.BaseHash = s, hash, base
 	out.ImageDigest, out.StopSignal = img.Digest, stop
 	out.ImageWait, out.ImageFailed = "", false
+	out.ImageHealth, out.ImageHealthNote = imageProbe(img.Healthcheck, c.Runtime)
 	return &out, nil
 }
 

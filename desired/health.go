@@ -133,11 +133,106 @@ func (c *Container) Notify() bool {
 	return c != nil && c.Manifest != nil && c.Manifest.Spec.Notify
 }
 
+// Probe is the probe of a container wanted as want that runs as applied
+// (the definition it was created from; nil when not known): want's
+// spec.health; else, for a container of an image, the HEALTHCHECK of the
+// image it runs, as recorded when it was created (the image that runs,
+// not one pulled since); nil when there is none or the manifest says
+// `health: none`.
+func Probe(want, applied *Container) *Health {
+	if h := want.HealthOf(); h != nil {
+		return h
+	}
+	if want == nil || want.Manifest == nil || want.Manifest.Spec.HealthNone || want.Image == "" || applied == nil || applied.Image != want.Image {
+		return nil
+	}
+	return applied.ImageHealth
+}
+
+// mayHaveProbe says whether c can have a probe: its own spec.health, or an
+// image whose HEALTHCHECK is not turned off (known only once it runs).
+func (c *Container) mayHaveProbe() bool {
+	return c.HealthOf() != nil || (c.Image != "" && c.Manifest != nil && !c.Manifest.Spec.HealthNone)
+}
+
+// ImageHealthcheck is an image config's Healthcheck (docker's HEALTHCHECK
+// instruction): Test is {} (inherit: none here), {"NONE"}, {"CMD", args...}
+// or {"CMD-SHELL", command}; a zero duration or retries means docker's
+// default.
+type ImageHealthcheck struct {
+	Test                           []string
+	Interval, Timeout, StartPeriod time.Duration
+	Retries                        int
+}
+
+// Docker's defaults for an image's HEALTHCHECK, which its author wrote
+// against: they differ from spec.health's (Kubernetes') on purpose.
+const (
+	imageHealthInterval = 30 * time.Second
+	imageHealthTimeout  = 30 * time.Second
+	imageHealthRetries  = 3
+)
+
+// imageProbe maps an image's HEALTHCHECK to a probe: CMD as an exec probe,
+// CMD-SHELL through /bin/sh -c as docker does, docker's defaults for what
+// is zero, and values below spec.health's bounds raised to them (a 1 ms
+// interval would spend a core). nil for none, NONE or an unknown form,
+// and for an exec probe in a container of another runtime than native,
+// where exec probes cannot run (why says so).
+func imageProbe(hc *ImageHealthcheck, runtime string) (h *Health, why string) {
+	if hc == nil || len(hc.Test) == 0 {
+		return nil, ""
+	}
+	var args []string
+	switch hc.Test[0] {
+	case "NONE":
+		return nil, ""
+	case "CMD":
+		args = hc.Test[1:]
+	case "CMD-SHELL":
+		if len(hc.Test) != 2 {
+			return nil, fmt.Sprintf("HEALTHCHECK CMD-SHELL takes one command, not %d strings", len(hc.Test)-1)
+		}
+		args = []string{"/bin/sh", "-c", hc.Test[1]}
+	default:
+		return nil, fmt.Sprintf("HEALTHCHECK test %q is not NONE, CMD or CMD-SHELL", hc.Test[0])
+	}
+	if len(args) == 0 || args[0] == "" {
+		return nil, "HEALTHCHECK has no command"
+	}
+	if runtime != "" && runtime != RuntimeNative {
+		return nil, "HEALTHCHECK runs a command, which only containers of the native runtime can probe (this one's is " + runtime + "); give spec.health an http or tcp probe"
+	}
+	or := func(d, def, lo time.Duration) time.Duration {
+		if d <= 0 {
+			return def
+		}
+		return max(d, lo)
+	}
+	h = &Health{
+		Exec:        args,
+		Interval:    or(hc.Interval, imageHealthInterval, 100*time.Millisecond),
+		Timeout:     or(hc.Timeout, imageHealthTimeout, 10*time.Millisecond),
+		StartPeriod: max(hc.StartPeriod, 0),
+		Retries:     imageHealthRetries,
+		OnUnhealthy: OnUnhealthyRestart,
+	}
+	if hc.Retries > 0 {
+		h.Retries = min(hc.Retries, 1000)
+	}
+	return h, ""
+}
+
 // sameOutsideHash says whether a and b agree on what the spec hash leaves
 // out but the daemon acts on (health, after): Set.Equal needs it, or a
 // changed probe would never reach the daemon.
 func sameOutsideHash(a, b *Container) bool {
-	return reflect.DeepEqual(a.HealthOf(), b.HealthOf()) && reflect.DeepEqual(a.After(), b.After())
+	return reflect.DeepEqual(a.HealthOf(), b.HealthOf()) && reflect.DeepEqual(a.After(), b.After()) &&
+		a.healthNone() == b.healthNone() && reflect.DeepEqual(a.ImageHealth, b.ImageHealth)
+}
+
+func (c *Container) healthNone() bool {
+	return c != nil && c.Manifest != nil && c.Manifest.Spec.HealthNone
 }
 
 var (
@@ -149,6 +244,10 @@ var (
 
 // health parses spec.health.
 func (p *parser) health(n *yaml.Node, s *ManifestSpec) {
+	if v := p.deref(n); v.Kind != yaml.MappingNode {
+		p.errorf(v, "spec.health", "must be a probe such as {http: {port: 8080, path: /healthz}}, or none (no probe, not even the image's HEALTHCHECK), not %s", describe(v))
+		return
+	}
 	hf, ok := p.mapping(n, "spec.health", healthFields...)
 	if !ok {
 		return
@@ -357,7 +456,11 @@ func (p *parser) after(n *yaml.Node, s *ManifestSpec, self string) []int {
 func (p *parser) healthNotifyAfter(sp map[string]field, m *Manifest) {
 	s := &m.Spec
 	if f, ok := sp["health"]; ok {
-		p.health(f.val, s)
+		if v := p.deref(f.val); v.Kind == yaml.ScalarNode && v.Value == "none" {
+			s.HealthNone = true // no probe, not even the image's HEALTHCHECK
+		} else {
+			p.health(f.val, s)
+		}
 		if s.Health != nil && s.Health.Exec != nil && s.Runtime != RuntimeNative {
 			p.errorf(p.deref(f.val), "spec.health.exec", "exec probes run only in containers of the native runtime (this one's is %s); use an http or tcp probe", s.Runtime)
 		}

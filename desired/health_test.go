@@ -190,3 +190,109 @@ func TestParseNotify(t *testing.T) {
 		t.Errorf("changed fields: %v", got)
 	}
 }
+
+// An image's HEALTHCHECK as a probe: docker's forms and defaults, bounds
+// raised to spec.health's, nothing for NONE or an unknown form, and no
+// exec probe for another runtime than native.
+func TestImageProbe(t *testing.T) {
+	exec := func(args ...string) *Health {
+		return &Health{Exec: args, Interval: 30 * time.Second, Timeout: 30 * time.Second, Retries: 3, OnUnhealthy: OnUnhealthyRestart}
+	}
+	custom := exec("/check")
+	custom.Interval, custom.Timeout, custom.StartPeriod, custom.Retries = 100*time.Millisecond, 2*time.Second, 5*time.Second, 7
+	tests := []struct {
+		name    string
+		hc      *ImageHealthcheck
+		runtime string
+		want    *Health
+		why     string
+	}{
+		{"none given", nil, "", nil, ""},
+		{"inherit", &ImageHealthcheck{Test: []string{}}, "", nil, ""},
+		{"NONE", &ImageHealthcheck{Test: []string{"NONE"}}, "", nil, ""},
+		{"CMD", &ImageHealthcheck{Test: []string{"CMD", "/check", "-q"}}, "", exec("/check", "-q"), ""},
+		{"CMD-SHELL", &ImageHealthcheck{Test: []string{"CMD-SHELL", "curl -f localhost || exit 1"}}, RuntimeNative, exec("/bin/sh", "-c", "curl -f localhost || exit 1"), ""},
+		{"settings, 1ms raised", &ImageHealthcheck{Test: []string{"CMD", "/check"}, Interval: time.Millisecond, Timeout: 2 * time.Second, StartPeriod: 5 * time.Second, Retries: 7}, "", custom, ""},
+		{"CMD without command", &ImageHealthcheck{Test: []string{"CMD"}}, "", nil, "HEALTHCHECK has no command"},
+		{"CMD-SHELL two strings", &ImageHealthcheck{Test: []string{"CMD-SHELL", "a", "b"}}, "", nil, "HEALTHCHECK CMD-SHELL takes one command, not 2 strings"},
+		{"unknown form", &ImageHealthcheck{Test: []string{"HTTP", "/"}}, "", nil, `HEALTHCHECK test "HTTP" is not NONE, CMD or CMD-SHELL`},
+		{"runc", &ImageHealthcheck{Test: []string{"CMD", "/check"}}, RuntimeRunc, nil, "HEALTHCHECK runs a command, which only containers of the native runtime can probe (this one's is runc); give spec.health an http or tcp probe"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, why := imageProbe(tt.hc, tt.runtime)
+			if !reflect.DeepEqual(got, tt.want) || why != tt.why {
+				t.Errorf("imageProbe = %+v %q, want %+v %q", got, why, tt.want, tt.why)
+			}
+		})
+	}
+}
+
+// A resolved container carries its image's probe, outside the hash (a
+// HEALTHCHECK alone never recreates a container); Probe takes spec.health
+// first, then the image's of the run, and none with `health: none`.
+func TestProbeFromImage(t *testing.T) {
+	hc := &ImageHealthcheck{Test: []string{"CMD", "/check"}}
+	img := ImageInfo{Digest: testImage.Digest, RootPath: "/r", Cmd: []string{"sh"}}
+	plain := parseOne(t, imageHead+"  image: busybox\n")
+	r0, err := plain.WithImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img.Healthcheck = hc
+	r, err := plain.WithImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Hash != r0.Hash || r.BaseHash != r0.BaseHash {
+		t.Errorf("an image's HEALTHCHECK changed the spec hash")
+	}
+	if r.ImageHealth == nil || !slices.Equal(r.ImageHealth.Exec, []string{"/check"}) || r0.ImageHealth != nil {
+		t.Fatalf("image health: %+v / %+v", r.ImageHealth, r0.ImageHealth)
+	}
+	if got := Probe(plain, r); got != r.ImageHealth {
+		t.Errorf("Probe without spec.health = %+v, want the image's", got)
+	}
+	if got := Probe(plain, nil); got != nil {
+		t.Errorf("Probe without a run = %+v, want none", got)
+	}
+	own := parseOne(t, imageHead+"  image: busybox\n  health: {tcp: {port: 5432}}\n")
+	if got := Probe(own, r); got == nil || got.TCP == nil {
+		t.Errorf("Probe with spec.health = %+v, want the manifest's", got)
+	}
+	off := parseOne(t, imageHead+"  image: busybox\n  health: none\n")
+	if got := Probe(off, r); got != nil || off.HealthOf() != nil || !off.Manifest.Spec.HealthNone {
+		t.Errorf("health: none: Probe = %+v", got)
+	}
+	if off.Hash != plain.Hash {
+		t.Errorf("health: none changed the spec hash")
+	}
+	sa := Set{Containers: map[string]*Container{"web": plain}}
+	sb := Set{Containers: map[string]*Container{"web": off}}
+	if sa.Equal(sb) {
+		t.Errorf("health: none is not seen as a change of the set")
+	}
+}
+
+func TestParseHealthNoneErrors(t *testing.T) {
+	_, errs := Parse("web.yaml", []byte(base+"  health: off\n"), ParseOptions{})
+	want := `web.yaml:8: spec.health: must be a probe such as {http: {port: 8080, path: /healthz}}, or none (no probe, not even the image's HEALTHCHECK), not the string "off"`
+	if len(errs) != 1 || errs[0].Error() != want {
+		t.Errorf("errors = %v, want %s", errs, want)
+	}
+}
+
+// spec.after's condition healthy is accepted for a container of an image
+// without spec.health (its image may have a HEALTHCHECK), not for one with
+// health: none.
+func TestNextAfterHealthyImage(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "web.yaml"), imageHead+"  image: busybox\n")
+	write(t, filepath.Join(dir, "off.yaml"), strings.ReplaceAll(imageHead, "name: web", "name: off")+"  image: busybox\n  health: none\n")
+	write(t, filepath.Join(dir, "api.yaml"), withLines("api", "  after: [{name: web, condition: healthy}, {name: off, condition: healthy}]"))
+	s := load(t, dir, Set{}, insecure)
+	errs := s.Errors()
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `"off"`) || !strings.Contains(errs[0].Error(), "has no spec.health") {
+		t.Errorf("errors: %v", errs)
+	}
+}

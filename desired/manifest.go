@@ -95,6 +95,9 @@ type ManifestSpec struct {
 	SeccompProfile []byte `json:"-"`
 	// Health is spec.health (nil: no probe); see Health.
 	Health *Health `json:"health,omitempty"`
+	// HealthNone is `spec.health: none`: no probe, not even the image's
+	// HEALTHCHECK (docker's --no-healthcheck).
+	HealthNone bool `json:"healthNone,omitempty"`
 	// Notify is spec.notify: the container says READY=1 on $NOTIFY_SOCKET.
 	Notify bool `json:"notify,omitempty"`
 	// After is spec.after: the containers to wait for before this one is

@@ -59,6 +59,14 @@ type Container struct {
 	// for the planner; never recorded.
 	ImageWait   string `json:"-"`
 	ImageFailed bool   `json:"-"`
+	// ImageHealth is the image's HEALTHCHECK as a probe (WithImage), nil
+	// when it has none. It applies when the manifest has no spec.health
+	// (Probe); like spec.health it is not part of Hash.
+	ImageHealth *Health `json:"imageHealth,omitempty"`
+	// ImageHealthNote says why the image's HEALTHCHECK is not used
+	// although it has one (a form not understood, an exec probe in a
+	// container of another runtime); never recorded.
+	ImageHealthNote string `json:"-"`
 
 	// AfterLines are the lines of the names in spec.after, in order (for
 	// the errors of the directory-wide check); never recorded.

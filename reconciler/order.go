@@ -44,6 +44,11 @@ func conditionUnmet(d desired.Dependency, def *desired.Container, c *actual.Cont
 	if c != nil && conditionMet(cond, c) {
 		return ""
 	}
+	if cond == desired.ConditionHealthy && c != nil && c.Live() && c.Status == actual.StatusRunning && desired.Probe(def, c.Applied) == nil {
+		// An image's container without spec.health whose image has
+		// no HEALTHCHECK (after.go lets it through: not known then).
+		return "not healthy yet: it has no health check (its image has no HEALTHCHECK); give it spec.health"
+	}
 	return "not " + string(cond) + " yet"
 }
 
@@ -124,7 +129,7 @@ func dependentsFirst(name string, have actual.Set, gone map[string]bool) []strin
 // pausing is the operator's decision), its probe says unhealthy, and its
 // wanted definition says onUnhealthy: restart.
 func healthRestart(want *desired.Container, have *actual.Container) bool {
-	h := want.HealthOf()
+	h := desired.Probe(want, have.Applied)
 	return h != nil && h.OnUnhealthy != desired.OnUnhealthyNone &&
 		have.Live() && have.Status == actual.StatusRunning && !have.Paused && have.Health == actual.HealthUnhealthy
 }

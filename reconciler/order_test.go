@@ -47,6 +47,14 @@ func TestPlanOrder(t *testing.T) {
 	job := def("job", policy(desired.RestartOnFailure))
 	app := def("app", after(dep("job", desired.ConditionCompleted), dep("db", desired.ConditionReady)))
 	manual := def("db", probed(desired.OnUnhealthyNone))
+	// An image's container without spec.health: its image's HEALTHCHECK
+	// (recorded in the run's Applied) is its probe, or it has none.
+	imgDB := def("db", func(c *desired.Container) {
+		c.Image, c.ImageDigest, c.Manifest = "registry.example/db:1", "sha256:d1", &desired.Manifest{Spec: desired.ManifestSpec{Image: "registry.example/db:1"}}
+	})
+	checked := *imgDB
+	checked.ImageHealth = &desired.Health{Exec: []string{"/check"}, Interval: time.Second, Timeout: time.Second, Retries: 3, OnUnhealthy: desired.OnUnhealthyRestart}
+	imgRun := func(c *actual.Container) { c.Applied = &checked }
 
 	tests := []struct {
 		name string
@@ -115,6 +123,30 @@ db running "restarted: unhealthy" restarts=2
   create restarts=3 failures=1: restarted: unhealthy
   start: restarted: unhealthy
 web running ""
+`,
+		},
+		{
+			name: "image's HEALTHCHECK unhealthy: restarted",
+			want: want(imgDB, api),
+			have: have(running(imgDB, imgRun, health(actual.HealthUnhealthy, false))),
+			out: `api pending "waiting for db: not healthy yet"
+  wait +1s: waiting for db: not healthy yet
+db running "restarted: unhealthy"
+  stop SIGTERM 10s: restarted: unhealthy
+  delete: restarted: unhealthy
+  create restarts=1 failures=1: restarted: unhealthy
+  start: restarted: unhealthy
+wake +1s
+`,
+		},
+		{
+			name: "image without HEALTHCHECK: the wait says why",
+			want: want(imgDB, api),
+			have: have(running(imgDB)),
+			out: `api pending "waiting for db: not healthy yet: it has no health check (its image has no HEALTHCHECK); give it spec.health"
+  wait +1s: waiting for db: not healthy yet: it has no health check (its image has no HEALTHCHECK); give it spec.health
+db running ""
+wake +1s
 `,
 		},
 		{

@@ -40,6 +40,9 @@ type prober struct {
 	started time.Time // the run's start, for startPeriod
 	cancel  context.CancelFunc
 	cfg     *desired.Health // guarded by healthManager.mu; changes apply at the next probe
+	// applied is the definition the run was created from (its image's
+	// HEALTHCHECK; desired.Probe); guarded by healthManager.mu.
+	applied *desired.Container
 
 	// Guarded by healthManager.mu.
 	state    actual.HealthState
@@ -93,7 +96,7 @@ func (m *healthManager) SetDesired(s desired.Set) {
 		}
 	}
 	for name, p := range m.probes {
-		h := m.want[name].HealthOf()
+		h := desired.Probe(m.want[name], p.applied)
 		if h == nil {
 			m.stopLocked(name)
 			continue
@@ -130,7 +133,11 @@ func (m *healthManager) Observed(name string, c *actual.Container) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	def := m.want[name]
-	h := def.HealthOf()
+	var applied *desired.Container
+	if c != nil {
+		applied = c.Applied
+	}
+	h := desired.Probe(def, applied)
 	running := c != nil && c.Live() && c.Status == actual.StatusRunning
 	if n := m.notifiers[name]; n != nil && (!running || !def.Notify() || n.pid != c.Pid || n.start != c.PidStartTime) {
 		m.stopNotifyLocked(name)
@@ -177,7 +184,7 @@ func (m *healthManager) Observed(name string, c *actual.Container) {
 		m.probes[name] = p
 		m.wg.Go(func() { m.run(ctx, p) })
 	}
-	p.cfg = h
+	p.cfg, p.applied = h, applied
 	c.Health, c.HealthFailures, c.Ready = p.state, p.failures, p.state == actual.HealthHealthy
 }
 

@@ -271,6 +271,9 @@ func (r *imageResolver) completeUncached(want *desired.Container, img *image.Ima
 		WorkingDir: cfg.WorkingDir,
 		StopSignal: cfg.StopSignal,
 	}
+	if hc := cfg.Healthcheck; hc != nil {
+		info.Healthcheck = &desired.ImageHealthcheck{Test: hc.Test, Interval: hc.Interval, Timeout: hc.Timeout, StartPeriod: hc.StartPeriod, Retries: hc.Retries}
+	}
 	if want.Manifest != nil && want.Manifest.Spec.UserFromImage && cfg.User != "" {
 		u, err := r.lookupUser(img, cfg.User)
 		if err != nil {
@@ -281,6 +284,9 @@ func (r *imageResolver) completeUncached(want *desired.Container, img *image.Ima
 	c, err := want.WithImage(info)
 	if err != nil {
 		return unresolved(want, true, err.Error())
+	}
+	if c.ImageHealthNote != "" && want.HealthOf() == nil && want.Manifest != nil && !want.Manifest.Spec.HealthNone {
+		r.log.Warn("the image's health check is not used", "container", want.Name, "image", want.Image, "why", c.ImageHealthNote)
 	}
 	return c
 }

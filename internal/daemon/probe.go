@@ -24,8 +24,11 @@ import (
 // prober's probes: http and tcp inside the daemon, in the container's
 // network namespace; exec in the container, as `reconciled exec`.
 
-// dialInNetns connects to 127.0.0.1:port in the network namespace of the
-// process pid, which must still be the one that started at start. The
+// dialInNetns connects to port on the loopback of the network namespace
+// of the process pid, which must still be the one that started at start:
+// 127.0.0.1, and ::1 when that is refused (a service that listens on ::1
+// only; docker's and Kubernetes' probes both reach it by address). The
+// error is 127.0.0.1's unless ::1 was reached and refused too. The
 // socket is made on an OS thread that joined that namespace and is never
 // given back to the Go scheduler (the goroutine ends locked, so the thread
 // exits): no other goroutine ever runs in the container's namespace. The
@@ -55,7 +58,16 @@ func dialInNetns(ctx context.Context, pid int, start uint64, port int) (net.Conn
 				return nil, os.NewSyscallError("setns", err)
 			}
 			var d net.Dialer
-			return d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			p := strconv.Itoa(port)
+			c, err := d.DialContext(ctx, "tcp4", net.JoinHostPort("127.0.0.1", p))
+			if err == nil || !errors.Is(err, unix.ECONNREFUSED) {
+				return c, err
+			}
+			c, err6 := d.DialContext(ctx, "tcp6", net.JoinHostPort("::1", p))
+			if err6 == nil || errors.Is(err6, unix.ECONNREFUSED) {
+				return c, err6
+			}
+			return nil, err // no IPv6 here (disabled): 127.0.0.1's refusal
 		}()
 		ch <- result{c, err}
 	}()
@@ -83,7 +95,9 @@ func probeHTTP(ctx context.Context, p *prober, hp *desired.HTTPProbe) (bool, str
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(hp.Port)+hp.Path, nil)
+	// The Host is the address connected to, as Kubernetes' httpGet sends
+	// the pod's IP: "127.0.0.1:8080" or "[::1]:8080".
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.RemoteAddr().String()+hp.Path, nil)
 	if err != nil {
 		return false, "failed: " + err.Error()
 	}

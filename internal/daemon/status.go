@@ -630,7 +630,7 @@ func (p *publisher) fillHealth(c *ContainerStatus, st reconciler.Status) {
 	if p.health != nil {
 		h = p.health.Get(st.Name)
 	}
-	if h.State == actual.HealthNone && running && st.Desired.HealthOf() != nil {
+	if h.State == actual.HealthNone && running && desired.Probe(st.Desired, st.Actual.Applied) != nil {
 		h.State = actual.HealthStarting // not probed yet
 	}
 	if !h.ReadyKnown {
