@@ -43,6 +43,9 @@ type prober struct {
 	// applied is the definition the run was created from (its image's
 	// HEALTHCHECK; desired.Probe); guarded by healthManager.mu.
 	applied *desired.Container
+	// netns is the container's network namespace while the run is
+	// probed by http or tcp (probe.go); used by the run's goroutine only.
+	netns *os.File
 
 	// Guarded by healthManager.mu.
 	state    actual.HealthState
@@ -244,6 +247,7 @@ func (m *healthManager) Unhealthy() int {
 
 // run probes p's container at once, then every interval, until ctx ends.
 func (m *healthManager) run(ctx context.Context, p *prober) {
+	defer p.closeNetns()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {

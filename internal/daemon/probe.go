@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -18,66 +16,71 @@ import (
 
 	"reconciled.dev/reconciled/desired"
 	"reconciled.dev/reconciled/executor"
-	"reconciled.dev/reconciled/internal/proc"
 )
 
 // prober's probes: http and tcp inside the daemon, in the container's
 // network namespace; exec in the container, as `reconciled exec`.
 
 // dialInNetns connects to port on the loopback of the network namespace
-// of the process pid, which must still be the one that started at start:
-// 127.0.0.1, and ::1 when that is refused (a service that listens on ::1
-// only; docker's and Kubernetes' probes both reach it by address). The
-// error is 127.0.0.1's unless ::1 was reached and refused too. The
-// socket is made on an OS thread that joined that namespace and is never
-// given back to the Go scheduler (the goroutine ends locked, so the thread
-// exits): no other goroutine ever runs in the container's namespace. The
-// connection itself is then used from any thread, as a socket stays in the
-// namespace it was made in.
-func dialInNetns(ctx context.Context, pid int, start uint64, port int) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
+// of p's container: 127.0.0.1, and ::1 when that is refused (a service
+// that listens on ::1 only; docker's and Kubernetes' probes both reach it
+// by address). The error is 127.0.0.1's unless ::1 was reached and
+// refused too. The namespace is opened once per run (p.netnsFile); the
+// connection is made in it (inNetns) and then used from any thread, as a
+// socket stays in the namespace it was made in.
+func dialInNetns(ctx context.Context, p *prober, port int) (net.Conn, error) {
+	ns, err := p.netnsFile()
+	if err != nil {
+		return nil, err
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: this thread is in another namespace now.
-		c, err := func() (net.Conn, error) {
-			ns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
-			if err != nil {
-				return nil, fmt.Errorf("the container's init is gone: %w", err)
-			}
-			defer ns.Close()
-			// The namespace file is open: check that it is our init's,
-			// not a process that took its PID since.
-			if got, zombie, err := proc.StartTime(pid); err != nil || zombie || got != start {
-				return nil, errors.New("the container's init is gone")
-			}
-			if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-				return nil, os.NewSyscallError("setns", err)
-			}
-			var d net.Dialer
-			p := strconv.Itoa(port)
-			c, err := d.DialContext(ctx, "tcp4", net.JoinHostPort("127.0.0.1", p))
-			if err == nil || !errors.Is(err, unix.ECONNREFUSED) {
-				return c, err
-			}
-			c, err6 := d.DialContext(ctx, "tcp6", net.JoinHostPort("::1", p))
-			if err6 == nil || errors.Is(err6, unix.ECONNREFUSED) {
-				return c, err6
-			}
-			return nil, err // no IPv6 here (disabled): 127.0.0.1's refusal
-		}()
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	return r.c, r.err
+	var c net.Conn
+	err = inNetns(ns, func() error {
+		var d net.Dialer
+		ps := strconv.Itoa(port)
+		var err error
+		c, err = d.DialContext(ctx, "tcp4", net.JoinHostPort("127.0.0.1", ps))
+		if err == nil || !errors.Is(err, unix.ECONNREFUSED) {
+			return err
+		}
+		c6, err6 := d.DialContext(ctx, "tcp6", net.JoinHostPort("::1", ps))
+		if err6 == nil || errors.Is(err6, unix.ECONNREFUSED) {
+			c = c6
+			return err6
+		}
+		return err // no IPv6 here (disabled): 127.0.0.1's refusal
+	})
+	if err != nil && c != nil {
+		c.Close()
+		c = nil
+	}
+	return c, err
+}
+
+// netnsFile is the network namespace of p's container, opened at the first
+// http or tcp probe of the run and kept until it ends (closeNetns). Only
+// the run's goroutine calls it.
+func (p *prober) netnsFile() (*os.File, error) {
+	if p.netns == nil {
+		ns, err := openNetns(p.pid, p.start)
+		if err != nil {
+			return nil, err
+		}
+		p.netns = ns
+	}
+	return p.netns, nil
+}
+
+// closeNetns closes what netnsFile opened, when the run's probing ends.
+func (p *prober) closeNetns() {
+	if p.netns != nil {
+		p.netns.Close()
+		p.netns = nil
+	}
 }
 
 // probeTCP connects to the port and closes the connection.
 func probeTCP(ctx context.Context, p *prober, port int) (bool, string) {
-	c, err := dialInNetns(ctx, p.pid, p.start, port)
+	c, err := dialInNetns(ctx, p, port)
 	if err != nil {
 		return false, "failed: " + dialError(ctx, err)
 	}
@@ -87,7 +90,7 @@ func probeTCP(ctx context.Context, p *prober, port int) (bool, string) {
 
 // probeHTTP GETs path on the port: a status of 200-399 passes.
 func probeHTTP(ctx context.Context, p *prober, hp *desired.HTTPProbe) (bool, string) {
-	c, err := dialInNetns(ctx, p.pid, p.start, hp.Port)
+	c, err := dialInNetns(ctx, p, hp.Port)
 	if err != nil {
 		return false, "failed: " + dialError(ctx, err)
 	}

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 
@@ -19,7 +18,6 @@ import (
 	"reconciled.dev/reconciled/actual"
 	"reconciled.dev/reconciled/desired"
 	"reconciled.dev/reconciled/internal/atomicfile"
-	"reconciled.dev/reconciled/internal/proc"
 	"reconciled.dev/reconciled/reconciler"
 )
 
@@ -46,37 +44,24 @@ type notifySocket struct {
 }
 
 // listenInNetns binds the abstract datagram socket addr in the network
-// namespace of process pid (started at start), on a thread that is never
-// given back (see dialInNetns).
+// namespace of process pid (started at start; see inNetns).
 func listenInNetns(pid int, start uint64, addr string) (*net.UnixConn, error) {
-	type result struct {
-		c   *net.UnixConn
-		err error
+	ns, err := openNetns(pid, start)
+	if err != nil {
+		return nil, err
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		c, err := func() (*net.UnixConn, error) {
-			ns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
-			if err != nil {
-				return nil, fmt.Errorf("the container's init is gone: %w", err)
-			}
-			defer ns.Close()
-			if got, zombie, err := proc.StartTime(pid); err != nil || zombie || got != start {
-				return nil, errors.New("the container's init is gone")
-			}
-			if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-				return nil, os.NewSyscallError("setns", err)
-			}
-			return net.ListenUnixgram("unixgram", &net.UnixAddr{Name: addr, Net: "unixgram"})
-		}()
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		return nil, r.err
+	defer ns.Close()
+	var c *net.UnixConn
+	if err := inNetns(ns, func() (err error) {
+		c, err = net.ListenUnixgram("unixgram", &net.UnixAddr{Name: addr, Net: "unixgram"})
+		return err
+	}); err != nil {
+		if c != nil {
+			c.Close()
+		}
+		return nil, err
 	}
-	raw, err := r.c.SyscallConn()
+	raw, err := c.SyscallConn()
 	if err == nil {
 		var serr error
 		err = raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1) })
@@ -85,10 +70,10 @@ func listenInNetns(pid int, start uint64, addr string) (*net.UnixConn, error) {
 		}
 	}
 	if err != nil {
-		r.c.Close()
+		c.Close()
 		return nil, fmt.Errorf("unable to ask for the senders' credentials: %w", err)
 	}
-	return r.c, nil
+	return c, nil
 }
 
 // listenNotifyLocked makes sure container name's run (pid, start) has its
