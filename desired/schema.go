@@ -8,6 +8,7 @@ import (
 	"math"
 	"path"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,16 +19,41 @@ import (
 	"reconciled.dev/reconciled/internal/imageref"
 )
 
+// The keys each section accepts, in the order error messages list them:
+// the manifest types' fields (see manifestKeys), so that a new field is
+// declared once, in manifest.go.
 var (
-	topFields       = []string{"apiVersion", "kind", "metadata", "spec"}
-	metadataFields  = []string{"name", "labels"}
-	specFields      = []string{"image", "imagePullPolicy", "root", "command", "args", "env", "workingDir", "user", "hostname", "network", "mounts", "resources", "capabilities", "restart", "stop", "runtime", "init", "oci", "seccomp", "health", "notify", "after"}
-	rootFields      = []string{"path", "readonly"}
-	mountFields     = []string{"type", "source", "target", "readonly", "size", "options"}
-	resourcesFields = []string{"memory", "cpu", "pids"}
-	capsFields      = []string{"add", "drop"}
-	stopFields      = []string{"signal", "timeout"}
+	topFields       = manifestKeys[Manifest]()
+	metadataFields  = manifestKeys[Metadata]()
+	specFields      = manifestKeys[ManifestSpec]()
+	rootFields      = manifestKeys[Root]()
+	mountFields     = manifestKeys[Mount]()
+	resourcesFields = manifestKeys[Resources]()
+	capsFields      = manifestKeys[Capabilities]()
+	stopFields      = manifestKeys[Stop]()
 )
+
+// manifestKeys returns the keys a manifest section written as T accepts:
+// the json name of each of T's fields, in declaration order, or its
+// manifest tag where the key written differs from the one recorded
+// (manifest:"cpu" on CPUMillis); "-" in either tag leaves the field out
+// (SeccompProfile, UserFromImage: derived, never written).
+func manifestKeys[T any]() []string {
+	t := reflect.TypeFor[T]()
+	keys := make([]string, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if m, ok := f.Tag.Lookup("manifest"); ok {
+			name = m
+		}
+		if !f.IsExported() || name == "-" || name == "" {
+			continue
+		}
+		keys = append(keys, name)
+	}
+	return keys
+}
 
 // manifest validates one document. It returns nil when the document is too
 // broken to go on; otherwise errors are in p.el and the caller checks them.
