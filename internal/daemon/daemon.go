@@ -20,6 +20,7 @@ import (
 	"reconciled.dev/reconciled/desired"
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/executor/cgroups"
+	"reconciled.dev/reconciled/executor/ociruntime"
 	"reconciled.dev/reconciled/image"
 	"reconciled.dev/reconciled/internal/atomicfile"
 	"reconciled.dev/reconciled/reconciler"
@@ -331,8 +332,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	adapter := &runtimeAdapter{hidden: hidden,
 		rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, logDriver: cfg.LogDriver, journal: cfg.JournalSocket,
-		store: store, exits: exits, log: log, onExit: last.set, cgParent: cgParent, events: events}
-	adapter.oci = newOCIRuntimes(cfg.Runtimes, layout.Runtime(), layout.OCI(), drv, log)
+		store: store, exits: exits, log: log, onExit: last.set, cgParent: cgParent, events: events,
+		oci: ociruntime.NewRuntimes(cfg.Runtimes, layout.Runtime(), layout.OCI(), drv, log)}
 	images, err := image.Open(image.Options{Root: cfg.ImageRoot, Insecure: cfg.InsecureRegistries,
 		RegistryConfig: cfg.RegistryConfig, Logger: log.With("component", "images"),
 		PullConcurrency: cfg.PullConcurrency, PullRate: cfg.PullRate})
