@@ -227,26 +227,9 @@ func ReadInfo(state string) (*Info, error) {
 // running. Containers found under STATE/runtime are adopted as they are.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.defaults()
-	if os.Geteuid() != 0 {
-		return ErrNotRoot
-	}
-	if err := CheckDriverNames(cfg.CgroupDriver, cfg.LogDriver); err != nil {
-		return err
-	}
-	if err := cfg.ImageGC.Check(); err != nil {
-		return err
-	}
-	nofile, err := raiseNofile()
+	nofile, err := preflight(&cfg)
 	if err != nil {
-		cfg.Logger.Warn("unable to raise the open files limit", "err", err)
-	} else if nofile.Cur < minNofile {
-		cfg.Logger.Warn("the open files limit is low: containers beyond it cannot be observed, and are left alone until they can",
-			"soft", nofile.Cur, "hard", nofile.Max)
-	}
-	if cfg.LogDriver == LogDriverJournald {
-		if err := checkJournal(cfg.JournalSocket); err != nil {
-			return err
-		}
+		return err
 	}
 	drv, err := NewCgroupDriver(ctx, cfg.CgroupDriver, cfg.Logger)
 	if err != nil {
@@ -255,39 +238,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if c, ok := drv.(io.Closer); ok {
 		defer c.Close()
 	}
-	for _, p := range []*string{&cfg.Manifests, &cfg.State, &cfg.LogDir, &cfg.ImageRoot} {
-		if *p, err = filepath.Abs(*p); err != nil {
-			return err
-		}
-	}
-	if cfg.ImageImportDir != "" {
-		if cfg.ImageImportDir, err = filepath.Abs(cfg.ImageImportDir); err != nil {
-			return err
-		}
+	if err := cfg.absPaths(); err != nil {
+		return err
 	}
 	layout := Layout(cfg.State)
-	if err := os.MkdirAll(cfg.State, 0o711); err != nil {
-		return fmt.Errorf("unable to create the state directory: %w", err)
-	}
-	unlock, err := lock(layout)
+	unlock, cgParent, err := claimState(layout, cfg, drv.Name())
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	cgParent, err := loadCgroupParent(layout, cfg.CgroupParent, cfg.Logger)
-	if err != nil {
-		return err
-	}
-	info := Info{Pid: os.Getpid(), Started: time.Now().UTC(), Manifests: cfg.Manifests, LogDir: cfg.LogDir,
-		CgroupDriver: drv.Name(), CgroupParent: cgParent.of(drv.Name()), LogDriver: cfg.LogDriver}
-	if data, err := json.MarshalIndent(info, "", "  "); err != nil {
-		return err
-	} else if err := atomicfile.Write(cfg.State, filepath.Base(layout.Info()), append(data, '\n'), 0o644, atomicfile.SyncDir); err != nil {
-		return fmt.Errorf("unable to write %s: %w", layout.Info(), err)
-	}
-	if err := os.MkdirAll(cfg.LogDir, 0o750); err != nil {
-		return fmt.Errorf("unable to create the log directory: %w", err)
-	}
 
 	log := cfg.Logger
 	events := newEventLog()
@@ -505,6 +464,83 @@ func Run(ctx context.Context, cfg Config) error {
 	wg.Wait()
 	log.Info("reconciled stopped; containers keep running")
 	return err
+}
+
+// preflight checks what Run can check before it touches anything (root,
+// the driver names, the GC policy, journald's socket) and raises the open
+// files limit, warning when it stays low.
+func preflight(cfg *Config) (unix.Rlimit, error) {
+	if os.Geteuid() != 0 {
+		return unix.Rlimit{}, ErrNotRoot
+	}
+	if err := CheckDriverNames(cfg.CgroupDriver, cfg.LogDriver); err != nil {
+		return unix.Rlimit{}, err
+	}
+	if err := cfg.ImageGC.Check(); err != nil {
+		return unix.Rlimit{}, err
+	}
+	nofile, err := raiseNofile()
+	if err != nil {
+		cfg.Logger.Warn("unable to raise the open files limit", "err", err)
+	} else if nofile.Cur < minNofile {
+		cfg.Logger.Warn("the open files limit is low: containers beyond it cannot be observed, and are left alone until they can",
+			"soft", nofile.Cur, "hard", nofile.Max)
+	}
+	if cfg.LogDriver == LogDriverJournald {
+		if err := checkJournal(cfg.JournalSocket); err != nil {
+			return nofile, err
+		}
+	}
+	return nofile, nil
+}
+
+// absPaths makes the configured directories absolute.
+func (c *Config) absPaths() error {
+	var err error
+	for _, p := range []*string{&c.Manifests, &c.State, &c.LogDir, &c.ImageRoot} {
+		if *p, err = filepath.Abs(*p); err != nil {
+			return err
+		}
+	}
+	if c.ImageImportDir != "" {
+		if c.ImageImportDir, err = filepath.Abs(c.ImageImportDir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// claimState creates the state directory, takes its lock (held until
+// unlock), settles this daemon's cgroup parent, writes STATE/daemon.json
+// for the clients and creates the log directory.
+func claimState(layout Layout, cfg Config, driver string) (unlock func(), cgParent cgroupParent, err error) {
+	if err := os.MkdirAll(cfg.State, 0o711); err != nil {
+		return nil, cgroupParent{}, fmt.Errorf("unable to create the state directory: %w", err)
+	}
+	unlock, err = lock(layout)
+	if err != nil {
+		return nil, cgroupParent{}, err
+	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
+	cgParent, err = loadCgroupParent(layout, cfg.CgroupParent, cfg.Logger)
+	if err != nil {
+		return nil, cgroupParent{}, err
+	}
+	info := Info{Pid: os.Getpid(), Started: time.Now().UTC(), Manifests: cfg.Manifests, LogDir: cfg.LogDir,
+		CgroupDriver: driver, CgroupParent: cgParent.of(driver), LogDriver: cfg.LogDriver}
+	if data, err := json.MarshalIndent(info, "", "  "); err != nil {
+		return nil, cgroupParent{}, err
+	} else if err := atomicfile.Write(cfg.State, filepath.Base(layout.Info()), append(data, '\n'), 0o644, atomicfile.SyncDir); err != nil {
+		return nil, cgroupParent{}, fmt.Errorf("unable to write %s: %w", layout.Info(), err)
+	}
+	if err := os.MkdirAll(cfg.LogDir, 0o750); err != nil {
+		return nil, cgroupParent{}, fmt.Errorf("unable to create the log directory: %w", err)
+	}
+	return unlock, cgParent, nil
 }
 
 // minNofile is the open files limit under which the daemon warns: it holds
