@@ -280,7 +280,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if _, err := pruneLeftovers(ctx, layout, func(n string) bool { _, ok := recs[n]; return ok }, log); err != nil {
 		log.Warn("unable to remove some leftovers of containers that no longer exist", "err", err)
 	}
-	exits, err := newExitWatcher(layout.Runtime(), log)
+	// The parts tell the loop and the publisher through these, set below
+	// before anything runs.
+	var (
+		loop *reconciler.Loop
+		pub  *publisher
+	)
+	exits, err := newExitWatcher(layout.Runtime(), log, store.Invalidate, func(name string) {
+		loop.Notify(name)
+		pub.Kick()
+	})
 	if err != nil {
 		return err
 	}
@@ -289,32 +298,27 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.ImageImportDir != "" {
 		hidden = append(hidden, cfg.ImageImportDir)
 	}
-	adapter := &runtimeAdapter{hidden: hidden,
-		rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, logDriver: cfg.LogDriver, journal: cfg.JournalSocket,
-		store: store, exits: exits, log: log, onExit: last.set, cgParent: cgParent, events: events,
-		oci: ociruntime.NewRuntimes(cfg.Runtimes, layout.Runtime(), layout.OCI(), drv, log)}
 	images, err := image.Open(image.Options{Root: cfg.ImageRoot, Insecure: cfg.InsecureRegistries,
 		RegistryConfig: cfg.RegistryConfig, Logger: log.With("component", "images"),
 		PullConcurrency: cfg.PullConcurrency, PullRate: cfg.PullRate})
 	if err != nil {
 		return fmt.Errorf("unable to open the image store: %w", err)
 	}
-	adapter.images = images
-	var loop *reconciler.Loop
-	resolver := newImageResolver(ctx, images, layout, log.With("component", "images"), func(name string) { loop.Notify(name) })
-	resolver.importDir = cfg.ImageImportDir
+	adapter := &runtimeAdapter{hidden: hidden,
+		rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, logDriver: cfg.LogDriver, journal: cfg.JournalSocket,
+		store: store, exits: exits, log: log, onExit: last.set, cgParent: cgParent, events: events, images: images,
+		oci: ociruntime.NewRuntimes(cfg.Runtimes, layout.Runtime(), layout.OCI(), drv, log)}
+	resolver := newImageResolver(ctx, images, layout, cfg.ImageImportDir, log.With("component", "images"), func(name string) { loop.Notify(name) })
 	notify := newNotifier(log, cfg.TestBlockLoopAfter)
 	if notify.watchdog > 0 {
 		log.Info("systemd watchdog on", "watchdogSec", notify.watchdog)
 	}
-	var pub *publisher // kicked by the loop once it runs
 	// spec.health's probes (health.go): a change of health has the
 	// container, and those that wait for it, planned again.
-	health := newHealthManager(ctx, log.With("component", "health"), events, probeWith(rt), func(name string) {
+	health := newHealthManager(ctx, log.With("component", "health"), events, probeWith(rt), layout.Notify(), func(name string) {
 		loop.Notify(name)
 		pub.Kick()
 	})
-	health.readyDir = layout.Notify()
 	defer health.Close()
 	loop = reconciler.New(reconciler.Config{
 		Images:         resolver,
@@ -330,33 +334,27 @@ func Run(ctx context.Context, cfg Config) error {
 		OnStatus:       func() { pub.Kick() },
 		OnEvent:        events.fromLoop,
 	})
-	pub = newPublisher(loop, events, last, layout, cfg.Manifests, log)
-	pub.cgroupDriver, pub.logDriver, pub.onStatus = drv.Name(), cfg.LogDriver, notify.SetStatus
-	pub.cgroupParent = cgParent.of(drv.Name())
-	pub.health = health
-	notify.summary = pub.Summary
-	events.changed = pub.Kick
-	pub.refresh = func(name string) {
-		store.Invalidate(name)
-		loop.Notify(name)
-	}
 	gc := newImageGC(images, *cfg.ImageGC, cfg.ImageGCEvery, func() (image.InUse, error) {
 		return imagesInUse(pub.desiredSet(), loop.Status(), store.Records())
 	}, log.With("component", "image-gc"))
-	pub.imageDisk = gc.Disk
 	// An import stores references: watchRefs below then has every
 	// container looked at again, those waiting for the image included.
 	var imports *importDir
+	var importReport func() []ImportReport
 	if cfg.ImageImportDir != "" {
 		imports = newImportDir(cfg.ImageImportDir, layout.Imports(), images, !cfg.InsecureManifests && os.Geteuid() == 0,
 			cfg.Resync, log.With("component", "imports"), func() { pub.Kick() })
-		pub.imports = imports.Report
+		importReport = imports.Report
 	}
-	exits.invalidate = store.Invalidate
-	exits.notify = func(name string) {
-		loop.Notify(name)
-		pub.Kick()
-	}
+	pub = newPublisher(publisherConfig{loop: loop, events: events, exits: last, layout: layout, manifests: cfg.Manifests, log: log,
+		cgroupDriver: drv.Name(), cgroupParent: cgParent.of(drv.Name()), logDriver: cfg.LogDriver, onStatus: notify.SetStatus,
+		health: health, imageDisk: gc.Disk, imports: importReport,
+		refresh: func(name string) {
+			store.Invalidate(name)
+			loop.Notify(name)
+		}})
+	notify.summary = pub.Summary
+	events.changed = pub.Kick
 
 	watch := func(ctx context.Context, prev desired.Set) (<-chan desired.Set, error) {
 		return desired.Watch(ctx, cfg.Manifests, desired.WatchOptions{
