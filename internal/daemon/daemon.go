@@ -356,20 +356,10 @@ func Run(ctx context.Context, cfg Config) error {
 	notify.summary = pub.Summary
 	events.changed = pub.Kick
 
-	watch := func(ctx context.Context, prev desired.Set) (<-chan desired.Set, error) {
-		return desired.Watch(ctx, cfg.Manifests, desired.WatchOptions{
-			Options: desired.Options{InsecureManifests: cfg.InsecureManifests},
-			Prev:    prev,
-			// The full re-read is a safety net for lost inotify events;
-			// with a thousand files it is the idle daemon's largest cost.
-			Resync: 10 * cfg.Resync,
-			Logger: log.With("component", "manifests"),
-		})
-	}
-	wctx, wcancel := context.WithCancel(ctx)
-	seed := Seed(store.Records())
-	sets, err := watch(wctx, seed)
-	defer func() { wcancel() }() // the goroutine below replaces it on a reload
+	feed := &manifestFeed{dir: cfg.Manifests, insecure: cfg.InsecureManifests, resync: 10 * cfg.Resync, reload: cfg.Reload,
+		store: store, notify: notify, health: health, pub: pub, loop: loop, log: log}
+	err = feed.start(ctx, Seed(store.Records()))
+	defer feed.stop() // the watcher run has at the end
 	if err != nil {
 		return err
 	}
@@ -383,58 +373,7 @@ func Run(ctx context.Context, cfg Config) error {
 		"parallel", cfg.Parallel, "resync", cfg.Resync, "cgroupDriver", drv.Name(), "cgroupParent", cgParent.of(drv.Name()))
 	var wg sync.WaitGroup
 	wg.Go(exits.Run)
-	wg.Go(func() {
-		// A reload (SIGHUP) replaces the watcher by a new one, whose
-		// first Set is a full read of the directory.
-		last, reloading := seed, false
-		for {
-			select {
-			case s, ok := <-sets:
-				if !ok {
-					wcancel()
-					return // ctx ended
-				}
-				log.Info("manifests loaded", "containers", len(s.Containers), "files", len(s.Files), "invalid", len(s.Errors()), "revision", s.Revision)
-				last = s
-				rescan := reloading
-				if reloading {
-					reloading = false
-					for name := range store.Records() {
-						store.Invalidate(name)
-					}
-					notify.Rescanned()
-				}
-				health.SetDesired(s)
-				pub.SetDesired(s)
-				loop.SetDesired(s)
-				if rescan {
-					loop.Rescan()
-				}
-			case <-cfg.Reload:
-				log.Info("reload requested: reading every manifest and looking at every container again")
-				notify.Reloading()
-				wcancel()
-				for range sets {
-					// The old watcher is done once its channel is closed.
-				}
-				var werr error
-				wctx, wcancel = context.WithCancel(ctx)
-				if sets, werr = watch(wctx, last); werr != nil {
-					log.Error("unable to watch the manifests again; the last ones stay in force until the next reload", "err", werr)
-					sets = nil
-					notify.Rescanned()
-					health.SetDesired(last)
-					loop.SetDesired(last)
-					loop.Rescan()
-					continue
-				}
-				reloading = true
-			case <-ctx.Done():
-				wcancel()
-				return
-			}
-		}
-	})
+	wg.Go(func() { feed.run(ctx) })
 	wg.Go(func() { pub.Run(ctx) })
 	wg.Go(func() {
 		watchRefs(ctx, images.Digests, images.RefsPath(), log.With("component", "images"), func() {
