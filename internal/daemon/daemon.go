@@ -265,21 +265,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer rt.Close()
-	store, err := actual.OpenStore(layout.Runtime(), layout.Records(), actual.StoreOptions{CacheTTL: 4 * cfg.Resync, Logger: log})
+	store, err := openStore(ctx, layout, cfg.Resync, log)
 	if err != nil {
-		if store == nil {
-			return err
-		}
-		log.Warn("some container records are unreadable; those containers will be recreated", "err", err)
+		return err
 	}
 	defer store.Close()
-	if err := pruneRecords(ctx, store, layout); err != nil {
-		log.Warn("unable to remove stale records", "err", err)
-	}
-	recs := store.Records()
-	if _, err := pruneLeftovers(ctx, layout, func(n string) bool { _, ok := recs[n]; return ok }, log); err != nil {
-		log.Warn("unable to remove some leftovers of containers that no longer exist", "err", err)
-	}
 	// The parts tell the loop and the publisher through these, set below
 	// before anything runs.
 	var (
@@ -294,17 +284,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	last := &lastExits{}
-	hidden := []string{cfg.State, cfg.LogDir, cfg.ImageRoot}
-	if cfg.ImageImportDir != "" {
-		hidden = append(hidden, cfg.ImageImportDir)
-	}
 	images, err := image.Open(image.Options{Root: cfg.ImageRoot, Insecure: cfg.InsecureRegistries,
 		RegistryConfig: cfg.RegistryConfig, Logger: log.With("component", "images"),
 		PullConcurrency: cfg.PullConcurrency, PullRate: cfg.PullRate})
 	if err != nil {
 		return fmt.Errorf("unable to open the image store: %w", err)
 	}
-	adapter := &runtimeAdapter{hidden: hidden,
+	adapter := &runtimeAdapter{hidden: cfg.daemonDirs(),
 		rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, logDriver: cfg.LogDriver, journal: cfg.JournalSocket,
 		store: store, exits: exits, log: log, onExit: last.set, cgParent: cgParent, events: events, images: images,
 		oci: ociruntime.NewRuntimes(cfg.Runtimes, layout.Runtime(), layout.OCI(), drv, log)}
@@ -478,6 +464,39 @@ func claimState(layout Layout, cfg Config, driver string) (unlock func(), cgPare
 		return nil, cgroupParent{}, fmt.Errorf("unable to create the log directory: %w", err)
 	}
 	return unlock, cgParent, nil
+}
+
+// daemonDirs are the daemon's own directories (state, logs, images, the
+// import directory): masked in every container whose root is the host's.
+func (c *Config) daemonDirs() []string {
+	dirs := []string{c.State, c.LogDir, c.ImageRoot}
+	if c.ImageImportDir != "" {
+		dirs = append(dirs, c.ImageImportDir)
+	}
+	return dirs
+}
+
+// openStore opens the observer's store of records (one that holds
+// unreadable records is used, with a warning: those containers are
+// recreated), and forgets the records, and removes the leftovers, of
+// containers that no longer exist. resync is the loop's: observations
+// are cached for four of them.
+func openStore(ctx context.Context, layout Layout, resync time.Duration, log *slog.Logger) (*actual.Store, error) {
+	store, err := actual.OpenStore(layout.Runtime(), layout.Records(), actual.StoreOptions{CacheTTL: 4 * resync, Logger: log})
+	if err != nil {
+		if store == nil {
+			return nil, err
+		}
+		log.Warn("some container records are unreadable; those containers will be recreated", "err", err)
+	}
+	if err := pruneRecords(ctx, store, layout); err != nil {
+		log.Warn("unable to remove stale records", "err", err)
+	}
+	recs := store.Records()
+	if _, err := pruneLeftovers(ctx, layout, func(n string) bool { _, ok := recs[n]; return ok }, log); err != nil {
+		log.Warn("unable to remove some leftovers of containers that no longer exist", "err", err)
+	}
+	return store, nil
 }
 
 // minNofile is the open files limit under which the daemon warns: it holds
