@@ -236,10 +236,10 @@ func (c *Container) healthNone() bool {
 }
 
 var (
-	healthFields = []string{"exec", "http", "tcp", "interval", "timeout", "retries", "startPeriod", "onUnhealthy"}
-	httpFields   = []string{"port", "path"}
-	tcpFields    = []string{"port"}
-	afterFields  = []string{"name", "condition"}
+	healthFields = manifestKeys[Health]()
+	httpFields   = manifestKeys[HTTPProbe]()
+	tcpFields    = manifestKeys[TCPProbe]()
+	afterFields  = manifestKeys[Dependency]()
 )
 
 // health parses spec.health.

@@ -68,7 +68,7 @@ type ManifestSpec struct {
 	Args []string `json:"args,omitempty"`
 	// UserFromImage says that spec.user was not given for an image
 	// container: the image's User applies (root when it sets none).
-	UserFromImage bool              `json:"userFromImage,omitempty"`
+	UserFromImage bool              `json:"userFromImage,omitempty" manifest:"-"`
 	Env           map[string]string `json:"env,omitempty"`
 	WorkingDir    string            `json:"workingDir"`
 	User          User              `json:"user"`
@@ -146,8 +146,8 @@ type Mount struct {
 
 // Resources is spec.resources; zero means "no limit".
 type Resources struct {
-	Memory    int64 `json:"memory,omitempty"`    // bytes
-	CPUMillis int64 `json:"cpuMillis,omitempty"` // 1000 = one CPU
+	Memory    int64 `json:"memory,omitempty"`                   // bytes
+	CPUMillis int64 `json:"cpuMillis,omitempty" manifest:"cpu"` // 1000 = one CPU
 	Pids      int64 `json:"pids,omitempty"`
 }
 

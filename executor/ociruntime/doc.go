@@ -7,6 +7,16 @@
 // It must not import desired/, actual/ or reconciler/, and does no policy
 // (restarts, backoff): like executor/, it does what it is told, once.
 //
+// # Choosing the runtime
+//
+// Runtimes holds a daemon's configured runtimes (runc and crun, looked up
+// in PATH, and --runtime NAME=PATH ones) and makes the choice per
+// container: ForSpec for a create (the spec's AnnotationRuntime; none, or
+// Native, is the native executor), Of for every later operation (the
+// runtime the container's state names, so a container is always stopped
+// and deleted by the runtime that made it), WithoutBinary to delete a
+// container whose runtime is gone.
+//
 // # Exit codes
 //
 // runc and crun record no exit status, and the container's init is not

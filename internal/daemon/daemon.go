@@ -20,6 +20,7 @@ import (
 	"reconciled.dev/reconciled/desired"
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/executor/cgroups"
+	"reconciled.dev/reconciled/executor/ociruntime"
 	"reconciled.dev/reconciled/image"
 	"reconciled.dev/reconciled/internal/atomicfile"
 	"reconciled.dev/reconciled/reconciler"
@@ -226,26 +227,9 @@ func ReadInfo(state string) (*Info, error) {
 // running. Containers found under STATE/runtime are adopted as they are.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.defaults()
-	if os.Geteuid() != 0 {
-		return ErrNotRoot
-	}
-	if err := CheckDriverNames(cfg.CgroupDriver, cfg.LogDriver); err != nil {
-		return err
-	}
-	if err := cfg.ImageGC.Check(); err != nil {
-		return err
-	}
-	nofile, err := raiseNofile()
+	nofile, err := preflight(&cfg)
 	if err != nil {
-		cfg.Logger.Warn("unable to raise the open files limit", "err", err)
-	} else if nofile.Cur < minNofile {
-		cfg.Logger.Warn("the open files limit is low: containers beyond it cannot be observed, and are left alone until they can",
-			"soft", nofile.Cur, "hard", nofile.Max)
-	}
-	if cfg.LogDriver == LogDriverJournald {
-		if err := checkJournal(cfg.JournalSocket); err != nil {
-			return err
-		}
+		return err
 	}
 	drv, err := NewCgroupDriver(ctx, cfg.CgroupDriver, cfg.Logger)
 	if err != nil {
@@ -254,39 +238,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if c, ok := drv.(io.Closer); ok {
 		defer c.Close()
 	}
-	for _, p := range []*string{&cfg.Manifests, &cfg.State, &cfg.LogDir, &cfg.ImageRoot} {
-		if *p, err = filepath.Abs(*p); err != nil {
-			return err
-		}
-	}
-	if cfg.ImageImportDir != "" {
-		if cfg.ImageImportDir, err = filepath.Abs(cfg.ImageImportDir); err != nil {
-			return err
-		}
+	if err := cfg.absPaths(); err != nil {
+		return err
 	}
 	layout := Layout(cfg.State)
-	if err := os.MkdirAll(cfg.State, 0o711); err != nil {
-		return fmt.Errorf("unable to create the state directory: %w", err)
-	}
-	unlock, err := lock(layout)
+	unlock, cgParent, err := claimState(layout, cfg, drv.Name())
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	cgParent, err := loadCgroupParent(layout, cfg.CgroupParent, cfg.Logger)
-	if err != nil {
-		return err
-	}
-	info := Info{Pid: os.Getpid(), Started: time.Now().UTC(), Manifests: cfg.Manifests, LogDir: cfg.LogDir,
-		CgroupDriver: drv.Name(), CgroupParent: cgParent.of(drv.Name()), LogDriver: cfg.LogDriver}
-	if data, err := json.MarshalIndent(info, "", "  "); err != nil {
-		return err
-	} else if err := atomicfile.Write(cfg.State, filepath.Base(layout.Info()), append(data, '\n'), 0o644, atomicfile.SyncDir); err != nil {
-		return fmt.Errorf("unable to write %s: %w", layout.Info(), err)
-	}
-	if err := os.MkdirAll(cfg.LogDir, 0o750); err != nil {
-		return fmt.Errorf("unable to create the log directory: %w", err)
-	}
 
 	log := cfg.Logger
 	events := newEventLog()
@@ -305,56 +265,46 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer rt.Close()
-	store, err := actual.OpenStore(layout.Runtime(), layout.Records(), actual.StoreOptions{CacheTTL: 4 * cfg.Resync, Logger: log})
+	store, err := openStore(ctx, layout, cfg.Resync, log)
 	if err != nil {
-		if store == nil {
-			return err
-		}
-		log.Warn("some container records are unreadable; those containers will be recreated", "err", err)
+		return err
 	}
 	defer store.Close()
-	if err := pruneRecords(ctx, store, layout); err != nil {
-		log.Warn("unable to remove stale records", "err", err)
-	}
-	recs := store.Records()
-	if _, err := pruneLeftovers(ctx, layout, func(n string) bool { _, ok := recs[n]; return ok }, log); err != nil {
-		log.Warn("unable to remove some leftovers of containers that no longer exist", "err", err)
-	}
-	exits, err := newExitWatcher(layout.Runtime(), log)
+	// The parts tell the loop and the publisher through these, set below
+	// before anything runs.
+	var (
+		loop *reconciler.Loop
+		pub  *publisher
+	)
+	exits, err := newExitWatcher(layout.Runtime(), log, store.Invalidate, func(name string) {
+		loop.Notify(name)
+		pub.Kick()
+	})
 	if err != nil {
 		return err
 	}
 	last := &lastExits{}
-	hidden := []string{cfg.State, cfg.LogDir, cfg.ImageRoot}
-	if cfg.ImageImportDir != "" {
-		hidden = append(hidden, cfg.ImageImportDir)
-	}
-	adapter := &runtimeAdapter{hidden: hidden,
-		rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, logDriver: cfg.LogDriver, journal: cfg.JournalSocket,
-		store: store, exits: exits, log: log, onExit: last.set, cgParent: cgParent, events: events}
-	adapter.oci = newOCIRuntimes(cfg.Runtimes, layout.Runtime(), layout.OCI(), drv, log)
 	images, err := image.Open(image.Options{Root: cfg.ImageRoot, Insecure: cfg.InsecureRegistries,
 		RegistryConfig: cfg.RegistryConfig, Logger: log.With("component", "images"),
 		PullConcurrency: cfg.PullConcurrency, PullRate: cfg.PullRate})
 	if err != nil {
 		return fmt.Errorf("unable to open the image store: %w", err)
 	}
-	adapter.images = images
-	var loop *reconciler.Loop
-	resolver := newImageResolver(ctx, images, layout, log.With("component", "images"), func(name string) { loop.Notify(name) })
-	resolver.importDir = cfg.ImageImportDir
+	adapter := &runtimeAdapter{hidden: cfg.daemonDirs(),
+		rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, logDriver: cfg.LogDriver, journal: cfg.JournalSocket,
+		store: store, exits: exits, log: log, onExit: last.set, cgParent: cgParent, events: events, images: images,
+		oci: ociruntime.NewRuntimes(cfg.Runtimes, layout.Runtime(), layout.OCI(), drv, log)}
+	resolver := newImageResolver(ctx, images, layout, cfg.ImageImportDir, log.With("component", "images"), func(name string) { loop.Notify(name) })
 	notify := newNotifier(log, cfg.TestBlockLoopAfter)
 	if notify.watchdog > 0 {
 		log.Info("systemd watchdog on", "watchdogSec", notify.watchdog)
 	}
-	var pub *publisher // kicked by the loop once it runs
 	// spec.health's probes (health.go): a change of health has the
 	// container, and those that wait for it, planned again.
-	health := newHealthManager(ctx, log.With("component", "health"), events, probeWith(rt), func(name string) {
+	health := newHealthManager(ctx, log.With("component", "health"), events, probeWith(rt), layout.Notify(), func(name string) {
 		loop.Notify(name)
 		pub.Kick()
 	})
-	health.readyDir = layout.Notify()
 	defer health.Close()
 	loop = reconciler.New(reconciler.Config{
 		Images:         resolver,
@@ -370,48 +320,32 @@ func Run(ctx context.Context, cfg Config) error {
 		OnStatus:       func() { pub.Kick() },
 		OnEvent:        events.fromLoop,
 	})
-	pub = newPublisher(loop, events, last, layout, cfg.Manifests, log)
-	pub.cgroupDriver, pub.logDriver, pub.onStatus = drv.Name(), cfg.LogDriver, notify.SetStatus
-	pub.cgroupParent = cgParent.of(drv.Name())
-	pub.health = health
-	notify.summary = pub.Summary
-	events.changed = pub.Kick
-	pub.refresh = func(name string) {
-		store.Invalidate(name)
-		loop.Notify(name)
-	}
 	gc := newImageGC(images, *cfg.ImageGC, cfg.ImageGCEvery, func() (image.InUse, error) {
 		return imagesInUse(pub.desiredSet(), loop.Status(), store.Records())
 	}, log.With("component", "image-gc"))
-	pub.imageDisk = gc.Disk
 	// An import stores references: watchRefs below then has every
 	// container looked at again, those waiting for the image included.
 	var imports *importDir
+	var importReport func() []ImportReport
 	if cfg.ImageImportDir != "" {
 		imports = newImportDir(cfg.ImageImportDir, layout.Imports(), images, !cfg.InsecureManifests && os.Geteuid() == 0,
 			cfg.Resync, log.With("component", "imports"), func() { pub.Kick() })
-		pub.imports = imports.Report
+		importReport = imports.Report
 	}
-	exits.invalidate = store.Invalidate
-	exits.notify = func(name string) {
-		loop.Notify(name)
-		pub.Kick()
-	}
+	pub = newPublisher(publisherConfig{loop: loop, events: events, exits: last, layout: layout, manifests: cfg.Manifests, log: log,
+		cgroupDriver: drv.Name(), cgroupParent: cgParent.of(drv.Name()), logDriver: cfg.LogDriver, onStatus: notify.SetStatus,
+		health: health, imageDisk: gc.Disk, imports: importReport,
+		refresh: func(name string) {
+			store.Invalidate(name)
+			loop.Notify(name)
+		}})
+	notify.summary = pub.Summary
+	events.changed = pub.Kick
 
-	watch := func(ctx context.Context, prev desired.Set) (<-chan desired.Set, error) {
-		return desired.Watch(ctx, cfg.Manifests, desired.WatchOptions{
-			Options: desired.Options{InsecureManifests: cfg.InsecureManifests},
-			Prev:    prev,
-			// The full re-read is a safety net for lost inotify events;
-			// with a thousand files it is the idle daemon's largest cost.
-			Resync: 10 * cfg.Resync,
-			Logger: log.With("component", "manifests"),
-		})
-	}
-	wctx, wcancel := context.WithCancel(ctx)
-	seed := Seed(store.Records())
-	sets, err := watch(wctx, seed)
-	defer func() { wcancel() }() // the goroutine below replaces it on a reload
+	feed := &manifestFeed{dir: cfg.Manifests, insecure: cfg.InsecureManifests, resync: 10 * cfg.Resync, reload: cfg.Reload,
+		store: store, notify: notify, health: health, pub: pub, loop: loop, log: log}
+	err = feed.start(ctx, Seed(store.Records()))
+	defer feed.stop() // the watcher run has at the end
 	if err != nil {
 		return err
 	}
@@ -425,58 +359,7 @@ func Run(ctx context.Context, cfg Config) error {
 		"parallel", cfg.Parallel, "resync", cfg.Resync, "cgroupDriver", drv.Name(), "cgroupParent", cgParent.of(drv.Name()))
 	var wg sync.WaitGroup
 	wg.Go(exits.Run)
-	wg.Go(func() {
-		// A reload (SIGHUP) replaces the watcher by a new one, whose
-		// first Set is a full read of the directory.
-		last, reloading := seed, false
-		for {
-			select {
-			case s, ok := <-sets:
-				if !ok {
-					wcancel()
-					return // ctx ended
-				}
-				log.Info("manifests loaded", "containers", len(s.Containers), "files", len(s.Files), "invalid", len(s.Errors()), "revision", s.Revision)
-				last = s
-				rescan := reloading
-				if reloading {
-					reloading = false
-					for name := range store.Records() {
-						store.Invalidate(name)
-					}
-					notify.Rescanned()
-				}
-				health.SetDesired(s)
-				pub.SetDesired(s)
-				loop.SetDesired(s)
-				if rescan {
-					loop.Rescan()
-				}
-			case <-cfg.Reload:
-				log.Info("reload requested: reading every manifest and looking at every container again")
-				notify.Reloading()
-				wcancel()
-				for range sets {
-					// The old watcher is done once its channel is closed.
-				}
-				var werr error
-				wctx, wcancel = context.WithCancel(ctx)
-				if sets, werr = watch(wctx, last); werr != nil {
-					log.Error("unable to watch the manifests again; the last ones stay in force until the next reload", "err", werr)
-					sets = nil
-					notify.Rescanned()
-					health.SetDesired(last)
-					loop.SetDesired(last)
-					loop.Rescan()
-					continue
-				}
-				reloading = true
-			case <-ctx.Done():
-				wcancel()
-				return
-			}
-		}
-	})
+	wg.Go(func() { feed.run(ctx) })
 	wg.Go(func() { pub.Run(ctx) })
 	wg.Go(func() {
 		watchRefs(ctx, images.Digests, images.RefsPath(), log.With("component", "images"), func() {
@@ -504,6 +387,116 @@ func Run(ctx context.Context, cfg Config) error {
 	wg.Wait()
 	log.Info("reconciled stopped; containers keep running")
 	return err
+}
+
+// preflight checks what Run can check before it touches anything (root,
+// the driver names, the GC policy, journald's socket) and raises the open
+// files limit, warning when it stays low.
+func preflight(cfg *Config) (unix.Rlimit, error) {
+	if os.Geteuid() != 0 {
+		return unix.Rlimit{}, ErrNotRoot
+	}
+	if err := CheckDriverNames(cfg.CgroupDriver, cfg.LogDriver); err != nil {
+		return unix.Rlimit{}, err
+	}
+	if err := cfg.ImageGC.Check(); err != nil {
+		return unix.Rlimit{}, err
+	}
+	nofile, err := raiseNofile()
+	if err != nil {
+		cfg.Logger.Warn("unable to raise the open files limit", "err", err)
+	} else if nofile.Cur < minNofile {
+		cfg.Logger.Warn("the open files limit is low: containers beyond it cannot be observed, and are left alone until they can",
+			"soft", nofile.Cur, "hard", nofile.Max)
+	}
+	if cfg.LogDriver == LogDriverJournald {
+		if err := checkJournal(cfg.JournalSocket); err != nil {
+			return nofile, err
+		}
+	}
+	return nofile, nil
+}
+
+// absPaths makes the configured directories absolute.
+func (c *Config) absPaths() error {
+	var err error
+	for _, p := range []*string{&c.Manifests, &c.State, &c.LogDir, &c.ImageRoot} {
+		if *p, err = filepath.Abs(*p); err != nil {
+			return err
+		}
+	}
+	if c.ImageImportDir != "" {
+		if c.ImageImportDir, err = filepath.Abs(c.ImageImportDir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// claimState creates the state directory, takes its lock (held until
+// unlock), settles this daemon's cgroup parent, writes STATE/daemon.json
+// for the clients and creates the log directory.
+func claimState(layout Layout, cfg Config, driver string) (unlock func(), cgParent cgroupParent, err error) {
+	if err := os.MkdirAll(cfg.State, 0o711); err != nil {
+		return nil, cgroupParent{}, fmt.Errorf("unable to create the state directory: %w", err)
+	}
+	unlock, err = lock(layout)
+	if err != nil {
+		return nil, cgroupParent{}, err
+	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
+	cgParent, err = loadCgroupParent(layout, cfg.CgroupParent, cfg.Logger)
+	if err != nil {
+		return nil, cgroupParent{}, err
+	}
+	info := Info{Pid: os.Getpid(), Started: time.Now().UTC(), Manifests: cfg.Manifests, LogDir: cfg.LogDir,
+		CgroupDriver: driver, CgroupParent: cgParent.of(driver), LogDriver: cfg.LogDriver}
+	if data, err := json.MarshalIndent(info, "", "  "); err != nil {
+		return nil, cgroupParent{}, err
+	} else if err := atomicfile.Write(cfg.State, filepath.Base(layout.Info()), append(data, '\n'), 0o644, atomicfile.SyncDir); err != nil {
+		return nil, cgroupParent{}, fmt.Errorf("unable to write %s: %w", layout.Info(), err)
+	}
+	if err := os.MkdirAll(cfg.LogDir, 0o750); err != nil {
+		return nil, cgroupParent{}, fmt.Errorf("unable to create the log directory: %w", err)
+	}
+	return unlock, cgParent, nil
+}
+
+// daemonDirs are the daemon's own directories (state, logs, images, the
+// import directory): masked in every container whose root is the host's.
+func (c *Config) daemonDirs() []string {
+	dirs := []string{c.State, c.LogDir, c.ImageRoot}
+	if c.ImageImportDir != "" {
+		dirs = append(dirs, c.ImageImportDir)
+	}
+	return dirs
+}
+
+// openStore opens the observer's store of records (one that holds
+// unreadable records is used, with a warning: those containers are
+// recreated), and forgets the records, and removes the leftovers, of
+// containers that no longer exist. resync is the loop's: observations
+// are cached for four of them.
+func openStore(ctx context.Context, layout Layout, resync time.Duration, log *slog.Logger) (*actual.Store, error) {
+	store, err := actual.OpenStore(layout.Runtime(), layout.Records(), actual.StoreOptions{CacheTTL: 4 * resync, Logger: log})
+	if err != nil {
+		if store == nil {
+			return nil, err
+		}
+		log.Warn("some container records are unreadable; those containers will be recreated", "err", err)
+	}
+	if err := pruneRecords(ctx, store, layout); err != nil {
+		log.Warn("unable to remove stale records", "err", err)
+	}
+	recs := store.Records()
+	if _, err := pruneLeftovers(ctx, layout, func(n string) bool { _, ok := recs[n]; return ok }, log); err != nil {
+		log.Warn("unable to remove some leftovers of containers that no longer exist", "err", err)
+	}
+	return store, nil
 }
 
 // minNofile is the open files limit under which the daemon warns: it holds

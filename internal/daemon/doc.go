@@ -11,7 +11,8 @@
 // OCI-CLI runtime (package executor/ociruntime: runc, crun, or a
 // --runtime NAME=PATH binary); every later operation goes to the runtime
 // its state names, not the manifest's, so a container is always stopped
-// and deleted by the runtime that made it. An unknown runtime or a
+// and deleted by the runtime that made it (the choice is
+// ociruntime.Runtimes'). An unknown runtime or a
 // missing binary fails that container's create, never the daemon; a
 // container whose runtime is gone is still deleted (processes killed,
 // cgroup and state removed without the binary).

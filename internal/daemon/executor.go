@@ -46,9 +46,10 @@ type runtimeAdapter struct {
 	exits     *exitWatcher
 	log       *slog.Logger
 	onExit    func(name string, e exitInfo) // a stopped container is about to be deleted
-	// oci are the OCI-CLI runtimes by name (runc, crun, --runtime ones);
-	// a container whose spec or state names one is run by it.
-	oci map[string]ociRuntime
+	// oci are the OCI-CLI runtimes by name (runc, crun, --runtime ones)
+	// and the choice of a container's runtime: a container whose spec or
+	// state names one is run by it, any other by rt.
+	oci *ociruntime.Runtimes
 	// images is the image store the root filesystems of image
 	// containers come from (nil: none configured).
 	images imageStore
@@ -72,56 +73,6 @@ func (a *runtimeAdapter) note(id, action, reason string) {
 	if a.events != nil {
 		a.events.add(id, Event{Time: time.Now().UTC(), Action: action, Reason: reason})
 	}
-}
-
-// ociRuntime is one configured OCI-CLI runtime, or why it cannot be used.
-type ociRuntime struct {
-	rt  *ociruntime.Runtime
-	err error
-}
-
-// newOCIRuntimes makes the OCI-CLI runtimes: runc and crun (looked up in
-// PATH) and those of paths (name → binary), which may replace them. A
-// runtime that cannot be made keeps its error, reported by each
-// container that asks for it.
-func newOCIRuntimes(paths map[string]string, stateRoot, ociRoot string, cg cgroups.Driver, log *slog.Logger) map[string]ociRuntime {
-	all := map[string]string{desired.RuntimeRunc: "runc", desired.RuntimeCrun: "crun"}
-	for n, p := range paths {
-		all[n] = p
-	}
-	out := make(map[string]ociRuntime, len(all))
-	for n, p := range all {
-		rt, err := ociruntime.New(ociruntime.Config{Name: n, Path: p, StateRoot: stateRoot,
-			RuntimeRoot: filepath.Join(ociRoot, n), Cgroups: cg, Logger: log})
-		out[n] = ociRuntime{rt: rt, err: err}
-	}
-	return out
-}
-
-// ociNamed returns the OCI-CLI runtime called name, nil for the native
-// executor ("" or native).
-func (a *runtimeAdapter) ociNamed(name string) (*ociruntime.Runtime, error) {
-	if name == "" || name == desired.RuntimeNative {
-		return nil, nil
-	}
-	r, ok := a.oci[name]
-	if !ok {
-		return nil, fmt.Errorf("runtime %q is not configured on this daemon (start it with --runtime %s=PATH)", name, name)
-	}
-	if r.err != nil {
-		return nil, fmt.Errorf("runtime %q: %w", name, r.err)
-	}
-	return r.rt, nil
-}
-
-// ociOf returns the OCI-CLI runtime that created container id, as its
-// state says (nil for a native container, or one with no state).
-func (a *runtimeAdapter) ociOf(id string) (*ociruntime.Runtime, error) {
-	st, err := executor.ReadState(a.layout.Runtime(), id)
-	if err != nil {
-		return nil, nil
-	}
-	return a.ociNamed(st.Annotations[ociruntime.AnnotationRuntime])
 }
 
 // exitInfo is how a container's last run ended.
@@ -158,11 +109,9 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 			}
 		}()
 	}
-	if name := spec.Annotations[ociruntime.AnnotationRuntime]; name != "" {
-		o, err := a.ociNamed(name)
-		if err != nil {
-			return fmt.Errorf("create %s: %w", id, err)
-		}
+	if o, err := a.oci.ForSpec(spec); err != nil {
+		return fmt.Errorf("create %s: %w", id, err)
+	} else if o != nil {
 		return a.createOCI(ctx, o, id, spec)
 	}
 	bundle := a.layout.Bundle(id)
@@ -239,7 +188,7 @@ func openLog(dir, name string) (*os.File, error) {
 // Start starts the container and begins watching its init for an exit.
 func (a *runtimeAdapter) Start(ctx context.Context, id string) error {
 	defer a.store.Invalidate(id)
-	if o, err := a.ociOf(id); err != nil {
+	if o, err := a.oci.Of(id); err != nil {
 		return err
 	} else if o != nil {
 		if err := o.Start(ctx, id); err != nil {
@@ -270,7 +219,7 @@ func (a *runtimeAdapter) Start(ctx context.Context, id string) error {
 // processes are thawed so that they receive it.
 func (a *runtimeAdapter) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
 	defer a.store.Invalidate(id)
-	o, err := a.ociOf(id)
+	o, err := a.oci.Of(id)
 	if err != nil {
 		return err
 	}
@@ -319,7 +268,7 @@ func (a *runtimeAdapter) Kill(ctx context.Context, id string, sig syscall.Signal
 // recorded.
 func (a *runtimeAdapter) Wait(ctx context.Context, id string) error {
 	defer a.store.Invalidate(id)
-	if o, err := a.ociOf(id); err != nil {
+	if o, err := a.oci.Of(id); err != nil {
 		return err
 	} else if o != nil {
 		_, err := o.Wait(ctx, id)
@@ -348,11 +297,11 @@ func (a *runtimeAdapter) Delete(ctx context.Context, id string) error {
 		a.note(id, "stopped", "its runtime state was unreadable ("+err.Error()+"): what ran in its cgroup was killed")
 	case err != nil:
 		return err
-	case st.Annotations[ociruntime.AnnotationRuntime] != "":
+	case ociruntime.NameOf(st) != "":
 		if st.Exited && a.onExit != nil {
 			a.onExit(id, exitInfo{Code: st.ExitCode, OOMKilled: st.OOMKilled, SpecHash: st.Annotations[desired.AnnotationSpecHash]})
 		}
-		if err := a.deleteOCI(ctx, id, st.Annotations[ociruntime.AnnotationRuntime]); err != nil {
+		if err := a.deleteOCI(ctx, id, ociruntime.NameOf(st)); err != nil {
 			return err
 		}
 	default:
@@ -501,11 +450,10 @@ func (a *runtimeAdapter) unmountImage(id string) error {
 // runtime's Delete kills its processes and removes its cgroup without the
 // binary.
 func (a *runtimeAdapter) deleteOCI(ctx context.Context, id, name string) error {
-	o, err := a.ociNamed(name)
+	o, err := a.oci.Named(name)
 	if err != nil {
 		a.log.Warn("container's runtime is not usable; removing it without", "container", id, "runtime", name, "err", err)
-		if o, err = ociruntime.New(ociruntime.Config{Name: name, Path: "/nonexistent/" + name, StateRoot: a.layout.Runtime(),
-			RuntimeRoot: filepath.Join(a.layout.OCI(), name), Cgroups: a.cg, Logger: a.log}); err != nil {
+		if o, err = a.oci.WithoutBinary(name); err != nil {
 			return fmt.Errorf("delete %s: %w", id, err)
 		}
 	}
@@ -580,7 +528,7 @@ func (a *runtimeAdapter) clearStaleCgroup(ctx context.Context, id string) error 
 // Update sets the resources of the container's cgroup in place.
 func (a *runtimeAdapter) Update(ctx context.Context, id string, r *specs.LinuxResources) error {
 	defer a.store.Invalidate(id)
-	if o, err := a.ociOf(id); err != nil {
+	if o, err := a.oci.Of(id); err != nil {
 		return err
 	} else if o != nil {
 		if err := o.Update(ctx, id, r); err != nil {

@@ -56,7 +56,15 @@ type pidWatch struct {
 	monitor bool // watching the monitor after the init exited
 }
 
-func newExitWatcher(root string, log *slog.Logger) (*exitWatcher, error) {
+// newExitWatcher returns the watcher of the containers under the executor
+// root; an exit is reported to invalidate, then notify (nil: nowhere).
+func newExitWatcher(root string, log *slog.Logger, invalidate, notify func(name string)) (*exitWatcher, error) {
+	if invalidate == nil {
+		invalidate = func(string) {}
+	}
+	if notify == nil {
+		notify = func(string) {}
+	}
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -73,7 +81,7 @@ func newExitWatcher(root string, log *slog.Logger) (*exitWatcher, error) {
 	}
 	return &exitWatcher{
 		root: root, log: log, epfd: epfd, wake: wake,
-		invalidate: func(string) {}, notify: func(string) {},
+		invalidate: invalidate, notify: notify,
 		byName: map[string]*pidWatch{}, byFd: map[int32]*pidWatch{}, retry: map[string]bool{},
 	}, nil
 }

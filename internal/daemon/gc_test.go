@@ -113,8 +113,8 @@ func TestImageGCDiskPressureInReport(t *testing.T) {
 		return imagesInUse(want, nil, nil)
 	}, slog.New(slog.DiscardHandler))
 	loop := reconciler.New(reconciler.Config{})
-	pub := newPublisher(loop, newEventLog(), &lastExits{}, Layout(t.TempDir()), "/etc/reconciled.d", slog.New(slog.DiscardHandler))
-	pub.imageDisk = gc.Disk
+	pub := newPublisher(publisherConfig{loop: loop, events: newEventLog(), exits: &lastExits{}, layout: Layout(t.TempDir()),
+		manifests: "/etc/reconciled.d", log: slog.New(slog.DiscardHandler), imageDisk: gc.Disk})
 
 	if rep := pub.Report(); rep.DiskPressure || rep.ImageDisk != nil {
 		t.Errorf("before the first check: %+v", rep)

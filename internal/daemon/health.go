@@ -81,8 +81,11 @@ type healthManager struct {
 	wg        sync.WaitGroup
 }
 
-func newHealthManager(ctx context.Context, log *slog.Logger, events *eventLog, probe probeFunc, changed func(string)) *healthManager {
-	return &healthManager{log: log, events: events, probe: probe, changed: changed, now: time.Now,
+// newHealthManager returns the manager of the probes run with probe,
+// keeping READY=1 in readyDir ("" keeps nothing); changed is told of each
+// change of a container's health.
+func newHealthManager(ctx context.Context, log *slog.Logger, events *eventLog, probe probeFunc, readyDir string, changed func(string)) *healthManager {
+	return &healthManager{log: log, events: events, probe: probe, readyDir: readyDir, changed: changed, now: time.Now,
 		ctx: ctx, want: map[string]*desired.Container{}, probes: map[string]*prober{}, notifiers: map[string]*notifySocket{}}
 }
 

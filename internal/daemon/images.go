@@ -116,8 +116,11 @@ type userResult struct {
 	err error
 }
 
-func newImageResolver(ctx context.Context, store imageStore, layout Layout, log *slog.Logger, notify func(string)) *imageResolver {
-	return &imageResolver{store: store, layout: layout, log: log, ctx: ctx, notify: notify, now: time.Now,
+// newImageResolver returns the resolver that pulls into store; importDir
+// ("" for none) is named in the messages of images that may not be
+// pulled; notify asks the loop to look at a container again.
+func newImageResolver(ctx context.Context, store imageStore, layout Layout, importDir string, log *slog.Logger, notify func(string)) *imageResolver {
+	return &imageResolver{store: store, layout: layout, importDir: importDir, log: log, ctx: ctx, notify: notify, now: time.Now,
 		pulls: map[string]*pull{}, pulledFor: map[string]string{}, users: map[userKey]userResult{}}
 }
 
@@ -477,7 +480,7 @@ func ResolveOffline(ctx context.Context, imageRoot, state string, want desired.S
 			if err != nil {
 				return want, err
 			}
-			r = newImageResolver(ctx, store, Layout(state), slog.New(slog.DiscardHandler), func(string) {})
+			r = newImageResolver(ctx, store, Layout(state), "", slog.New(slog.DiscardHandler), func(string) {})
 			r.dry = true
 		}
 		out.Containers[n] = r.Resolve(ctx, c, have[n])

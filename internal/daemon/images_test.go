@@ -99,7 +99,7 @@ func resolverFor(t *testing.T, store *fakeStore) (*imageResolver, chan string) {
 	notes := make(chan string, 100)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	return newImageResolver(ctx, store, Layout(t.TempDir()), slog.New(slog.DiscardHandler), func(n string) { notes <- n }), notes
+	return newImageResolver(ctx, store, Layout(t.TempDir()), "", slog.New(slog.DiscardHandler), func(n string) { notes <- n }), notes
 }
 
 func waitNote(t *testing.T, notes chan string, name string) {

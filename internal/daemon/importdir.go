@@ -2,12 +2,8 @@ package daemon
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -21,12 +17,9 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/desired"
 	"reconciled.dev/reconciled/image"
-	"reconciled.dev/reconciled/internal/atomicfile"
-	"reconciled.dev/reconciled/internal/ctxio"
 )
 
 // DefaultImportDir is the import directory of `reconciled run`
@@ -56,32 +49,6 @@ type ImportReport struct {
 type importStore interface {
 	Import(ctx context.Context, src, name string) ([]*image.Image, error)
 }
-
-// importsVersion is the version of STATE/imports.json this code writes.
-const importsVersion = 1
-
-// importsFile is STATE/imports.json: what was imported from the import
-// directory, by content digest, so that nothing is imported twice. Its
-// fields are the on-disk format (testdata/imports-v1.json).
-type importsFile struct {
-	Version int            `json:"version"`
-	Imports []importRecord `json:"imports"`
-}
-
-// importRecord is one content imported, or failed to import.
-type importRecord struct {
-	Digest   string    `json:"digest"`
-	Path     string    `json:"path"`
-	Images   []string  `json:"images,omitempty"`
-	Imported time.Time `json:"imported"`
-	Error    string    `json:"error,omitempty"`
-}
-
-// Imports is STATE/imports.json, the import directory's records.
-func (l Layout) Imports() string { return filepath.Join(string(l), "imports.json") }
-
-// maxImportRecords bounds imports.json; the oldest records go first.
-const maxImportRecords = 512
 
 // Timings of the import directory (importDir's fields take them).
 const (
@@ -128,23 +95,6 @@ type importDir struct {
 	retryAt map[string]time.Time
 }
 
-// knownImport is a file whose content digest was computed, with the stat
-// it was computed under.
-type knownImport struct {
-	stamp  importStamp
-	digest string
-}
-
-type importStamp struct {
-	dev, ino     uint64
-	size         int64
-	mtime, ctime int64
-}
-
-func stampOfStat(st *syscall.Stat_t) importStamp {
-	return importStamp{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
-}
-
 // newImportDir returns the import directory dir, importing into store and
 // keeping its records in statePath. A record file that cannot be read is
 // logged and started afresh (what is stored already imports as a no-op).
@@ -167,52 +117,6 @@ func newImportDir(dir, statePath string, store importStore, strict bool, resync 
 		d.records[r.Digest] = &r
 	}
 	return d
-}
-
-// readImports reads STATE/imports.json; a missing file has no records.
-func readImports(path string) ([]importRecord, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var f importsFile
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if f.Version > importsVersion {
-		return nil, fmt.Errorf("%s has version %d; this build reads up to %d", path, f.Version, importsVersion)
-	}
-	return f.Imports, nil
-}
-
-// saveLocked writes the records (temp file, fsync, rename, directory
-// fsync), the oldest dropped past maxImportRecords.
-func (d *importDir) saveLocked() error {
-	recs := make([]importRecord, 0, len(d.records))
-	for _, r := range d.records {
-		recs = append(recs, *r)
-	}
-	sort.Slice(recs, func(i, j int) bool {
-		if !recs[i].Imported.Equal(recs[j].Imported) {
-			return recs[i].Imported.Before(recs[j].Imported)
-		}
-		return recs[i].Digest < recs[j].Digest
-	})
-	if n := len(recs) - maxImportRecords; n > 0 {
-		for _, r := range recs[:n] {
-			delete(d.records, r.Digest)
-			delete(d.recent, r.Digest)
-		}
-		recs = recs[n:]
-	}
-	f := importsFile{Version: importsVersion, Imports: recs}
-	if err := atomicfile.WriteJSON(filepath.Dir(d.statePath), filepath.Base(d.statePath), f, 0o600, atomicfile.SyncDir); err != nil {
-		return fmt.Errorf("writing the import records: %w", err)
-	}
-	return nil
 }
 
 // Report lists what the status shows: a problem with the directory
@@ -484,194 +388,6 @@ func (d *importDir) prepare() string {
 	return ""
 }
 
-// candidate looks at one entry: its content digest, and whether it is
-// complete (no writer has it open; for a layout directory, nothing in it
-// changed for settle). An error refuses it (wrapping fs.ErrNotExist when
-// it is gone).
-func (d *importDir) candidate(ctx context.Context, p string) (digest string, ready bool, err error) {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return "", false, err
-	}
-	refuse := func(why string) error {
-		return fmt.Errorf("refused: %s (run with --insecure-manifests to skip this check)", why)
-	}
-	switch {
-	case fi.Mode()&fs.ModeSymlink != 0:
-		return "", false, fmt.Errorf("%s is a symlink, which is not followed: put the archive itself here", p)
-	case fi.Mode().IsRegular():
-		if d.strict {
-			if why := desired.Untrusted(p, fi); why != "" {
-				return "", false, refuse(why)
-			}
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return "", false, fmt.Errorf("unable to stat %s", p)
-		}
-		stamp := stampOfStat(st)
-		if k, ok := d.known[p]; ok && k.stamp == stamp {
-			return k.digest, true, nil
-		}
-		if !d.complete(p, time.Unix(0, stamp.ctime)) {
-			return "", false, nil
-		}
-		digest, after, err := hashFile(ctx, p)
-		if err != nil {
-			return "", false, err
-		}
-		if after != stamp {
-			return "", false, nil // written meanwhile
-		}
-		d.known[p] = knownImport{stamp: stamp, digest: digest}
-		return digest, true, nil
-	case fi.IsDir():
-		return d.layoutCandidate(p, fi)
-	}
-	return "", false, fmt.Errorf("%s is not a regular file nor a directory", p)
-}
-
-// layoutCandidate is candidate for a directory, an OCI image layout:
-// every entry in it must pass the strict check and be a regular file or a
-// directory; its digest is index.json's; it is complete when no file in
-// it is open for writing and nothing in it changed (ctime) for settle.
-func (d *importDir) layoutCandidate(dir string, fi fs.FileInfo) (string, bool, error) {
-	if d.strict {
-		if why := desired.Untrusted(dir, fi); why != "" {
-			return "", false, fmt.Errorf("refused: %s (run with --insecure-manifests to skip this check)", why)
-		}
-	}
-	var newest time.Time
-	var files []string
-	n := 0
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if n++; n > maxLayoutEntries {
-			return fmt.Errorf("%s holds more than %d entries: not an OCI image layout", dir, maxLayoutEntries)
-		}
-		info, err := e.Info()
-		if err != nil {
-			return err
-		}
-		if !info.IsDir() && !info.Mode().IsRegular() {
-			return fmt.Errorf("%s is not a regular file nor a directory: an OCI image layout holds nothing else", p)
-		}
-		if d.strict && p != dir {
-			if why := desired.Untrusted(p, info); why != "" {
-				return fmt.Errorf("refused: %s (run with --insecure-manifests to skip this check)", why)
-			}
-		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			if c := time.Unix(st.Ctim.Unix()); c.After(newest) {
-				newest = c
-			}
-		}
-		if info.Mode().IsRegular() {
-			files = append(files, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return "", false, err
-	}
-	settled := d.now().Sub(newest) >= d.settle
-	index, err := readCapped(filepath.Join(dir, "index.json"), maxIndexSize)
-	_, lerr := os.Stat(filepath.Join(dir, "oci-layout"))
-	if err != nil || lerr != nil {
-		if !settled {
-			return "", false, nil // being copied
-		}
-		return "", false, fmt.Errorf("%s is not an OCI image layout (it needs oci-layout and index.json)", dir)
-	}
-	if !settled {
-		return "", false, nil
-	}
-	for _, f := range files {
-		// Without leases, settled is all there is to go by.
-		if writing, _ := openForWriting(f); writing {
-			return "", false, nil
-		}
-	}
-	sum := sha256.Sum256(index)
-	return "sha256:" + hex.EncodeToString(sum[:]), true, nil
-}
-
-// complete says whether the file p can be read whole: no process has it
-// open for writing. Where that cannot be told (no leases on this file
-// system), it must not have changed for settle (ctime).
-func (d *importDir) complete(p string, ctime time.Time) bool {
-	writing, ok := openForWriting(p)
-	if ok {
-		return !writing
-	}
-	return d.now().Sub(ctime) >= d.settle
-}
-
-// openForWriting says whether a process has the regular file p open for
-// writing: the kernel refuses a read lease then (EAGAIN), and grants one
-// otherwise (the daemon, root, may take a lease on any file). ok is false
-// when no lease could be tried (a file system without them); a symlink
-// or something else than a regular file counts as written.
-func openForWriting(p string) (writing, ok bool) {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return true, true
-	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return true, true
-	}
-	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK)
-	switch {
-	case err == nil:
-		// Closing the descriptor releases it too; this is prompt.
-		unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
-		return false, true
-	case errors.Is(err, unix.EAGAIN):
-		return true, true
-	}
-	return false, false
-}
-
-// hashFile returns the sha256 of p and its stamp once read (read through
-// the descriptor hashed, so the two describe one file).
-func hashFile(ctx context.Context, p string) (string, importStamp, error) {
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return "", importStamp{}, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, ctxio.Reader(ctx, f)); err != nil {
-		return "", importStamp{}, fmt.Errorf("reading %s: %w", p, err)
-	}
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		return "", importStamp{}, os.NewSyscallError("fstat", err)
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), stampOfStat(&st), nil
-}
-
-// readCapped reads a file of at most max bytes.
-func readCapped(p string, max int64) ([]byte, error) {
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes", p, max)
-	}
-	return data, nil
-}
-
 // importOne imports p, whose content has digest, and records the result.
 // again says the content changed while it was imported (look again);
 // rep is a failure not recorded, to be tried again after resync (the
@@ -721,29 +437,6 @@ func (d *importDir) importOne(ctx context.Context, p, digest string) (again bool
 	}
 	d.changed()
 	return false, nil
-}
-
-// digestNow is the digest of p as it is now: a file's known digest while
-// its stat is unchanged, a layout's index.json.
-func (d *importDir) digestNow(ctx context.Context, p string) (string, bool) {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return "", false
-	}
-	if fi.IsDir() {
-		index, err := readCapped(filepath.Join(p, "index.json"), maxIndexSize)
-		if err != nil {
-			return "", false
-		}
-		sum := sha256.Sum256(index)
-		return "sha256:" + hex.EncodeToString(sum[:]), true
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	k, known := d.known[p]
-	if !ok || !known || k.stamp != stampOfStat(st) {
-		return "", false
-	}
-	return k.digest, true
 }
 
 // transientImportError says whether an import failed for a reason of the

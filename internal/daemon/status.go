@@ -154,32 +154,38 @@ func (c *ContainerStatus) fingerprint() fingerprint {
 	return f
 }
 
-// publisher turns the loop's statuses into Reports, status files and the
-// events the loop does not log (backoff, exits, kept definitions).
-type publisher struct {
+// publisherConfig is what a publisher reports from and whom it tells.
+type publisherConfig struct {
 	loop      *reconciler.Loop
 	events    *eventLog
 	exits     *lastExits
 	layout    Layout
 	manifests string
-	info      DaemonInfo
 	log       *slog.Logger
-	kick      chan struct{}
 	// cgroupDriver and logDriver are reported as they are; onStatus gets
-	// a one-line summary after each publication (systemd's STATUS=).
+	// a one-line summary after each publication (systemd's STATUS=; nil:
+	// nowhere).
 	cgroupDriver, cgroupParent, logDriver string
 	onStatus                              func(string)
 	// imageDisk is what the image GC last saw of the store's file system
-	// (set by the daemon; nil reports nothing).
+	// (nil reports nothing).
 	imageDisk func() *ImageDisk
-	// imports lists the import directory's entries (set by the daemon;
-	// nil: no import directory).
+	// imports lists the import directory's entries (nil: no import
+	// directory).
 	imports func() []ImportReport
 	// refresh drops the cached observation of a container and has the loop
-	// look at it again (set by the daemon).
+	// look at it again (nil: refresh does nothing).
 	refresh func(name string)
-	// health says what the probes say (set by the daemon; nil: no probes).
+	// health says what the probes say (nil: no probes).
 	health *healthManager
+}
+
+// publisher turns the loop's statuses into Reports, status files and the
+// events the loop does not log (backoff, exits, kept definitions).
+type publisher struct {
+	publisherConfig
+	info DaemonInfo
+	kick chan struct{}
 
 	mu        sync.Mutex
 	want      *desired.Set
@@ -188,14 +194,16 @@ type publisher struct {
 	cleanedUp bool
 }
 
-func newPublisher(loop *reconciler.Loop, events *eventLog, exits *lastExits, layout Layout, manifests string, log *slog.Logger) *publisher {
+func newPublisher(c publisherConfig) *publisher {
+	if c.onStatus == nil {
+		c.onStatus = func(string) {}
+	}
 	p := &publisher{
-		loop: loop, events: events, exits: exits, layout: layout, manifests: manifests, log: log,
-		info:     DaemonInfo{Pid: os.Getpid(), Started: time.Now().UTC()},
-		kick:     make(chan struct{}, 1),
-		written:  map[string]fingerprint{},
-		keys:     map[string]string{},
-		onStatus: func(string) {},
+		publisherConfig: c,
+		info:            DaemonInfo{Pid: os.Getpid(), Started: time.Now().UTC()},
+		kick:            make(chan struct{}, 1),
+		written:         map[string]fingerprint{},
+		keys:            map[string]string{},
 	}
 	return p
 }
