@@ -97,7 +97,7 @@ type ManifestSpec struct {
 	Health *Health `json:"health,omitempty"`
 	// HealthNone is `spec.health: none`: no probe, not even the image's
 	// HEALTHCHECK (docker's --no-healthcheck).
-	HealthNone bool `json:"healthNone,omitempty"`
+	HealthNone bool `json:"healthNone,omitempty" manifest:"-"`
 	// Notify is spec.notify: the container says READY=1 on $NOTIFY_SOCKET.
 	Notify bool `json:"notify,omitempty"`
 	// After is spec.after: the containers to wait for before this one is
