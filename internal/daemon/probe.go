@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -21,39 +20,91 @@ import (
 // prober's probes: http and tcp inside the daemon, in the container's
 // network namespace; exec in the container, as `reconciled exec`.
 
-// dialInNetns connects to port on the loopback of the network namespace
-// of p's container: 127.0.0.1, and ::1 when that is refused (a service
-// that listens on ::1 only; docker's and Kubernetes' probes both reach it
-// by address). The error is 127.0.0.1's unless ::1 was reached and
-// refused too. The namespace is opened once per run (p.netnsFile); the
-// connection is made in it (inNetns) and then used from any thread, as a
-// socket stays in the namespace it was made in.
-func dialInNetns(ctx context.Context, p *prober, port int) (net.Conn, error) {
+// connectInNetns connects to port on the loopback of the network
+// namespace of p's container: 127.0.0.1, and ::1 when that is refused (a
+// service that listens on ::1 only; docker's and Kubernetes' probes both
+// reach it by address). The error is 127.0.0.1's unless ::1 was reached
+// and refused too. It returns the connection, a non-blocking socket on
+// the runtime's poller, and the address it reached ("127.0.0.1:8080",
+// "[::1]:8080").
+func connectInNetns(ctx context.Context, p *prober, port int) (*os.File, string, error) {
 	ns, err := p.netnsFile()
 	if err != nil {
+		return nil, "", err
+	}
+	ps := strconv.Itoa(port)
+	f, err := connectTo(ctx, ns, unix.AF_INET, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}})
+	if err == nil {
+		return f, "127.0.0.1:" + ps, nil
+	}
+	if !errors.Is(err, unix.ECONNREFUSED) {
+		return nil, "", err
+	}
+	f, err6 := connectTo(ctx, ns, unix.AF_INET6, &unix.SockaddrInet6{Port: port, Addr: [16]byte{15: 1}})
+	switch {
+	case err6 == nil:
+		return f, "[::1]:" + ps, nil
+	case errors.Is(err6, unix.ECONNREFUSED):
+		return nil, "", err6
+	}
+	return nil, "", err // no IPv6 here (disabled): 127.0.0.1's refusal
+}
+
+// connectTo makes a TCP socket of family in network namespace ns and
+// connects it to sa. Only the socket is made in the namespace (inNetns):
+// a socket stays in the namespace it was made in, so the connection is
+// completed by this goroutine, on the poller, like any other. Over
+// loopback the handshake is usually over when connect returns.
+func connectTo(ctx context.Context, ns *os.File, family int, sa unix.Sockaddr) (*os.File, error) {
+	fd := -1
+	if err := inNetns(ns, func() (err error) {
+		fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		return os.NewSyscallError("socket", err)
+	}); err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 		return nil, err
 	}
-	var c net.Conn
-	err = inNetns(ns, func() error {
-		var d net.Dialer
-		ps := strconv.Itoa(port)
-		var err error
-		c, err = d.DialContext(ctx, "tcp4", net.JoinHostPort("127.0.0.1", ps))
-		if err == nil || !errors.Is(err, unix.ECONNREFUSED) {
-			return err
-		}
-		c6, err6 := d.DialContext(ctx, "tcp6", net.JoinHostPort("::1", ps))
-		if err6 == nil || errors.Is(err6, unix.ECONNREFUSED) {
-			c = c6
-			return err6
-		}
-		return err // no IPv6 here (disabled): 127.0.0.1's refusal
-	})
-	if err != nil && c != nil {
-		c.Close()
-		c = nil
+	err := unix.Connect(fd, sa)
+	if err != nil && err != unix.EINPROGRESS {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("connect", err)
 	}
-	return c, err
+	f := os.NewFile(uintptr(fd), "probe") // non-blocking: on the poller
+	if err == nil {
+		return f, nil
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { f.SetWriteDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var connErr error
+	err = rc.Write(func(fd uintptr) bool {
+		// Writable (or failed) once the handshake is over.
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		if n, _ := unix.Poll(pfd, 0); n == 0 {
+			return false // wait on the poller
+		}
+		switch e, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); {
+		case err != nil:
+			connErr = os.NewSyscallError("getsockopt", err)
+		case e != 0:
+			connErr = os.NewSyscallError("connect", unix.Errno(e))
+		}
+		return true
+	})
+	if err == nil {
+		err = connErr
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // netnsFile is the network namespace of p's container, opened at the first
@@ -80,36 +131,32 @@ func (p *prober) closeNetns() {
 
 // probeTCP connects to the port and closes the connection.
 func probeTCP(ctx context.Context, p *prober, port int) (bool, string) {
-	c, err := dialInNetns(ctx, p, port)
+	f, _, err := connectInNetns(ctx, p, port)
 	if err != nil {
 		return false, "failed: " + dialError(ctx, err)
 	}
-	c.Close()
+	f.Close()
 	return true, "connected"
 }
 
-// probeHTTP GETs path on the port: a status of 200-399 passes.
+// probeHTTP GETs path on the port: a status of 200-399 passes. The
+// request is written by hand (it never changes); the response is read by
+// net/http, which knows where its body ends, and its body up to 64 KiB.
 func probeHTTP(ctx context.Context, p *prober, hp *desired.HTTPProbe) (bool, string) {
-	c, err := dialInNetns(ctx, p, hp.Port)
+	f, host, err := connectInNetns(ctx, p, hp.Port)
 	if err != nil {
 		return false, "failed: " + dialError(ctx, err)
 	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
-	}
+	defer f.Close()
+	stop := context.AfterFunc(ctx, func() { f.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	// The Host is the address connected to, as Kubernetes' httpGet sends
-	// the pod's IP: "127.0.0.1:8080" or "[::1]:8080".
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.RemoteAddr().String()+hp.Path, nil)
-	if err != nil {
-		return false, "failed: " + err.Error()
-	}
-	req.Header.Set("User-Agent", "reconciled-probe")
-	req.Close = true
-	if err := req.Write(c); err != nil {
+	// the pod's IP.
+	req := "GET " + hp.Path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: reconciled-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+	if _, err := io.WriteString(f, req); err != nil {
 		return false, "failed: " + dialError(ctx, err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), req)
+	resp, err := http.ReadResponse(bufio.NewReaderSize(f, 1024), nil)
 	if err != nil {
 		return false, "failed: " + dialError(ctx, err)
 	}
@@ -119,18 +166,19 @@ func probeHTTP(ctx context.Context, p *prober, hp *desired.HTTPProbe) (bool, str
 	return ok, "returned " + strconv.Itoa(resp.StatusCode)
 }
 
-// dialError words a network error; a deadline is the probe's timeout.
+// dialError words a network error: "connection refused"; a deadline is
+// the probe's timeout.
 func dialError(ctx context.Context, err error) string {
 	if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		return "timed out"
 	}
-	var op *net.OpError
-	if errors.As(err, &op) && op.Err != nil {
-		var sc *os.SyscallError
-		if errors.As(op.Err, &sc) {
-			return sc.Err.Error() // "connection refused"
-		}
-		return op.Err.Error()
+	var sc *os.SyscallError
+	var pe *os.PathError
+	switch {
+	case errors.As(err, &sc):
+		return sc.Err.Error()
+	case errors.As(err, &pe):
+		return pe.Err.Error()
 	}
 	return err.Error()
 }
