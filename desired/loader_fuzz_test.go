@@ -1,6 +1,7 @@
 package desired
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -158,6 +159,18 @@ func (z *loaderFuzz) mkdirs(p string) {
 	}
 }
 
+// write writes content to p in place, as os.WriteFile does, except that
+// a FIFO there (an earlier step's) fails at once instead of waiting for a
+// reader.
+func (z *loaderFuzz) write(p, content string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NONBLOCK, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(content)
+	return errors.Join(err, f.Close())
+}
+
 // step applies one edit and says what it was. Errors of the edit itself
 // (a rename of a file that is not there) are part of the sequence.
 func (z *loaderFuzz) step(op, slot, arg byte) string {
@@ -167,13 +180,13 @@ func (z *loaderFuzz) step(op, slot, arg byte) string {
 	switch op % 15 {
 	case 0: // written in place (truncated, then written)
 		z.mkdirs(p)
-		_ = os.WriteFile(p, []byte(fuzzContent(int(arg))), 0o644)
+		z.write(p, fuzzContent(int(arg)))
 		z.mark(p)
 		what = fmt.Sprintf("write %s %d", rel(p), arg)
 	case 1: // written to a dot-file and renamed into place
 		z.mkdirs(p)
 		tmp := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".tmp")
-		if os.WriteFile(tmp, []byte(fuzzContent(int(arg))), 0o644) == nil {
+		if z.write(tmp, fuzzContent(int(arg))) == nil {
 			_ = os.Rename(tmp, p)
 		}
 		z.mark(p)
@@ -204,7 +217,7 @@ func (z *loaderFuzz) step(op, slot, arg byte) string {
 	case 5: // a link target written: no event in a watched directory
 		dirs := []string{".store", ".v1", ".v2"}
 		t := filepath.Join(z.root, dirs[int(slot)%3], fmt.Sprintf("s%d.yaml", arg%2))
-		_ = os.WriteFile(t, []byte(fuzzContent(int(arg/2))), 0o644)
+		z.write(t, fuzzContent(int(arg/2)))
 		what = fmt.Sprintf("write target %s %d", rel(t), arg/2)
 	case 6: // ..data swapped to the other version
 		link := filepath.Join(z.root, "..data")
@@ -222,7 +235,7 @@ func (z *loaderFuzz) step(op, slot, arg byte) string {
 	case 7: // a directory named like a manifest, with one inside
 		_ = os.Mkdir(p, 0o755)
 		z.mark(p)
-		_ = os.WriteFile(filepath.Join(p, "in.yaml"), []byte(fuzzContent(int(arg))), 0o644)
+		z.write(filepath.Join(p, "in.yaml"), fuzzContent(int(arg)))
 		what = "mkdir " + rel(p)
 	case 8: // a hard link of another slot (the link count of p changes too)
 		z.mkdirs(q)

@@ -12,14 +12,16 @@ import (
 // says otherwise. The tests that call t.Parallel are the watcher's: they
 // spend their time waiting for debounce timers and inotify events, not
 // on a CPU, so the default of GOMAXPROCS (2 on CI) would only make them
-// wait in line.
+// wait in line. Fuzzing keeps the default: its workers are CPU-bound.
 const watchParallel = 8
 
 func TestMain(m *testing.M) {
 	flag.Parse()
 	set := false
 	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
-	if !set && runtime.GOMAXPROCS(0) < watchParallel {
+	// -fuzz runs -parallel fuzzing processes: those want CPUs.
+	fuzzing := flag.Lookup("test.fuzz").Value.String() != ""
+	if !set && !fuzzing && runtime.GOMAXPROCS(0) < watchParallel {
 		if err := flag.Set("test.parallel", strconv.Itoa(watchParallel)); err != nil {
 			panic(err)
 		}
