@@ -766,18 +766,38 @@ func TestWatchResyncRereadsSameStat(t *testing.T) {
 		var drop atomic.Bool
 		drop.Store(true)
 		w := startWatch(t, dir, WatchOptions{Resync: 50 * time.Millisecond, dropEvents: &drop})
-		// Watch has read the directory when it returns.
-		write(t, file, manifest("a", "2"))
-		kept := stampAt(t, file) == before
+		// Watch has read the directory and delivered the first Set when it
+		// returns: take it before the rewrite, which a resync may read at
+		// once. The rewrite is in place without a truncation (the same
+		// size), so that a resync never reads the file empty.
 		if s := w.next(2 * time.Second); arg(s, "a") != "1" {
 			t.Fatalf("first: %s", describeSet(s))
 		}
+		rewriteInPlace(t, file, manifest("a", "2"))
+		kept := stampAt(t, file) == before
 		w.until(has("a", "2"), nil)
 		if kept {
 			return
 		}
 	}
 	t.Fatal("no rewrite kept the file's stat: the case this test is for never happened")
+}
+
+// rewriteInPlace writes content over path from its start, without
+// truncating it first (content is the file's size).
+func rewriteInPlace(t *testing.T, path, content string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte(content), 0); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // A file created in a new directory after the read that listed it but
