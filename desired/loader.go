@@ -123,8 +123,12 @@ type Loader struct {
 	dirty map[string]bool
 	// prev is the last successful Load's snapshot, Files in Path order,
 	// for the event-driven Load; nil whenever cache is.
-	prev  *Snapshot
-	walks int // Loads that walked the directories (tests)
+	prev *Snapshot
+	// unread are the files the last Load could not read for a reason of
+	// the host's, and unreadErr why (see Unread).
+	unread    []string
+	unreadErr error
+	walks     int // Loads that walked the directories (tests)
 }
 
 // NewLoader returns a Loader for dir whose first Load starts from prev
@@ -160,12 +164,13 @@ func (l *Loader) Load() (Set, bool, error) {
 	} else {
 		var err error
 		if snap, err = l.scan(dirty); err != nil {
-			l.cache, l.prev = nil, nil // the dirty marks are spent
+			l.cache, l.prev, l.unread, l.unreadErr = nil, nil, nil, nil // the dirty marks are spent
 			return l.last, false, err
 		}
 	}
 	l.prev = snap
 	l.dirs = snap.Dirs
+	l.unread, l.unreadErr = unreadFiles(snap)
 	next := Next(l.last, snap, l.opts)
 	changed := !next.Equal(l.last)
 	if changed {
@@ -319,6 +324,38 @@ func (l *Loader) marked(dirty map[string]bool) (*Snapshot, map[string]*cacheEntr
 		dirs:     p.dirs,
 		volatile: volatile,
 	}, updates, true
+}
+
+// Unread returns the files the last Load could not read for a reason of
+// the host's, not of the file (too many open files, no memory, an I/O
+// error: see resourceError), as paths to MarkDirty, and their errors
+// joined: their last content stays in force (see Next) until a Load reads
+// them, which the caller is to ask for again before long, events or not.
+func (l *Loader) Unread() ([]string, error) { return l.unread, l.unreadErr }
+
+// unreadFiles returns the real paths of snap's files that were not read
+// for a reason of the host's, and their errors. Each is among the entries
+// read again at every Load (a failed read leaves no stamp to reuse); when
+// the manifests path is a single file, its own path is returned (a mark
+// there reads it again).
+func unreadFiles(snap *Snapshot) ([]string, error) {
+	var out []string
+	var errs []error
+	if len(snap.dirs) == 0 {
+		for _, f := range snap.Files {
+			if f.unread {
+				out, errs = append(out, snap.Root), append(errs, f.Err)
+			}
+		}
+		return out, errors.Join(errs...)
+	}
+	for _, ref := range snap.volatile {
+		i, ok := slices.BinarySearchFunc(snap.Files, ref.abs, func(f File, path string) int { return strings.Compare(f.Path, path) })
+		if ok && snap.Files[i].unread {
+			out, errs = append(out, ref.real), append(errs, snap.Files[i].Err)
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 // MarkDirty says that path may have changed in a way its stat does not

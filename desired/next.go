@@ -34,7 +34,9 @@ func (c *cand) status() *FileStatus {
 //   - A file that is valid applies whole.
 //   - A file that cannot be read, is refused or has any error applies
 //     nothing: the containers it defined in prev stay as they were, and its
-//     errors are reported in Files.
+//     errors are reported in Files. A file not read for a reason of the
+//     host's (too many open files, no memory, an I/O error: see
+//     resourceError) keeps the content hash prev recorded as well.
 //   - A file that is gone removes its containers, except in a directory
 //     that fails the strict check (see Scan): there it stands as a refused
 //     file, its containers kept, as it would if it were still there (whoever
@@ -82,7 +84,8 @@ func Next(prev Set, snap *Snapshot, opts Options) Set {
 		f := &files[i]
 		c := &slab[i]
 		cands = append(cands, c)
-		if old := prev.Files[f.Path]; old != nil {
+		old := prev.Files[f.Path]
+		if old != nil {
 			if old.Path != f.Path || repeats(old.Containers) {
 				onlyParsed = false
 			}
@@ -102,6 +105,11 @@ func Next(prev Set, snap *Snapshot, opts Options) Set {
 		switch {
 		case f.Err != nil:
 			c.st.Errors = []*Error{f.Err}
+			if f.unread && old != nil {
+				// Not read, for a reason of the host's: the last
+				// content read stays in force, with its containers.
+				c.st.ContentHash = old.ContentHash
+			}
 		default:
 			parsed, errs := Parse(f.Name, f.Data, opts.ParseOptions)
 			if len(errs) > 0 {

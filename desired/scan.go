@@ -33,6 +33,25 @@ type File struct {
 	// Err is set when the file could not be read or was refused; Data is
 	// then empty.
 	Err *Error
+	// unread: Err is a failure to read that says nothing about the file
+	// (see resourceError). Next keeps the file's last content in force,
+	// and a Loader lists it for another read (Loader.Unread).
+	unread bool
+}
+
+// resourceError says whether err, met reading a manifest, is the host's
+// lack of a resource or a failure of the device (EMFILE, ENFILE, ENOMEM,
+// ENOBUFS, EAGAIN, EINTR, EIO, ETIMEDOUT) rather than anything about the
+// file: not a verdict on the manifest, and gone, most likely, at a later
+// try.
+func resourceError(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM, syscall.ENOBUFS,
+		syscall.EAGAIN, syscall.EINTR, syscall.EIO, syscall.ETIMEDOUT} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // Snapshot is everything Scan read from a manifests directory: the input of
@@ -358,11 +377,13 @@ func readFile(abs, real, name string, tc *trustCheck, refuse string, link bool) 
 		return f, false, nil
 	}
 	if err != nil {
+		f.unread = resourceError(err)
 		return fail("unable to read: %v", unwrapPathError(err))
 	}
 	defer fh.Close()
 	fi, err := fh.Stat()
 	if err != nil {
+		f.unread = resourceError(err)
 		return fail("unable to stat: %v", unwrapPathError(err))
 	}
 	if s, ok := sys.StampOfInfo(fi); ok && !link && fi.Mode().IsRegular() {
@@ -377,6 +398,7 @@ func readFile(abs, real, name string, tc *trustCheck, refuse string, link bool) 
 	data, err := io.ReadAll(io.LimitReader(fh, MaxFileSize+1))
 	if err != nil {
 		stamp = nil // may not happen again
+		f.unread = resourceError(err)
 		return fail("unable to read: %v", err)
 	}
 	if len(data) > MaxFileSize {

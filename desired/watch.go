@@ -77,6 +77,11 @@ const (
 	DefaultResync       = 60 * time.Second
 	DefaultMissingGrace = 30 * time.Second
 	missingRetry        = time.Second
+	// A file not read for a reason of the host's (Loader.Unread) is read
+	// again after rereadFirst, the delay doubling up to rereadMax while it
+	// stays unread.
+	rereadFirst = 100 * time.Millisecond
+	rereadMax   = 10 * time.Second
 )
 
 // Watch watches the manifests directory dir and delivers complete Sets on
@@ -118,6 +123,12 @@ const (
 //     revision changed since the last one, or a change too recent to trust
 //     the timestamps (a second); a Resync that finds nothing changed reads
 //     nothing.
+//
+// A file that cannot be read for a reason of the host's, not of the file
+// (too many open files, no memory, an I/O error) is no verdict on the
+// manifest: its last content stays in force, the error shows in its
+// FileStatus and the log, and it is read again after 100ms, the delay
+// doubling up to 10s, until it reads, events or not.
 //
 // A missing directory (deleted, renamed away, a dangling link) is not
 // taken as "no containers" at once: the last Set stays for MissingGrace,
@@ -191,6 +202,9 @@ type watcher struct {
 	missingSince time.Time // zero while the directory exists
 	retry        *time.Timer
 	stamp        treeStamp // taken by the last resync that read the directory
+	// reread reads again the files of Loader.Unread, after rereadWait.
+	reread     *time.Timer
+	rereadWait time.Duration
 }
 
 func (w *watcher) run(ctx context.Context) {
@@ -200,7 +214,7 @@ func (w *watcher) run(ctx context.Context) {
 	var (
 		debounce, maxDelay   *time.Timer
 		debounceC, maxDelayC <-chan time.Time
-		retryC               <-chan time.Time
+		retryC, rereadC      <-chan time.Time
 		// createsOnly: every event of the current burst was a Create,
 		// so the burst is read after Settle rather than Debounce; created
 		// are the paths those events named.
@@ -212,7 +226,7 @@ func (w *watcher) run(ctx context.Context) {
 			t.Stop()
 		}
 	}
-	defer func() { stop(debounce); stop(maxDelay); stop(w.retry) }()
+	defer func() { stop(debounce); stop(maxDelay); stop(w.retry); stop(w.reread) }()
 	resync := time.NewTicker(w.opts.Resync)
 	defer resync.Stop()
 
@@ -271,9 +285,12 @@ func (w *watcher) run(ctx context.Context) {
 		stop(maxDelay)
 		debounceC, maxDelayC = nil, nil
 		w.reload(time.Now())
-		retryC = nil
+		retryC, rereadC = nil, nil
 		if w.retry != nil {
 			retryC = w.retry.C
+		}
+		if w.reread != nil {
+			rereadC = w.reread.C
 		}
 	}
 	// full reads every file again, trusting no stamp.
@@ -283,6 +300,9 @@ func (w *watcher) run(ctx context.Context) {
 	}
 	if w.retry != nil {
 		retryC = w.retry.C
+	}
+	if w.reread != nil {
+		rereadC = w.reread.C
 	}
 	var inject chan error
 	if w.opts.inject != nil {
@@ -321,6 +341,13 @@ func (w *watcher) run(ctx context.Context) {
 			reload()
 		case <-retryC:
 			full()
+		case <-rereadC:
+			w.reread = nil
+			unread, _ := w.loader.Unread()
+			for _, p := range unread {
+				w.loader.MarkDirty(p)
+			}
+			reload()
 		case <-resync.C:
 			if debounceC == nil && w.unchanged(time.Now()) {
 				continue // nothing to read again: see stamp
@@ -463,6 +490,34 @@ func (w *watcher) reload(now time.Time) {
 	if changed || !w.delivered {
 		w.deliver(set)
 	}
+	w.armReread()
+}
+
+// armReread has the files the last read could not read for a reason of
+// the host's (Loader.Unread: too many open files, no memory) read again,
+// events or not: after rereadFirst, the delay doubling up to rereadMax
+// while they stay unread. Their last content stays in force meanwhile,
+// and the Set reports the error in their FileStatus.
+func (w *watcher) armReread() {
+	unread, err := w.loader.Unread()
+	if len(unread) == 0 {
+		if w.reread != nil {
+			w.reread.Stop()
+			w.reread = nil
+		}
+		if w.rereadWait > 0 {
+			w.log.Info("manifest files read again")
+			w.rereadWait = 0
+		}
+		return
+	}
+	if w.reread != nil {
+		return // armed already
+	}
+	w.rereadWait = min(max(2*w.rereadWait, rereadFirst), rereadMax)
+	w.log.Warn("unable to read manifest files; keeping their last content and reading them again",
+		"files", len(unread), "retry", w.rereadWait, "err", err)
+	w.reread = time.NewTimer(w.rereadWait)
 }
 
 // load is one Loader.Load, counted for tests.

@@ -141,6 +141,7 @@ func has(name, a string) func(Set) bool {
 }
 
 func TestWatchCreateWriteRenameDelete(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "a.yaml"), manifest("a", "1"))
 	w := startWatch(t, dir, WatchOptions{})
@@ -185,6 +186,7 @@ func TestWatchCreateWriteRenameDelete(t *testing.T) {
 }
 
 func TestWatchEditorSaves(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "web.yaml")
 	write(t, file, manifest("web", "1"))
@@ -235,6 +237,7 @@ func TestWatchEditorSaves(t *testing.T) {
 }
 
 func TestWatchPartialWrites(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "a.yaml"), manifest("a", "1"))
 	w := startWatch(t, dir, WatchOptions{Debounce: 100 * time.Millisecond})
@@ -262,6 +265,7 @@ func TestWatchPartialWrites(t *testing.T) {
 }
 
 func TestWatchMaxDelay(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "a.yaml")
 	write(t, file, manifest("a", "0"))
@@ -288,6 +292,7 @@ func TestWatchMaxDelay(t *testing.T) {
 }
 
 func TestWatchInvalidKeepsLastGood(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "a.yaml")
 	write(t, file, manifest("a", "1")+"---\n"+manifest("b", "1"))
@@ -311,6 +316,7 @@ func TestWatchInvalidKeepsLastGood(t *testing.T) {
 }
 
 func TestWatchSubdirectories(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "team-a", "a.yaml"), manifest("a", "1"))
 	write(t, filepath.Join(dir, ".git", "x.yaml"), manifest("x", "1"))
@@ -377,6 +383,7 @@ func revFiles(i int) map[string]string {
 }
 
 func TestWatchSymlinkSwap(t *testing.T) {
+	t.Parallel()
 	g := &gitSync{t: t, root: t.TempDir()}
 	old := g.publish(revFiles(1))
 	w := startWatch(t, g.link(), WatchOptions{})
@@ -429,6 +436,7 @@ func TestWatchSymlinkSwap(t *testing.T) {
 }
 
 func TestWatchConfigMapSwap(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	publish := func(i int) {
 		ts := filepath.Join(dir, fmt.Sprintf("..2026_%02d", i))
@@ -466,6 +474,7 @@ func TestWatchConfigMapSwap(t *testing.T) {
 }
 
 func TestWatchDirectoryDeletedAndRecreated(t *testing.T) {
+	t.Parallel()
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "manifests")
 	write(t, filepath.Join(dir, "a.yaml"), manifest("a", "1"))
@@ -502,6 +511,7 @@ func TestWatchDirectoryDeletedAndRecreated(t *testing.T) {
 }
 
 func TestWatchMissingAtStart(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "later")
 	w := startWatch(t, dir, WatchOptions{MissingGrace: -1})
 	w.none(300 * time.Millisecond)
@@ -510,6 +520,7 @@ func TestWatchMissingAtStart(t *testing.T) {
 }
 
 func TestWatchOverflowRescans(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "a.yaml"), manifest("a", "1"))
 	var drop atomic.Bool
@@ -533,6 +544,7 @@ func TestWatchOverflowRescans(t *testing.T) {
 }
 
 func TestWatchResync(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "a.yaml"), manifest("a", "1"))
 	var drop atomic.Bool
@@ -556,6 +568,7 @@ func TestWatchResync(t *testing.T) {
 }
 
 func TestWatchLatestWins(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "a.yaml")
 	write(t, file, manifest("a", "0"))
@@ -576,6 +589,7 @@ func TestWatchLatestWins(t *testing.T) {
 // Settle, not Debounce. A file written in place still waits for Debounce
 // (here an hour, so it must not be read during the test).
 func TestWatchRenameIntoPlaceSkipsDebounce(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "a.yaml"), manifest("a", "1"))
 	w := startWatch(t, dir, WatchOptions{Debounce: time.Hour, MaxDelay: time.Hour})
@@ -608,6 +622,7 @@ func TestWatchRenameIntoPlaceSkipsDebounce(t *testing.T) {
 // A file created empty and written a moment later (cat > f, a slow cp) is
 // not read in its empty state by the fast path.
 func TestWatchCreatedEmptyWaitsForWriter(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	w := startWatch(t, dir, WatchOptions{Debounce: 200 * time.Millisecond, Settle: time.Millisecond})
 	w.next(2 * time.Second)
@@ -631,6 +646,7 @@ func TestWatchCreatedEmptyWaitsForWriter(t *testing.T) {
 // A rename that starts a burst (no read in the last Settle, here 2s) is
 // read at once, not after Settle.
 func TestWatchRenameReadAtOnce(t *testing.T) {
+	t.Parallel()
 	const settle = 2 * time.Second
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "a.yaml"), manifest("a", "1"))
@@ -656,6 +672,7 @@ func TestWatchRenameReadAtOnce(t *testing.T) {
 // A file renamed into place while a process still has it open for writing
 // may not be whole: it waits for Settle (here a second) as before.
 func TestWatchRenamedOpenForWritingWaits(t *testing.T) {
+	t.Parallel()
 	const settle = time.Second
 	dir := t.TempDir()
 	w := startWatch(t, dir, WatchOptions{Debounce: time.Hour, Settle: settle, MaxDelay: time.Hour})
@@ -716,6 +733,7 @@ func TestWatchSameSizeRewriteInPlace(t *testing.T) {
 // A resync finds nothing changed and reads nothing; a file rewritten in
 // place whose events were lost is read by the next resync all the same.
 func TestWatchResyncSkipsUnchangedSeesLostWrite(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "a.yaml")
 	write(t, file, manifest("a", "1"))
@@ -748,12 +766,15 @@ func TestWatchResyncRereadsSameStat(t *testing.T) {
 		var drop atomic.Bool
 		drop.Store(true)
 		w := startWatch(t, dir, WatchOptions{Resync: 50 * time.Millisecond, dropEvents: &drop})
-		// Watch has read the directory when it returns.
-		write(t, file, manifest("a", "2"))
-		kept := stampAt(t, file) == before
+		// Watch has read the directory and delivered the first Set when it
+		// returns: take it before the rewrite, which a resync may read at
+		// once. The rewrite is in place without a truncation (the same
+		// size), so that a resync never reads the file empty.
 		if s := w.next(2 * time.Second); arg(s, "a") != "1" {
 			t.Fatalf("first: %s", describeSet(s))
 		}
+		rewriteInPlace(t, file, manifest("a", "2"))
+		kept := stampAt(t, file) == before
 		w.until(has("a", "2"), nil)
 		if kept {
 			return
@@ -762,10 +783,28 @@ func TestWatchResyncRereadsSameStat(t *testing.T) {
 	t.Fatal("no rewrite kept the file's stat: the case this test is for never happened")
 }
 
+// rewriteInPlace writes content over path from its start, without
+// truncating it first (content is the file's size).
+func rewriteInPlace(t *testing.T, path, content string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte(content), 0); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A file created in a new directory after the read that listed it but
 // before its watch was in place has no event: the watcher reads again
 // once the watch is there, so it is applied without waiting for Resync.
 func TestWatchNewDirectoryReadAgainWhenWatched(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "a.yaml"), manifest("a", "1"))
 	sub := filepath.Join(dir, "team")

@@ -41,6 +41,6 @@ func (l *Loop) emit(e Event) {
 	if l.cfg.OnEvent == nil {
 		return
 	}
-	e.Time = l.cfg.Now()
+	e.Time = l.cfg.Clock.Now()
 	l.cfg.OnEvent(e)
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"reconciled.dev/reconciled/desired"
@@ -49,40 +50,42 @@ func (r *eventRecorder) summary() []string {
 // The loop reports every action it begins, each failure and a stop that
 // timed out through OnEvent, whatever its log says.
 func TestLoopEvents(t *testing.T) {
-	f := newFakeExecutor()
-	var rec eventRecorder
-	l := runLoop(t, Config{Executor: f, Observer: f, Recorder: f, Workers: 2, OnEvent: rec.add})
-	web := withSpec(def("web", func(c *desired.Container) { c.StopTimeout = 20 * time.Millisecond }))
-	l.SetDesired(want(web...))
-	eventually(t, "web runs", func() bool { return f.running("web") })
-	f.mu.Lock()
-	f.cs["web"].ignoreTerm = true
-	f.mu.Unlock()
-	l.SetDesired(want())
-	eventually(t, "web deleted", func() bool { return !f.exists("web") })
-	got := rec.summary()
-	wantEvents := []string{
-		"web | create | begin | created: new manifest web.yaml",
-		"web | start | begin | created: new manifest web.yaml",
-		"web | stop | begin | deleted: manifest removed",
-		"web | stop | timed out | SIGTERM | 20ms",
-		"web | delete | begin | deleted: manifest removed",
-	}
-	if strings.Join(got, "\n") != strings.Join(wantEvents, "\n") {
-		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantEvents, "\n"))
-	}
-
-	// A failed action.
-	rec = eventRecorder{}
-	l.SetDesired(want(withSpec(def("db", func(c *desired.Container) { c.StopSignal = "SIGNOPE" }))...))
-	eventually(t, "db runs", func() bool { return f.running("db") })
-	l.SetDesired(want())
-	eventually(t, "the failure is reported", func() bool {
-		for _, s := range rec.summary() {
-			if strings.HasPrefix(s, "db | stop | failed | ") && strings.HasSuffix(s, " | terminal") && strings.Contains(s, "SIGNOPE") {
-				return true
-			}
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeExecutor()
+		var rec eventRecorder
+		l := runLoop(t, Config{Executor: f, Observer: f, Recorder: f, Workers: 2, OnEvent: rec.add})
+		web := withSpec(def("web", func(c *desired.Container) { c.StopTimeout = 20 * time.Millisecond }))
+		l.SetDesired(want(web...))
+		eventually(t, "web runs", func() bool { return f.running("web") })
+		f.mu.Lock()
+		f.cs["web"].ignoreTerm = true
+		f.mu.Unlock()
+		l.SetDesired(want())
+		eventually(t, "web deleted", func() bool { return !f.exists("web") })
+		got := rec.summary()
+		wantEvents := []string{
+			"web | create | begin | created: new manifest web.yaml",
+			"web | start | begin | created: new manifest web.yaml",
+			"web | stop | begin | deleted: manifest removed",
+			"web | stop | timed out | SIGTERM | 20ms",
+			"web | delete | begin | deleted: manifest removed",
 		}
-		return false
+		if strings.Join(got, "\n") != strings.Join(wantEvents, "\n") {
+			t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantEvents, "\n"))
+		}
+
+		// A failed action.
+		rec = eventRecorder{}
+		l.SetDesired(want(withSpec(def("db", func(c *desired.Container) { c.StopSignal = "SIGNOPE" }))...))
+		eventually(t, "db runs", func() bool { return f.running("db") })
+		l.SetDesired(want())
+		eventually(t, "the failure is reported", func() bool {
+			for _, s := range rec.summary() {
+				if strings.HasPrefix(s, "db | stop | failed | ") && strings.HasSuffix(s, " | terminal") && strings.Contains(s, "SIGNOPE") {
+					return true
+				}
+			}
+			return false
+		})
 	})
 }

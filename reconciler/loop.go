@@ -111,8 +111,11 @@ type Config struct {
 	// its re-checks after actions that succeeded (default: 1s doubling to
 	// 5m, reset when the container needs nothing).
 	RateLimiter RateLimiter
-	// Now is the clock (default time.Now).
-	Now func() time.Time
+	// Clock is the time the planner is given and the clock of the delayed
+	// re-checks (a Wait's time, a retry's delay); default: the real clock.
+	// The resync and heartbeat tickers and the action timeouts use the
+	// time package's (tests drive them with testing/synctest).
+	Clock Clock
 
 	// Heartbeat, when set, is called by Run from the loop's own goroutine
 	// after every pass (pass true) and every HeartbeatEvery while it
@@ -173,8 +176,8 @@ func New(cfg Config) *Loop {
 	if cfg.RateLimiter == nil {
 		cfg.RateLimiter = NewExponentialRateLimiter(time.Second, 5*time.Minute)
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
 	}
 	if cfg.Heartbeat == nil {
 		cfg.Heartbeat = func(bool) {}
@@ -188,7 +191,7 @@ func New(cfg Config) *Loop {
 	return &Loop{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		queue:  newQueue(cfg.RateLimiter),
+		queue:  newQueue(cfg.RateLimiter, cfg.Clock),
 		kick:   make(chan struct{}, 1),
 		status: map[string]Status{},
 		ready:  make(chan struct{}),
@@ -317,7 +320,7 @@ func (l *Loop) plan(ctx context.Context) (*Result, actual.Set, error) {
 	l.mu.Lock()
 	want := *l.want
 	l.mu.Unlock()
-	return l.cfg.Planner.Plan(l.resolve(ctx, want, have), have, l.cfg.Now()), have, nil
+	return l.cfg.Planner.Plan(l.resolve(ctx, want, have), have, l.cfg.Clock.Now()), have, nil
 }
 
 // resolve returns want with the containers that run an image resolved
@@ -377,7 +380,7 @@ func (l *Loop) planOne(ctx context.Context, name string) (*ContainerPlan, *actua
 	if err := l.related(ctx, o, name, want, one, have); err != nil { // spec.after (order.go)
 		return nil, nil, err
 	}
-	return l.cfg.Planner.Plan(one, have, l.cfg.Now()).Get(name), c, nil
+	return l.cfg.Planner.Plan(one, have, l.cfg.Clock.Now()).Get(name), c, nil
 }
 
 // pass plans every container, publishes their statuses and queues those
@@ -388,7 +391,7 @@ func (l *Loop) pass(ctx context.Context) {
 		l.log.Error("pass failed", "err", err)
 		return
 	}
-	now := l.cfg.Now()
+	now := l.cfg.Clock.Now()
 	changed := false
 	l.mu.Lock()
 	seen := make(map[string]bool, len(r.Containers))
@@ -443,7 +446,7 @@ func (l *Loop) enqueue(plans []*ContainerPlan, now time.Time) {
 // changes only those (a dropped manifest in a directory of a thousand
 // costs one container's observation and plan, not a thousand).
 func (l *Loop) passOver(ctx context.Context, names map[string]bool) {
-	now := l.cfg.Now()
+	now := l.cfg.Clock.Now()
 	changed := false
 	var queue []*ContainerPlan
 	for name := range names {
@@ -581,7 +584,7 @@ func (l *Loop) process(ctx context.Context, name string) {
 	for _, a := range cp.Actions {
 		if a.Kind == Wait {
 			l.queue.Forget(name)
-			l.queue.AddAfter(name, a.Until.Sub(l.cfg.Now()))
+			l.queue.AddAfter(name, a.Until.Sub(l.cfg.Clock.Now()))
 			return
 		}
 		st.Phase, st.Reason = a.Phase(), a.Reason

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -296,12 +297,16 @@ func withSpec(cs ...*desired.Container) []*desired.Container {
 
 func TestLoopOrdering(t *testing.T) {
 	t.Run("observing one", func(t *testing.T) {
-		f := newFakeExecutor()
-		testLoopOrdering(t, f, runLoop(t, Config{Executor: f, Observer: f, Recorder: f, Workers: 4}))
+		synctest.Test(t, func(t *testing.T) {
+			f := newFakeExecutor()
+			testLoopOrdering(t, f, runLoop(t, Config{Executor: f, Observer: f, Recorder: f, Workers: 4}))
+		})
 	})
 	t.Run("observing all", func(t *testing.T) {
-		f := newFakeExecutor()
-		testLoopOrdering(t, f, runLoop(t, Config{Executor: f, Observer: observeAll{f}, Recorder: f, Workers: 4}))
+		synctest.Test(t, func(t *testing.T) {
+			f := newFakeExecutor()
+			testLoopOrdering(t, f, runLoop(t, Config{Executor: f, Observer: observeAll{f}, Recorder: f, Workers: 4}))
+		})
 	})
 }
 
@@ -353,163 +358,183 @@ func testLoopOrdering(t *testing.T, f *fakeExecutor, l *Loop) {
 }
 
 func TestLoopStopTimeoutKills(t *testing.T) {
-	f := newFakeExecutor()
-	l := startLoop(t, f, 4)
-	web := withSpec(def("web", func(c *desired.Container) { c.StopTimeout = 20 * time.Millisecond }))
-	l.SetDesired(want(web...))
-	eventually(t, "web runs", func() bool { return f.running("web") })
-	f.mu.Lock()
-	f.cs["web"].ignoreTerm = true
-	f.mu.Unlock()
-	l.SetDesired(want())
-	eventually(t, "web deleted", func() bool { return !f.exists("web") })
-	want := []string{"create web", "start web", "kill web SIGTERM", "wait web", "kill web SIGKILL all", "wait web", "delete web"}
-	if got := f.callsFor("web"); !slices.Equal(got, want) {
-		t.Fatalf("calls = %q, want %q", got, want)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeExecutor()
+		l := startLoop(t, f, 4)
+		web := withSpec(def("web", func(c *desired.Container) { c.StopTimeout = 20 * time.Millisecond }))
+		l.SetDesired(want(web...))
+		eventually(t, "web runs", func() bool { return f.running("web") })
+		f.mu.Lock()
+		f.cs["web"].ignoreTerm = true
+		f.mu.Unlock()
+		l.SetDesired(want())
+		eventually(t, "web deleted", func() bool { return !f.exists("web") })
+		want := []string{"create web", "start web", "kill web SIGTERM", "wait web", "kill web SIGKILL all", "wait web", "delete web"}
+		if got := f.callsFor("web"); !slices.Equal(got, want) {
+			t.Fatalf("calls = %q, want %q", got, want)
+		}
+	})
 }
 
 func TestLoopParallelismBounded(t *testing.T) {
-	f := newFakeExecutor()
-	gate := make(chan struct{})
-	f.hook = func(op, id string) error {
-		if op == "create" {
-			<-gate
-		}
-		return nil
-	}
-	l := startLoop(t, f, 3)
-	var cs []*desired.Container
-	for i := range 10 {
-		cs = append(cs, def(fmt.Sprintf("c%d", i)))
-	}
-	l.SetDesired(want(withSpec(cs...)...))
-	eventually(t, "3 creates in flight", func() bool {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return f.total == 3
-	})
-	time.Sleep(20 * time.Millisecond) // no fourth
-	close(gate)
-	eventually(t, "all run", func() bool {
-		for _, c := range cs {
-			if !f.running(c.Name) {
-				return false
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeExecutor()
+		gate := make(chan struct{})
+		f.hook = func(op, id string) error {
+			if op == "create" {
+				<-gate
 			}
+			return nil
 		}
-		return true
+		l := startLoop(t, f, 3)
+		var cs []*desired.Container
+		for i := range 10 {
+			cs = append(cs, def(fmt.Sprintf("c%d", i)))
+		}
+		l.SetDesired(want(withSpec(cs...)...))
+		eventually(t, "3 creates in flight", func() bool {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.total == 3
+		})
+		synctest.Wait() // every worker waits: no fourth create is on its way
+		f.mu.Lock()
+		total := f.total
+		f.mu.Unlock()
+		if total != 3 {
+			t.Fatalf("%d creates in flight, want 3", total)
+		}
+		close(gate)
+		eventually(t, "all run", func() bool {
+			for _, c := range cs {
+				if !f.running(c.Name) {
+					return false
+				}
+			}
+			return true
+		})
+		if f.maxTotal != 3 {
+			t.Errorf("at most %d containers at once, want 3", f.maxTotal)
+		}
 	})
-	if f.maxTotal != 3 {
-		t.Errorf("at most %d containers at once, want 3", f.maxTotal)
-	}
 }
 
 func TestLoopOneContainerOneSequenceAtATime(t *testing.T) {
-	f := newFakeExecutor()
-	gate := make(chan struct{})
-	f.hook = func(op, id string) error {
-		if op == "create" {
-			<-gate
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeExecutor()
+		gate := make(chan struct{})
+		f.hook = func(op, id string) error {
+			if op == "create" {
+				<-gate
+			}
+			return nil
 		}
-		return nil
-	}
-	l := startLoop(t, f, 4)
-	web := want(withSpec(def("web"))...)
-	l.SetDesired(web)
-	eventually(t, "create in flight", func() bool { return len(f.callsFor("web")) == 1 })
-	for range 20 {
-		l.Notify("web")
+		l := startLoop(t, f, 4)
+		web := want(withSpec(def("web"))...)
 		l.SetDesired(web)
-	}
-	time.Sleep(20 * time.Millisecond)
-	close(gate)
-	eventually(t, "web runs", func() bool { return f.running("web") })
-	time.Sleep(100 * time.Millisecond) // several resyncs
-	if got, want := f.callsFor("web"), []string{"create web", "start web"}; !slices.Equal(got, want) {
-		t.Errorf("calls = %q, want %q", got, want)
-	}
-	if f.maxInflight["web"] != 1 {
-		t.Errorf("web had %d calls at once, want 1", f.maxInflight["web"])
-	}
+		eventually(t, "create in flight", func() bool { return len(f.callsFor("web")) == 1 })
+		for range 20 {
+			l.Notify("web")
+			l.SetDesired(web)
+		}
+		time.Sleep(20 * time.Millisecond)
+		close(gate)
+		eventually(t, "web runs", func() bool { return f.running("web") })
+		time.Sleep(100 * time.Millisecond) // several resyncs
+		if got, want := f.callsFor("web"), []string{"create web", "start web"}; !slices.Equal(got, want) {
+			t.Errorf("calls = %q, want %q", got, want)
+		}
+		if f.maxInflight["web"] != 1 {
+			t.Errorf("web had %d calls at once, want 1", f.maxInflight["web"])
+		}
+	})
 }
 
 func TestLoopRetriesWithoutBlockingOthers(t *testing.T) {
-	f := newFakeExecutor()
-	var mu sync.Mutex
-	fails := 3
-	f.hook = func(op, id string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if op == "create" && id == "bad" && fails > 0 {
-			fails--
-			return errors.New("disk full")
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeExecutor()
+		var mu sync.Mutex
+		fails := 3
+		f.hook = func(op, id string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if op == "create" && id == "bad" && fails > 0 {
+				fails--
+				return errors.New("disk full")
+			}
+			return nil
 		}
-		return nil
-	}
-	l := startLoop(t, f, 1) // one worker: a failing container must not hold it
-	l.SetDesired(want(withSpec(def("bad"), def("good1"), def("good2"))...))
-	eventually(t, "all run", func() bool { return f.running("bad") && f.running("good1") && f.running("good2") })
-	if got := f.callsFor("bad"); len(got) != 5 || got[3] != "create bad" || got[4] != "start bad" {
-		t.Errorf("calls for bad = %q, want 4 creates then a start", got)
-	}
+		l := startLoop(t, f, 1) // one worker: a failing container must not hold it
+		l.SetDesired(want(withSpec(def("bad"), def("good1"), def("good2"))...))
+		eventually(t, "all run", func() bool { return f.running("bad") && f.running("good1") && f.running("good2") })
+		if got := f.callsFor("bad"); len(got) != 5 || got[3] != "create bad" || got[4] != "start bad" {
+			t.Errorf("calls for bad = %q, want 4 creates then a start", got)
+		}
+	})
 }
 
 func TestLoopTerminalErrorNotRetried(t *testing.T) {
-	f := newFakeExecutor()
-	l := startLoop(t, f, 1)
-	l.SetDesired(want(withSpec(def("web", func(c *desired.Container) { c.StopSignal = "SIGNOPE" }))...))
-	eventually(t, "web runs", func() bool { return f.running("web") })
-	l.SetDesired(want())
-	eventually(t, "the failure shows", func() bool {
-		st := l.Status()
-		return len(st) == 1 && strings.Contains(st[0].Reason, `unknown signal "SIGNOPE"`)
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeExecutor()
+		l := startLoop(t, f, 1)
+		l.SetDesired(want(withSpec(def("web", func(c *desired.Container) { c.StopSignal = "SIGNOPE" }))...))
+		eventually(t, "web runs", func() bool { return f.running("web") })
+		l.SetDesired(want())
+		eventually(t, "the failure shows", func() bool {
+			st := l.Status()
+			return len(st) == 1 && strings.Contains(st[0].Reason, `unknown signal "SIGNOPE"`)
+		})
+		if f.exists("web") != true {
+			t.Errorf("web deleted without being stopped")
+		}
 	})
-	if f.exists("web") != true {
-		t.Errorf("web deleted without being stopped")
-	}
 }
 
 func TestLoopPlansNothingBeforeTheFirstDesiredSet(t *testing.T) {
-	f := newFakeExecutor()
-	web := withSpec(def("web"))[0]
-	f.cs["web"] = &fakeContainer{status: actual.StatusRunning, alive: true, exited: make(chan struct{}), started: time.Now()}
-	f.records["web"] = actual.Record{Applied: web}
-	l := startLoop(t, f, 4)
-	time.Sleep(100 * time.Millisecond)
-	if got := f.callsFor("web"); len(got) != 0 {
-		t.Fatalf("calls before any desired set: %q", got)
-	}
-	l.SetDesired(want(web)) // adopted: nothing to do
-	eventually(t, "web shows running", func() bool {
-		st := l.Status()
-		return len(st) == 1 && st[0].Phase == PhaseRunning
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeExecutor()
+		web := withSpec(def("web"))[0]
+		f.cs["web"] = &fakeContainer{status: actual.StatusRunning, alive: true, exited: make(chan struct{}), started: time.Now()}
+		f.records["web"] = actual.Record{Applied: web}
+		l := startLoop(t, f, 4)
+		time.Sleep(100 * time.Millisecond)
+		if got := f.callsFor("web"); len(got) != 0 {
+			t.Fatalf("calls before any desired set: %q", got)
+		}
+		l.SetDesired(want(web)) // adopted: nothing to do
+		eventually(t, "web shows running", func() bool {
+			st := l.Status()
+			return len(st) == 1 && st[0].Phase == PhaseRunning
+		})
+		time.Sleep(100 * time.Millisecond)
+		if got := f.callsFor("web"); len(got) != 0 {
+			t.Fatalf("calls for an adopted container: %q", got)
+		}
 	})
-	time.Sleep(100 * time.Millisecond)
-	if got := f.callsFor("web"); len(got) != 0 {
-		t.Fatalf("calls for an adopted container: %q", got)
-	}
 }
 
 func TestLoopRestartsAfterBackoff(t *testing.T) {
-	f := newFakeExecutor()
-	l := startLoop(t, f, 4)
-	l.SetDesired(want(withSpec(def("web"))...))
-	eventually(t, "web runs", func() bool { return f.running("web") })
-	f.mu.Lock()
-	f.cs["web"].exitLocked(1)
-	f.mu.Unlock()
-	l.Notify("web")
-	eventually(t, "web in backoff", func() bool {
-		st := l.Status()
-		return len(st) == 1 && st[0].Phase == PhaseBackoff
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeExecutor()
+		l := startLoop(t, f, 4)
+		l.SetDesired(want(withSpec(def("web"))...))
+		eventually(t, "web runs", func() bool { return f.running("web") })
+		f.mu.Lock()
+		f.cs["web"].exitLocked(1)
+		f.mu.Unlock()
+		l.Notify("web")
+		eventually(t, "web in backoff", func() bool {
+			st := l.Status()
+			return len(st) == 1 && st[0].Phase == PhaseBackoff
+		})
+		eventually(t, "web restarted", func() bool { return f.running("web") })
+		f.mu.Lock()
+		rec := f.records["web"]
+		f.mu.Unlock()
+		if rec.Restarts != 1 || rec.Failures != 1 {
+			t.Errorf("record = %+v, want restarts 1, failures 1", rec)
+		}
 	})
-	eventually(t, "web restarted", func() bool { return f.running("web") })
-	f.mu.Lock()
-	rec := f.records["web"]
-	f.mu.Unlock()
-	if rec.Restarts != 1 || rec.Failures != 1 {
-		t.Errorf("record = %+v, want restarts 1, failures 1", rec)
-	}
 }
 
 // fakeCache stands for actual.Store's cache with a long TTL: once held,
@@ -566,113 +591,242 @@ func (c *fakeCache) Observe(ctx context.Context) (actual.Set, error) {
 // afresh before acting, sees it paused and waits; once resumed, the change
 // applies.
 func TestLoopActsOnFreshObservations(t *testing.T) {
-	f := newFakeExecutor()
-	c := &fakeCache{fakeExecutor: f}
-	l := runLoop(t, Config{Executor: f, Observer: c, Recorder: f, Workers: 2})
-	l.SetDesired(want(withSpec(def("web"))...))
-	eventually(t, "web runs", func() bool { return f.running("web") })
-	eventually(t, "web shows running", func() bool {
-		st := l.Status()
-		return len(st) == 1 && st[0].Phase == PhaseRunning && st[0].Reason == ""
-	})
-	c.hold()
-	f.mu.Lock()
-	f.cs["web"].paused = true
-	f.mu.Unlock()
-
-	l.SetDesired(want(withSpec(def("web", hash("h2", "b2")))...))
-	eventually(t, "web shows its change pending", func() bool {
-		st := l.Status()
-		return len(st) == 1 && strings.Contains(st[0].Reason, "paused: change pending")
-	})
-	if got := f.callsFor("web"); !slices.Equal(got, []string{"create web", "start web"}) {
-		t.Fatalf("a paused container was acted on: %q", got)
-	}
-
-	f.mu.Lock()
-	f.cs["web"].paused = false
-	f.mu.Unlock()
-	eventually(t, "web recreated once resumed", func() bool {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeExecutor()
+		c := &fakeCache{fakeExecutor: f}
+		l := runLoop(t, Config{Executor: f, Observer: c, Recorder: f, Workers: 2})
+		l.SetDesired(want(withSpec(def("web"))...))
+		eventually(t, "web runs", func() bool { return f.running("web") })
+		eventually(t, "web shows running", func() bool {
+			st := l.Status()
+			return len(st) == 1 && st[0].Phase == PhaseRunning && st[0].Reason == ""
+		})
+		c.hold()
 		f.mu.Lock()
-		defer f.mu.Unlock()
-		return f.records["web"].Applied.Hash == "h2" && f.cs["web"] != nil && f.cs["web"].status == actual.StatusRunning
+		f.cs["web"].paused = true
+		f.mu.Unlock()
+
+		l.SetDesired(want(withSpec(def("web", hash("h2", "b2")))...))
+		eventually(t, "web shows its change pending", func() bool {
+			st := l.Status()
+			return len(st) == 1 && strings.Contains(st[0].Reason, "paused: change pending")
+		})
+		if got := f.callsFor("web"); !slices.Equal(got, []string{"create web", "start web"}) {
+			t.Fatalf("a paused container was acted on: %q", got)
+		}
+
+		f.mu.Lock()
+		f.cs["web"].paused = false
+		f.mu.Unlock()
+		eventually(t, "web recreated once resumed", func() bool {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.records["web"].Applied.Hash == "h2" && f.cs["web"] != nil && f.cs["web"].status == actual.StatusRunning
+		})
 	})
 }
 
 // OnStatus is called when statuses change, and not by passes that change
 // nothing: an idle daemon publishes nothing.
 func TestLoopOnStatus(t *testing.T) {
-	f := newFakeExecutor()
-	var mu sync.Mutex
-	calls := 0
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return calls
-	}
-	l := runLoop(t, Config{Executor: f, Observer: f, Recorder: f, OnStatus: func() {
-		mu.Lock()
-		calls++
-		mu.Unlock()
-	}})
-	l.SetDesired(want(withSpec(def("web"))...))
-	eventually(t, "web shows running", func() bool {
-		st := l.Status()
-		return len(st) == 1 && st[0].Phase == PhaseRunning && st[0].Reason == "" && f.running("web")
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeExecutor()
+		var mu sync.Mutex
+		calls := 0
+		count := func() int {
+			mu.Lock()
+			defer mu.Unlock()
+			return calls
+		}
+		l := runLoop(t, Config{Executor: f, Observer: f, Recorder: f, OnStatus: func() {
+			mu.Lock()
+			calls++
+			mu.Unlock()
+		}})
+		l.SetDesired(want(withSpec(def("web"))...))
+		eventually(t, "web shows running", func() bool {
+			st := l.Status()
+			return len(st) == 1 && st[0].Phase == PhaseRunning && st[0].Reason == "" && f.running("web")
+		})
+		if count() == 0 {
+			t.Fatal("OnStatus not called while web was created")
+		}
+		// The follow-up check after the start, then idle passes.
+		time.Sleep(100 * time.Millisecond)
+		idle := count()
+		time.Sleep(300 * time.Millisecond) // six resyncs
+		if n := count(); n != idle {
+			t.Errorf("OnStatus called %d times by passes that changed nothing", n-idle)
+		}
+		l.SetDesired(want())
+		eventually(t, "web gone and reported", func() bool { return len(l.Status()) == 0 && count() > idle })
 	})
-	if count() == 0 {
-		t.Fatal("OnStatus not called while web was created")
-	}
-	// The follow-up check after the start, then idle passes.
-	time.Sleep(100 * time.Millisecond)
-	idle := count()
-	time.Sleep(300 * time.Millisecond) // six resyncs
-	if n := count(); n != idle {
-		t.Errorf("OnStatus called %d times by passes that changed nothing", n-idle)
-	}
-	l.SetDesired(want())
-	eventually(t, "web gone and reported", func() bool { return len(l.Status()) == 0 && count() > idle })
 }
 
 func TestQueueStingy(t *testing.T) {
-	q := newQueue(NewExponentialRateLimiter(time.Millisecond, time.Second))
-	q.Add("a")
-	q.Add("a")
-	q.Add("b")
-	if n, _ := q.Get(); n != "a" {
-		t.Fatalf("Get = %q, want a", n)
-	}
-	q.Add("a") // while processing: dirty, not handed out
-	if n, _ := q.Get(); n != "b" {
-		t.Fatalf("Get = %q, want b", n)
-	}
-	got := make(chan string, 1)
-	go func() { n, _ := q.Get(); got <- n }()
-	select {
-	case n := <-got:
-		t.Fatalf("Get handed out %q while a is processed", n)
-	case <-time.After(20 * time.Millisecond):
-	}
-	q.Done("a")
-	if n := <-got; n != "a" {
-		t.Fatalf("Get = %q after Done, want a", n)
-	}
-	q.Done("a")
-	q.Done("b")
+	synctest.Test(t, func(t *testing.T) {
+		q := newQueue(NewExponentialRateLimiter(time.Millisecond, time.Second), nil)
+		q.Add("a")
+		q.Add("a")
+		q.Add("b")
+		if n, _ := q.Get(); n != "a" {
+			t.Fatalf("Get = %q, want a", n)
+		}
+		q.Add("a") // while processing: dirty, not handed out
+		if n, _ := q.Get(); n != "b" {
+			t.Fatalf("Get = %q, want b", n)
+		}
+		got := make(chan string, 1)
+		go func() { n, _ := q.Get(); got <- n }()
+		synctest.Wait() // the Get waits
+		select {
+		case n := <-got:
+			t.Fatalf("Get handed out %q while a is processed", n)
+		default:
+		}
+		q.Done("a")
+		if n := <-got; n != "a" {
+			t.Fatalf("Get = %q after Done, want a", n)
+		}
+		q.Done("a")
+		q.Done("b")
 
-	q.AddAfter("c", time.Hour)
-	q.AddAfter("c", time.Millisecond) // earliest wins
-	q.AddAfter("c", time.Hour)
-	go func() { n, _ := q.Get(); got <- n }()
-	select {
-	case n := <-got:
-		if n != "c" {
+		q.AddAfter("c", time.Hour)
+		q.AddAfter("c", time.Millisecond) // earliest wins
+		q.AddAfter("c", time.Hour)
+		go func() { n, _ := q.Get(); got <- n }()
+		start := time.Now()
+		if n := <-got; n != "c" {
 			t.Fatalf("Get = %q, want c", n)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("delayed add never came")
+		if d := time.Since(start); d != time.Millisecond {
+			t.Errorf("delayed add came after %v, want 1ms", d)
+		}
+		q.ShutDown()
+		if _, ok := q.Get(); ok {
+			t.Fatal("Get after ShutDown")
+		}
+	})
+}
+
+// fakeClock is a Clock that moves only when Advance moves it, firing the
+// timers that are due in the caller's goroutine (a fake: the queue's
+// delayed adds, driven step by step).
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	at      time.Time
+	f       func()
+	stopped bool
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tm := &fakeTimer{at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, tm)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		was := !tm.stopped
+		tm.stopped = true
+		return was
 	}
+}
+
+// Advance moves the clock by d and runs the timers due by then, earliest
+// first.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due, left []*fakeTimer
+	for _, tm := range c.timers {
+		switch {
+		case tm.stopped:
+		case tm.at.After(c.now):
+			left = append(left, tm)
+		default:
+			tm.stopped = true
+			due = append(due, tm)
+		}
+	}
+	c.timers = left
+	c.mu.Unlock()
+	slices.SortStableFunc(due, func(a, b *fakeTimer) int { return a.at.Compare(b.at) })
+	for _, tm := range due {
+		tm.f()
+	}
+}
+
+// ready returns the names the queue would hand out now, in order.
+func (q *queue) ready() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.items)
+}
+
+// The queue's delayed adds wait on its clock: the earliest of several
+// wins, a later one does not add the name again, and an add after
+// ShutDown is dropped.
+func TestQueueAddAfterClock(t *testing.T) {
+	c := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	q := newQueue(NewExponentialRateLimiter(time.Second, time.Minute), c)
+	q.AddAfter("c", time.Hour)
+	q.AddAfter("c", time.Second) // earliest wins
+	q.AddAfter("c", time.Hour)
+	q.AddAfter("d", 2*time.Second)
+	q.AddAfter("now", 0)
+	if got := q.ready(); !slices.Equal(got, []string{"now"}) {
+		t.Fatalf("ready at once: %q, want [now]", got)
+	}
+	c.Advance(999 * time.Millisecond)
+	if got := q.ready(); !slices.Equal(got, []string{"now"}) {
+		t.Fatalf("ready before 1s: %q", got)
+	}
+	c.Advance(time.Millisecond)
+	if got := q.ready(); !slices.Equal(got, []string{"now", "c"}) {
+		t.Fatalf("ready at 1s: %q, want [now c]", got)
+	}
+	for _, want := range []string{"now", "c"} {
+		if n, _ := q.Get(); n != want {
+			t.Fatalf("Get = %q, want %q", n, want)
+		}
+		q.Done(want)
+	}
+	c.Advance(2 * time.Hour)
+	if got := q.ready(); !slices.Equal(got, []string{"d"}) {
+		t.Fatalf("ready after 2h: %q, want [d] (c's later adds were dropped)", got)
+	}
+
+	// Rate-limited adds wait 1s, 2s, 4s, ... on the same clock.
+	q.Get()
+	q.Done("d")
+	for _, d := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		q.AddRateLimited("r")
+		c.Advance(d - time.Millisecond)
+		if len(q.ready()) != 0 {
+			t.Fatalf("r ready before %v", d)
+		}
+		c.Advance(time.Millisecond)
+		if n, _ := q.Get(); n != "r" {
+			t.Fatalf("Get = %q after %v, want r", n, d)
+		}
+		q.Done("r")
+	}
+
+	q.AddAfter("e", time.Second)
 	q.ShutDown()
+	c.Advance(time.Second)
 	if _, ok := q.Get(); ok {
 		t.Fatal("Get after ShutDown")
 	}

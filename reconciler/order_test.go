@@ -3,6 +3,7 @@ package reconciler
 import (
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"reconciled.dev/reconciled/actual"
@@ -262,36 +263,38 @@ func TestPlanOrderDeterministic(t *testing.T) {
 func TestLoopStartOrder(t *testing.T) {
 	for _, all := range []bool{false, true} {
 		t.Run(map[bool]string{false: "observing one", true: "observing all"}[all], func(t *testing.T) {
-			f := newFakeExecutor()
-			var o Observer = f
-			if all {
-				o = observeAll{f}
-			}
-			l := runLoop(t, Config{Executor: f, Observer: o, Recorder: f, Workers: 4})
-			l.SetDesired(want(withSpec(
-				def("web", after(dep("api", desired.ConditionStarted))),
-				def("api", after(dep("db", desired.ConditionStarted))),
-				def("db"))...))
-			eventually(t, "all run", func() bool { return f.running("web") && f.running("api") && f.running("db") })
-			order := func(kind string) []string {
-				f.mu.Lock()
-				defer f.mu.Unlock()
-				var out []string
-				for _, c := range f.calls {
-					if strings.HasPrefix(c, kind+" ") {
-						out = append(out, strings.Fields(c)[1])
-					}
+			synctest.Test(t, func(t *testing.T) {
+				f := newFakeExecutor()
+				var o Observer = f
+				if all {
+					o = observeAll{f}
 				}
-				return out
-			}
-			if got := strings.Join(order("create"), " "); got != "db api web" {
-				t.Errorf("create order: %s", got)
-			}
-			l.SetDesired(want())
-			eventually(t, "all removed", func() bool { return !f.exists("web") && !f.exists("api") && !f.exists("db") })
-			if got := strings.Join(order("delete"), " "); got != "web api db" {
-				t.Errorf("delete order: %s", got)
-			}
+				l := runLoop(t, Config{Executor: f, Observer: o, Recorder: f, Workers: 4})
+				l.SetDesired(want(withSpec(
+					def("web", after(dep("api", desired.ConditionStarted))),
+					def("api", after(dep("db", desired.ConditionStarted))),
+					def("db"))...))
+				eventually(t, "all run", func() bool { return f.running("web") && f.running("api") && f.running("db") })
+				order := func(kind string) []string {
+					f.mu.Lock()
+					defer f.mu.Unlock()
+					var out []string
+					for _, c := range f.calls {
+						if strings.HasPrefix(c, kind+" ") {
+							out = append(out, strings.Fields(c)[1])
+						}
+					}
+					return out
+				}
+				if got := strings.Join(order("create"), " "); got != "db api web" {
+					t.Errorf("create order: %s", got)
+				}
+				l.SetDesired(want())
+				eventually(t, "all removed", func() bool { return !f.exists("web") && !f.exists("api") && !f.exists("db") })
+				if got := strings.Join(order("delete"), " "); got != "web api db" {
+					t.Errorf("delete order: %s", got)
+				}
+			})
 		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"reconciled.dev/reconciled/actual"
@@ -72,35 +73,37 @@ func (o *countingObserver) counts() (int, map[string]int) {
 // manifest dropped beside many others observes and plans that one; Rescan
 // looks at every container again.
 func TestSetDesiredLooksAtChangedOnly(t *testing.T) {
-	f := newFakeExecutor()
-	o := &countingObserver{fakeExecutor: f, one: map[string]int{}}
-	l := runLoop(t, Config{Executor: f, Observer: o, Recorder: f, Workers: 2, Resync: time.Hour})
-	phase := func(name string) Phase {
-		for _, s := range l.Status() {
-			if s.Name == name {
-				return s.Phase
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeExecutor()
+		o := &countingObserver{fakeExecutor: f, one: map[string]int{}}
+		l := runLoop(t, Config{Executor: f, Observer: o, Recorder: f, Workers: 2, Resync: time.Hour})
+		phase := func(name string) Phase {
+			for _, s := range l.Status() {
+				if s.Name == name {
+					return s.Phase
+				}
+			}
+			return ""
+		}
+		web, db := withSpec(def("web"))[0], withSpec(def("db"))[0]
+		l.SetDesired(want(web, db))
+		// Running in the status: the look after their actions is done.
+		eventually(t, "web and db run", func() bool { return phase("web") == PhaseRunning && phase("db") == PhaseRunning })
+		full0, one0 := o.counts()
+
+		l.SetDesired(want(web, db, withSpec(def("cache"))[0]))
+		eventually(t, "cache runs", func() bool { return f.running("cache") && phase("cache") == PhaseRunning })
+		full1, one1 := o.counts()
+		if full1 != full0 {
+			t.Errorf("a set that adds one container made %d full observations, want none", full1-full0)
+		}
+		for _, n := range []string{"web", "db"} {
+			if one1[n] != one0[n] {
+				t.Errorf("a set that adds cache observed %s %d more times, want 0", n, one1[n]-one0[n])
 			}
 		}
-		return ""
-	}
-	web, db := withSpec(def("web"))[0], withSpec(def("db"))[0]
-	l.SetDesired(want(web, db))
-	// Running in the status: the look after their actions is done.
-	eventually(t, "web and db run", func() bool { return phase("web") == PhaseRunning && phase("db") == PhaseRunning })
-	full0, one0 := o.counts()
 
-	l.SetDesired(want(web, db, withSpec(def("cache"))[0]))
-	eventually(t, "cache runs", func() bool { return f.running("cache") && phase("cache") == PhaseRunning })
-	full1, one1 := o.counts()
-	if full1 != full0 {
-		t.Errorf("a set that adds one container made %d full observations, want none", full1-full0)
-	}
-	for _, n := range []string{"web", "db"} {
-		if one1[n] != one0[n] {
-			t.Errorf("a set that adds cache observed %s %d more times, want 0", n, one1[n]-one0[n])
-		}
-	}
-
-	l.Rescan()
-	eventually(t, "a full pass after Rescan", func() bool { full, _ := o.counts(); return full > full1 })
+		l.Rescan()
+		eventually(t, "a full pass after Rescan", func() bool { full, _ := o.counts(); return full > full1 })
+	})
 }

@@ -52,6 +52,26 @@ func (l *expLimiter) NumRequeues(name string) int {
 	return l.n[name]
 }
 
+// Clock is the time the loop reads and the timers its queue sets: the
+// real clock by default; a test may drive one of its own.
+type Clock interface {
+	// Now is the current time.
+	Now() time.Time
+	// AfterFunc calls f in its own goroutine once d has passed (as
+	// time.AfterFunc); the returned stop cancels that call unless it has
+	// begun, and says whether it cancelled it.
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
+}
+
+// realClock is the Clock of the time package.
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) AfterFunc(d time.Duration, f func()) func() bool {
+	return time.AfterFunc(d, f).Stop
+}
+
 // queue is a work queue of container names with client-go's "stingy"
 // semantics: a name is queued at most once (dirty), and a name being
 // processed is never handed out again until Done (processing); one added
@@ -66,19 +86,26 @@ type queue struct {
 	waiting    map[string]*delayed
 	shutdown   bool
 	limiter    RateLimiter
+	clock      Clock
 }
 
 type delayed struct {
-	at    time.Time
-	timer *time.Timer
+	at   time.Time
+	stop func() bool // cancels the timer
 }
 
-func newQueue(l RateLimiter) *queue {
+// newQueue returns a queue whose delayed adds wait on clock (the real
+// clock when nil).
+func newQueue(l RateLimiter, clock Clock) *queue {
+	if clock == nil {
+		clock = realClock{}
+	}
 	q := &queue{
 		dirty:      map[string]bool{},
 		processing: map[string]bool{},
 		waiting:    map[string]*delayed{},
 		limiter:    l,
+		clock:      clock,
 	}
 	q.cond = sync.NewCond(&q.mu)
 	return q
@@ -114,15 +141,15 @@ func (q *queue) AddAfter(name string, d time.Duration) {
 	if q.shutdown {
 		return
 	}
-	at := time.Now().Add(d)
+	at := q.clock.Now().Add(d)
 	if w := q.waiting[name]; w != nil {
 		if !at.Before(w.at) {
 			return
 		}
-		w.timer.Stop()
+		w.stop()
 	}
 	w := &delayed{at: at}
-	w.timer = time.AfterFunc(d, func() {
+	w.stop = q.clock.AfterFunc(d, func() {
 		q.mu.Lock()
 		defer q.mu.Unlock()
 		if q.waiting[name] == w {
@@ -173,7 +200,7 @@ func (q *queue) ShutDown() {
 	defer q.mu.Unlock()
 	q.shutdown = true
 	for _, w := range q.waiting {
-		w.timer.Stop()
+		w.stop()
 	}
 	q.waiting = map[string]*delayed{}
 	q.cond.Broadcast()

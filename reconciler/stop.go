@@ -24,7 +24,7 @@ func (l *Loop) stop(ctx context.Context, a Action, rec actual.Record) error {
 		return wrap(ex.Kill(ctx, name, sig, true), "kill the processes of", name)
 	}
 	if rec.StopRequested.IsZero() {
-		rec.StopRequested = l.cfg.Now()
+		rec.StopRequested = l.cfg.Clock.Now()
 		// Act, then record: a stop never waits on a successful write (a
 		// full disk must not keep a removed container running). Without
 		// the record, a restarted daemon only counts the timeout afresh.
