@@ -68,3 +68,32 @@ func inNetns(ns *os.File, fn func() error) error {
 	}()
 	return <-done
 }
+
+// socketInNetns makes a socket (unix.Socket's arguments) in network
+// namespace ns on the calling goroutine's own thread, for the probes: no
+// goroutine is started per probe. The thread joins ns for the socket call
+// alone and goes back to the daemon's namespace. Should the way back
+// fail, the thread stays locked to the calling goroutine (a prober's,
+// which does nothing but probe this container) and ends with it: no
+// other goroutine ever runs in the container's namespace.
+func socketInNetns(ns *os.File, domain, typ, proto int) (int, error) {
+	home, err := daemonNetns()
+	if err != nil {
+		return -1, fmt.Errorf("the daemon's own network namespace: %w", err)
+	}
+	runtime.LockOSThread()
+	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread() // still in the daemon's namespace
+		return -1, os.NewSyscallError("setns", err)
+	}
+	fd, err := unix.Socket(domain, typ, proto)
+	if err := unix.Setns(int(home.Fd()), unix.CLONE_NEWNET); err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		// Not unlocked: see above.
+		return -1, fmt.Errorf("unable to return to the daemon's network namespace: %w", os.NewSyscallError("setns", err))
+	}
+	runtime.UnlockOSThread()
+	return fd, os.NewSyscallError("socket", err)
+}

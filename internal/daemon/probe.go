@@ -51,22 +51,17 @@ func connectInNetns(ctx context.Context, p *prober, port int) (*os.File, string,
 }
 
 // connectTo makes a TCP socket of family in network namespace ns and
-// connects it to sa. Only the socket is made in the namespace (inNetns):
+// connects it to sa. Only the socket is made in the namespace
+// (socketInNetns):
 // a socket stays in the namespace it was made in, so the connection is
 // completed by this goroutine, on the poller, like any other. Over
 // loopback the handshake is usually over when connect returns.
 func connectTo(ctx context.Context, ns *os.File, family int, sa unix.Sockaddr) (*os.File, error) {
-	fd := -1
-	if err := inNetns(ns, func() (err error) {
-		fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-		return os.NewSyscallError("socket", err)
-	}); err != nil {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
+	fd, err := socketInNetns(ns, family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
 		return nil, err
 	}
-	err := unix.Connect(fd, sa)
+	err = unix.Connect(fd, sa)
 	if err != nil && err != unix.EINPROGRESS {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("connect", err)
