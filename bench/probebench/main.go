@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/bench/internal/bundle"
 	"reconciled.dev/reconciled/bench/internal/host"
 	"reconciled.dev/reconciled/internal/daemon"
 )
@@ -32,6 +33,9 @@ func main() {
 	interval := flag.Duration("interval", 10*time.Second, "probe interval")
 	window := flag.Duration("window", 60*time.Second, "measuring window")
 	kinds := flag.String("kinds", "none,http,tcp,exec", "probe kinds, in order")
+	rivals := flag.String("rivals", "runc,crun", "OCI runtimes whose `exec` of the exec probe's command is measured beside ours (what docker's and kubelet's exec probes run)")
+	shim := flag.String("nohybrid", "", "LD_PRELOAD shim that lets crun 1.8 run on a hybrid cgroup layout")
+	busybox := flag.String("busybox", "/bin/busybox", "static busybox for the rivals' bundle")
 	flag.Parse()
 	if *bin == "" || *work == "" {
 		fmt.Fprintln(os.Stderr, "usage: probebench -reconciled BIN -work DIR [-n 100] [-interval 10s] [-window 60s] [-kinds none,http,tcp,exec]")
@@ -60,6 +64,71 @@ func main() {
 		fmt.Printf("%-5s %12d %14s %11.3f%%\n", kind, probes, per, share)
 	}
 	fmt.Println("CPU/probe is the daemon's CPU (its children's included) over the window less that of the run without probes, per probe.")
+	if *rivals == "" {
+		return
+	}
+	fmt.Printf("\nexec of /bin/true in a running busybox container, CPU per exec (the CLI and all it starts), %d each:\n", rivalExecs)
+	for _, rt := range strings.Split(*rivals, ",") {
+		per, err := rivalExec(rt, *shim, *busybox, filepath.Join(*work, "rival-"+rt))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s exec: %v\n", rt, err)
+			os.Exit(1)
+		}
+		fmt.Printf("%-5s %14.3f ms\n", rt, float64(per)/1e6)
+	}
+}
+
+// rivalExecs is how many execs rivalExec times.
+const rivalExecs = 50
+
+// rivalExec runs a busybox container (sleep) with OCI runtime rt and
+// returns the CPU of one `rt exec ID /bin/true`, the runtime's CLI and
+// every process it starts (this process's reaped children).
+func rivalExec(rt, shim, busybox, dir string) (time.Duration, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	b, err := bundle.Make(dir, busybox, []string{"/bin/sleep", "100000"})
+	if err != nil {
+		return 0, err
+	}
+	id := fmt.Sprintf("probebench-%s-%d", rt, os.Getpid())
+	root := filepath.Join(dir, "state")
+	command := func(args ...string) *exec.Cmd {
+		c := exec.Command(rt, append([]string{"--root", root}, args...)...)
+		if rt == "crun" && shim != "" {
+			c.Env = append(os.Environ(), "LD_PRELOAD="+shim)
+		}
+		return c
+	}
+	// run -d: the container keeps its stdio, so a file, not a pipe that
+	// would never close.
+	logf, err := os.Create(filepath.Join(dir, "run.log"))
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	run := command("run", "-d", "--bundle", b, id)
+	run.Stdout, run.Stderr = logf, logf
+	if err := run.Run(); err != nil {
+		out, _ := os.ReadFile(logf.Name())
+		return 0, fmt.Errorf("run: %v: %s", err, out)
+	}
+	defer command("delete", "--force", id).Run()
+	c0 := childCPU()
+	for range rivalExecs {
+		if out, err := command("exec", id, "/bin/true").CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("exec: %v: %s", err, out)
+		}
+	}
+	return (childCPU() - c0) / rivalExecs, nil
+}
+
+// childCPU is the CPU of this process's reaped children.
+func childCPU() time.Duration {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_CHILDREN, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // manifest is container name probed by kind: httpd on 8080 in its own
@@ -119,6 +188,8 @@ func run(bin, dir, kind string, n int, interval, window time.Duration) (time.Dur
 		waitStatus(state, 5*time.Minute, func(r *daemon.Report) bool { return len(r.Containers) == 0 })
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
+		// The daemon leaves its shared rootfs mount for its next run.
+		unix.Unmount(filepath.Join(state, "rootfs"), unix.MNT_DETACH)
 	}()
 	want := "healthy"
 	if kind == "none" {
