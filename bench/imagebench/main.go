@@ -25,6 +25,7 @@ import (
 	"reconciled.dev/reconciled/bench/internal/host"
 	"reconciled.dev/reconciled/bench/internal/measure"
 	"reconciled.dev/reconciled/internal/daemon"
+	"reconciled.dev/reconciled/internal/testutil/regserver"
 )
 
 func main() {
@@ -140,13 +141,17 @@ func (b *bench) run(ctx context.Context, ours, busybox, work, regBin string, nLa
 	if err := materialize(b.plainRoot, es); err != nil {
 		return fmt.Errorf("writing the plain root: %w", err)
 	}
-	reg, err := startRegistry(ctx, regBin, filepath.Join(work, "registry"))
+	reg, err := regserver.Start(ctx, regserver.Config{Bin: regBin, Dir: filepath.Join(work, "registry")})
 	if err != nil {
 		return err
 	}
-	b.cleanups = append(b.cleanups, reg.stop)
+	b.cleanups = append(b.cleanups, func() {
+		if err := reg.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "imagebench:", err)
+		}
+	})
 	t0 := time.Now()
-	img, err := buildAndPush(ctx, filepath.Join(work, "layers"), reg.addr, b.id+"/big:1", es, nLayers, layerSize)
+	img, err := buildAndPush(ctx, filepath.Join(work, "layers"), reg.Addr, b.id+"/big:1", es, nLayers, layerSize)
 	if err != nil {
 		return err
 	}
@@ -273,7 +278,7 @@ func (b *bench) run(ctx context.Context, ours, busybox, work, regBin string, nLa
 	if err := b.importSection(ctx, img); err != nil {
 		return err
 	}
-	return b.resumeSection(ctx, img, reg.addr)
+	return b.resumeSection(ctx, img, reg.Addr)
 }
 
 // manifest is a container that signals its start through the FIFO; root is
