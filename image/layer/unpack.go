@@ -451,15 +451,11 @@ func chmodNoFollow(pfd int, name string, m, typ uint32) error {
 		return pathErr(fmt.Sprintf("fchmodat %#o", m), name, err)
 	}
 	// No fchmodat2 (Linux < 6.6).
-	fd, err := sys.Openat(pfd, name, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	fd, st, err := sys.OpenPath(pfd, name)
 	if err != nil {
 		return err
 	}
 	defer sys.CloseFd(fd)
-	st, err := sys.Fstat(fd)
-	if err != nil {
-		return err
-	}
 	if st.Mode&unix.S_IFMT != typ {
 		return fmt.Errorf("%s became a %s: %w", name, sys.TypeName(st.Mode), ErrInvalidEntry)
 	}

@@ -68,6 +68,23 @@ func Openat2(dirfd int, path string, how *unix.OpenHow) (int, error) {
 	return fd, nil
 }
 
+// OpenPath opens name in dirfd as an O_PATH descriptor of the entry
+// itself (O_NOFOLLOW: a symlink is opened, not followed) and stats it, so
+// that what a caller checks is what it then acts on through the fd. On an
+// error nothing stays open.
+func OpenPath(dirfd int, name string) (int, unix.Stat_t, error) {
+	fd, err := Openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return -1, unix.Stat_t{}, err
+	}
+	st, err := Fstat(fd)
+	if err != nil {
+		CloseFd(fd)
+		return -1, st, err
+	}
+	return fd, st, nil
+}
+
 // Fstat is fstat(2), retried on EINTR; its error is an *os.SyscallError.
 func Fstat(fd int) (unix.Stat_t, error) {
 	var st unix.Stat_t

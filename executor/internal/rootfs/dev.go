@@ -161,15 +161,11 @@ func (m *mounter) createDevice(d specs.LinuxDevice) error {
 	} else if err != nil {
 		return sysErr("mknodat", err)
 	}
-	fd, err := sys.Openat(pfd, name, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	fd, st, err := sys.OpenPath(pfd, name)
 	if err != nil {
 		return err
 	}
 	defer sys.CloseFd(fd)
-	st, err := sys.Fstat(fd)
-	if err != nil {
-		return err
-	}
 	if st.Mode&unix.S_IFMT != typ || (typ != unix.S_IFIFO && st.Rdev != rdev) {
 		return fmt.Errorf("%s is a %s %d:%d after creating it: %w", p, sys.TypeName(st.Mode),
 			unix.Major(st.Rdev), unix.Minor(st.Rdev), ErrUnexpectedType)
@@ -221,14 +217,10 @@ func (m *mounter) bindHostDevice(parent *os.File, name, path string, typ uint32,
 }
 
 func isSymlinkAt(dirfd int, name string) (bool, error) {
-	fd, err := sys.Openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	fd, st, err := sys.OpenPath(dirfd, name)
 	if err != nil {
 		return false, err
 	}
-	defer sys.CloseFd(fd)
-	st, err := sys.Fstat(fd)
-	if err != nil {
-		return false, err
-	}
+	sys.CloseFd(fd)
 	return st.Mode&unix.S_IFMT == unix.S_IFLNK, nil
 }
