@@ -102,12 +102,8 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 	// oneID parses a subcommand's arguments into fs and returns the one
 	// container ID they name; false (usage printed) when they are wrong.
 	oneID := func(fs *flag.FlagSet, args []string) (string, bool) {
-		pos, err := parseInterspersed(fs, args)
-		if err != nil {
-			return "", false
-		}
-		if len(pos) != 1 {
-			fs.Usage()
+		pos, ok := parseArgs(fs, args, 1, 1)
+		if !ok {
 			return "", false
 		}
 		return pos[0], true
@@ -181,12 +177,8 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 		sfs := newFlagSet("runtime kill", "runtime kill [--all] ID [SIGNAL]", stderr)
 		all := sfs.Bool("all", false, "signal every process in the container's cgroup, not only its init")
 		sfs.BoolVar(all, "a", false, "same as --all")
-		pos, err := parseInterspersed(sfs, args)
-		if err != nil {
-			return 2
-		}
-		if len(pos) < 1 || len(pos) > 2 {
-			sfs.Usage()
+		pos, ok := parseArgs(sfs, args, 1, 2)
+		if !ok {
 			return 2
 		}
 		sig := unix.SIGTERM
