@@ -117,29 +117,22 @@ func Tar(t testing.TB, entries []Entry) []byte {
 func Compress(t testing.TB, data []byte, c Compression) []byte {
 	t.Helper()
 	var buf bytes.Buffer
+	var zw io.WriteCloser
+	var err error
 	switch c {
 	case Zstd:
-		zw, err := zstd.NewWriter(&buf, zstd.WithEncoderConcurrency(1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := zw.Write(data); err != nil {
-			t.Fatal(err)
-		}
-		if err := zw.Close(); err != nil {
-			t.Fatal(err)
-		}
+		zw, err = zstd.NewWriter(&buf, zstd.WithEncoderConcurrency(1))
 	default:
-		zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := zw.Write(data); err != nil {
-			t.Fatal(err)
-		}
-		if err := zw.Close(); err != nil {
-			t.Fatal(err)
-		}
+		zw, err = gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := zw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
 	}
 	return buf.Bytes()
 }
