@@ -43,32 +43,23 @@ func inRootPath(p string) string {
 // It uses openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS) and falls back to
 // a component-wise walk on kernels without openat2.
 func OpenInRoot(root *os.File, path string) (*os.File, error) {
-	rel := inRootPath(path)
-	if !noOpenat2 {
-		fd, err := sys.Openat2(int(root.Fd()), rel, &unix.OpenHow{
-			Flags:   unix.O_PATH,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-		})
-		if err == nil {
-			return os.NewFile(uintptr(fd), "/"+rel), nil
-		}
-		if !errors.Is(err, unix.ENOSYS) {
-			return nil, &os.PathError{Op: "open in root", Path: "/" + rel, Err: errors.Unwrap(err)}
-		}
-		noOpenat2 = true
-	}
-	return walkInRoot(root, rel, createNone, 0, false)
+	return openInRoot(root, path, false)
 }
 
 // openNoSymlinks opens path in root like OpenInRoot but fails with ELOOP
 // when any component is a symlink.
 func openNoSymlinks(root *os.File, path string) (*os.File, error) {
+	return openInRoot(root, path, true)
+}
+
+func openInRoot(root *os.File, path string, noSymlinks bool) (*os.File, error) {
 	rel := inRootPath(path)
 	if !noOpenat2 {
-		fd, err := sys.Openat2(int(root.Fd()), rel, &unix.OpenHow{
-			Flags:   unix.O_PATH,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS,
-		})
+		resolve := uint64(unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS)
+		if noSymlinks {
+			resolve = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS
+		}
+		fd, err := sys.Openat2(int(root.Fd()), rel, &unix.OpenHow{Flags: unix.O_PATH, Resolve: resolve})
 		if err == nil {
 			return os.NewFile(uintptr(fd), "/"+rel), nil
 		}
@@ -77,7 +68,7 @@ func openNoSymlinks(root *os.File, path string) (*os.File, error) {
 		}
 		noOpenat2 = true
 	}
-	return walkInRoot(root, rel, createNone, 0, true)
+	return walkInRoot(root, rel, createNone, 0, noSymlinks)
 }
 
 // MkdirAllInRoot is OpenInRoot that creates what is missing as
