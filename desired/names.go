@@ -1,5 +1,7 @@
 package desired
 
+import "strings"
+
 // Hand-written matchers for the few fixed shapes the package checks (names,
 // label parts, commit hashes). They replace package-level regexps: every
 // start of the binary (each CLI call and each re-exec'd container stage)
@@ -12,40 +14,26 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 func isAlnum(c byte) bool { return isLower(c) || isDigit(c) || ('A' <= c && c <= 'Z') }
 func isHex(c byte) bool   { return isDigit(c) || ('a' <= c && c <= 'f') }
 
+func isLowerOrDigit(c byte) bool { return isLower(c) || isDigit(c) }
+
 // isDNS1123Label: ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ (length unchecked).
-func isDNS1123Label(s string) bool {
-	if s == "" || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !isLower(c) && !isDigit(c) && c != '-' {
-			return false
-		}
-	}
-	return true
-}
+func isDNS1123Label(s string) bool { return isLabel(s, isLowerOrDigit, "-") }
 
 // isLabelName: ^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$ (length
 // unchecked).
-func isLabelName(s string) bool {
-	if s == "" || !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !isAlnum(c) && c != '-' && c != '_' && c != '.' {
-			return false
-		}
-	}
-	return true
-}
+func isLabelName(s string) bool { return isLabel(s, isAlnum, "-_.") }
 
 // isHostLabel: ^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?$ (length unchecked).
-func isHostLabel(s string) bool {
-	if s == "" || !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
+func isHostLabel(s string) bool { return isLabel(s, isAlnum, "-") }
+
+// isLabel: ^E([E<inner>]*E)?$, E the bytes that end accepts and <inner>
+// the bytes of inner (length unchecked).
+func isLabel(s string, end func(byte) bool, inner string) bool {
+	if s == "" || !end(s[0]) || !end(s[len(s)-1]) {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !isAlnum(c) && c != '-' {
+		if c := s[i]; !end(c) && strings.IndexByte(inner, c) < 0 {
 			return false
 		}
 	}

@@ -24,24 +24,22 @@ const StatusPaused Status = "paused"
 // freezer: v1 freezer.state, v2 cgroup.freeze, or the systemd driver's
 // freeze). The kernel's freezer state is the only record: IsPaused reads it.
 func (r *Runtime) Pause(ctx context.Context, id string) error {
-	m, err := r.liveCgroup(ctx, id, "pause")
-	if err != nil {
-		return err
-	}
-	if err := m.Freeze(ctx, true); err != nil {
-		return fmt.Errorf("pause container %s: %w", id, err)
-	}
-	return nil
+	return r.freeze(ctx, id, "pause", true)
 }
 
 // Resume thaws a paused container.
 func (r *Runtime) Resume(ctx context.Context, id string) error {
-	m, err := r.liveCgroup(ctx, id, "resume")
+	return r.freeze(ctx, id, "resume", false)
+}
+
+// freeze freezes (pause) or thaws (resume) container id's cgroup.
+func (r *Runtime) freeze(ctx context.Context, id, op string, frozen bool) error {
+	m, err := r.liveCgroup(ctx, id, op)
 	if err != nil {
 		return err
 	}
-	if err := m.Freeze(ctx, false); err != nil {
-		return fmt.Errorf("resume container %s: %w", id, err)
+	if err := m.Freeze(ctx, frozen); err != nil {
+		return fmt.Errorf("%s container %s: %w", op, id, err)
 	}
 	return nil
 }

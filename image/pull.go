@@ -524,14 +524,20 @@ func (s *Store) commit(tmp *os.File, final string) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := renameNoReplace(tmp.Name(), final); err != nil {
+	return publish(tmp.Name(), final)
+}
+
+// publish renames tmp, a complete and verified file, to final, unless
+// final exists (the same content stored first): then tmp is deleted. The
+// rename is made durable by recordRefs' sync, before a reference needs the
+// blob; a rename lost in a crash only fetches it again.
+func publish(tmp, final string) error {
+	if err := renameNoReplace(tmp, final); err != nil {
 		if !isExist(err) {
 			return err
 		}
-		return os.Remove(tmp.Name())
+		return os.Remove(tmp)
 	}
-	// The rename is made durable by recordRefs' sync, before a reference
-	// needs the blob; a rename lost in a crash only fetches it again.
 	return nil
 }
 

@@ -202,14 +202,7 @@ func (s *Store) commitPartial(f *os.File, final string) error {
 	if err := f.Sync(); err != nil {
 		return err
 	}
-	if err := renameNoReplace(f.Name(), final); err != nil {
-		if !isExist(err) {
-			return err
-		}
-		return os.Remove(f.Name())
-	}
-	// The rename is made durable by recordRefs' sync (see commit).
-	return nil
+	return publish(f.Name(), final)
 }
 
 // partial is a blob being received into its partial file: the file holds

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,7 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/bench/internal/bundle"
+	"reconciled.dev/reconciled/bench/internal/daemonproc"
 	"reconciled.dev/reconciled/bench/internal/host"
+	"reconciled.dev/reconciled/bench/internal/measure"
 	"reconciled.dev/reconciled/internal/daemon"
 	"reconciled.dev/reconciled/internal/proc"
 )
@@ -58,8 +59,7 @@ type bench struct {
 	bin                      string
 	work, manifests, staging string
 	state, logDir, rootfs    string
-	daemon                   *exec.Cmd
-	daemonExited             chan struct{}
+	daemon                   *daemonproc.Daemon
 	ino                      int // inotify on the log directory
 	cleanups                 []func()
 }
@@ -90,10 +90,10 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 			return err
 		}
 		state := b.state
-		b.cleanups = append(b.cleanups, func() { unmountRootfs(state); os.RemoveAll(state) })
+		b.cleanups = append(b.cleanups, func() { daemonproc.UnmountRootfs(state); os.RemoveAll(state) })
 	} else {
 		state := b.state
-		b.cleanups = append(b.cleanups, func() { unmountRootfs(state) })
+		b.cleanups = append(b.cleanups, func() { daemonproc.UnmountRootfs(state) })
 	}
 	b.logDir = filepath.Join(work, "logs")
 	for _, d := range []string{b.manifests, b.staging, b.logDir} {
@@ -150,11 +150,11 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 		return err
 	}
 	converge := time.Since(t0)
-	fmt.Printf("converge %d from empty: %s (%.1f containers/s)\n", b.n, ms(converge), float64(b.n)/converge.Seconds())
+	fmt.Printf("converge %d from empty: %s (%.1f containers/s)\n", b.n, measure.MS(converge), float64(b.n)/converge.Seconds())
 
 	// Idle with N running: let the follow-up checks settle first.
 	time.Sleep(5 * time.Second)
-	pid := b.daemon.Process.Pid
+	pid := b.daemon.Pid()
 	u0, err := readUsage(pid)
 	if err != nil {
 		return err
@@ -166,7 +166,7 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 		return err
 	}
 	wall := time.Since(w0)
-	rss, err := rssKiB(pid)
+	rss, err := measure.RSSKiB(pid)
 	if err != nil {
 		return err
 	}
@@ -220,14 +220,14 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 		}
 		time.Sleep(50 * time.Millisecond) // a full report of N containers is not free
 	}
-	fmt.Printf("adopt %d after a restart: %s (from exec to all shown running; %d restarted)\n", b.n, ms(time.Since(t0)), restarted)
+	fmt.Printf("adopt %d after a restart: %s (from exec to all shown running; %d restarted)\n", b.n, measure.MS(time.Since(t0)), restarted)
 
 	// Remove them all.
 	t0 = time.Now()
 	if err := b.removeAll("c-"); err != nil {
 		return err
 	}
-	fmt.Printf("remove %d: %s\n", b.n, ms(time.Since(t0)))
+	fmt.Printf("remove %d: %s\n", b.n, measure.MS(time.Since(t0)))
 	if err := b.stopDaemon(syscall.SIGTERM); err != nil {
 		return err
 	}
@@ -240,7 +240,7 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%s: create+start %d sequentially: %s (%.1f containers/s)\n", rt, b.n, ms(d), float64(b.n)/d.Seconds())
+		fmt.Printf("%s: create+start %d sequentially: %s (%.1f containers/s)\n", rt, b.n, measure.MS(d), float64(b.n)/d.Seconds())
 	}
 	return nil
 }
@@ -267,12 +267,12 @@ func (b *bench) dropLatency(prefix string, k int, label string) error {
 		}
 		lat = append(lat, up[name].Sub(t0))
 	}
-	fmt.Printf(label+": p50 %s  p99 %s  max %s\n", k, ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99)), ms(percentile(lat, 1)))
+	fmt.Printf(label+": p50 %s  p99 %s  max %s\n", k, measure.MS(measure.Percentile(lat, 0.50)), measure.MS(measure.Percentile(lat, 0.99)), measure.MS(measure.Percentile(lat, 1)))
 	t0 := time.Now()
 	if err := b.removeAll(prefix); err != nil {
 		return err
 	}
-	fmt.Printf("  removed them in %s\n", ms(time.Since(t0)))
+	fmt.Printf("  removed them in %s\n", measure.MS(time.Since(t0)))
 	return nil
 }
 
@@ -289,48 +289,21 @@ spec:
 }
 
 func (b *bench) startDaemon() error {
-	logf, err := os.OpenFile(filepath.Join(b.work, "daemon.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	d, err := daemonproc.Start(b.bin, filepath.Join(b.work, "daemon.log"), "run", "--manifests", b.manifests, "--state", b.state, "--log-dir", b.logDir,
+		"--image-root", filepath.Join(b.state, "images"), "--image-import-dir", filepath.Join(b.state, "import"), "--parallel", strconv.Itoa(b.parallel), "--cgroup-driver", b.driver)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
-	cmd := exec.Command(b.bin, "run", "--manifests", b.manifests, "--state", b.state, "--log-dir", b.logDir,
-		"--image-root", filepath.Join(b.state, "images"), "--image-import-dir", filepath.Join(b.state, "import"), "--parallel", strconv.Itoa(b.parallel), "--cgroup-driver", b.driver)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	b.daemon = cmd
-	b.daemonExited = make(chan struct{})
-	go func() { cmd.Wait(); close(b.daemonExited) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var rep daemon.Report
-		if err := daemon.Query(context.Background(), b.state, "/v1/status", &rep); err == nil {
-			return nil
-		}
-		select {
-		case <-b.daemonExited:
-			return fmt.Errorf("the daemon exited; see %s", filepath.Join(b.work, "daemon.log"))
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return errors.New("the daemon does not answer")
-		}
-	}
+	b.daemon = d
+	return d.WaitReady(context.Background(), b.state, nil)
 }
 
 func (b *bench) stopDaemon(sig syscall.Signal) error {
 	if b.daemon == nil {
 		return nil
 	}
-	b.daemon.Process.Signal(sig)
-	select {
-	case <-b.daemonExited:
-	case <-time.After(30 * time.Second):
-		b.daemon.Process.Kill()
-		<-b.daemonExited
-		return errors.New("the daemon did not stop on SIGTERM")
+	if err := b.daemon.Stop(sig, 30*time.Second); err != nil {
+		return err
 	}
 	b.daemon = nil
 	return nil
@@ -578,37 +551,4 @@ func (u usage) sub(u0 usage, wall time.Duration) string {
 		s += fmt.Sprintf(", %d exited: their switches are not counted", exited)
 	}
 	return s + ")"
-}
-
-func rssKiB(pid int) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		}
-	}
-	return 0, errors.New("no VmRSS")
-}
-
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := int(p*float64(len(s))+0.5) - 1
-	return s[max(0, min(i, len(s)-1))]
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
-
-// unmountRootfs removes the daemon's shared bind of STATE/rootfs (where
-// image containers' roots are mounted), so that the state directory holds
-// no mount when it is removed.
-func unmountRootfs(state string) {
-	for syscall.Unmount(filepath.Join(state, "rootfs"), syscall.MNT_DETACH) == nil {
-	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/bench/internal/measure"
 )
 
 // coldOurs drops a manifest naming the image into an empty store and
@@ -21,8 +23,8 @@ func (b *bench) coldOurs(ctx context.Context, ref string, i int) (time.Duration,
 		return 0, 0, 0, fmt.Errorf("the image store is not empty before a cold pull (%d blobs and layers, %v)", n, err)
 	}
 	name := fmt.Sprintf("%s-cold-%d", b.id, i)
-	pid := b.daemon.Process.Pid
-	before, err := rssKiB(pid)
+	pid := b.daemon.Pid()
+	before, err := measure.RSSKiB(pid)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -41,7 +43,7 @@ func (b *bench) coldOurs(ctx context.Context, ref string, i int) (time.Duration,
 			case <-stopSamp:
 				return
 			case <-tick.C:
-				if v, err := rssKiB(pid); err == nil && v > peak {
+				if v, err := measure.RSSKiB(pid); err == nil && v > peak {
 					peak = v
 				}
 			}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -13,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/bench/internal/daemonproc"
 	"reconciled.dev/reconciled/internal/daemon"
 )
 
@@ -80,7 +80,7 @@ func (b *bench) waitFIFO(ctx context.Context, fd int, name string, timeout time.
 		}
 		if name != "" {
 			select {
-			case <-b.daemonExited:
+			case <-b.daemon.Exited():
 				return errors.New("the daemon exited")
 			default:
 			}
@@ -174,40 +174,17 @@ func storeEntries(root string) (int, error) {
 }
 
 func (b *bench) startDaemon(ctx context.Context) error {
-	logf, err := os.OpenFile(b.daemonLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	args := []string{"run", "--manifests", b.manifests, "--state", b.state, "--log-dir", b.logDir,
+		"--image-root", b.images}
+	if b.debug {
+		args = append(args, "--debug")
+	}
+	d, err := daemonproc.Start(b.bin, b.daemonLog, args...)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
-	cmd := exec.Command(b.bin, "run", "--manifests", b.manifests, "--state", b.state, "--log-dir", b.logDir,
-		"--image-root", b.images)
-	if b.debug {
-		cmd.Args = append(cmd.Args, "--debug")
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	b.daemon = cmd
-	b.daemonExited = make(chan struct{})
-	go func() { cmd.Wait(); close(b.daemonExited) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var rep daemon.Report
-		if err := daemon.Query(ctx, b.state, "/v1/status", &rep); err == nil && rep.Daemon.Loaded {
-			return nil
-		}
-		select {
-		case <-b.daemonExited:
-			return fmt.Errorf("the daemon exited; see %s", b.daemonLog)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return errors.New("the daemon does not answer")
-		}
-	}
+	b.daemon = d
+	return d.WaitReady(ctx, b.state, func(rep *daemon.Report) bool { return rep.Daemon.Loaded })
 }
 
 // removeEverything removes our manifests and waits for their containers,
@@ -226,13 +203,8 @@ func (b *bench) removeEverything() {
 				}
 			}
 		}
-		b.daemon.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-b.daemonExited:
-		case <-time.After(30 * time.Second):
-			fmt.Fprintln(os.Stderr, "imagebench: the daemon did not stop on SIGTERM; killing it")
-			b.daemon.Process.Kill()
-			<-b.daemonExited
+		if err := b.daemon.Stop(syscall.SIGTERM, 30*time.Second); err != nil {
+			fmt.Fprintln(os.Stderr, "imagebench: cleanup:", err)
 		}
 		b.daemon = nil
 	}

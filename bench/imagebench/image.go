@@ -5,19 +5,12 @@ import (
 	"bufio"
 	"compress/gzip"
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -28,127 +21,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
-
-// registry is a docker-registry process of ours (Debian's package), started
-// as internal/testutil/registry starts it for the tests; that helper takes
-// a testing.TB, a benchmark program has none.
-type registry struct {
-	addr   string
-	cmd    *exec.Cmd
-	exited chan struct{}
-	log    string
-}
-
-// startRegistry runs /usr/bin/docker-registry on a free loopback port with
-// its storage under dir and returns once it answers GET /v2/.
-func startRegistry(ctx context.Context, bin, dir string) (*registry, error) {
-	storage := filepath.Join(dir, "storage")
-	if err := os.MkdirAll(storage, 0o700); err != nil {
-		return nil, err
-	}
-	var lastLog string
-	for attempt := 0; attempt < 5; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		secret := make([]byte, 16)
-		crand.Read(secret)
-		cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: %s
-  secret: %s
-`, storage, addr, hex.EncodeToString(secret))
-		cfgPath := filepath.Join(dir, "config.yml")
-		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-			return nil, err
-		}
-		r := &registry{addr: addr, exited: make(chan struct{}), log: filepath.Join(dir, fmt.Sprintf("registry-%d.log", attempt))}
-		logf, err := os.Create(r.log)
-		if err != nil {
-			return nil, err
-		}
-		r.cmd = exec.Command(bin, "serve", cfgPath)
-		r.cmd.Stdout, r.cmd.Stderr = logf, logf
-		// No REGISTRY_* variable of ours may override the config file.
-		r.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-		err = r.cmd.Start()
-		logf.Close()
-		if err != nil {
-			return nil, fmt.Errorf("starting %s (apt-get install docker-registry): %w", bin, err)
-		}
-		go func() { r.cmd.Wait(); close(r.exited) }()
-		err = r.waitReady(ctx, 15*time.Second)
-		if err == nil {
-			return r, nil
-		}
-		r.stop()
-		data, _ := os.ReadFile(r.log)
-		lastLog = string(data)
-		if !strings.Contains(lastLog, "address already in use") {
-			return nil, fmt.Errorf("registry on %s: %w\n%s", addr, err, lastLog)
-		}
-	}
-	return nil, fmt.Errorf("registry did not start after 5 attempts:\n%s", lastLog)
-}
-
-func (r *registry) waitReady(ctx context.Context, timeout time.Duration) error {
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(timeout)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		select {
-		case <-r.exited:
-			return fmt.Errorf("exited: %v", r.cmd.ProcessState)
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
-		}
-		resp, err := client.Get("http://" + r.addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("GET /v2/: %s", resp.Status)
-		}
-		lastErr = err
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready after %s: %v", timeout, lastErr)
-}
-
-// stop kills the registry by the PID we started, and waits for it.
-func (r *registry) stop() {
-	select {
-	case <-r.exited:
-		return
-	default:
-	}
-	if err := r.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		fmt.Fprintf(os.Stderr, "imagebench: killing registry pid %d: %v\n", r.cmd.Process.Pid, err)
-	}
-	select {
-	case <-r.exited:
-	case <-time.After(10 * time.Second):
-		fmt.Fprintf(os.Stderr, "imagebench: registry pid %d did not exit after SIGKILL\n", r.cmd.Process.Pid)
-	}
-}
 
 // epoch is every entry's modification time.
 var epoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"reconciled.dev/reconciled/bench/internal/measure"
 )
 
 // importSection is section 4: the image, written once as an oci-archive
@@ -50,21 +52,15 @@ func (b *bench) importSection(ctx context.Context, img builtImage) error {
 			skopeoT, umociT = append(skopeoT, st.skopeo), append(umociT, st.umoci)
 			return nil
 		}
-		order := []func() error{doOurs, doTheirs}
-		if i%2 == 1 {
-			order = []func() error{doTheirs, doOurs}
-		}
-		for _, f := range order {
-			if err := f(); err != nil {
-				return err
-			}
+		if err := alternate(i, doOurs, doTheirs); err != nil {
+			return err
 		}
 		fmt.Printf("  round %d: reconciled image import %s   skopeo+umoci %s (skopeo copy %s, umoci unpack %s)\n",
-			i+1, ms(oursT[i]), ms(theirsT[i]), ms(st.skopeo), ms(st.umoci))
+			i+1, measure.MS(oursT[i]), measure.MS(theirsT[i]), measure.MS(st.skopeo), measure.MS(st.umoci))
 	}
-	mo, mt := median(oursT), median(theirsT)
+	mo, mt := measure.Median(oursT), measure.Median(theirsT)
 	fmt.Printf("  median:  reconciled image import %s   skopeo+umoci %s (skopeo copy %s, umoci unpack %s)\n",
-		ms(mo), ms(mt), ms(median(skopeoT)), ms(median(umociT)))
+		measure.MS(mo), measure.MS(mt), measure.MS(measure.Median(skopeoT)), measure.MS(measure.Median(umociT)))
 	fmt.Printf("  ratio reconciled / skopeo+umoci: %.2fx\n\n", float64(mo)/float64(mt))
 	return nil
 }
@@ -159,7 +155,7 @@ func (b *bench) resumeSection(ctx context.Context, img builtImage, registry stri
 		seen = append(seen, reqs[i].String())
 	}
 	total := p.toClient.Load()
-	fmt.Printf("  pull: %s (the retry's wait included), stored %s as in the registry\n", ms(took), shortHex(pulled.Digest))
+	fmt.Printf("  pull: %s (the retry's wait included), stored %s as in the registry\n", measure.MS(took), shortHex(pulled.Digest))
 	fmt.Printf("  requests for the blob: %s\n", strings.Join(seen, "; "))
 	fmt.Printf("  the blob:        %.2f MB received / %.2f MB = %.3fx (%+d bytes, HTTP heads included; goal < 1.6x)\n",
 		mb(blobBytes), mb(blob.Size), float64(blobBytes)/float64(blob.Size), blobBytes-blob.Size)

@@ -13,7 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -22,8 +21,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/bench/internal/daemonproc"
 	"reconciled.dev/reconciled/bench/internal/host"
+	"reconciled.dev/reconciled/bench/internal/measure"
 	"reconciled.dev/reconciled/internal/daemon"
+	"reconciled.dev/reconciled/internal/testutil/regserver"
 )
 
 func main() {
@@ -76,8 +78,7 @@ type bench struct {
 	state, images, sigDir, fifo      string
 	plainRoot                        string
 	daemonLog                        string
-	daemon                           *exec.Cmd
-	daemonExited                     chan struct{}
+	daemon                           *daemonproc.Daemon
 	crunRoot                         string
 	cleanups                         []func()
 }
@@ -117,7 +118,7 @@ func (b *bench) run(ctx context.Context, ours, busybox, work, regBin string, nLa
 		b.cleanups = append(b.cleanups, func() { removeTree(state) })
 	}
 	state := b.state
-	b.cleanups = append(b.cleanups, func() { unmountRootfs(state) })
+	b.cleanups = append(b.cleanups, func() { daemonproc.UnmountRootfs(state) })
 	for _, d := range []string{b.manifests, b.staging, b.logDir, b.images, b.sigDir, b.plainRoot} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
@@ -140,13 +141,17 @@ func (b *bench) run(ctx context.Context, ours, busybox, work, regBin string, nLa
 	if err := materialize(b.plainRoot, es); err != nil {
 		return fmt.Errorf("writing the plain root: %w", err)
 	}
-	reg, err := startRegistry(ctx, regBin, filepath.Join(work, "registry"))
+	reg, err := regserver.Start(ctx, regserver.Config{Bin: regBin, Dir: filepath.Join(work, "registry")})
 	if err != nil {
 		return err
 	}
-	b.cleanups = append(b.cleanups, reg.stop)
+	b.cleanups = append(b.cleanups, func() {
+		if err := reg.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "imagebench:", err)
+		}
+	})
 	t0 := time.Now()
-	img, err := buildAndPush(ctx, filepath.Join(work, "layers"), reg.addr, b.id+"/big:1", es, nLayers, layerSize)
+	img, err := buildAndPush(ctx, filepath.Join(work, "layers"), reg.Addr, b.id+"/big:1", es, nLayers, layerSize)
 	if err != nil {
 		return err
 	}
@@ -163,7 +168,7 @@ func (b *bench) run(ctx context.Context, ours, busybox, work, regBin string, nLa
 	if err := daemon.Query(ctx, b.state, "/v1/status", &first); err != nil {
 		return err
 	}
-	fmt.Printf("reconciled run --state %s --image-root %s: pid %d, cgroup driver %s\n", b.state, b.images, b.daemon.Process.Pid, first.CgroupDriver)
+	fmt.Printf("reconciled run --state %s --image-root %s: pid %d, cgroup driver %s\n", b.state, b.images, b.daemon.Pid(), first.CgroupDriver)
 	b.crunRoot = filepath.Join(b.state, "crun")
 	var crunEnv []string
 	if b.shim != "" {
@@ -195,23 +200,15 @@ func (b *bench) run(ctx context.Context, ours, busybox, work, regBin string, nLa
 			skopeoT, umociT, crunT = append(skopeoT, st.skopeo), append(umociT, st.umoci), append(crunT, st.crun)
 			return nil
 		}
-		// Alternate which goes first, so neither always meets the other's
-		// dirty page cache.
-		order := []func() error{doOurs, doTheirs}
-		if i%2 == 1 {
-			order = []func() error{doTheirs, doOurs}
-		}
-		for _, f := range order {
-			if err := f(); err != nil {
-				return err
-			}
+		if err := alternate(i, doOurs, doTheirs); err != nil {
+			return err
 		}
 		fmt.Printf("  round %d: reconciled %s (daemon RSS +%.1f MiB)   skopeo+umoci+crun %s (skopeo %s, umoci %s, crun run %s)\n",
-			i+1, ms(oursT[i]), kib2mib(rssGrowth[i]), ms(theirsT[i]), ms(st.skopeo), ms(st.umoci), ms(st.crun))
+			i+1, measure.MS(oursT[i]), kib2mib(rssGrowth[i]), measure.MS(theirsT[i]), measure.MS(st.skopeo), measure.MS(st.umoci), measure.MS(st.crun))
 	}
-	mo, mt := median(oursT), median(theirsT)
+	mo, mt := measure.Median(oursT), measure.Median(theirsT)
 	fmt.Printf("  median:  reconciled %s   skopeo+umoci+crun %s (skopeo %s, umoci %s, crun run %s)\n",
-		ms(mo), ms(mt), ms(median(skopeoT)), ms(median(umociT)), ms(median(crunT)))
+		measure.MS(mo), measure.MS(mt), measure.MS(measure.Median(skopeoT)), measure.MS(measure.Median(umociT)), measure.MS(measure.Median(crunT)))
 	fmt.Printf("  ratio reconciled / skopeo+umoci+crun: %.2fx (goal <= 0.5x)\n\n", float64(mo)/float64(mt))
 
 	var growths []string
@@ -270,18 +267,18 @@ func (b *bench) run(ctx context.Context, ours, busybox, work, regBin string, nLa
 		}
 		fmt.Printf("3. warm drop to running (rename of the manifest to the FIFO read), %d of each, alternated\n", b.drops)
 		fmt.Printf("  image (%d-layer overlay): p50 %s  p90 %s  min %s  max %s\n", img.layers,
-			ms(percentile(imgT, 0.5)), ms(percentile(imgT, 0.9)), ms(percentile(imgT, 0)), ms(percentile(imgT, 1)))
+			measure.MS(measure.Percentile(imgT, 0.5)), measure.MS(measure.Percentile(imgT, 0.9)), measure.MS(measure.Percentile(imgT, 0)), measure.MS(measure.Percentile(imgT, 1)))
 		fmt.Printf("  plain directory root:    p50 %s  p90 %s  min %s  max %s\n",
-			ms(percentile(dirT, 0.5)), ms(percentile(dirT, 0.9)), ms(percentile(dirT, 0)), ms(percentile(dirT, 1)))
+			measure.MS(measure.Percentile(dirT, 0.5)), measure.MS(measure.Percentile(dirT, 0.9)), measure.MS(measure.Percentile(dirT, 0)), measure.MS(measure.Percentile(dirT, 1)))
 		fmt.Printf("  p50 image - p50 plain: %+.2f ms (goal: within 1 ms)\n\n",
-			float64(percentile(imgT, 0.5)-percentile(dirT, 0.5))/1e6)
+			float64(measure.Percentile(imgT, 0.5)-measure.Percentile(dirT, 0.5))/1e6)
 	}
 
 	// 4. Import of an oci-archive; 5. a pull cut in the middle of a blob.
 	if err := b.importSection(ctx, img); err != nil {
 		return err
 	}
-	return b.resumeSection(ctx, img, reg.addr)
+	return b.resumeSection(ctx, img, reg.Addr)
 }
 
 // manifest is a container that signals its start through the FIFO; root is

@@ -3,17 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"reconciled.dev/reconciled/bench/internal/measure"
 )
 
 // command runs a tool with stdio on a file (a started container inherits
@@ -35,39 +31,12 @@ func command(ctx context.Context, env []string, name string, args ...string) err
 	return nil
 }
 
-// unmountRootfs unmounts the image roots the daemon mounted under
-// STATE/rootfs and then its shared bind of STATE/rootfs itself, so that
-// the state directory holds no mount when it is removed.
-func unmountRootfs(state string) {
-	rootfs := filepath.Join(state, "rootfs")
-	entries, _ := os.ReadDir(rootfs)
-	for _, e := range entries {
-		for unix.Unmount(filepath.Join(rootfs, e.Name()), unix.MNT_DETACH) == nil {
-		}
-	}
-	for unix.Unmount(rootfs, unix.MNT_DETACH) == nil {
-	}
-}
-
 // removeTree is rm -rf --one-file-system: a mount left behind stops it
 // instead of being emptied.
 func removeTree(dir string) {
 	if out, err := exec.Command("rm", "-rf", "--one-file-system", dir).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "imagebench: removing %s: %v: %s\n", dir, err, out)
 	}
-}
-
-func rssKiB(pid int) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		}
-	}
-	return 0, errors.New("no VmRSS")
 }
 
 func loadavg() string {
@@ -78,37 +47,13 @@ func loadavg() string {
 	return strings.Join(strings.Fields(string(data))[:3], " ")
 }
 
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := int(p*float64(len(s))+0.5) - 1
-	return s[max(0, min(i, len(s)-1))]
-}
-
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 func median64(v []int64) int64 {
 	ds := make([]time.Duration, len(v))
 	for i, x := range v {
 		ds[i] = time.Duration(x)
 	}
-	return int64(median(ds))
+	return int64(measure.Median(ds))
 }
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
 
@@ -119,4 +64,16 @@ func kib2mib(k int64) float64 { return float64(k) / 1024 }
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// alternate runs a and then b in even rounds, b and then a in odd ones, so
+// that neither always meets the other's dirty page cache.
+func alternate(round int, a, b func() error) error {
+	if round%2 == 1 {
+		a, b = b, a
+	}
+	if err := a(); err != nil {
+		return err
+	}
+	return b()
 }

@@ -43,3 +43,19 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 	return append(positional, tail...), nil
 }
+
+// parseArgs is parseInterspersed followed by a check that from min to max
+// positional arguments remain (max < 0: no upper bound). On a failure it
+// has printed why (the flag package's message, or the usage), and ok is
+// false: the command exits 2.
+func parseArgs(fs *flag.FlagSet, args []string, min, max int) (pos []string, ok bool) {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, false
+	}
+	if len(pos) < min || (max >= 0 && len(pos) > max) {
+		fs.Usage()
+		return nil, false
+	}
+	return pos, true
+}

@@ -55,11 +55,10 @@ func runImagePrune(ctx context.Context, args []string, stdout, stderr io.Writer)
 	all := fs.Bool("all", false, "remove every unused image, however recently used or pulled")
 	minAge := fs.Duration("image-min-age", image.DefaultGCMinAge, "without --all, keep images used or pulled more recently than this")
 	output := fs.String("o", "text", "output format: text or json")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
+	if _, ok := parseArgs(fs, args, 0, 0); !ok {
 		return 2
 	}
-	if len(pos) != 0 || (*output != "text" && *output != "json") {
+	if *output != "text" && *output != "json" {
 		fs.Usage()
 		return 2
 	}
@@ -177,11 +176,10 @@ func runImageDF(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("image df", imageDFSynopsis, stderr)
 	root := fs.String("image-root", image.DefaultRoot, "the image store")
 	output := fs.String("o", "text", "output format: text or json")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
+	if _, ok := parseArgs(fs, args, 0, 0); !ok {
 		return 2
 	}
-	if len(pos) != 0 || (*output != "text" && *output != "json") {
+	if *output != "text" && *output != "json" {
 		fs.Usage()
 		return 2
 	}

@@ -27,12 +27,8 @@ func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	logDir := flags.String("log-dir", "", "log directory (default: the daemon's, else "+daemon.DefaultLogDir+")")
 	follow := flags.Bool("f", false, "follow: print new lines as they are written (survives rotation)")
 	tail := flags.Int("tail", -1, "print only the last N lines (-1: all)")
-	pos, err := parseInterspersed(flags, args)
-	if err != nil {
-		return 2
-	}
-	if len(pos) != 1 {
-		flags.Usage()
+	pos, ok := parseArgs(flags, args, 1, 1)
+	if !ok {
 		return 2
 	}
 	name := pos[0]

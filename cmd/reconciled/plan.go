@@ -30,12 +30,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	insecure := fs.Bool("insecure-manifests", false, "do not refuse manifests that are writable by group or others or not owned by root")
 	output := fs.String("o", "text", "output format: text or json")
 	imageRoot := fs.String("image-root", image.DefaultRoot, "the image store (images not in it would be pulled)")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return 2
-	}
-	if len(pos) > 0 {
-		fs.Usage()
+	if _, ok := parseArgs(fs, args, 0, 0); !ok {
 		return 2
 	}
 	if *output != "text" && *output != "json" {

@@ -200,12 +200,7 @@ func runSpec(args []string, stderr io.Writer) error {
 	bundle := fs.String("bundle", "", "write config.json in DIR instead of the current directory")
 	fs.StringVar(bundle, "b", "", "same as --bundle")
 	rootless := fs.Bool("rootless", false, "a spec for a container run by a non-root user")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return errUsage
-	}
-	if len(pos) != 0 {
-		fs.Usage()
+	if _, ok := parseArgs(fs, args, 0, 0); !ok {
 		return errUsage
 	}
 	s := defaultSpec()

@@ -99,15 +99,30 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 		}
 		return 1
 	}
+	// result is the exit status for a subcommand's error: 0 for none, 2
+	// for errUsage (the usage is printed), 1 for any other (reported).
+	result := func(err error) int {
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, errUsage):
+			return 2
+		}
+		return fail(err)
+	}
+	// with opens the runtime and runs f with it.
+	with := func(f func(*executor.Runtime) error) int {
+		rt, err := open()
+		if err != nil {
+			return fail(err)
+		}
+		return result(f(rt))
+	}
 	// oneID parses a subcommand's arguments into fs and returns the one
 	// container ID they name; false (usage printed) when they are wrong.
 	oneID := func(fs *flag.FlagSet, args []string) (string, bool) {
-		pos, err := parseInterspersed(fs, args)
-		if err != nil {
-			return "", false
-		}
-		if len(pos) != 1 {
-			fs.Usage()
+		pos, ok := parseArgs(fs, args, 1, 1)
+		if !ok {
 			return "", false
 		}
 		return pos[0], true
@@ -156,37 +171,25 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 		if !ok {
 			return 2
 		}
-		rt, err := open()
-		if err != nil {
-			return fail(err)
-		}
-		if sub == "start" {
-			if err := rt.Start(ctx, id); err != nil {
-				return fail(err)
+		return with(func(rt *executor.Runtime) error {
+			if sub == "start" {
+				return rt.Start(ctx, id)
 			}
-			return 0
-		}
-		st, err := rt.State(ctx, id)
-		if err != nil {
-			return fail(err)
-		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(reported(st)); err != nil {
-			return fail(err)
-		}
-		return 0
+			st, err := rt.State(ctx, id)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(reported(st))
+		})
 
 	case "kill":
 		sfs := newFlagSet("runtime kill", "runtime kill [--all] ID [SIGNAL]", stderr)
 		all := sfs.Bool("all", false, "signal every process in the container's cgroup, not only its init")
 		sfs.BoolVar(all, "a", false, "same as --all")
-		pos, err := parseInterspersed(sfs, args)
-		if err != nil {
-			return 2
-		}
-		if len(pos) < 1 || len(pos) > 2 {
-			sfs.Usage()
+		pos, ok := parseArgs(sfs, args, 1, 2)
+		if !ok {
 			return 2
 		}
 		sig := unix.SIGTERM
@@ -195,19 +198,12 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 				return fail(err)
 			}
 		}
-		rt, err := open()
-		if err != nil {
-			return fail(err)
-		}
-		if *all {
-			err = rt.KillAll(ctx, pos[0], sig)
-		} else {
-			err = rt.Kill(ctx, pos[0], sig)
-		}
-		if err != nil {
-			return fail(err)
-		}
-		return 0
+		return with(func(rt *executor.Runtime) error {
+			if *all {
+				return rt.KillAll(ctx, pos[0], sig)
+			}
+			return rt.Kill(ctx, pos[0], sig)
+		})
 
 	case "delete":
 		sfs := newFlagSet("runtime delete", "runtime delete [--force] ID", stderr)
@@ -217,49 +213,26 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 		if !ok {
 			return 2
 		}
-		rt, err := open()
-		if err != nil {
-			return fail(err)
-		}
-		if err := rt.Delete(ctx, id, *force); err != nil {
-			// As runc and crun: with --force, a container that does
-			// not exist is deleted already.
+		return with(func(rt *executor.Runtime) error {
+			err := rt.Delete(ctx, id, *force)
+			// As runc and crun: with --force, a container that does not
+			// exist is deleted already.
 			if *force && errors.Is(err, executor.ErrNotExist) {
-				return 0
+				return nil
 			}
-			return fail(err)
-		}
-		return 0
+			return err
+		})
 
 	case "ps":
-		rt, err := open()
-		if err != nil {
-			return fail(err)
-		}
-		if err := runcPs(ctx, rt, args, stdout, stderr); err != nil {
-			if errors.Is(err, errUsage) {
-				return 2
-			}
-			return fail(err)
-		}
-		return 0
+		return with(func(rt *executor.Runtime) error { return runcPs(ctx, rt, args, stdout, stderr) })
 
 	case "spec":
-		if err := runSpec(args, stderr); err != nil {
-			if errors.Is(err, errUsage) {
-				return 2
-			}
-			return fail(err)
-		}
-		return 0
+		return result(runSpec(args, stderr))
 
 	case "features":
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "    ")
-		if err := enc.Encode(features()); err != nil {
-			return fail(err)
-		}
-		return 0
+		return result(enc.Encode(features()))
 
 	case "exec", "pause", "resume", "stats", "events", "update":
 		return runtimeOp(ctx, *root, sub, args, stdout, stderr)

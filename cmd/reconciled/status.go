@@ -29,16 +29,12 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs := newFlagSet("status", "status [--state DIR] [NAME] [-o text|json]", stderr)
 	state := fs.String("state", daemon.DefaultState, "the daemon's state directory")
 	output := fs.String("o", "text", "output format: text or json")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
+	pos, ok := parseArgs(fs, args, 0, 1)
+	if !ok {
 		return 2
 	}
 	if *output != "text" && *output != "json" {
 		fmt.Fprintf(stderr, "reconciled status: -o %q: use text or json\n", *output)
-		return 2
-	}
-	if len(pos) > 1 {
-		fs.Usage()
 		return 2
 	}
 	fail := func(err error) int {

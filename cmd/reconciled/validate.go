@@ -33,16 +33,12 @@ func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 	output := fs.String("o", "text", "output format: text or json")
 	insecure := fs.Bool("insecure-manifests", false, "when running as root, do not refuse manifests that are writable by group or others or not owned by root")
 	noHost := fs.Bool("no-host-checks", false, "do not check that root.path and bind mount sources exist on this host (for CI runners)")
-	paths, err := parseInterspersed(fs, args)
-	if err != nil {
+	paths, ok := parseArgs(fs, args, 1, -1)
+	if !ok {
 		return 2
 	}
 	if *output != "text" && *output != "json" {
 		fmt.Fprintf(stderr, "reconciled validate: -o %q: use text or json\n", *output)
-		return 2
-	}
-	if len(paths) == 0 {
-		fs.Usage()
 		return 2
 	}
 

@@ -24,12 +24,7 @@ var version string
 
 func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("version", "version", stderr)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return 2
-	}
-	if len(pos) > 0 {
-		fs.Usage()
+	if _, ok := parseArgs(fs, args, 0, 0); !ok {
 		return 2
 	}
 	bi, _ := debug.ReadBuildInfo()

@@ -145,3 +145,13 @@ func optional(err error) error {
 	}
 	return err
 }
+
+// statErrs collects what went wrong reading a cgroup's stats, but for
+// what optional lets pass; errors.Join of none is nil.
+type statErrs []error
+
+func (e *statErrs) add(err error) {
+	if err = optional(err); err != nil {
+		*e = append(*e, err)
+	}
+}

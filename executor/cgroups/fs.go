@@ -71,15 +71,10 @@ func cgroupPath(id, cgroupsPath string) (string, error) {
 		}
 		return DefaultParent + "/" + id, nil
 	}
-	if strings.Contains(cgroupsPath, "\x00") {
-		return "", fmt.Errorf("invalid cgroupsPath %q", cgroupsPath)
+	p, err := cleanPath("cgroupsPath", cgroupsPath)
+	if err != nil {
+		return "", err
 	}
-	for _, part := range strings.Split(cgroupsPath, "/") {
-		if part == ".." {
-			return "", fmt.Errorf("cgroupsPath %q climbs out of the hierarchy", cgroupsPath)
-		}
-	}
-	p := path.Clean("/" + cgroupsPath)
 	if p == "/" {
 		return "", fmt.Errorf("cgroupsPath %q is the root cgroup", cgroupsPath)
 	}

@@ -52,19 +52,30 @@ func isDriverParent(p string) bool {
 // cleaned, starting with '/': it may not be the root cgroup nor climb out
 // of the hierarchy.
 func CleanParent(p string) (string, error) {
-	if strings.Contains(p, "\x00") {
-		return "", fmt.Errorf("invalid cgroup parent %q", p)
+	c, err := cleanPath("cgroup parent", p)
+	if err != nil {
+		return "", err
 	}
-	for _, part := range strings.Split(p, "/") {
-		if part == ".." {
-			return "", fmt.Errorf("cgroup parent %q climbs out of the hierarchy", p)
-		}
-	}
-	c := path.Clean("/" + p)
 	if c == "/" {
 		return "", fmt.Errorf("cgroup parent %q is the root cgroup: name a directory under it", p)
 	}
 	return c, nil
+}
+
+// cleanPath cleans p, a cgroup path under a hierarchy's root, to start
+// with '/'. It may hold no NUL and no ".." (it may not climb out of the
+// hierarchy); what names p in the errors. The root itself ("/") is the
+// caller's to refuse, with its own advice.
+func cleanPath(what, p string) (string, error) {
+	if strings.Contains(p, "\x00") {
+		return "", fmt.Errorf("invalid %s %q", what, p)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return "", fmt.Errorf("%s %q climbs out of the hierarchy", what, p)
+		}
+	}
+	return path.Clean("/" + p), nil
 }
 
 // CheckSlice checks a systemd slice name (NAME.slice, each '-' a level).

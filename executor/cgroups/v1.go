@@ -56,15 +56,8 @@ func (m *fsManager) setV1(r *specs.LinuxResources) error {
 			if err != nil {
 				return err
 			}
-			if c.Cpus != "" {
-				if err := writeFile(dir, "cpuset.cpus", c.Cpus); err != nil {
-					return err
-				}
-			}
-			if c.Mems != "" {
-				if err := writeFile(dir, "cpuset.mems", c.Mems); err != nil {
-					return err
-				}
+			if err := setCpuset(dir, c); err != nil {
+				return err
 			}
 		}
 	}
@@ -219,12 +212,8 @@ const v1Unlimited = 1 << 62
 
 func (m *fsManager) statsV1() (*Stats, error) {
 	st := &Stats{}
-	var errs []error
-	add := func(err error) {
-		if err = optional(err); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	var errs statErrs
+	add := errs.add
 	var err error
 	if dir := m.dirOf("memory"); dir != "" {
 		st.MemoryUsage, err = readUint(dir, "memory.usage_in_bytes")
@@ -267,8 +256,5 @@ func (m *fsManager) statsV1() (*Stats, error) {
 		st.PidsLimit, err = readUint(dir, "pids.max")
 		add(err)
 	}
-	if len(errs) > 0 {
-		return st, errors.Join(errs...)
-	}
-	return st, nil
+	return st, errors.Join(errs...)
 }

@@ -65,15 +65,8 @@ func setV2(dir string, r *specs.LinuxResources) error {
 				return err
 			}
 		}
-		if c.Cpus != "" {
-			if err := writeFile(dir, "cpuset.cpus", c.Cpus); err != nil {
-				return err
-			}
-		}
-		if c.Mems != "" {
-			if err := writeFile(dir, "cpuset.mems", c.Mems); err != nil {
-				return err
-			}
+		if err := setCpuset(dir, c); err != nil {
+			return err
 		}
 	}
 	if r.Pids != nil && r.Pids.Limit != nil {
@@ -97,16 +90,28 @@ func setV2(dir string, r *specs.LinuxResources) error {
 	return nil
 }
 
+// setCpuset writes cpuset.cpus and cpuset.mems where c sets them: v1's
+// cpuset hierarchy and cgroup2 name them alike.
+func setCpuset(dir string, c *specs.LinuxCPU) error {
+	if c.Cpus != "" {
+		if err := writeFile(dir, "cpuset.cpus", c.Cpus); err != nil {
+			return err
+		}
+	}
+	if c.Mems != "" {
+		if err := writeFile(dir, "cpuset.mems", c.Mems); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // statsV2 reads a cgroup2 directory. A file that is missing (its
 // controller is not enabled, or the kernel is older) reads as zero.
 func statsV2(dir string) (*Stats, error) {
 	st := &Stats{}
-	var errs []error
-	add := func(err error) {
-		if err = optional(err); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	var errs statErrs
+	add := errs.add
 	var err error
 	st.MemoryUsage, err = readUint(dir, "memory.current")
 	add(err)
@@ -129,8 +134,5 @@ func statsV2(dir string) (*Stats, error) {
 	add(err)
 	st.PidsLimit, err = readUint(dir, "pids.max")
 	add(err)
-	if len(errs) > 0 {
-		return st, errors.Join(errs...)
-	}
-	return st, nil
+	return st, errors.Join(errs...)
 }

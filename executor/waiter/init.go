@@ -1,9 +1,7 @@
 package waiter
 
 import (
-	"fmt"
 	"strconv"
-	"syscall"
 )
 
 // InitAvailable reports whether this architecture has the init: the PID 1
@@ -25,13 +23,5 @@ func InitArgs(initFd int, path string, argv []string) (string, []string) {
 // path with argv and env as its child. The caller must have marked every
 // other descriptor above 2 close-on-exec. It returns only on failure.
 func ExecInit(fd int, path string, argv, env []string) error {
-	args, err := syscall.SlicePtrFromStrings(append([]string{path}, argv...))
-	if err != nil {
-		return err
-	}
-	envp, err := syscall.SlicePtrFromStrings(env)
-	if err != nil {
-		return err
-	}
-	return fmt.Errorf("execveat init: %w", execveat(fd, args, envp))
+	return execveat("init", fd, append([]string{path}, argv...), env)
 }

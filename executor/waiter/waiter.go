@@ -93,7 +93,13 @@ func memfd(name string, img []byte) (int, error) {
 // must restore any rlimit the Go runtime changed (RLIMIT_NOFILE), since
 // this is a raw execveat, not syscall.Exec.
 func Exec(fd int, path string, argv, env []string) error {
-	args, err := syscall.SlicePtrFromStrings(append([]string{path}, argv...))
+	return execveat("waiter", fd, append([]string{path}, argv...), env)
+}
+
+// execveat execs the program in fd (AT_EMPTY_PATH) with argv and env; it
+// returns only on failure, the error naming the program as what.
+func execveat(what string, fd int, argv, env []string) error {
+	args, err := syscall.SlicePtrFromStrings(argv)
 	if err != nil {
 		return err
 	}
@@ -101,19 +107,13 @@ func Exec(fd int, path string, argv, env []string) error {
 	if err != nil {
 		return err
 	}
-	return fmt.Errorf("execveat waiter: %w", execveat(fd, args, envp))
-}
-
-// execveat execs the program in fd (AT_EMPTY_PATH); it returns only the
-// error.
-func execveat(fd int, args, envp []*byte) error {
 	empty, err := syscall.BytePtrFromString("")
 	if err != nil {
 		return err
 	}
 	_, _, errno := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(fd), uintptr(unsafe.Pointer(empty)),
 		uintptr(unsafe.Pointer(&args[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH, 0)
-	return errno
+	return fmt.Errorf("execveat %s: %w", what, errno)
 }
 
 // ReaperAvailable reports whether this architecture has the reaper: the
@@ -130,11 +130,7 @@ func ReaperMemfd() (int, error) { return memfd("reconciled-reaper", elf(reaperCo
 // 4, and marked every other descriptor above 2 close-on-exec. It returns
 // only on failure.
 func ExecReaper(fd int, argv []string) error {
-	args, err := syscall.SlicePtrFromStrings(argv)
-	if err != nil {
-		return err
-	}
-	return fmt.Errorf("execveat reaper: %w", execveat(fd, args, []*byte{nil}))
+	return execveat("reaper", fd, argv, nil)
 }
 
 // ExitFile is the file the reaper writes in the state directory, and

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 const (
@@ -67,20 +69,20 @@ func Mount(target string, layers []string, upper, work string) error {
 	if (upper == "") != (work == "") {
 		return fmt.Errorf("unable to mount an image at %s: upper (%q) and work (%q) go together", target, upper, work)
 	}
-	tfd, err := openat(unix.AT_FDCWD, target, unix.O_PATH|unix.O_DIRECTORY, 0)
+	tfd, err := sys.Openat(unix.AT_FDCWD, target, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return fmt.Errorf("unable to open mount target: %w", err)
 	}
-	defer closeFd(tfd)
+	defer sys.CloseFd(tfd)
 
 	dirs := make([]dirFd, 0, len(layers)+2)
 	defer func() {
 		for _, d := range dirs {
-			closeFd(d.fd)
+			sys.CloseFd(d.fd)
 		}
 	}()
 	open := func(what, p string) (dirFd, error) {
-		fd, err := openat(unix.AT_FDCWD, p, unix.O_PATH|unix.O_DIRECTORY, 0)
+		fd, err := sys.Openat(unix.AT_FDCWD, p, unix.O_PATH|unix.O_DIRECTORY, 0)
 		if err != nil {
 			return dirFd{-1, p}, fmt.Errorf("unable to mount an image at %s: %s: %w", target, what, err)
 		}
@@ -127,7 +129,7 @@ func Mount(target string, layers []string, upper, work string) error {
 // upper would make "/" unusable for non-root users. An upper that is not
 // empty (a container's existing changes) is left as it is.
 func matchRoot(upper string, top dirFd) error {
-	fd, err := openat(unix.AT_FDCWD, upper, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	fd, err := sys.Openat(unix.AT_FDCWD, upper, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return fmt.Errorf("upper: %w", err)
 	}
@@ -138,7 +140,7 @@ func matchRoot(upper string, top dirFd) error {
 	} else if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("unable to list %s: %w", upper, err)
 	}
-	st, err := fstat(top.fd)
+	st, err := sys.Fstat(top.fd)
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", top.path, err)
 	}
@@ -164,7 +166,7 @@ func (d dirFd) fsconfigPath() (string, error) {
 }
 
 func moveMount(from, to int, target string) error {
-	err := ignoringEINTR(func() error {
+	err := sys.IgnoringEINTR(func() error {
 		return unix.MoveMount(from, "", to, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
 	})
 	return pathErr("move_mount", target, err)
@@ -176,14 +178,14 @@ func moveMount(from, to int, target string) error {
 // mount(2): a bind, then a read-only remount.
 func bindReadOnly(src dirFd, tfd int, target string) error {
 	var tree int
-	err := ignoringEINTR(func() (err error) {
+	err := sys.IgnoringEINTR(func() (err error) {
 		tree, err = unix.OpenTree(src.fd, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
 		return err
 	})
 	if err == nil {
-		defer closeFd(tree)
+		defer sys.CloseFd(tree)
 		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-		err := ignoringEINTR(func() error { return unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &attr) })
+		err := sys.IgnoringEINTR(func() error { return unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &attr) })
 		if err == nil {
 			return moveMount(tree, tfd, target)
 		}
@@ -201,10 +203,10 @@ func bindReadOnly(src dirFd, tfd int, target string) error {
 	if err != nil {
 		return err
 	}
-	if err := ignoringEINTR(func() error { return unix.Mount(srcPath, dstPath, "", unix.MS_BIND, "") }); err != nil {
+	if err := sys.IgnoringEINTR(func() error { return unix.Mount(srcPath, dstPath, "", unix.MS_BIND, "") }); err != nil {
 		return pathErr("mount bind "+src.path, target, err)
 	}
-	err = ignoringEINTR(func() error {
+	err = sys.IgnoringEINTR(func() error {
 		return unix.Mount("", dstPath, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, "")
 	})
 	if err != nil {
@@ -218,7 +220,7 @@ func mountOverlay(lowers []dirFd, up, wk dirFd, tfd int, target string) error {
 		return mountOverlayClassic(lowers, up, wk, target)
 	}
 	var fsfd int
-	err := ignoringEINTR(func() (err error) {
+	err := sys.IgnoringEINTR(func() (err error) {
 		fsfd, err = unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 		return err
 	})
@@ -232,9 +234,9 @@ func mountOverlay(lowers []dirFd, up, wk dirFd, tfd int, target string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrOverlayUnusable, os.NewSyscallError("fsopen overlay", err))
 	}
-	defer closeFd(fsfd)
+	defer sys.CloseFd(fsfd)
 	refused := func(what string, err error) error {
-		if msg := fsLog(fsfd); msg != "" {
+		if msg := sys.FsLog(fsfd); msg != "" {
 			return fmt.Errorf("%w: %s: %w (kernel: %s)", ErrOverlayUnusable, what, err, msg)
 		}
 		return fmt.Errorf("%w: %s: %w", ErrOverlayUnusable, what, err)
@@ -244,7 +246,7 @@ func mountOverlay(lowers []dirFd, up, wk dirFd, tfd int, target string) error {
 		if err != nil {
 			return err
 		}
-		return ignoringEINTR(func() error { return unix.FsconfigSetString(fsfd, key, p) })
+		return sys.IgnoringEINTR(func() error { return unix.FsconfigSetString(fsfd, key, p) })
 	}
 	// "source" is what mountinfo shows as the mount source, as mount(2)
 	// callers conventionally pass "overlay".
@@ -254,7 +256,7 @@ func mountOverlay(lowers []dirFd, up, wk dirFd, tfd int, target string) error {
 	for i, d := range lowers {
 		err := set("lowerdir+", d)
 		if i == 0 && errors.Is(err, unix.EINVAL) {
-			if msg := fsLog(fsfd); strings.Contains(msg, "Unknown parameter") {
+			if msg := sys.FsLog(fsfd); strings.Contains(msg, "Unknown parameter") {
 				noLowerdirPlus.Store(true)
 				return mountOverlayClassic(lowers, up, wk, target)
 			}
@@ -271,7 +273,7 @@ func mountOverlay(lowers []dirFd, up, wk dirFd, tfd int, target string) error {
 			return refused("fsconfig workdir="+wk.path, err)
 		}
 	}
-	if err := ignoringEINTR(func() error { return unix.FsconfigCreate(fsfd) }); err != nil {
+	if err := sys.IgnoringEINTR(func() error { return unix.FsconfigCreate(fsfd) }); err != nil {
 		return refused("fsconfig create", err)
 	}
 	var attrs int
@@ -279,14 +281,14 @@ func mountOverlay(lowers []dirFd, up, wk dirFd, tfd int, target string) error {
 		attrs = unix.MOUNT_ATTR_RDONLY
 	}
 	var mfd int
-	err = ignoringEINTR(func() (err error) {
+	err = sys.IgnoringEINTR(func() (err error) {
 		mfd, err = unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, attrs)
 		return err
 	})
 	if err != nil {
 		return refused("fsmount", err)
 	}
-	defer closeFd(mfd)
+	defer sys.CloseFd(mfd)
 	return moveMount(mfd, tfd, target)
 }
 
@@ -337,7 +339,7 @@ func mountOverlayClassic(lowers []dirFd, up, wk dirFd, target string) error {
 			done <- pathErr("chdir", "/proc/self/fd", err)
 			return
 		}
-		err := ignoringEINTR(func() error { return unix.Mount("overlay", abs, "overlay", flags, data) })
+		err := sys.IgnoringEINTR(func() error { return unix.Mount("overlay", abs, "overlay", flags, data) })
 		done <- err
 	}()
 	if err := <-done; err != nil {
@@ -387,7 +389,7 @@ func Unmount(target string) error {
 		if !m {
 			return nil
 		}
-		err = ignoringEINTR(func() error { return unix.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW) })
+		err = sys.IgnoringEINTR(func() error { return unix.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW) })
 		if err != nil && !errors.Is(err, unix.EINVAL) { // EINVAL: unmounted meanwhile
 			return fmt.Errorf("unable to unmount %s: %w", target, pathErr("umount2", target, err))
 		}
@@ -403,7 +405,7 @@ func Mounted(target string) (bool, error) {
 	var stx unix.Statx_t
 	const flags = unix.AT_SYMLINK_NOFOLLOW | unix.AT_NO_AUTOMOUNT
 	statx := func(p string) error {
-		return pathErr("statx", p, ignoringEINTR(func() error {
+		return pathErr("statx", p, sys.IgnoringEINTR(func() error {
 			return unix.Statx(unix.AT_FDCWD, p, flags, unix.STATX_BASIC_STATS|unix.STATX_MNT_ID, &stx)
 		}))
 	}

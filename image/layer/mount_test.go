@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -158,7 +160,7 @@ func TestMountWritable(t *testing.T) {
 		t.Errorf("the lower layer changed: %q", got)
 	}
 	if st := lstat(t, filepath.Join(upper, "etc/old")); st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
-		t.Errorf("upper/etc/old: %s, want a whiteout", typeName(st.Mode))
+		t.Errorf("upper/etc/old: %s, want a whiteout", sys.TypeName(st.Mode))
 	}
 	if got := readFile(t, filepath.Join(target, "bin/tool")); got != "tool" {
 		t.Errorf("bin/tool = %q", got)

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -51,7 +53,7 @@ func TestUnpackEscapes(t *testing.T) {
 			},
 			check: func(t *testing.T, f *escapeFixture) {
 				if st := lstat(t, filepath.Join(f.layer, "bar")); st.Mode&unix.S_IFMT != unix.S_IFLNK {
-					t.Errorf("bar is a %s, want the symlink", typeName(st.Mode))
+					t.Errorf("bar is a %s, want the symlink", sys.TypeName(st.Mode))
 				}
 			},
 		},

@@ -10,15 +10,6 @@ import (
 	"reconciled.dev/reconciled/internal/sys"
 )
 
-// The helpers shared with the executor (internal/sys).
-var (
-	ignoringEINTR = sys.IgnoringEINTR
-	openat        = sys.Openat
-	openat2       = sys.Openat2
-	typeName      = sys.TypeName
-	fsLog         = sys.FsLog
-)
-
 // Thin wrappers around the syscalls this package uses: each retries EINTR
 // and returns an *os.SyscallError or *os.PathError, so that callers can
 // wrap them with what they were doing.
@@ -30,21 +21,9 @@ func pathErr(op, path string, err error) error {
 	return &os.PathError{Op: op, Path: path, Err: err}
 }
 
-func fstat(fd int) (unix.Stat_t, error) {
-	var st unix.Stat_t
-	err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) })
-	return st, os.NewSyscallError("fstat", err)
-}
-
 // lstatat stats name in dirfd without following a final symlink.
 func lstatat(dirfd int, name string) (unix.Stat_t, error) {
 	var st unix.Stat_t
-	err := ignoringEINTR(func() error { return unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })
+	err := sys.IgnoringEINTR(func() error { return unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })
 	return st, pathErr("fstatat", name, err)
-}
-
-func closeFd(fd int) {
-	if fd >= 0 {
-		_ = unix.Close(fd) // read-only, O_PATH and directory fds: close(2) loses no data
-	}
 }

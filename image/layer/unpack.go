@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/internal/ctxio"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 const (
@@ -45,11 +46,11 @@ const inRoot = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_
 // See the package documentation for what is done with each entry and how
 // hostile entries are kept inside dir.
 func Unpack(ctx context.Context, r io.Reader, dir string) (retErr error) {
-	rootFd, err := openat(unix.AT_FDCWD, dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	rootFd, err := sys.Openat(unix.AT_FDCWD, dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return fmt.Errorf("unable to open layer directory: %w", err)
 	}
-	defer closeFd(rootFd)
+	defer sys.CloseFd(rootFd)
 	u := &unpacker{ctx: ctx, root: rootFd, buf: make([]byte, 128<<10)}
 	tr := tar.NewReader(ctxio.Reader(ctx, r))
 	for {
@@ -126,7 +127,7 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 	if err != nil {
 		return err
 	}
-	defer closeFd(pfd)
+	defer sys.CloseFd(pfd)
 
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		return u.whiteout(pfd, parent, base)
@@ -156,7 +157,7 @@ func (u *unpacker) openParent(parent string) (int, error) {
 	how := func() *unix.OpenHow {
 		return &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY, Resolve: inRoot}
 	}
-	fd, err := openat2(u.root, parent, how())
+	fd, err := sys.Openat2(u.root, parent, how())
 	if err == nil || !errors.Is(err, unix.ENOENT) {
 		if err != nil {
 			return -1, fmt.Errorf("unable to open parent directory %q: %w", parent, err)
@@ -172,22 +173,22 @@ func (u *unpacker) openParent(parent string) (int, error) {
 	parts := strings.Split(parent, "/")
 	for i, c := range parts {
 		prefix := strings.Join(parts[:i+1], "/")
-		fd, err := openat2(u.root, prefix, how())
+		fd, err := sys.Openat2(u.root, prefix, how())
 		if errors.Is(err, unix.ENOENT) {
-			err = ignoringEINTR(func() error { return unix.Mkdirat(cur, c, 0o755) })
+			err = sys.IgnoringEINTR(func() error { return unix.Mkdirat(cur, c, 0o755) })
 			if errors.Is(err, unix.EEXIST) {
 				// The name exists but does not resolve: a dangling symlink
 				// (whose target, inside the root, we do not create).
-				closeFd(cur)
+				sys.CloseFd(cur)
 				return -1, fmt.Errorf("unable to create parent directory %q: %q is a dangling symlink: %w", parent, prefix, ErrInvalidEntry)
 			}
 			if err != nil {
-				closeFd(cur)
+				sys.CloseFd(cur)
 				return -1, fmt.Errorf("unable to create parent directory %q: %w", prefix, pathErr("mkdirat", c, err))
 			}
-			fd, err = openat(cur, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+			fd, err = sys.Openat(cur, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 		}
-		closeFd(cur)
+		sys.CloseFd(cur)
 		if err != nil {
 			return -1, fmt.Errorf("unable to open parent directory %q: %w", prefix, err)
 		}
@@ -218,7 +219,7 @@ func makeRoom(pfd int, name string, newIsDir bool) (kept bool, _ error) {
 }
 
 func unlinkat(dirfd int, name string, flags int) error {
-	return pathErr("unlinkat", name, ignoringEINTR(func() error { return unix.Unlinkat(dirfd, name, flags) }))
+	return pathErr("unlinkat", name, sys.IgnoringEINTR(func() error { return unix.Unlinkat(dirfd, name, flags) }))
 }
 
 // removeAllAt removes name in dirfd and, if it is a directory, everything
@@ -229,7 +230,7 @@ func removeAllAt(dirfd int, name string) error {
 	if err == nil || !errors.Is(err, unix.EISDIR) {
 		return err
 	}
-	fd, err := openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	fd, err := sys.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
@@ -267,7 +268,7 @@ func (u *unpacker) whiteout(pfd int, parent, base string) error {
 	if _, err := makeRoom(pfd, name, false); err != nil {
 		return fmt.Errorf("unable to remove %q for its whiteout: %w", name, err)
 	}
-	err := ignoringEINTR(func() error { return unix.Mknodat(pfd, name, unix.S_IFCHR, 0) })
+	err := sys.IgnoringEINTR(func() error { return unix.Mknodat(pfd, name, unix.S_IFCHR, 0) })
 	if err != nil {
 		return fmt.Errorf("unable to create the whiteout for %q: %w", name, pathErr("mknodat", name, err))
 	}
@@ -280,15 +281,15 @@ func (u *unpacker) mkdir(pfd int, rel, base string, hdr *tar.Header) error {
 		return err
 	}
 	if !kept {
-		if err := ignoringEINTR(func() error { return unix.Mkdirat(pfd, base, 0o700) }); err != nil {
+		if err := sys.IgnoringEINTR(func() error { return unix.Mkdirat(pfd, base, 0o700) }); err != nil {
 			return pathErr("mkdirat", base, err)
 		}
 	}
-	fd, err := openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	fd, err := sys.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
-	defer closeFd(fd)
+	defer sys.CloseFd(fd)
 	if err := u.setMeta(fd, base, hdr); err != nil {
 		return err
 	}
@@ -304,7 +305,7 @@ func (u *unpacker) regular(pfd int, base string, hdr *tar.Header, tr io.Reader) 
 	if _, err := makeRoom(pfd, base, false); err != nil {
 		return err
 	}
-	fd, err := openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	fd, err := sys.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return err
 	}
@@ -328,7 +329,7 @@ func (u *unpacker) symlink(pfd int, base string, hdr *tar.Header) error {
 	if _, err := makeRoom(pfd, base, false); err != nil {
 		return err
 	}
-	if err := ignoringEINTR(func() error { return unix.Symlinkat(hdr.Linkname, pfd, base) }); err != nil {
+	if err := sys.IgnoringEINTR(func() error { return unix.Symlinkat(hdr.Linkname, pfd, base) }); err != nil {
 		return pathErr("symlinkat", base, err)
 	}
 	if err := u.setMetaAt(pfd, base, hdr, unix.S_IFLNK); err != nil {
@@ -348,15 +349,15 @@ func (u *unpacker) hardlink(pfd int, base string, hdr *tar.Header) error {
 	if target == "." {
 		return fmt.Errorf("hard link to the layer root: %w", ErrInvalidEntry)
 	}
-	tfd, err := openat2(u.root, target, &unix.OpenHow{Flags: unix.O_PATH | unix.O_NOFOLLOW, Resolve: inRoot})
+	tfd, err := sys.Openat2(u.root, target, &unix.OpenHow{Flags: unix.O_PATH | unix.O_NOFOLLOW, Resolve: inRoot})
 	if errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("hard link target %q is not in the layer: %w", hdr.Linkname, ErrInvalidEntry)
 	}
 	if err != nil {
 		return fmt.Errorf("unable to open hard link target %q: %w", hdr.Linkname, err)
 	}
-	defer closeFd(tfd)
-	tst, err := fstat(tfd)
+	defer sys.CloseFd(tfd)
+	tst, err := sys.Fstat(tfd)
 	if err != nil {
 		return err
 	}
@@ -370,7 +371,7 @@ func (u *unpacker) hardlink(pfd int, base string, hdr *tar.Header) error {
 		return err
 	}
 	// AT_EMPTY_PATH links the inode tfd holds (needs CAP_DAC_READ_SEARCH).
-	err = ignoringEINTR(func() error { return unix.Linkat(tfd, "", pfd, base, unix.AT_EMPTY_PATH) })
+	err = sys.IgnoringEINTR(func() error { return unix.Linkat(tfd, "", pfd, base, unix.AT_EMPTY_PATH) })
 	if err != nil {
 		return fmt.Errorf("unable to link to %q: %w", hdr.Linkname, pathErr("linkat", base, err))
 	}
@@ -391,7 +392,7 @@ func (u *unpacker) mknod(pfd int, base string, hdr *tar.Header) error {
 		typ = unix.S_IFIFO
 	}
 	dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
-	if err := ignoringEINTR(func() error { return unix.Mknodat(pfd, base, typ|0o600, int(dev)) }); err != nil {
+	if err := sys.IgnoringEINTR(func() error { return unix.Mknodat(pfd, base, typ|0o600, int(dev)) }); err != nil {
 		return pathErr("mknodat", base, err)
 	}
 	if err := u.setMetaAt(pfd, base, hdr, typ); err != nil {
@@ -404,10 +405,10 @@ func (u *unpacker) mknod(pfd int, base string, hdr *tar.Header) error {
 // file we wrote or a directory opened O_NOFOLLOW). Owner first: chown
 // clears setuid and setgid.
 func (u *unpacker) setMeta(fd int, name string, hdr *tar.Header) error {
-	if err := ignoringEINTR(func() error { return unix.Fchown(fd, hdr.Uid, hdr.Gid) }); err != nil {
+	if err := sys.IgnoringEINTR(func() error { return unix.Fchown(fd, hdr.Uid, hdr.Gid) }); err != nil {
 		return pathErr(fmt.Sprintf("fchown %d:%d", hdr.Uid, hdr.Gid), name, err)
 	}
-	if err := ignoringEINTR(func() error { return unix.Fchmod(fd, mode(hdr)) }); err != nil {
+	if err := sys.IgnoringEINTR(func() error { return unix.Fchmod(fd, mode(hdr)) }); err != nil {
 		return pathErr(fmt.Sprintf("fchmod %#o", mode(hdr)), name, err)
 	}
 	return setXattrs(hdr, name, func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) })
@@ -421,7 +422,7 @@ func (u *unpacker) setMeta(fd int, name string, hdr *tar.Header) error {
 // lsetxattr on /proc/self/fd/<pfd>/<name>, whose last component is not
 // followed. Symlinks get no mode (Linux has none for them).
 func (u *unpacker) setMetaAt(pfd int, name string, hdr *tar.Header, typ uint32) error {
-	err := ignoringEINTR(func() error { return unix.Fchownat(pfd, name, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW) })
+	err := sys.IgnoringEINTR(func() error { return unix.Fchownat(pfd, name, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW) })
 	if err != nil {
 		return pathErr(fmt.Sprintf("lchown %d:%d", hdr.Uid, hdr.Gid), name, err)
 	}
@@ -442,7 +443,7 @@ func (u *unpacker) setMetaAt(pfd int, name string, hdr *tar.Header, typ uint32) 
 }
 
 func chmodNoFollow(pfd int, name string, m, typ uint32) error {
-	err := ignoringEINTR(func() error { return unix.Fchmodat(pfd, name, m, unix.AT_SYMLINK_NOFOLLOW) })
+	err := sys.IgnoringEINTR(func() error { return unix.Fchmodat(pfd, name, m, unix.AT_SYMLINK_NOFOLLOW) })
 	if err == nil {
 		return nil
 	}
@@ -450,23 +451,19 @@ func chmodNoFollow(pfd int, name string, m, typ uint32) error {
 		return pathErr(fmt.Sprintf("fchmodat %#o", m), name, err)
 	}
 	// No fchmodat2 (Linux < 6.6).
-	fd, err := openat(pfd, name, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	fd, st, err := sys.OpenPath(pfd, name)
 	if err != nil {
 		return err
 	}
-	defer closeFd(fd)
-	st, err := fstat(fd)
-	if err != nil {
-		return err
-	}
+	defer sys.CloseFd(fd)
 	if st.Mode&unix.S_IFMT != typ {
-		return fmt.Errorf("%s became a %s: %w", name, typeName(st.Mode), ErrInvalidEntry)
+		return fmt.Errorf("%s became a %s: %w", name, sys.TypeName(st.Mode), ErrInvalidEntry)
 	}
 	p, err := procFdPath(fd)
 	if err != nil {
 		return err
 	}
-	return pathErr(fmt.Sprintf("chmod %#o", m), name, ignoringEINTR(func() error { return unix.Fchmodat(unix.AT_FDCWD, p, m, 0) }))
+	return pathErr(fmt.Sprintf("chmod %#o", m), name, sys.IgnoringEINTR(func() error { return unix.Fchmodat(unix.AT_FDCWD, p, m, 0) }))
 }
 
 // procFdPath returns "/proc/self/fd/N" after checking that /proc is the
@@ -480,16 +477,16 @@ func procFdPath(fd int) (string, error) {
 
 // checkProcfs fails unless /proc is the root of a procfs.
 func checkProcfs() error {
-	pfd, err := openat(unix.AT_FDCWD, "/proc", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	pfd, err := sys.Openat(unix.AT_FDCWD, "/proc", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
-	defer closeFd(pfd)
+	defer sys.CloseFd(pfd)
 	var sfs unix.Statfs_t
-	if err := ignoringEINTR(func() error { return unix.Fstatfs(pfd, &sfs) }); err != nil {
+	if err := sys.IgnoringEINTR(func() error { return unix.Fstatfs(pfd, &sfs) }); err != nil {
 		return os.NewSyscallError("fstatfs /proc", err)
 	}
-	st, err := fstat(pfd)
+	st, err := sys.Fstat(pfd)
 	if err != nil {
 		return err
 	}
@@ -531,7 +528,7 @@ func setXattrs(hdr *tar.Header, name string, set func(k string, v []byte) error)
 			return fmt.Errorf("xattr %s would steer overlayfs: %w", k, ErrInvalidEntry)
 		}
 		v := []byte(hdr.PAXRecords[paxXattrPrefix+k])
-		err := ignoringEINTR(func() error { return set(k, v) })
+		err := sys.IgnoringEINTR(func() error { return set(k, v) })
 		if errors.Is(err, unix.ENOTSUP) && k == "security.selinux" {
 			continue
 		}
@@ -560,7 +557,7 @@ func times(hdr *tar.Header) []unix.Timespec {
 
 // setTimes sets the times of name in pfd without following it.
 func setTimes(pfd int, name string, ts []unix.Timespec) error {
-	err := ignoringEINTR(func() error { return unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW) })
+	err := sys.IgnoringEINTR(func() error { return unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW) })
 	return pathErr("utimensat", name, err)
 }
 
@@ -582,7 +579,7 @@ func (u *unpacker) setDirTimes() error {
 		if parent == "" {
 			parent = "."
 		}
-		pfd, err := openat2(u.root, parent, &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY, Resolve: inRoot})
+		pfd, err := sys.Openat2(u.root, parent, &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY, Resolve: inRoot})
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 			continue
 		}
@@ -595,7 +592,7 @@ func (u *unpacker) setDirTimes() error {
 		} else if errors.Is(err, unix.ENOENT) {
 			err = nil
 		}
-		closeFd(pfd)
+		sys.CloseFd(pfd)
 		if err != nil {
 			return fmt.Errorf("unable to set the times of %q: %w", d.rel, err)
 		}

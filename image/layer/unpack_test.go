@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -50,7 +52,7 @@ func TestUnpackKeepsMetadata(t *testing.T) {
 		t.Helper()
 		st := lstat(t, filepath.Join(d, name))
 		if st.Mode&unix.S_IFMT != typ {
-			t.Errorf("%s: type %s, want %s", name, typeName(st.Mode), typeName(typ))
+			t.Errorf("%s: type %s, want %s", name, sys.TypeName(st.Mode), sys.TypeName(typ))
 		}
 		if st.Mode&0o7777 != perm && typ != unix.S_IFLNK {
 			t.Errorf("%s: mode %#o, want %#o", name, st.Mode&0o7777, perm)
@@ -130,7 +132,7 @@ func TestUnpackLaterEntriesReplace(t *testing.T) {
 		t.Errorf("f2f = %q", got)
 	}
 	if st := lstat(t, filepath.Join(d, "f2d")); st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Mode&0o777 != 0o711 {
-		t.Errorf("f2d: %s %#o", typeName(st.Mode), st.Mode&0o777)
+		t.Errorf("f2d: %s %#o", sys.TypeName(st.Mode), st.Mode&0o777)
 	}
 	if got := readFile(t, filepath.Join(d, "d2f")); got != "now a file" {
 		t.Errorf("d2f = %q", got)
@@ -142,7 +144,7 @@ func TestUnpackLaterEntriesReplace(t *testing.T) {
 		t.Errorf("d2d/child = %q", got)
 	}
 	if st := lstat(t, filepath.Join(d, "s2f")); st.Mode&unix.S_IFMT != unix.S_IFREG {
-		t.Errorf("s2f is a %s", typeName(st.Mode))
+		t.Errorf("s2f is a %s", sys.TypeName(st.Mode))
 	}
 	if got := readFile(t, filepath.Join(d, "f2f")); got != "second" {
 		t.Errorf("f2f written through the symlink: %q", got)
@@ -175,7 +177,7 @@ func TestUnpackWhiteouts(t *testing.T) {
 	for _, name := range []string{"d/x", "gone"} {
 		st := lstat(t, filepath.Join(d, name))
 		if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
-			t.Errorf("%s: %s %d:%d, want the whiteout character device 0:0", name, typeName(st.Mode), unix.Major(st.Rdev), unix.Minor(st.Rdev))
+			t.Errorf("%s: %s %d:%d, want the whiteout character device 0:0", name, sys.TypeName(st.Mode), unix.Major(st.Rdev), unix.Minor(st.Rdev))
 		}
 	}
 	for _, name := range []string{"opq", "newopq"} {
@@ -225,7 +227,7 @@ func TestUnpackHardLinkToSymlink(t *testing.T) {
 	}
 	s, h := lstat(t, filepath.Join(d, "s")), lstat(t, filepath.Join(d, "h"))
 	if h.Mode&unix.S_IFMT != unix.S_IFLNK || h.Ino != s.Ino {
-		t.Errorf("h: %s inode %d, want the symlink's inode %d", typeName(h.Mode), h.Ino, s.Ino)
+		t.Errorf("h: %s inode %d, want the symlink's inode %d", sys.TypeName(h.Mode), h.Ino, s.Ino)
 	}
 }
 

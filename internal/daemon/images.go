@@ -147,35 +147,29 @@ func (r *imageResolver) freshLocked() bool {
 
 // get is store.Get through the cache.
 func (r *imageResolver) get(ref string) (*image.Image, error) {
-	r.mu.Lock()
-	ok := r.freshLocked()
-	img := r.byRef[ref]
-	r.mu.Unlock()
-	if img != nil {
-		return img, nil
-	}
-	img, err := r.store.Get(ref)
-	if err == nil && ok {
-		r.mu.Lock()
-		r.byRef[ref] = img
-		r.mu.Unlock()
-	}
-	return img, err
+	return r.cached(&r.byRef, ref, r.store.Get)
 }
 
 // getDigest is store.GetDigest through the cache.
 func (r *imageResolver) getDigest(digest string) (*image.Image, error) {
+	return r.cached(&r.byDigest, digest, r.store.GetDigest)
+}
+
+// cached is load(key) through the cache *m (r.byRef or r.byDigest, which
+// freshLocked may replace): what it loads is kept only while the cache is
+// fresh.
+func (r *imageResolver) cached(m *map[string]*image.Image, key string, load func(string) (*image.Image, error)) (*image.Image, error) {
 	r.mu.Lock()
 	ok := r.freshLocked()
-	img := r.byDigest[digest]
+	img := (*m)[key]
 	r.mu.Unlock()
 	if img != nil {
 		return img, nil
 	}
-	img, err := r.store.GetDigest(digest)
+	img, err := load(key)
 	if err == nil && ok {
 		r.mu.Lock()
-		r.byDigest[digest] = img
+		(*m)[key] = img
 		r.mu.Unlock()
 	}
 	return img, err

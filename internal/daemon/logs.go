@@ -242,14 +242,10 @@ func parseEvents(buf []byte, names map[string]struct{}) (all, gone bool) {
 // checkNames rotates those of names (files in the directory) that are
 // over the cap.
 func (r *rotator) checkNames(names map[string]struct{}) {
-	fd, err := unix.Open(r.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		if !errors.Is(err, unix.ENOENT) {
-			r.warnOnce("unable to open log directory", os.NewSyscallError("open", err))
-		}
+	fd, ok := r.openDir("unable to open log directory")
+	if !ok {
 		return
 	}
-	r.listErr = ""
 	var big []string
 	for name := range names {
 		if r.over(fd, name) {
@@ -258,6 +254,20 @@ func (r *rotator) checkNames(names map[string]struct{}) {
 	}
 	unix.Close(fd)
 	r.rotateAll(big)
+}
+
+// openDir opens the log directory. A failure other than its absence is
+// logged as msg, once until the directory opens again.
+func (r *rotator) openDir(msg string) (int, bool) {
+	fd, err := unix.Open(r.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if !errors.Is(err, unix.ENOENT) {
+			r.warnOnce(msg, os.NewSyscallError("open", err))
+		}
+		return -1, false
+	}
+	r.listErr = ""
+	return fd, true
 }
 
 // over says whether the regular file name in the directory fd is larger
@@ -289,14 +299,10 @@ func (r *rotator) rotateAll(names []string) {
 // allocating nothing per file: with a thousand containers os.ReadDir and a
 // Stat by full path made this most of an idle daemon's work.
 func (r *rotator) check() {
-	fd, err := unix.Open(r.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		if !errors.Is(err, unix.ENOENT) {
-			r.warnOnce("unable to list log directory", os.NewSyscallError("open", err))
-		}
+	fd, ok := r.openDir("unable to list log directory")
+	if !ok {
 		return
 	}
-	r.listErr = ""
 	defer unix.Close(fd)
 	if r.buf == nil {
 		r.buf = make([]byte, 32<<10)

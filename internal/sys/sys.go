@@ -4,6 +4,7 @@
 // executor's root filesystem setup (executor/internal/rootfs), the image
 // layer unpacker and mounter (image/layer) and the image store (image)
 // share: EINTR retries, openat and openat2 with O_CLOEXEC and path errors,
+// fstat, a close of descriptors that carry no unwritten data,
 // the kernel's messages of a filesystem context, the names of file types,
 // a small read of a procfs or cgroupfs file (ReadSmall), and the stamp of
 // a stat that tells whether a file or directory changed (Stamp); and the kernel facts several packages need: Linux's signal names
@@ -65,6 +66,39 @@ func Openat2(dirfd int, path string, how *unix.OpenHow) (int, error) {
 		return -1, &os.PathError{Op: "openat2", Path: path, Err: err}
 	}
 	return fd, nil
+}
+
+// OpenPath opens name in dirfd as an O_PATH descriptor of the entry
+// itself (O_NOFOLLOW: a symlink is opened, not followed) and stats it, so
+// that what a caller checks is what it then acts on through the fd. On an
+// error nothing stays open.
+func OpenPath(dirfd int, name string) (int, unix.Stat_t, error) {
+	fd, err := Openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return -1, unix.Stat_t{}, err
+	}
+	st, err := Fstat(fd)
+	if err != nil {
+		CloseFd(fd)
+		return -1, st, err
+	}
+	return fd, st, nil
+}
+
+// Fstat is fstat(2), retried on EINTR; its error is an *os.SyscallError.
+func Fstat(fd int) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	err := IgnoringEINTR(func() error { return unix.Fstat(fd, &st) })
+	return st, os.NewSyscallError("fstat", err)
+}
+
+// CloseFd closes fd unless it is negative (not open), and ignores the
+// error: the descriptors the callers close (O_PATH, directories, trees,
+// files only read) lose no data on a failing close(2).
+func CloseFd(fd int) {
+	if fd >= 0 {
+		_ = unix.Close(fd)
+	}
 }
 
 // ReadSmall reads what fits of a small file (procfs, cgroupfs) into buf

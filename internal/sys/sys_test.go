@@ -63,3 +63,27 @@ func TestSysctlNamespace(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenPathDoesNotFollow(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Symlink("/etc/passwd", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dfd)
+	fd, st, err := OpenPath(dfd, "link")
+	if err != nil {
+		t.Fatal(err)
+	}
+	CloseFd(fd)
+	if got := TypeName(st.Mode); got != "symlink" {
+		t.Errorf("OpenPath of a symlink stats a %s, want the symlink itself", got)
+	}
+	fd, _, err = OpenPath(dfd, "missing")
+	if fd != -1 || !errors.Is(err, unix.ENOENT) {
+		t.Errorf("OpenPath of a missing name: fd %d, err %v; want -1 and ENOENT", fd, err)
+	}
+}

@@ -10,6 +10,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 func fileMode(m os.FileMode) *os.FileMode { return &m }
@@ -131,7 +133,7 @@ func (m *mounter) createDevice(d specs.LinuxDevice) error {
 	defer parent.Close()
 	pfd := int(parent.Fd())
 	mknod := func() error {
-		return ignoringEINTR(func() error { return unix.Mknodat(pfd, name, typ|uint32(perm), int(rdev)) })
+		return sys.IgnoringEINTR(func() error { return unix.Mknodat(pfd, name, typ|uint32(perm), int(rdev)) })
 	}
 	err = mknod()
 	if errors.Is(err, unix.EEXIST) {
@@ -159,17 +161,13 @@ func (m *mounter) createDevice(d specs.LinuxDevice) error {
 	} else if err != nil {
 		return sysErr("mknodat", err)
 	}
-	fd, err := openat(pfd, name, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	fd, st, err := sys.OpenPath(pfd, name)
 	if err != nil {
 		return err
 	}
-	defer closeFd(fd)
-	st, err := fstat(fd)
-	if err != nil {
-		return err
-	}
+	defer sys.CloseFd(fd)
 	if st.Mode&unix.S_IFMT != typ || (typ != unix.S_IFIFO && st.Rdev != rdev) {
-		return fmt.Errorf("%s is a %s %d:%d after creating it: %w", p, typeName(st.Mode),
+		return fmt.Errorf("%s is a %s %d:%d after creating it: %w", p, sys.TypeName(st.Mode),
 			unix.Major(st.Rdev), unix.Minor(st.Rdev), ErrUnexpectedType)
 	}
 	if !bound && (d.UID != nil || d.GID != nil) {
@@ -193,19 +191,19 @@ func (m *mounter) bindHostDevice(parent *os.File, name, path string, typ uint32,
 		return fmt.Errorf("mknod not permitted and no host node to bind: %w", err)
 	}
 	defer host.Close()
-	st, err := fstat(int(host.Fd()))
+	st, err := sys.Fstat(int(host.Fd()))
 	if err != nil {
 		return err
 	}
 	if st.Mode&unix.S_IFMT != typ || st.Rdev != rdev {
 		return fmt.Errorf("host %s is not the device the spec names: %w", path, ErrUnexpectedType)
 	}
-	nfd, err := openat(int(parent.Fd()), name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW, 0o600)
+	nfd, err := sys.Openat(int(parent.Fd()), name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return err
 	}
-	closeFd(nfd)
-	fd, err := openat(int(parent.Fd()), name, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	sys.CloseFd(nfd)
+	fd, err := sys.Openat(int(parent.Fd()), name, unix.O_PATH|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
@@ -219,14 +217,10 @@ func (m *mounter) bindHostDevice(parent *os.File, name, path string, typ uint32,
 }
 
 func isSymlinkAt(dirfd int, name string) (bool, error) {
-	fd, err := openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	fd, st, err := sys.OpenPath(dirfd, name)
 	if err != nil {
 		return false, err
 	}
-	defer closeFd(fd)
-	st, err := fstat(fd)
-	if err != nil {
-		return false, err
-	}
+	sys.CloseFd(fd)
 	return st.Mode&unix.S_IFMT == unix.S_IFLNK, nil
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // readonlyPath binds p onto itself, with the mounts below it, and makes
@@ -58,7 +60,7 @@ func maskPaths(root *os.File, paths []string) error {
 }
 
 func maskOne(root *os.File, p string, f *os.File, null **os.File) error {
-	st, err := fstat(int(f.Fd()))
+	st, err := sys.Fstat(int(f.Fd()))
 	if err != nil {
 		return err
 	}
@@ -91,14 +93,14 @@ func openDevNull(root *os.File) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidDevNull, err)
 	}
-	st, err := fstat(int(f.Fd()))
+	st, err := sys.Fstat(int(f.Fd()))
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != unix.Mkdev(1, 3) {
 		f.Close()
-		return nil, fmt.Errorf("%w: it is a %s %d:%d", ErrInvalidDevNull, typeName(st.Mode), unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		return nil, fmt.Errorf("%w: it is a %s %d:%d", ErrInvalidDevNull, sys.TypeName(st.Mode), unix.Major(st.Rdev), unix.Minor(st.Rdev))
 	}
 	return f, nil
 }

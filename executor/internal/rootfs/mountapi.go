@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // Every mount this package makes goes through the functions in this file.
@@ -44,16 +46,16 @@ func (t target) reopen() (*os.File, error) { return OpenInRoot(t.root, t.path) }
 // procFdPath returns "/proc/self/fd/N" for f after checking that /proc is
 // the root of a procfs, so that the magic link really names f.
 func procFdPath(f *os.File) (string, error) {
-	pfd, err := openat(unix.AT_FDCWD, "/proc", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	pfd, err := sys.Openat(unix.AT_FDCWD, "/proc", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return "", err
 	}
-	defer closeFd(pfd)
+	defer sys.CloseFd(pfd)
 	sfs, err := fstatfs(pfd)
 	if err != nil {
 		return "", err
 	}
-	st, err := fstat(pfd)
+	st, err := sys.Fstat(pfd)
 	if err != nil {
 		return "", err
 	}
@@ -65,7 +67,7 @@ func procFdPath(f *os.File) (string, error) {
 }
 
 func moveMount(from int, to *os.File) error {
-	err := ignoringEINTR(func() error {
+	err := sys.IgnoringEINTR(func() error {
 		return unix.MoveMount(from, "", int(to.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
 	})
 	if err != nil {
@@ -83,13 +85,13 @@ func bindMount(src *os.File, dst target, recursive bool) (*os.File, error) {
 			flags |= unix.AT_RECURSIVE
 		}
 		var tfd int
-		err := ignoringEINTR(func() (err error) {
+		err := sys.IgnoringEINTR(func() (err error) {
 			tfd, err = unix.OpenTree(int(src.Fd()), "", flags)
 			return err
 		})
 		if err == nil {
 			if err := moveMount(tfd, dst.fd); err != nil {
-				closeFd(tfd)
+				sys.CloseFd(tfd)
 				return nil, err
 			}
 			return os.NewFile(uintptr(tfd), dst.path), nil
@@ -122,12 +124,12 @@ func bindMount(src *os.File, dst target, recursive bool) (*os.File, error) {
 func newMount(fstype, source string, mo mountOptions, attrs uint64, dst target) (*os.File, error) {
 	if !legacyMountAPI {
 		var fsfd int
-		err := ignoringEINTR(func() (err error) {
+		err := sys.IgnoringEINTR(func() (err error) {
 			fsfd, err = unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
 			return err
 		})
 		if err == nil {
-			defer closeFd(fsfd)
+			defer sys.CloseFd(fsfd)
 			return fsmount(fsfd, fstype, source, mo, attrs, dst)
 		}
 		if !errors.Is(err, unix.ENOSYS) {
@@ -147,7 +149,7 @@ func newMount(fstype, source string, mo mountOptions, attrs uint64, dst target) 
 
 func fsmount(fsfd int, fstype, source string, mo mountOptions, attrs uint64, dst target) (*os.File, error) {
 	fail := func(what string, err error) (*os.File, error) {
-		if msg := fsLog(fsfd); msg != "" {
+		if msg := sys.FsLog(fsfd); msg != "" {
 			return nil, fmt.Errorf("%s %s: %w (%s)", what, fstype, err, msg)
 		}
 		return nil, fmt.Errorf("%s %s: %w", what, fstype, err)
@@ -168,11 +170,11 @@ func fsmount(fsfd int, fstype, source string, mo mountOptions, attrs uint64, dst
 			return fail("fsconfig "+o, err)
 		}
 	}
-	if err := ignoringEINTR(func() error { return unix.FsconfigCreate(fsfd) }); err != nil {
+	if err := sys.IgnoringEINTR(func() error { return unix.FsconfigCreate(fsfd) }); err != nil {
 		return fail("fsconfig create", err)
 	}
 	var mfd int
-	err := ignoringEINTR(func() (err error) {
+	err := sys.IgnoringEINTR(func() (err error) {
 		mfd, err = unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, int(attrs))
 		return err
 	})
@@ -180,7 +182,7 @@ func fsmount(fsfd int, fstype, source string, mo mountOptions, attrs uint64, dst
 		return fail("fsmount", err)
 	}
 	if err := moveMount(mfd, dst.fd); err != nil {
-		closeFd(mfd)
+		sys.CloseFd(mfd)
 		return nil, err
 	}
 	return os.NewFile(uintptr(mfd), dst.path), nil
@@ -203,7 +205,7 @@ func setAttr(mnt *os.File, legacyPath string, set, clr uint64, recursive bool) e
 			flags |= unix.AT_RECURSIVE
 		}
 		attr := unix.MountAttr{Attr_set: set, Attr_clr: clr}
-		err := ignoringEINTR(func() error { return unix.MountSetattr(int(mnt.Fd()), "", flags, &attr) })
+		err := sys.IgnoringEINTR(func() error { return unix.MountSetattr(int(mnt.Fd()), "", flags, &attr) })
 		if err == nil {
 			return nil
 		}
@@ -240,7 +242,7 @@ func setPropagation(mnt *os.File, prop uintptr) error {
 			flags |= unix.AT_RECURSIVE
 		}
 		attr := unix.MountAttr{Propagation: uint64(prop &^ unix.MS_REC)}
-		err := ignoringEINTR(func() error { return unix.MountSetattr(int(mnt.Fd()), "", flags, &attr) })
+		err := sys.IgnoringEINTR(func() error { return unix.MountSetattr(int(mnt.Fd()), "", flags, &attr) })
 		if err == nil {
 			return nil
 		}

@@ -11,6 +11,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // Mounts added when the spec has none at these destinations and does not
@@ -173,7 +175,7 @@ func (m *mounter) target(dest string, kind createKind, wantDir bool) (target, er
 	if err != nil {
 		return target{}, err
 	}
-	st, err := fstat(int(f.Fd()))
+	st, err := sys.Fstat(int(f.Fd()))
 	if err != nil {
 		f.Close()
 		return target{}, err
@@ -185,7 +187,7 @@ func (m *mounter) target(dest string, kind createKind, wantDir bool) (target, er
 		if !wantDir {
 			want = "not a directory"
 		}
-		return target{}, fmt.Errorf("%s is a %s, want %s: %w", dest, typeName(st.Mode), want, ErrUnexpectedType)
+		return target{}, fmt.Errorf("%s is a %s, want %s: %w", dest, sys.TypeName(st.Mode), want, ErrUnexpectedType)
 	}
 	return target{root: m.root, path: dest, fd: f}, nil
 }
@@ -248,11 +250,11 @@ func checkNoSymlinks(t target) error {
 		return err
 	}
 	defer f.Close()
-	a, err := fstat(int(f.Fd()))
+	a, err := sys.Fstat(int(f.Fd()))
 	if err != nil {
 		return err
 	}
-	b, err := fstat(int(t.fd.Fd()))
+	b, err := sys.Fstat(int(t.fd.Fd()))
 	if err != nil {
 		return err
 	}
@@ -289,7 +291,7 @@ func (m *mounter) bindOne(sm specs.Mount, dest string, mo mountOptions) error {
 		return err
 	}
 	defer src.Close()
-	st, err := fstat(int(src.Fd()))
+	st, err := sys.Fstat(int(src.Fd()))
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // maxSymlinks bounds the symlinks one resolution follows, as the kernel's
@@ -41,32 +43,23 @@ func inRootPath(p string) string {
 // It uses openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS) and falls back to
 // a component-wise walk on kernels without openat2.
 func OpenInRoot(root *os.File, path string) (*os.File, error) {
-	rel := inRootPath(path)
-	if !noOpenat2 {
-		fd, err := openat2(int(root.Fd()), rel, &unix.OpenHow{
-			Flags:   unix.O_PATH,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-		})
-		if err == nil {
-			return os.NewFile(uintptr(fd), "/"+rel), nil
-		}
-		if !errors.Is(err, unix.ENOSYS) {
-			return nil, &os.PathError{Op: "open in root", Path: "/" + rel, Err: errors.Unwrap(err)}
-		}
-		noOpenat2 = true
-	}
-	return walkInRoot(root, rel, createNone, 0, false)
+	return openInRoot(root, path, false)
 }
 
 // openNoSymlinks opens path in root like OpenInRoot but fails with ELOOP
 // when any component is a symlink.
 func openNoSymlinks(root *os.File, path string) (*os.File, error) {
+	return openInRoot(root, path, true)
+}
+
+func openInRoot(root *os.File, path string, noSymlinks bool) (*os.File, error) {
 	rel := inRootPath(path)
 	if !noOpenat2 {
-		fd, err := openat2(int(root.Fd()), rel, &unix.OpenHow{
-			Flags:   unix.O_PATH,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS,
-		})
+		resolve := uint64(unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS)
+		if noSymlinks {
+			resolve = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS
+		}
+		fd, err := sys.Openat2(int(root.Fd()), rel, &unix.OpenHow{Flags: unix.O_PATH, Resolve: resolve})
 		if err == nil {
 			return os.NewFile(uintptr(fd), "/"+rel), nil
 		}
@@ -75,7 +68,7 @@ func openNoSymlinks(root *os.File, path string) (*os.File, error) {
 		}
 		noOpenat2 = true
 	}
-	return walkInRoot(root, rel, createNone, 0, true)
+	return walkInRoot(root, rel, createNone, 0, noSymlinks)
 }
 
 // MkdirAllInRoot is OpenInRoot that creates what is missing as
@@ -126,7 +119,7 @@ func walkInRoot(root *os.File, rel string, kind createKind, mode uint32, noSymli
 	var stack []int // directories below root; root itself is not in it
 	defer func() {
 		for _, fd := range stack {
-			closeFd(fd)
+			sys.CloseFd(fd)
 		}
 	}()
 	top := func() int {
@@ -142,7 +135,7 @@ func walkInRoot(root *os.File, rel string, kind createKind, mode uint32, noSymli
 	parts := strings.Split(rel, "/")
 	links := 0
 	var last int = -1 // fd of the final component when it is not a directory
-	defer func() { closeFd(last) }()
+	defer func() { sys.CloseFd(last) }()
 	for len(parts) > 0 {
 		c := parts[0]
 		parts = parts[1:]
@@ -152,52 +145,52 @@ func walkInRoot(root *os.File, rel string, kind createKind, mode uint32, noSymli
 			continue
 		case "..":
 			if len(stack) > 0 {
-				closeFd(stack[len(stack)-1])
+				sys.CloseFd(stack[len(stack)-1])
 				stack = stack[:len(stack)-1]
 			}
 			continue
 		}
-		fd, err := openat(top(), c, unix.O_PATH|unix.O_NOFOLLOW, 0)
+		fd, err := sys.Openat(top(), c, unix.O_PATH|unix.O_NOFOLLOW, 0)
 		if errors.Is(err, unix.ENOENT) && kind != createNone {
 			if final && kind == createFile {
 				var nfd int
-				nfd, err = openat(top(), c, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW, mode)
-				closeFd(nfd)
+				nfd, err = sys.Openat(top(), c, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW, mode)
+				sys.CloseFd(nfd)
 			} else {
 				m := uint32(0o755)
 				if final {
 					m = mode
 				}
-				err = ignoringEINTR(func() error { return unix.Mkdirat(top(), c, m) })
+				err = sys.IgnoringEINTR(func() error { return unix.Mkdirat(top(), c, m) })
 			}
 			if err != nil && !errors.Is(err, unix.EEXIST) {
 				return fail(err)
 			}
-			fd, err = openat(top(), c, unix.O_PATH|unix.O_NOFOLLOW, 0)
+			fd, err = sys.Openat(top(), c, unix.O_PATH|unix.O_NOFOLLOW, 0)
 		}
 		if err != nil {
 			return fail(err)
 		}
-		st, err := fstat(fd)
+		st, err := sys.Fstat(fd)
 		if err != nil {
-			closeFd(fd)
+			sys.CloseFd(fd)
 			return fail(err)
 		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFLNK:
 			links++
 			if links > maxSymlinks || noSymlinks {
-				closeFd(fd)
+				sys.CloseFd(fd)
 				return fail(unix.ELOOP)
 			}
 			target, err := readlinkat(fd, "")
-			closeFd(fd)
+			sys.CloseFd(fd)
 			if err != nil {
 				return fail(err)
 			}
 			if strings.HasPrefix(target, "/") {
 				for _, d := range stack {
-					closeFd(d)
+					sys.CloseFd(d)
 				}
 				stack = stack[:0]
 			}
@@ -206,7 +199,7 @@ func walkInRoot(root *os.File, rel string, kind createKind, mode uint32, noSymli
 			stack = append(stack, fd)
 		default:
 			if !final {
-				closeFd(fd)
+				sys.CloseFd(fd)
 				return fail(unix.ENOTDIR)
 			}
 			last = fd
@@ -235,12 +228,12 @@ func unwrapErrno(err error) error {
 
 // checkType fails unless f's file type (S_IFDIR, S_IFREG, ...) is want.
 func checkType(f *os.File, want uint32) error {
-	st, err := fstat(int(f.Fd()))
+	st, err := sys.Fstat(int(f.Fd()))
 	if err != nil {
 		return fmt.Errorf("stat %s: %w", f.Name(), err)
 	}
 	if st.Mode&unix.S_IFMT != want {
-		return fmt.Errorf("%s is a %s, want a %s: %w", f.Name(), typeName(st.Mode), typeName(want), ErrUnexpectedType)
+		return fmt.Errorf("%s is a %s, want a %s: %w", f.Name(), sys.TypeName(st.Mode), sys.TypeName(want), ErrUnexpectedType)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/internal/proc"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // Setup prepares the container's root filesystem from spec and pivots into
@@ -186,16 +187,16 @@ func Chdir(cwd string) error {
 func bindRootfs(rootPath string) (*os.File, error) {
 	if !legacyMountAPI {
 		var tfd int
-		err := ignoringEINTR(func() (err error) {
+		err := sys.IgnoringEINTR(func() (err error) {
 			tfd, err = unix.OpenTree(unix.AT_FDCWD, rootPath, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 			return err
 		})
 		if err == nil {
-			err = ignoringEINTR(func() error {
+			err = sys.IgnoringEINTR(func() error {
 				return unix.MoveMount(tfd, "", unix.AT_FDCWD, rootPath, unix.MOVE_MOUNT_F_EMPTY_PATH)
 			})
 			if err != nil {
-				closeFd(tfd)
+				sys.CloseFd(tfd)
 				return nil, &os.PathError{Op: "move_mount", Path: rootPath, Err: err}
 			}
 			f := os.NewFile(uintptr(tfd), rootPath)
@@ -301,13 +302,13 @@ func pivotRoot(root *os.File) error {
 	if err := unix.Fchdir(int(root.Fd())); err != nil {
 		return sysErr("fchdir to the new root", err)
 	}
-	if err := ignoringEINTR(func() error { return unix.PivotRoot(".", ".") }); err != nil {
+	if err := sys.IgnoringEINTR(func() error { return unix.PivotRoot(".", ".") }); err != nil {
 		return sysErr("pivot_root", err)
 	}
 	if err := oldRootSlave(oldRoot); err != nil {
 		return fmt.Errorf("make the old root rslave: %w", err)
 	}
-	if err := ignoringEINTR(func() error { return unix.Unmount(".", unix.MNT_DETACH) }); err != nil {
+	if err := sys.IgnoringEINTR(func() error { return unix.Unmount(".", unix.MNT_DETACH) }); err != nil {
 		return sysErr("detach the old root", err)
 	}
 	if err := unix.Chdir("/"); err != nil {
@@ -319,7 +320,7 @@ func pivotRoot(root *os.File) error {
 func oldRootSlave(oldRoot *os.File) error {
 	if !noMountSetattr {
 		attr := unix.MountAttr{Propagation: unix.MS_SLAVE}
-		err := ignoringEINTR(func() error {
+		err := sys.IgnoringEINTR(func() error {
 			return unix.MountSetattr(int(oldRoot.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr)
 		})
 		if err == nil || !errors.Is(err, unix.ENOSYS) {

@@ -11,6 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/internal/sys"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -252,9 +253,9 @@ func TestCreateDeviceReplacesSymlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != unix.Mkdev(1, 3) {
-		t.Errorf("dev/null is %s %d:%d", typeName(st.Mode), unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		t.Errorf("dev/null is %s %d:%d", sys.TypeName(st.Mode), unix.Major(st.Rdev), unix.Minor(st.Rdev))
 	}
 	if err := unix.Lstat(filepath.Join(dir, "dev/kept"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		t.Errorf("dev/kept was replaced: %v %s", err, typeName(st.Mode))
+		t.Errorf("dev/kept was replaced: %v %s", err, sys.TypeName(st.Mode))
 	}
 }

@@ -10,15 +10,6 @@ import (
 	"reconciled.dev/reconciled/internal/sys"
 )
 
-// The helpers shared with the image packages (internal/sys).
-var (
-	ignoringEINTR = sys.IgnoringEINTR
-	openat        = sys.Openat
-	openat2       = sys.Openat2
-	typeName      = sys.TypeName
-	fsLog         = sys.FsLog
-)
-
 // Thin wrappers around the syscalls this package uses: each retries EINTR
 // and returns an *os.SyscallError (or *os.PathError where a path names the
 // object) so that callers can wrap them with what they were doing.
@@ -31,28 +22,22 @@ func sysErr(name string, err error) error {
 }
 
 func mount(source, target, fstype string, flags uintptr, data string) error {
-	err := ignoringEINTR(func() error { return unix.Mount(source, target, fstype, flags, data) })
+	err := sys.IgnoringEINTR(func() error { return unix.Mount(source, target, fstype, flags, data) })
 	if err != nil {
 		return &os.PathError{Op: "mount " + source + " (" + fstype + ")", Path: target, Err: err}
 	}
 	return nil
 }
 
-func fstat(fd int) (unix.Stat_t, error) {
-	var st unix.Stat_t
-	err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) })
-	return st, sysErr("fstat", err)
-}
-
 func fstatfs(fd int) (unix.Statfs_t, error) {
 	var st unix.Statfs_t
-	err := ignoringEINTR(func() error { return unix.Fstatfs(fd, &st) })
+	err := sys.IgnoringEINTR(func() error { return unix.Fstatfs(fd, &st) })
 	return st, sysErr("fstatfs", err)
 }
 
 func statfs(path string) (unix.Statfs_t, error) {
 	var st unix.Statfs_t
-	err := ignoringEINTR(func() error { return unix.Statfs(path, &st) })
+	err := sys.IgnoringEINTR(func() error { return unix.Statfs(path, &st) })
 	if err != nil {
 		return st, &os.PathError{Op: "statfs", Path: path, Err: err}
 	}
@@ -63,7 +48,7 @@ func readlinkat(dirfd int, path string) (string, error) {
 	for size := 128; ; size *= 2 {
 		buf := make([]byte, size)
 		var n int
-		err := ignoringEINTR(func() (err error) {
+		err := sys.IgnoringEINTR(func() (err error) {
 			n, err = unix.Readlinkat(dirfd, path, buf)
 			return err
 		})
@@ -73,12 +58,6 @@ func readlinkat(dirfd int, path string) (string, error) {
 		if n < size {
 			return string(buf[:n]), nil
 		}
-	}
-}
-
-func closeFd(fd int) {
-	if fd >= 0 {
-		_ = unix.Close(fd) // close(2) errors on O_PATH and tree fds carry no data loss
 	}
 }
 

@@ -117,29 +117,22 @@ func Tar(t testing.TB, entries []Entry) []byte {
 func Compress(t testing.TB, data []byte, c Compression) []byte {
 	t.Helper()
 	var buf bytes.Buffer
+	var zw io.WriteCloser
+	var err error
 	switch c {
 	case Zstd:
-		zw, err := zstd.NewWriter(&buf, zstd.WithEncoderConcurrency(1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := zw.Write(data); err != nil {
-			t.Fatal(err)
-		}
-		if err := zw.Close(); err != nil {
-			t.Fatal(err)
-		}
+		zw, err = zstd.NewWriter(&buf, zstd.WithEncoderConcurrency(1))
 	default:
-		zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := zw.Write(data); err != nil {
-			t.Fatal(err)
-		}
-		if err := zw.Close(); err != nil {
-			t.Fatal(err)
-		}
+		zw, err = gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := zw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
 	}
 	return buf.Bytes()
 }
@@ -350,32 +343,32 @@ func (r *Registry) remoteOptions(t testing.TB) []remote.Option {
 // Push uploads img as repoTag ("app:1") and returns its manifest digest.
 func Push(t testing.TB, r *Registry, repoTag string, img v1.Image) string {
 	t.Helper()
-	ref, err := name.ParseReference(r.Ref(repoTag), name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img, r.remoteOptions(t)...); err != nil {
-		t.Fatalf("pushing %s: %v", ref, err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d.String()
+	return push(t, r, repoTag, "", img)
 }
 
 // PushIndex uploads a multi-platform index and its images as repoTag and
 // returns the index digest.
 func PushIndex(t testing.TB, r *Registry, repoTag string, idx v1.ImageIndex) string {
 	t.Helper()
+	return push(t, r, repoTag, "index ", idx)
+}
+
+// pushable is what an image and an index both are to remote.Push.
+type pushable interface {
+	remote.Taggable
+	Digest() (v1.Hash, error)
+}
+
+func push(t testing.TB, r *Registry, repoTag, what string, x pushable) string {
+	t.Helper()
 	ref, err := name.ParseReference(r.Ref(repoTag), name.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.WriteIndex(ref, idx, r.remoteOptions(t)...); err != nil {
-		t.Fatalf("pushing index %s: %v", ref, err)
+	if err := remote.Push(ref, x, r.remoteOptions(t)...); err != nil {
+		t.Fatalf("pushing %s%s: %v", what, ref, err)
 	}
-	d, err := idx.Digest()
+	d, err := x.Digest()
 	if err != nil {
 		t.Fatal(err)
 	}
