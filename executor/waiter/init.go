@@ -25,3 +25,20 @@ func InitArgs(initFd int, path string, argv []string) (string, []string) {
 func ExecInit(fd int, path string, argv, env []string) error {
 	return execveat("init", fd, append([]string{path}, argv...), env)
 }
+
+// ProbeServerAvailable reports whether this architecture has the probe
+// server (probe_amd64.S): a process in a container that runs exec probes'
+// commands as its children, so that a probe starts one process, not two.
+func ProbeServerAvailable() bool { return len(probeCode) > 0 }
+
+// ProbeServerMemfd returns a close-on-exec, sealed memfd holding the probe
+// server.
+func ProbeServerMemfd() (int, error) { return memfd("reconciled-probe", elf(probeCode)) }
+
+// ExecProbeServer replaces the calling process with the probe server in
+// fd, with env as its children's environment (see probe_amd64.S for fds
+// 0-2). The caller must have marked every other descriptor above 2
+// close-on-exec. It returns only on failure.
+func ExecProbeServer(fd int, env []string) error {
+	return execveat("probe server", fd, []string{"reconciled-probe"}, env)
+}

@@ -9,3 +9,5 @@ var code []byte
 var reaperCode []byte
 
 var initCode []byte
+
+var probeCode []byte
