@@ -17,6 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/executor/waiter"
 	procfs "reconciled.dev/reconciled/internal/proc" // proc is the exec'd process below
 	"reconciled.dev/reconciled/internal/seccomp"
 )
@@ -67,7 +68,17 @@ type ExecOptions struct {
 	// NoNewPrivileges sets no_new_privs for this process even where
 	// process.noNewPrivileges does not.
 	NoNewPrivileges bool
+	// ProbeServer runs the probe server (executor/waiter/probe_amd64.S)
+	// instead of Args: a process with everything an exec'd one has, which
+	// runs commands as its children when asked on Stdin (a SOCK_SEQPACKET
+	// socket) with their output on Stdout and Stderr. Args is ignored.
+	// Where ProbeServerAvailable is false it is an error.
+	ProbeServer bool
 }
+
+// ProbeServerAvailable reports whether Exec can start a probe server on
+// this architecture.
+func ProbeServerAvailable() bool { return waiter.ProbeServerAvailable() }
 
 // execConfig is what the creator sends the exec stage.
 type execConfig struct {
@@ -76,6 +87,9 @@ type execConfig struct {
 	// Seccomp is the container's linux.seccomp compiled: an exec'd
 	// process gets the container's filter (as with runc).
 	Seccomp *seccomp.Program `json:"seccomp,omitempty"`
+	// ProbeServerFd, when not 0, is the exec stage's fd holding the probe
+	// server, which it execs instead of the process's args.
+	ProbeServerFd int `json:"probeServerFd,omitempty"`
 }
 
 // execRecord is the file Ps reads to mark a process started by Exec.
@@ -113,6 +127,12 @@ type ExitStatus struct {
 // It returns once the process has exec'd the command (or failed to: then
 // the error says why). The caller must Wait for it.
 func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecProcess, err error) {
+	if o.ProbeServer {
+		if !waiter.ProbeServerAvailable() {
+			return nil, fmt.Errorf("exec in container %s: no probe server on %s", id, runtime.GOARCH)
+		}
+		o.Args, o.Terminal = []string{"reconciled-probe"}, false
+	}
 	if len(o.Args) == 0 {
 		return nil, fmt.Errorf("exec in container %s: no command given", id)
 	}
@@ -185,6 +205,17 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 	if ns.mnt >= 0 {
 		files = append(files, uintptr(ns.mnt))
 	}
+	serverFd := 0
+	if o.ProbeServer {
+		fd, err := waiter.ProbeServerMemfd()
+		if err != nil {
+			unix.Close(child)
+			return nil, fmt.Errorf("exec in container %s: %w", id, err)
+		}
+		defer unix.Close(fd)
+		serverFd = len(files)
+		files = append(files, uintptr(fd))
+	}
 	attr := &syscall.ProcAttr{
 		Env:   []string{stageEnv + "=" + stageExec, "GOMAXPROCS=1"},
 		Files: files,
@@ -234,7 +265,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 	}
 	proc.record = filepath.Join(dir, name)
 
-	data, err := json.Marshal(execConfig{Process: p, JoinMount: ns.mnt >= 0, Seccomp: filter})
+	data, err := json.Marshal(execConfig{Process: p, JoinMount: ns.mnt >= 0, Seccomp: filter, ProbeServerFd: serverFd})
 	if err != nil {
 		return proc, err
 	}
@@ -588,6 +619,18 @@ func execInside(sock *os.File) error {
 	}
 	if err := finalizeUser(p, last); err != nil {
 		return err
+	}
+	if cfg.ProbeServerFd > 0 {
+		if late != nil {
+			if err := late.Install(); err != nil {
+				return err
+			}
+		}
+		if err := closeExtraFds(); err != nil {
+			return err
+		}
+		// Success closes the socket (close-on-exec): the caller reads EOF.
+		return waiter.ExecProbeServer(cfg.ProbeServerFd, env)
 	}
 	path, err := lookPath(p.Args[0], env)
 	if err != nil {

@@ -44,8 +44,12 @@ type prober struct {
 	// HEALTHCHECK; desired.Probe); guarded by healthManager.mu.
 	applied *desired.Container
 	// netns is the container's network namespace while the run is
-	// probed by http or tcp (probe.go); used by the run's goroutine only.
-	netns *os.File
+	// probed by http or tcp (probe.go); server is its probe server while
+	// it is probed by exec (probeserver.go), serverFailed when it last
+	// failed. Used by the run's goroutine only.
+	netns        *os.File
+	server       *probeServer
+	serverFailed time.Time
 
 	// Guarded by healthManager.mu.
 	state    actual.HealthState
@@ -250,7 +254,7 @@ func (m *healthManager) Unhealthy() int {
 
 // run probes p's container at once, then every interval, until ctx ends.
 func (m *healthManager) run(ctx context.Context, p *prober) {
-	defer p.closeNetns()
+	defer p.closeRun()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {

@@ -116,11 +116,16 @@ func (p *prober) netnsFile() (*os.File, error) {
 	return p.netns, nil
 }
 
-// closeNetns closes what netnsFile opened, when the run's probing ends.
-func (p *prober) closeNetns() {
+// closeRun closes what the run's probes opened (its network namespace,
+// its probe server), when the run's probing ends.
+func (p *prober) closeRun() {
 	if p.netns != nil {
 		p.netns.Close()
 		p.netns = nil
+	}
+	if p.server != nil {
+		p.server.close(false)
+		p.server = nil
 	}
 }
 
@@ -183,10 +188,14 @@ type execer interface {
 	Exec(ctx context.Context, id string, o executor.ExecOptions) (*executor.ExecProcess, error)
 }
 
-// probeExec runs the command in the container, as `reconciled exec` does:
-// exit 0 passes; past ctx's deadline (the probe's timeout, setup
-// included) it is killed and counts as a failure.
+// probeExec runs the command in the container, through the run's probe
+// server (probeserver.go) or else as `reconciled exec` does: exit 0
+// passes; past ctx's deadline (the probe's timeout, setup included) it is
+// killed and counts as a failure.
 func probeExec(ctx context.Context, rt execer, p *prober, args []string, timeout time.Duration) (bool, string) {
+	if ok, res, used := probeExecServer(ctx, rt, p, args, timeout, time.Now()); used {
+		return ok, res
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return false, "failed: " + err.Error()

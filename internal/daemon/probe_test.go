@@ -69,7 +69,7 @@ func TestProbeInNetns(t *testing.T) {
 	for _, addr := range []string{"8080", "[::1]:8080"} {
 		t.Run(addr, func(t *testing.T) {
 			p := netnsServer(t, addr)
-			defer p.closeNetns()
+			defer p.closeRun()
 			ctx := context.Background()
 			res := waitProbe(t, func() (bool, string) {
 				return probeHTTP(ctx, p, &desired.HTTPProbe{Port: 8080, Path: "/index.html"})
@@ -100,7 +100,7 @@ func TestProbeInNetns(t *testing.T) {
 // A probe of a container whose init is gone fails and says so.
 func TestProbeInitGone(t *testing.T) {
 	p := netnsServer(t, "8080")
-	defer p.closeNetns()
+	defer p.closeRun()
 	p.start++ // another process with that PID
 	if ok, res := probeTCP(context.Background(), p, 8080); ok || !strings.Contains(res, "the container's init is gone") {
 		t.Errorf("probe of a gone init: %v %q", ok, res)
@@ -111,7 +111,7 @@ func TestProbeInitGone(t *testing.T) {
 // tcp); bench/probe.sh measures it with 100 real containers.
 func BenchmarkProbeTCP(b *testing.B) {
 	p := netnsServer(b, "8080")
-	defer p.closeNetns()
+	defer p.closeRun()
 	ctx := context.Background()
 	waitProbe(b, func() (bool, string) { return probeTCP(ctx, p, 8080) })
 	cpu := cpuTime(b)
@@ -134,7 +134,7 @@ func cpuTime(b *testing.B) time.Duration {
 
 func BenchmarkProbeHTTP(b *testing.B) {
 	p := netnsServer(b, "8080")
-	defer p.closeNetns()
+	defer p.closeRun()
 	ctx := context.Background()
 	hp := &desired.HTTPProbe{Port: 8080, Path: "/index.html"}
 	waitProbe(b, func() (bool, string) { return probeHTTP(ctx, p, hp) })

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 // Health checks (spec.health) and start order (spec.after) with real
@@ -135,16 +137,42 @@ func TestHealthExecTimeout(t *testing.T) {
 	if !strings.Contains(c.HealthOutput, "timed out after 300ms") {
 		t.Errorf("last probe: %q", c.HealthOutput)
 	}
-	// The probes were killed: only the container's own sleep runs in it.
+	// The probes were killed: at most the one running now is left.
 	time.Sleep(500 * time.Millisecond)
-	if n := countProcs(t, c.Pid); n > 2 {
-		t.Errorf("%d processes in the container's cgroup: the timed-out probes were not killed", n)
+	if n := countProcs(t, c.Pid, "/bin/sleep\x0030\x00"); n > 1 {
+		t.Errorf("%d probe commands in the container's cgroup: the timed-out probes were not killed", n)
+	}
+	// And reaped: none is left a zombie of the container's PID 1 (a sleep,
+	// which reaps nothing).
+	if z := zombiesOf(t, c.Pid); len(z) > 0 {
+		t.Errorf("zombies left to the container's init: %v", z)
 	}
 }
 
+// zombiesOf lists the zombie children of pid.
+func zombiesOf(t *testing.T, pid int) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := proc.ReadStat(p)
+		if err == nil && st.PPID == pid && st.Zombie() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // countProcs counts the processes in pid's pids cgroup (or its unified
-// cgroup).
-func countProcs(t *testing.T, pid int) int {
+// cgroup) whose command line is cmdline ("" counts all).
+func countProcs(t *testing.T, pid int, cmdline string) int {
 	t.Helper()
 	cg, err := cgroupDir(pid, "pids")
 	if err != nil {
@@ -156,7 +184,13 @@ func countProcs(t *testing.T, pid int) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(strings.Fields(string(data)))
+	n := 0
+	for _, p := range strings.Fields(string(data)) {
+		if cl, err := os.ReadFile("/proc/" + p + "/cmdline"); cmdline == "" || (err == nil && string(cl) == cmdline) {
+			n++
+		}
+	}
+	return n
 }
 
 // Failures inside startPeriod do not count: a container that takes longer
@@ -270,5 +304,25 @@ func TestNotifyReady(t *testing.T) {
 	}
 	if sil := r.Get(silent); sil.Ready {
 		t.Errorf("silent ready after a daemon restart: %+v", sil)
+	}
+}
+
+// Exec probes run as children of the run's probe server (a machine-code
+// process started once per run), not through the exec stage each time:
+// the probe's parent is the server, the same one from probe to probe.
+func TestHealthExecProbeServer(t *testing.T) {
+	e := newEnv(t)
+	app := e.name("app")
+	e.write("app.yaml", probeManifest(app, "exec sleep 100000",
+		"  health: {exec: [/bin/sh, -c, \"echo $PPID $(tr '\\\\0' ' ' < /proc/$PPID/cmdline)\"], interval: 200ms, timeout: 5s}\n"))
+	e.start()
+	c := e.waitHealth(app, "healthy", 30*time.Second)
+	first := c.HealthOutput
+	if !strings.Contains(first, "exited with 0: ") || !strings.HasSuffix(strings.TrimSpace(first), "reconciled-probe") {
+		t.Fatalf("the probe's parent: %q", first)
+	}
+	time.Sleep(time.Second) // more probes
+	if c = e.statusOf(app); c.HealthOutput != first {
+		t.Errorf("the probe server changed: %q then %q", first, c.HealthOutput)
 	}
 }
