@@ -1,14 +1,15 @@
 // Command probebench measures what spec.health's probes cost the daemon
 // (issue 17): it runs `reconciled run` with N containers, all probed
 // every interval by one kind of probe (none, http, tcp, exec), waits until
-// every one is healthy, and reports the daemon's CPU over a window: per
-// probe, and as a share of one core. exec probes run a process; their CPU
-// (the exec stage and the command, the daemon's children) is counted from
-// the daemon's cutime+cstime. Run it through bench/probe.sh.
+// every one is healthy, and reports the CPU over a window of the daemon's
+// cgroup and its containers' cgroups (cpuMeter): per probe, and as a share
+// of one core. Beside it, `runc exec` and `crun exec` of the exec probe's
+// command. Run it through bench/probe.sh.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -43,27 +44,30 @@ func main() {
 	}
 	fmt.Println(host.Describe())
 	fmt.Printf("%d containers, probe every %s, measured over %s\n", *n, *interval, *window)
-	fmt.Printf("%-5s %12s %14s %12s\n", "kind", "probes", "CPU/probe", "core %")
-	var base time.Duration
+	fmt.Printf("%-5s %8s %16s %16s %16s %14s\n", "kind", "probes", "daemon CPU/probe", "in containers", "total CPU/probe", "daemon core %")
+	var base usage
 	for _, kind := range strings.Split(*kinds, ",") {
-		cpu, probes, err := run(*bin, filepath.Join(*work, kind), kind, *n, *interval, *window)
+		u, probes, err := run(*bin, filepath.Join(*work, kind), kind, *n, *interval, *window)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", kind, err)
 			os.Exit(1)
 		}
-		share := 100 * float64(cpu) / float64(*window)
+		share := 100 * float64(u.daemon) / float64(*window)
 		if kind == "none" {
-			base = cpu
-			fmt.Printf("%-5s %12s %14s %11.3f%%\n", kind, "-", "-", share)
+			base = u
+			fmt.Printf("%-5s %8s %16s %16s %16s %13.3f%%\n", kind, "-", "-", "-", "-", share)
 			continue
 		}
-		per := "-"
-		if probes > 0 {
-			per = fmt.Sprintf("%.3f ms", float64(cpu-base)/float64(probes)/1e6)
+		per := func(d, b time.Duration) string {
+			if probes == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.3f ms", float64(d-b)/float64(probes)/1e6)
 		}
-		fmt.Printf("%-5s %12d %14s %11.3f%%\n", kind, probes, per, share)
+		fmt.Printf("%-5s %8d %16s %16s %16s %13.3f%%\n", kind, probes, per(u.daemon, base.daemon), per(u.containers, base.containers),
+			per(u.daemon+u.containers, base.daemon+base.containers), share)
 	}
-	fmt.Println("CPU/probe is the daemon's CPU (its children's included) over the window less that of the run without probes, per probe.")
+	fmt.Println("CPU over the window, less that of the run without probes, per probe: of the daemon's cgroup (the daemon, and exec stages until they join a container), of the containers' cgroups (exec stages once joined, probe servers and commands, and the containers' own work answering probes: httpd forks per connection), and both.")
 	if *rivals == "" {
 		return
 	}
@@ -114,7 +118,11 @@ func rivalExec(rt, shim, busybox, dir string) (time.Duration, error) {
 		out, _ := os.ReadFile(logf.Name())
 		return 0, fmt.Errorf("run: %v: %s", err, out)
 	}
-	defer command("delete", "--force", id).Run()
+	before, _ := os.ReadDir("/sys/fs/cgroup")
+	defer func() {
+		command("delete", "--force", id).Run()
+		cleanCgroups(id, before)
+	}()
 	c0 := childCPU()
 	for range rivalExecs {
 		if out, err := command("exec", id, "/bin/true").CombinedOutput(); err != nil {
@@ -122,6 +130,37 @@ func rivalExec(rt, shim, busybox, dir string) (time.Duration, error) {
 		}
 	}
 	return (childCPU() - c0) / rivalExecs, nil
+}
+
+// cleanCgroups removes what a rival runtime may leave of container id's
+// cgroups (crun 1.8 behind the hybrid shim leaves its unified cgroup) and
+// the empty directories it made on the /sys/fs/cgroup tmpfs for
+// controllers the host does not mount (hugetlb, net_cls, ...): only
+// directories that were not there before, are not mount points and are
+// empty.
+func cleanCgroups(id string, before []os.DirEntry) {
+	was := map[string]bool{}
+	for _, e := range before {
+		was[e.Name()] = true
+	}
+	entries, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, e := range entries {
+		dir := filepath.Join("/sys/fs/cgroup", e.Name())
+		os.Remove(filepath.Join(dir, id)) // rmdir: an empty cgroup only
+		if !was[e.Name()] && e.IsDir() && !isMountPoint(dir) {
+			os.Remove(dir) // rmdir: empty only
+		}
+	}
+}
+
+// isMountPoint says whether dir is a mount point (another device than its
+// parent's).
+func isMountPoint(dir string) bool {
+	var a, b unix.Stat_t
+	if unix.Stat(dir, &a) != nil || unix.Stat(filepath.Dir(dir), &b) != nil {
+		return true // when in doubt, leave it
+	}
+	return a.Dev != b.Dev
 }
 
 // childCPU is the CPU of this process's reaped children.
@@ -158,27 +197,40 @@ spec:
 
 // run measures one kind: the daemon's CPU over the window and the probes
 // run in it.
-func run(bin, dir, kind string, n int, interval, window time.Duration) (time.Duration, int, error) {
+// usage is CPU used by the daemon's cgroup and by its containers'.
+type usage struct{ daemon, containers time.Duration }
+
+func run(bin, dir, kind string, n int, interval, window time.Duration) (usage, int, error) {
 	manifests, state := filepath.Join(dir, "manifests"), filepath.Join(dir, "state")
 	if err := os.MkdirAll(manifests, 0o755); err != nil {
-		return 0, 0, err
+		return usage{}, 0, err
 	}
 	for i := range n {
 		name := fmt.Sprintf("probe-%s-%d", kind, i)
 		if err := os.WriteFile(filepath.Join(manifests, name+".yaml"), []byte(manifest(name, kind, interval)), 0o644); err != nil {
-			return 0, 0, err
+			return usage{}, 0, err
 		}
 	}
 	cmd := exec.Command(bin, "run", "--manifests", manifests, "--state", state, "--log-dir", filepath.Join(dir, "logs"),
 		"--image-root", filepath.Join(dir, "images"), "--insecure-manifests")
 	logf, err := os.Create(filepath.Join(dir, "daemon.log"))
 	if err != nil {
-		return 0, 0, err
+		return usage{}, 0, err
 	}
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cgDir, removeCg, err := daemonCgroup(fmt.Sprintf("probebench-%d-%s", os.Getpid(), kind))
+	if err != nil {
+		return usage{}, 0, err
+	}
+	defer removeCg()
 	if err := cmd.Start(); err != nil {
-		return 0, 0, err
+		return usage{}, 0, err
+	}
+	if err := os.WriteFile(filepath.Join(cgDir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return usage{}, 0, fmt.Errorf("moving the daemon into %s: %w", cgDir, err)
 	}
 	defer func() {
 		// Remove the containers, then stop the daemon.
@@ -206,43 +258,105 @@ func run(bin, dir, kind string, n int, interval, window time.Duration) (time.Dur
 		}
 		return true
 	}); err != nil {
-		return 0, 0, err
+		return usage{}, 0, err
 	}
+	var r daemon.Report
+	if err := daemon.Query(context.Background(), state, "/v1/status", &r); err != nil {
+		return usage{}, 0, err
+	}
+	dm, cm := &cpuMeter{files: []string{cpuFile(cgDir)}}, &cpuMeter{files: []string{cpuFile(cgroupCPUDir(r.CgroupParent))}}
 	time.Sleep(2 * interval) // past the converge and the first probes
-	c0, err := cpuOf(cmd.Process.Pid)
-	if err != nil {
-		return 0, 0, err
+	d0, err1 := dm.read()
+	c0, err2 := cm.read()
+	if err := errors.Join(err1, err2); err != nil {
+		return usage{}, 0, err
 	}
 	time.Sleep(window)
-	c1, err := cpuOf(cmd.Process.Pid)
-	if err != nil {
-		return 0, 0, err
+	d1, err1 := dm.read()
+	c1, err2 := cm.read()
+	if err := errors.Join(err1, err2); err != nil {
+		return usage{}, 0, err
 	}
 	probes := 0
 	if kind != "none" {
 		probes = int(float64(n) * float64(window) / float64(interval))
 	}
-	return c1 - c0, probes, nil
+	return usage{d1 - d0, c1 - c0}, probes, nil
 }
 
-// cpuOf is pid's CPU time: its own (the process CPU clock, exited threads
-// included) plus its reaped children's (cutime+cstime, clock ticks).
-func cpuOf(pid int) (time.Duration, error) {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(int32((^pid)<<3|2), &ts); err != nil {
-		return 0, os.NewSyscallError("clock_gettime", err)
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	cu, _ := strconv.ParseInt(f[13], 10, 64)
-	cs, _ := strconv.ParseInt(f[14], 10, 64)
-	return time.Duration(ts.Nano()) + time.Duration(cu+cs)*10*time.Millisecond, nil
+// cpuMeter reads the CPU of everything a probe costs: the daemon (moved
+// into a cgroup of the bench's own as it starts) and the containers'
+// cgroups under the daemon's cgroup parent, where exec stages, probe
+// servers and probe commands run once they joined a container. Each CPU
+// tick is charged to the one cgroup its task was in: nothing is counted
+// twice, whoever reaps whom.
+type cpuMeter struct {
+	files []string // cpuacct.usage (v1, ns) or cpu.stat (v2, usage_usec)
 }
 
+// cgroupCPUDir is the directory of cgroup path (relative to the
+// hierarchy) where CPU usage is read: the cpuacct hierarchy on v1, the
+// unified one on v2.
+func cgroupCPUDir(path string) string {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return filepath.Join("/sys/fs/cgroup", path)
+	}
+	return filepath.Join("/sys/fs/cgroup/cpuacct", path)
+}
+
+func cpuFile(dir string) string {
+	if _, err := os.Stat(filepath.Join(dir, "cpuacct.usage")); err == nil {
+		return filepath.Join(dir, "cpuacct.usage")
+	}
+	return filepath.Join(dir, "cpu.stat")
+}
+
+// read is the CPU used so far.
+func (m *cpuMeter) read() (time.Duration, error) {
+	var total time.Duration
+	for _, f := range m.files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return 0, err
+		}
+		if strings.HasSuffix(f, "cpuacct.usage") {
+			ns, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s: %w", f, err)
+			}
+			total += time.Duration(ns)
+			continue
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(l, "usage_usec "); ok {
+				us, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("%s: %w", f, err)
+				}
+				total += time.Duration(us) * time.Microsecond
+			}
+		}
+	}
+	return total, nil
+}
+
+// daemonCgroup makes a cgroup for the daemon (removed by the returned
+// function, after the daemon ended).
+func daemonCgroup(name string) (string, func(), error) {
+	dir := cgroupCPUDir(name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", nil, err
+	}
+	return dir, func() {
+		// The daemon's monitors leave with their containers.
+		for deadline := time.Now().Add(10 * time.Second); os.Remove(dir) != nil && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			fmt.Fprintf(os.Stderr, "probebench: cgroup %s left behind\n", dir)
+		}
+	}, nil
+}
 func waitStatus(state string, timeout time.Duration, cond func(*daemon.Report) bool) error {
 	deadline := time.Now().Add(timeout)
 	var last string
