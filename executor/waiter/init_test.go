@@ -78,15 +78,23 @@ func TestInitExitStatus(t *testing.T) {
 	}
 }
 
-// Signals sent to the init reach the child; orphans are reaped.
+// Signals sent to the init reach the child; orphans are reaped. (USR1,
+// not HUP: a shell cannot trap a signal ignored when it started, and
+// nohup, or a CI runner, may start the tests with SIGHUP ignored.)
 func TestInitForwardsAndReaps(t *testing.T) {
-	cmd, out := initCmd(t, "/bin/sh", "sh", "-c", "trap 'echo got HUP' HUP; (sleep 0.1 &); (sleep 0.1 &); echo ready; while :; do sleep 0.05; done")
+	cmd, out := initCmd(t, "/bin/sh", "sh", "-c", "trap 'echo got USR1' USR1; (sleep 0.1 &); (sleep 0.1 &); echo ready; while :; do sleep 0.05; done")
+	// A process group of its own: the cleanup kills the shell and its
+	// sleeps too, which hold the output pipe that Wait waits for.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	})
 	pid := cmd.Process.Pid
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "ready"); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -106,12 +114,12 @@ func TestInitForwardsAndReaps(t *testing.T) {
 			t.Errorf("zombie %s under the init", p.Name())
 		}
 	}
-	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "got HUP"); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "got USR1"); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("SIGHUP not forwarded: %q", out)
+			t.Fatalf("SIGUSR1 not forwarded: %q", out)
 		}
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
