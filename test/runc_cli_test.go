@@ -3,6 +3,7 @@ package test
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -37,13 +38,19 @@ func newRuncCLI(t *testing.T) *runcCLI {
 
 func (c *runcCLI) runIn(dir string, args ...string) result {
 	c.t.Helper()
+	return c.runWith(dir, nil, args...)
+}
+
+// runWith is runIn with extra files as the command's fds 3, 4, ...
+func (c *runcCLI) runWith(dir string, extra []*os.File, args ...string) result {
+	c.t.Helper()
 	tmp := c.t.TempDir()
 	out, _ := os.Create(filepath.Join(tmp, "stdout"))
 	errf, _ := os.Create(filepath.Join(tmp, "stderr"))
 	defer out.Close()
 	defer errf.Close()
 	cmd := exec.Command(c.bin, append([]string{"--root", c.root}, args...)...)
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, errf
+	cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = dir, out, errf, extra
 	err := cmd.Run()
 	code := 0
 	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
@@ -294,7 +301,88 @@ func TestRuncExecFlags(t *testing.T) {
 	if out := c.ok("/", "exec", "--process", proc, id); out != "from-file\n/etc\n" {
 		t.Errorf("exec --process: %q", out)
 	}
-	if res := c.runIn("/", "exec", "--preserve-fds", "2", id, "true"); res.code == 0 {
-		t.Errorf("exec --preserve-fds 2 was accepted and its fds dropped")
+	if res := c.runIn("/", "exec", "--preserve-fds", "2", id, "true"); res.code == 0 || !strings.Contains(res.stderr, "--preserve-fds 2: fd 3 was not passed") {
+		t.Errorf("exec --preserve-fds 2 without fds 3 and 4 open: exit %d, %q; want refused naming the flag and the fd", res.code, res.stderr)
 	}
+}
+
+// --preserve-fds N for run (the init's exec), run -d and exec: the
+// caller's fds 3 .. 3+N-1 are the process's 3 .., nothing above them.
+func TestRuncPreserveFds(t *testing.T) {
+	c := newRuncCLI(t)
+	in := filepath.Join(t.TempDir(), "in")
+	if err := os.WriteFile(in, []byte("in-data\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// check runs args with a pipe's write end as fd 3 and in as fd 4, and
+	// returns what was written to the pipe.
+	check := func(dir string, args ...string) string {
+		t.Helper()
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		f, err := os.Open(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		res := c.runWith(dir, []*os.File{w, f}, args...)
+		w.Close()
+		if res.code != 0 {
+			t.Fatalf("%s: exit %d: %s", strings.Join(args, " "), res.code, res.stderr)
+		}
+		done := make(chan []byte, 1)
+		go func() {
+			data, _ := io.ReadAll(r)
+			done <- data
+		}()
+		select {
+		case data := <-done:
+			return string(data)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: the pipe passed as fd 3 was not closed", strings.Join(args, " "))
+			return ""
+		}
+	}
+	script := `cat <&4 >&3; echo "$1" >&3; if [ -e /proc/$$/fd/5 ]; then echo fd-5-leaked >&3; fi`
+	b := bundle(t, nil, "sh", "-c", script, "sh", "from-run")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	if got := check(b, "run", "--preserve-fds", "2", id); got != "in-data\nfrom-run\n" {
+		t.Errorf("run --preserve-fds 2: the container wrote %q to fd 3, want its fd 4's data and from-run", got)
+	}
+
+	b = bundle(t, nil, "sleep", "300")
+	d := testutil.Name(t, 38) + "-d"
+	c.cleanup(d)
+	// The container keeps fd 3 (sleep inherits it): the pipe stays open
+	// until it is killed.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if res := c.runWith(b, []*os.File{w}, "run", "-d", "--preserve-fds", "1", d); res.code != 0 {
+		t.Fatalf("run -d --preserve-fds 1: exit %d: %s", res.code, res.stderr)
+	}
+	w.Close()
+	var pids []int
+	if err := json.Unmarshal([]byte(c.ok("/", "ps", "--format", "json", d)), &pids); err != nil || len(pids) != 1 {
+		t.Fatalf("ps --format json: %v %v", pids, err)
+	}
+	var pst unix.Stat_t
+	if err := unix.Fstat(int(r.Fd()), &pst); err != nil {
+		t.Fatal(err)
+	}
+	var cst unix.Stat_t
+	if err := unix.Stat("/proc/"+strconv.Itoa(pids[0])+"/fd/3", &cst); err != nil || cst.Ino != pst.Ino {
+		t.Errorf("run -d --preserve-fds 1: the container's fd 3 is not the pipe (%v)", err)
+	}
+	if got := check("/", "exec", "--preserve-fds", "2", d, "sh", "-c", script, "sh", "from-exec"); got != "in-data\nfrom-exec\n" {
+		t.Errorf("exec --preserve-fds 2: the process wrote %q to fd 3, want its fd 4's data and from-exec", got)
+	}
+	c.ok("/", "kill", d, "KILL")
+	waitGone(t, pids[0])
 }
