@@ -110,8 +110,8 @@ type ExitStatus struct {
 	Signal string `json:"signal,omitempty"`
 }
 
-// Exec starts a process in container id, which must be running (not
-// created, stopped or paused): the process joins every namespace of the
+// Exec starts a process in container id, which must be created or
+// running (not stopped or paused): the process joins every namespace of the
 // container's init and its cgroup, and gets the container's environment,
 // user, capabilities, noNewPrivileges and rlimits unless o overrides them.
 // It returns once the process has exec'd the command (or failed to: then
@@ -127,7 +127,9 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 	if err != nil {
 		return nil, err
 	}
-	if st.Status != StatusRunning {
+	// A created container's init is set up (namespaces, root, cgroup)
+	// and waits for start: runc lets a process join it then too.
+	if st.Status != StatusRunning && st.Status != StatusCreated {
 		return nil, &StateTransitionError{ID: id, Op: "exec in", From: st.Status}
 	}
 	if IsPaused(st) {

@@ -386,3 +386,30 @@ func TestRuncPreserveFds(t *testing.T) {
 	c.ok("/", "kill", d, "KILL")
 	waitGone(t, pids[0])
 }
+
+// exec into a created container, as runc allows: the process runs in the
+// container's namespaces and root while the init still waits for start,
+// which then runs the container's own process.
+func TestRuncExecCreated(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, func(s *specs.Spec) { s.Hostname = "created-host" }, "sleep", "300")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(b, "create", id)
+	if out := c.ok("/", "exec", id, "sh", "-c", "hostname; test -e /bin/busybox && echo in-root"); out != "created-host\nin-root\n" {
+		t.Errorf("exec into a created container: %q, want its hostname and root", out)
+	}
+	if out := c.ok("/", "state", id); !strings.Contains(out, `"created"`) {
+		t.Errorf("after exec the container is not created still: %s", out)
+	}
+	c.ok("/", "start", id)
+	var pids []int
+	if err := json.Unmarshal([]byte(c.ok("/", "ps", "--format", "json", id)), &pids); err != nil || len(pids) != 1 {
+		t.Fatalf("after start, ps --format json: %v %v; want the container's sleep", pids, err)
+	}
+	if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pids[0]) + "/comm"); string(comm) != "sleep\n" {
+		t.Errorf("after start the container runs %q, want sleep", comm)
+	}
+	c.ok("/", "kill", id, "KILL")
+	waitGone(t, pids[0])
+}
