@@ -413,3 +413,77 @@ func TestRuncExecCreated(t *testing.T) {
 	c.ok("/", "kill", id, "KILL")
 	waitGone(t, pids[0])
 }
+
+// events --stats prints one runc stats event and exits; events --interval
+// streams them until the container exits, its exit event last.
+func TestRuncEventsStats(t *testing.T) {
+	c := newRuncCLI(t)
+	pids := int64(77)
+	b := bundle(t, func(s *specs.Spec) {
+		s.Linux.Resources = &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &pids}}
+	}, "sleep", "300")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(b, "run", "-d", id)
+	type statsEvent struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+		Data struct {
+			CPU struct {
+				Usage struct {
+					Total uint64 `json:"total"`
+				} `json:"usage"`
+			} `json:"cpu"`
+			Memory struct {
+				Usage struct {
+					Limit uint64 `json:"limit"`
+					Usage uint64 `json:"usage"`
+				} `json:"usage"`
+			} `json:"memory"`
+			Pids struct {
+				Current uint64 `json:"current"`
+				Limit   uint64 `json:"limit"`
+			} `json:"pids"`
+		} `json:"data"`
+	}
+	out := c.ok("/", "events", "--stats", id)
+	var ev statsEvent
+	if err := json.Unmarshal([]byte(out), &ev); err != nil || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("events --stats: %q (%v); want one JSON line", out, err)
+	}
+	if ev.Type != "stats" || ev.ID != id || ev.Data.Pids.Limit != 77 || ev.Data.Pids.Current < 1 || ev.Data.Memory.Usage.Usage == 0 || ev.Data.Memory.Usage.Limit == 0 {
+		t.Errorf("events --stats: %+v; want type stats, the ID, pids 77 limit and some usage", ev)
+	}
+
+	done := make(chan result, 1)
+	go func() { done <- c.runIn("/", "events", "--interval", "300ms", id) }()
+	time.Sleep(1500 * time.Millisecond)
+	c.ok("/", "kill", id, "KILL")
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("events --interval did not end after the container was killed")
+	}
+	if res.code != 0 {
+		t.Fatalf("events --interval: exit %d: %s", res.code, res.stderr)
+	}
+	out = res.stdout
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var types []string
+	for _, l := range lines {
+		var e struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("events --interval: line %q: %v", l, err)
+		}
+		types = append(types, e.Type)
+	}
+	if len(types) < 3 || types[0] != "stats" || types[len(types)-1] != "exit" {
+		t.Errorf("events --interval 300ms over 1.5s: %v; want stats events, then exit", types)
+	}
+	if res := c.runIn("/", "events", "--stats", "--interval", "1s", id); res.code == 0 {
+		t.Errorf("events --stats --interval was accepted")
+	}
+}

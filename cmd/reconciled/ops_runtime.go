@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -22,7 +25,7 @@ const runtimeOpsSynopsis = `  exec [-t] [-e KEY=VAL] [--user UID[:GID]] [--timeo
   pause ID / resume ID
   ps [-o json] ID
   stats [-o json] [ID]
-  events ID
+  events [--stats] [--interval DUR] ID
   update [--memory BYTES] [--memory-reservation BYTES] [--memory-swap BYTES] [--cpu-share N] [--cpu-period N]
          [--cpu-quota N] [--cpu-rt-period N] [--cpu-rt-runtime N] [--cpuset-cpus LIST] [--cpuset-mems LIST]
          [--pids-limit N] [--blkio-weight N] [-r FILE] ID`
@@ -35,10 +38,132 @@ func runtimeOp(ctx context.Context, root, sub string, args []string, stdout, std
 	return opsCommand(ctx, sub, root, args, stdout, stderr)
 }
 
-// streamEvents prints container id's events as JSON lines until it exits.
-func streamEvents(ctx context.Context, rt *executor.Runtime, id string, w io.Writer) error {
+// eventsFlags are events' flags, runc's: --stats, --interval.
+type eventsFlags struct {
+	stats    bool
+	interval time.Duration
+}
+
+// runEvents is `events`: with --stats one stats event; else container
+// id's events as JSON lines until it exits, and with --interval a stats
+// event every interval among them.
+func runEvents(ctx context.Context, rt *executor.Runtime, id string, f eventsFlags, w io.Writer) error {
+	if f.interval < 0 {
+		return fmt.Errorf("--interval %s: give a positive duration", f.interval)
+	}
+	if f.stats && f.interval != 0 {
+		return errors.New("--stats prints once: leave out --interval")
+	}
 	enc := json.NewEncoder(w)
-	return rt.Events(ctx, id, func(e executor.Event) error { return enc.Encode(e) })
+	if f.stats {
+		ev, err := statsEvent(ctx, rt, id)
+		if err != nil {
+			return err
+		}
+		return enc.Encode(ev)
+	}
+	if f.interval == 0 {
+		return rt.Events(ctx, id, func(e executor.Event) error { return enc.Encode(e) })
+	}
+	var mu sync.Mutex
+	emit := func(v any) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return enc.Encode(v)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ticks := make(chan error, 1)
+	go func() {
+		t := time.NewTicker(f.interval)
+		defer t.Stop()
+		for {
+			ev, err := statsEvent(ctx, rt, id)
+			if err == nil {
+				err = emit(ev)
+			}
+			if err != nil && ctx.Err() == nil {
+				// A container that is exiting has no stats: its exit
+				// event ends the stream.
+				if st, serr := rt.State(ctx, id); serr != nil || st.Status != executor.StatusStopped {
+					ticks <- err
+					cancel() // ends the event stream too
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+				ticks <- nil
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	err := rt.Events(ctx, id, func(e executor.Event) error { return emit(e) })
+	cancel()
+	if terr := <-ticks; terr != nil {
+		return terr
+	}
+	return err
+}
+
+// runcStatsEvent is runc's `events --stats` object: {"type":"stats",
+// "id":ID,"data":{...}} with data in runc's types/events.go shape (the
+// fields a cgroup gives here; the others empty).
+type runcStatsEvent struct {
+	Type string    `json:"type"`
+	ID   string    `json:"id"`
+	Data runcStats `json:"data"`
+}
+
+type runcStats struct {
+	CPU struct {
+		Usage struct {
+			Total  uint64 `json:"total,omitempty"`
+			Kernel uint64 `json:"kernel"`
+			User   uint64 `json:"user"`
+		} `json:"usage"`
+	} `json:"cpu"`
+	Memory struct {
+		Usage runcMemoryEntry   `json:"usage"`
+		Swap  runcMemoryEntry   `json:"swap"`
+		Raw   map[string]uint64 `json:"raw,omitempty"`
+	} `json:"memory"`
+	Pids struct {
+		Current uint64 `json:"current,omitempty"`
+		Limit   uint64 `json:"limit,omitempty"`
+	} `json:"pids"`
+	Blkio   struct{}       `json:"blkio"`
+	Hugetlb map[string]any `json:"hugetlb"`
+}
+
+type runcMemoryEntry struct {
+	Limit   uint64 `json:"limit"`
+	Usage   uint64 `json:"usage,omitempty"`
+	Max     uint64 `json:"max,omitempty"`
+	Failcnt uint64 `json:"failcnt"`
+}
+
+func statsEvent(ctx context.Context, rt *executor.Runtime, id string) (*runcStatsEvent, error) {
+	s, err := rt.Stats(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ev := &runcStatsEvent{Type: "stats", ID: id}
+	d := &ev.Data
+	d.CPU.Usage.Total, d.CPU.Usage.Kernel, d.CPU.Usage.User = s.CPUUsageNanos, s.CPUSysNanos, s.CPUUserNanos
+	limit := s.MemoryLimit
+	if limit == 0 {
+		limit = math.MaxUint64 // unlimited, as runc reads "max"
+	}
+	d.Memory.Usage = runcMemoryEntry{Limit: limit, Usage: s.MemoryUsage, Max: s.MemoryMaxUsed}
+	d.Memory.Swap = runcMemoryEntry{Limit: math.MaxUint64, Usage: s.SwapUsage}
+	if s.OOMKills > 0 {
+		d.Memory.Raw = map[string]uint64{"oom_kill": s.OOMKills}
+	}
+	d.Pids.Current, d.Pids.Limit = s.PidsCurrent, s.PidsLimit
+	d.Hugetlb = map[string]any{}
+	return ev, nil
 }
 
 // updateFlags are runtime update's flags, runc 1.1 update's: each given
