@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"reconciled.dev/reconciled/executor/cgroups"
 )
 
 func devNum(n int64) *int64 { return &n }
@@ -59,6 +61,9 @@ func (r *Runtime) Update(ctx context.Context, id string, res *specs.LinuxResourc
 	}
 	if st.Status == StatusStopped {
 		return fmt.Errorf("update %s: %w", id, ErrNotRunning)
+	}
+	if what := cgroups.Unsupported(res); what != "" {
+		return fmt.Errorf("update %s: %s cannot be updated (not supported): leave it out", id, what)
 	}
 	m, err := r.cgroupOf(st)
 	if err != nil {

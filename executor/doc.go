@@ -134,7 +134,9 @@
 // # File descriptors (CVE-2024-21626)
 //
 // Everything is opened close-on-exec and the init marks every fd above 2
-// close-on-exec (close_range) right before the final exec. process.cwd is
+// close-on-exec (close_range) right before the final exec, then clears it
+// on the extra files the caller passed (CreateOptions.ExtraFiles, runc's
+// --preserve-fds) on 3, 4, ... process.cwd is
 // opened with RESOLVE_NO_MAGICLINKS after pivot_root and checked with
 // getcwd, so it cannot point outside the container's root.
 //

@@ -34,9 +34,10 @@ func init() {
 // Ps can tell them apart from the processes the container started itself.
 const execsDir = "execs"
 
-// execFdMount is the exec stage's fd holding the container's mount
-// namespace (fd 3 is the sync socket, as for the init).
-const execFdMount = 4
+// execExtraEnv tells the exec stage how many extra files (ExtraFiles) it
+// has on 3, 4, ...: its sync socket follows them (3 without any, as for
+// the init), then the container's mount namespace.
+const execExtraEnv = "_RECONCILED_EXEC_EXTRA"
 
 // ExecOptions describe a process to run in a live container. Whatever is
 // not given is the container's: its process.env (with overrides), user,
@@ -74,6 +75,9 @@ type ExecOptions struct {
 	// socket) with their output on Stdout and Stderr. Args is ignored.
 	// Where ProbeServerAvailable is false it is an error.
 	ProbeServer bool
+	// ExtraFiles become the process's fds 3, 4, ... (runc exec
+	// --preserve-fds). At most MaxExtraFiles.
+	ExtraFiles []*os.File
 }
 
 // ProbeServerAvailable reports whether Exec can start a probe server on
@@ -120,8 +124,8 @@ type ExitStatus struct {
 	Signal string `json:"signal,omitempty"`
 }
 
-// Exec starts a process in container id, which must be running (not
-// created, stopped or paused): the process joins every namespace of the
+// Exec starts a process in container id, which must be created or
+// running (not stopped or paused): the process joins every namespace of the
 // container's init and its cgroup, and gets the container's environment,
 // user, capabilities, noNewPrivileges and rlimits unless o overrides them.
 // It returns once the process has exec'd the command (or failed to: then
@@ -136,11 +140,16 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 	if len(o.Args) == 0 {
 		return nil, fmt.Errorf("exec in container %s: no command given", id)
 	}
+	if len(o.ExtraFiles) > MaxExtraFiles {
+		return nil, fmt.Errorf("exec in container %s: %d extra files, at most %d can be passed", id, len(o.ExtraFiles), MaxExtraFiles)
+	}
 	st, err := ReadState(r.root, id)
 	if err != nil {
 		return nil, err
 	}
-	if st.Status != StatusRunning {
+	// A created container's init is set up (namespaces, root, cgroup)
+	// and waits for start: runc lets a process join it then too.
+	if st.Status != StatusRunning && st.Status != StatusCreated {
 		return nil, &StateTransitionError{ID: id, Op: "exec in", From: st.Status}
 	}
 	if IsPaused(st) {
@@ -201,7 +210,13 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 		}
 		return f.Fd()
 	}
-	files := []uintptr{stdio(o.Stdin), stdio(o.Stdout), stdio(o.Stderr), uintptr(child)}
+	// The extra files go straight to their place, so that nothing the
+	// stage's Go runtime opens lands there.
+	files := []uintptr{stdio(o.Stdin), stdio(o.Stdout), stdio(o.Stderr)}
+	for _, f := range o.ExtraFiles {
+		files = append(files, f.Fd())
+	}
+	files = append(files, uintptr(child))
 	if ns.mnt >= 0 {
 		files = append(files, uintptr(ns.mnt))
 	}
@@ -217,7 +232,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 		files = append(files, uintptr(fd))
 	}
 	attr := &syscall.ProcAttr{
-		Env:   []string{stageEnv + "=" + stageExec, "GOMAXPROCS=1"},
+		Env:   []string{stageEnv + "=" + stageExec, "GOMAXPROCS=1", initGoDebug, execExtraEnv + "=" + strconv.Itoa(len(o.ExtraFiles))},
 		Files: files,
 	}
 	// The other namespaces are entered on a throw-away thread that then
@@ -532,13 +547,18 @@ func (p *ExecProcess) abandon() {
 // namespace) and cgroup already, it joins the mount namespace, sets the
 // process up like the init does and execs the command. It never returns.
 func runExec() {
-	sock := os.NewFile(3, "sync")
-	err := execInside(sock)
+	extra, _ := strconv.Atoi(os.Getenv(execExtraEnv))
+	os.Unsetenv(execExtraEnv)
+	sock := os.NewFile(uintptr(3+extra), "sync")
+	err := execInside(sock, extra)
 	sendMessage(sock, message{Error: err.Error()})
 	os.Exit(1)
 }
 
-func execInside(sock *os.File) error {
+// execInside has the sync socket at 3+extra and the extra files on 3, 4,
+// ...; the container's mount namespace follows the socket.
+func execInside(sock *os.File, extra int) error {
+	mntFd := 4 + extra
 	var cfg execConfig
 	if err := json.NewDecoder(sock).Decode(&cfg); err != nil {
 		return fmt.Errorf("read exec config: %w", err)
@@ -559,10 +579,10 @@ func execInside(sock *os.File) error {
 		if err := unix.Unshare(unix.CLONE_FS); err != nil {
 			return os.NewSyscallError("unshare(CLONE_FS)", err)
 		}
-		if err := unix.Setns(execFdMount, unix.CLONE_NEWNS); err != nil {
+		if err := unix.Setns(mntFd, unix.CLONE_NEWNS); err != nil {
 			return fmt.Errorf("join the container's mount namespace: %w", os.NewSyscallError("setns", err))
 		}
-		unix.Close(execFdMount)
+		unix.Close(mntFd)
 	}
 	slave := -1
 	if p.Terminal {
@@ -648,6 +668,9 @@ func execInside(sock *os.File) error {
 		}
 	}
 	if err := closeExtraFds(); err != nil {
+		return err
+	}
+	if err := keepExtraFds(extra); err != nil {
 		return err
 	}
 	// Success closes the socket (close-on-exec): the caller reads EOF.

@@ -60,6 +60,7 @@ func runInit() {
 	// hooks, after them (their processes are the runtime's, not the
 	// container's).
 	lateFilter := cfg.lateFilter
+	extra := cfg.extraFds
 	cfg = nil // the spec is garbage from here: the waiting process keeps only what the exec needs
 	if lateFilter != nil && len(startHooks) == 0 {
 		if err := lateFilter.Install(); err != nil {
@@ -72,11 +73,15 @@ func runInit() {
 		os.Exit(1)
 	}
 	sock.Close()
+	if err := placeExtraFds(extra); err != nil {
+		os.Exit(1) // start finds the init gone (its pidfd)
+	}
 	// Wait as the waiter (executor/waiter): a few KiB of machine code
 	// instead of a Go runtime holding about 1.5 MiB. startContainer hooks
 	// need Go, so with them the init waits itself, as it does when the
-	// waiter cannot be started.
-	if len(startHooks) == 0 && waiter.Available() {
+	// waiter cannot be started; so it does with extra files (the waiter
+	// keeps the state directory on fd 3).
+	if len(startHooks) == 0 && len(extra) == 0 && waiter.Available() {
 		_ = execWaiter(stateDirFd, path, argv, env) // returns only on failure
 	}
 	debug.SetGCPercent(20)
@@ -109,6 +114,9 @@ func runInit() {
 		}
 	}
 	if err := closeExtraFds(); err != nil {
+		fail(err)
+	}
+	if err := keepExtraFds(len(extra)); err != nil {
 		fail(err)
 	}
 	// Success closes w (close-on-exec): start reads EOF with no message.
@@ -163,6 +171,9 @@ type initState struct {
 	// lateFilter is the seccomp filter still to install (with
 	// no_new_privs: runInit does it last).
 	lateFilter *seccomp.Program
+	// extraFds are where the extra files (CreateOptions.ExtraFiles) are:
+	// 3+i, or above while the sync socket holds 3.
+	extraFds []int
 }
 
 func (c *initState) hookState(s Status) []byte {
@@ -180,10 +191,12 @@ func (c *initState) exec() (string, []string, []string, error) {
 // prepareInit does everything between the clone and "ready". It returns an
 // O_PATH fd of the state directory, for opening the exec fifo.
 func prepareInit(sock *os.File) (*initState, int, error) {
-	if err := recvStdio(int(sock.Fd())); err != nil {
+	extra, err := recvStdio(int(sock.Fd()))
+	if err != nil {
 		return nil, -1, err
 	}
 	var c initState
+	c.extraFds = extra
 	dec := json.NewDecoder(bufio.NewReaderSize(sock, 4096))
 	if err := dec.Decode(&c.initConfig); err != nil {
 		return nil, -1, fmt.Errorf("init: read config: %w", err)
@@ -384,41 +397,126 @@ func warmDecoder() {
 }
 
 // recvStdio reads the one byte the creator sends with the container's fds
-// 0-2 (SCM_RIGHTS) and puts them in place. It comes first on the socket,
-// before any buffered reader: a plain read would drop the fds.
-func recvStdio(sock int) error {
+// 0-2 and its extra files (SCM_RIGHTS) and puts them in place: stdio on
+// 0-2, extra file i on 3+i (close-on-exec until the final exec). Fd 3 is
+// the sync socket still: what goes there waits at a higher number, which
+// the returned slice holds (placeExtraFds moves it once the socket is
+// closed). It comes first on the socket, before any buffered reader: a
+// plain read would drop the fds.
+func recvStdio(sock int) ([]int, error) {
 	var b [1]byte
-	oob := make([]byte, unix.CmsgSpace(3*4))
+	oob := make([]byte, unix.CmsgSpace((3+MaxExtraFiles)*4))
 	var n, oobn int
 	err := retryEINTR(func() (err error) {
 		n, oobn, _, _, err = unix.Recvmsg(sock, b[:], oob, unix.MSG_CMSG_CLOEXEC)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("init: receive stdio: %w", os.NewSyscallError("recvmsg", err))
+		return nil, fmt.Errorf("init: receive stdio: %w", os.NewSyscallError("recvmsg", err))
 	}
 	if n != 1 {
-		return errors.New("init: the creator went away before sending stdio")
+		return nil, errors.New("init: the creator went away before sending stdio")
 	}
 	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 	if err != nil || len(msgs) != 1 {
-		return fmt.Errorf("init: receive stdio: no fds (%v)", err)
+		return nil, fmt.Errorf("init: receive stdio: no fds (%v)", err)
 	}
 	fds, err := unix.ParseUnixRights(&msgs[0])
 	if err != nil {
-		return fmt.Errorf("init: receive stdio: %w", err)
+		return nil, fmt.Errorf("init: receive stdio: %w", err)
 	}
-	defer func() {
+	closeAll := func(fds []int) {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
-	}()
-	if len(fds) != 3 {
-		return fmt.Errorf("init: receive stdio: %d fds, want 3", len(fds))
 	}
-	for i, fd := range fds {
+	if len(fds) < 3 {
+		closeAll(fds)
+		return nil, fmt.Errorf("init: receive stdio: %d fds, want at least 3", len(fds))
+	}
+	for i, fd := range fds[:3] {
 		if err := unix.Dup3(fd, i, 0); err != nil {
-			return fmt.Errorf("init: stdio: %w", os.NewSyscallError("dup3", err))
+			closeAll(fds)
+			return nil, fmt.Errorf("init: stdio: %w", os.NewSyscallError("dup3", err))
+		}
+	}
+	closeAll(fds[:3])
+	return takeExtraFds(fds[3:])
+}
+
+// takeExtraFds puts the received descriptors fds (it closes them) on 3,
+// 4, ..., but the one for fd 3 (the sync socket) above them. The numbers stay taken from now on, so that nothing the
+// Go runtime opens later (its poller's descriptors) lands there.
+func takeExtraFds(fds []int) ([]int, error) {
+	if len(fds) == 0 {
+		return nil, nil
+	}
+	// First all above the range, so that placing one cannot close another.
+	high := make([]int, 0, len(fds))
+	var dupErr error
+	for _, fd := range fds {
+		if dupErr == nil {
+			h, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3+len(fds))
+			if err != nil {
+				dupErr = fmt.Errorf("init: extra fds: %w", os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", err))
+			} else {
+				high = append(high, h)
+			}
+		}
+		unix.Close(fd)
+	}
+	fail := func(err error) ([]int, error) {
+		for _, fd := range high {
+			unix.Close(fd)
+		}
+		return nil, err
+	}
+	if dupErr != nil {
+		return fail(dupErr)
+	}
+	for i, h := range high {
+		want := 3 + i
+		if want == 3 {
+			continue // the sync socket: placeExtraFds, later
+		}
+		// Free: this runs first, and the Go runtime kept none of the
+		// files it opened at start (see initGoDebug); an init with extra
+		// files is never a spare, which opens files while it waits.
+		if _, err := unix.FcntlInt(uintptr(want), unix.F_GETFD, 0); err == nil {
+			l, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(want))
+			return fail(fmt.Errorf("init: extra fds: fd %d is in use in the container init (%s)", want, l))
+		}
+		if err := unix.Dup3(h, want, unix.O_CLOEXEC); err != nil {
+			return fail(fmt.Errorf("init: extra fds: %w", os.NewSyscallError("dup3", err)))
+		}
+		unix.Close(h)
+		high[i] = want
+	}
+	return high, nil
+}
+
+// placeExtraFds moves the extra files still above their place (the one for
+// fd 3, once the sync socket is closed) to it.
+func placeExtraFds(fds []int) error {
+	for i, fd := range fds {
+		if fd == 3+i {
+			continue
+		}
+		if err := unix.Dup3(fd, 3+i, unix.O_CLOEXEC); err != nil {
+			return fmt.Errorf("extra fds: %w", os.NewSyscallError("dup3", err))
+		}
+		unix.Close(fd)
+		fds[i] = 3 + i
+	}
+	return nil
+}
+
+// keepExtraFds clears close-on-exec on fds 3..3+n-1 (after closeExtraFds
+// set it on everything): the extra files survive the final exec.
+func keepExtraFds(n int) error {
+	for fd := 3; fd < 3+n; fd++ {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
+			return fmt.Errorf("extra fd %d: %w", fd, os.NewSyscallError("fcntl(F_SETFD)", err))
 		}
 	}
 	return nil

@@ -33,7 +33,7 @@ func runMonitor() {
 	}
 	// fd 4 is the creator's lifeline (see Create); the init does not get it.
 	unix.CloseOnExec(4)
-	env := []string{stageEnv + "=" + stageInit, "GOMAXPROCS=1"}
+	env := []string{stageEnv + "=" + stageInit, "GOMAXPROCS=1", initGoDebug}
 	if cfg.Spare {
 		env = append(env, prefaultEnv+"=1")
 	}

@@ -35,6 +35,12 @@ import (
 // stageEnv names the stage a re-exec'd binary is to run.
 const stageEnv = "_RECONCILED_STAGE"
 
+// initGoDebug is in the environment of the init and exec stages: without
+// it the Go runtime (1.25 on) keeps its cgroup's CPU limit files open from
+// its start, on the lowest free descriptors, where the extra files
+// (--preserve-fds) go. The stages set GOMAXPROCS=1: the limit is moot.
+const initGoDebug = "GODEBUG=containermaxprocs=0"
+
 const (
 	stageMonitor = "monitor"
 	stageInit    = "init"

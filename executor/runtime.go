@@ -133,7 +133,16 @@ type CreateOptions struct {
 	Stdin, Stdout, Stderr *os.File
 	// PidFile, if set, receives the init's PID (written atomically).
 	PidFile string
+	// ExtraFiles become the process's fds 3, 4, ... (runc's
+	// --preserve-fds): open across the init's exec, close-on-exec clear.
+	// At most MaxExtraFiles. A create with them never uses a spare init.
+	ExtraFiles []*os.File
 }
+
+// MaxExtraFiles is how many ExtraFiles a create or an exec may pass: the
+// kernel's limit on descriptors in one message (SCM_MAX_FD, 253) less the
+// three of stdio.
+const MaxExtraFiles = 250
 
 // Create sets up container id from bundle and leaves its process waiting
 // for Start. On any failure everything made so far is removed.
@@ -161,6 +170,9 @@ func spareGone(err error) bool {
 func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions, allowSpare bool, usedSpare *bool) (err error) {
 	if err := ValidateID(id); err != nil {
 		return err
+	}
+	if len(o.ExtraFiles) > MaxExtraFiles {
+		return fmt.Errorf("create container %s: %d extra files, at most %d can be passed", id, len(o.ExtraFiles), MaxExtraFiles)
 	}
 	bundle, err = filepath.Abs(bundle)
 	if err != nil {
@@ -261,7 +273,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 			}
 			return null
 		}
-		err := p.sendStdio(stdio(o.Stdin), stdio(o.Stdout), stdio(o.Stderr))
+		err := p.sendStdio(stdio(o.Stdin), stdio(o.Stdout), stdio(o.Stderr), o.ExtraFiles...)
 		if null != nil {
 			null.Close()
 		}
@@ -284,7 +296,9 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	// dies its monitor kills it (the lifeline).
 	released := false
 	var spare *pair
-	if allowSpare {
+	// A spare init's Go runtime may hold descriptors where the extra
+	// files go (3, 4, ...); a fresh one reserves those numbers first.
+	if allowSpare && len(o.ExtraFiles) == 0 {
 		spare = r.takeSpare(plan)
 	}
 	if spare != nil {

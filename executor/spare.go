@@ -138,14 +138,19 @@ func (p *pair) created() error {
 	return nil
 }
 
-// sendStdio hands the init the container's fds 0-2 (SCM_RIGHTS, with one
-// byte that the init reads before anything else).
-func (p *pair) sendStdio(stdin, stdout, stderr *os.File) error {
+// sendStdio hands the init the container's fds 0-2 and the extra files
+// that become its fds 3, ... (SCM_RIGHTS, with one byte that the init
+// reads before anything else).
+func (p *pair) sendStdio(stdin, stdout, stderr *os.File, extra ...*os.File) error {
 	rc, err := p.sock.SyscallConn()
 	if err != nil {
 		return err
 	}
-	rights := unix.UnixRights(int(stdin.Fd()), int(stdout.Fd()), int(stderr.Fd()))
+	fds := []int{int(stdin.Fd()), int(stdout.Fd()), int(stderr.Fd())}
+	for _, f := range extra {
+		fds = append(fds, int(f.Fd()))
+	}
+	rights := unix.UnixRights(fds...)
 	var serr error
 	if err := rc.Write(func(fd uintptr) bool {
 		serr = unix.Sendmsg(int(fd), []byte{0}, rights, nil, 0)

@@ -3,6 +3,7 @@ package test
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -37,13 +38,19 @@ func newRuncCLI(t *testing.T) *runcCLI {
 
 func (c *runcCLI) runIn(dir string, args ...string) result {
 	c.t.Helper()
+	return c.runWith(dir, nil, args...)
+}
+
+// runWith is runIn with extra files as the command's fds 3, 4, ...
+func (c *runcCLI) runWith(dir string, extra []*os.File, args ...string) result {
+	c.t.Helper()
 	tmp := c.t.TempDir()
 	out, _ := os.Create(filepath.Join(tmp, "stdout"))
 	errf, _ := os.Create(filepath.Join(tmp, "stderr"))
 	defer out.Close()
 	defer errf.Close()
 	cmd := exec.Command(c.bin, append([]string{"--root", c.root}, args...)...)
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, out, errf
+	cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = dir, out, errf, extra
 	err := cmd.Run()
 	code := 0
 	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
@@ -294,7 +301,189 @@ func TestRuncExecFlags(t *testing.T) {
 	if out := c.ok("/", "exec", "--process", proc, id); out != "from-file\n/etc\n" {
 		t.Errorf("exec --process: %q", out)
 	}
-	if res := c.runIn("/", "exec", "--preserve-fds", "2", id, "true"); res.code == 0 {
-		t.Errorf("exec --preserve-fds 2 was accepted and its fds dropped")
+	if res := c.runIn("/", "exec", "--preserve-fds", "2", id, "true"); res.code == 0 || !strings.Contains(res.stderr, "--preserve-fds 2: fd 3 was not passed") {
+		t.Errorf("exec --preserve-fds 2 without fds 3 and 4 open: exit %d, %q; want refused naming the flag and the fd", res.code, res.stderr)
+	}
+}
+
+// --preserve-fds N for run (the init's exec), run -d and exec: the
+// caller's fds 3 .. 3+N-1 are the process's 3 .., nothing above them.
+func TestRuncPreserveFds(t *testing.T) {
+	c := newRuncCLI(t)
+	in := filepath.Join(t.TempDir(), "in")
+	if err := os.WriteFile(in, []byte("in-data\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// check runs args with a pipe's write end as fd 3 and in as fd 4, and
+	// returns what was written to the pipe.
+	check := func(dir string, args ...string) string {
+		t.Helper()
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		f, err := os.Open(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		res := c.runWith(dir, []*os.File{w, f}, args...)
+		w.Close()
+		if res.code != 0 {
+			t.Fatalf("%s: exit %d: %s", strings.Join(args, " "), res.code, res.stderr)
+		}
+		done := make(chan []byte, 1)
+		go func() {
+			data, _ := io.ReadAll(r)
+			done <- data
+		}()
+		select {
+		case data := <-done:
+			return string(data)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: the pipe passed as fd 3 was not closed", strings.Join(args, " "))
+			return ""
+		}
+	}
+	script := `cat <&4 >&3; echo "$1" >&3; if [ -e /proc/$$/fd/5 ]; then echo fd-5-leaked >&3; fi`
+	b := bundle(t, nil, "sh", "-c", script, "sh", "from-run")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	if got := check(b, "run", "--preserve-fds", "2", id); got != "in-data\nfrom-run\n" {
+		t.Errorf("run --preserve-fds 2: the container wrote %q to fd 3, want its fd 4's data and from-run", got)
+	}
+
+	b = bundle(t, nil, "sleep", "300")
+	d := testutil.Name(t, 38) + "-d"
+	c.cleanup(d)
+	// The container keeps fd 3 (sleep inherits it): the pipe stays open
+	// until it is killed.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if res := c.runWith(b, []*os.File{w}, "run", "-d", "--preserve-fds", "1", d); res.code != 0 {
+		t.Fatalf("run -d --preserve-fds 1: exit %d: %s", res.code, res.stderr)
+	}
+	w.Close()
+	var pids []int
+	if err := json.Unmarshal([]byte(c.ok("/", "ps", "--format", "json", d)), &pids); err != nil || len(pids) != 1 {
+		t.Fatalf("ps --format json: %v %v", pids, err)
+	}
+	var pst unix.Stat_t
+	if err := unix.Fstat(int(r.Fd()), &pst); err != nil {
+		t.Fatal(err)
+	}
+	var cst unix.Stat_t
+	if err := unix.Stat("/proc/"+strconv.Itoa(pids[0])+"/fd/3", &cst); err != nil || cst.Ino != pst.Ino {
+		t.Errorf("run -d --preserve-fds 1: the container's fd 3 is not the pipe (%v)", err)
+	}
+	if got := check("/", "exec", "--preserve-fds", "2", d, "sh", "-c", script, "sh", "from-exec"); got != "in-data\nfrom-exec\n" {
+		t.Errorf("exec --preserve-fds 2: the process wrote %q to fd 3, want its fd 4's data and from-exec", got)
+	}
+	c.ok("/", "kill", d, "KILL")
+	waitGone(t, pids[0])
+}
+
+// exec into a created container, as runc allows: the process runs in the
+// container's namespaces and root while the init still waits for start,
+// which then runs the container's own process.
+func TestRuncExecCreated(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, func(s *specs.Spec) { s.Hostname = "created-host" }, "sleep", "300")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(b, "create", id)
+	if out := c.ok("/", "exec", id, "sh", "-c", "hostname; test -e /bin/busybox && echo in-root"); out != "created-host\nin-root\n" {
+		t.Errorf("exec into a created container: %q, want its hostname and root", out)
+	}
+	if out := c.ok("/", "state", id); !strings.Contains(out, `"created"`) {
+		t.Errorf("after exec the container is not created still: %s", out)
+	}
+	c.ok("/", "start", id)
+	var pids []int
+	if err := json.Unmarshal([]byte(c.ok("/", "ps", "--format", "json", id)), &pids); err != nil || len(pids) != 1 {
+		t.Fatalf("after start, ps --format json: %v %v; want the container's sleep", pids, err)
+	}
+	if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pids[0]) + "/comm"); string(comm) != "sleep\n" {
+		t.Errorf("after start the container runs %q, want sleep", comm)
+	}
+	c.ok("/", "kill", id, "KILL")
+	waitGone(t, pids[0])
+}
+
+// events --stats prints one runc stats event and exits; events --interval
+// streams them until the container exits, its exit event last.
+func TestRuncEventsStats(t *testing.T) {
+	c := newRuncCLI(t)
+	pids := int64(77)
+	b := bundle(t, func(s *specs.Spec) {
+		s.Linux.Resources = &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &pids}}
+	}, "sleep", "300")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(b, "run", "-d", id)
+	type statsEvent struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+		Data struct {
+			CPU struct {
+				Usage struct {
+					Total uint64 `json:"total"`
+				} `json:"usage"`
+			} `json:"cpu"`
+			Memory struct {
+				Usage struct {
+					Limit uint64 `json:"limit"`
+					Usage uint64 `json:"usage"`
+				} `json:"usage"`
+			} `json:"memory"`
+			Pids struct {
+				Current uint64 `json:"current"`
+				Limit   uint64 `json:"limit"`
+			} `json:"pids"`
+		} `json:"data"`
+	}
+	out := c.ok("/", "events", "--stats", id)
+	var ev statsEvent
+	if err := json.Unmarshal([]byte(out), &ev); err != nil || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("events --stats: %q (%v); want one JSON line", out, err)
+	}
+	if ev.Type != "stats" || ev.ID != id || ev.Data.Pids.Limit != 77 || ev.Data.Pids.Current < 1 || ev.Data.Memory.Usage.Usage == 0 || ev.Data.Memory.Usage.Limit == 0 {
+		t.Errorf("events --stats: %+v; want type stats, the ID, pids 77 limit and some usage", ev)
+	}
+
+	done := make(chan result, 1)
+	go func() { done <- c.runIn("/", "events", "--interval", "300ms", id) }()
+	time.Sleep(1500 * time.Millisecond)
+	c.ok("/", "kill", id, "KILL")
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("events --interval did not end after the container was killed")
+	}
+	if res.code != 0 {
+		t.Fatalf("events --interval: exit %d: %s", res.code, res.stderr)
+	}
+	out = res.stdout
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var types []string
+	for _, l := range lines {
+		var e struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("events --interval: line %q: %v", l, err)
+		}
+		types = append(types, e.Type)
+	}
+	if len(types) < 3 || types[0] != "stats" || types[len(types)-1] != "exit" {
+		t.Errorf("events --interval 300ms over 1.5s: %v; want stats events, then exit", types)
+	}
+	if res := c.runIn("/", "events", "--stats", "--interval", "1s", id); res.code == 0 {
+		t.Errorf("events --stats --interval was accepted")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/testutil"
 )
 
 // cgroupValue reads a cgroup file of the container, v1 controller first,
@@ -98,4 +99,97 @@ func TestUpdateKeepsSpecDeviceRules(t *testing.T) {
 		t.Errorf("loop0 after an update without device rules: %q", out)
 	}
 	r.ok("kill", id, "KILL")
+}
+
+// update with runc 1.1's flags, in the runc form: each value lands in its
+// cgroup file; what this host cannot apply (a realtime runtime beyond the
+// parent's, a blkio weight without a weighted I/O scheduler) fails naming
+// the flag.
+func TestRuncUpdateFlags(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, nil, "sleep", "300")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(b, "run", "-d", id)
+	stp, err := executor.ReadState(c.root, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := *stp
+	c.ok("/", "update", "--memory", "64m", "--memory-reservation", "32m", "--memory-swap", "128m",
+		"--cpu-share", "512", "--cpu-period", "200000", "--cpu-quota", "50000",
+		"--cpuset-cpus", "0", "--cpuset-mems", "0", "--pids-limit", "42", id)
+	for _, w := range []struct{ ctrl, v1, v2, want string }{
+		{"memory", "memory.limit_in_bytes", "memory.max", strconv.Itoa(64 << 20)},
+		{"memory", "memory.soft_limit_in_bytes", "memory.low", strconv.Itoa(32 << 20)},
+		{"cpu", "cpu.shares", "cpu.weight", "512"},
+		{"cpu", "cpu.cfs_period_us", "", "200000"},
+		{"cpu", "cpu.cfs_quota_us", "", "50000"},
+		{"cpuset", "cpuset.cpus", "cpuset.cpus", "0"},
+		{"cpuset", "cpuset.mems", "cpuset.mems", "0"},
+		{"pids", "pids.max", "pids.max", "42"},
+	} {
+		if w.v2 == "" {
+			w.v2 = "cpu.max"
+		}
+		if _, v1 := st.CgroupPaths[w.ctrl]; !v1 && w.v2 != w.v1 {
+			continue // v2 spells these differently; the v1 files are this test's
+		}
+		if got := cgroupValue(t, st, w.ctrl, w.v1, w.v2); got != w.want {
+			t.Errorf("%s after update: %q, want %q", w.v1, got, w.want)
+		}
+	}
+	if dir, ok := st.CgroupPaths["memory"]; ok {
+		if _, err := os.Stat(filepath.Join(dir, "memory.memsw.limit_in_bytes")); err == nil {
+			if got := cgroupValue(t, st, "memory", "memory.memsw.limit_in_bytes", "memory.swap.max"); got != strconv.Itoa(128<<20) {
+				t.Errorf("memory.memsw.limit_in_bytes after --memory-swap 128m: %q", got)
+			}
+		}
+	}
+	// --cpu-shares (ours) still works beside runc's --cpu-share.
+	c.ok("/", "update", "--cpu-shares", "300", id)
+	if dir, ok := st.CgroupPaths["cpu"]; ok {
+		if got := cgroupValue(t, st, "cpu", "cpu.shares", ""); got != "300" {
+			t.Errorf("cpu.shares after --cpu-shares 300: %q", got)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "cpu.rt_period_us")); err == nil {
+			c.ok("/", "update", "--cpu-rt-period", "500000", id)
+			if got := cgroupValue(t, st, "cpu", "cpu.rt_period_us", ""); got != "500000" {
+				t.Errorf("cpu.rt_period_us after --cpu-rt-period 500000: %q", got)
+			}
+			parent, _ := os.ReadFile(filepath.Join(filepath.Dir(dir), "cpu.rt_runtime_us"))
+			if strings.TrimSpace(string(parent)) == "0" {
+				res := c.runIn("/", "update", "--cpu-rt-runtime", "1000", id)
+				if res.code == 0 || !strings.Contains(res.stderr, "--cpu-rt-runtime 1000:") {
+					t.Errorf("--cpu-rt-runtime beyond the parent's budget: exit %d, %q; want an error naming the flag", res.code, res.stderr)
+				}
+			}
+		}
+	}
+	if dir, ok := st.CgroupPaths["blkio"]; ok {
+		_, e1 := os.Stat(filepath.Join(dir, "blkio.weight"))
+		_, e2 := os.Stat(filepath.Join(dir, "blkio.bfq.weight"))
+		res := c.runIn("/", "update", "--blkio-weight", "500", id)
+		switch {
+		case e1 == nil:
+			if got := cgroupValue(t, st, "blkio", "blkio.weight", ""); res.code != 0 || got != "500" {
+				t.Errorf("--blkio-weight 500: exit %d, %q, blkio.weight %q", res.code, res.stderr, got)
+			}
+		case e2 == nil:
+			if got := cgroupValue(t, st, "blkio", "blkio.bfq.weight", ""); res.code != 0 || got != "500" {
+				t.Errorf("--blkio-weight 500: exit %d, %q, blkio.bfq.weight %q", res.code, res.stderr, got)
+			}
+		case res.code == 0 || !strings.Contains(res.stderr, "--blkio-weight 500:"):
+			t.Errorf("--blkio-weight without a weight file: exit %d, %q; want an error naming the flag", res.code, res.stderr)
+		}
+	}
+	if res := c.runIn("/", "update", "--blkio-weight", "5", id); res.code == 0 || !strings.Contains(res.stderr, "--blkio-weight 5: give a weight from 10 to 1000") {
+		t.Errorf("--blkio-weight 5: exit %d, %q", res.code, res.stderr)
+	}
+	if res := c.runIn("/", "update", "--memory", "lots", id); res.code == 0 || !strings.Contains(res.stderr, "memory") {
+		t.Errorf("--memory lots: exit %d, %q", res.code, res.stderr)
+	}
+	if got := cgroupValue(t, st, "pids", "pids.max", "pids.max"); got != "42" {
+		t.Errorf("a failed update changed pids.max to %s", got)
+	}
 }

@@ -42,8 +42,8 @@ var opsSynopsis = map[string]string{
 	"ps":     "[-o table|json] NAME",
 	"stats":  "[-o table|json] [NAME]",
 	"kill":   "[--all] [--signal SIG] NAME",
-	"events": "ID",
-	"update": "[--memory BYTES] [--cpu-quota N] [--cpu-period N] [--cpu-shares N] [--pids-limit N] [-r FILE] ID",
+	"events": "[--stats] [--interval DUR] ID",
+	"update": "[--memory BYTES] [--memory-reservation BYTES] [--memory-swap BYTES] [--cpu-share N] [--cpu-period N] [--cpu-quota N] [--cpu-rt-period N] [--cpu-rt-runtime N] [--cpuset-cpus LIST] [--cpuset-mems LIST] [--pids-limit N] [--blkio-weight N] [-r FILE] ID",
 }
 
 // opsCommand runs pause, resume, ps, stats or kill. root empty: the
@@ -77,6 +77,11 @@ func opsCommand(ctx context.Context, sub, root string, args []string, stdout, st
 	var upd *updateFlags
 	if sub == "update" {
 		upd = addUpdateFlags(fs)
+	}
+	var ev eventsFlags
+	if sub == "events" {
+		fs.BoolVar(&ev.stats, "stats", false, "print the container's stats once, as runc's stats event, and exit")
+		fs.DurationVar(&ev.interval, "interval", 0, "also print a stats event every DUR (runc: 5s) until the container exits")
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -135,7 +140,7 @@ func opsCommand(ctx context.Context, sub, root string, args []string, stdout, st
 	case "stats":
 		err = printStats(ctx, rt, stdout, *format, id)
 	case "events":
-		err = streamEvents(ctx, rt, id, stdout)
+		err = runEvents(ctx, rt, id, ev, stdout)
 	case "update":
 		err = runUpdate(ctx, rt, id, upd)
 	}

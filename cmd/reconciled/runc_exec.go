@@ -50,7 +50,7 @@ func addRuncExecFlags(fs *flag.FlagSet) *runcExecFlags {
 	caps := func(s string) error { f.caps = append(f.caps, s); return nil }
 	fs.Func("cap", "add a capability, CAP_NAME (repeatable)", caps)
 	fs.Func("c", "same as --cap", caps)
-	fs.IntVar(&f.preserveFds, "preserve-fds", 0, "pass N more fds (not supported yet: only 0)")
+	fs.IntVar(&f.preserveFds, "preserve-fds", 0, "pass this process's fds 3 .. 3+N-1 to the process as its fds 3, ...")
 	fs.StringVar(&f.cgroup, "cgroup", "", "run in a sub-cgroup (not supported yet)")
 	fs.Bool("ignore-paused", false, "accepted for runc compatibility: a paused container is refused")
 	fs.StringVar(&f.apparmor, "apparmor", "", "AppArmor profile (not supported: refused)")
@@ -62,8 +62,6 @@ func addRuncExecFlags(fs *flag.FlagSet) *runcExecFlags {
 // refused, not dropped.
 func (f *runcExecFlags) apply(root, id string, o *executor.ExecOptions) error {
 	switch {
-	case f.preserveFds != 0:
-		return fmt.Errorf("--preserve-fds %d: passing extra fds is not supported", f.preserveFds)
 	case f.cgroup != "":
 		return fmt.Errorf("--cgroup %s: running in a sub-cgroup is not supported", f.cgroup)
 	case f.apparmor != "":
@@ -124,7 +122,32 @@ func (f *runcExecFlags) apply(root, id string, o *executor.ExecOptions) error {
 	if o.Terminal && f.detach && f.consoleSocket == "" {
 		return errors.New("--tty with --detach needs --console-socket")
 	}
+	extra, err := preservedFiles(f.preserveFds)
+	if err != nil {
+		return err
+	}
+	o.ExtraFiles = extra
 	return nil
+}
+
+// preservedFiles is --preserve-fds N: this process's fds 3 .. 3+N-1, as
+// runc passes them (LISTEN_FDS style). Each must have been inherited: a
+// descriptor that survived the exec of this program has close-on-exec
+// clear, while one this process opened itself (the Go runtime keeps its
+// cgroup's CPU limit files open from the start) has it set.
+func preservedFiles(n int) ([]*os.File, error) {
+	if n < 0 || n > executor.MaxExtraFiles {
+		return nil, fmt.Errorf("--preserve-fds %d: give a number from 0 to %d", n, executor.MaxExtraFiles)
+	}
+	files := make([]*os.File, 0, n)
+	for fd := 3; fd < 3+n; fd++ {
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err != nil || flags&unix.FD_CLOEXEC != 0 {
+			return nil, fmt.Errorf("--preserve-fds %d: fd %d was not passed to this process (open fds 3 to %d in the caller, or pass a smaller number)", n, fd, 2+n)
+		}
+		files = append(files, os.NewFile(uintptr(fd), "preserved-fd-"+strconv.Itoa(fd)))
+	}
+	return files, nil
 }
 
 // runcExec is `runtime exec` with --detach, --console-socket or

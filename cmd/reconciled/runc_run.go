@@ -23,6 +23,7 @@ import (
 type createFlags struct {
 	bundle, pidFile, consoleSocket string
 	run, detach, keep              bool
+	extra                          []*os.File // --preserve-fds
 }
 
 // createOrRun is `create` and `run`. A spec asking for a terminal
@@ -33,7 +34,7 @@ type createFlags struct {
 // The int is the exit code: the container process's for a run in the
 // foreground, else 0.
 func createOrRun(ctx context.Context, rt *executor.Runtime, id string, f createFlags, stderr io.Writer) (int, error) {
-	opts := executor.CreateOptions{Stdout: os.Stdout, Stderr: os.Stderr, PidFile: f.pidFile}
+	opts := executor.CreateOptions{Stdout: os.Stdout, Stderr: os.Stderr, PidFile: f.pidFile, ExtraFiles: f.extra}
 	if f.run {
 		opts.Stdin = os.Stdin
 	}

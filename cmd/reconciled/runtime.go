@@ -29,13 +29,13 @@ func init() {
 const runtimeSynopsis = `runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug] [--systemd-cgroup] COMMAND [ARGS...]
 
 commands:
-  create [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] ID
+  create [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] [--preserve-fds N] ID
   start ID
   state ID
   kill [--all] ID [SIGNAL]
   delete [--force] ID
   list [-q] [--format table|json] [-o json]
-  run [-d] [--keep] [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] ID
+  run [-d] [--keep] [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] [--preserve-fds N] ID
   spec [--bundle DIR] [--rootless]
   features
 ` + runtimeOpsSynopsis
@@ -145,15 +145,16 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 			sfs.BoolVar(&f.detach, "d", false, "same as --detach")
 			sfs.BoolVar(&f.keep, "keep", false, "keep the stopped container (do not delete it once it exits)")
 		}
-		preserve := sfs.Int("preserve-fds", 0, "pass N more fds (from 3) to the container (not supported yet: only 0)")
+		preserve := sfs.Int("preserve-fds", 0, "pass this process's fds 3 .. 3+N-1 to the container's process as its fds 3, ...")
 		sfs.Bool("no-pivot", false, "accepted for runc compatibility: the root is always switched with pivot_root")
 		sfs.Bool("no-new-keyring", false, "accepted for runc compatibility")
 		id, ok := oneID(sfs, args)
 		if !ok {
 			return 2
 		}
-		if *preserve != 0 {
-			return fail(fmt.Errorf("--preserve-fds %d: passing extra fds to the container is not supported", *preserve))
+		var err error
+		if f.extra, err = preservedFiles(*preserve); err != nil {
+			return fail(err)
 		}
 		rt, err := open()
 		if err != nil {

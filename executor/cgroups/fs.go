@@ -276,6 +276,9 @@ func neededV2(r *specs.LinuxResources) []string {
 		if r.CPU != nil && (r.CPU.Cpus != "" || r.CPU.Mems != "") {
 			want["cpuset"] = true
 		}
+		if hasBlockIO(r.BlockIO) {
+			want["io"] = true
+		}
 		for k := range r.Unified {
 			if c, _, ok := strings.Cut(k, "."); ok && c != "cgroup" {
 				want[c] = true

@@ -12,7 +12,7 @@ import (
 )
 
 // setV1 writes r to the v1 hierarchies, in runc's order: devices, memory,
-// cpu, cpuset, pids. A limit whose controller is not mounted is an error.
+// cpu (realtime after the CFS values), cpuset, pids, then blkio. A limit whose controller is not mounted is an error.
 func (m *fsManager) setV1(r *specs.LinuxResources) error {
 	if len(r.Unified) > 0 {
 		return errors.New("linux.resources.unified needs cgroup v2 (this host is " + m.mode.String() + ")")
@@ -51,6 +51,15 @@ func (m *fsManager) setV1(r *specs.LinuxResources) error {
 				return err
 			}
 		}
+		if hasRealtime(c) {
+			dir, err := need("cpu")
+			if err != nil {
+				return err
+			}
+			if err := setRealtimeV1(dir, c); err != nil {
+				return err
+			}
+		}
 		if c.Cpus != "" || c.Mems != "" {
 			dir, err := need("cpuset")
 			if err != nil {
@@ -67,6 +76,15 @@ func (m *fsManager) setV1(r *specs.LinuxResources) error {
 			return err
 		}
 		if err := writeFile(dir, "pids.max", pidsValue(*r.Pids.Limit)); err != nil {
+			return err
+		}
+	}
+	if hasBlockIO(r.BlockIO) {
+		dir, err := need("blkio")
+		if err != nil {
+			return err
+		}
+		if err := setBlockIOV1(dir, r.BlockIO); err != nil {
 			return err
 		}
 	}

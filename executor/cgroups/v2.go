@@ -15,9 +15,13 @@ import (
 // program, see setDevicesV2; an empty list leaves the device policy as it
 // is), memory.swap.max before memory.max (runc's order), memory.low,
 // cpu.weight, cpu.max, cpu.max.burst, cpuset.cpus and cpuset.mems,
-// pids.max, then each r.Unified file last so that it wins. The v1-only
+// pids.max, io weight and io.max, then each r.Unified file last so that
+// it wins. The v1-only
 // memory knobs (swappiness, kernel memory, disableOOMKiller) are ignored.
 func setV2(dir string, r *specs.LinuxResources) error {
+	if hasRealtime(r.CPU) {
+		return errors.New("linux.resources.cpu.realtimePeriod and realtimeRuntime need cgroup v1: cgroup v2 has no realtime group scheduling")
+	}
 	if len(r.Devices) > 0 {
 		if err := setDevicesV2(dir, r.Devices); err != nil {
 			return err
@@ -71,6 +75,11 @@ func setV2(dir string, r *specs.LinuxResources) error {
 	}
 	if r.Pids != nil && r.Pids.Limit != nil {
 		if err := writeFile(dir, "pids.max", pidsValue(*r.Pids.Limit)); err != nil {
+			return err
+		}
+	}
+	if hasBlockIO(r.BlockIO) {
+		if err := setBlockIOV2(dir, r.BlockIO); err != nil {
 			return err
 		}
 	}

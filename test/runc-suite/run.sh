@@ -57,10 +57,11 @@ if [ ! -e "$suite/.ready" ]; then
 	chmod -R u+w "$suite"
 	(cd "$moddir" && GOFLAGS=-mod=mod go build -o "$suite/contrib/cmd/recvtty/recvtty.bin" ./contrib/cmd/recvtty)
 	# recvtty runs in the background; one left behind by a failed setup
-	# must not hold bats's output pipe open (bats would wait forever).
+	# must not hold bats's output pipes open (bats would wait forever):
+	# stdio and bats's fd 3 (its TAP stream) are closed.
 	cat >"$suite/contrib/cmd/recvtty/recvtty" <<-'EOS'
 		#!/bin/sh
-		exec "$(dirname "$0")/recvtty.bin" "$@" </dev/null >>"$(dirname "$0")/recvtty.log" 2>&1
+		exec "$(dirname "$0")/recvtty.bin" "$@" </dev/null >>"$(dirname "$0")/recvtty.log" 2>&1 3>&-
 	EOS
 	chmod 0755 "$suite/contrib/cmd/recvtty/recvtty"
 	(cd "$moddir" && GOFLAGS=-mod=mod CGO_ENABLED=1 go build -o "$suite/contrib/cmd/seccompagent/seccompagent" ./contrib/cmd/seccompagent) ||
