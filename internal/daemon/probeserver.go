@@ -43,7 +43,7 @@ type probeServer struct {
 	out  *os.File // the read end of its children's stdout and stderr
 }
 
-// startProbeServer starts the probe server of p's container.
+// startProbeServer starts a probe server in container name.
 func startProbeServer(ctx context.Context, rt execer, name string) (*probeServer, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -124,12 +124,12 @@ func (s *probeServer) cancel() bool {
 // other way.
 var errServerGone = errors.New("the probe server is gone")
 
-// run runs args and returns its exit status and output (at most
-// maxProbeOutput bytes). On ctx's end (the probe's timeout) it returns
-// ctx's error: the caller kills the server, which kills the command.
-func (s *probeServer) run(ctx context.Context, args []string) (executor.ExitStatus, string, error) {
+// run runs the command in msg (its argv, each string NUL-terminated) and
+// returns its exit status and output (at most maxProbeOutput bytes). On
+// ctx's end (the probe's timeout) it returns ctx's error: the caller
+// cancels the command.
+func (s *probeServer) run(ctx context.Context, msg string) (executor.ExitStatus, string, error) {
 	s.drain(nil) // what an earlier probe's leftovers wrote
-	msg := strings.Join(args, "\x00") + "\x00"
 	if _, err := s.sock.Write([]byte(msg)); err != nil {
 		return executor.ExitStatus{}, "", fmt.Errorf("%w: %w", errServerGone, err)
 	}
@@ -185,9 +185,10 @@ func (s *probeServer) drain(keep *[]byte) {
 // it when the run has none. used is false when it could not: the caller
 // runs the probe the other way.
 func probeExecServer(ctx context.Context, rt execer, p *prober, args []string, timeout time.Duration, now time.Time) (ok bool, result string, used bool) {
-	if !executor.ProbeServerAvailable() || len(args) > probeServerMaxArgs || len(strings.Join(args, "\x00"))+1 > probeServerMaxBytes ||
-		strings.ContainsRune(strings.Join(args, ""), 0) || (!p.serverFailed.IsZero() && now.Sub(p.serverFailed) < probeServerRetry) {
-		return false, "", false
+	msg := strings.Join(args, "\x00") + "\x00"
+	if !executor.ProbeServerAvailable() || len(args) > probeServerMaxArgs || len(msg) > probeServerMaxBytes ||
+		strings.Count(msg, "\x00") != len(args) || (!p.serverFailed.IsZero() && now.Sub(p.serverFailed) < probeServerRetry) {
+		return false, "", false // the exec stage runs it (an argument with a NUL cannot pass)
 	}
 	if p.server == nil {
 		s, err := startProbeServer(ctx, rt, p.name)
@@ -200,7 +201,7 @@ func probeExecServer(ctx context.Context, rt execer, p *prober, args []string, t
 		}
 		p.server = s
 	}
-	st, out, err := p.server.run(ctx, args)
+	st, out, err := p.server.run(ctx, msg)
 	switch {
 	case ctx.Err() != nil:
 		// The timeout: kill the command (or, failing that, the server,
