@@ -38,9 +38,11 @@ import (
 // An entry past its TTL is first checked cheaply: if its init is still
 // the same live process (the Store holds a pidfd on it: one poll) and the
 // container's state directory is as it was when the entry was read (every
-// change to a container's state is a file created, renamed or removed in
-// that directory, which changes its mtime), only the freezer state is read
-// again; anything else reads the container in full. The list of containers
+// change the executor makes to a container's state is a file created,
+// renamed or removed in that directory, which changes its mtime) and so is
+// its state file (which someone may have truncated or rewritten in place),
+// only the freezer state is read again; anything else reads the container
+// in full. The list of containers
 // is likewise read again only when the root directory changed. An idle
 // daemon with a thousand containers thus makes a few syscalls per
 // container per TTL, not some thirty, and allocates next to nothing. Close
@@ -68,10 +70,11 @@ type cached struct {
 	c     Container // without Record
 	paths map[string]string
 	at    time.Time
-	// dir is the container's state directory as it was before c was read;
-	// zero when it cannot vouch for c (unknown, or changed too recently
-	// for its timestamps to tell a later change apart).
-	dir sys.Stamp
+	// dir and file are the container's state directory and state file as
+	// they were before c was read; zero when they cannot vouch for c
+	// (unknown, or changed too recently for their timestamps to tell a
+	// later change apart).
+	dir, file sys.Stamp
 	// pidfd is a pidfd on the live init, -1 when none. The cache owns it:
 	// it is used and closed under the Store's lock only.
 	pidfd int
@@ -285,7 +288,7 @@ func (s *Store) get(name string, now time.Time) (Container, error) {
 	if fresh {
 		return ent.c, nil
 	}
-	if alive && ent.dir != (sys.Stamp{}) && s.sameDir(name, ent.dir) {
+	if alive && ent.dir != (sys.Stamp{}) && s.unchanged(name, ent.dir, ent.file) {
 		paused, err := frozen(ent.paths)
 		if err != nil {
 			return Container{}, observeError(name, err)
@@ -315,24 +318,41 @@ func (s *Store) get(name string, now time.Time) (Container, error) {
 	return ent.c, nil
 }
 
-// sameDir says whether container name's state directory is still as
-// stamp says.
-func (s *Store) sameDir(name string, stamp sys.Stamp) bool {
+// unchanged says whether container name's state directory and state file
+// are still as dir and file say.
+func (s *Store) unchanged(name string, dir, file sys.Stamp) bool {
 	var st unix.Stat_t
-	return unix.Stat(executor.StateDir(s.root, name), &st) == nil && sys.StampOf(&st) == stamp
+	if unix.Stat(executor.StateDir(s.root, name), &st) != nil || sys.StampOf(&st) != dir {
+		return false
+	}
+	return unix.Stat(executor.StatePath(s.root, name), &st) == nil && sys.StampOf(&st) == file
+}
+
+// stamps returns the stamps of container name's state directory and state
+// file taken at now, both zero unless both exist and neither changed within
+// sys.RacyWindow of now.
+func (s *Store) stamps(name string, now time.Time) (dir, file sys.Stamp) {
+	var st unix.Stat_t
+	if unix.Stat(executor.StateDir(s.root, name), &st) != nil {
+		return sys.Stamp{}, sys.Stamp{}
+	}
+	dir = sys.StampOf(&st)
+	if unix.Stat(executor.StatePath(s.root, name), &st) != nil {
+		return sys.Stamp{}, sys.Stamp{}
+	}
+	file = sys.StampOf(&st)
+	if dir.Racy(now) || file.Racy(now) {
+		return sys.Stamp{}, sys.Stamp{}
+	}
+	return dir, file
 }
 
 // read observes one container: the executor's state checked against the
-// kernel, with its cgroup paths and the stamp of its state directory taken
-// before the read. With pin, a live init gets a pidfd.
+// kernel, with its cgroup paths and the stamps of its state directory and
+// file taken before the read. With pin, a live init gets a pidfd.
 func (s *Store) read(name string, now time.Time, pin bool) (cached, error) {
 	ent := cached{at: now, pidfd: -1}
-	var st unix.Stat_t
-	if err := unix.Stat(executor.StateDir(s.root, name), &st); err == nil {
-		if d := sys.StampOf(&st); !d.Racy(now) {
-			ent.dir = d
-		}
-	}
+	ent.dir, ent.file = s.stamps(name, now)
 	c, paths, err := s.readState(name, pin, &ent.pidfd)
 	if err != nil {
 		return cached{}, err

@@ -263,6 +263,30 @@ func TestStoreCacheSeesChangesBehindItsBack(t *testing.T) {
 		t.Errorf("ObserveOne of a deleted container: %+v, %v", one, err)
 	}
 
+	// The state file rewritten in place (no rename, so its directory is
+	// as it was): truncated, it is unreadable after the TTL; put back, the
+	// container is seen again. (Unreadable state reads as a container
+	// being created, which the planner deletes and redoes.)
+	statePath := filepath.Join(root, id, "state.json")
+	good, err := os.ReadFile(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(statePath, 0); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(ttl)
+	if c := observe(id); c == nil || c.Status != actual.StatusCreating || c.Live() {
+		t.Errorf("state file truncated in place behind its back, after the TTL: %+v, want it unreadable (creating)", c)
+	}
+	if err := os.WriteFile(statePath, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(ttl)
+	if c := observe(id); c == nil || c.Status != actual.StatusRunning {
+		t.Fatalf("state file put back: %+v", c)
+	}
+
 	c := observe(id)
 	if err := syscall.Kill(c.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -155,6 +155,10 @@ func keyedCounter(content, key string) (uint64, bool) {
 // StateDir is the directory that holds container id's state under root.
 func StateDir(root, id string) string { return filepath.Join(root, id) }
 
+// StatePath is container id's state file under root. The executor replaces
+// it whole (rename), but someone else may rewrite it in place.
+func StatePath(root, id string) string { return filepath.Join(root, id, stateFile) }
+
 // ReadState reads container id's state under root and works out its status:
 // stopped once the monitor recorded the exit or once the init PID is gone or
 // belongs to another process (start time differs); created while the exec
