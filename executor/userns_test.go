@@ -181,3 +181,48 @@ func TestUserNamespaceNeedsMappings(t *testing.T) {
 		t.Errorf("state after the failed create: %v", err)
 	}
 }
+
+// TestUserNamespaceIDMapFilesystems: an idmapped bind mount of a tmpfs
+// directory (tmpfs idmaps since Linux 6.3) works like one of the root
+// filesystem's; one of a filesystem that cannot be idmapped (sysfs) is an
+// error that names the mount.
+func TestUserNamespaceIDMapFilesystems(t *testing.T) {
+	testutil.RequireRoot(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	r, err := New(filepath.Join(t.TempDir(), "state"), WithReaper())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &sfs); err != nil || sfs.Type != unix.TMPFS_MAGIC {
+		testutil.SkipOrFail(t, "/dev/shm is not a tmpfs (%v)", err)
+	}
+	shm, err := os.MkdirTemp("/dev/shm", "reconciled-userns-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	base := testIDBase()
+	spec := usernsSpec(rootfs, base, "touch", "/shm/by-root")
+	spec.Annotations = map[string]string{IDMapRootAnnotation: "true"} // root may make /shm
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/shm", Type: "bind", Source: shm, Options: []string{"bind", "idmap"},
+		UIDMappings: usernsMapping(base), GIDMappings: usernsMapping(base)})
+	out, st := runToExit(t, r, "userns-tmpfs-"+fmt.Sprint(os.Getpid()), filepath.Dir(rootfs), spec)
+	if !st.Exited || st.ExitCode != 0 {
+		t.Errorf("touch in an idmapped tmpfs directory: exit code %d: %s", st.ExitCode, out)
+	}
+	var sb unix.Stat_t
+	if err := unix.Stat(filepath.Join(shm, "by-root"), &sb); err != nil || sb.Uid != 0 || sb.Gid != 0 {
+		t.Errorf("file created by root inside through the idmapped tmpfs: %v, owner %d:%d on the host, want 0:0", err, sb.Uid, sb.Gid)
+	}
+
+	spec = usernsSpec(rootfs, base, "true")
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/hostsys", Type: "bind", Source: "/sys/kernel", Options: []string{"bind", "idmap"}})
+	id := "userns-sysfs-" + fmt.Sprint(os.Getpid())
+	t.Cleanup(func() { r.Delete(context.Background(), id, true) })
+	err = r.Create(context.Background(), id, filepath.Dir(rootfs), CreateOptions{Spec: spec})
+	if err == nil || !strings.Contains(err.Error(), "mounts[1] /hostsys") || !strings.Contains(err.Error(), "cannot idmap") {
+		t.Errorf("create with an idmapped sysfs bind: %v, want an error naming mounts[1] /hostsys and saying it cannot be idmapped", err)
+	}
+	t.Logf("idmapped sysfs: %v", err)
+}
