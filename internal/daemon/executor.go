@@ -66,6 +66,8 @@ type runtimeAdapter struct {
 	// events gets what the adapter finds and does on its own (a lost or
 	// unreadable runtime state), for status NAME; nil: nowhere.
 	events *eventLog
+	// userns hands out the host IDs of userns: auto containers.
+	userns *usernsAlloc
 }
 
 // note records an event of container id that the loop does not log.
@@ -92,6 +94,18 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 	defer a.store.Invalidate(id)
 	if spec.Root != nil && spec.Root.Path == "/" && len(a.hidden) > 0 {
 		spec = maskDaemonPaths(spec, a.hidden)
+	}
+	if spec.Annotations[desired.AnnotationUserns] == desired.UsernsAuto {
+		// Never a silent fallback to the host's IDs: no range, no
+		// container (the error is its status).
+		if a.userns == nil {
+			return fmt.Errorf("create %s: userns: auto: the daemon has no subordinate ID allocator", id)
+		}
+		s, err := a.userns.withUserns(id, spec)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", id, err)
+		}
+		spec = s
 	}
 	spec = withCgroupsPath(spec, a.cgroupsPath(id))
 	if err := a.clearStaleCgroup(ctx, id); err != nil {
@@ -325,6 +339,11 @@ func (a *runtimeAdapter) Delete(ctx context.Context, id string) error {
 	}
 	if err := os.RemoveAll(a.layout.Bundle(id)); err != nil {
 		return fmt.Errorf("unable to remove the bundle of %s: %w", id, err)
+	}
+	if a.userns != nil {
+		if err := a.userns.free(id); err != nil {
+			return err
+		}
 	}
 	return nil
 }
