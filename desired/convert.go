@@ -639,7 +639,11 @@ func runtimeAnnotations(m *Manifest) map[string]string {
 	}
 	if m.Spec.Userns == UsernsAuto {
 		a[AnnotationUserns] = UsernsAuto
-		a[AnnotationIDMapRoot] = "true"
+		if m.Spec.Image == "" {
+			// An image's root is an overlay of idmapped layers (the
+			// daemon mounts it so): an overlay cannot be idmapped.
+			a[AnnotationIDMapRoot] = "true"
+		}
 	}
 	return a
 }

@@ -273,6 +273,13 @@ func (r *Runtime) prepareOutside(pid int, pidStart uint64, spec *specs.Spec, bun
 	return files, idx, nil
 }
 
+// UserNamespace returns a new user namespace with the mappings uid and
+// gid (an open /proc/PID/ns/user), for idmapping what a caller mounts
+// outside the runtime (an image's layers: layer.MountIDMapped).
+func (r *Runtime) UserNamespace(uid, gid []specs.LinuxIDMapping) (*os.File, error) {
+	return r.newUserns(uid, gid)
+}
+
 // newUserns returns a new user namespace (its /proc/PID/ns/user, open)
 // with the mappings uid and gid, for idmapping a mount: a child of this
 // binary (stageUserns) is cloned into it, holds it while it is opened and

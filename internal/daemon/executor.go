@@ -402,13 +402,40 @@ func (a *runtimeAdapter) mountImage(id string, spec *specs.Spec, digest string) 
 			return fmt.Errorf("unable to create the writable layer of %s: %w", id, err)
 		}
 	}
-	if err := layer.Mount(target, img.Layers, upper, work); err != nil {
+	if spec.Annotations[desired.AnnotationUserns] == desired.UsernsAuto && spec.Linux != nil {
+		// The overlay's layers are idmapped with the container's
+		// mappings (an overlay mount cannot be): the image is root's
+		// inside, and nothing is chowned.
+		ns, err := a.rt.UserNamespace(spec.Linux.UIDMappings, spec.Linux.GIDMappings)
+		if err != nil {
+			return fmt.Errorf("unable to mount the root filesystem of %s: %w", id, err)
+		}
+		hostIDs := func(uid, gid uint32) (int, int) {
+			return mappedID(spec.Linux.UIDMappings, uid), mappedID(spec.Linux.GIDMappings, gid)
+		}
+		err = layer.MountIDMapped(target, img.Layers, upper, work, ns, hostIDs)
+		ns.Close()
+		if err != nil {
+			return fmt.Errorf("unable to mount the root filesystem of %s (image %s) for userns: auto: %w", id, digest, err)
+		}
+	} else if err := layer.Mount(target, img.Layers, upper, work); err != nil {
 		return fmt.Errorf("unable to mount the root filesystem of %s (image %s): %w", id, digest, err)
 	}
 	if ref := spec.Annotations[desired.AnnotationImage]; ref != "" {
 		a.touch(ref)
 	}
 	return nil
+}
+
+// mappedID is the host ID of id inside by the mappings ms (the overflow
+// ID 65534 when none maps it, as the kernel shows it).
+func mappedID(ms []specs.LinuxIDMapping, id uint32) int {
+	for _, m := range ms {
+		if id >= m.ContainerID && uint64(id) < uint64(m.ContainerID)+uint64(m.Size) {
+			return int(m.HostID + (id - m.ContainerID))
+		}
+	}
+	return 65534
 }
 
 // touchDelay gathers the uses of images recorded in one write of the

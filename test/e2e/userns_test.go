@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"reconciled.dev/reconciled/internal/testutil"
+	"reconciled.dev/reconciled/internal/testutil/registry"
 )
 
 // usernsManifest is a busybox container with userns: auto.
@@ -130,4 +131,77 @@ func TestUsernsAutoWithoutSubuid(t *testing.T) {
 	if c := r.Get(a); c.Pid != 0 || !strings.Contains(c.Message, `"reconciled:100000:65536000"`) {
 		t.Errorf("status of %s: phase %s pid %d message %q; want no process and the line to add", a, c.Phase, c.Pid, c.Message)
 	}
+}
+
+// An image container with userns: auto runs from an overlay of idmapped
+// layers: root inside owns the image's files (no layer chowned), writes a
+// bound host directory as host root (idmapped bind) and its writable layer
+// with its own host IDs, and the process runs as the allocated host UID;
+// the generated spec carries the user namespace, the mappings and the
+// idmapped bind mount.
+func TestUsernsAutoImage(t *testing.T) {
+	e := newEnv(t)
+	reg := registry.Start(t)
+	registry.Push(t, reg, "e2e/userns:1", registry.BusyboxImage(t))
+	const size = 65536
+	base := uint64(1000000 + (os.Getpid()%4096)*4*size)
+	subids := filepath.Join(e.dir, "subids")
+	if err := os.WriteFile(subids, fmt.Appendf(nil, "reconciled:%d:%d\n", base, size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(e.dir, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	name := e.name("img")
+	e.write("img.yaml", imageManifest(name, reg.Ref("e2e/userns:1"), fmt.Sprintf(`  root: {readonly: false}
+  userns: auto
+  mounts: [{type: bind, source: %s, target: /data}]
+  command: [/bin/sh, -c, 'echo "uid $(id -u) busybox $(stat -c %%u /bin/busybox)"; echo written > /etc/marker && touch /data/by-root && echo wrote; exec sleep 100000']
+`, data)))
+	e.start("--subuid-file", subids, "--subgid-file", subids)
+	c := e.waitRunning(name, 60*time.Second)
+	e.waitLogs(name, "wrote")
+	e.waitLogs(name, "uid 0 busybox 0")
+	if uid, gid, n := hostRange(t, c.Pid); uid != base || gid != base || n != size {
+		t.Errorf("mapping %d %d %d, want %d %d %d", uid, gid, n, base, base, size)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(fmt.Sprintf("/proc/%d", c.Pid), &st); err != nil || uint64(st.Uid) != base {
+		t.Errorf("the container's process runs as host uid %d (%v), want %d", st.Uid, err, base)
+	}
+	// The bind mount is idmapped: root inside writes as host root. The
+	// writable layer is the container's own: its host IDs.
+	for _, c := range []struct {
+		path string
+		uid  uint64
+	}{{filepath.Join(data, "by-root"), 0}, {filepath.Join(e.state, "rw", name, "upper", "etc", "marker"), base}} {
+		if err := syscall.Stat(c.path, &st); err != nil || uint64(st.Uid) != c.uid || uint64(st.Gid) != c.uid {
+			t.Errorf("%s: owner %d:%d (%v), want %d:%d", c.path, st.Uid, st.Gid, err, c.uid, c.uid)
+		}
+	}
+	// The image's layers are untouched: their files are still host root's.
+	layers, _ := filepath.Glob(filepath.Join(e.images, "layers", "sha256", "*", "bin", "busybox"))
+	for _, l := range layers {
+		if err := syscall.Stat(l, &st); err != nil || st.Uid != 0 {
+			t.Errorf("image layer file %s: owner %d (%v), want 0: a layer was chowned", l, st.Uid, err)
+		}
+	}
+	if len(layers) == 0 {
+		t.Errorf("no busybox in the image's layers under %s", e.images)
+	}
+	spec := readBundleSpec(t, filepath.Join(e.state, "bundles", name, "config.json"))
+	if !strings.Contains(spec, `"type": "user"`) || !strings.Contains(spec, fmt.Sprintf(`"hostID": %d`, base)) ||
+		strings.Contains(spec, `"dev.reconciled.idmap-root"`) || !strings.Contains(spec, `"idmap"`) {
+		t.Errorf("generated spec lacks the user namespace, the mappings or the idmapped mounts:\n%s", spec)
+	}
+}
+
+func readBundleSpec(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }
