@@ -71,6 +71,9 @@ func validateUserns(s *specs.Spec, p nsPlan) error {
 		}
 		return nil
 	}
+	if !p.has(unix.CLONE_NEWNS) {
+		return errors.New("linux.namespaces: a new user namespace needs a new mount namespace (the runtime prepares the root and the bind mounts in it)")
+	}
 	if len(l.UIDMappings) == 0 {
 		return errors.New("linux.uidMappings is empty: a new user namespace needs linux.uidMappings and linux.gidMappings (for example [{containerID: 0, hostID: 100000, size: 65536}])")
 	}

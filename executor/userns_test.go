@@ -226,3 +226,29 @@ func TestUserNamespaceIDMapFilesystems(t *testing.T) {
 	}
 	t.Logf("idmapped sysfs: %v", err)
 }
+
+// Exec into a container with a user namespace is refused with
+// ErrNotSupported: joining every namespace but the user one would run the
+// process as the host's root.
+func TestUserNamespaceExecRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	r, err := New(filepath.Join(t.TempDir(), "state"), WithReaper())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id := "userns-exec-" + fmt.Sprint(os.Getpid())
+	t.Cleanup(func() { r.Delete(context.Background(), id, true) })
+	if err := r.Create(ctx, id, filepath.Dir(rootfs), CreateOptions{Spec: usernsSpec(rootfs, testIDBase(), "sleep", "1000")}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.Exec(ctx, id, ExecOptions{Args: []string{"id", "-u"}})
+	if err == nil {
+		p.Wait(ctx)
+		t.Fatal("exec into a container with a user namespace succeeded")
+	}
+	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "user namespace") {
+		t.Errorf("exec: %v, want ErrNotSupported naming the user namespace", err)
+	}
+}
