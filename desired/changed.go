@@ -64,6 +64,7 @@ func ChangedFields(old, new *Container) []string {
 		out = append(out, "spec.seccomp file")
 	}
 	check("spec.notify", s.Notify, t.Notify)
+	check("spec.userns", s.Userns, t.Userns)
 	if !jsonEqual(s.OCI, t.OCI) {
 		out = append(out, "spec.oci")
 	}

@@ -193,6 +193,17 @@ func buildSpec(m *Manifest, img *ImageInfo) *specs.Spec {
 	if ms.Network == NetworkPrivate {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
+	if ms.Userns == UsernsAuto {
+		// The mappings are the daemon's to choose (at create); the root
+		// and the bind mounts are idmapped with them, so that nothing
+		// is chowned.
+		ns = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace})
+		for i := range mounts {
+			if mounts[i].Type == "bind" && !slices.Contains(mounts[i].Options, "idmap") && !slices.Contains(mounts[i].Options, "ridmap") {
+				mounts[i].Options = append(slices.Clone(mounts[i].Options), "idmap")
+			}
+		}
+	}
 
 	// Checked when the manifest was read; an error here (a hand-built
 	// manifest) still confines: a filter that kills at the first call.
@@ -276,6 +287,10 @@ func (c *Container) WithImage(img ImageInfo) (*Container, error) {
 	out.ImageDigest, out.StopSignal = img.Digest, stop
 	out.ImageWait, out.ImageFailed = "", false
 	out.ImageHealth, out.ImageHealthNote = imageProbe(img.Healthcheck, c.Runtime)
+	if out.ImageHealth != nil && m.Spec.Userns == UsernsAuto {
+		out.ImageHealth = nil
+		out.ImageHealthNote = "HEALTHCHECK runs a command, which cannot be run in a container with userns: auto yet (exec into a user namespace is not supported); give spec.health an http or tcp probe"
+	}
 	return &out, nil
 }
 
@@ -558,6 +573,10 @@ func checkSpec(s, orig *specs.Spec) *ociError {
 		return &ociError{path: []string{"annotations", AnnotationRuntime}, msg: "annotation " + AnnotationRuntime + " is reserved (use spec.runtime)"}
 	case s.Annotations[AnnotationInit] != orig.Annotations[AnnotationInit]:
 		return &ociError{path: []string{"annotations", AnnotationInit}, msg: "annotation " + AnnotationInit + " is reserved (use spec.init: true)"}
+	case s.Annotations[AnnotationUserns] != orig.Annotations[AnnotationUserns]:
+		return &ociError{path: []string{"annotations", AnnotationUserns}, msg: "annotation " + AnnotationUserns + " is reserved (use spec.userns: auto)"}
+	case orig.Annotations[AnnotationUserns] == UsernsAuto && (len(s.Linux.UIDMappings) > 0 || len(s.Linux.GIDMappings) > 0):
+		return &ociError{path: []string{"linux", "uidMappings"}, msg: "with userns: auto the daemon chooses linux.uidMappings and linux.gidMappings; leave them out"}
 	case s.Annotations[AnnotationSpecHash] != "":
 		return &ociError{path: []string{"annotations", AnnotationSpecHash}, msg: "annotation " + AnnotationSpecHash + " is reserved"}
 	}
@@ -617,6 +636,14 @@ func runtimeAnnotations(m *Manifest) map[string]string {
 	}
 	if m.Spec.Init {
 		a[AnnotationInit] = "true"
+	}
+	if m.Spec.Userns == UsernsAuto {
+		a[AnnotationUserns] = UsernsAuto
+		if m.Spec.Image == "" {
+			// An image's root is an overlay of idmapped layers (the
+			// daemon mounts it so): an overlay cannot be idmapped.
+			a[AnnotationIDMapRoot] = "true"
+		}
 	}
 	return a
 }

@@ -26,6 +26,14 @@ const (
 	// AnnotationInit, "true", asks the native executor to run the process
 	// under its own init (spec.init); see executor.InitAnnotation.
 	AnnotationInit = "dev.reconciled.init"
+	// AnnotationUserns, "auto", asks the daemon for a range of host IDs
+	// for the container's user namespace (spec.userns: auto): it writes
+	// linux.uidMappings and gidMappings at create.
+	AnnotationUserns = "dev.reconciled.userns"
+	// AnnotationIDMapRoot, "true", shows the root filesystem through an
+	// idmapped mount with the container's mappings; see
+	// executor.IDMapRootAnnotation.
+	AnnotationIDMapRoot = "dev.reconciled.idmap-root"
 )
 
 // Limits of the loader.
@@ -103,7 +111,22 @@ type ManifestSpec struct {
 	// After is spec.after: the containers to wait for before this one is
 	// created.
 	After []Dependency `json:"after,omitempty"`
+	// Userns is spec.userns: "" (default, the host's user namespace) or
+	// UsernsAuto.
+	Userns string `json:"userns,omitempty"`
 }
+
+// Values of spec.userns.
+const (
+	UsernsHost = "host" // default: the host's user namespace (normalized to "")
+	// UsernsAuto: a user namespace of the container's own, with 65,536
+	// host IDs the daemon allocates from /etc/subuid and /etc/subgid.
+	UsernsAuto = "auto"
+)
+
+// UsernsSize is how many host UIDs (and GIDs) a userns: auto container
+// gets: IDs 0-65535 inside.
+const UsernsSize = 65536
 
 // PullPolicy is spec.imagePullPolicy.
 type PullPolicy string

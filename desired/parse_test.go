@@ -229,7 +229,7 @@ func TestParseErrors(t *testing.T) {
 		src  string // full document, or extra lines for base (from line 8)
 		want string // an exact error line
 	}{
-		{"typo", "  comand: [x]", `web.yaml:8: spec.comand: unknown field "comand"; did you mean "command"? (valid: image, imagePullPolicy, root, command, args, env, workingDir, user, hostname, network, mounts, resources, capabilities, restart, stop, runtime, init, oci, seccomp, health, notify, after)`},
+		{"typo", "  comand: [x]", `web.yaml:8: spec.comand: unknown field "comand"; did you mean "command"? (valid: image, imagePullPolicy, root, command, args, env, workingDir, user, hostname, network, mounts, resources, capabilities, restart, stop, runtime, init, oci, seccomp, health, notify, after, userns)`},
 		{"duplicate key", "  command: [y]", `web.yaml:8: spec.command: given twice (first on line 7)`},
 		{"memory", "  resources: {memory: 12XB}", `web.yaml:8: spec.resources.memory: "12XB" is not a quantity (use e.g. 256Mi)`},
 		{"memory too small", "  resources: {memory: 1Mi}", `web.yaml:8: spec.resources.memory: "1Mi" is below the minimum of 6Mi`},

@@ -361,6 +361,9 @@ func (p *parser) spec(n *yaml.Node, m *Manifest) {
 		p.seccomp(f.val, s)
 	}
 	p.healthNotifyAfter(sp, m)
+	if f, ok := sp["userns"]; ok {
+		p.userns(f, s)
+	}
 
 	if f, ok := sp["oci"]; ok {
 		p.ociLine = f.key.Line

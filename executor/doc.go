@@ -117,7 +117,11 @@
 // joined PID namespace work (setns(CLONE_NEWPID) only affects children). A
 // joined mount namespace is entered by the init itself, first thing, on
 // its main thread (locked in an init func), after unshare(CLONE_FS); no
-// rootfs setup is done in a joined mount namespace. User and time
+// rootfs setup is done in a joined mount namespace. A new user namespace
+// is a clone flag too, with its maps written by the monitor before the
+// init execs; the rootfs and the bind mounts are then made by the creator
+// from a thread that joins the init's mount namespace, and handed over as
+// descriptors (userns.go). Joining a user namespace by path and time
 // namespaces are not supported and refused.
 //
 // # Protection of the host binary (CVE-2019-5736)

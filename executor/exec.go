@@ -155,6 +155,11 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 	if IsPaused(st) {
 		return nil, fmt.Errorf("exec in container %s: %w (resume it first)", id, ErrPaused)
 	}
+	// A process that joined every namespace but the user one would be
+	// the host's root in the container: refused until it can be joined.
+	if !sameNamespace("/proc/"+strconv.Itoa(st.Pid)+"/ns/user", "/proc/self/ns/user") {
+		return nil, fmt.Errorf("exec in container %s: the container has its own user namespace, and exec into one is %w by this runtime (setns(CLONE_NEWUSER) needs a single-threaded process)", id, ErrNotSupported)
+	}
 	spec, err := LoadSpec(st.Bundle)
 	if err != nil {
 		return nil, fmt.Errorf("exec in container %s: the bundle's config.json gives the process's environment and limits: %w", id, err)

@@ -191,7 +191,7 @@ func (c *initState) exec() (string, []string, []string, error) {
 // prepareInit does everything between the clone and "ready". It returns an
 // O_PATH fd of the state directory, for opening the exec fifo.
 func prepareInit(sock *os.File) (*initState, int, error) {
-	extra, err := recvStdio(int(sock.Fd()))
+	extra, outside, err := recvStdio(int(sock.Fd()))
 	if err != nil {
 		return nil, -1, err
 	}
@@ -200,6 +200,26 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 	dec := json.NewDecoder(bufio.NewReaderSize(sock, 4096))
 	if err := dec.Decode(&c.initConfig); err != nil {
 		return nil, -1, fmt.Errorf("init: read config: %w", err)
+	}
+	// With a user namespace the creator sent the state directory, the
+	// rootfs and the bind mounts (userns.go): root here may not even
+	// reach them on the host.
+	var pre *rootfs.Prepared
+	if c.Prepared != nil {
+		if len(outside) < 2 {
+			return nil, -1, fmt.Errorf("init: %d files from the creator, want the state directory and the rootfs", len(outside))
+		}
+		files := make([]*os.File, len(outside))
+		for i, fd := range outside {
+			files[i] = os.NewFile(uintptr(fd), "prepared")
+		}
+		if pre, err = rootfs.FromFiles(files[1:], c.Prepared.Binds); err != nil {
+			return nil, -1, err
+		}
+		defer pre.Close() // what was not attached: the rootfs's fd
+		outside = outside[:1]
+	} else if len(outside) > 0 {
+		return nil, -1, fmt.Errorf("init: %d unexpected files from the creator", len(outside))
 	}
 	s := c.Spec
 	p := s.Process
@@ -214,8 +234,10 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 	if err != nil {
 		return nil, -1, fmt.Errorf("read cap_last_cap: %w", err)
 	}
-	dirFd, err := unix.Open(c.StateDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
+	var dirFd int
+	if len(outside) > 0 {
+		dirFd = outside[0]
+	} else if dirFd, err = unix.Open(c.StateDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
 		return nil, -1, fmt.Errorf("open state directory: %w", err)
 	}
 	// Nothing changes before the creator says go: it first puts this
@@ -293,7 +315,11 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 			return nil, -1, err
 		}
 	}
-	if c.NS.has(unix.CLONE_NEWNS) {
+	if pre != nil {
+		if err := rootfs.SetupPrepared(s, c.Bundle, joinCgroup, pre); err != nil {
+			return nil, -1, err
+		}
+	} else if c.NS.has(unix.CLONE_NEWNS) {
 		if err := rootfs.SetupWith(s, c.Bundle, joinCgroup); err != nil {
 			return nil, -1, err
 		}
@@ -397,13 +423,14 @@ func warmDecoder() {
 }
 
 // recvStdio reads the one byte the creator sends with the container's fds
-// 0-2 and its extra files (SCM_RIGHTS) and puts them in place: stdio on
-// 0-2, extra file i on 3+i (close-on-exec until the final exec). Fd 3 is
-// the sync socket still: what goes there waits at a higher number, which
-// the returned slice holds (placeExtraFds moves it once the socket is
-// closed). It comes first on the socket, before any buffered reader: a
-// plain read would drop the fds.
-func recvStdio(sock int) ([]int, error) {
+// 0-2, its extra files and the runtime's files for the init (SCM_RIGHTS;
+// the byte counts the last) and puts them in place: stdio on 0-2, extra
+// file i on 3+i (close-on-exec until the final exec), the runtime's files
+// above them (returned second). Fd 3 is the sync socket still: what goes
+// there waits at a higher number, which the returned slice holds
+// (placeExtraFds moves it once the socket is closed). It comes first on
+// the socket, before any buffered reader: a plain read would drop the fds.
+func recvStdio(sock int) ([]int, []int, error) {
 	var b [1]byte
 	oob := make([]byte, unix.CmsgSpace((3+MaxExtraFiles)*4))
 	var n, oobn int
@@ -412,36 +439,55 @@ func recvStdio(sock int) ([]int, error) {
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("init: receive stdio: %w", os.NewSyscallError("recvmsg", err))
+		return nil, nil, fmt.Errorf("init: receive stdio: %w", os.NewSyscallError("recvmsg", err))
 	}
 	if n != 1 {
-		return nil, errors.New("init: the creator went away before sending stdio")
+		return nil, nil, errors.New("init: the creator went away before sending stdio")
 	}
 	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 	if err != nil || len(msgs) != 1 {
-		return nil, fmt.Errorf("init: receive stdio: no fds (%v)", err)
+		return nil, nil, fmt.Errorf("init: receive stdio: no fds (%v)", err)
 	}
 	fds, err := unix.ParseUnixRights(&msgs[0])
 	if err != nil {
-		return nil, fmt.Errorf("init: receive stdio: %w", err)
+		return nil, nil, fmt.Errorf("init: receive stdio: %w", err)
 	}
 	closeAll := func(fds []int) {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
 	}
-	if len(fds) < 3 {
+	nOutside := int(b[0])
+	if len(fds) < 3+nOutside {
 		closeAll(fds)
-		return nil, fmt.Errorf("init: receive stdio: %d fds, want at least 3", len(fds))
+		return nil, nil, fmt.Errorf("init: receive stdio: %d fds, want at least %d", len(fds), 3+nOutside)
 	}
 	for i, fd := range fds[:3] {
 		if err := unix.Dup3(fd, i, 0); err != nil {
 			closeAll(fds)
-			return nil, fmt.Errorf("init: stdio: %w", os.NewSyscallError("dup3", err))
+			return nil, nil, fmt.Errorf("init: stdio: %w", os.NewSyscallError("dup3", err))
 		}
 	}
 	closeAll(fds[:3])
-	return takeExtraFds(fds[3:])
+	// The runtime's files go above every number an extra file takes.
+	split := len(fds) - nOutside
+	outside := make([]int, 0, nOutside)
+	for _, fd := range fds[split:] {
+		h, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, len(fds))
+		unix.Close(fd)
+		if err != nil {
+			closeAll(outside)
+			closeAll(fds[3:split])
+			return nil, nil, fmt.Errorf("init: runtime fds: %w", os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", err))
+		}
+		outside = append(outside, h)
+	}
+	extra, err := takeExtraFds(fds[3:split])
+	if err != nil {
+		closeAll(outside)
+		return nil, nil, err
+	}
+	return extra, outside, nil
 }
 
 // takeExtraFds puts the received descriptors fds (it closes them) on 3,

@@ -46,6 +46,15 @@ func runMonitor() {
 			Cloneflags: uintptr(cfg.NS.New &^ unix.CLONE_NEWCGROUP),
 		},
 	}
+	if cfg.NS.New&unix.CLONE_NEWUSER != 0 {
+		// The maps are written before the init execs, and it execs as
+		// root of its namespace: it keeps its capabilities there.
+		// setgroups stays "allow", as runc leaves it for a root runtime.
+		attr.Sys.UidMappings = sysIDMap(cfg.NS.UIDMappings)
+		attr.Sys.GidMappings = sysIDMap(cfg.NS.GIDMappings)
+		attr.Sys.GidMappingsEnableSetgroups = true
+		attr.Sys.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
 	// "/proc/self/exe" is the read-only copy we were started from.
 	pid, err := startIn(func() (int, error) {
 		return syscall.ForkExec("/proc/self/exe", []string{"reconciled-init"}, attr)

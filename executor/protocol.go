@@ -44,7 +44,8 @@ const initGoDebug = "GODEBUG=containermaxprocs=0"
 const (
 	stageMonitor = "monitor"
 	stageInit    = "init"
-	stageExec    = "exec" // a command run in a live container (exec.go)
+	stageExec    = "exec"   // a command run in a live container (exec.go)
+	stageUserns  = "userns" // holds a user namespace for an idmapped mount (userns.go)
 )
 
 type monitorConfig struct {
@@ -73,6 +74,15 @@ type initConfig struct {
 	// Seccomp is the spec's linux.seccomp compiled (the spec sent
 	// leaves the profile out); nil: none.
 	Seccomp *seccomp.Program `json:"seccomp,omitempty"`
+	// Prepared: with a user namespace the creator made the rootfs and
+	// the bind mounts (userns.go) and sent them after the stdio and the
+	// extra files: the state directory, the rootfs, then the bind mounts
+	// of spec.Mounts at these indexes.
+	Prepared *preparedLayout `json:"prepared,omitempty"`
+}
+
+type preparedLayout struct {
+	Binds []int `json:"binds,omitempty"`
 }
 
 type message struct {
@@ -120,6 +130,8 @@ func MaybeRunStage() {
 		runInit()
 	case stageExec:
 		runExec()
+	case stageUserns:
+		runUsernsHolder()
 	}
 	os.Stderr.WriteString("reconciled: unknown stage " + stage + "\n")
 	os.Exit(2)

@@ -228,8 +228,8 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		return os.NewSyscallError("mkfifo", err)
 	}
-	if u := spec.Process.User; u.UID != 0 || u.GID != 0 {
-		if err := os.Chown(fifo, int(u.UID), int(u.GID)); err != nil {
+	if uid, gid := hostOwner(spec, plan); uid != 0 || gid != 0 {
+		if err := os.Chown(fifo, uid, gid); err != nil {
 			return err
 		}
 	}
@@ -261,6 +261,15 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	// while its cgroup is finished and it is moved in (the first move into
 	// a cgroup after a while waits for an RCU grace period: milliseconds);
 	// it waits for "placed" before anything that depends on its cgroup.
+	// With a user namespace: the state directory, the rootfs and the bind
+	// mounts, made by this process (userns.go) once the init exists.
+	var outside []*os.File
+	var layout *preparedLayout
+	defer func() {
+		for _, f := range outside {
+			f.Close()
+		}
+	}()
 	early := spec.Hooks == nil || (len(spec.Hooks.Prestart) == 0 && len(spec.Hooks.CreateRuntime) == 0) //nolint:staticcheck // Prestart: deprecated, still supported
 	release := func() error {
 		var null *os.File
@@ -273,14 +282,14 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 			}
 			return null
 		}
-		err := p.sendStdio(stdio(o.Stdin), stdio(o.Stdout), stdio(o.Stderr), o.ExtraFiles...)
+		err := p.sendStdio(stdio(o.Stdin), stdio(o.Stdout), stdio(o.Stderr), o.ExtraFiles, outside)
 		if null != nil {
 			null.Close()
 		}
 		if err != nil {
 			return err
 		}
-		if err := p.enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: p.pid, NS: plan, Spec: withoutSeccomp(spec), Seccomp: filter}); err != nil {
+		if err := p.enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: p.pid, NS: plan, Spec: withoutSeccomp(spec), Seccomp: filter, Prepared: layout}); err != nil {
 			return fmt.Errorf("send init config: %w", err)
 		}
 		if early {
@@ -298,7 +307,8 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	var spare *pair
 	// A spare init's Go runtime may hold descriptors where the extra
 	// files go (3, 4, ...); a fresh one reserves those numbers first.
-	if allowSpare && len(o.ExtraFiles) == 0 {
+	// Nor has one the user namespace of this container.
+	if allowSpare && len(o.ExtraFiles) == 0 && !plan.has(unix.CLONE_NEWUSER) {
 		spare = r.takeSpare(plan)
 	}
 	if spare != nil {
@@ -339,6 +349,13 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 			return errors.Join(err, <-prepared)
 		}
 		c.st.Pid, c.st.PidStartTime = p.pid, p.pidStart
+		if plan.has(unix.CLONE_NEWUSER) {
+			files, binds, err := r.prepareOutside(p.pid, p.pidStart, spec, bundle, dir)
+			if err != nil {
+				return errors.Join(err, <-prepared)
+			}
+			outside, layout = files, &preparedLayout{Binds: binds}
+		}
 		if err := release(); err != nil {
 			return errors.Join(err, <-prepared)
 		}

@@ -138,10 +138,14 @@ func (p *pair) created() error {
 	return nil
 }
 
-// sendStdio hands the init the container's fds 0-2 and the extra files
-// that become its fds 3, ... (SCM_RIGHTS, with one byte that the init
-// reads before anything else).
-func (p *pair) sendStdio(stdin, stdout, stderr *os.File, extra ...*os.File) error {
+// sendStdio hands the init the container's fds 0-2, the extra files that
+// become its fds 3, ... and the runtime's files for the init itself
+// (outside: see initConfig.Prepared), with SCM_RIGHTS and one byte, the
+// number of runtime files, that the init reads before anything else.
+func (p *pair) sendStdio(stdin, stdout, stderr *os.File, extra, outside []*os.File) error {
+	if len(extra)+len(outside) > MaxExtraFiles {
+		return fmt.Errorf("send stdio to the container init: %d extra files and %d of the runtime's, at most %d can be passed", len(extra), len(outside), MaxExtraFiles)
+	}
 	rc, err := p.sock.SyscallConn()
 	if err != nil {
 		return err
@@ -150,10 +154,13 @@ func (p *pair) sendStdio(stdin, stdout, stderr *os.File, extra ...*os.File) erro
 	for _, f := range extra {
 		fds = append(fds, int(f.Fd()))
 	}
+	for _, f := range outside {
+		fds = append(fds, int(f.Fd()))
+	}
 	rights := unix.UnixRights(fds...)
 	var serr error
 	if err := rc.Write(func(fd uintptr) bool {
-		serr = unix.Sendmsg(int(fd), []byte{0}, rights, nil, 0)
+		serr = unix.Sendmsg(int(fd), []byte{byte(len(outside))}, rights, nil, 0)
 		return serr != unix.EAGAIN
 	}); err != nil {
 		return fmt.Errorf("send stdio to the container init: %w", err)

@@ -33,6 +33,7 @@ var nsFlags = map[specs.LinuxNamespaceType]int{
 	specs.IPCNamespace:     unix.CLONE_NEWIPC,
 	specs.UTSNamespace:     unix.CLONE_NEWUTS,
 	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
+	specs.UserNamespace:    unix.CLONE_NEWUSER,
 }
 
 // procNsName is the name of a namespace type under /proc/PID/ns.
@@ -43,6 +44,7 @@ var procNsName = map[specs.LinuxNamespaceType]string{
 	specs.IPCNamespace:     "ipc",
 	specs.UTSNamespace:     "uts",
 	specs.CgroupNamespace:  "cgroup",
+	specs.UserNamespace:    "user",
 }
 
 // nsJoin is a namespace to enter by path.
@@ -56,6 +58,10 @@ type nsJoin struct {
 type nsPlan struct {
 	New  int      `json:"new"`
 	Join []nsJoin `json:"join,omitempty"`
+	// UIDMappings and GIDMappings of a new user namespace: the monitor
+	// writes them for the init before it execs (userns.go).
+	UIDMappings []specs.LinuxIDMapping `json:"uidMappings,omitempty"`
+	GIDMappings []specs.LinuxIDMapping `json:"gidMappings,omitempty"`
 }
 
 func (p nsPlan) has(flag int) bool { return p.New&flag != 0 }
@@ -77,9 +83,14 @@ func planNamespaces(s *specs.Spec) (nsPlan, error) {
 		}
 		if ns.Path == "" {
 			p.New |= flag
+		} else if flag == unix.CLONE_NEWUSER {
+			return p, fmt.Errorf("linux.namespaces: joining the user namespace %s: %w (setns(CLONE_NEWUSER) needs a single-threaded process; give mappings for a new one instead)", ns.Path, ErrNotSupported)
 		} else {
 			p.Join = append(p.Join, nsJoin{Flag: flag, Path: ns.Path})
 		}
+	}
+	if p.has(unix.CLONE_NEWUSER) {
+		p.UIDMappings, p.GIDMappings = s.Linux.UIDMappings, s.Linux.GIDMappings
 	}
 	return p, nil
 }
@@ -106,6 +117,9 @@ func validateSpec(s *specs.Spec) (nsPlan, error) {
 	}
 	p, err := planNamespaces(s)
 	if err != nil {
+		return p, err
+	}
+	if err := validateUserns(s, p); err != nil {
 		return p, err
 	}
 	if (s.Hostname != "" || s.Domainname != "") && !p.has(unix.CLONE_NEWUTS) {

@@ -34,6 +34,7 @@ const runSynopsis = `run [--manifests DIR] [--state DIR] [--log-dir DIR] [--para
                [--image-import-dir DIR]
                [--pull-concurrency N] [--pull-rate BYTES/s]
                [--image-gc-high PCT] [--image-gc-low PCT] [--image-min-age DUR]
+               [--subuid-file FILE] [--subgid-file FILE]
 
 Images no manifest names and no container runs are removed, least recently used
 first, when the image store's file system is above --image-gc-high % used, down
@@ -79,6 +80,8 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.Var(insecure, "insecure-registry", "HOST or HOST:PORT: a registry that may be reached over plain HTTP (localhost and 127.0.0.1 always may); repeatable")
 	fs.StringVar(&cfg.RegistryConfig, "registry-config", image.DefaultRegistryConfig, "docker config.json with registry credentials (auths, credsStore, credHelpers)")
 	fs.StringVar(&cfg.ImageImportDir, "image-import-dir", daemon.DefaultImportDir, "directory watched for image archives to import (oci-archive, docker-archive, gzip/zstd or not, or an OCI layout directory), each content once; created 0700; as root, like the manifests, what is in it must be owned by root and not writable by group or others (--insecure-manifests lifts that); empty: none")
+	fs.StringVar(&cfg.SubuidFile, "subuid-file", daemon.DefaultSubuidFile, "subordinate UID file: the ranges of user "+daemon.SubIDUser+" give each userns: auto container 65536 host UIDs (e.g. the line "+daemon.SubIDUser+":100000:65536000)")
+	fs.StringVar(&cfg.SubgidFile, "subgid-file", daemon.DefaultSubgidFile, "subordinate GID file, as --subuid-file for GIDs")
 	fs.IntVar(&cfg.PullConcurrency, "pull-concurrency", image.DefaultPullConcurrency, pullConcurrencyUsage)
 	fs.Var(rateFlag{&cfg.PullRate}, "pull-rate", pullRateUsage)
 	gc := image.DefaultGCPolicy

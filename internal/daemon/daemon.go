@@ -93,6 +93,10 @@ type Config struct {
 	// the manifests' rule (owned by root, not writable by group or
 	// others) unless InsecureManifests.
 	ImageImportDir string
+	// SubuidFile and SubgidFile are where userns: auto containers' host
+	// IDs come from (defaults DefaultSubuidFile, DefaultSubgidFile):
+	// the ranges of user SubIDUser.
+	SubuidFile, SubgidFile string
 }
 
 func (c *Config) defaults() {
@@ -104,6 +108,12 @@ func (c *Config) defaults() {
 	}
 	if c.LogDir == "" {
 		c.LogDir = DefaultLogDir
+	}
+	if c.SubuidFile == "" {
+		c.SubuidFile = DefaultSubuidFile
+	}
+	if c.SubgidFile == "" {
+		c.SubgidFile = DefaultSubgidFile
 	}
 	if c.Parallel <= 0 {
 		c.Parallel = 4
@@ -290,7 +300,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("unable to open the image store: %w", err)
 	}
-	adapter := &runtimeAdapter{hidden: cfg.daemonDirs(),
+	userns, err := openUsernsAlloc(layout, cfg.SubuidFile, cfg.SubgidFile)
+	if err != nil {
+		return err
+	}
+	adapter := &runtimeAdapter{hidden: cfg.daemonDirs(), userns: userns,
 		rt: rt, cg: drv, layout: layout, logDir: cfg.LogDir, logDriver: cfg.LogDriver, journal: cfg.JournalSocket,
 		store: store, exits: exits, log: log, onExit: last.set, cgParent: cgParent, events: events, images: images,
 		oci: ociruntime.NewRuntimes(cfg.Runtimes, layout.Runtime(), layout.OCI(), drv, log)}
@@ -420,7 +434,7 @@ func preflight(cfg *Config) (unix.Rlimit, error) {
 // absPaths makes the configured directories absolute.
 func (c *Config) absPaths() error {
 	var err error
-	for _, p := range []*string{&c.Manifests, &c.State, &c.LogDir, &c.ImageRoot} {
+	for _, p := range []*string{&c.Manifests, &c.State, &c.LogDir, &c.ImageRoot, &c.SubuidFile, &c.SubgidFile} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return err
 		}

@@ -66,6 +66,8 @@ type runtimeAdapter struct {
 	// events gets what the adapter finds and does on its own (a lost or
 	// unreadable runtime state), for status NAME; nil: nowhere.
 	events *eventLog
+	// userns hands out the host IDs of userns: auto containers.
+	userns *usernsAlloc
 }
 
 // note records an event of container id that the loop does not log.
@@ -92,6 +94,18 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 	defer a.store.Invalidate(id)
 	if spec.Root != nil && spec.Root.Path == "/" && len(a.hidden) > 0 {
 		spec = maskDaemonPaths(spec, a.hidden)
+	}
+	if spec.Annotations[desired.AnnotationUserns] == desired.UsernsAuto {
+		// Never a silent fallback to the host's IDs: no range, no
+		// container (the error is its status).
+		if a.userns == nil {
+			return fmt.Errorf("create %s: userns: auto: the daemon has no subordinate ID allocator", id)
+		}
+		s, err := a.userns.withUserns(id, spec)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", id, err)
+		}
+		spec = s
 	}
 	spec = withCgroupsPath(spec, a.cgroupsPath(id))
 	if err := a.clearStaleCgroup(ctx, id); err != nil {
@@ -326,6 +340,11 @@ func (a *runtimeAdapter) Delete(ctx context.Context, id string) error {
 	if err := os.RemoveAll(a.layout.Bundle(id)); err != nil {
 		return fmt.Errorf("unable to remove the bundle of %s: %w", id, err)
 	}
+	if a.userns != nil {
+		if err := a.userns.free(id); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -383,13 +402,40 @@ func (a *runtimeAdapter) mountImage(id string, spec *specs.Spec, digest string) 
 			return fmt.Errorf("unable to create the writable layer of %s: %w", id, err)
 		}
 	}
-	if err := layer.Mount(target, img.Layers, upper, work); err != nil {
+	if spec.Annotations[desired.AnnotationUserns] == desired.UsernsAuto && spec.Linux != nil {
+		// The overlay's layers are idmapped with the container's
+		// mappings (an overlay mount cannot be): the image is root's
+		// inside, and nothing is chowned.
+		ns, err := a.rt.UserNamespace(spec.Linux.UIDMappings, spec.Linux.GIDMappings)
+		if err != nil {
+			return fmt.Errorf("unable to mount the root filesystem of %s: %w", id, err)
+		}
+		hostIDs := func(uid, gid uint32) (int, int) {
+			return mappedID(spec.Linux.UIDMappings, uid), mappedID(spec.Linux.GIDMappings, gid)
+		}
+		err = layer.MountIDMapped(target, img.Layers, upper, work, ns, hostIDs)
+		ns.Close()
+		if err != nil {
+			return fmt.Errorf("unable to mount the root filesystem of %s (image %s) for userns: auto: %w", id, digest, err)
+		}
+	} else if err := layer.Mount(target, img.Layers, upper, work); err != nil {
 		return fmt.Errorf("unable to mount the root filesystem of %s (image %s): %w", id, digest, err)
 	}
 	if ref := spec.Annotations[desired.AnnotationImage]; ref != "" {
 		a.touch(ref)
 	}
 	return nil
+}
+
+// mappedID is the host ID of id inside by the mappings ms (the overflow
+// ID 65534 when none maps it, as the kernel shows it).
+func mappedID(ms []specs.LinuxIDMapping, id uint32) int {
+	for _, m := range ms {
+		if id >= m.ContainerID && uint64(id) < uint64(m.ContainerID)+uint64(m.Size) {
+			return int(m.HostID + (id - m.ContainerID))
+		}
+	}
+	return 65534
 }
 
 // touchDelay gathers the uses of images recorded in one write of the

@@ -23,6 +23,7 @@ const (
 //	STATE/daemon.json        the running daemon's settings (log directory)
 //	STATE/imports.json       the archives imported from the import directory
 //	STATE/cgroup-parent.json this daemon's cgroup parent and slice (cgroupParent)
+//	STATE/userns.json        the host ID ranges of userns: auto containers (usernsAlloc)
 type Layout string
 
 func (l Layout) Runtime() string           { return filepath.Join(string(l), "runtime") }

@@ -41,17 +41,18 @@ func (m *Mount) Shared() bool {
 	return false
 }
 
-// Mounts reads /proc/self/mountinfo and returns the mounts for which keep
-// says true (every mount with keep nil).
+// Mounts reads the calling thread's mountinfo (/proc/thread-self: a
+// thread that has joined another mount namespace sees that one's) and
+// returns the mounts for which keep says true (every mount with keep nil).
 func Mounts(keep func(*Mount) bool) ([]Mount, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open("/proc/thread-self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	ms, err := ParseMountinfo(f, keep)
 	if err != nil {
-		return nil, fmt.Errorf("/proc/self/mountinfo: %w", err)
+		return nil, fmt.Errorf("/proc/thread-self/mountinfo: %w", err)
 	}
 	return ms, nil
 }

@@ -103,6 +103,9 @@ func (m *mounter) mountCgroupV1(dest string, mo mountOptions, cgroupns bool) err
 				fstype, data = "cgroup2", nil
 			}
 			if err := m.mountFs(fstype, fstype, sub, mountOptions{attrSet: attrs, data: data}); err != nil {
+				if fstype == "cgroup" && errors.Is(err, unix.EPERM) && inUserNamespace() {
+					return fmt.Errorf("hierarchy %s: the kernel does not mount cgroup v1 hierarchies in a user namespace; with a user namespace on a cgroup v1 or hybrid host, leave the cgroup namespace out (the container's own cgroup directories are then bound): %w", h.name, err)
+				}
 				return fmt.Errorf("hierarchy %s: %w", h.name, err)
 			}
 		} else {

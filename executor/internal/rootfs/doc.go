@@ -73,8 +73,11 @@
 //
 // # Not done
 //
-//   - linux.mountLabel (SELinux context=) is ignored; uidMappings/gidMappings
-//     on mounts (idmapped mounts) are refused.
+//   - linux.mountLabel (SELinux context=) is ignored (the executor refuses
+//     it). uidMappings/gidMappings on mounts (idmapped mounts) work only
+//     for bind mounts made outside a user namespace (PrepareOutside:
+//     idmapping needs privilege over the filesystem's user namespace);
+//     elsewhere they are refused.
 //   - On kernels without mount_setattr (< 5.12) a recursive read-only or
 //     other recursive flag change applies to the top mount only, and the
 //     mount(2) fallback finds a new mount again by its path.

@@ -45,12 +45,19 @@ type mounter struct {
 
 	// beforeCgroup, when set, runs once before the first cgroup mount.
 	beforeCgroup func() error
+
+	// binds are the spec's bind mounts made by the runtime outside the
+	// container's user namespace (Prepared.Binds), by index in
+	// spec.Mounts; the one being mounted is cur.
+	binds map[int]*os.File
+	cur   *os.File
 }
 
 func cleanDest(d string) string { return filepath.Clean("/" + d) }
 
-// mounts returns the spec's mounts with the /dev defaults added.
-func (m *mounter) mounts() []specs.Mount {
+// mounts returns the spec's mounts with the /dev defaults added, and for
+// each its index in spec.Mounts (-1 for a default).
+func (m *mounter) mounts() ([]specs.Mount, []int) {
 	has := map[string]bool{}
 	bindDev := false
 	for _, sm := range m.spec.Mounts {
@@ -63,25 +70,30 @@ func (m *mounter) mounts() []specs.Mount {
 		}
 	}
 	m.setupDev = !bindDev
-	if bindDev {
-		return m.spec.Mounts
-	}
 	var out []specs.Mount
-	if !has["/dev"] {
-		out = append(out, defaultDevMount)
+	var idx []int
+	if !bindDev && !has["/dev"] {
+		out, idx = append(out, defaultDevMount), append(idx, -1)
 	}
-	out = append(out, m.spec.Mounts...)
-	if !has["/dev/pts"] {
-		out = append(out, defaultDevptsMount)
+	for i, sm := range m.spec.Mounts {
+		out, idx = append(out, sm), append(idx, i)
 	}
-	if !has["/dev/shm"] {
-		out = append(out, defaultShmMount)
+	if !bindDev && !has["/dev/pts"] {
+		out, idx = append(out, defaultDevptsMount), append(idx, -1)
 	}
-	return out
+	if !bindDev && !has["/dev/shm"] {
+		out, idx = append(out, defaultShmMount), append(idx, -1)
+	}
+	return out, idx
 }
 
 func (m *mounter) mountAll() error {
-	for _, sm := range m.mounts() {
+	all, idx := m.mounts()
+	for i, sm := range all {
+		m.cur = nil
+		if idx[i] >= 0 {
+			m.cur = m.binds[idx[i]]
+		}
 		if err := m.mountOne(sm); err != nil {
 			return fmt.Errorf("mount %s (type %q, source %q): %w", sm.Destination, sm.Type, sm.Source, err)
 		}
@@ -94,12 +106,14 @@ func (m *mounter) mountOne(sm specs.Mount) error {
 	if dest == "/" {
 		return fmt.Errorf("%w: cannot mount over /", ErrInvalidMount)
 	}
-	if len(sm.UIDMappings) > 0 || len(sm.GIDMappings) > 0 {
-		return fmt.Errorf("%w: idmapped mounts are not supported", ErrInvalidMount)
-	}
 	mo, err := parseOptions(sm.Type, sm.Options)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidMount, err)
+	}
+	if (len(sm.UIDMappings) > 0 || len(sm.GIDMappings) > 0 || mo.idmap) && m.cur == nil {
+		// Idmapping needs privilege over the filesystem: the runtime
+		// does it outside the container (PrepareOutside).
+		return fmt.Errorf("%w: an idmapped mount (uidMappings, gidMappings, idmap) needs a user namespace in linux.namespaces", ErrInvalidMount)
 	}
 	if err := m.checkProcDest(dest, sm, mo); err != nil {
 		return err
@@ -141,7 +155,13 @@ func (m *mounter) checkProcDest(dest string, sm specs.Mount, mo mountOptions) er
 		}
 		return nil
 	}
-	sfs, err := statfs(m.source(sm))
+	var sfs unix.Statfs_t
+	var err error
+	if m.cur != nil {
+		sfs, err = fstatfs(int(m.cur.Fd()))
+	} else {
+		sfs, err = statfs(m.source(sm))
+	}
 	if err != nil {
 		return err
 	}
@@ -214,6 +234,12 @@ func (m *mounter) mountFs(fstype, source, dest string, mo mountOptions) error {
 		source = fstype
 	}
 	mnt, err := newMount(fstype, source, mo, attrs, tgt)
+	if err != nil && fstype == "sysfs" && errors.Is(err, unix.EPERM) && inUserNamespace() {
+		// As runc: a sysfs mount needs a network namespace owned by the
+		// container's user namespace; without one the host's /sys is
+		// bound (with the mount's flags, all the way down).
+		mnt, err = bindHostSys(tgt, attrs)
+	}
 	if err != nil {
 		return err
 	}
@@ -285,6 +311,10 @@ func applyPropagation(mnt *os.File, props []uintptr) error {
 }
 
 func (m *mounter) bindOne(sm specs.Mount, dest string, mo mountOptions) error {
+	if pre := m.cur; pre != nil {
+		m.cur = nil // a cgroup bind that follows is the host's own
+		return m.attachPrepared(pre, dest, mo)
+	}
 	srcPath := m.source(sm)
 	src, err := os.OpenFile(srcPath, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -310,6 +340,34 @@ func (m *mounter) bindOne(sm specs.Mount, dest string, mo mountOptions) error {
 		return err
 	}
 	defer mnt.Close()
+	return bindAttrs(mnt, mo)
+}
+
+// attachPrepared attaches a bind mount the runtime made (a detached tree,
+// idmapped or not: Prepared.Binds) at dest.
+func (m *mounter) attachPrepared(tree *os.File, dest string, mo mountOptions) error {
+	st, err := sys.Fstat(int(tree.Fd()))
+	if err != nil {
+		return err
+	}
+	srcDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	kind := createFile
+	if srcDir {
+		kind = createDir
+	}
+	tgt, err := m.target(dest, kind, srcDir)
+	if err != nil {
+		return err
+	}
+	defer tgt.fd.Close()
+	if err := moveMount(int(tree.Fd()), tgt.fd); err != nil {
+		return err
+	}
+	return bindAttrs(tree, mo)
+}
+
+// bindAttrs applies a bind mount's options to the new mount mnt.
+func bindAttrs(mnt *os.File, mo mountOptions) error {
 	// With rbind every option applies to the whole tree (an "ro" rbind is
 	// read-only all the way down); with bind, only the r-options do.
 	if mo.recursive {
@@ -325,4 +383,35 @@ func (m *mounter) bindOne(sm specs.Mount, dest string, mo mountOptions) error {
 		}
 	}
 	return applyPropagation(mnt, mo.propagation)
+}
+
+// bindHostSys binds the host's /sys recursively onto dst with attrs on
+// every mount of the tree.
+func bindHostSys(dst target, attrs uint64) (*os.File, error) {
+	src, err := os.OpenFile("/sys", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	mnt, err := bindMount(src, dst, true)
+	if err != nil {
+		return nil, fmt.Errorf("bind the host's /sys (sysfs cannot be mounted in a user namespace without its own network namespace): %w", err)
+	}
+	if err := setAttr(mnt, "", attrs, 0, true); err != nil {
+		mnt.Close()
+		return nil, err
+	}
+	return mnt, nil
+}
+
+// inUserNamespace reports whether this process is in a user namespace
+// other than the initial one (whose uid_map maps all 2^32-1 IDs to
+// themselves).
+func inUserNamespace() bool {
+	data, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(data))
+	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
 }

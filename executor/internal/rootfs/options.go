@@ -17,6 +17,11 @@ type mountOptions struct {
 	bind      bool // "bind" or "rbind", or type "bind"
 	recursive bool // "rbind"
 
+	// idmap: "idmap" or "ridmap" (OCI 1.1 idmapped mounts, with
+	// mounts[].uidMappings/gidMappings); ridmap idmaps every mount of an
+	// rbind's tree, idmap only its top.
+	idmap, ridmap bool
+
 	// attrSet and attrClr are MOUNT_ATTR_* bits named by the options, set
 	// and explicitly cleared ("rw", "suid", ...). Unnamed bits are left as
 	// they are on a bind mount and as the kernel's default on a new mount.
@@ -144,8 +149,10 @@ func parseOptions(typ string, opts []string) (mountOptions, error) {
 			mo.bind, mo.recursive = true, true
 		case o == "remount":
 			return mo, fmt.Errorf("mount option %q is not supported", o)
-		case o == "idmap" || o == "ridmap":
-			return mo, fmt.Errorf("mount option %q (idmapped mounts) is not supported", o)
+		case o == "idmap":
+			mo.idmap = true
+		case o == "ridmap":
+			mo.idmap, mo.ridmap = true, true
 		case o == "tmpcopyup":
 			return mo, fmt.Errorf("mount option %q is not supported", o)
 		case ignoredOptions[o]:

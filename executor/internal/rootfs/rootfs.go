@@ -33,7 +33,16 @@ func Setup(spec *specs.Spec, bundle string) error {
 // cgroup (and unshares its cgroup namespace) while the mounts before it
 // are made: a cgroup mount shows the cgroup the process is in.
 func SetupWith(spec *specs.Spec, bundle string, beforeCgroup func() error) error {
-	if err := prepare(spec, bundle, beforeCgroup); err != nil {
+	if err := prepare(spec, bundle, beforeCgroup, nil); err != nil {
+		return err
+	}
+	return Finalize(spec)
+}
+
+// SetupPrepared is SetupWith for an init in a user namespace, with the
+// rootfs and bind mounts the runtime made outside it (PrepareOutside).
+func SetupPrepared(spec *specs.Spec, bundle string, beforeCgroup func() error, pre *Prepared) error {
+	if err := prepare(spec, bundle, beforeCgroup, pre); err != nil {
 		return err
 	}
 	return Finalize(spec)
@@ -49,10 +58,10 @@ func SetupWith(spec *specs.Spec, bundle string, beforeCgroup func() error) error
 // It must run as root in the container's new mount namespace, on a locked
 // OS thread.
 func Prepare(spec *specs.Spec, bundle string) error {
-	return prepare(spec, bundle, nil)
+	return prepare(spec, bundle, nil, nil)
 }
 
-func prepare(spec *specs.Spec, bundle string, beforeCgroup func() error) error {
+func prepare(spec *specs.Spec, bundle string, beforeCgroup func() error, pre *Prepared) error {
 	if spec == nil || spec.Root == nil || spec.Root.Path == "" {
 		return errors.New("rootfs: spec has no root.path")
 	}
@@ -68,40 +77,18 @@ func prepare(spec *specs.Spec, bundle string, beforeCgroup func() error) error {
 	if err != nil {
 		return fmt.Errorf("rootfs: linux.rootfsPropagation: %w", err)
 	}
-
-	// runc's prepareRoot: make "/" rslave (or what the spec says) so that
-	// nothing we mount propagates to the host, make the rootfs's parent
-	// mount private if it is shared (pivot_root refuses a shared parent),
-	// then bind the rootfs onto itself so that it is a mount point.
-	rootProp := prop
-	if rootProp == 0 {
-		rootProp = unix.MS_SLAVE | unix.MS_REC
-	}
-	if err := mount("", "/", "", rootProp, ""); err != nil {
-		return fmt.Errorf("rootfs: set propagation of /: %w", err)
-	}
-	if err := parentMountPrivate(rootPath); err != nil {
-		return fmt.Errorf("rootfs: %w", err)
-	}
-	root, err := bindRootfs(rootPath)
-	if err != nil {
-		return fmt.Errorf("rootfs: bind %s onto itself: %w", rootPath, err)
+	var root *os.File
+	if pre != nil && pre.Root != nil {
+		root = pre.Root // made by the runtime: PrepareOutside
+	} else if root, err = prepareRoot(spec, rootPath, nil); err != nil {
+		return err
 	}
 	defer root.Close()
-	if spec.Root.Readonly {
-		// The bind is recursive: the mounts below the rootfs (the host's
-		// /run, /tmp, /dev/shm… when the root is "/") came with it, each
-		// as writable as on the host. A read-only root is read-only all
-		// the way down. The host's own root is made read-only before the
-		// spec's mounts, so that no mount point is ever created on it;
-		// any other root only at Finalize, once the runtime has made
-		// the mount points it lacks.
-		if err := readonlyBelow(root, rootPath == "/"); err != nil {
-			return fmt.Errorf("rootfs: make the mounts below the read-only root read-only: %w", err)
-		}
-	}
 
 	m := &mounter{spec: spec, linux: linux, bundle: bundle, root: root, beforeCgroup: beforeCgroup}
+	if pre != nil {
+		m.binds = pre.Binds
+	}
 	defer func() {
 		if m.devMnt != nil {
 			m.devMnt.Close()
@@ -126,6 +113,76 @@ func prepare(spec *specs.Spec, bundle string, beforeCgroup func() error) error {
 		}
 	}
 	return nil
+}
+
+// prepareRoot is runc's prepareRoot: it makes "/" rslave (or what
+// linux.rootfsPropagation says) so that nothing mounted propagates to the
+// host, makes the rootfs's parent mount private if it is shared
+// (pivot_root refuses a shared parent), then binds the rootfs onto itself
+// so that it is a mount point, idmapped with userns when not nil, and
+// returns an O_PATH fd of that mount.
+func prepareRoot(spec *specs.Spec, rootPath string, userns *os.File) (*os.File, error) {
+	var prop uintptr
+	if spec.Linux != nil {
+		var err error
+		if prop, err = parsePropagation(spec.Linux.RootfsPropagation); err != nil {
+			return nil, fmt.Errorf("rootfs: linux.rootfsPropagation: %w", err)
+		}
+	}
+	if prop == 0 {
+		prop = unix.MS_SLAVE | unix.MS_REC
+	}
+	if err := mount("", "/", "", prop, ""); err != nil {
+		return nil, fmt.Errorf("rootfs: set propagation of /: %w", err)
+	}
+	if err := parentMountPrivate(rootPath); err != nil {
+		return nil, fmt.Errorf("rootfs: %w", err)
+	}
+	var root *os.File
+	var err error
+	if userns != nil {
+		root, err = bindRootfsIDMapped(rootPath, userns)
+	} else {
+		root, err = bindRootfs(rootPath)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rootfs: bind %s onto itself: %w", rootPath, err)
+	}
+	if spec.Root.Readonly {
+		// The bind is recursive: the mounts below the rootfs (the host's
+		// /run, /tmp, /dev/shm… when the root is "/") came with it, each
+		// as writable as on the host. A read-only root is read-only all
+		// the way down. The host's own root is made read-only before the
+		// spec's mounts, so that no mount point is ever created on it;
+		// any other root only at Finalize, once the runtime has made
+		// the mount points it lacks.
+		if err := readonlyBelow(root, rootPath == "/"); err != nil {
+			root.Close()
+			return nil, fmt.Errorf("rootfs: make the mounts below the read-only root read-only: %w", err)
+		}
+	}
+	return root, nil
+}
+
+// bindRootfsIDMapped is bindRootfs with the clone idmapped (every mount of
+// the tree) before it is attached.
+func bindRootfsIDMapped(rootPath string, userns *os.File) (*os.File, error) {
+	f, err := detachedTree(rootPath, true, userns, true)
+	if err != nil {
+		return nil, fmt.Errorf("root.path %s: %w", rootPath, err)
+	}
+	err = sys.IgnoringEINTR(func() error {
+		return unix.MoveMount(int(f.Fd()), "", unix.AT_FDCWD, rootPath, unix.MOVE_MOUNT_F_EMPTY_PATH)
+	})
+	if err != nil {
+		f.Close()
+		return nil, &os.PathError{Op: "move_mount", Path: rootPath, Err: err}
+	}
+	if err := checkType(f, unix.S_IFDIR); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // Finalize runs after Prepare, inside the new root: linux.readonlyPaths

@@ -42,7 +42,16 @@ func TestParseOptions(t *testing.T) {
 			t.Errorf("%v:\n got %+v\nwant %+v", tc.opts, got, tc.want)
 		}
 	}
-	for _, bad := range []string{"remount", "idmap", "ridmap", "tmpcopyup"} {
+	for _, tc := range []struct {
+		opts          []string
+		idmap, ridmap bool
+	}{{[]string{"bind", "idmap"}, true, false}, {[]string{"rbind", "ridmap"}, true, true}} {
+		got, err := parseOptions("bind", tc.opts)
+		if err != nil || got.idmap != tc.idmap || got.ridmap != tc.ridmap {
+			t.Errorf("%v: idmap %v ridmap %v (%v), want %v %v", tc.opts, got.idmap, got.ridmap, err, tc.idmap, tc.ridmap)
+		}
+	}
+	for _, bad := range []string{"remount", "tmpcopyup"} {
 		if _, err := parseOptions("bind", []string{bad}); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

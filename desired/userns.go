@@ -1,0 +1,34 @@
+package desired
+
+// userns reads spec.userns: host (the default) or auto. auto needs what
+// the daemon can give a user namespace of its own: the native runtime, a
+// root filesystem other than the host's (it is shown through an idmapped
+// mount, which the host's / with its /proc and /sys cannot be), a user
+// inside the 65,536 IDs mapped, and no exec probe (exec into a user
+// namespace is not supported yet).
+func (p *parser) userns(f field, s *ManifestSpec) {
+	v, ok := p.str(f.val, "spec.userns")
+	if !ok {
+		return
+	}
+	switch v {
+	case UsernsHost:
+		return // normalized to ""
+	case UsernsAuto:
+	default:
+		p.errorf(p.deref(f.val), "spec.userns", "%q is not a user namespace mode (use auto for 65,536 host IDs of the container's own, or host)", v)
+		return
+	}
+	switch {
+	case s.Runtime != RuntimeNative:
+		p.errorf(f.key, "spec.userns", "userns: auto is done by the native runtime only (spec.runtime is %s): remove it, or use runtime: native", s.Runtime)
+	case s.Image == "" && s.Root.Path == "/":
+		p.errorf(f.key, "spec.userns", "userns: auto needs a root filesystem of the container's own (an image, or a directory in spec.root.path): the host's / cannot be shown through an idmapped mount")
+	case s.User.UID >= UsernsSize || s.User.GID >= UsernsSize:
+		p.errorf(f.key, "spec.userns", "spec.user %d:%d is outside the %d IDs a userns: auto container has (0-%d)", s.User.UID, s.User.GID, UsernsSize, UsernsSize-1)
+	case s.Health != nil && s.Health.Exec != nil:
+		p.errorf(f.key, "spec.userns", "exec probes cannot run in a container with userns: auto yet (exec into a user namespace is not supported); use an http or tcp probe, or remove userns")
+	default:
+		s.Userns = UsernsAuto
+	}
+}
