@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -322,8 +323,13 @@ func TestExecTerminal(t *testing.T) {
 		return strings.Contains(term.screen.String(), "40 100\r\n")
 	})
 	term.typ(t, "sleep 1000\n")
+	// Until the child execs sleep it may not be the terminal's foreground
+	// process group yet (ash's child calls setpgid and tcsetpgrp before
+	// its exec): a Ctrl-C typed then goes to the shell, which stays. A
+	// loaded machine showed it (1 run in 10 under stress-ng).
 	waitFor(t, "sleep to run", func() bool {
-		return len(r.ps(id)) == 3 // init, sh, sleep
+		procs := r.ps(id)
+		return len(procs) == 3 && slices.ContainsFunc(procs, func(p executor.ProcessInfo) bool { return p.Command == "sleep 1000" })
 	})
 	term.typ(t, "\x03") // Ctrl-C
 	waitFor(t, "Ctrl-C to end sleep", func() bool {
