@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -198,7 +201,8 @@ func atoi(t *testing.T, s string) int {
 }
 
 // --version answers in runc's shape, features with the features JSON;
-// --log and --log-format json put the runtime's errors in FILE.
+// --log and --log-format json put the runtime's errors in FILE, as runc
+// does: level "error", the error as msg (what containerd's go-runc reads).
 func TestRuncVersionFeaturesLog(t *testing.T) {
 	c := newRuncCLI(t)
 	lines := strings.Split(c.ok("/", "--version"), "\n")
@@ -216,8 +220,9 @@ func TestRuncVersionFeaturesLog(t *testing.T) {
 	}
 	data, _ := os.ReadFile(logFile)
 	var rec map[string]any
-	if err := json.Unmarshal(data, &rec); err != nil || rec["level"] != "ERROR" || !strings.Contains(rec["err"].(string), "no-such-container") {
-		t.Errorf("--log --log-format json: %q (%v); want a JSON error record naming the container", data, err)
+	if err := json.Unmarshal(data, &rec); err != nil || rec["level"] != "error" || !strings.Contains(rec["err"].(string), "no-such-container") ||
+		!strings.Contains(rec["msg"].(string), "no-such-container") {
+		t.Errorf("--log --log-format json: %q (%v); want a JSON error record naming the container, level \"error\" as runc (logrus) writes it", data, err)
 	}
 	if res := c.runIn("/", "--log-format", "xml", "list"); res.code == 0 {
 		t.Errorf("--log-format xml was accepted")
@@ -485,5 +490,172 @@ func TestRuncEventsStats(t *testing.T) {
 	}
 	if res := c.runIn("/", "events", "--stats", "--interval", "1s", id); res.code == 0 {
 		t.Errorf("events --stats --interval was accepted")
+	}
+}
+
+// exec exits as runc's does: the command's own status, or 255 when the
+// runtime fails (no such container, no such binary, a PID file that
+// cannot be written; the process is then not left running).
+func TestRuncExecFailuresExit255(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, nil, "sleep", "300")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(b, "run", "-d", id)
+	for _, x := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"exec", id, "false"}, 1},
+		{[]string{"exec", id, "sh", "-c", "exit 42"}, 42},
+		{[]string{"exec", "--pid-file", "/non-existent/directory", id, "true"}, 255},
+		{[]string{"exec", id, "no-such-binary"}, 255},
+		{[]string{"exec", "no-such-container", "true"}, 255},
+		{[]string{"exec", "-d", "--pid-file", "/non-existent/directory", id, "sleep", "123"}, 255},
+	} {
+		if res := c.runIn("/", x.args...); res.code != x.code {
+			t.Errorf("%s: exit %d (%q), want %d", strings.Join(x.args, " "), res.code, res.stderr, x.code)
+		}
+	}
+	var pids []int
+	if err := json.Unmarshal([]byte(c.ok("/", "ps", "--format", "json", id)), &pids); err != nil || len(pids) != 1 {
+		t.Errorf("after exec -d with a PID file it could not write: ps %v (%v); want the container's init alone", pids, err)
+	}
+}
+
+// --debug logs exec's steps at debug level, in runc's words (runc's
+// exec.bats greps for them): to stderr, or with --log to FILE only, as
+// text (level=debug) or JSON ("level":"debug").
+func TestRuncExecDebugLog(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, nil, "sleep", "300")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(b, "run", "-d", id)
+	steps := []string{"nsexec container setup", "child process in init()", "setns_init: about to exec"}
+	check := func(what, out, level string) {
+		t.Helper()
+		for _, want := range append([]string{level}, steps...) {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: the debug log lacks %q:\n%s", what, want, out)
+			}
+		}
+	}
+	res := c.runIn("/", "--debug", "exec", id, "true")
+	if res.code != 0 {
+		t.Fatalf("--debug exec: exit %d: %s", res.code, res.stderr)
+	}
+	check("--debug exec (stderr)", res.stderr, "level=debug")
+	if res := c.runIn("/", "exec", id, "true"); res.code != 0 || res.stderr != "" {
+		t.Errorf("exec without --debug: exit %d, stderr %q; want nothing logged", res.code, res.stderr)
+	}
+	logFile := filepath.Join(t.TempDir(), "log.out")
+	res = c.runIn("/", "--debug", "--log", logFile, "exec", id, "true")
+	if res.code != 0 || strings.Contains(res.stderr, "level=debug") {
+		t.Errorf("--debug --log exec: exit %d, stderr %q; want the debug log in the file only", res.code, res.stderr)
+	}
+	data, _ := os.ReadFile(logFile)
+	check("--debug --log exec (file)", string(data), "level=debug")
+	jsonLog := filepath.Join(t.TempDir(), "log.json")
+	c.ok("/", "--debug", "--log", jsonLog, "--log-format", "json", "exec", id, "true")
+	data, _ = os.ReadFile(jsonLog)
+	check("--debug --log --log-format json exec", string(data), `"level":"debug"`)
+}
+
+// exec --cgroup puts the process in an existing sub-cgroup of the
+// container's, as runc's does: CONTROLLER:PATH for one hierarchy (v1),
+// PATH alone for all; a path outside the container's cgroup, a missing
+// sub-cgroup or an unknown controller is refused (exit 255) with runc's
+// words.
+func TestRuncExecSubCgroup(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, nil, "sleep", "300")
+	id := testutil.Name(t, 40)
+	st := func() *executor.State {
+		s, err := executor.ReadState(c.root, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	var made []string
+	t.Cleanup(func() { // after the container's delete (cleanups run last first)
+		for i := len(made) - 1; i >= 0; i-- {
+			os.Remove(made[i])
+		}
+	})
+	c.cleanup(id)
+	c.ok(b, "run", "-d", id)
+	paths := st().CgroupPaths
+	mkdir := func(dir string) {
+		t.Helper()
+		if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
+			t.Fatal(err)
+		}
+		made = append(made, dir)
+	}
+	// lineOf is the /proc/self/cgroup line of the hierarchy ctrl names
+	// ("" for v2's 0::).
+	lineOf := func(out, ctrl string) string {
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			f := strings.SplitN(l, ":", 3)
+			if len(f) != 3 {
+				continue
+			}
+			if (ctrl == "" && f[0] == "0") || (ctrl != "" && slices.Contains(strings.Split(f[1], ","), ctrl)) {
+				return l
+			}
+		}
+		t.Fatalf("no line for %q in /proc/self/cgroup:\n%s", ctrl, out)
+		return ""
+	}
+	ctrl, other := "memory", "pids"
+	if _, v1 := paths["memory"]; !v1 {
+		ctrl, other = "", ""
+	}
+	base := lineOf(c.ok("/", "exec", id, "cat", "/proc/self/cgroup"), ctrl)
+	base = base[strings.LastIndex(base, ":")+1:]
+
+	mkdir(filepath.Join(paths[ctrl], "sub"))
+	if ctrl != "" {
+		out := c.ok("/", "exec", "--cgroup", ctrl+":sub", id, "cat", "/proc/self/cgroup")
+		if l := lineOf(out, ctrl); !strings.HasSuffix(l, ":"+path.Join(base, "sub")) {
+			t.Errorf("exec --cgroup %s:sub: %q, want the sub-cgroup %s", ctrl, l, path.Join(base, "sub"))
+		}
+		if l := lineOf(out, other); strings.HasSuffix(l, "/sub") {
+			t.Errorf("exec --cgroup %s:sub moved the process in %s too: %q", ctrl, other, l)
+		}
+	}
+	// PATH alone: that sub-cgroup in every hierarchy the container has.
+	for _, dir := range paths {
+		mkdir(filepath.Join(dir, "all"))
+		// A v1 cpuset cgroup takes no process before it has CPUs and
+		// memory nodes: its parent's.
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if v, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+				if err := os.WriteFile(filepath.Join(dir, "all", f), v, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	out := c.ok("/", "exec", "--cgroup", "all", id, "cat", "/proc/self/cgroup")
+	if l := lineOf(out, ctrl); !strings.HasSuffix(l, ":"+path.Join(base, "all")) {
+		t.Errorf("exec --cgroup all: %q, want the sub-cgroup %s", l, path.Join(base, "all"))
+	}
+	for _, x := range []struct{ arg, want string }{
+		{"..", " .. is not a sub cgroup path"},
+		{"../" + filepath.Base(paths[ctrl]) + "x", "is not a sub cgroup path"},
+		{"nonexistent", "/nonexistent/cgroup.procs: no such file "},
+		{"whaaat:/", "unknown controller "},
+		{"a:b:c", "want [CONTROLLER:]PATH"},
+	} {
+		res := c.runIn("/", "exec", "--cgroup", x.arg, id, "true")
+		if res.code != 255 || !strings.Contains(res.stderr, x.want) {
+			t.Errorf("exec --cgroup %s: exit %d, %q; want 255 and %q", x.arg, res.code, res.stderr, x.want)
+		}
+	}
+	if res := c.runIn("/", "exec", "--cgroup", "nonexistent", id, "true"); !strings.Contains(res.stderr, " adding pid ") {
+		t.Errorf("exec --cgroup nonexistent: %q; want runc's \"adding pid\"", res.stderr)
 	}
 }

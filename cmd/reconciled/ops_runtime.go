@@ -30,10 +30,11 @@ const runtimeOpsSynopsis = `  exec [-t] [-e KEY=VAL] [--user UID[:GID]] [--timeo
          [--cpu-quota N] [--cpu-rt-period N] [--cpu-rt-runtime N] [--cpuset-cpus LIST] [--cpuset-mems LIST]
          [--pids-limit N] [--blkio-weight N] [-r FILE] ID`
 
-// runtimeOp runs `runtime SUB ARGS` on the state root.
-func runtimeOp(ctx context.Context, root, sub string, args []string, stdout, stderr io.Writer) int {
+// runtimeOp runs `runtime SUB ARGS` on the state root; rx is what exec
+// takes from runc's global flags.
+func runtimeOp(ctx context.Context, root, sub string, args []string, stdout, stderr io.Writer, rx *runcExecEnv) int {
 	if sub == "exec" {
-		return execCommand(ctx, "runtime exec", root, args, stdout, stderr)
+		return execCommand(ctx, "runtime exec", root, args, stdout, stderr, rx)
 	}
 	return opsCommand(ctx, sub, root, args, stdout, stderr)
 }
