@@ -513,7 +513,8 @@ func TestEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	c := exec.Command(r.bin, "runtime", "--root", r.root, "events", id)
+	// --interval 0: the events alone, no stats among them.
+	c := exec.Command(r.bin, "runtime", "--root", r.root, "events", "--interval", "0", id)
 	c.Stdout, c.Stderr = f, f
 	if err := c.Start(); err != nil {
 		t.Fatal(err)

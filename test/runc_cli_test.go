@@ -659,3 +659,78 @@ func TestRuncExecSubCgroup(t *testing.T) {
 		t.Errorf("exec --cgroup nonexistent: %q; want runc's \"adding pid\"", res.stderr)
 	}
 }
+
+// Plain `events ID` streams a stats event every 5s, runc's default (its
+// events.bats waits for the first one), until the container exits;
+// --interval 0 gives the events alone.
+func TestRuncEventsDefaultInterval(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, nil, "sleep", "300")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(b, "run", "-d", id)
+	// events runs on until the container exits: out is read while it runs.
+	start := func(args ...string) (*os.File, chan error) {
+		out, err := os.Create(filepath.Join(t.TempDir(), "events"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { out.Close() })
+		cmd := exec.Command(c.bin, append([]string{"--root", c.root, "events"}, args...)...)
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done, exited := make(chan error, 1), make(chan struct{})
+		go func() { done <- cmd.Wait(); close(exited) }()
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			<-exited
+		})
+		return out, done
+	}
+	types := func(f *os.File) []string {
+		data, _ := os.ReadFile(f.Name())
+		var ts []string
+		for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var e struct {
+				Type string `json:"type"`
+				ID   string `json:"id"`
+			}
+			if l == "" {
+				continue
+			}
+			if err := json.Unmarshal([]byte(l), &e); err != nil || e.ID != id {
+				t.Fatalf("events: line %q (%v); want JSON events of %s", l, err, id)
+			}
+			ts = append(ts, e.Type)
+		}
+		return ts
+	}
+	plain, plainDone := start(id)
+	bare, bareDone := start("--interval", "0", id)
+	deadline := time.Now().Add(15 * time.Second)
+	for len(types(plain)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if ts := types(plain); len(ts) == 0 || ts[0] != "stats" {
+		t.Fatalf("events ID: %v after 15s; want a stats event (runc's default streams one every 5s)", ts)
+	}
+	c.ok("/", "kill", id, "KILL")
+	for _, d := range []chan error{plainDone, bareDone} {
+		select {
+		case err := <-d:
+			if err != nil {
+				t.Errorf("events: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("events did not end after the container was killed")
+		}
+	}
+	if ts := types(plain); ts[len(ts)-1] != "exit" {
+		t.Errorf("events ID: %v; want stats events, the exit last", ts)
+	}
+	if ts := types(bare); !slices.Equal(ts, []string{"exit"}) {
+		t.Errorf("events --interval 0 ID: %v; want the exit event alone", ts)
+	}
+}

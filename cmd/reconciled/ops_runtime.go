@@ -41,18 +41,23 @@ func runtimeOp(ctx context.Context, root, sub string, args []string, stdout, std
 
 // eventsFlags are events' flags, runc's: --stats, --interval.
 type eventsFlags struct {
-	stats    bool
-	interval time.Duration
+	stats       bool
+	interval    time.Duration
+	intervalSet bool // --interval was given
 }
 
+// defaultEventsInterval is runc events' default: a stats event every 5s.
+const defaultEventsInterval = 5 * time.Second
+
 // runEvents is `events`: with --stats one stats event; else container
-// id's events as JSON lines until it exits, and with --interval a stats
-// event every interval among them.
+// id's events as JSON lines until it exits, with a stats event every
+// interval among them (the first at once; runc's default of 5s unless
+// --interval says otherwise; --interval 0: the events alone).
 func runEvents(ctx context.Context, rt *executor.Runtime, id string, f eventsFlags, w io.Writer) error {
 	if f.interval < 0 {
 		return fmt.Errorf("--interval %s: give a positive duration", f.interval)
 	}
-	if f.stats && f.interval != 0 {
+	if f.stats && f.intervalSet {
 		return errors.New("--stats prints once: leave out --interval")
 	}
 	enc := json.NewEncoder(w)
