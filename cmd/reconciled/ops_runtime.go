@@ -69,7 +69,7 @@ func runEvents(ctx context.Context, rt *executor.Runtime, id string, f eventsFla
 		return enc.Encode(ev)
 	}
 	if f.interval == 0 {
-		return rt.Events(ctx, id, func(e executor.Event) error { return enc.Encode(e) })
+		return rt.Events(ctx, id, func(e executor.Event) error { return enc.Encode(runcEvent(e)) })
 	}
 	var mu sync.Mutex
 	emit := func(v any) error {
@@ -105,12 +105,29 @@ func runEvents(ctx context.Context, rt *executor.Runtime, id string, f eventsFla
 			}
 		}
 	}()
-	err := rt.Events(ctx, id, func(e executor.Event) error { return emit(e) })
+	err := rt.Events(ctx, id, func(e executor.Event) error { return emit(runcEvent(e)) })
 	cancel()
 	if terr := <-ticks; terr != nil {
 		return terr
 	}
 	return err
+}
+
+// runcOOMEvent is runc's OOM event, {"type":"oom","id":ID} and nothing
+// else (runc's types.Event without data): runc's events.bats and scripts
+// written against runc match that line whole.
+type runcOOMEvent struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+// runcEvent is e as `events` prints it: an OOM event in runc's shape,
+// any other (exit, which runc has not) as the executor reports it.
+func runcEvent(e executor.Event) any {
+	if e.Type == executor.EventOOM {
+		return runcOOMEvent{Type: e.Type, ID: e.ID}
+	}
+	return e
 }
 
 // runcStatsEvent is runc's `events --stats` object: {"type":"stats",
