@@ -251,6 +251,15 @@ func TestRuncListPsKillKeep(t *testing.T) {
 	}
 	c.ok("/", "kill", "--all", id, "KILL")
 	waitGone(t, pids[0])
+	// As runc (kill.bats): --all on the stopped container signals what is
+	// left, nothing, and succeeds; without --all it is refused.
+	waitFor(t, "the container to stop", func() bool { return strings.Contains(c.ok("/", "state", id), `"stopped"`) })
+	if res := c.runIn("/", "kill", "-a", id, "0"); res.code != 0 {
+		t.Errorf("kill -a of a stopped container: exit %d, %q; want 0 as runc", res.code, res.stderr)
+	}
+	if res := c.runIn("/", "kill", id, "0"); res.code == 0 {
+		t.Errorf("kill (no --all) of a stopped container succeeded; runc refuses it")
+	}
 
 	k := testutil.Name(t, 35) + "-keep"
 	c.cleanup(k)

@@ -202,7 +202,15 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 		}
 		return with(func(rt *executor.Runtime) error {
 			if *all {
-				return rt.KillAll(ctx, pos[0], sig)
+				err := rt.KillAll(ctx, pos[0], sig)
+				// As runc: --all signals whatever is left in a stopped
+				// container's cgroup, and nothing left is no error
+				// (runc's kill.bats: `kill -a ID 0` after the stop).
+				var te *executor.StateTransitionError
+				if errors.As(err, &te) && te.From == executor.StatusStopped {
+					return nil
+				}
+				return err
 			}
 			return rt.Kill(ctx, pos[0], sig)
 		})
