@@ -283,6 +283,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 		if err := p.enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: p.pid, NS: plan, Spec: withoutSeccomp(spec), Seccomp: filter}); err != nil {
 			return fmt.Errorf("send init config: %w", err)
 		}
+		r.log.Debug("child process in init(): the init has its config and sets the container up", "container", id, "init", p.pid)
 		if early {
 			if err := p.enc.Encode(message{Ready: true}); err != nil { // go
 				return fmt.Errorf("release container init: %w", err)
@@ -301,8 +302,12 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	if allowSpare && len(o.ExtraFiles) == 0 {
 		spare = r.takeSpare(plan)
 	}
+	// The debug messages name the steps in runc's words (nsexec, init),
+	// which runc's tests and its users grep for; each says what this
+	// process saw happen.
 	if spare != nil {
 		*usedSpare = true
+		r.log.Debug("nsexec container setup: a spare init, already in its new namespaces, is used", "container", id, "init", spare.pid)
 		if err := use(spare); err != nil {
 			return err
 		}
@@ -315,6 +320,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 		if err != nil {
 			return err
 		}
+		r.log.Debug("nsexec container setup: the init is started in its new namespaces", "container", id)
 		if err := use(q); err != nil {
 			return err
 		}
@@ -376,6 +382,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	if !m.Ready {
 		return fmt.Errorf("container init sent no ready message")
 	}
+	r.log.Debug("init: closing the pipe to signal completion: the init reported its setup done", "container", id, "init", p.pid)
 	c.st.Status = StatusCreated
 	if err := writeJSONAtomic(dir, stateFile, &c.st, true); err != nil {
 		return fmt.Errorf("write state: %w", err)

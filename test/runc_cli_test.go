@@ -743,3 +743,34 @@ func TestRuncEventsDefaultInterval(t *testing.T) {
 		t.Errorf("events --interval 0 ID: %v; want the exit event alone", ts)
 	}
 }
+
+// --debug logs create's steps in runc's words (runc's debug.bats greps
+// for them), to stderr or with --log to FILE alone, as text or JSON.
+func TestRuncRunDebugLog(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, nil, "echo", "Hello World")
+	steps := []string{"nsexec container setup", "child process in init()", "init: closing the pipe to signal completion"}
+	check := func(what, out, level string) {
+		t.Helper()
+		for _, want := range append([]string{level}, steps...) {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: the debug log lacks %q:\n%s", what, want, out)
+			}
+		}
+	}
+	id := testutil.Name(t, 38)
+	c.cleanup(id + "-1")
+	res := c.runIn(b, "--debug", "run", id+"-1")
+	if res.code != 0 || res.stdout != "Hello World\n" {
+		t.Fatalf("--debug run: exit %d, stdout %q: %s", res.code, res.stdout, res.stderr)
+	}
+	check("--debug run (stderr)", res.stderr, "level=debug")
+	logFile := filepath.Join(t.TempDir(), "log.json")
+	c.cleanup(id + "-2")
+	res = c.runIn(b, "--log", logFile, "--log-format", "json", "--debug", "run", id+"-2")
+	if res.code != 0 || strings.Contains(res.stderr, "debug") {
+		t.Errorf("--log --debug run: exit %d, stderr %q; want the debug log in the file alone", res.code, res.stderr)
+	}
+	data, _ := os.ReadFile(logFile)
+	check("--log --log-format json --debug run (file)", string(data), `"level":"debug"`)
+}
