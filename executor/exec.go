@@ -555,6 +555,24 @@ func readExecResult(ctx context.Context, sock, pidfd int) (string, *os.File, err
 	}
 }
 
+// recvConsole takes the terminal master the init sent on sock (at once:
+// it was sent before the init's ready message).
+func recvConsole(sock *os.File) (*os.File, error) {
+	buf, oob := make([]byte, 16), make([]byte, unix.CmsgSpace(4))
+	var oobn int
+	err := retryEINTR(func() (err error) {
+		_, oobn, _, _, err = unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+		return err
+	})
+	if err != nil {
+		return nil, os.NewSyscallError("recvmsg", err)
+	}
+	if oobn == 0 {
+		return nil, errors.New("the container init sent no terminal")
+	}
+	return consoleFromOOB(oob[:oobn])
+}
+
 func consoleFromOOB(oob []byte) (*os.File, error) {
 	cmsgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
@@ -671,7 +689,7 @@ func execInside(sock *os.File, extra int, logf func(string)) error {
 	}
 	slave := -1
 	if p.Terminal {
-		if slave, err = openConsole(sock); err != nil {
+		if slave, err = openConsole(int(sock.Fd())); err != nil {
 			return err
 		}
 	}
@@ -768,7 +786,7 @@ func execInside(sock *os.File, extra int, logf func(string)) error {
 // /dev/pts/ptmx), sends the master to the caller over sock and returns the
 // slave. The slave is taken with TIOCGPTPEER, not by path, so nothing in
 // the container can swap it.
-func openConsole(sock *os.File) (int, error) {
+func openConsole(sock int) (int, error) {
 	master, err := unix.Open("/dev/pts/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open the container's /dev/pts/ptmx (a terminal needs devpts on /dev/pts): %w", err)
@@ -784,7 +802,7 @@ func openConsole(sock *os.File) (int, error) {
 	slave := int(r)
 	// One byte of data carries the fd on a stream socket; the caller
 	// ignores whitespace.
-	if err := unix.Sendmsg(int(sock.Fd()), []byte{' '}, unix.UnixRights(master), nil, 0); err != nil {
+	if err := unix.Sendmsg(sock, []byte{' '}, unix.UnixRights(master), nil, 0); err != nil {
 		unix.Close(slave)
 		return -1, os.NewSyscallError("send terminal", err)
 	}

@@ -73,6 +73,10 @@ type initConfig struct {
 	// Seccomp is the spec's linux.seccomp compiled (the spec sent
 	// leaves the profile out); nil: none.
 	Seccomp *seccomp.Program `json:"seccomp,omitempty"`
+	// Console: the last of the files sent with stdio is a socket on
+	// which the init sends the master of the terminal it opens on the
+	// container's devpts (CreateOptions.Console); it is no extra file.
+	Console bool `json:"console,omitempty"`
 }
 
 type message struct {

@@ -774,3 +774,34 @@ func TestRuncRunDebugLog(t *testing.T) {
 	data, _ := os.ReadFile(logFile)
 	check("--log --log-format json --debug run (file)", string(data), `"level":"debug"`)
 }
+
+// process.terminal's pty comes from the container's own devpts, as
+// runc's init opens it: tty(1) in the container names it, and it belongs
+// to the process's user and devpts' tty group (runc's tty.bats "tty
+// owner").
+func TestRuncTerminalFromContainerDevpts(t *testing.T) {
+	c := newRuncCLI(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	dir := filepath.Dir(rootfs)
+	os.Remove(filepath.Join(dir, "config.json"))
+	c.ok(dir, "spec")
+	s := readSpec(t, dir)
+	s.Process.Args = []string{"sh", "-c", `echo "tty=$(tty) owner=$(stat -c %u:%g $(tty))"; sleep 100`}
+	s.Process.User = specs.User{UID: 1000, GID: 100}
+	writeSpec(t, dir, s)
+	sock, masters := consoleSocket(t)
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(dir, "run", "-d", "--console-socket", sock, id)
+	var master *os.File
+	select {
+	case master = <-masters:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no terminal came over --console-socket")
+	}
+	defer master.Close()
+	out := readUntil(t, master, "\n") // one echo, one write
+	if !strings.Contains(out, "tty=/dev/pts/0 owner=1000:5") {
+		t.Errorf("the container's terminal: %q; want tty=/dev/pts/0 owner=1000:5 (its own devpts, its user, the tty group)", out)
+	}
+}
