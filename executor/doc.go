@@ -183,6 +183,9 @@
 // the caller with SCM_RIGHTS; the slave becomes its controlling terminal
 // (setsid, TIOCSCTTY) and fds 0-2. The CLI puts its own terminal in raw
 // mode, copies both ways and copies the window size on SIGWINCH.
+// Create with CreateOptions.Console does the same in the init, once the
+// root is set up: the master goes back on a socket of its own (sent with
+// stdio, since the sync socket is read through a buffer), before "ready".
 //
 // Each exec'd process is recorded in <root>/<id>/execs/<pid>.json (PID
 // and start time) until it is reaped, so that Ps tells it from the

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -38,6 +40,11 @@ const execsDir = "execs"
 // has on 3, 4, ...: its sync socket follows them (3 without any, as for
 // the init), then the container's mount namespace.
 const execExtraEnv = "_RECONCILED_EXEC_EXTRA"
+
+// execLogEnv, when set, is the exec stage's fd for its debug log: one line
+// per step, relayed by Exec to the runtime's logger at debug level. Set
+// only when that logger logs debug messages (runc --debug exec).
+const execLogEnv = "_RECONCILED_EXEC_LOG"
 
 // ExecOptions describe a process to run in a live container. Whatever is
 // not given is the container's: its process.env (with overrides), user,
@@ -78,6 +85,13 @@ type ExecOptions struct {
 	// ExtraFiles become the process's fds 3, 4, ... (runc exec
 	// --preserve-fds). At most MaxExtraFiles.
 	ExtraFiles []*os.File
+	// SubCgroups puts the process in sub-cgroups of the container's
+	// cgroup instead (runc exec --cgroup): key "" gives one relative path
+	// for every hierarchy (cgroup v2: the only way), a controller name
+	// ("memory", "cpu") a path in that controller's hierarchy. A path
+	// must stay inside the container's cgroup and exist; a controller the
+	// container has no cgroup for is refused.
+	SubCgroups map[string]string
 }
 
 // ProbeServerAvailable reports whether Exec can start a probe server on
@@ -167,6 +181,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 	if spec.Process == nil {
 		return nil, fmt.Errorf("exec in container %s: %s has no process", id, filepath.Join(st.Bundle, "config.json"))
 	}
+	cgroupPaths, err := subCgroupPaths(st.CgroupPaths, o.SubCgroups)
+	if err != nil {
+		return nil, fmt.Errorf("exec in container %s: %w", id, err)
+	}
 	p := execProcessSpec(spec.Process, o)
 	var filter *seccomp.Program
 	if spec.Linux != nil {
@@ -236,10 +254,21 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 		serverFd = len(files)
 		files = append(files, uintptr(fd))
 	}
-	attr := &syscall.ProcAttr{
-		Env:   []string{stageEnv + "=" + stageExec, "GOMAXPROCS=1", initGoDebug, execExtraEnv + "=" + strconv.Itoa(len(o.ExtraFiles))},
-		Files: files,
+	env := []string{stageEnv + "=" + stageExec, "GOMAXPROCS=1", initGoDebug, execExtraEnv + "=" + strconv.Itoa(len(o.ExtraFiles))}
+	var stageLog *stageLogRelay
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		if stageLog, err = relayStageLog(r.log.With("container", id, "stage", "exec")); err != nil {
+			unix.Close(child)
+			return nil, fmt.Errorf("exec in container %s: %w", id, err)
+		}
+		defer stageLog.close()
+		env = append(env, execLogEnv+"="+strconv.Itoa(len(files)))
+		files = append(files, stageLog.w.Fd())
 	}
+	attr := &syscall.ProcAttr{Env: env, Files: files}
+	// The wording of the debug messages is runc's (nsexec, init,
+	// setns_init): runc's tests and its users grep for it.
+	r.log.Debug("nsexec container setup: joining the namespaces of the container's init", "container", id, "init", st.Pid, "namespaces", len(ns.join))
 	// The other namespaces are entered on a throw-away thread that then
 	// forks: the child is born in them (in the PID namespace too). The
 	// mount namespace is joined by the child itself (runExec), after its
@@ -248,6 +277,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 		return syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(int(exe.Fd())), []string{"reconciled-exec", id}, attr)
 	}, ns.join)
 	unix.Close(child)
+	stageLog.started()
 	if err != nil {
 		return nil, fmt.Errorf("exec in container %s: start process: %w", id, err)
 	}
@@ -267,7 +297,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 	}
 	// Into the container's cgroup before it runs anything of the user's.
 	// The caller moves it: it is outside the container's cgroup namespace.
-	if err := joinCgroup(st.CgroupPaths, pid); err != nil {
+	if err := joinCgroup(cgroupPaths, pid); err != nil {
 		return proc, err
 	}
 	if a := spec.Process.OOMScoreAdj; a != nil {
@@ -295,6 +325,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 	msg, console, err := readExecResult(ctx, sock, proc.pidfd)
 	if console != nil {
 		proc.Console = console
+	}
+	if err == nil {
+		// The stage has exec'd or failed: its end of the log is closed.
+		stageLog.wait()
 	}
 	if err != nil {
 		return proc, err
@@ -420,10 +454,58 @@ func joinCgroup(paths map[string]string, pid int) error {
 		}
 		done[dir] = true
 		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
-			return fmt.Errorf("join cgroup %s: %w", dir, err)
+			return fmt.Errorf("adding pid %d to cgroup %s: %w", pid, dir, err)
 		}
 	}
 	return nil
+}
+
+// subCgroupPaths is the container's cgroup directories (paths: controller
+// name, or "" for the v2 hierarchy, to directory) with sub's relative
+// paths applied, as runc exec --cgroup applies them: sub[""] to every
+// hierarchy, else each named controller's path to its own. A path that
+// leaves the container's cgroup, or a controller that paths lacks, is an
+// error. Without sub, paths itself.
+func subCgroupPaths(paths, sub map[string]string) (map[string]string, error) {
+	if len(sub) == 0 {
+		return paths, nil
+	}
+	join := func(dir, rel string) (string, error) {
+		p := path.Join(dir, rel)
+		if p != dir && !strings.HasPrefix(p, dir+"/") {
+			return "", fmt.Errorf("--cgroup %s: %s is not a sub cgroup path", rel, rel)
+		}
+		return p, nil
+	}
+	out := make(map[string]string, len(paths))
+	for k, dir := range paths {
+		out[k] = dir
+	}
+	if rel, ok := sub[""]; ok {
+		if len(sub) > 1 {
+			return nil, fmt.Errorf("--cgroup %s: a path for every controller excludes controller:path pairs", rel)
+		}
+		for k, dir := range paths {
+			p, err := join(dir, rel)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = p
+		}
+		return out, nil
+	}
+	for ctrl, rel := range sub {
+		dir, ok := paths[ctrl]
+		if !ok {
+			return nil, fmt.Errorf("--cgroup %s:%s: unknown controller %s (the container has no cgroup for it)", ctrl, rel, ctrl)
+		}
+		p, err := join(dir, rel)
+		if err != nil {
+			return nil, err
+		}
+		out[ctrl] = p
+	}
+	return out, nil
 }
 
 // readExecResult reads what the exec stage sends until it closes the socket
@@ -476,6 +558,24 @@ func readExecResult(ctx context.Context, sock, pidfd int) (string, *os.File, err
 		}
 		msg = append(msg, buf[:n]...)
 	}
+}
+
+// recvConsole takes the terminal master the init sent on sock (at once:
+// it was sent before the init's ready message).
+func recvConsole(sock *os.File) (*os.File, error) {
+	buf, oob := make([]byte, 16), make([]byte, unix.CmsgSpace(4))
+	var oobn int
+	err := retryEINTR(func() (err error) {
+		_, oobn, _, _, err = unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+		return err
+	})
+	if err != nil {
+		return nil, os.NewSyscallError("recvmsg", err)
+	}
+	if oobn == 0 {
+		return nil, errors.New("the container init sent no terminal")
+	}
+	return consoleFromOOB(oob[:oobn])
 }
 
 func consoleFromOOB(oob []byte) (*os.File, error) {
@@ -555,15 +655,18 @@ func runExec() {
 	extra, _ := strconv.Atoi(os.Getenv(execExtraEnv))
 	os.Unsetenv(execExtraEnv)
 	sock := os.NewFile(uintptr(3+extra), "sync")
-	err := execInside(sock, extra)
+	logf := stageLogger(execLogEnv)
+	err := execInside(sock, extra, logf)
 	sendMessage(sock, message{Error: err.Error()})
 	os.Exit(1)
 }
 
 // execInside has the sync socket at 3+extra and the extra files on 3, 4,
-// ...; the container's mount namespace follows the socket.
-func execInside(sock *os.File, extra int) error {
+// ...; the container's mount namespace follows the socket. logf logs a
+// debug line to the caller.
+func execInside(sock *os.File, extra int, logf func(string)) error {
 	mntFd := 4 + extra
+	logf("child process in init(): the exec stage reads its config")
 	var cfg execConfig
 	if err := json.NewDecoder(sock).Decode(&cfg); err != nil {
 		return fmt.Errorf("read exec config: %w", err)
@@ -591,7 +694,7 @@ func execInside(sock *os.File, extra int) error {
 	}
 	slave := -1
 	if p.Terminal {
-		if slave, err = openConsole(sock); err != nil {
+		if slave, err = openConsole(int(sock.Fd())); err != nil {
 			return err
 		}
 	}
@@ -678,6 +781,7 @@ func execInside(sock *os.File, extra int) error {
 	if err := keepExtraFds(extra); err != nil {
 		return err
 	}
+	logf("setns_init: about to exec " + path)
 	// Success closes the socket (close-on-exec): the caller reads EOF.
 	err = unix.Exec(path, p.Args, env)
 	return fmt.Errorf("exec %s: %w", p.Args[0], err)
@@ -687,7 +791,7 @@ func execInside(sock *os.File, extra int) error {
 // /dev/pts/ptmx), sends the master to the caller over sock and returns the
 // slave. The slave is taken with TIOCGPTPEER, not by path, so nothing in
 // the container can swap it.
-func openConsole(sock *os.File) (int, error) {
+func openConsole(sock int) (int, error) {
 	master, err := unix.Open("/dev/pts/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open the container's /dev/pts/ptmx (a terminal needs devpts on /dev/pts): %w", err)
@@ -703,7 +807,7 @@ func openConsole(sock *os.File) (int, error) {
 	slave := int(r)
 	// One byte of data carries the fd on a stream socket; the caller
 	// ignores whitespace.
-	if err := unix.Sendmsg(int(sock.Fd()), []byte{' '}, unix.UnixRights(master), nil, 0); err != nil {
+	if err := unix.Sendmsg(sock, []byte{' '}, unix.UnixRights(master), nil, 0); err != nil {
 		unix.Close(slave)
 		return -1, os.NewSyscallError("send terminal", err)
 	}

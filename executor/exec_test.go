@@ -1,7 +1,9 @@
 package executor
 
 import (
+	"maps"
 	"reflect"
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -48,5 +50,37 @@ func TestParseStatus(t *testing.T) {
 	}
 	if _, err := parseStatus([]byte("Name:\tx\n")); err == nil {
 		t.Error("parseStatus of a status without State and Uid: no error")
+	}
+}
+
+// runc exec --cgroup's paths: one for every hierarchy, or per controller;
+// nothing outside the container's cgroup (runc's own prefix check lets
+// "../ctrx" through, this one does not), no unknown controller.
+func TestSubCgroupPaths(t *testing.T) {
+	v1 := map[string]string{"memory": "/cg/memory/c", "cpu": "/cg/cpu,cpuacct/c", "cpuacct": "/cg/cpu,cpuacct/c", "": "/cg/unified/c"}
+	for _, tc := range []struct {
+		sub  map[string]string
+		want map[string]string
+		err  string
+	}{
+		{sub: nil, want: v1},
+		{sub: map[string]string{"": "/"}, want: v1},
+		{sub: map[string]string{"": "a/b"}, want: map[string]string{"memory": "/cg/memory/c/a/b", "cpu": "/cg/cpu,cpuacct/c/a/b", "cpuacct": "/cg/cpu,cpuacct/c/a/b", "": "/cg/unified/c/a/b"}},
+		{sub: map[string]string{"memory": "m", "cpu": "x", "cpuacct": "x"}, want: map[string]string{"memory": "/cg/memory/c/m", "cpu": "/cg/cpu,cpuacct/c/x", "cpuacct": "/cg/cpu,cpuacct/c/x", "": "/cg/unified/c"}},
+		{sub: map[string]string{"": ".."}, err: ".. is not a sub cgroup path"},
+		{sub: map[string]string{"memory": "../cx"}, err: "../cx is not a sub cgroup path"},
+		{sub: map[string]string{"memory": "a/../../c/ok"}, want: map[string]string{"memory": "/cg/memory/c/ok", "cpu": "/cg/cpu,cpuacct/c", "cpuacct": "/cg/cpu,cpuacct/c", "": "/cg/unified/c"}},
+		{sub: map[string]string{"whaaat": "/"}, err: "unknown controller whaaat"},
+	} {
+		got, err := subCgroupPaths(v1, tc.sub)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("subCgroupPaths(%v): %v, %v; want error %q", tc.sub, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !maps.Equal(got, tc.want) {
+			t.Errorf("subCgroupPaths(%v) = %v, %v; want %v", tc.sub, got, err, tc.want)
+		}
 	}
 }

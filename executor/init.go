@@ -221,6 +221,14 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 	} else if len(outside) > 0 {
 		return nil, -1, fmt.Errorf("init: %d unexpected files from the creator", len(outside))
 	}
+	consoleSock := -1
+	if c.Console {
+		if len(c.extraFds) == 0 {
+			return nil, -1, errors.New("init: a terminal was asked for and no socket to send it on came")
+		}
+		consoleSock, c.extraFds = c.extraFds[len(c.extraFds)-1], c.extraFds[:len(c.extraFds)-1]
+		defer unix.Close(consoleSock)
+	}
 	s := c.Spec
 	p := s.Process
 	// Our own binary, to refuse it as the container's entrypoint.
@@ -327,6 +335,11 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 	if err := joinCgroup(); err != nil {
 		return nil, -1, err
 	}
+	if consoleSock >= 0 {
+		if err := setupConsole(consoleSock, int(p.User.UID)); err != nil {
+			return nil, -1, err
+		}
+	}
 	if err := chdirInside(p.Cwd); err != nil {
 		return nil, -1, err
 	}
@@ -361,6 +374,42 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 		return nil, -1, fmt.Errorf("refusing to run the runtime's own binary (%s) as the container process", p.Args[0])
 	}
 	return &c, dirFd, nil
+}
+
+// setupConsole gives the init a terminal as runc's init does: a
+// pseudo-terminal opened on the container's devpts (the root is set up),
+// its master sent on sock, its slave the controlling terminal of a new
+// session and fds 0-2, owned by uid (its group is devpts' gid= option),
+// with ONLCR cleared so that output reads as through a pipe.
+func setupConsole(sock, uid int) error {
+	slave, err := openConsole(sock)
+	if err != nil {
+		return fmt.Errorf("init: terminal: %w", err)
+	}
+	defer unix.Close(slave)
+	t, err := unix.IoctlGetTermios(slave, unix.TCGETS)
+	if err != nil {
+		return os.NewSyscallError("ioctl(TCGETS)", err)
+	}
+	t.Oflag &^= unix.ONLCR
+	if err := unix.IoctlSetTermios(slave, unix.TCSETS, t); err != nil {
+		return os.NewSyscallError("ioctl(TCSETS)", err)
+	}
+	if err := unix.Fchown(slave, uid, -1); err != nil {
+		return os.NewSyscallError("fchown terminal", err)
+	}
+	if _, err := unix.Setsid(); err != nil {
+		return os.NewSyscallError("setsid", err)
+	}
+	if err := unix.IoctlSetInt(slave, unix.TIOCSCTTY, 0); err != nil {
+		return os.NewSyscallError("ioctl(TIOCSCTTY)", err)
+	}
+	for fd := 0; fd <= 2; fd++ {
+		if err := unix.Dup3(slave, fd, 0); err != nil {
+			return os.NewSyscallError("dup3", err)
+		}
+	}
+	return nil
 }
 
 // prefaultExe maps every page of this process's executable that is mapped

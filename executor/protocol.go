@@ -79,6 +79,11 @@ type initConfig struct {
 	// extra files: the state directory, the rootfs, then the bind mounts
 	// of spec.Mounts at these indexes.
 	Prepared *preparedLayout `json:"prepared,omitempty"`
+	// Console: the last of the extra files sent with stdio (before the
+	// runtime's own, Prepared) is a socket on
+	// which the init sends the master of the terminal it opens on the
+	// container's devpts (CreateOptions.Console); it is no extra file.
+	Console bool `json:"console,omitempty"`
 }
 
 type preparedLayout struct {

@@ -137,6 +137,14 @@ type CreateOptions struct {
 	// --preserve-fds): open across the init's exec, close-on-exec clear.
 	// At most MaxExtraFiles. A create with them never uses a spare init.
 	ExtraFiles []*os.File
+	// Console, when set, gives the process a terminal as runc does for
+	// process.terminal: the init opens a pseudo-terminal on the
+	// container's devpts (its /dev/pts/ptmx, once the root is set up),
+	// the slave becomes its controlling terminal and fds 0-2 (Stdin,
+	// Stdout and Stderr are then unused), owned by the process's user,
+	// with ONLCR cleared; the master is handed to Console during Create
+	// (the caller owns it). An error from Console fails the create.
+	Console func(master *os.File) error
 }
 
 // MaxExtraFiles is how many ExtraFiles a create or an exec may pass: the
@@ -256,6 +264,22 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 		defer stop()
 		return p.assign(dir)
 	}
+	// With a terminal the init sends its master on a socket of its own
+	// (the sync socket is read through a buffer, which would drop it).
+	var consoleInit, consoleMine *os.File
+	if o.Console != nil {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return os.NewSyscallError("socketpair", err)
+		}
+		consoleMine, consoleInit = os.NewFile(uintptr(fds[0]), "console"), os.NewFile(uintptr(fds[1]), "console-init")
+		defer consoleMine.Close()
+		defer func() {
+			if consoleInit != nil {
+				consoleInit.Close()
+			}
+		}()
+	}
 	// release hands the init its stdio and configuration and, without
 	// prestart and createRuntime hooks, "go" (early): the init then sets up
 	// while its cgroup is finished and it is moved in (the first move into
@@ -282,16 +306,25 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 			}
 			return null
 		}
-		err := p.sendStdio(stdio(o.Stdin), stdio(o.Stdout), stdio(o.Stderr), o.ExtraFiles, outside)
+		extra := o.ExtraFiles
+		if consoleInit != nil {
+			extra = append(append([]*os.File{}, extra...), consoleInit)
+		}
+		err := p.sendStdio(stdio(o.Stdin), stdio(o.Stdout), stdio(o.Stderr), extra, outside)
+		if consoleInit != nil {
+			consoleInit.Close() // the init has it
+			consoleInit = nil
+		}
 		if null != nil {
 			null.Close()
 		}
 		if err != nil {
 			return err
 		}
-		if err := p.enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: p.pid, NS: plan, Spec: withoutSeccomp(spec), Seccomp: filter, Prepared: layout}); err != nil {
+		if err := p.enc.Encode(initConfig{ID: id, Bundle: bundle, StateDir: dir, HostPid: p.pid, NS: plan, Spec: withoutSeccomp(spec), Seccomp: filter, Prepared: layout, Console: o.Console != nil}); err != nil {
 			return fmt.Errorf("send init config: %w", err)
 		}
+		r.log.Debug("child process in init(): the init has its config and sets the container up", "container", id, "init", p.pid)
 		if early {
 			if err := p.enc.Encode(message{Ready: true}); err != nil { // go
 				return fmt.Errorf("release container init: %w", err)
@@ -308,11 +341,15 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	// A spare init's Go runtime may hold descriptors where the extra
 	// files go (3, 4, ...); a fresh one reserves those numbers first.
 	// Nor has one the user namespace of this container.
-	if allowSpare && len(o.ExtraFiles) == 0 && !plan.has(unix.CLONE_NEWUSER) {
+	if allowSpare && len(o.ExtraFiles) == 0 && o.Console == nil && !plan.has(unix.CLONE_NEWUSER) {
 		spare = r.takeSpare(plan)
 	}
+	// The debug messages name the steps in runc's words (nsexec, init),
+	// which runc's tests and its users grep for; each says what this
+	// process saw happen.
 	if spare != nil {
 		*usedSpare = true
+		r.log.Debug("nsexec container setup: a spare init, already in its new namespaces, is used", "container", id, "init", spare.pid)
 		if err := use(spare); err != nil {
 			return err
 		}
@@ -325,6 +362,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 		if err != nil {
 			return err
 		}
+		r.log.Debug("nsexec container setup: the init is started in its new namespaces", "container", id)
 		if err := use(q); err != nil {
 			return err
 		}
@@ -392,6 +430,17 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	}
 	if !m.Ready {
 		return fmt.Errorf("container init sent no ready message")
+	}
+	r.log.Debug("init: closing the pipe to signal completion: the init reported its setup done", "container", id, "init", p.pid)
+	if consoleMine != nil {
+		// Sent before "ready": in the socket's buffer now.
+		master, err := recvConsole(consoleMine)
+		if err != nil {
+			return fmt.Errorf("container %s: the terminal: %w", id, err)
+		}
+		if err := o.Console(master); err != nil {
+			return err
+		}
 	}
 	c.st.Status = StatusCreated
 	if err := writeJSONAtomic(dir, stateFile, &c.st, true); err != nil {

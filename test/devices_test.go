@@ -209,3 +209,27 @@ func TestDevicesOnCgroup2Program(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// Access letters beyond r, w and m are ignored, as runc ignores them: its
+// own update.bats denies /dev/kmsg with "rwa". The container runs, updates
+// keep the rules, and /dev/kmsg stays closed while /dev/null works.
+func TestRuncDeviceAccessLettersAsRunc(t *testing.T) {
+	c := newRuncCLI(t)
+	mode := os.FileMode(0o666)
+	b := bundle(t, func(s *specs.Spec) {
+		denyAllDevices(s)
+		s.Linux.Resources.Devices = append(s.Linux.Resources.Devices,
+			specs.LinuxDeviceCgroup{Allow: false, Type: "c", Major: ptrTo[int64](1), Minor: ptrTo[int64](11), Access: "rwa"})
+		s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/kmsg", Type: "c", Major: 1, Minor: 11, FileMode: &mode}}
+	}, "sleep", "300")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(b, "run", "-d", id)
+	for i := 0; i < 3; i++ {
+		c.ok("/", "update", "--pids-limit", "30", id)
+	}
+	out := c.ok("/", "exec", id, "sh", "-c", `echo reconciled-test > /dev/kmsg 2>/dev/null; echo "kmsg exit $?"; echo x > /dev/null && echo null-ok`)
+	if out != "kmsg exit 1\nnull-ok\n" {
+		t.Errorf("after updates, /dev/kmsg (denied rwa) and /dev/null: %q; want kmsg closed, null open", out)
+	}
+}

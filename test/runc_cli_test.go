@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -198,7 +201,8 @@ func atoi(t *testing.T, s string) int {
 }
 
 // --version answers in runc's shape, features with the features JSON;
-// --log and --log-format json put the runtime's errors in FILE.
+// --log and --log-format json put the runtime's errors in FILE, as runc
+// does: level "error", the error as msg (what containerd's go-runc reads).
 func TestRuncVersionFeaturesLog(t *testing.T) {
 	c := newRuncCLI(t)
 	lines := strings.Split(c.ok("/", "--version"), "\n")
@@ -216,8 +220,9 @@ func TestRuncVersionFeaturesLog(t *testing.T) {
 	}
 	data, _ := os.ReadFile(logFile)
 	var rec map[string]any
-	if err := json.Unmarshal(data, &rec); err != nil || rec["level"] != "ERROR" || !strings.Contains(rec["err"].(string), "no-such-container") {
-		t.Errorf("--log --log-format json: %q (%v); want a JSON error record naming the container", data, err)
+	if err := json.Unmarshal(data, &rec); err != nil || rec["level"] != "error" || !strings.Contains(rec["err"].(string), "no-such-container") ||
+		!strings.Contains(rec["msg"].(string), "no-such-container") {
+		t.Errorf("--log --log-format json: %q (%v); want a JSON error record naming the container, level \"error\" as runc (logrus) writes it", data, err)
 	}
 	if res := c.runIn("/", "--log-format", "xml", "list"); res.code == 0 {
 		t.Errorf("--log-format xml was accepted")
@@ -246,6 +251,15 @@ func TestRuncListPsKillKeep(t *testing.T) {
 	}
 	c.ok("/", "kill", "--all", id, "KILL")
 	waitGone(t, pids[0])
+	// As runc (kill.bats): --all on the stopped container signals what is
+	// left, nothing, and succeeds; without --all it is refused.
+	waitFor(t, "the container to stop", func() bool { return strings.Contains(c.ok("/", "state", id), `"stopped"`) })
+	if res := c.runIn("/", "kill", "-a", id, "0"); res.code != 0 {
+		t.Errorf("kill -a of a stopped container: exit %d, %q; want 0 as runc", res.code, res.stderr)
+	}
+	if res := c.runIn("/", "kill", id, "0"); res.code == 0 {
+		t.Errorf("kill (no --all) of a stopped container succeeded; runc refuses it")
+	}
 
 	k := testutil.Name(t, 35) + "-keep"
 	c.cleanup(k)
@@ -485,5 +499,309 @@ func TestRuncEventsStats(t *testing.T) {
 	}
 	if res := c.runIn("/", "events", "--stats", "--interval", "1s", id); res.code == 0 {
 		t.Errorf("events --stats --interval was accepted")
+	}
+}
+
+// exec exits as runc's does: the command's own status, or 255 when the
+// runtime fails (no such container, no such binary, a PID file that
+// cannot be written; the process is then not left running).
+func TestRuncExecFailuresExit255(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, nil, "sleep", "300")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(b, "run", "-d", id)
+	for _, x := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"exec", id, "false"}, 1},
+		{[]string{"exec", id, "sh", "-c", "exit 42"}, 42},
+		{[]string{"exec", "--pid-file", "/non-existent/directory", id, "true"}, 255},
+		{[]string{"exec", id, "no-such-binary"}, 255},
+		{[]string{"exec", "no-such-container", "true"}, 255},
+		{[]string{"exec", "-d", "--pid-file", "/non-existent/directory", id, "sleep", "123"}, 255},
+	} {
+		if res := c.runIn("/", x.args...); res.code != x.code {
+			t.Errorf("%s: exit %d (%q), want %d", strings.Join(x.args, " "), res.code, res.stderr, x.code)
+		}
+	}
+	var pids []int
+	if err := json.Unmarshal([]byte(c.ok("/", "ps", "--format", "json", id)), &pids); err != nil || len(pids) != 1 {
+		t.Errorf("after exec -d with a PID file it could not write: ps %v (%v); want the container's init alone", pids, err)
+	}
+}
+
+// --debug logs exec's steps at debug level, in runc's words (runc's
+// exec.bats greps for them): to stderr, or with --log to FILE only, as
+// text (level=debug) or JSON ("level":"debug").
+func TestRuncExecDebugLog(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, nil, "sleep", "300")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(b, "run", "-d", id)
+	steps := []string{"nsexec container setup", "child process in init()", "setns_init: about to exec"}
+	check := func(what, out, level string) {
+		t.Helper()
+		for _, want := range append([]string{level}, steps...) {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: the debug log lacks %q:\n%s", what, want, out)
+			}
+		}
+	}
+	res := c.runIn("/", "--debug", "exec", id, "true")
+	if res.code != 0 {
+		t.Fatalf("--debug exec: exit %d: %s", res.code, res.stderr)
+	}
+	check("--debug exec (stderr)", res.stderr, "level=debug")
+	if res := c.runIn("/", "exec", id, "true"); res.code != 0 || res.stderr != "" {
+		t.Errorf("exec without --debug: exit %d, stderr %q; want nothing logged", res.code, res.stderr)
+	}
+	logFile := filepath.Join(t.TempDir(), "log.out")
+	res = c.runIn("/", "--debug", "--log", logFile, "exec", id, "true")
+	if res.code != 0 || strings.Contains(res.stderr, "level=debug") {
+		t.Errorf("--debug --log exec: exit %d, stderr %q; want the debug log in the file only", res.code, res.stderr)
+	}
+	data, _ := os.ReadFile(logFile)
+	check("--debug --log exec (file)", string(data), "level=debug")
+	jsonLog := filepath.Join(t.TempDir(), "log.json")
+	c.ok("/", "--debug", "--log", jsonLog, "--log-format", "json", "exec", id, "true")
+	data, _ = os.ReadFile(jsonLog)
+	check("--debug --log --log-format json exec", string(data), `"level":"debug"`)
+}
+
+// exec --cgroup puts the process in an existing sub-cgroup of the
+// container's, as runc's does: CONTROLLER:PATH for one hierarchy (v1),
+// PATH alone for all; a path outside the container's cgroup, a missing
+// sub-cgroup or an unknown controller is refused (exit 255) with runc's
+// words.
+func TestRuncExecSubCgroup(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, nil, "sleep", "300")
+	id := testutil.Name(t, 40)
+	st := func() *executor.State {
+		s, err := executor.ReadState(c.root, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	var made []string
+	t.Cleanup(func() { // after the container's delete (cleanups run last first)
+		for i := len(made) - 1; i >= 0; i-- {
+			os.Remove(made[i])
+		}
+	})
+	c.cleanup(id)
+	c.ok(b, "run", "-d", id)
+	paths := st().CgroupPaths
+	mkdir := func(dir string) {
+		t.Helper()
+		if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
+			t.Fatal(err)
+		}
+		made = append(made, dir)
+	}
+	// lineOf is the /proc/self/cgroup line of the hierarchy ctrl names
+	// ("" for v2's 0::).
+	lineOf := func(out, ctrl string) string {
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			f := strings.SplitN(l, ":", 3)
+			if len(f) != 3 {
+				continue
+			}
+			if (ctrl == "" && f[0] == "0") || (ctrl != "" && slices.Contains(strings.Split(f[1], ","), ctrl)) {
+				return l
+			}
+		}
+		t.Fatalf("no line for %q in /proc/self/cgroup:\n%s", ctrl, out)
+		return ""
+	}
+	ctrl, other := "memory", "pids"
+	if _, v1 := paths["memory"]; !v1 {
+		ctrl, other = "", ""
+	}
+	base := lineOf(c.ok("/", "exec", id, "cat", "/proc/self/cgroup"), ctrl)
+	base = base[strings.LastIndex(base, ":")+1:]
+
+	mkdir(filepath.Join(paths[ctrl], "sub"))
+	if ctrl != "" {
+		out := c.ok("/", "exec", "--cgroup", ctrl+":sub", id, "cat", "/proc/self/cgroup")
+		if l := lineOf(out, ctrl); !strings.HasSuffix(l, ":"+path.Join(base, "sub")) {
+			t.Errorf("exec --cgroup %s:sub: %q, want the sub-cgroup %s", ctrl, l, path.Join(base, "sub"))
+		}
+		if l := lineOf(out, other); strings.HasSuffix(l, "/sub") {
+			t.Errorf("exec --cgroup %s:sub moved the process in %s too: %q", ctrl, other, l)
+		}
+	}
+	// PATH alone: that sub-cgroup in every hierarchy the container has.
+	for _, dir := range paths {
+		mkdir(filepath.Join(dir, "all"))
+		// A v1 cpuset cgroup takes no process before it has CPUs and
+		// memory nodes: its parent's.
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if v, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+				if err := os.WriteFile(filepath.Join(dir, "all", f), v, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	out := c.ok("/", "exec", "--cgroup", "all", id, "cat", "/proc/self/cgroup")
+	if l := lineOf(out, ctrl); !strings.HasSuffix(l, ":"+path.Join(base, "all")) {
+		t.Errorf("exec --cgroup all: %q, want the sub-cgroup %s", l, path.Join(base, "all"))
+	}
+	for _, x := range []struct{ arg, want string }{
+		{"..", " .. is not a sub cgroup path"},
+		{"../" + filepath.Base(paths[ctrl]) + "x", "is not a sub cgroup path"},
+		{"nonexistent", "/nonexistent/cgroup.procs: no such file "},
+		{"whaaat:/", "unknown controller "},
+		{"a:b:c", "want [CONTROLLER:]PATH"},
+	} {
+		res := c.runIn("/", "exec", "--cgroup", x.arg, id, "true")
+		if res.code != 255 || !strings.Contains(res.stderr, x.want) {
+			t.Errorf("exec --cgroup %s: exit %d, %q; want 255 and %q", x.arg, res.code, res.stderr, x.want)
+		}
+	}
+	if res := c.runIn("/", "exec", "--cgroup", "nonexistent", id, "true"); !strings.Contains(res.stderr, " adding pid ") {
+		t.Errorf("exec --cgroup nonexistent: %q; want runc's \"adding pid\"", res.stderr)
+	}
+}
+
+// Plain `events ID` streams a stats event every 5s, runc's default (its
+// events.bats waits for the first one), until the container exits;
+// --interval 0 gives the events alone.
+func TestRuncEventsDefaultInterval(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, nil, "sleep", "300")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(b, "run", "-d", id)
+	// events runs on until the container exits: out is read while it runs.
+	start := func(args ...string) (*os.File, chan error) {
+		out, err := os.Create(filepath.Join(t.TempDir(), "events"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { out.Close() })
+		cmd := exec.Command(c.bin, append([]string{"--root", c.root, "events"}, args...)...)
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done, exited := make(chan error, 1), make(chan struct{})
+		go func() { done <- cmd.Wait(); close(exited) }()
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			<-exited
+		})
+		return out, done
+	}
+	types := func(f *os.File) []string {
+		data, _ := os.ReadFile(f.Name())
+		var ts []string
+		for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var e struct {
+				Type string `json:"type"`
+				ID   string `json:"id"`
+			}
+			if l == "" {
+				continue
+			}
+			if err := json.Unmarshal([]byte(l), &e); err != nil || e.ID != id {
+				t.Fatalf("events: line %q (%v); want JSON events of %s", l, err, id)
+			}
+			ts = append(ts, e.Type)
+		}
+		return ts
+	}
+	plain, plainDone := start(id)
+	bare, bareDone := start("--interval", "0", id)
+	deadline := time.Now().Add(15 * time.Second)
+	for len(types(plain)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if ts := types(plain); len(ts) == 0 || ts[0] != "stats" {
+		t.Fatalf("events ID: %v after 15s; want a stats event (runc's default streams one every 5s)", ts)
+	}
+	c.ok("/", "kill", id, "KILL")
+	for _, d := range []chan error{plainDone, bareDone} {
+		select {
+		case err := <-d:
+			if err != nil {
+				t.Errorf("events: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("events did not end after the container was killed")
+		}
+	}
+	if ts := types(plain); ts[len(ts)-1] != "exit" {
+		t.Errorf("events ID: %v; want stats events, the exit last", ts)
+	}
+	if ts := types(bare); !slices.Equal(ts, []string{"exit"}) {
+		t.Errorf("events --interval 0 ID: %v; want the exit event alone", ts)
+	}
+}
+
+// --debug logs create's steps in runc's words (runc's debug.bats greps
+// for them), to stderr or with --log to FILE alone, as text or JSON.
+func TestRuncRunDebugLog(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, nil, "echo", "Hello World")
+	steps := []string{"nsexec container setup", "child process in init()", "init: closing the pipe to signal completion"}
+	check := func(what, out, level string) {
+		t.Helper()
+		for _, want := range append([]string{level}, steps...) {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: the debug log lacks %q:\n%s", what, want, out)
+			}
+		}
+	}
+	id := testutil.Name(t, 38)
+	c.cleanup(id + "-1")
+	res := c.runIn(b, "--debug", "run", id+"-1")
+	if res.code != 0 || res.stdout != "Hello World\n" {
+		t.Fatalf("--debug run: exit %d, stdout %q: %s", res.code, res.stdout, res.stderr)
+	}
+	check("--debug run (stderr)", res.stderr, "level=debug")
+	logFile := filepath.Join(t.TempDir(), "log.json")
+	c.cleanup(id + "-2")
+	res = c.runIn(b, "--log", logFile, "--log-format", "json", "--debug", "run", id+"-2")
+	if res.code != 0 || strings.Contains(res.stderr, "debug") {
+		t.Errorf("--log --debug run: exit %d, stderr %q; want the debug log in the file alone", res.code, res.stderr)
+	}
+	data, _ := os.ReadFile(logFile)
+	check("--log --log-format json --debug run (file)", string(data), `"level":"debug"`)
+}
+
+// process.terminal's pty comes from the container's own devpts, as
+// runc's init opens it: tty(1) in the container names it, and it belongs
+// to the process's user and devpts' tty group (runc's tty.bats "tty
+// owner").
+func TestRuncTerminalFromContainerDevpts(t *testing.T) {
+	c := newRuncCLI(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	dir := filepath.Dir(rootfs)
+	os.Remove(filepath.Join(dir, "config.json"))
+	c.ok(dir, "spec")
+	s := readSpec(t, dir)
+	s.Process.Args = []string{"sh", "-c", `echo "tty=$(tty) owner=$(stat -c %u:%g $(tty))"; sleep 100`}
+	s.Process.User = specs.User{UID: 1000, GID: 100}
+	writeSpec(t, dir, s)
+	sock, masters := consoleSocket(t)
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(dir, "run", "-d", "--console-socket", sock, id)
+	var master *os.File
+	select {
+	case master = <-masters:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no terminal came over --console-socket")
+	}
+	defer master.Close()
+	out := readUntil(t, master, "\n") // one echo, one write
+	if !strings.Contains(out, "tty=/dev/pts/0 owner=1000:5") {
+		t.Errorf("the container's terminal: %q; want tty=/dev/pts/0 owner=1000:5 (its own devpts, its user, the tty group)", out)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
@@ -24,7 +25,7 @@ func init() {
 		name:    "exec",
 		summary: "run a command in a running container",
 		run: func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-			return execCommand(ctx, "exec", "", args, stdout, stderr)
+			return execCommand(ctx, "exec", "", args, stdout, stderr, nil)
 		},
 	})
 }
@@ -35,9 +36,23 @@ const exitTimedOut = 124
 
 const execSynopsis = "[-t] [-e KEY=VAL] [--user UID[:GID]] [--timeout DUR] NAME -- CMD [ARG...]"
 
-// execCommand is `exec` (root empty: the daemon's --state) and `runtime
-// exec` (root: the runtime's --root).
-func execCommand(ctx context.Context, name, root string, args []string, stdout, stderr io.Writer) int {
+// exitExecFailed is runtime exec's exit code when the runtime fails
+// (the container is missing or stopped, the command cannot start, the
+// PID file cannot be written): runc's 255, apart from any exit code of
+// the command's own.
+const exitExecFailed = 255
+
+// runcExecEnv is what `runtime exec` takes from runc's global flags: the
+// logger (--log, --log-format, --debug), and report, which puts a failure
+// in --log's file too.
+type runcExecEnv struct {
+	logger *slog.Logger
+	report func(error)
+}
+
+// execCommand is `exec` (root empty: the daemon's --state; rx nil) and
+// `runtime exec` (root: the runtime's --root; rx: runc's globals).
+func execCommand(ctx context.Context, name, root string, args []string, stdout, stderr io.Writer, rx *runcExecEnv) int {
 	synopsis := name + " " + strings.Replace(execSynopsis, "NAME", "ID", 1)
 	if root == "" {
 		synopsis = name + " [--state DIR] " + execSynopsis
@@ -71,7 +86,15 @@ func execCommand(ctx context.Context, name, root string, args []string, stdout, 
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "reconciled %s: %v\n", name, err)
+		if rx != nil {
+			rx.report(err)
+			return exitExecFailed
+		}
 		return 1
+	}
+	var opts []executor.Option
+	if rx != nil {
+		opts = append(opts, executor.WithLogger(rx.logger))
 	}
 	if root == "" {
 		root = daemon.Layout(*state).Runtime()
@@ -84,7 +107,7 @@ func execCommand(ctx context.Context, name, root string, args []string, stdout, 
 		}
 		o.User = u
 	}
-	rt, err := executor.New(root)
+	rt, err := executor.New(root, opts...)
 	if err != nil {
 		return fail(err)
 	}

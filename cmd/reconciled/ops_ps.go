@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -81,11 +82,14 @@ func opsCommand(ctx context.Context, sub, root string, args []string, stdout, st
 	var ev eventsFlags
 	if sub == "events" {
 		fs.BoolVar(&ev.stats, "stats", false, "print the container's stats once, as runc's stats event, and exit")
-		fs.DurationVar(&ev.interval, "interval", 0, "also print a stats event every DUR (runc: 5s) until the container exits")
+		fs.DurationVar(&ev.interval, "interval", defaultEventsInterval, "print a stats event every DUR among the events until the container exits (0: events only, no stats)")
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return 2
+	}
+	if sub == "events" {
+		fs.Visit(func(f *flag.Flag) { ev.intervalSet = ev.intervalSet || f.Name == "interval" })
 	}
 	if len(pos) > 1 || (len(pos) == 0 && sub != "stats") || (format != nil && *format != "table" && *format != "json") {
 		fs.Usage()

@@ -30,28 +30,34 @@ const runtimeOpsSynopsis = `  exec [-t] [-e KEY=VAL] [--user UID[:GID]] [--timeo
          [--cpu-quota N] [--cpu-rt-period N] [--cpu-rt-runtime N] [--cpuset-cpus LIST] [--cpuset-mems LIST]
          [--pids-limit N] [--blkio-weight N] [-r FILE] ID`
 
-// runtimeOp runs `runtime SUB ARGS` on the state root.
-func runtimeOp(ctx context.Context, root, sub string, args []string, stdout, stderr io.Writer) int {
+// runtimeOp runs `runtime SUB ARGS` on the state root; rx is what exec
+// takes from runc's global flags.
+func runtimeOp(ctx context.Context, root, sub string, args []string, stdout, stderr io.Writer, rx *runcExecEnv) int {
 	if sub == "exec" {
-		return execCommand(ctx, "runtime exec", root, args, stdout, stderr)
+		return execCommand(ctx, "runtime exec", root, args, stdout, stderr, rx)
 	}
 	return opsCommand(ctx, sub, root, args, stdout, stderr)
 }
 
 // eventsFlags are events' flags, runc's: --stats, --interval.
 type eventsFlags struct {
-	stats    bool
-	interval time.Duration
+	stats       bool
+	interval    time.Duration
+	intervalSet bool // --interval was given
 }
 
+// defaultEventsInterval is runc events' default: a stats event every 5s.
+const defaultEventsInterval = 5 * time.Second
+
 // runEvents is `events`: with --stats one stats event; else container
-// id's events as JSON lines until it exits, and with --interval a stats
-// event every interval among them.
+// id's events as JSON lines until it exits, with a stats event every
+// interval among them (the first at once; runc's default of 5s unless
+// --interval says otherwise; --interval 0: the events alone).
 func runEvents(ctx context.Context, rt *executor.Runtime, id string, f eventsFlags, w io.Writer) error {
 	if f.interval < 0 {
 		return fmt.Errorf("--interval %s: give a positive duration", f.interval)
 	}
-	if f.stats && f.interval != 0 {
+	if f.stats && f.intervalSet {
 		return errors.New("--stats prints once: leave out --interval")
 	}
 	enc := json.NewEncoder(w)
@@ -63,7 +69,7 @@ func runEvents(ctx context.Context, rt *executor.Runtime, id string, f eventsFla
 		return enc.Encode(ev)
 	}
 	if f.interval == 0 {
-		return rt.Events(ctx, id, func(e executor.Event) error { return enc.Encode(e) })
+		return rt.Events(ctx, id, func(e executor.Event) error { return enc.Encode(runcEvent(e)) })
 	}
 	var mu sync.Mutex
 	emit := func(v any) error {
@@ -99,12 +105,29 @@ func runEvents(ctx context.Context, rt *executor.Runtime, id string, f eventsFla
 			}
 		}
 	}()
-	err := rt.Events(ctx, id, func(e executor.Event) error { return emit(e) })
+	err := rt.Events(ctx, id, func(e executor.Event) error { return emit(runcEvent(e)) })
 	cancel()
 	if terr := <-ticks; terr != nil {
 		return terr
 	}
 	return err
+}
+
+// runcOOMEvent is runc's OOM event, {"type":"oom","id":ID} and nothing
+// else (runc's types.Event without data): runc's events.bats and scripts
+// written against runc match that line whole.
+type runcOOMEvent struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+// runcEvent is e as `events` prints it: an OOM event in runc's shape,
+// any other (exit, which runc has not) as the executor reports it.
+func runcEvent(e executor.Event) any {
+	if e.Type == executor.EventOOM {
+		return runcOOMEvent{Type: e.Type, ID: e.ID}
+	}
+	return e
 }
 
 // runcStatsEvent is runc's `events --stats` object: {"type":"stats",

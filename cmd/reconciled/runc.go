@@ -65,7 +65,7 @@ func (g *runcGlobals) logger(stderr io.Writer) (*slog.Logger, func(), error) {
 	if g.debug {
 		level = slog.LevelDebug
 	}
-	o := &slog.HandlerOptions{Level: level}
+	o := &slog.HandlerOptions{Level: level, ReplaceAttr: logrusLevel}
 	switch g.logFormat {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, o)), closeLog, nil
@@ -74,6 +74,29 @@ func (g *runcGlobals) logger(stderr io.Writer) (*slog.Logger, func(), error) {
 	}
 	closeLog()
 	return nil, nil, fmt.Errorf("--log-format %q: want text or json", g.logFormat)
+}
+
+// logrusLevel writes the level as runc's logger (logrus) does, "debug",
+// "info", "warning", "error": engines read runc's log by those names
+// (containerd's go-runc takes the last "error" record's msg as the
+// runtime's error), and runc's tests grep for level=debug.
+func logrusLevel(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) > 0 || a.Key != slog.LevelKey {
+		return a
+	}
+	if l, ok := a.Value.Any().(slog.Level); ok {
+		switch {
+		case l < slog.LevelInfo:
+			return slog.String(a.Key, "debug")
+		case l < slog.LevelWarn:
+			return slog.String(a.Key, "info")
+		case l < slog.LevelError:
+			return slog.String(a.Key, "warning")
+		default:
+			return slog.String(a.Key, "error")
+		}
+	}
+	return a
 }
 
 // options are the executor options the globals ask for.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -23,7 +24,8 @@ type runcExecFlags struct {
 	gids                                 []uint32
 	caps                                 []string
 	preserveFds                          int
-	cgroup, apparmor, label              string
+	cgroups                              []string
+	apparmor, label                      string
 	consoleSize                          *specs.Box // from --process
 }
 
@@ -51,7 +53,10 @@ func addRuncExecFlags(fs *flag.FlagSet) *runcExecFlags {
 	fs.Func("cap", "add a capability, CAP_NAME (repeatable)", caps)
 	fs.Func("c", "same as --cap", caps)
 	fs.IntVar(&f.preserveFds, "preserve-fds", 0, "pass this process's fds 3 .. 3+N-1 to the process as its fds 3, ...")
-	fs.StringVar(&f.cgroup, "cgroup", "", "run in a sub-cgroup (not supported yet)")
+	fs.Func("cgroup", "run the process in an existing sub-cgroup of the container's: [CONTROLLER[,CONTROLLER...]:]PATH (repeatable with controllers; cgroup v2: PATH alone)", func(s string) error {
+		f.cgroups = append(f.cgroups, s)
+		return nil
+	})
 	fs.Bool("ignore-paused", false, "accepted for runc compatibility: a paused container is refused")
 	fs.StringVar(&f.apparmor, "apparmor", "", "AppArmor profile (not supported: refused)")
 	fs.StringVar(&f.label, "process-label", "", "SELinux label (not supported: refused)")
@@ -61,9 +66,12 @@ func addRuncExecFlags(fs *flag.FlagSet) *runcExecFlags {
 // apply puts the flags into o. What is asked for and cannot be done is
 // refused, not dropped.
 func (f *runcExecFlags) apply(root, id string, o *executor.ExecOptions) error {
+	sub, err := subCgroupFlags(f.cgroups)
+	if err != nil {
+		return err
+	}
+	o.SubCgroups = sub
 	switch {
-	case f.cgroup != "":
-		return fmt.Errorf("--cgroup %s: running in a sub-cgroup is not supported", f.cgroup)
 	case f.apparmor != "":
 		return errors.New("--apparmor: AppArmor is not supported")
 	case f.label != "":
@@ -130,6 +138,33 @@ func (f *runcExecFlags) apply(root, id string, o *executor.ExecOptions) error {
 	return nil
 }
 
+// subCgroupFlags reads --cgroup's values as runc exec does: "PATH" alone
+// (the only --cgroup given) is one path for every hierarchy (key ""),
+// "CTRL[,CTRL...]:PATH" a path for each named controller.
+func subCgroupFlags(args []string) (map[string]string, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	paths := make(map[string]string, len(args))
+	for _, a := range args {
+		ctrls, p, hasCtrl := strings.Cut(a, ":")
+		switch {
+		case strings.Contains(p, ":"):
+			return nil, fmt.Errorf("--cgroup %s: want [CONTROLLER:]PATH", a)
+		case !hasCtrl:
+			if len(args) != 1 {
+				return nil, fmt.Errorf("--cgroup %s: with more than one --cgroup each needs its CONTROLLER: prefix", a)
+			}
+			paths[""] = a
+		default:
+			for _, c := range strings.Split(ctrls, ",") {
+				paths[c] = p
+			}
+		}
+	}
+	return paths, nil
+}
+
 // preservedFiles is --preserve-fds N: this process's fds 3 .. 3+N-1, as
 // runc passes them (LISTEN_FDS style). Each must have been inherited: a
 // descriptor that survived the exec of this program has close-on-exec
@@ -154,7 +189,7 @@ func preservedFiles(n int) ([]*os.File, error) {
 // --pid-file: the terminal (with --tty) goes to the console socket, the
 // PID to the file; detached, it returns at once, else it waits and
 // returns the process's exit code.
-func runcExec(ctx context.Context, rt *executor.Runtime, id string, o executor.ExecOptions, f *runcExecFlags) (int, error) {
+func runcExec(ctx context.Context, rt *executor.Runtime, id string, o executor.ExecOptions, f *runcExecFlags) (_ int, err error) {
 	if !o.Terminal {
 		o.Stdin, o.Stdout, o.Stderr = os.Stdin, os.Stdout, os.Stderr
 	}
@@ -162,6 +197,14 @@ func runcExec(ctx context.Context, rt *executor.Runtime, id string, o executor.E
 	if err != nil {
 		return 0, err
 	}
+	defer func() {
+		if err != nil {
+			// As runc: a process whose start could not be completed (its
+			// terminal not sent, its PID file not written) does not run on.
+			p.Signal(unix.SIGKILL)
+			p.Wait(context.WithoutCancel(ctx))
+		}
+	}()
 	if p.Console != nil {
 		defer p.Console.Close()
 		if f.consoleSocket == "" {

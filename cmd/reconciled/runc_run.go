@@ -48,28 +48,26 @@ func createOrRun(ctx context.Context, rt *executor.Runtime, id string, f createF
 		if detached && f.consoleSocket == "" {
 			return 0, errors.New("process.terminal is true: a detached container's terminal needs --console-socket")
 		}
-		m, s, err := openPty()
-		if err != nil {
-			return 0, err
-		}
-		defer m.Close()
-		defer s.Close()
-		if err := setupPty(s, spec.Process); err != nil {
-			return 0, err
-		}
-		// The executor gets the slave as plain stdio.
+		defer func() {
+			if master != nil {
+				master.Close()
+			}
+		}()
+		// The init opens the terminal on the container's devpts, as
+		// runc's does (its tty then names a /dev/pts entry the process
+		// sees), and hands the master over.
 		cp := *spec
 		proc := *spec.Process
 		proc.Terminal = false
 		cp.Process = &proc
 		opts.Spec = &cp
-		opts.Stdin, opts.Stdout, opts.Stderr = s, s, s
-		master = m
+		size := spec.Process.ConsoleSize
+		opts.Console = func(m *os.File) error {
+			master = m
+			return setConsoleSize(m, size)
+		}
 	}
 	created := func() error {
-		if opts.Stdin != nil && opts.Stdin != os.Stdin {
-			opts.Stdin.Close() // the slave: only the container holds it now
-		}
 		if master != nil && f.consoleSocket != "" {
 			return sendConsole(f.consoleSocket, master)
 		}
@@ -97,18 +95,23 @@ func createOrRun(ctx context.Context, rt *executor.Runtime, id string, f createF
 		}
 		return 0, nil
 	}
-	if f.consoleSocket != "" {
-		master = nil // the socket's reader has it
+	// The terminal, once created, for the caller's (none when the
+	// socket's reader has it).
+	terminal := func() *os.File {
+		if f.consoleSocket != "" {
+			return nil
+		}
+		return master
 	}
-	return runContainer(ctx, rt, id, f.bundle, opts, f.keep, created, master, stderr), nil
+	return runContainer(ctx, rt, id, f.bundle, opts, f.keep, created, terminal, stderr), nil
 }
 
 // runContainer is `run` in the foreground: create, start, forward
 // signals, wait, delete (unless keep), and exit with the container
-// process's status. created runs between create and start; a master
-// (the container's terminal) is connected to the caller's stdin and
-// stdout.
-func runContainer(ctx context.Context, rt *executor.Runtime, id, bundle string, opts executor.CreateOptions, keep bool, created func() error, master *os.File, stderr io.Writer) int {
+// process's status. created runs between create and start; the master
+// terminal returns once created (the container's terminal, nil for none)
+// is connected to the caller's stdin and stdout.
+func runContainer(ctx context.Context, rt *executor.Runtime, id, bundle string, opts executor.CreateOptions, keep bool, created func() error, terminal func() *os.File, stderr io.Writer) int {
 	// Signals are forwarded to the container, not acted on here.
 	sigc := make(chan os.Signal, 8)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH)
@@ -134,7 +137,7 @@ func runContainer(ctx context.Context, rt *executor.Runtime, id, bundle string, 
 		return code
 	}
 	var console *consoleCopy
-	if master != nil {
+	if master := terminal(); master != nil {
 		var err error
 		if console, err = startConsole(master, os.Stdin, os.Stdout); err != nil {
 			fail(err)

@@ -95,7 +95,8 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "reconciled %s %s: %v\n", name, sub, err)
 		if g.log != "" {
-			logger.Error("command failed", "command", sub, "err", err)
+			// The error is the message, as runc logs it.
+			logger.Error(err.Error(), "command", sub, "err", err)
 		}
 		return 1
 	}
@@ -201,7 +202,15 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 		}
 		return with(func(rt *executor.Runtime) error {
 			if *all {
-				return rt.KillAll(ctx, pos[0], sig)
+				err := rt.KillAll(ctx, pos[0], sig)
+				// As runc: --all signals whatever is left in a stopped
+				// container's cgroup, and nothing left is no error
+				// (runc's kill.bats: `kill -a ID 0` after the stop).
+				var te *executor.StateTransitionError
+				if errors.As(err, &te) && te.From == executor.StatusStopped {
+					return nil
+				}
+				return err
 			}
 			return rt.Kill(ctx, pos[0], sig)
 		})
@@ -236,7 +245,12 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 		return result(enc.Encode(features()))
 
 	case "exec", "pause", "resume", "stats", "events", "update":
-		return runtimeOp(ctx, *root, sub, args, stdout, stderr)
+		rx := &runcExecEnv{logger: logger, report: func(err error) {
+			if g.log != "" {
+				logger.Error(err.Error(), "command", sub, "err", err)
+			}
+		}}
+		return runtimeOp(ctx, *root, sub, args, stdout, stderr, rx)
 
 	case "list", "ls":
 		return runcList(*root, args, stdout, stderr)

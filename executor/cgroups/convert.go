@@ -85,7 +85,9 @@ func pidsValue(limit int64) string {
 
 // deviceRule formats one rule for devices.allow or devices.deny:
 // "type major:minor access", with "a" for an empty type, "*" for a missing
-// number and "rwm" for empty access.
+// number and "rwm" for empty access; letters other than r, w and m are
+// dropped as runc drops them (accessBits), and a b or c rule left with no
+// access is no rule (file and rule empty).
 func deviceRule(d specs.LinuxDeviceCgroup) (file, rule string, err error) {
 	typ := d.Type
 	switch typ {
@@ -101,14 +103,12 @@ func deviceRule(d specs.LinuxDeviceCgroup) (file, rule string, err error) {
 		}
 		return strconv.FormatInt(*p, 10)
 	}
-	access := d.Access
-	if access == "" {
-		access = "rwm"
+	access := accessString(accessBits(d.Access))
+	if access == "" && typ != "a" {
+		return "", "", nil // no access runc knows (accessBits): nothing to write
 	}
-	for _, c := range access {
-		if c != 'r' && c != 'w' && c != 'm' {
-			return "", "", fmt.Errorf("invalid device access %q", d.Access)
-		}
+	if access == "" {
+		access = "rwm" // type a resets the default, whatever the access
 	}
 	file = "devices.deny"
 	if d.Allow {

@@ -88,7 +88,10 @@ func TestDeviceRule(t *testing.T) {
 		{in: specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: ptr[int64](136), Access: "rw"}, file: "devices.allow", rule: "c 136:* rw"},
 		{in: specs.LinuxDeviceCgroup{Allow: true, Type: "b", Major: ptr[int64](8), Minor: ptr[int64](0)}, file: "devices.allow", rule: "b 8:0 rwm"},
 		{in: specs.LinuxDeviceCgroup{Allow: true, Type: "x"}, err: true},
-		{in: specs.LinuxDeviceCgroup{Allow: true, Type: "c", Access: "rwx"}, err: true},
+		// Letters other than rwm are dropped, as runc drops them.
+		{in: specs.LinuxDeviceCgroup{Allow: true, Type: "c", Access: "rwx"}, file: "devices.allow", rule: "c *:* rw"},
+		{in: specs.LinuxDeviceCgroup{Allow: false, Type: "c", Major: ptr[int64](1), Minor: ptr[int64](11), Access: "rwa"}, file: "devices.deny", rule: "c 1:11 rw"},
+		{in: specs.LinuxDeviceCgroup{Allow: true, Type: "c", Access: "a"}},
 	} {
 		file, rule, err := deviceRule(tc.in)
 		if (err != nil) != tc.err || file != tc.file || rule != tc.rule {

@@ -108,6 +108,9 @@ func setDevicesV1(dir string, rules []specs.LinuxDeviceCgroup) error {
 		if err != nil {
 			return err
 		}
+		if file == "" {
+			continue
+		}
 		if err := writeFile(dir, file, rule); err != nil {
 			return err
 		}
