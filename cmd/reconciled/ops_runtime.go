@@ -71,10 +71,17 @@ func runEvents(ctx context.Context, rt *executor.Runtime, id string, f eventsFla
 	if f.interval == 0 {
 		return rt.Events(ctx, id, func(e executor.Event) error { return enc.Encode(runcEvent(e)) })
 	}
+	// The exit event is the last line: a stats event read while the
+	// container was dying is dropped once the exit is out.
 	var mu sync.Mutex
-	emit := func(v any) error {
+	exited := false
+	emit := func(v any, exit bool) error {
 		mu.Lock()
 		defer mu.Unlock()
+		if exited {
+			return nil
+		}
+		exited = exit
 		return enc.Encode(v)
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -86,7 +93,7 @@ func runEvents(ctx context.Context, rt *executor.Runtime, id string, f eventsFla
 		for {
 			ev, err := statsEvent(ctx, rt, id)
 			if err == nil {
-				err = emit(ev)
+				err = emit(ev, false)
 			}
 			if err != nil && ctx.Err() == nil {
 				// A container that is exiting has no stats: its exit
@@ -105,7 +112,7 @@ func runEvents(ctx context.Context, rt *executor.Runtime, id string, f eventsFla
 			}
 		}
 	}()
-	err := rt.Events(ctx, id, func(e executor.Event) error { return emit(runcEvent(e)) })
+	err := rt.Events(ctx, id, func(e executor.Event) error { return emit(runcEvent(e), e.Type == executor.EventExit) })
 	cancel()
 	if terr := <-ticks; terr != nil {
 		return terr
