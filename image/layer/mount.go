@@ -5,7 +5,6 @@ package layer
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"runtime"
@@ -129,25 +128,7 @@ func Mount(target string, layers []string, upper, work string) error {
 // upper would make "/" unusable for non-root users. An upper that is not
 // empty (a container's existing changes) is left as it is.
 func matchRoot(upper string, top dirFd) error {
-	fd, err := sys.Openat(unix.AT_FDCWD, upper, unix.O_RDONLY|unix.O_DIRECTORY, 0)
-	if err != nil {
-		return fmt.Errorf("upper: %w", err)
-	}
-	d := os.NewFile(uintptr(fd), upper)
-	defer d.Close() // a directory opened for reading: nothing to lose
-	if names, err := d.Readdirnames(1); len(names) > 0 {
-		return nil
-	} else if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("unable to list %s: %w", upper, err)
-	}
-	st, err := sys.Fstat(top.fd)
-	if err != nil {
-		return fmt.Errorf("layer %s: %w", top.path, err)
-	}
-	if err := unix.Fchown(fd, int(st.Uid), int(st.Gid)); err != nil {
-		return pathErr("fchown", upper, err)
-	}
-	return pathErr("fchmod", upper, unix.Fchmod(fd, st.Mode&0o7777))
+	return matchRootMapped(upper, top, func(uid, gid uint32) (int, int) { return int(uid), int(gid) })
 }
 
 // dirFd is a directory given to Mount: its path and an O_PATH fd on it.
