@@ -47,7 +47,7 @@ func main() {
 	fmt.Printf("%-5s %8s %16s %16s %16s %14s\n", "kind", "probes", "daemon CPU/probe", "in containers", "total CPU/probe", "daemon core %")
 	var base usage
 	for _, kind := range strings.Split(*kinds, ",") {
-		u, probes, err := run(*bin, filepath.Join(*work, kind), kind, *n, *interval, *window)
+		u, probes, err := run(*bin, *busybox, filepath.Join(*work, kind), kind, *n, *interval, *window)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", kind, err)
 			os.Exit(1)
@@ -71,7 +71,7 @@ func main() {
 	if *rivals == "" {
 		return
 	}
-	fmt.Printf("\nexec of /bin/true in a running busybox container, CPU per exec (the CLI and all it starts), %d each:\n", rivalExecs)
+	fmt.Printf("\nexec of /bin/true (static busybox) in a running busybox container, CPU per exec (the CLI and all it starts), %d each:\n", rivalExecs)
 	for _, rt := range strings.Split(*rivals, ",") {
 		per, err := rivalExec(rt, *shim, *busybox, filepath.Join(*work, "rival-"+rt))
 		if err != nil {
@@ -170,9 +170,11 @@ func childCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// manifest is container name probed by kind: httpd on 8080 in its own
-// network namespace, or a sleep probed by exec /bin/true.
-func manifest(name, kind string, interval time.Duration) string {
+// manifest is container name's: busybox httpd on 8080 in its own network
+// namespace, probed by kind. The exec
+// probe runs busybox's true, the very command and binary the rivals'
+// exec runs in their bundle.
+func manifest(name, busybox, kind string, interval time.Duration) string {
 	cmd := `["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/"]`
 	health := ""
 	switch kind {
@@ -181,7 +183,7 @@ func manifest(name, kind string, interval time.Duration) string {
 	case "tcp":
 		health = fmt.Sprintf("  health: {tcp: {port: 8080}, interval: %s}\n", interval)
 	case "exec":
-		health = fmt.Sprintf("  health: {exec: [/bin/true], interval: %s}\n", interval)
+		health = fmt.Sprintf("  health: {exec: [%s, \"true\"], interval: %s}\n", busybox, interval)
 	}
 	return fmt.Sprintf(`apiVersion: reconciled.dev/v1
 kind: Container
@@ -200,14 +202,14 @@ spec:
 // usage is CPU used by the daemon's cgroup and by its containers'.
 type usage struct{ daemon, containers time.Duration }
 
-func run(bin, dir, kind string, n int, interval, window time.Duration) (usage, int, error) {
+func run(bin, busybox, dir, kind string, n int, interval, window time.Duration) (usage, int, error) {
 	manifests, state := filepath.Join(dir, "manifests"), filepath.Join(dir, "state")
 	if err := os.MkdirAll(manifests, 0o755); err != nil {
 		return usage{}, 0, err
 	}
 	for i := range n {
 		name := fmt.Sprintf("probe-%s-%d", kind, i)
-		if err := os.WriteFile(filepath.Join(manifests, name+".yaml"), []byte(manifest(name, kind, interval)), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(manifests, name+".yaml"), []byte(manifest(name, busybox, kind, interval)), 0o644); err != nil {
 			return usage{}, 0, err
 		}
 	}

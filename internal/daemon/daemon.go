@@ -314,8 +314,15 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("systemd watchdog on", "watchdogSec", notify.watchdog)
 	}
 	// spec.health's probes (health.go): a change of health has the
-	// container, and those that wait for it, planned again.
-	health := newHealthManager(ctx, log.With("component", "health"), events, probeWith(rt), layout.Notify(), func(name string) {
+	// container, and those that wait for it, planned again. http and tcp
+	// probes run on the network prober's thread (netprobe.go), closed
+	// after the manager's runs.
+	netProbes, err := newNetProber()
+	if err != nil {
+		return fmt.Errorf("unable to start the http and tcp prober: %w", err)
+	}
+	defer netProbes.Close()
+	health := newHealthManager(ctx, log.With("component", "health"), events, probeWith(rt), netProbes, layout.Notify(), func(name string) {
 		loop.Notify(name)
 		pub.Kick()
 	})

@@ -43,11 +43,9 @@ type prober struct {
 	// applied is the definition the run was created from (its image's
 	// HEALTHCHECK; desired.Probe); guarded by healthManager.mu.
 	applied *desired.Container
-	// netns is the container's network namespace while the run is
-	// probed by http or tcp (probe.go); server is its probe server while
-	// it is probed by exec (probeserver.go), serverFailed when it last
-	// failed. Used by the run's goroutine only.
-	netns        *os.File
+	// server is the run's probe server while it is probed by exec
+	// (probeserver.go), serverFailed when it last failed. Used by the
+	// run's goroutine only.
 	server       *probeServer
 	serverFailed time.Time
 
@@ -70,7 +68,8 @@ type probeFunc func(ctx context.Context, p *prober, h *desired.Health) (ok bool,
 type healthManager struct {
 	log     *slog.Logger
 	events  *eventLog
-	probe   probeFunc
+	probe   probeFunc         // exec probes
+	net     *netProber        // http and tcp probes
 	changed func(name string) // plan name again; kick the status
 	now     func() time.Time
 	// readyDir keeps the notify sockets' READY=1 across daemon restarts
@@ -85,11 +84,11 @@ type healthManager struct {
 	wg        sync.WaitGroup
 }
 
-// newHealthManager returns the manager of the probes run with probe,
-// keeping READY=1 in readyDir ("" keeps nothing); changed is told of each
-// change of a container's health.
-func newHealthManager(ctx context.Context, log *slog.Logger, events *eventLog, probe probeFunc, readyDir string, changed func(string)) *healthManager {
-	return &healthManager{log: log, events: events, probe: probe, readyDir: readyDir, changed: changed, now: time.Now,
+// newHealthManager returns the manager of the probes run with probe (exec)
+// and net (http and tcp), keeping READY=1 in readyDir ("" keeps nothing);
+// changed is told of each change of a container's health.
+func newHealthManager(ctx context.Context, log *slog.Logger, events *eventLog, probe probeFunc, net *netProber, readyDir string, changed func(string)) *healthManager {
+	return &healthManager{log: log, events: events, probe: probe, net: net, readyDir: readyDir, changed: changed, now: time.Now,
 		ctx: ctx, want: map[string]*desired.Container{}, probes: map[string]*prober{}, notifiers: map[string]*notifySocket{}}
 }
 
@@ -253,6 +252,8 @@ func (m *healthManager) Unhealthy() int {
 }
 
 // run probes p's container at once, then every interval, until ctx ends.
+// http and tcp probes are run by the network prober's loop (netprobe.go);
+// this goroutine waits meanwhile, and runs exec probes itself.
 func (m *healthManager) run(ctx context.Context, p *prober) {
 	defer p.closeRun()
 	t := time.NewTimer(0)
@@ -266,6 +267,17 @@ func (m *healthManager) run(ctx context.Context, p *prober) {
 		m.mu.Lock()
 		h := p.cfg
 		m.mu.Unlock()
+		if h.HTTP != nil || h.TCP != nil {
+			if !m.net.run(ctx.Done(), &netRun{p: p, load: func() *desired.Health { return m.current(p) }, done: func(h *desired.Health, ok bool, result string) {
+				if effects := m.apply(p, h, ok, result); effects != nil {
+					go effects() // not on the prober's thread: see netprobe.go
+				}
+			}}) {
+				return
+			}
+			t.Reset(0) // now probed by exec: due now
+			continue
+		}
 		pctx, cancel := context.WithTimeout(ctx, h.Timeout)
 		ok, result := m.probe(pctx, p, h)
 		timedOut := pctx.Err() == context.DeadlineExceeded
@@ -281,10 +293,30 @@ func (m *healthManager) run(ctx context.Context, p *prober) {
 	}
 }
 
-// record applies one probe's result: a success makes the container
-// healthy; retries failures in a row make it unhealthy, but failures
-// inside startPeriod of a container not yet healthy do not count.
+// current is the probe of p's run now; nil once the run is no longer
+// probed.
+func (m *healthManager) current(p *prober) *desired.Health {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.probes[p.name] != p {
+		return nil
+	}
+	return p.cfg
+}
+
+// record applies one probe's result (apply) and its effects.
 func (m *healthManager) record(p *prober, h *desired.Health, ok bool, result string) {
+	if effects := m.apply(p, h, ok, result); effects != nil {
+		effects()
+	}
+}
+
+// apply applies one probe's result: a success makes the container
+// healthy; retries failures in a row make it unhealthy, but failures
+// inside startPeriod of a container not yet healthy do not count. It
+// returns what follows from a change (an event, a log line, the loop and
+// the status told), or nil when nothing changed but the last output.
+func (m *healthManager) apply(p *prober, h *desired.Health, ok bool, result string) (effects func()) {
 	what := h.Describe() + " " + result
 	if len(what) > maxProbeOutput {
 		what = what[:maxProbeOutput] + "…"
@@ -292,7 +324,7 @@ func (m *healthManager) record(p *prober, h *desired.Health, ok bool, result str
 	m.mu.Lock()
 	if m.probes[p.name] != p {
 		m.mu.Unlock()
-		return // stopped meanwhile
+		return nil // stopped meanwhile
 	}
 	before, beforeFailures := p.state, p.failures
 	p.output = what
@@ -319,16 +351,22 @@ func (m *healthManager) record(p *prober, h *desired.Health, ok bool, result str
 	if changed {
 		dependents = m.dependentsLocked(p.name)
 	}
+	failures := p.failures
 	m.mu.Unlock()
-	if ev != nil {
-		ev.Time = m.now()
-		m.events.add(p.name, *ev)
-		m.log.Info(ev.Action, "container", p.name, "probe", what, "failures", p.failures)
+	if ev == nil && !kick {
+		return nil
 	}
-	if kick {
-		m.changed(p.name)
-		for _, n := range dependents {
-			m.changed(n)
+	return func() {
+		if ev != nil {
+			ev.Time = m.now()
+			m.events.add(p.name, *ev)
+			m.log.Info(ev.Action, "container", p.name, "probe", what, "failures", failures)
+		}
+		if kick {
+			m.changed(p.name)
+			for _, n := range dependents {
+				m.changed(n)
+			}
 		}
 	}
 }

@@ -17,7 +17,7 @@ func TestHealthStateMachine(t *testing.T) {
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	var changed []string
 	events := newEventLog()
-	m := newHealthManager(context.Background(), slog.New(slog.DiscardHandler), events, nil, "", func(n string) { changed = append(changed, n) })
+	m := newHealthManager(context.Background(), slog.New(slog.DiscardHandler), events, nil, nil, "", func(n string) { changed = append(changed, n) })
 	m.now = func() time.Time { return now }
 	h := &desired.Health{TCP: &desired.TCPProbe{Port: 5432}, Interval: time.Second, Timeout: time.Second, Retries: 3, StartPeriod: 10 * time.Second}
 	db := &desired.Container{Name: "db", Manifest: &desired.Manifest{Spec: desired.ManifestSpec{Health: h}}}
