@@ -66,7 +66,6 @@ type netProber struct {
 	base    time.Time         // the grid's origin (onGrid)
 	home    *os.File          // the daemon's network namespace
 	cur     *os.File          // the namespace the thread is in; nil: home
-	tid     int               // the loop's thread (tests)
 	tidSeen chan int          // tests: the loop's thread, once it runs
 }
 
@@ -238,8 +237,7 @@ func (e *netProber) loop(started chan struct{}) {
 		return
 	}
 	defer close(e.done)
-	e.tid = unix.Gettid()
-	e.tidSeen <- e.tid
+	e.tidSeen <- unix.Gettid()
 	e.events = make([]unix.EpollEvent, 64)
 	events := e.events
 	for {
