@@ -226,7 +226,7 @@ func runcList(root string, args []string, stdout, stderr io.Writer) int {
 // runc's table is ps(1)'s output (-ef unless PS ARGS are given) cut to
 // the container's processes; its JSON the list of their PIDs. -o json
 // is the executor's process records.
-func runcPs(ctx context.Context, rt *executor.Runtime, args []string, stdout, stderr io.Writer) error {
+func runcPs(ctx context.Context, open func() (*executor.Runtime, error), args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("runtime ps", "runtime ps [--format table|json] [-o json] ID [PS ARGS...]", stderr)
 	format := fs.String("format", "table", "table (ps(1)'s) or json (the PIDs)")
 	fs.StringVar(format, "f", "table", "same as --format")
@@ -239,6 +239,10 @@ func runcPs(ctx context.Context, rt *executor.Runtime, args []string, stdout, st
 		return errUsage
 	}
 	id, psArgs := fs.Arg(0), fs.Args()[1:]
+	rt, err := open()
+	if err != nil {
+		return err
+	}
 	procs, err := rt.Ps(ctx, id)
 	if err != nil {
 		return err

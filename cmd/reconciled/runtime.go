@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,13 +52,27 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 	if name == runcName {
 		synopsis = strings.TrimPrefix(synopsis, "runtime ")
 	}
-	fs := newFlagSet(name, synopsis, stderr)
+	prog := "reconciled runtime"
+	if name == runcName {
+		prog = runcName
+	}
+	// The flag package prints its message and the usage on an error, and
+	// the usage on -h: kept, so that help goes to stdout in runc's shape.
+	var parseOut bytes.Buffer
+	fs := newFlagSet(name, synopsis, &parseOut)
 	g := addRuncGlobals(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			runcHelp(stdout, prog, fs)
 			return 0
 		}
+		stderr.Write(parseOut.Bytes())
 		return 2
+	}
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: reconciled %s\n", synopsis)
+		fs.PrintDefaults()
 	}
 	if g.version {
 		fmt.Fprint(stdout, runcVersionText(name))
@@ -69,6 +84,19 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 		return 2
 	}
 	sub, args := args[0], args[1:]
+	// Help as runc gives it: `help`, `help CMD`, `CMD -h`, on stdout.
+	again := func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		return runRunc(ctx, name, args, stdout, stderr)
+	}
+	switch {
+	case sub == "help" && len(args) == 0:
+		runcHelp(stdout, prog, fs)
+		return 0
+	case sub == "help":
+		return runcSubHelp(ctx, prog, args[0], again, stdout, stderr)
+	case len(args) > 0 && isHelpArg(args[0]) && ctx.Value(subHelpKey{}) == nil:
+		return runcSubHelp(ctx, prog, sub, again, stdout, stderr)
+	}
 	// list and state only read: SIGINT or SIGTERM may end them at any
 	// point, as they do runc's and crun's, and they start 0.4 ms faster
 	// without signal handling. Every other subcommand changes something
@@ -234,12 +262,19 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 		})
 
 	case "ps":
-		return with(func(rt *executor.Runtime) error { return runcPs(ctx, rt, args, stdout, stderr) })
+		return result(runcPs(ctx, open, args, stdout, stderr))
+
+	case "checkpoint", "restore":
+		return fail(fmt.Errorf("%w: checkpoint and restore need CRIU, which reconciled does not use", errors.ErrUnsupported))
 
 	case "spec":
 		return result(runSpec(args, stderr))
 
 	case "features":
+		sfs := newFlagSet("runtime features", "runtime features", stderr)
+		if _, ok := parseArgs(sfs, args, 0, 0); !ok {
+			return 2
+		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "    ")
 		return result(enc.Encode(features()))
