@@ -281,6 +281,7 @@ func (c *Container) WithImage(img ImageInfo) (*Container, error) {
 		s = merged
 	}
 	hash, base := hashes(s, m, img.Digest)
+	recursiveBinds(s, m)
 	s.Annotations[AnnotationSpecHash] = hash
 	out := *c
 	out.Spec, out.Hash, out.BaseHash = s, hash, base
@@ -311,6 +312,46 @@ func specMount(m Mount) specs.Mount {
 			opts = append(opts, "ro")
 		}
 		return specs.Mount{Destination: m.Target, Type: "tmpfs", Source: "tmpfs", Options: append(opts, m.Options...)}
+	}
+}
+
+// recursiveOptions are the mount-point options that have a recursive
+// form ("r" + option: rro, rnosuid, ...), which applies to every mount of
+// a bind's tree.
+var recursiveOptions = map[string]bool{
+	"ro": true, "rw": true, "nosuid": true, "suid": true, "nodev": true, "dev": true,
+	"noexec": true, "exec": true, "noatime": true, "atime": true, "relatime": true,
+	"norelatime": true, "strictatime": true, "nostrictatime": true, "nodiratime": true, "diratime": true,
+}
+
+// recursiveBinds spells the options of the bind mounts that spec.mounts
+// made in their recursive forms: a volume's readonly, nosuid, ... hold for
+// every mount below its source as well, which the rbind takes along. (In
+// the runtime spec, as runc and crun read it, a plain "ro" on an rbind
+// makes the top mount read-only and leaves the mounts below writable.)
+// A mount the oci fragment changed is left as the fragment wrote it. It
+// runs after the hashes, which are over what the manifest says: a
+// container created before this spelling keeps its hash.
+func recursiveBinds(s *specs.Spec, m *Manifest) {
+	for _, um := range m.Spec.Mounts {
+		if um.Type != "bind" {
+			continue
+		}
+		want := specMount(um)
+		for i := range s.Mounts {
+			sm := &s.Mounts[i]
+			if sm.Destination != want.Destination || sm.Type != want.Type || sm.Source != want.Source || !slices.Equal(sm.Options, want.Options) {
+				continue
+			}
+			opts := make([]string, len(sm.Options))
+			for j, o := range sm.Options {
+				if recursiveOptions[o] {
+					o = "r" + o
+				}
+				opts[j] = o
+			}
+			sm.Options = opts
+		}
 	}
 }
 

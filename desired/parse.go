@@ -121,6 +121,7 @@ func convert(m *Manifest) (*Container, *ociError) {
 		s = merged
 	}
 	hash, base := hashes(s, m, "")
+	recursiveBinds(s, m)
 	if s.Annotations == nil {
 		s.Annotations = map[string]string{}
 	}

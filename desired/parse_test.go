@@ -194,7 +194,7 @@ func TestParseValidVariants(t *testing.T) {
 		}},
 		{"readonly bind", "  mounts: [{type: bind, source: /etc, target: /mnt, readonly: true, options: [nosuid]}]", func(c *Container) bool {
 			m := c.Spec.Mounts[len(c.Spec.Mounts)-1]
-			return m.Type == "bind" && m.Source == "/etc" && slices.Equal(m.Options, []string{"rbind", "ro", "nosuid"})
+			return m.Type == "bind" && m.Source == "/etc" && slices.Equal(m.Options, []string{"rbind", "rro", "rnosuid"})
 		}},
 		{"root writable", "  hostname: box.example", func(c *Container) bool { return c.Spec.Hostname == "box.example" }},
 		{"oci fragment merges", "  oci: {process: {rlimits: [{type: RLIMIT_NOFILE, soft: 64, hard: 64}], oomScoreAdj: 100}, annotations: {x: y}}", func(c *Container) bool {

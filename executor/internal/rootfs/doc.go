@@ -31,8 +31,10 @@
 // given) and the filesystem's own options (size=, mode=, newinstance, ...).
 // The "r" forms (rro, rnosuid, ...) apply to the whole tree. Bind mounts
 // ("bind"/"rbind" option or type "bind"): relative sources are relative to
-// the bundle; with rbind every flag applies recursively, so an "ro" rbind is
-// read-only all the way down (mount_setattr AT_RECURSIVE). Flags not named
+// the bundle; as in runc, a plain flag applies to the top mount and its "r"
+// form to every mount of the tree (mount_setattr AT_RECURSIVE): an "ro"
+// rbind leaves the mounts below it writable, an "rro" one does not. Flags
+// not named
 // keep their value, so remounting read-only never tries to clear a flag the
 // kernel has locked. cgroup / cgroup2: see cgroup.go (v2: a cgroup2 mount;
 // v1: a tmpfs with one mount per hierarchy).

@@ -368,19 +368,15 @@ func (m *mounter) attachPrepared(tree *os.File, dest string, mo mountOptions) er
 
 // bindAttrs applies a bind mount's options to the new mount mnt.
 func bindAttrs(mnt *os.File, mo mountOptions) error {
-	// With rbind every option applies to the whole tree (an "ro" rbind is
-	// read-only all the way down); with bind, only the r-options do.
-	if mo.recursive {
-		if err := setAttr(mnt, "", mo.attrSet|mo.recSet, mo.attrClr|mo.recClr, true); err != nil {
-			return err
-		}
-	} else {
-		if err := setAttr(mnt, "", mo.attrSet, mo.attrClr, false); err != nil {
-			return err
-		}
-		if err := setAttr(mnt, "", mo.recSet, mo.recClr, true); err != nil {
-			return err
-		}
+	// As the runtime spec and runc have it, the plain options apply to the
+	// top mount and the r-options to the whole tree, rbind or not: an "ro"
+	// rbind leaves the mounts below its source writable, an "rro" one
+	// does not. (The daemon's read-only volumes are written "rro".)
+	if err := setAttr(mnt, "", mo.recSet, mo.recClr, true); err != nil {
+		return err
+	}
+	if err := setAttr(mnt, "", mo.attrSet, mo.attrClr, false); err != nil {
+		return err
 	}
 	return applyPropagation(mnt, mo.propagation)
 }

@@ -144,8 +144,10 @@ cat /proc/self/mountinfo`, 0)
 	})
 }
 
-// An "ro" rbind is read-only all the way down; a plain bind does not take
-// the mounts below its source with it.
+// As in runc (its mounts_recursive.bats): an "ro" rbind makes its top
+// mount read-only and leaves the mounts below writable; "rro" makes the
+// whole tree read-only; a plain bind does not take the mounts below its
+// source with it.
 func TestRecursiveBind(t *testing.T) {
 	c := newContainer(t)
 	// The first mount makes a submount below <rootfs>/a (in the child's
@@ -155,24 +157,37 @@ func TestRecursiveBind(t *testing.T) {
 		specs.Mount{Destination: "/rbind-ro", Source: filepath.Join(c.rootfs, "a"), Options: []string{"rbind", "ro"}},
 		specs.Mount{Destination: "/bind", Source: filepath.Join(c.rootfs, "a"), Options: []string{"bind"}},
 		specs.Mount{Destination: "/bind-rro", Source: filepath.Join(c.rootfs, "a"), Options: []string{"rbind", "rro", "rshared"}},
+		specs.Mount{Destination: "/bind-ro-rro", Source: filepath.Join(c.rootfs, "a"), Options: []string{"rbind", "ro", "rro"}},
 	)
 	out := c.run(`
 touch /a/sub/x && echo sub-rw
-touch /rbind-ro/sub/y
-touch /bind-rro/sub/y
+touch /rbind-ro/top 2>&1 | sed 's/^/top: /'
+touch /rbind-ro/sub/y && echo rbind-ro-sub-rw
+touch /bind-rro/sub/y 2>&1 | sed 's/^/rro: /'
+touch /bind-ro-rro/sub/y 2>&1 | sed 's/^/ro-rro: /'
 cat /proc/self/mountinfo`, 0)
-	if !strings.Contains(out, "sub-rw") {
-		t.Errorf("the original submount is not writable:\n%s", out)
+	for _, want := range []string{"sub-rw", "rbind-ro-sub-rw", "top: ", "rro: ", "ro-rro: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the output:\n%s", want, out)
+		}
 	}
-	if n := strings.Count(out, "Read-only file system"); n != 2 {
-		t.Errorf("want 2 EROFS failures, got %d:\n%s", n, out)
+	if n := strings.Count(out, "Read-only file system"); n != 3 {
+		t.Errorf("want 3 EROFS failures (ro's top, rro's and ro,rro's submounts), got %d:\n%s", n, out)
 	}
 	m := mountsIn(t, out)
 	if _, ok := m["/bind/sub"]; ok {
 		t.Errorf("a plain bind took the submount with it")
 	}
-	if e := m["/rbind-ro/sub"]; !e.has("ro") {
-		t.Errorf("/rbind-ro/sub is %q, want ro", e.options)
+	if e := m["/rbind-ro"]; !e.has("ro") {
+		t.Errorf("/rbind-ro is %q, want ro", e.options)
+	}
+	if e := m["/rbind-ro/sub"]; e.has("ro") {
+		t.Errorf("/rbind-ro/sub is %q, want rw (ro is not recursive)", e.options)
+	}
+	for _, p := range []string{"/bind-rro/sub", "/bind-ro-rro/sub"} {
+		if e := m[p]; !e.has("ro") {
+			t.Errorf("%s is %q, want ro", p, e.options)
+		}
 	}
 	if e := m["/bind-rro"]; !e.shared {
 		t.Errorf("/bind-rro is not shared: %+v", e)
