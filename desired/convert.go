@@ -9,6 +9,7 @@ import (
 	"maps"
 	"path"
 	"reflect"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -288,9 +289,9 @@ func (c *Container) WithImage(img ImageInfo) (*Container, error) {
 	out.ImageDigest, out.StopSignal = img.Digest, stop
 	out.ImageWait, out.ImageFailed = "", false
 	out.ImageHealth, out.ImageHealthNote = imageProbe(img.Healthcheck, c.Runtime)
-	if out.ImageHealth != nil && m.Spec.Userns == UsernsAuto {
+	if out.ImageHealth != nil && m.Spec.Userns == UsernsAuto && !ExecIntoUserns {
 		out.ImageHealth = nil
-		out.ImageHealthNote = "HEALTHCHECK runs a command, which cannot be run in a container with userns: auto yet (exec into a user namespace is not supported); give spec.health an http or tcp probe"
+		out.ImageHealthNote = "HEALTHCHECK runs a command, which cannot be run in a container with userns: auto on " + runtime.GOARCH + " (exec into a user namespace is not supported there); give spec.health an http or tcp probe"
 	}
 	return &out, nil
 }

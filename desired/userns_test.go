@@ -63,12 +63,24 @@ spec:
 		{base + "  userns: auto\n", `web.yaml:8: spec.userns: userns: auto needs a root filesystem of the container's own`},
 		{own + "  runtime: runc\n  userns: auto\n", `web.yaml:10: spec.userns: userns: auto is done by the native runtime only (spec.runtime is runc)`},
 		{own + "  user: \"70000\"\n  userns: auto\n", `web.yaml:10: spec.userns: spec.user 70000:70000 is outside the 65536 IDs`},
-		{own + "  health: {exec: [/bin/true]}\n  userns: auto\n", `web.yaml:10: spec.userns: exec probes cannot run in a container with userns: auto`},
 		{own + "  userns: auto\n  oci: {linux: {uidMappings: [{containerID: 0, hostID: 1000, size: 1}]}}\n", `linux.uidMappings: with userns: auto the daemon chooses`},
 	} {
 		_, errs := Parse("web.yaml", []byte(tc.src), opts)
 		if got := Errors(errs).Error(); !strings.Contains(got, tc.want) {
 			t.Errorf("%q:\n got %q\nwant %q", tc.src, got, tc.want)
 		}
+	}
+	// An exec probe in a userns: auto container: taken where the runtime
+	// can exec into a user namespace, refused where it cannot.
+	execProbe := own + "  health: {exec: [/bin/true]}\n  userns: auto\n"
+	defer func(v bool) { ExecIntoUserns = v }(ExecIntoUserns)
+	ExecIntoUserns = true
+	if cs, errs := Parse("web.yaml", []byte(execProbe), opts); len(errs) != 0 || len(cs) != 1 || cs[0].Manifest.Spec.Userns != UsernsAuto || cs[0].Manifest.Spec.Health == nil {
+		t.Errorf("exec probe with userns: auto: %v", Errors(errs))
+	}
+	ExecIntoUserns = false
+	_, errs := Parse("web.yaml", []byte(execProbe), opts)
+	if got, want := Errors(errs).Error(), "web.yaml:10: spec.userns: exec probes cannot run in a container with userns: auto on "; !strings.Contains(got, want) {
+		t.Errorf("exec probe with userns: auto, no exec into user namespaces:\n got %q\nwant %q", got, want)
 	}
 }

@@ -167,7 +167,15 @@
 // this binary from it with _RECONCILED_STAGE=exec: the child is born in
 // the container's PID, network, IPC, UTS and cgroup namespaces, and its
 // exec of /proc/self/fd/N (the read-only copy) still resolves in the
-// host's mount namespace. The caller, outside the container's cgroup
+// host's mount namespace. In a container with a user namespace of its
+// own, the child first runs the joiner (waiter/userns_amd64.S, from a
+// sealed memfd): it joins the user namespace, becomes its root
+// (setresgid/setresuid 0) and execs the exec stage, which then holds the
+// container's capabilities there; a Go process, multi-threaded from its
+// start, could not join it. The throw-away threads (sys.OnOwnThread) are
+// never the process's main thread: the Go runtime keeps that one when its
+// goroutine ends, and /proc/self shows its namespaces, which the exec
+// compares the container's with. The caller, outside the container's cgroup
 // namespace, writes the child into cgroup.procs of every hierarchy of the
 // container before it runs anything. The exec stage (main thread locked in
 // an init func) gets the container's mount namespace as fd 4,

@@ -170,9 +170,11 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 		return nil, fmt.Errorf("exec in container %s: %w (resume it first)", id, ErrPaused)
 	}
 	// A process that joined every namespace but the user one would be
-	// the host's root in the container: refused until it can be joined.
-	if !sameNamespace("/proc/"+strconv.Itoa(st.Pid)+"/ns/user", "/proc/self/ns/user") {
-		return nil, fmt.Errorf("exec in container %s: the container has its own user namespace, and exec into one is %w by this runtime (setns(CLONE_NEWUSER) needs a single-threaded process)", id, ErrNotSupported)
+	// the host's root in the container: the user namespace is joined by
+	// the joiner (waiter.UsernsJoinerAvailable) or the exec is refused.
+	ownUserns := !sameNamespace("/proc/"+strconv.Itoa(st.Pid)+"/ns/user", "/proc/self/ns/user")
+	if ownUserns && !waiter.UsernsJoinerAvailable() {
+		return nil, fmt.Errorf("exec in container %s: the container has its own user namespace, and exec into one is %w on %s (setns(CLONE_NEWUSER) needs a single-threaded process)", id, ErrNotSupported, runtime.GOARCH)
 	}
 	spec, err := LoadSpec(st.Bundle)
 	if err != nil {
@@ -265,6 +267,29 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 		env = append(env, execLogEnv+"="+strconv.Itoa(len(files)))
 		files = append(files, stageLog.w.Fd())
 	}
+	path, argv := "/proc/self/fd/"+strconv.Itoa(int(exe.Fd())), []string{"reconciled-exec", id}
+	if ownUserns {
+		// The process starts as the joiner, which joins the user
+		// namespace as its root and execs the stage (userns_amd64.S):
+		// the namespace, the stage's binary, the sync socket and the
+		// joiner itself by their places in files.
+		userFd, err := unix.Open("/proc/"+strconv.Itoa(st.Pid)+"/ns/user", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			unix.Close(child)
+			return nil, fmt.Errorf("exec in container %s: open its user namespace: %w", id, err)
+		}
+		defer unix.Close(userFd)
+		joiner, err := waiter.UsernsJoinerMemfd()
+		if err != nil {
+			unix.Close(child)
+			return nil, fmt.Errorf("exec in container %s: %w", id, err)
+		}
+		defer unix.Close(joiner)
+		at := len(files)
+		files = append(files, uintptr(userFd), exe.Fd(), uintptr(joiner))
+		path = "/proc/self/fd/" + strconv.Itoa(at+2)
+		argv = append([]string{strconv.Itoa(at), strconv.Itoa(at + 1), strconv.Itoa(3 + len(o.ExtraFiles)), strconv.Itoa(at + 2)}, argv...)
+	}
 	attr := &syscall.ProcAttr{Env: env, Files: files}
 	// The wording of the debug messages is runc's (nsexec, init,
 	// setns_init): runc's tests and its users grep for it.
@@ -274,7 +299,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 	// mount namespace is joined by the child itself (runExec), after its
 	// exec of our binary resolved in the host's.
 	pid, err := startIn(func() (int, error) {
-		return syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(int(exe.Fd())), []string{"reconciled-exec", id}, attr)
+		return syscall.ForkExec(path, argv, attr)
 	}, ns.join)
 	unix.Close(child)
 	stageLog.started()

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor/waiter"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // runMonitor is the monitor stage: it starts the container's init in its
@@ -312,20 +312,16 @@ func startIn(start func() (int, error), join []nsJoin) (int, error) {
 		pid int
 		err error
 	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the goroutine's exit ends the tainted thread.
+	var r result
+	// On a thread that ends afterwards: it is in the namespaces joined.
+	sys.OnOwnThread(func() {
 		for _, j := range here {
-			if err := setnsPath(j); err != nil {
-				done <- result{0, err}
+			if r.err = setnsPath(j); r.err != nil {
 				return
 			}
 		}
-		pid, err := start()
-		done <- result{pid, err}
-	}()
-	r := <-done
+		r.pid, r.err = start()
+	})
 	return r.pid, r.err
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"syscall"
@@ -15,6 +14,7 @@ import (
 
 	"reconciled.dev/reconciled/executor/internal/rootfs"
 	"reconciled.dev/reconciled/internal/proc"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // User namespaces (linux.namespaces {type: user}, linux.uidMappings and
@@ -36,9 +36,11 @@ import (
 //     to the init with its stdio, with the state directory;
 //   - the cgroup stays the host's: made and owned by the creator.
 //
-// Joining an existing user namespace (a path) and exec into a container
-// with one are not supported: both need setns(CLONE_NEWUSER), which the
-// kernel refuses to a multi-threaded process such as a Go one.
+// Exec into a container with one: the process starts as the joiner
+// (waiter/userns_amd64.S), which joins the user namespace and becomes its
+// root before it execs the exec stage; setns(CLONE_NEWUSER) is refused to
+// a multi-threaded process such as a Go one. Joining an existing user
+// namespace (a path) at create is not supported, for that reason.
 
 // IDMapRootAnnotation, set to "true" in a spec with a user namespace,
 // shows the rootfs to the container through an idmapped mount with the
@@ -251,23 +253,20 @@ func (r *Runtime) prepareOutside(pid int, pidStart uint64, spec *specs.Spec, bun
 		pre *rootfs.Prepared
 		err error
 	}
-	done := make(chan result, 1)
-	go func() {
-		// No UnlockOSThread: the goroutine's exit ends the thread, which
-		// is in the container's mount namespace.
-		runtime.LockOSThread()
+	var res result
+	// On a thread that ends afterwards: it is in the container's mount
+	// namespace.
+	sys.OnOwnThread(func() {
 		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			done <- result{nil, os.NewSyscallError("unshare(CLONE_FS)", err)}
+			res.err = os.NewSyscallError("unshare(CLONE_FS)", err)
 			return
 		}
 		if err := unix.Setns(int(mntns.Fd()), unix.CLONE_NEWNS); err != nil {
-			done <- result{nil, fmt.Errorf("join the container's mount namespace: %w", os.NewSyscallError("setns", err))}
+			res.err = fmt.Errorf("join the container's mount namespace: %w", os.NewSyscallError("setns", err))
 			return
 		}
-		pre, err := rootfs.PrepareOutside(spec, bundle, spec.Annotations[IDMapRootAnnotation] == "true", mapper)
-		done <- result{pre, err}
-	}()
-	res := <-done
+		res.pre, res.err = rootfs.PrepareOutside(spec, bundle, spec.Annotations[IDMapRootAnnotation] == "true", mapper)
+	})
 	if res.err != nil {
 		return nil, nil, res.err
 	}

@@ -2,10 +2,13 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/executor/waiter"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -227,28 +231,106 @@ func TestUserNamespaceIDMapFilesystems(t *testing.T) {
 	t.Logf("idmapped sysfs: %v", err)
 }
 
-// Exec into a container with a user namespace is refused with
-// ErrNotSupported: joining every namespace but the user one would run the
-// process as the host's root.
-func TestUserNamespaceExecRefused(t *testing.T) {
+// Exec into a container with a user namespace (the joiner, userns_amd64.S):
+// the process is in the init's user namespace, as its root (uid 0 inside,
+// base on the host) with the container's capabilities there, in every
+// other namespace of the init's, and a process run as another user of the
+// container is that user on the host too.
+func TestUserNamespaceExec(t *testing.T) {
 	testutil.RequireRoot(t)
+	if !waiter.UsernsJoinerAvailable() {
+		t.Skipf("no user-namespace joiner on %s", runtime.GOARCH)
+	}
 	rootfs := testutil.BusyboxRootfs(t)
 	r, err := New(filepath.Join(t.TempDir(), "state"), WithReaper())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	id := "userns-exec-" + fmt.Sprint(os.Getpid())
 	t.Cleanup(func() { r.Delete(context.Background(), id, true) })
-	if err := r.Create(ctx, id, filepath.Dir(rootfs), CreateOptions{Spec: usernsSpec(rootfs, testIDBase(), "sleep", "1000")}); err != nil {
+	base := testIDBase()
+	spec := usernsSpec(rootfs, base, "sleep", "1000")
+	spec.Process.Capabilities = &specs.LinuxCapabilities{
+		Bounding: []string{"CAP_CHOWN", "CAP_KILL"}, Effective: []string{"CAP_CHOWN", "CAP_KILL"},
+		Permitted: []string{"CAP_CHOWN", "CAP_KILL"},
+	}
+	// exec reads the process's defaults from the bundle's config.json.
+	bundle := t.TempDir()
+	data, err := json.Marshal(spec)
+	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := r.Exec(ctx, id, ExecOptions{Args: []string{"id", "-u"}})
-	if err == nil {
-		p.Wait(ctx)
-		t.Fatal("exec into a container with a user namespace succeeded")
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "user namespace") {
-		t.Errorf("exec: %v, want ErrNotSupported naming the user namespace", err)
+	if err := r.Create(ctx, id, bundle, CreateOptions{Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.State(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(o ExecOptions) (string, int) {
+		t.Helper()
+		out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		o.Stdout, o.Stderr = out, out
+		p, err := r.Exec(ctx, id, o)
+		if err != nil {
+			t.Fatalf("exec %v: %v", o.Args, err)
+		}
+		code, err := p.Wait(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := os.ReadFile(out.Name())
+		return string(data), code.Code
+	}
+	nsOf := func(pid, ns string) string {
+		l, err := os.Readlink("/proc/" + pid + "/ns/" + ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	// The exec'd process's IDs, capabilities, mappings and namespaces,
+	// against the init's as the host sees them.
+	out, code := run(ExecOptions{Args: []string{"sh", "-c", `id -u; id -g; grep -E '^(Uid|Gid|CapEff):' /proc/self/status; cat /proc/self/uid_map; for n in user mnt pid ipc uts; do readlink /proc/self/ns/$n; done`}})
+	if code != 0 {
+		t.Fatalf("exec exited %d:\n%s", code, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	init := strconv.Itoa(st.Pid)
+	if len(lines) != 11 || lines[0] != "0" || lines[1] != "0" {
+		t.Fatalf("exec: %q, want uid 0 and gid 0 inside", out)
+	}
+	if f := strings.Fields(lines[5]); len(f) != 3 || f[0] != "0" || f[1] != fmt.Sprint(base) || f[2] != "65536" {
+		t.Errorf("uid_map in the exec'd process: %q, want 0 %d 65536", lines[5], base)
+	}
+	// CAP_CHOWN (0) and CAP_KILL (5): 0x21.
+	if !strings.HasSuffix(strings.Fields(lines[4])[1], "0000021") {
+		t.Errorf("exec'd process: %q, want CapEff 0x21 (CAP_CHOWN, CAP_KILL)", lines[4])
+	}
+	for i, ns := range []string{"user", "mnt", "pid", "ipc", "uts"} {
+		if got, want := lines[6+i], nsOf(init, ns); got != want {
+			t.Errorf("exec'd process's %s namespace: %s, the init's %s", ns, got, want)
+		}
+	}
+	// An exec as another user of the container: that user, mapped.
+	out, code = run(ExecOptions{Args: []string{"sh", "-c", "id -u; id -g; touch /tmp/by-1000 && stat -c %u:%g /tmp/by-1000"}, User: &specs.User{UID: 1000, GID: 1000}})
+	if code != 0 || strings.Fields(out)[0] != "1000" || strings.Fields(out)[2] != "1000:1000" {
+		t.Fatalf("exec as 1000: exit %d:\n%s", code, out)
+	}
+	var sb unix.Stat_t
+	if err := unix.Stat(filepath.Join("/proc", init, "root", "tmp", "by-1000"), &sb); err != nil || sb.Uid != base+1000 || sb.Gid != base+1000 {
+		t.Errorf("file made by uid 1000 inside: %v, owner %d:%d on the host, want %d:%d", err, sb.Uid, sb.Gid, base+1000, base+1000)
 	}
 }

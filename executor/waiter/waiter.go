@@ -116,6 +116,16 @@ func execveat(what string, fd int, argv, env []string) error {
 	return fmt.Errorf("execveat %s: %w", what, errno)
 }
 
+// UsernsJoinerAvailable reports whether this architecture has the
+// user-namespace joiner (userns_amd64.S), which a process exec'd into a
+// container with its own user namespace runs first. Where it does not,
+// exec into such a container is refused.
+func UsernsJoinerAvailable() bool { return len(usernsCode) > 0 }
+
+// UsernsJoinerMemfd returns a close-on-exec, sealed memfd holding the
+// user-namespace joiner.
+func UsernsJoinerMemfd() (int, error) { return memfd("reconciled-userns", elf(usernsCode)) }
+
 // ReaperAvailable reports whether this architecture has the reaper: the
 // program a container's monitor becomes once the container is created
 // (reaper_amd64.S). Where it does not, the monitor waits as a Go process.

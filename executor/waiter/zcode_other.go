@@ -11,3 +11,5 @@ var reaperCode []byte
 var initCode []byte
 
 var probeCode []byte
+
+var usernsCode []byte

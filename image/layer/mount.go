@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -309,21 +308,20 @@ func mountOverlayClassic(lowers []dirFd, up, wk dirFd, target string) error {
 	if err := checkProcfs(); err != nil {
 		return err
 	}
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread's cwd is not the process's
-		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			done <- os.NewSyscallError("unshare(CLONE_FS)", err)
+	var err error
+	// On a thread that ends afterwards: its cwd is not the process's.
+	sys.OnOwnThread(func() {
+		if err = unix.Unshare(unix.CLONE_FS); err != nil {
+			err = os.NewSyscallError("unshare(CLONE_FS)", err)
 			return
 		}
-		if err := unix.Chdir("/proc/self/fd"); err != nil {
-			done <- pathErr("chdir", "/proc/self/fd", err)
+		if err = unix.Chdir("/proc/self/fd"); err != nil {
+			err = pathErr("chdir", "/proc/self/fd", err)
 			return
 		}
-		err := sys.IgnoringEINTR(func() error { return unix.Mount("overlay", abs, "overlay", flags, data) })
-		done <- err
-	}()
-	if err := <-done; err != nil {
+		err = sys.IgnoringEINTR(func() error { return unix.Mount("overlay", abs, "overlay", flags, data) })
+	})
+	if err != nil {
 		var errno unix.Errno
 		if errors.As(err, &errno) {
 			return fmt.Errorf("%w: mount(2) %s: %w (the kernel log says why)", ErrOverlayUnusable, data, pathErr("mount overlay", target, err))

@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"reconciled.dev/reconciled/desired"
+	"reconciled.dev/reconciled/executor/waiter"
 )
 
 // newTestAlloc is a usernsAlloc over a fresh state directory whose
@@ -103,5 +106,13 @@ func TestUsernsAllocFile(t *testing.T) {
 	}
 	if len(a.ranges) != 0 {
 		t.Errorf("a range without a bundle was kept: %v", a.ranges)
+	}
+}
+
+// desired accepts exec probes in userns: auto containers exactly where the
+// executor can exec into a user namespace.
+func TestExecIntoUsernsAgrees(t *testing.T) {
+	if desired.ExecIntoUserns != waiter.UsernsJoinerAvailable() {
+		t.Fatalf("desired.ExecIntoUserns is %v, executor/waiter.UsernsJoinerAvailable() %v: keep them in step", desired.ExecIntoUserns, waiter.UsernsJoinerAvailable())
 	}
 }

@@ -3,13 +3,16 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"reconciled.dev/reconciled/desired"
 	"reconciled.dev/reconciled/internal/testutil"
 	"reconciled.dev/reconciled/internal/testutil/registry"
 )
@@ -204,4 +207,49 @@ func readBundleSpec(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(data)
+}
+
+// Exec into a userns: auto container (the executor's user-namespace
+// joiner): an exec probe runs in it and turns the container healthy once
+// the file it tests exists, and `reconciled exec` runs as root of the
+// container's user namespace, in its filesystem, with the container's
+// host IDs outside.
+func TestUsernsAutoExec(t *testing.T) {
+	if !desired.ExecIntoUserns {
+		t.Skipf("no exec into a user namespace on %s", runtime.GOARCH)
+	}
+	e := newEnv(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	const size = 65536
+	base := uint64(1000000 + (os.Getpid()%4096)*4*size)
+	subuid := filepath.Join(e.dir, "subuid")
+	if err := os.WriteFile(subuid, fmt.Appendf(nil, "reconciled:%d:%d\n", base, 2*size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.start("--subuid-file", subuid, "--subgid-file", subuid)
+	web := e.name("web")
+	e.write("web.yaml", usernsManifest(web, rootfs)+
+		"  mounts: [{type: tmpfs, target: /tmp}]\n"+
+		"  health: {exec: [/bin/sh, -c, 'test -e /tmp/ready'], interval: 200ms, timeout: 5s, retries: 1000}\n")
+	c := e.waitRunning(web, 60*time.Second)
+	uid, gid, _ := hostRange(t, c.Pid)
+	if c = e.statusOf(web); c.Health == "healthy" {
+		t.Fatalf("healthy before /tmp/ready exists: %+v", c)
+	}
+	out, err := exec.Command(bin, "exec", "--state", e.state, web, "--", "/bin/sh", "-c",
+		"touch /tmp/ready && id -u && id -g && stat -c %u:%g /tmp/ready && cat /proc/self/uid_map").CombinedOutput()
+	if err != nil {
+		t.Fatalf("exec: %v\n%s", err, out)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 6 || f[0] != "0" || f[1] != "0" || f[2] != "0:0" || f[3] != "0" || f[4] != strconv.FormatUint(uid, 10) {
+		t.Fatalf("exec printed %q; want uid 0, gid 0, a file of 0:0 and the uid_map 0 %d %d", out, uid, size)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(inContainer(c.Pid, "/tmp/ready"), &st); err != nil || uint64(st.Uid) != uid || uint64(st.Gid) != gid {
+		t.Errorf("/tmp/ready made by exec: %v, owner %d:%d on the host, want %d:%d", err, st.Uid, st.Gid, uid, gid)
+	}
+	if c = e.waitHealth(web, "healthy", 30*time.Second); c.Restarts != 0 {
+		t.Errorf("healthy after %d restarts, want 0: %+v", c.Restarts, c)
+	}
 }
