@@ -32,9 +32,10 @@ build:
 # rootfs and test images, runc and crun for side-by-side benchmarks,
 # docker-registry for a real local registry, skopeo for image archives made
 # by another tool, binutils to check the waiter's machine code against its
-# assembly), only when missing.
+# assembly, podman to run reconciled-runc under a real engine), only when
+# missing.
 deps:
-	@missing=""; for p in busybox-static runc crun docker-registry skopeo binutils; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in busybox-static runc crun docker-registry skopeo binutils podman; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 vet:

@@ -71,7 +71,9 @@ type HookError struct {
 }
 
 func (e *HookError) Error() string {
-	return fmt.Sprintf("%s hook #%d (%s): %v", e.Kind, e.Index, e.Path, e.Err)
+	// "error running hook" is runc's wording, which tools and runc's tests
+	// look for.
+	return fmt.Sprintf("%s hook #%d (%s): error running hook: %v", e.Kind, e.Index, e.Path, e.Err)
 }
 
 func (e *HookError) Unwrap() error { return e.Err }

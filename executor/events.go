@@ -40,7 +40,8 @@ func (r *Runtime) Events(ctx context.Context, id string, emit func(Event) error)
 		return err
 	}
 	exitEvent := func() error {
-		if err := waitProcess(ctx, st.MonitorPid, st.MonitorStartTime); err != nil {
+		pid, start := st.waited()
+		if err := waitProcess(ctx, pid, start); err != nil {
 			return err
 		}
 		end, err := ReadState(r.root, id)

@@ -57,8 +57,9 @@ func runInit() {
 	// close to execve as possible", so that a profile need allow only
 	// what follows: write, close, openat, execve): here, before "ready"
 	// so that a failure is still reported, and, with startContainer
-	// hooks, after them (their processes are the runtime's, not the
-	// container's).
+	// hooks, once start came, before them: they run in the container, as
+	// runc runs them, under its filter (runc's seccomp.bats checks that
+	// a hook's denied call fails).
 	lateFilter := cfg.lateFilter
 	extra := cfg.extraFds
 	cfg = nil // the spec is garbage from here: the waiting process keeps only what the exec needs
@@ -103,13 +104,13 @@ func runInit() {
 		unix.Write(w, []byte(err.Error()))
 		os.Exit(1)
 	}
-	if len(startHooks) > 0 {
-		if err := runHooks(context.Background(), "startContainer", startHooks, hookState); err != nil {
+	if lateFilter != nil {
+		if err := lateFilter.Install(); err != nil {
 			fail(err)
 		}
 	}
-	if lateFilter != nil {
-		if err := lateFilter.Install(); err != nil {
+	if len(startHooks) > 0 {
+		if err := runHooks(context.Background(), "startContainer", startHooks, hookState); err != nil {
 			fail(err)
 		}
 	}

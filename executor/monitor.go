@@ -68,7 +68,12 @@ func runMonitor() {
 	}
 	reserveFd(3) // the init has the socket now
 
-	stateDir := watchCreator(4, pid)
+	stateDir, leave := watchCreator(4, pid)
+	if stateDir != "" && leave {
+		// The caller's side reaps the init (CreateOptions.CallerReaps):
+		// it is reparented to the nearest subreaper as this exits.
+		os.Exit(0)
+	}
 	if stateDir != "" && !cfg.NoReaper && waiter.ReaperAvailable() {
 		// Wait as the reaper (executor/waiter): one thread and a few KiB
 		// for the container's whole life instead of a Go runtime. It
@@ -231,12 +236,14 @@ func becomeReaper(stateDir string) error {
 
 // watchCreator follows the lifeline fd until the creator says the
 // container is created or the init exits, and returns the container's
-// state directory ("" if the creator never named one). The creator first
+// state directory ("" if the creator never named one) and whether the
+// monitor is to leave the init to the caller's reaper. The creator first
 // writes the state directory and a newline (a spare pair gets it when it
-// is taken), then one byte once the container is recorded created. EOF
+// is taken), then one byte once the container is recorded created
+// (createdWait or createdLeave). EOF
 // before that byte means the creator died or gave up: the init is killed,
 // so that nothing of a half-made container keeps running unseen.
-func watchCreator(lifeline, pid int) string {
+func watchCreator(lifeline, pid int) (string, bool) {
 	defer reserveFd(lifeline)
 	pfds := []unix.PollFd{{Fd: int32(lifeline), Events: unix.POLLIN}}
 	if pidfd, err := unix.PidfdOpen(pid, 0); err == nil {
@@ -255,10 +262,10 @@ func watchCreator(lifeline, pid int) string {
 			if err == unix.EINTR {
 				continue
 			}
-			return stateDir()
+			return stateDir(), false
 		}
 		if pfds[0].Revents == 0 {
-			return stateDir() // the init exited
+			return stateDir(), false // the init exited
 		}
 		var b [512]byte
 		n, err := unix.Read(lifeline, b[:])
@@ -267,13 +274,13 @@ func watchCreator(lifeline, pid int) string {
 		}
 		if n <= 0 {
 			unix.Kill(pid, unix.SIGKILL)
-			return stateDir()
+			return stateDir(), false
 		}
 		buf = append(buf, b[:n]...)
 		if dir := stateDir(); dir != "" {
 			setTitle(filepath.Base(dir))
 			if len(buf) > len(dir)+1 {
-				return dir // created
+				return dir, buf[len(dir)+1] == createdLeave // created
 			}
 		}
 	}

@@ -197,10 +197,11 @@ func (r *Runtime) Wait(ctx context.Context, id string) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.Exited || st.MonitorPid == 0 {
+	pid, start := st.waited()
+	if st.Exited || pid == 0 {
 		return st, nil
 	}
-	if err := waitProcess(ctx, st.MonitorPid, st.MonitorStartTime); err != nil {
+	if err := waitProcess(ctx, pid, start); err != nil {
 		return nil, err
 	}
 	return ReadState(r.root, id)
@@ -248,11 +249,13 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 			errs = append(errs, err)
 		}
 	}
-	if st.MonitorPid > 0 {
+	if pid, start := st.waited(); pid > 0 {
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := waitProcess(wctx, st.MonitorPid, st.MonitorStartTime)
+		err := waitProcess(wctx, pid, start)
 		cancel()
-		if err != nil {
+		if err != nil && st.CallerReaps {
+			errs = append(errs, fmt.Errorf("wait for the container's process: %w", err))
+		} else if err != nil {
 			errs = append(errs, fmt.Errorf("wait for monitor: %w", err))
 		}
 	}

@@ -48,7 +48,11 @@ func (r *Runtime) RecoverStart(ctx context.Context, id string) (bool, error) {
 // one file: it changes under us (Go init -> waiter right after create), and
 // a link read and a stat taken a moment apart could see two different ones.
 func initExecd(st *State) bool {
-	if st.MonitorPid <= 0 || !proc.Running(st.Pid, st.PidStartTime) || !proc.Running(st.MonitorPid, st.MonitorStartTime) {
+	// The monitor, there to the end unless the caller reaps (then it is
+	// gone once the container is created, and the runtime binary's
+	// identity is in the state).
+	mon, monStart := st.waited()
+	if mon <= 0 || !proc.Running(st.Pid, st.PidStartTime) || !proc.Running(mon, monStart) {
 		return false
 	}
 	fd, err := unix.Open("/proc/"+strconv.Itoa(st.Pid)+"/exe", unix.O_PATH|unix.O_CLOEXEC, 0)
@@ -71,7 +75,7 @@ func initExecd(st *State) bool {
 		return false
 	}
 	// Both still the same processes (a PID reused meanwhile is not ours).
-	if !proc.Running(st.Pid, st.PidStartTime) || !proc.Running(st.MonitorPid, st.MonitorStartTime) {
+	if !proc.Running(st.Pid, st.PidStartTime) || !proc.Running(mon, monStart) {
 		return false
 	}
 	return initExe.Dev != runtimeExe.Dev || initExe.Ino != runtimeExe.Ino

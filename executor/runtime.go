@@ -137,6 +137,13 @@ type CreateOptions struct {
 	// --preserve-fds): open across the init's exec, close-on-exec clear.
 	// At most MaxExtraFiles. A create with them never uses a spare init.
 	ExtraFiles []*os.File
+	// CallerReaps leaves the container's init to the caller's side to
+	// reap, as runc does: once the container is created its monitor
+	// exits, and the init is reparented to the nearest child subreaper
+	// among the caller's ancestors (an engine's conmon or shim, which
+	// waits for the PID in PidFile) or to PID 1. No exit status is then
+	// recorded: State says stopped, without one, once the init is gone.
+	CallerReaps bool
 	// Console, when set, gives the process a terminal as runc does for
 	// process.terminal: the init opens a pseudo-terminal on the
 	// container's devpts (its /dev/pts/ptmx, once the root is set up),
@@ -443,10 +450,11 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 		}
 	}
 	c.st.Status = StatusCreated
+	c.st.CallerReaps = o.CallerReaps
 	if err := writeJSONAtomic(dir, stateFile, &c.st, true); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	if err := p.created(); err != nil {
+	if err := p.created(o.CallerReaps); err != nil {
 		return err
 	}
 	if o.PidFile != "" {

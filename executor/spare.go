@@ -130,13 +130,26 @@ func (p *pair) assign(stateDir string) error {
 }
 
 // created tells the monitor the container is recorded created: from now
-// on the lifeline closing means nothing to it.
-func (p *pair) created() error {
-	if _, err := p.lifeline.Write([]byte{1}); err != nil {
+// on the lifeline closing means nothing to it. With leave, the monitor
+// exits instead of waiting for the init (CreateOptions.CallerReaps).
+func (p *pair) created(leave bool) error {
+	b := byte(createdWait)
+	if leave {
+		b = createdLeave
+	}
+	if _, err := p.lifeline.Write([]byte{b}); err != nil {
 		return fmt.Errorf("tell the monitor the container is created: %w", err)
 	}
 	return nil
 }
+
+// What follows the state directory on the lifeline once the container is
+// created: the monitor waits for the init and records its exit, or leaves
+// it to the caller's reaper.
+const (
+	createdWait  = 1
+	createdLeave = 2
+)
 
 // sendStdio hands the init the container's fds 0-2, the extra files that
 // become its fds 3, ... and the runtime's files for the init itself

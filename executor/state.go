@@ -64,6 +64,11 @@ type State struct {
 	// exit status; MonitorStartTime its start time like PidStartTime.
 	MonitorPid       int    `json:"monitorPid,omitempty"`
 	MonitorStartTime uint64 `json:"monitorStartTime,omitempty"`
+	// CallerReaps: the init was left to the creator's caller to reap, as
+	// runc's is (CreateOptions.CallerReaps): the monitor exited once the
+	// container was created, and no exit status is recorded (a stopped
+	// container has none). Waits are on the init itself.
+	CallerReaps bool `json:"callerReaps,omitempty"`
 	// RuntimeExeDev and RuntimeExeIno identify the runtime binary the init
 	// runs until it execs the user's process (the monitor runs it only
 	// until the container is created: it then becomes the reaper). Zero in
@@ -216,6 +221,16 @@ func ReadState(root, id string) (*State, error) {
 		st.Status = StatusRunning
 	}
 	return &st, nil
+}
+
+// waited is the process whose end means the container's exit is known:
+// the monitor, which records it, or the init when no one records it
+// (CallerReaps).
+func (st *State) waited() (pid int, start uint64) {
+	if st.CallerReaps {
+		return st.Pid, st.PidStartTime
+	}
+	return st.MonitorPid, st.MonitorStartTime
 }
 
 // List reads the state of every container under root, sorted by ID. A

@@ -157,3 +157,38 @@ func TestSeccompExec(t *testing.T) {
 		t.Errorf("exec'd process: %v, want keyctl EPERM and getppid ok", got)
 	}
 }
+
+// As with runc: a system call numbered above every one the profile names
+// gets ENOSYS (a newer kernel's call, which a program falls back from),
+// not the default action's EPERM, which a named call still gets.
+func TestSeccompUnknownSyscallENOSYS(t *testing.T) {
+	r := newRT(t)
+	res := r.runProbe(testutil.Name(t, 40), withDefaultSeccomp(t, true), "/sysprobe nr:1000 keyctl getppid")
+	got := probeResults(t, res.stdout)
+	if got["nr:1000"] != "ENOSYS" || got["keyctl"] != "EPERM" || got["getppid"] != "ok" {
+		t.Fatalf("under the default profile: %v (exit %d, stderr %q); want nr:1000=ENOSYS keyctl=EPERM getppid=ok", got, res.code, res.stderr)
+	}
+}
+
+// A startContainer hook runs in the container under its seccomp filter,
+// as runc runs it (its seccomp.bats): a call the profile kills kills the
+// hook, and start fails saying so.
+func TestSeccompStartContainerHook(t *testing.T) {
+	r := newRT(t)
+	b := bundle(t, func(s *specs.Spec) {
+		s.Process.NoNewPrivileges = true
+		s.Linux.Seccomp = &specs.LinuxSeccomp{
+			DefaultAction: specs.ActAllow,
+			Architectures: []specs.Arch{specs.ArchX86, specs.ArchX32},
+			Syscalls:      []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActKill}},
+		}
+		s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "mkdir /tmp/by-hook"}}}}
+	}, "true")
+	id := testutil.Name(t, 40)
+	r.cleanup(id)
+	res := r.run("run", "--bundle", b, id)
+	if res.code == 0 || !strings.Contains(res.stderr, "startContainer hook") || !strings.Contains(res.stderr, "error running hook") ||
+		!strings.Contains(res.stderr, "bad system call") {
+		t.Fatalf("run: exit %d, stderr %q; want a failure naming the startContainer hook and its bad system call", res.code, res.stderr)
+	}
+}

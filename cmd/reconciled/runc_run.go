@@ -24,6 +24,10 @@ type createFlags struct {
 	bundle, pidFile, consoleSocket string
 	run, detach, keep              bool
 	extra                          []*os.File // --preserve-fds
+	// callerReaps: a created or detached container's init is left to
+	// the caller's side to reap, as runc's is (reconciled-runc: engines
+	// such as podman's conmon wait for it as its subreaper).
+	callerReaps bool
 }
 
 // createOrRun is `create` and `run`. A spec asking for a terminal
@@ -72,6 +76,9 @@ func createOrRun(ctx context.Context, rt *executor.Runtime, id string, f createF
 			return sendConsole(f.consoleSocket, master)
 		}
 		return nil
+	}
+	if detached {
+		opts.CallerReaps = f.callerReaps
 	}
 	if !f.run {
 		if err := rt.Create(ctx, id, f.bundle, opts); err != nil {

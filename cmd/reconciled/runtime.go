@@ -164,7 +164,9 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 			usage = "runtime run [-d] [--keep] [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] ID"
 		}
 		sfs := newFlagSet("runtime "+sub, usage, stderr)
-		f := createFlags{run: sub == "run"}
+		// Called as reconciled-runc, by an engine, a detached
+		// container's init is the caller's to reap, as runc's is.
+		f := createFlags{run: sub == "run", callerReaps: name == runcName}
 		sfs.StringVar(&f.bundle, "bundle", ".", "bundle directory (holds config.json)")
 		sfs.StringVar(&f.bundle, "b", ".", "shorthand for --bundle")
 		sfs.StringVar(&f.pidFile, "pid-file", "", "write the container process's PID here")

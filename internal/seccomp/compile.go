@@ -175,6 +175,13 @@ func Compile(s *specs.LinuxSeccomp, goarch string) (*Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("defaultAction: %w", err)
 	}
+	// As runc (libcontainer/seccomp/patchbpf): unless the default lets
+	// calls through (ALLOW, LOG, TRACE) or already is ERRNO(ENOSYS), a
+	// call numbered above every syscall the profile names on its
+	// architecture gets ENOSYS. Such a call is one a newer kernel added;
+	// a program falls back from it (glibc from clone3 to clone) as on an
+	// older kernel, instead of failing with the default's EPERM.
+	enosys := def != retAllow && def != retLog && def&^retDataMask != retTrace && def != retErrno|errnoENOSYS
 	// The architectures: the native one always, then those of the
 	// profile this kernel runs, once each.
 	arches := []*archInfo{host.native}
@@ -218,14 +225,14 @@ func Compile(s *specs.LinuxSeccomp, goarch string) (*Program, error) {
 				c.jump(jge, x32SyscallBit, badArch, next)
 			}
 		}
-		c.dispatch(table, def, 0, x32SyscallBit-1)
+		c.dispatch(table, def, 0, x32SyscallBit-1, enosysAbove(enosys, s, a))
 		if a == archX86_64 && withX32 {
 			c.label(x32)
 			t32, err := rulesFor(s, archX32, def)
 			if err != nil {
 				return nil, err
 			}
-			c.dispatch(t32, def, x32SyscallBit, 0xffffffff)
+			c.dispatch(t32, def, x32SyscallBit, 0xffffffff, enosysAbove(enosys, s, archX32))
 		}
 	}
 	c.label(badArch)
@@ -239,6 +246,27 @@ func Compile(s *specs.LinuxSeccomp, goarch string) (*Program, error) {
 	}
 	p.Code = code
 	return p, nil
+}
+
+// errnoENOSYS is ENOSYS on every architecture here.
+const errnoENOSYS = 38
+
+// enosysAbove is the number above which calls on a get ENOSYS: the
+// largest the profile names there (whatever its action), as runc has it;
+// 0, none, when on is false or the profile names none on a.
+func enosysAbove(on bool, s *specs.LinuxSeccomp, a *archInfo) uint32 {
+	var last uint32
+	if !on {
+		return 0
+	}
+	for _, sc := range s.Syscalls {
+		for _, name := range sc.Names {
+			if nr, ok := a.nums[name]; ok && nr > last {
+				last = nr
+			}
+		}
+	}
+	return last
 }
 
 func containsArch(l []*archInfo, a *archInfo) bool {
@@ -330,8 +358,9 @@ type interval struct {
 }
 
 // dispatch emits the code that finds nr (in A) among the entries' numbers
-// in [lo, hi] by binary search and returns its action.
-func (c *asm) dispatch(entries []entry, def uint32, lo, hi uint32) {
+// in [lo, hi] by binary search and returns its action; numbers above
+// enosysFrom, when it is in [lo, hi), return ENOSYS instead of def.
+func (c *asm) dispatch(entries []entry, def uint32, lo, hi uint32, enosysFrom uint32) {
 	var ivs []interval
 	add := func(iv interval) {
 		if n := len(ivs); n > 0 && ivs[n-1].rules == nil && iv.rules == nil && ivs[n-1].ret == iv.ret {
@@ -369,8 +398,15 @@ func (c *asm) dispatch(entries []entry, def uint32, lo, hi uint32) {
 			break
 		}
 	}
-	if !found || next-1 < hi {
-		add(interval{lo: next, hi: hi, ret: def})
+	end := hi
+	if enosysFrom >= lo && enosysFrom < hi && enosysFrom != 0 {
+		end = enosysFrom
+	}
+	if !found || next-1 < end {
+		add(interval{lo: next, hi: end, ret: def})
+	}
+	if end < hi {
+		add(interval{lo: end + 1, hi: hi, ret: retErrno | errnoENOSYS})
 	}
 	c.tree(ivs, def)
 }

@@ -92,7 +92,7 @@ func TestDefaultProfileAMD64(t *testing.T) {
 		{"personality(0)", x64, sysnumAMD64["personality"], []uint64{0}, retAllow},
 		{"personality(0xffffffff)", x64, sysnumAMD64["personality"], []uint64{0xffffffff}, retAllow},
 		{"personality(5)", x64, sysnumAMD64["personality"], []uint64{5}, eperm},
-		{"unknown number", x64, 999, nil, eperm},
+		{"a number above every one the profile names (runc: ENOSYS)", x64, 999, nil, retErrno | errnoENOSYS},
 		{"i386 read", x86, sysnumX86["read"], nil, retAllow},
 		{"i386 keyctl", x86, sysnumX86["keyctl"], nil, eperm},
 		{"i386 socketcall", x86, sysnumX86["socketcall"], nil, retAllow},
@@ -258,9 +258,61 @@ func TestLongJumps(t *testing.T) {
 		nr, arg uint64
 		want    uint32
 	}{{uint64(nr), 1000, retAllow}, {uint64(nr), 1199, retAllow}, {uint64(nr), 1200, eperm}, {uint64(nr), 999, eperm},
-		{0, 0, retAllow}, {1, 0, retAllow}, {uint64(nr) + 1, 0, eperm}} {
+		{0, 0, retAllow}, {1, 0, retAllow}, {2, 0, eperm}, {uint64(nr) + 1, 0, retErrno | errnoENOSYS}} {
 		if got := run(t, p, auditArchX86_64, uint32(c.nr), 0, c.arg); got != c.want {
 			t.Errorf("nr %d arg %d: got %#x, want %#x", c.nr, c.arg, got, c.want)
+		}
+	}
+}
+
+// As runc's filters: a call numbered above the largest syscall the
+// profile names on its architecture (whatever that rule's action) gets
+// ENOSYS, unless the default lets calls through or already says ENOSYS;
+// below it, unnamed numbers get the default.
+func TestEnosysAboveLastNamed(t *testing.T) {
+	const x32 = x32SyscallBit
+	enosys := uint32(retErrno | errnoENOSYS)
+	profile := func(def specs.LinuxSeccompAction, errnoRet *uint, arches ...specs.Arch) *Program {
+		t.Helper()
+		p, err := Compile(&specs.LinuxSeccomp{DefaultAction: def, DefaultErrnoRet: errnoRet, Architectures: arches,
+			Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"read", "write"}, Action: specs.ActAllow},
+				// The largest named: its action is the default's, and it
+				// still counts.
+				{Names: []string{"kcmp"}, Action: def, ErrnoRet: errnoRet},
+			}}, "amd64")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	kcmp := sysnumAMD64["kcmp"]
+	enosysRet, eperm := uint(errnoENOSYS), uint32(retErrno|1)
+	for _, c := range []struct {
+		name string
+		p    *Program
+		arch uint32
+		nr   uint32
+		want uint32
+	}{
+		{"errno: read", profile(specs.ActErrno, nil), auditArchX86_64, 0, retAllow},
+		{"errno: unnamed below the last", profile(specs.ActErrno, nil), auditArchX86_64, 2, eperm},
+		{"errno: the last named", profile(specs.ActErrno, nil), auditArchX86_64, kcmp, eperm},
+		{"errno: above the last", profile(specs.ActErrno, nil), auditArchX86_64, kcmp + 1, enosys},
+		{"errno: far above", profile(specs.ActErrno, nil), auditArchX86_64, 1000, enosys},
+		{"kill: above the last", profile(specs.ActKillProcess, nil), auditArchX86_64, 1000, enosys},
+		{"kill: unnamed below", profile(specs.ActKillProcess, nil), auditArchX86_64, 2, retKillProcess},
+		{"allow: above the last", profile(specs.ActAllow, nil), auditArchX86_64, 1000, retAllow},
+		{"log: above the last", profile(specs.ActLog, nil), auditArchX86_64, 1000, retLog},
+		{"errno ENOSYS: above the last", profile(specs.ActErrno, &enosysRet), auditArchX86_64, 1000, enosys},
+		{"i386: above its last", profile(specs.ActErrno, nil, specs.ArchX86), auditArchI386, sysnumX86["kcmp"] + 1, enosys},
+		{"i386: below its last", profile(specs.ActErrno, nil, specs.ArchX86), auditArchI386, 2, eperm},
+		{"x32: above its last", profile(specs.ActErrno, nil, specs.ArchX32), auditArchX86_64, x32 | 600, enosys},
+		{"x32: below its last", profile(specs.ActErrno, nil, specs.ArchX32), auditArchX86_64, x32 | 2, eperm},
+		{"x32 not in the profile", profile(specs.ActErrno, nil), auditArchX86_64, x32 | 2, retKillProcess},
+	} {
+		if got := run(t, c.p, c.arch, c.nr); got != c.want {
+			t.Errorf("%s (nr %#x): got %#x, want %#x", c.name, c.nr, got, c.want)
 		}
 	}
 }

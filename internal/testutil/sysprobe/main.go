@@ -3,7 +3,8 @@
 // Tests build it static (CGO_ENABLED=0) and run it inside a container:
 // busybox has no tool for most of these calls.
 //
-// getppid-loop:N prints the nanoseconds one getppid takes, over N calls.
+// getppid-loop:N prints the nanoseconds one getppid takes, over N calls;
+// nr:N makes system call number N.
 //
 //	sysprobe keyctl add_key unshare-user mount ptrace:PID kexec_load bpf open_by_handle_at personality:0 personality:8 getppid
 package main
@@ -109,6 +110,12 @@ func call(name string) error {
 		return raw(unix.SYS_PERSONALITY, uintptr(v))
 	case "getppid":
 		return raw(unix.SYS_GETPPID)
+	case "nr": // a raw system call by number, no arguments
+		n, err := strconv.ParseUint(arg, 0, 32)
+		if err != nil {
+			return err
+		}
+		return raw(uintptr(n))
 	}
 	return fmt.Errorf("unknown call %q", name)
 }
