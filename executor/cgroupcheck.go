@@ -55,7 +55,8 @@ func CheckCgroupFree(ctx context.Context, m cgroups.Manager) error {
 		if dir == "" {
 			dir = paths[""]
 		}
-		return fmt.Errorf("cgroup %s is unexpectedly frozen (processes %v): it is never joined; thaw it or remove it: %w", dir, pids, ErrCgroupInUse)
+		// "container's cgroup unexpectedly frozen" is runc's wording.
+		return fmt.Errorf("container's cgroup unexpectedly frozen: %s (processes %v) is never joined; thaw it or remove it: %w", dir, pids, ErrCgroupInUse)
 	}
 	if len(pids) > 0 {
 		return fmt.Errorf("cgroup %s already holds processes %v that are not this container's: it is never joined; stop them or remove the cgroup: %w", where, pids, ErrCgroupInUse)

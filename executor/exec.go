@@ -82,6 +82,11 @@ type ExecOptions struct {
 	// socket) with their output on Stdout and Stderr. Args is ignored.
 	// Where ProbeServerAvailable is false it is an error.
 	ProbeServer bool
+	// IgnorePaused lets the process join a paused container (runc's
+	// --ignore-paused): it is frozen with the rest until the container
+	// is resumed, and Exec returns only then (or when ctx ends). Without
+	// it, a paused container is refused.
+	IgnorePaused bool
 	// ExtraFiles become the process's fds 3, 4, ... (runc exec
 	// --preserve-fds). At most MaxExtraFiles.
 	ExtraFiles []*os.File
@@ -166,8 +171,9 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 	if st.Status != StatusRunning && st.Status != StatusCreated {
 		return nil, &StateTransitionError{ID: id, Op: "exec in", From: st.Status}
 	}
-	if IsPaused(st) {
-		return nil, fmt.Errorf("exec in container %s: %w (resume it first)", id, ErrPaused)
+	if IsPaused(st) && !o.IgnorePaused {
+		// "cannot exec in a paused container" is runc's wording.
+		return nil, fmt.Errorf("exec in container %s: cannot exec in a paused container (resume it first): %w", id, ErrPaused)
 	}
 	// A process that joined every namespace but the user one would be
 	// the host's root in the container: the user namespace is joined by

@@ -805,3 +805,34 @@ func TestRuncTerminalFromContainerDevpts(t *testing.T) {
 		t.Errorf("the container's terminal: %q; want tty=/dev/pts/0 owner=1000:5 (its own devpts, its user, the tty group)", out)
 	}
 }
+
+// exec into a paused container is refused with runc's words; with
+// --ignore-paused it waits, frozen with the container, and runs once the
+// container is resumed (runc's cgroups.bats).
+func TestRuncExecPaused(t *testing.T) {
+	c := newRuncCLI(t)
+	b := bundle(t, nil, "sleep", "1000")
+	id := testutil.Name(t, 40)
+	c.cleanup(id)
+	c.ok(b, "run", "-d", id)
+	c.ok(b, "pause", id)
+	if res := c.runIn(b, "exec", id, "echo", "ok"); res.code != 255 || !strings.Contains(res.stderr, "cannot exec in a paused container") {
+		t.Fatalf("exec into a paused container: exit %d, stderr %q; want 255 and runc's words", res.code, res.stderr)
+	}
+	done := make(chan result, 1)
+	go func() { done <- c.runIn(b, "exec", "--ignore-paused", id, "echo", "ok") }()
+	select {
+	case res := <-done:
+		t.Fatalf("exec --ignore-paused finished while the container was paused: %+v", res)
+	case <-time.After(time.Second):
+	}
+	c.ok(b, "resume", id)
+	select {
+	case res := <-done:
+		if res.code != 0 || strings.TrimSpace(res.stdout) != "ok" {
+			t.Fatalf("exec --ignore-paused after resume: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("exec --ignore-paused did not finish after resume")
+	}
+}

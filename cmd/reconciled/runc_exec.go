@@ -20,7 +20,7 @@ import (
 // runc exec's.
 type runcExecFlags struct {
 	cwd, pidFile, process, consoleSocket string
-	detach, noNewPrivs                   bool
+	detach, noNewPrivs, ignorePaused     bool
 	gids                                 []uint32
 	caps                                 []string
 	preserveFds                          int
@@ -57,7 +57,7 @@ func addRuncExecFlags(fs *flag.FlagSet) *runcExecFlags {
 		f.cgroups = append(f.cgroups, s)
 		return nil
 	})
-	fs.Bool("ignore-paused", false, "accepted for runc compatibility: a paused container is refused")
+	fs.BoolVar(&f.ignorePaused, "ignore-paused", false, "exec into a paused container too: the process runs once it is resumed")
 	fs.StringVar(&f.apparmor, "apparmor", "", "AppArmor profile (not supported: refused)")
 	fs.StringVar(&f.label, "process-label", "", "SELinux label (not supported: refused)")
 	return f
@@ -71,6 +71,7 @@ func (f *runcExecFlags) apply(root, id string, o *executor.ExecOptions) error {
 		return err
 	}
 	o.SubCgroups = sub
+	o.IgnorePaused = f.ignorePaused
 	switch {
 	case f.apparmor != "":
 		return errors.New("--apparmor: AppArmor is not supported")

@@ -15,7 +15,8 @@ import (
 // cpu (realtime after the CFS values), cpuset, pids, then blkio. A limit whose controller is not mounted is an error.
 func (m *fsManager) setV1(r *specs.LinuxResources) error {
 	if len(r.Unified) > 0 {
-		return errors.New("linux.resources.unified needs cgroup v2 (this host is " + m.mode.String() + ")")
+		// "invalid configuration" is runc's wording for this refusal.
+		return errors.New("invalid configuration: linux.resources.unified needs cgroup v2 (this host is " + m.mode.String() + ")")
 	}
 	need := func(c string) (string, error) {
 		if d := m.dirOf(c); d != "" {
