@@ -317,3 +317,54 @@ func TestDeleteLogsMonitorError(t *testing.T) {
 		t.Errorf("log:\n%s", logs.String())
 	}
 }
+
+// A failing poststart or poststop hook is a warning: the hooks after it
+// still run and the lifecycle goes on (runtime-spec, config.md "Hooks";
+// runtime-tools' poststart_fail and poststop_fail).
+func TestPoststartPoststopGoOnPastAFailingHook(t *testing.T) {
+	testutil.RequireRoot(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	var logs bytes.Buffer
+	r, err := New(filepath.Join(t.TempDir(), "state"), WithReaper(), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := filepath.Join(t.TempDir(), "hooklog")
+	hooks := func(kind string) []specs.Hook {
+		return []specs.Hook{
+			{Path: "/bin/sh", Args: []string{"sh", "-c", "echo " + kind + "-first-fails >&2; exit 3"}},
+			{Path: "/bin/sh", Args: []string{"sh", "-c", "echo " + kind + " >> " + out}},
+		}
+	}
+	spec := &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{Args: []string{"true"}, Cwd: "/", Env: []string{"PATH=/bin"}},
+		Root:    &specs.Root{Path: rootfs},
+		Linux:   &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}}},
+		Hooks:   &specs.Hooks{Poststart: hooks("poststart"), Poststop: hooks("poststop")},
+	}
+	id := "hookfail-" + strconv.Itoa(os.Getpid())
+	t.Cleanup(func() { r.Delete(context.Background(), id, true) })
+	if err := r.Create(ctx, id, filepath.Dir(rootfs), CreateOptions{Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx, id); err != nil {
+		t.Fatalf("start with a failing poststart hook: %v", err)
+	}
+	if _, err := r.Wait(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Delete(ctx, id, false); err != nil {
+		t.Fatalf("delete with a failing poststop hook: %v", err)
+	}
+	if got, _ := os.ReadFile(out); string(got) != "poststart\npoststop\n" {
+		t.Errorf("hooks after the failing one wrote %q, want %q", got, "poststart\npoststop\n")
+	}
+	for _, want := range []string{"poststart-first-fails", "poststop-first-fails"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the failure %q was not logged:\n%s", want, logs.String())
+		}
+	}
+}
