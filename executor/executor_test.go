@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -315,5 +316,142 @@ func TestDeleteLogsMonitorError(t *testing.T) {
 	if !strings.Contains(logs.String(), `err="the monitor could not become the reaper and waits in Go: no memory cgroup directory in the state"`) ||
 		!strings.Contains(logs.String(), "container="+id) {
 		t.Errorf("log:\n%s", logs.String())
+	}
+}
+
+// A failing poststart or poststop hook is a warning: the hooks after it
+// still run and the lifecycle goes on (runtime-spec, config.md "Hooks";
+// runtime-tools' poststart_fail and poststop_fail).
+func TestPoststartPoststopGoOnPastAFailingHook(t *testing.T) {
+	testutil.RequireRoot(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	var logs bytes.Buffer
+	r, err := New(filepath.Join(t.TempDir(), "state"), WithReaper(), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := filepath.Join(t.TempDir(), "hooklog")
+	hooks := func(kind string) []specs.Hook {
+		return []specs.Hook{
+			{Path: "/bin/sh", Args: []string{"sh", "-c", "echo " + kind + "-first-fails >&2; exit 3"}},
+			{Path: "/bin/sh", Args: []string{"sh", "-c", "echo " + kind + " >> " + out}},
+		}
+	}
+	spec := &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{Args: []string{"true"}, Cwd: "/", Env: []string{"PATH=/bin"}},
+		Root:    &specs.Root{Path: rootfs},
+		Linux:   &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}}},
+		Hooks:   &specs.Hooks{Poststart: hooks("poststart"), Poststop: hooks("poststop")},
+	}
+	id := "hookfail-" + strconv.Itoa(os.Getpid())
+	t.Cleanup(func() { r.Delete(context.Background(), id, true) })
+	if err := r.Create(ctx, id, filepath.Dir(rootfs), CreateOptions{Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx, id); err != nil {
+		t.Fatalf("start with a failing poststart hook: %v", err)
+	}
+	if _, err := r.Wait(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Delete(ctx, id, false); err != nil {
+		t.Fatalf("delete with a failing poststop hook: %v", err)
+	}
+	if got, _ := os.ReadFile(out); string(got) != "poststart\npoststop\n" {
+		t.Errorf("hooks after the failing one wrote %q, want %q", got, "poststart\npoststop\n")
+	}
+	for _, want := range []string{"poststart-first-fails", "poststop-first-fails"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the failure %q was not logged:\n%s", want, logs.String())
+		}
+	}
+}
+
+// A hostname needs a UTS namespace of the container's own: a new one, or
+// one joined by path that is not the host's (as runc allows; runtime-tools'
+// linux_ns_path joins one with the default hostname). The init sets it in
+// the joined namespace. Joining the host's own is refused.
+func TestHostnameInAJoinedUTSNamespace(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireBinary(t, "unshare")
+	rootfs := testutil.BusyboxRootfs(t)
+	holder := exec.Command("unshare", "--uts", "sleep", "1000")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+	joined := fmt.Sprintf("/proc/%d/ns/uts", holder.Process.Pid)
+	host, _ := os.Readlink("/proc/self/ns/uts")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if l, _ := os.Readlink(joined); l != "" && l != host {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("unshare --uts did not get a namespace of its own")
+		}
+	}
+	specWith := func(uts specs.LinuxNamespace) *specs.Spec {
+		return &specs.Spec{
+			Version:  specs.Version,
+			Process:  &specs.Process{Args: []string{"hostname"}, Cwd: "/", Env: []string{"PATH=/bin"}},
+			Root:     &specs.Root{Path: rootfs},
+			Hostname: "joined-uts",
+			Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}, uts,
+			}},
+		}
+	}
+	for _, tt := range []struct {
+		path string
+		ok   bool
+	}{
+		{"", true},
+		{joined, true},
+		{"/proc/self/ns/uts", false},
+	} {
+		_, err := validateSpec(specWith(specs.LinuxNamespace{Type: specs.UTSNamespace, Path: tt.path}))
+		if (err == nil) != tt.ok {
+			t.Errorf("hostname with uts namespace %q: %v, want ok=%v", tt.path, err, tt.ok)
+		}
+	}
+	if _, err := validateSpec(specWith(specs.LinuxNamespace{Type: specs.IPCNamespace})); err == nil {
+		t.Error("hostname without a uts namespace accepted")
+	}
+
+	r, err := New(filepath.Join(t.TempDir(), "state"), WithReaper())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	id := "joinuts-" + strconv.Itoa(os.Getpid())
+	t.Cleanup(func() { r.Delete(context.Background(), id, true) })
+	spec := specWith(specs.LinuxNamespace{Type: specs.UTSNamespace, Path: joined})
+	if err := r.Create(ctx, id, filepath.Dir(rootfs), CreateOptions{Spec: spec, Stdout: out, Stderr: out}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Wait(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(out.Name()); string(data) != "joined-uts\n" {
+		t.Errorf("hostname in the container: %q", data)
+	}
+	var self unix.Utsname
+	if err := unix.Uname(&self); err != nil {
+		t.Fatal(err)
+	}
+	if unix.ByteSliceToString(self.Nodename[:]) == "joined-uts" {
+		t.Error("the host's hostname changed")
 	}
 }

@@ -24,6 +24,21 @@ func runHooks(ctx context.Context, kind string, hooks []specs.Hook, state []byte
 	return nil
 }
 
+// runAllHooks runs hooks in order as runHooks does, but a failure does not
+// stop the run: for poststart and poststop hooks the runtime-spec says a
+// failure is a warning and "the remaining hooks and lifecycle continue as
+// if the hook had succeeded". The failures come back joined, each a
+// *HookError.
+func runAllHooks(ctx context.Context, kind string, hooks []specs.Hook, state []byte) error {
+	var errs []error
+	for i, h := range hooks {
+		if err := runHook(ctx, h, state); err != nil {
+			errs = append(errs, &HookError{Kind: kind, Index: i, Path: h.Path, Err: err})
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func runHook(ctx context.Context, h specs.Hook, state []byte) error {
 	if h.Timeout != nil {
 		if *h.Timeout <= 0 {

@@ -99,7 +99,8 @@ func (r *Runtime) StartState(ctx context.Context, id string) (st *State, recover
 
 // recordStarted removes the exec fifo, records st running and runs the
 // poststart hooks (only for a start that happened here: a recovered one
-// ran them already or died before).
+// ran them already or died before); a failing one is logged and the rest
+// still run, as the runtime-spec asks.
 func (r *Runtime) recordStarted(ctx context.Context, id string, st *State, recovered bool) error {
 	dir := StateDir(r.root, id)
 	if err := os.Remove(filepath.Join(dir, fifoFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -115,7 +116,7 @@ func (r *Runtime) recordStarted(ctx context.Context, id string, st *State, recov
 		return fmt.Errorf("start container %s: write state: %w", id, err)
 	}
 	if !recovered && st.Hooks != nil && len(st.Hooks.Poststart) > 0 {
-		if err := runHooks(ctx, "poststart", st.Hooks.Poststart, ociState(st)); err != nil {
+		if err := runAllHooks(ctx, "poststart", st.Hooks.Poststart, ociState(st)); err != nil {
 			r.log.Warn("poststart hook failed", "container", id, "err", err)
 		}
 	}
@@ -210,7 +211,8 @@ func (r *Runtime) Wait(ctx context.Context, id string) (*State, error) {
 // Delete removes container id: its processes (only with force if it is
 // running; a created container is always killed), its cgroup and its
 // state. Mounts live in the container's mount namespace and go with its
-// last process. Poststop hooks run last; their failures are logged.
+// last process. Poststop hooks run last, every one of them: their
+// failures are logged.
 //
 // With force, a container whose state is unreadable (ErrBadState) is
 // removed too: see deleteUnreadable.
@@ -283,7 +285,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	}
 	if st.Hooks != nil && len(st.Hooks.Poststop) > 0 {
 		st.Status = StatusStopped
-		if err := runHooks(ctx, "poststop", st.Hooks.Poststop, ociState(st)); err != nil {
+		if err := runAllHooks(ctx, "poststop", st.Hooks.Poststop, ociState(st)); err != nil {
 			r.log.Warn("poststop hook failed", "container", id, "err", err)
 		}
 	}

@@ -122,8 +122,8 @@ func validateSpec(s *specs.Spec) (nsPlan, error) {
 	if err := validateUserns(s, p); err != nil {
 		return p, err
 	}
-	if (s.Hostname != "" || s.Domainname != "") && !p.has(unix.CLONE_NEWUTS) {
-		return p, fmt.Errorf("hostname and domainname need a new uts namespace")
+	if (s.Hostname != "" || s.Domainname != "") && !ownNamespace(p, specs.UTSNamespace) {
+		return p, fmt.Errorf("hostname and domainname need a uts namespace of the container's own (a new one, or one joined that is not the host's)")
 	}
 	if s.Linux != nil {
 		for k := range s.Linux.Sysctl {
@@ -173,17 +173,26 @@ func checkSysctl(key string, p nsPlan) error {
 	if err != nil {
 		return err
 	}
-	t := specs.LinuxNamespaceType(ns)
+	if ownNamespace(p, specs.LinuxNamespaceType(ns)) {
+		return nil
+	}
+	return fmt.Errorf("sysctl %q needs a %s namespace of the container's own (the host's would change): add one to linux.namespaces", key, ns)
+}
+
+// ownNamespace says whether the container gets a namespace of type t that
+// is not the host's: a new one, or one it joins by path that is not this
+// process's (writing a hostname or a sysctl there leaves the host alone).
+func ownNamespace(p nsPlan, t specs.LinuxNamespaceType) bool {
 	flag := nsFlags[t]
 	if p.has(flag) {
-		return nil
+		return true
 	}
 	for _, j := range p.Join {
 		if j.Flag == flag && !sameNamespace(j.Path, "/proc/self/ns/"+procNsName[t]) {
-			return nil
+			return true
 		}
 	}
-	return fmt.Errorf("sysctl %q needs a %s namespace of the container's own (the host's would change): add one to linux.namespaces", key, ns)
+	return false
 }
 
 // sameNamespace says whether the namespace files a and b are one
