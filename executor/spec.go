@@ -10,6 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/executor/cgroups"
 	"reconciled.dev/reconciled/internal/sys"
 )
 
@@ -159,6 +160,11 @@ func checkUnenforced(s *specs.Spec) error {
 		return fmt.Errorf("linux.intelRdt: Intel RDT is %w by this runtime", ErrNotSupported)
 	case s.Linux.Personality != nil:
 		return fmt.Errorf("linux.personality: %w by this runtime", ErrNotSupported)
+	}
+	// Resource limits the cgroup drivers do not apply are refused, not
+	// dropped.
+	if what := cgroups.Unsupported(s.Linux.Resources); what != "" {
+		return fmt.Errorf("%s: %w by this runtime (leave it out)", what, ErrNotSupported)
 	}
 	return nil
 }

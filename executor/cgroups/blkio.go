@@ -147,10 +147,6 @@ func Unsupported(r *specs.LinuxResources) string {
 	switch {
 	case r == nil:
 		return ""
-	case len(r.HugepageLimits) > 0:
-		return "linux.resources.hugepageLimits"
-	case r.Network != nil:
-		return "linux.resources.network"
 	case len(r.Rdma) > 0:
 		return "linux.resources.rdma"
 	}

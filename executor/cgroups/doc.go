@@ -96,8 +96,12 @@
 // device rules to systemd (DevicePolicy=strict and
 // DeviceAllow, which systemd enforces with its own program on v2).
 //
-// blockIO, hugepageLimits, network, rdma, cpu realtime and idle settings
-// and kernel memory limits are not set on either version.
+// hugepageLimits go to hugetlb.<size>.limit_in_bytes (v1) or
+// hugetlb.<size>.max (v2); network to net_cls.classid and
+// net_prio.ifpriomap (v1; refused on v2, which has neither controller). A
+// limit whose controller is not mounted or enabled is an error, as with
+// runc. rdma, blockIO's leafWeight and weightDevice are refused
+// (Unsupported); kernel memory limits and cpu idle are not set.
 //
 // # Reading back, freezing, removing
 //

@@ -279,6 +279,9 @@ func neededV2(r *specs.LinuxResources) []string {
 		if hasBlockIO(r.BlockIO) {
 			want["io"] = true
 		}
+		if len(r.HugepageLimits) > 0 {
+			want["hugetlb"] = true
+		}
 		for k := range r.Unified {
 			if c, _, ok := strings.Cut(k, "."); ok && c != "cgroup" {
 				want[c] = true

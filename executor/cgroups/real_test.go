@@ -584,3 +584,94 @@ func TestRealDestroy(t *testing.T) {
 		t.Errorf("Procs after Destroy: %v", err)
 	}
 }
+
+// hugePageSize is the first huge page size this machine has, named as the
+// hugetlb controller names it ("2MB"); "" when it has none.
+func hugePageSize(t *testing.T) string {
+	entries, _ := os.ReadDir("/sys/kernel/mm/hugepages")
+	for _, e := range entries {
+		kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(e.Name(), "hugepages-"), "kB"), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case kb >= 1<<20 && kb%(1<<20) == 0:
+			return strconv.FormatUint(kb>>20, 10) + "GB"
+		case kb >= 1<<10 && kb%(1<<10) == 0:
+			return strconv.FormatUint(kb>>10, 10) + "MB"
+		default:
+			return strconv.FormatUint(kb, 10) + "KB"
+		}
+	}
+	return ""
+}
+
+// hugepageLimits and network are applied where their controllers are (v1
+// hugetlb, net_cls, net_prio; v2 hugetlb) and refused, naming what is
+// missing, where they are not: never dropped. A page size that is not one
+// never reaches a file name.
+func TestRealHugetlbAndNetwork(t *testing.T) {
+	m, l := realManager(t, "")
+	h := startHelper(t, "cmd")
+	ctx := context.Background()
+	size := hugePageSize(t)
+	if size == "" {
+		testutil.SkipOrFail(t, "this machine has no huge page sizes (/sys/kernel/mm/hugepages)")
+	}
+	if err := m.Apply(ctx, h.pid(), &specs.LinuxResources{}); err != nil {
+		t.Fatal(err)
+	}
+	v2Has := func(c string) bool {
+		data, _ := os.ReadFile(filepath.Join(l.Unified, "cgroup.controllers"))
+		return slices.Contains(strings.Fields(string(data)), c)
+	}
+	hl := &specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: size, Limit: 8 << 20}}}
+	err := m.Set(ctx, hl)
+	switch {
+	case l.Mode() != ModeUnified && l.V1["hugetlb"] != "":
+		if err != nil {
+			t.Fatalf("hugepageLimits with hugetlb mounted: %v", err)
+		}
+		if got := readBack(t, m, "hugetlb", "hugetlb."+size+".limit_in_bytes"); got != strconv.Itoa(8<<20) {
+			t.Errorf("hugetlb.%s.limit_in_bytes = %s, want %d", size, got, 8<<20)
+		}
+	case l.Mode() == ModeUnified && v2Has("hugetlb"):
+		if err != nil {
+			t.Fatalf("hugepageLimits on cgroup v2 with hugetlb: %v", err)
+		}
+		if got := readBack(t, m, "", "hugetlb."+size+".max"); got != strconv.Itoa(8<<20) {
+			t.Errorf("hugetlb.%s.max = %s, want %d", size, got, 8<<20)
+		}
+	default:
+		if err == nil || !strings.Contains(err.Error(), "hugepageLimits") || !strings.Contains(err.Error(), "hugetlb") {
+			t.Errorf("hugepageLimits without a hugetlb controller: %v, want an error naming it", err)
+		}
+	}
+	if err := m.Set(ctx, &specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "../2MB", Limit: 1}}}); err == nil || !strings.Contains(err.Error(), "not a huge page size") {
+		t.Errorf("page size ../2MB: %v, want it refused", err)
+	}
+
+	classID := uint32(0x100001)
+	nw := &specs.LinuxResources{Network: &specs.LinuxNetwork{ClassID: &classID, Priorities: []specs.LinuxInterfacePriority{{Name: "lo", Priority: 5}}}}
+	err = m.Set(ctx, nw)
+	switch {
+	case l.Mode() == ModeUnified:
+		if err == nil || !strings.Contains(err.Error(), "cgroup v2 does not have") {
+			t.Errorf("network on cgroup v2: %v, want it refused", err)
+		}
+	case l.V1["net_cls"] != "" && l.V1["net_prio"] != "":
+		if err != nil {
+			t.Fatalf("network with net_cls and net_prio mounted: %v", err)
+		}
+		if got := readBack(t, m, "net_cls", "net_cls.classid"); got != strconv.Itoa(int(classID)) {
+			t.Errorf("net_cls.classid = %s, want %d", got, classID)
+		}
+		if got := readBack(t, m, "net_prio", "net_prio.ifpriomap"); !strings.Contains(got, "lo 5") {
+			t.Errorf("net_prio.ifpriomap = %q, want lo 5", got)
+		}
+	default:
+		if err == nil || !strings.Contains(err.Error(), "linux.resources.network") || !strings.Contains(err.Error(), "not mounted") {
+			t.Errorf("network without net_cls/net_prio mounted: %v, want an error naming them", err)
+		}
+	}
+}

@@ -89,6 +89,23 @@ func (m *fsManager) setV1(r *specs.LinuxResources) error {
 			return err
 		}
 	}
+	if len(r.HugepageLimits) > 0 {
+		if _, _, err := hugetlbFiles(r.HugepageLimits, ""); err != nil {
+			return err
+		}
+		dir, err := need("hugetlb")
+		if err != nil {
+			return fmt.Errorf("linux.resources.hugepageLimits: %w", err)
+		}
+		if err := setHugetlb(dir, r.HugepageLimits, "limit_in_bytes"); err != nil {
+			return err
+		}
+	}
+	if hasNetwork(r.Network) {
+		if err := setNetworkV1(r.Network, need); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -15,12 +15,16 @@ import (
 // program, see setDevicesV2; an empty list leaves the device policy as it
 // is), memory.swap.max before memory.max (runc's order), memory.low,
 // cpu.weight, cpu.max, cpu.max.burst, cpuset.cpus and cpuset.mems,
-// pids.max, io weight and io.max, then each r.Unified file last so that
+// pids.max, io weight and io.max, hugetlb.<size>.max (network, v1 only, is
+// refused), then each r.Unified file last so that
 // it wins. The v1-only
 // memory knobs (swappiness, kernel memory, disableOOMKiller) are ignored.
 func setV2(dir string, r *specs.LinuxResources) error {
 	if hasRealtime(r.CPU) {
 		return errors.New("linux.resources.cpu.realtimePeriod and realtimeRuntime need cgroup v1: cgroup v2 has no realtime group scheduling")
+	}
+	if hasNetwork(r.Network) {
+		return errNetworkV2
 	}
 	if len(r.Devices) > 0 {
 		if err := setDevicesV2(dir, r.Devices); err != nil {
@@ -80,6 +84,11 @@ func setV2(dir string, r *specs.LinuxResources) error {
 	}
 	if hasBlockIO(r.BlockIO) {
 		if err := setBlockIOV2(dir, r.BlockIO); err != nil {
+			return err
+		}
+	}
+	if len(r.HugepageLimits) > 0 {
+		if err := setHugetlb(dir, r.HugepageLimits, "max"); err != nil {
 			return err
 		}
 	}
