@@ -116,8 +116,10 @@
 // thrown away after): the child inherits them, which is also what makes a
 // joined PID namespace work (setns(CLONE_NEWPID) only affects children). A
 // joined mount namespace is entered by the init itself, first thing, on
-// its main thread (locked in an init func), after unshare(CLONE_FS); no
-// rootfs setup is done in a joined mount namespace. A new user namespace
+// its main thread (locked in an init func), after unshare(CLONE_FS); the
+// root filesystem and the mounts are then set up there as in a new one,
+// pivot_root included, as runc does (joining the runtime's own mount
+// namespace is refused: the host's root would be replaced). A new user namespace
 // is a clone flag too, with its maps written by the monitor before the
 // init execs; the rootfs and the bind mounts are then made by the creator
 // from a thread that joins the init's mount namespace, and handed over as

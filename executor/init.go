@@ -328,7 +328,9 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 		if err := rootfs.SetupPrepared(s, c.Bundle, joinCgroup, pre); err != nil {
 			return nil, -1, err
 		}
-	} else if c.NS.has(unix.CLONE_NEWNS) {
+	} else if c.NS.has(unix.CLONE_NEWNS) || joins(c.NS, unix.CLONE_NEWNS) {
+		// A joined mount namespace gets the root and the mounts too, as
+		// runc does them there (validateSpec refuses the runtime's own).
 		if err := rootfs.SetupWith(s, c.Bundle, joinCgroup); err != nil {
 			return nil, -1, err
 		}

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -122,6 +123,12 @@ func validateSpec(s *specs.Spec) (nsPlan, error) {
 	}
 	if err := validateUserns(s, p); err != nil {
 		return p, err
+	}
+	// The root filesystem is set up in a joined mount namespace as in a
+	// new one (pivot_root included): never in the runtime's own, whose
+	// root it would replace for every process there.
+	if joins(p, unix.CLONE_NEWNS) && !ownNamespace(p, specs.MountNamespace) {
+		return p, errors.New("linux.namespaces: the mount namespace to join is the runtime's own (the host's): the container's root would replace the host's; give a new one (no path) or another one")
 	}
 	if (s.Hostname != "" || s.Domainname != "") && !ownNamespace(p, specs.UTSNamespace) {
 		return p, fmt.Errorf("hostname and domainname need a uts namespace of the container's own (a new one, or one joined that is not the host's)")

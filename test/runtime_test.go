@@ -493,6 +493,61 @@ func TestJoinNamespace(t *testing.T) {
 	}
 }
 
+// A container that joins a mount namespace by path (here one held by
+// `unshare --mount`) gets its root filesystem and mounts set up there, as
+// runc does; the host's mounts are untouched. Joining the runtime's own
+// mount namespace is refused: its root would replace the host's.
+func TestJoinMountNamespace(t *testing.T) {
+	r := newRT(t)
+	holder := exec.Command("unshare", "--mount", "--propagation", "private", "sleep", "1000")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+	mntns := fmt.Sprintf("/proc/%d/ns/mnt", holder.Process.Pid)
+	// unshare has made the namespace once the holder runs sleep.
+	waitFor(t, "the holder's own mount namespace", func() bool {
+		l, _ := os.Readlink(mntns)
+		h, _ := os.Readlink("/proc/self/ns/mnt")
+		return l != "" && l != h
+	})
+	hostMounts := func() int {
+		data, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(data), "\n")
+	}
+	before := hostMounts()
+	joinMnt := func(path string) func(*specs.Spec) {
+		return func(s *specs.Spec) {
+			for i, ns := range s.Linux.Namespaces {
+				if ns.Type == specs.MountNamespace {
+					s.Linux.Namespaces[i].Path = path
+				}
+			}
+		}
+	}
+	b := bundle(t, joinMnt(mntns), "sh", "-c", "cat /marker; readlink /proc/self/ns/mnt; grep -c ' /proc ' /proc/self/mountinfo")
+	if err := os.WriteFile(filepath.Join(b, "rootfs", "marker"), []byte("in-the-rootfs\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := testutil.Name(t, 40)
+	r.cleanup(id)
+	res := r.run("run", "--bundle", b, id)
+	want, _ := os.Readlink(mntns)
+	if res.code != 0 || res.stdout != "in-the-rootfs\n"+want+"\n1\n" {
+		t.Fatalf("in a joined mount namespace: exit %d, stdout %q, stderr %q; want the rootfs's marker, %s and one /proc mount", res.code, res.stdout, res.stderr, want)
+	}
+	if after := hostMounts(); after != before {
+		t.Errorf("the host's mount table changed from %d to %d lines", before, after)
+	}
+	res = r.runContainer(testutil.Name(t, 40)+"-host", joinMnt("/proc/self/ns/mnt"), "true")
+	if res.code == 0 || !strings.Contains(res.stderr, "the runtime's own") {
+		t.Errorf("joining the runtime's own mount namespace: exit %d, stderr %q; want it refused", res.code, res.stderr)
+	}
+}
+
 func TestNoFdLeak(t *testing.T) {
 	r := newRT(t)
 	// Host directories open in the CLI's parent, without close-on-exec.
