@@ -241,7 +241,7 @@ func TestRealApply(t *testing.T) {
 	h := startHelper(t, "cmd")
 	ctx := context.Background()
 	r := &specs.LinuxResources{
-		Memory: &specs.LinuxMemory{Limit: ptr[int64](64 << 20), Swap: ptr[int64](96 << 20)},
+		Memory: &specs.LinuxMemory{Limit: ptr[int64](64 << 20), Swap: ptr[int64](96 << 20), KernelTCP: ptr[int64](16 << 20)},
 		CPU:    &specs.LinuxCPU{Shares: ptr[uint64](512), Quota: ptr[int64](50000), Period: ptr[uint64](100000)},
 		Pids:   &specs.LinuxPids{Limit: ptr[int64](32)},
 		Devices: []specs.LinuxDeviceCgroup{
@@ -255,13 +255,14 @@ func TestRealApply(t *testing.T) {
 	switch l.Mode() {
 	case ModeLegacy, ModeHybrid:
 		for file, want := range map[[2]string]string{
-			{"memory", "memory.limit_in_bytes"}:       "67108864",
-			{"memory", "memory.memsw.limit_in_bytes"}: "100663296",
-			{"cpu", "cpu.shares"}:                     "512",
-			{"cpu", "cpu.cfs_quota_us"}:               "50000",
-			{"cpu", "cpu.cfs_period_us"}:              "100000",
-			{"pids", "pids.max"}:                      "32",
-			{"devices", "devices.list"}:               "c 1:3 rwm",
+			{"memory", "memory.limit_in_bytes"}:          "67108864",
+			{"memory", "memory.memsw.limit_in_bytes"}:    "100663296",
+			{"memory", "memory.kmem.tcp.limit_in_bytes"}: "16777216",
+			{"cpu", "cpu.shares"}:                        "512",
+			{"cpu", "cpu.cfs_quota_us"}:                  "50000",
+			{"cpu", "cpu.cfs_period_us"}:                 "100000",
+			{"pids", "pids.max"}:                         "32",
+			{"devices", "devices.list"}:                  "c 1:3 rwm",
 		} {
 			if got := readBack(t, m, file[0], file[1]); got != want {
 				t.Errorf("%s = %q, want %q", file[1], got, want)

@@ -202,6 +202,15 @@ func setMemoryV1(dir string, mem *specs.LinuxMemory) error {
 			return err
 		}
 	}
+	// The TCP buffer limit, as crun sets it (v1 only: cgroup v2 counts
+	// socket memory in memory.max). (memory.kernel is not set: kernel
+	// memory limits are deprecated since Linux 5.4, and on current
+	// kernels the write is accepted and has no effect.)
+	if mem.KernelTCP != nil && *mem.KernelTCP != 0 {
+		if err := writeFile(dir, "memory.kmem.tcp.limit_in_bytes", limitValue(*mem.KernelTCP, false)); err != nil {
+			return fmt.Errorf("linux.resources.memory.kernelTCP: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -18,7 +18,8 @@ import (
 // pids.max, io weight and io.max, hugetlb.<size>.max (network, v1 only, is
 // refused), then each r.Unified file last so that
 // it wins. The v1-only
-// memory knobs (swappiness, kernel memory, disableOOMKiller) are ignored.
+// memory knobs (swappiness, kernel memory and kernelTCP, which v2 counts
+// in memory.max, disableOOMKiller) are ignored.
 func setV2(dir string, r *specs.LinuxResources) error {
 	if hasRealtime(r.CPU) {
 		return errors.New("linux.resources.cpu.realtimePeriod and realtimeRuntime need cgroup v1: cgroup v2 has no realtime group scheduling")
