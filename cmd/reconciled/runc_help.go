@@ -90,10 +90,6 @@ func runcSubHelp(ctx context.Context, prog, sub string, run func(ctx context.Con
 		return 2
 	}
 	fmt.Fprintf(stdout, "NAME:\n   %s %s - %s\n\n", prog, c.name, c.summary)
-	if c.name == "checkpoint" || c.name == "restore" {
-		fmt.Fprintf(stdout, "USAGE:\n   %s %s %s\n", prog, c.name, c.args)
-		return 0
-	}
 	var buf bytes.Buffer
 	run(context.WithValue(ctx, subHelpKey{}, true), []string{c.name, "-h"}, &buf, &buf)
 	// The flag set printed "usage: reconciled runtime SUB SYNOPSIS" and

@@ -91,3 +91,26 @@ func TestRuncCommandHelp(t *testing.T) {
 		t.Errorf("checkpoint: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// checkpoint checks --parent-path as runc does before anything else, then
+// refuses: no CRIU.
+func TestRuncCheckpointRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "parent"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"checkpoint", "--parent-path", "/abs", "c1"}, "--parent-path must be relative"},
+		{[]string{"checkpoint", "--image-path", dir, "--parent-path", "missing", "c1"}, "invalid --parent-path"},
+		{[]string{"checkpoint", "--image-path", dir, "--parent-path", "parent", "c1"}, "need CRIU"},
+		{[]string{"restore", "--image-path", dir, "--bundle", dir, "c1"}, "need CRIU"},
+	} {
+		code, out, errOut := runRuncArgs(runcName, append([]string{"--root", filepath.Join(dir, "root")}, c.args...)...)
+		if code != 1 || out != "" || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 1 and %q", c.args, code, out, errOut, c.want)
+		}
+	}
+}

@@ -267,7 +267,7 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 		return result(runcPs(ctx, open, args, stdout, stderr))
 
 	case "checkpoint", "restore":
-		return fail(fmt.Errorf("%w: checkpoint and restore need CRIU, which reconciled does not use", errors.ErrUnsupported))
+		return result(runcCheckpoint(sub, args, stderr))
 
 	case "spec":
 		return result(runSpec(args, stderr))
