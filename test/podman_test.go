@@ -186,8 +186,8 @@ func TestPodmanWithReconciledRunc(t *testing.T) {
 	if err != nil || pid <= 0 {
 		t.Fatalf("podman inspect: %q %q", res.stdout, res.stderr)
 	}
-	ppid := statusField(t, string(must(os.ReadFile("/proc/"+strconv.Itoa(pid)+"/status"))), "PPid")
-	if comm := strings.TrimSpace(string(must(os.ReadFile("/proc/" + ppid + "/comm")))); comm != "conmon" {
+	ppid := statusField(t, readFile(t, "/proc/"+strconv.Itoa(pid)+"/status"), "PPid")
+	if comm := strings.TrimSpace(readFile(t, "/proc/"+ppid+"/comm")); comm != "conmon" {
 		t.Errorf("the container's process %d has parent %s (%s), want conmon: the engine must be able to reap it", pid, ppid, comm)
 	}
 	if res := p.run("exec", id, "sh", "-c", "echo exec $(id -u)"); res.code != 0 || strings.TrimSpace(res.stdout) != "exec 0" {
@@ -208,9 +208,11 @@ func TestPodmanWithReconciledRunc(t *testing.T) {
 	}
 }
 
-func must[T any](v T, err error) T {
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
-		panic(err)
+		t.Fatal(err)
 	}
-	return v
+	return string(data)
 }
