@@ -28,6 +28,7 @@
 # Regenerate the Go bytes with: go generate ./executor/waiter
 
 	.intel_syntax noprefix
+	.include "digits.inc"
 	.globl _start
 	.text
 _start:
@@ -119,19 +120,7 @@ report:
 	mov	eax, 1
 	syscall
 	mov	rax, r13
-	xor	edx, edx
-	mov	ecx, 100
-	div	rcx
-	add	al, '0'
-	mov	[rsp], al
-	mov	rax, rdx
-	xor	edx, edx
-	mov	ecx, 10
-	div	rcx
-	add	al, '0'
-	mov	[rsp + 1], al
-	add	dl, '0'
-	mov	[rsp + 2], dl
+	DIGITS3
 	mov	byte ptr [rsp + 3], 10
 	mov	edi, 2
 	mov	rsi, rsp

@@ -24,6 +24,7 @@
 # Regenerate the Go bytes with: go generate ./executor/waiter
 
 	.intel_syntax noprefix
+	.include "digits.inc"
 	.globl _start
 	.text
 _start:
@@ -102,19 +103,7 @@ fail:
 	syscall
 	sub	rsp, 16
 	mov	rax, r12
-	xor	edx, edx
-	mov	ecx, 100
-	div	rcx
-	add	al, '0'
-	mov	[rsp], al
-	mov	rax, rdx
-	xor	edx, edx
-	mov	ecx, 10
-	div	rcx
-	add	al, '0'
-	mov	[rsp + 1], al
-	add	dl, '0'
-	mov	[rsp + 2], dl
+	DIGITS3
 	mov	byte ptr [rsp + 3], '"'
 	mov	byte ptr [rsp + 4], '}'
 	mov	byte ptr [rsp + 5], 10

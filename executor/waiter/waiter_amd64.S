@@ -20,6 +20,7 @@
 # Regenerate the Go bytes with: go generate ./executor/waiter
 
 	.intel_syntax noprefix
+	.include "digits.inc"
 	.globl _start
 	.text
 _start:
@@ -89,19 +90,7 @@ exec_failed:
 	syscall
 	sub	rsp, 16
 	mov	rax, r13
-	xor	edx, edx
-	mov	ecx, 100
-	div	rcx
-	add	al, '0'
-	mov	[rsp], al
-	mov	rax, rdx
-	xor	edx, edx
-	mov	ecx, 10
-	div	rcx
-	add	al, '0'
-	mov	[rsp + 1], al
-	add	dl, '0'
-	mov	[rsp + 2], dl
+	DIGITS3
 	mov	edi, r12d
 	mov	rsi, rsp
 	mov	edx, 3
