@@ -113,6 +113,24 @@ cleanup_suite_cgroups() {
 	done
 }
 
+# A test that ran out of time can leave its runtime behind (runc's `run`
+# waiting for a seccomp agent that never came, with its init below it).
+# After each file every process whose command line names this suite's
+# temporary directory is one this script started: it is killed by PID,
+# with its children.
+kill_suite_leftovers() {
+	local p pid kids
+	for p in /proc/[0-9]*; do
+		pid=${p#/proc/}
+		[ "$pid" != $$ ] || continue
+		if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF "$WORK/tmp/"; then
+			kids=$(cat "$p"/task/*/children 2>/dev/null || true)
+			echo "run.sh: killing $pid ($({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | cut -c1-100)) and its children $kids" >&2
+			kill -KILL "$pid" $kids 2>/dev/null || true
+		fi
+	done
+}
+
 for spec in "${runtimes[@]}"; do
 	rt=${spec%%=*}
 	case $spec in
@@ -153,6 +171,7 @@ for spec in "${runtimes[@]}"; do
 		if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
 			echo "not ok 999 run.sh: $f ran out of its $((BATS_TEST_TIMEOUT * n)) s" >>"$out/$f.tap"
 		fi
+		kill_suite_leftovers
 		cleanup_suite_cgroups
 	done
 	echo $(($(date +%s) - start)) >"$out/seconds"
