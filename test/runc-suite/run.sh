@@ -104,7 +104,10 @@ fi
 # else touched.
 cleanup_suite_cgroups() {
 	local d
-	for d in /sys/fs/cgroup/runc-cgroups-integration-test /sys/fs/cgroup/*/runc-cgroups-integration-test; do
+	# test_busybox: a container of the suite's without a cgroupsPath gets
+	# /ID (runc's default), left behind when its test ran out of time.
+	for d in /sys/fs/cgroup/runc-cgroups-integration-test /sys/fs/cgroup/*/runc-cgroups-integration-test \
+		/sys/fs/cgroup/test_busybox /sys/fs/cgroup/*/test_busybox; do
 		[ -d "$d" ] || continue
 		find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
 		if [ -d "$d" ]; then
