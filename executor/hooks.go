@@ -16,12 +16,7 @@ import (
 // stdin and its own timeout; the first failure stops the run and is returned
 // as a *HookError naming the hook.
 func runHooks(ctx context.Context, kind string, hooks []specs.Hook, state []byte) error {
-	for i, h := range hooks {
-		if err := runHook(ctx, h, state); err != nil {
-			return &HookError{Kind: kind, Index: i, Path: h.Path, Err: err}
-		}
-	}
-	return nil
+	return runHookList(ctx, kind, hooks, state, true)
 }
 
 // runAllHooks runs hooks in order as runHooks does, but a failure does not
@@ -30,10 +25,17 @@ func runHooks(ctx context.Context, kind string, hooks []specs.Hook, state []byte
 // if the hook had succeeded". The failures come back joined, each a
 // *HookError.
 func runAllHooks(ctx context.Context, kind string, hooks []specs.Hook, state []byte) error {
+	return runHookList(ctx, kind, hooks, state, false)
+}
+
+func runHookList(ctx context.Context, kind string, hooks []specs.Hook, state []byte, stopAtFailure bool) error {
 	var errs []error
 	for i, h := range hooks {
 		if err := runHook(ctx, h, state); err != nil {
 			errs = append(errs, &HookError{Kind: kind, Index: i, Path: h.Path, Err: err})
+			if stopAtFailure {
+				break
+			}
 		}
 	}
 	return errors.Join(errs...)

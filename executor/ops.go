@@ -255,10 +255,12 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := waitProcess(wctx, pid, start)
 		cancel()
-		if err != nil && st.CallerReaps {
-			errs = append(errs, fmt.Errorf("wait for the container's process: %w", err))
-		} else if err != nil {
-			errs = append(errs, fmt.Errorf("wait for monitor: %w", err))
+		if err != nil {
+			what := "monitor"
+			if st.CallerReaps {
+				what = "the container's process"
+			}
+			errs = append(errs, fmt.Errorf("wait for %s: %w", what, err))
 		}
 	}
 	if mgr != nil {

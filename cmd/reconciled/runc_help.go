@@ -12,7 +12,6 @@ import (
 // runcCommand is one of runc's subcommands as its help lists it.
 type runcCommand struct {
 	name, summary string
-	args          string // the positional arguments, in runc's words
 }
 
 // runcCommands are runc 1.1's subcommands, in its help's order, with its
@@ -20,23 +19,23 @@ type runcCommand struct {
 // restore are listed, as runc lists them, and refused: reconciled has no
 // CRIU.
 var runcCommands = []runcCommand{
-	{"checkpoint", "checkpoint a running container (not supported: reconciled has no CRIU)", "<container-id>"},
-	{"create", "create a container", "<container-id>"},
-	{"delete", "delete any resources held by the container often used with detached container", "<container-id>"},
-	{"events", "display container events such as OOM notifications, cpu, memory, and IO usage statistics", "<container-id>"},
-	{"exec", "execute new process inside the container", "<container-id> <command> [command options]"},
-	{"features", "show the enabled features", ""},
-	{"kill", "kill sends the specified signal (default: SIGTERM) to the container's init process", "<container-id> [signal]"},
-	{"list", "lists containers started by runc with the given root", ""},
-	{"pause", "pause suspends all processes inside the container", "<container-id>"},
-	{"ps", "ps displays the processes running inside a container", "<container-id> [ps options]"},
-	{"restore", "restore a container from a previous checkpoint (not supported: reconciled has no CRIU)", "<container-id>"},
-	{"resume", "resumes all processes that have been previously paused", "<container-id>"},
-	{"run", "create and run a container", "<container-id>"},
-	{"spec", "create a new specification file", ""},
-	{"start", "executes the user defined process in a created container", "<container-id>"},
-	{"state", "output the state of a container", "<container-id>"},
-	{"update", "update container resource constraints", "<container-id>"},
+	{"checkpoint", "checkpoint a running container (not supported: reconciled has no CRIU)"},
+	{"create", "create a container"},
+	{"delete", "delete any resources held by the container often used with detached container"},
+	{"events", "display container events such as OOM notifications, cpu, memory, and IO usage statistics"},
+	{"exec", "execute new process inside the container"},
+	{"features", "show the enabled features"},
+	{"kill", "kill sends the specified signal (default: SIGTERM) to the container's init process"},
+	{"list", "lists containers started by runc with the given root"},
+	{"pause", "pause suspends all processes inside the container"},
+	{"ps", "ps displays the processes running inside a container"},
+	{"restore", "restore a container from a previous checkpoint (not supported: reconciled has no CRIU)"},
+	{"resume", "resumes all processes that have been previously paused"},
+	{"run", "create and run a container"},
+	{"spec", "create a new specification file"},
+	{"start", "executes the user defined process in a created container"},
+	{"state", "output the state of a container"},
+	{"update", "update container resource constraints"},
 }
 
 func lookupRuncCommand(name string) (runcCommand, bool) {

@@ -43,8 +43,8 @@ func setHugetlb(dir string, hl []specs.LinuxHugepageLimit, suffix string) error 
 }
 
 // setNetworkV1 writes linux.resources.network: the class ID to net_cls
-// (dirCls) and each interface priority to net_prio (dirPrio), one entry
-// per write, as the kernel reads them.
+// and each interface priority to net_prio (need finds their directories),
+// one entry per write, as the kernel reads them.
 func setNetworkV1(n *specs.LinuxNetwork, need func(string) (string, error)) error {
 	if n.ClassID != nil {
 		dir, err := need("net_cls")
