@@ -356,6 +356,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	// process saw happen.
 	if spare != nil {
 		*usedSpare = true
+		c.spareCgroup = spare.cg
 		r.log.Debug("nsexec container setup: a spare init, already in its new namespaces, is used", "container", id, "init", spare.pid)
 		if err := use(spare); err != nil {
 			return err
@@ -505,6 +506,16 @@ type creation struct {
 	cgroup  cgroups.Manager
 	// cgroupReady: prepareCgroup made the cgroup and set its resources.
 	cgroupReady bool
+	// spareCgroup is the cgroup a spare init waited in (nil: none);
+	// adopted: prepareCgroup made it the container's (no move needed).
+	spareCgroup *cgroups.Spare
+	adopted     bool
+}
+
+// adopter is a cgroup manager that can make a spare init's cgroup the
+// container's (cgroupfs: see cgroups.Spare).
+type adopter interface {
+	Adopt(ctx context.Context, s *cgroups.Spare, r *specs.LinuxResources) error
 }
 
 func (c *creation) hookState(s Status) []byte {
@@ -564,7 +575,8 @@ func (c *creation) cgroupManager(ctx context.Context) error {
 // prepareCgroup creates the cgroup and sets its resources in the
 // background where the driver can make a cgroup with no process in it
 // (cgroupfs; a systemd scope starts with its first PID), and sends the
-// outcome on the channel it returns.
+// outcome on the channel it returns. A spare init's cgroup becomes the
+// container's where it can (adopted): the init is then in it already.
 func (c *creation) prepareCgroup(ctx context.Context) <-chan error {
 	done := make(chan error, 1)
 	if c.cgroup == nil || c.st.CgroupDriver != "cgroupfs" {
@@ -574,6 +586,19 @@ func (c *creation) prepareCgroup(ctx context.Context) <-chan error {
 	c.cgroupReady = true
 	res := c.resources()
 	go func() {
+		if a, ok := c.cgroup.(adopter); ok && c.spareCgroup != nil {
+			err := a.Adopt(ctx, c.spareCgroup, res)
+			if err == nil {
+				c.adopted = true
+				done <- nil
+				return
+			}
+			if !errors.Is(err, cgroups.ErrNotAdoptable) {
+				done <- fmt.Errorf("unable to apply cgroup: %w", err)
+				return
+			}
+			c.r.log.Debug("the spare init's cgroup cannot become the container's; moving the init", "container", c.id, "err", err)
+		}
 		if err := c.cgroup.Apply(ctx, 0, res); err != nil {
 			done <- fmt.Errorf("unable to apply cgroup: %w", err)
 			return
@@ -602,8 +627,14 @@ func (c *creation) applyCgroup(ctx context.Context) error {
 	if c.cgroupReady {
 		res = nil // set already: only create (a no-op) and join
 	}
-	if err := m.Apply(ctx, c.st.Pid, res); err != nil {
-		return fmt.Errorf("unable to apply cgroup: %w", err)
+	if !c.adopted {
+		if err := m.Apply(ctx, c.st.Pid, res); err != nil {
+			return fmt.Errorf("unable to apply cgroup: %w", err)
+		}
+		if s := c.spareCgroup; s != nil {
+			c.spareCgroup = nil
+			go c.r.removeSpareCgroup(s) // the init has left it
+		}
 	}
 	c.st.CgroupPaths = m.Paths()
 	c.st.OOMKillsAtStart, _ = readOOMKills(c.st.CgroupDriver, c.id, c.st.CgroupPath, c.st.CgroupPaths)
@@ -635,6 +666,11 @@ func (c *creation) teardown() error {
 	if c.cgroup != nil {
 		if err := c.cgroup.Destroy(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("unable to remove cgroup: %w", err))
+		}
+	}
+	if s := c.spareCgroup; s != nil && !c.adopted {
+		if err := s.Remove(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("unable to remove the spare init's cgroup: %w", err))
 		}
 	}
 	if err := os.RemoveAll(c.dir); err != nil {

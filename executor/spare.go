@@ -7,14 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/executor/cgroups"
 	"reconciled.dev/reconciled/internal/proc"
 )
 
@@ -31,6 +34,9 @@ type pair struct {
 	dec      *json.Decoder
 	enc      *json.Encoder
 	lifeline *os.File // write end; the monitor watches the read end
+	// cg is the cgroup a spare's init waits in (nil: none; see
+	// placeSpare).
+	cg *cgroups.Spare
 }
 
 // monitorTitleWidth is the room argv[1] of a monitor keeps for the
@@ -240,6 +246,9 @@ type spares struct {
 	filling map[int]int     // launches in flight
 	closed  bool
 	wg      sync.WaitGroup
+
+	seq        atomic.Uint64 // names spare cgroups
+	staleSwept sync.Once     // RemoveStaleSpares, before the first placement
 }
 
 // maxSpareKinds bounds the sets of namespaces spares are kept for; the
@@ -280,6 +289,9 @@ func (r *Runtime) takeSpare(ns nsPlan) *pair {
 			return p
 		}
 		p.kill()
+		if p.cg != nil {
+			go r.removeSpareCgroup(p.cg)
+		}
 	}
 	return nil
 }
@@ -305,17 +317,22 @@ func (r *Runtime) refill(ns int) {
 			defer s.wg.Done()
 			p, err := r.launchReady(ns)
 			s.mu.Lock()
-			defer s.mu.Unlock()
 			s.filling[ns]--
 			if err != nil {
+				s.mu.Unlock()
 				r.log.Warn("start a spare container monitor", "err", err)
 				return
 			}
 			if s.closed {
+				s.mu.Unlock()
 				p.close()
+				if p.cg != nil {
+					r.removeSpareCgroup(p.cg) // before Close returns
+				}
 				return
 			}
 			s.idle[ns] = append(s.idle[ns], p)
+			s.mu.Unlock()
 		}()
 	}
 }
@@ -334,7 +351,54 @@ func (r *Runtime) launchReady(ns int) (*pair, error) {
 		p.kill()
 		return nil, err
 	}
+	if err := r.placeSpare(ctx, p); err != nil {
+		p.kill()
+		if p.cg != nil {
+			r.removeSpareCgroup(p.cg)
+		}
+		return nil, err
+	}
 	return p, nil
+}
+
+// placeSpare puts a spare's init in a cgroup of its own beside those of
+// the containers it may serve, where the driver can (cgroups.SpareDriver):
+// a create then renames that cgroup rather than moving the init (the first
+// move after a quiet moment waits for an RCU grace period, most of a
+// create's time). Spare cgroups a stopped runtime left are removed first.
+func (r *Runtime) placeSpare(ctx context.Context, p *pair) error {
+	d, err := r.cgroupDriver()
+	if err != nil || d == nil {
+		return nil // a create reports the driver's error
+	}
+	sd, ok := d.(cgroups.SpareDriver)
+	if !ok {
+		return nil
+	}
+	parent := path.Dir(r.defaultCgroupsPath("spare"))
+	if parent == "." {
+		parent = cgroups.DefaultParent // the driver's default for an empty path
+	}
+	r.spares.staleSwept.Do(func() {
+		if err := sd.RemoveStaleSpares(ctx, parent); err != nil {
+			r.log.Warn("remove the spare cgroups of a stopped runtime", "err", err)
+		}
+	})
+	p.cg, err = sd.PlaceSpare(ctx, path.Join(parent, cgroups.SpareName(r.spares.seq.Add(1))), p.pid)
+	if err != nil {
+		return fmt.Errorf("place a spare container init in its cgroup: %w", err)
+	}
+	return nil
+}
+
+// removeSpareCgroup removes the cgroup a spare's init waited in, once the
+// init has left it or exited.
+func (r *Runtime) removeSpareCgroup(s *cgroups.Spare) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Remove(ctx); err != nil {
+		r.log.Warn("remove a spare container init's cgroup", "cgroup", s.Path(), "err", err)
+	}
 }
 
 // Close stops the spare monitors and inits (WithSpares) and waits for
@@ -357,5 +421,10 @@ func (r *Runtime) Close() error {
 		p.close() // the monitor kills its init, reaps it and exits
 	}
 	s.wg.Wait()
+	for _, p := range all {
+		if p.cg != nil {
+			r.removeSpareCgroup(p.cg)
+		}
+	}
 	return nil
 }

@@ -44,6 +44,9 @@ func NewCgroupfsAt(l Layout) (Driver, error) {
 type cgroupfs struct {
 	layout Layout
 	hs     []hierarchy
+
+	mu     sync.Mutex
+	sweeps map[string]*sweepRun // by container cgroup path (Adopt)
 }
 
 func (d *cgroupfs) Name() string { return "cgroupfs" }
@@ -57,7 +60,7 @@ func (d *cgroupfs) Manager(id, cgroupsPath string) (Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &fsManager{mode: d.layout.Mode(), path: p, created: map[string][]string{}}
+	m := &fsManager{d: d, mode: d.layout.Mode(), path: p, created: map[string][]string{}}
 	for _, h := range d.hs {
 		m.hs = append(m.hs, managed{hierarchy: h, dir: filepath.Join(h.mount, filepath.FromSlash(p))})
 	}
@@ -88,12 +91,15 @@ type managed struct {
 }
 
 type fsManager struct {
+	d    *cgroupfs
 	mode Mode
 	path string // "/reconciled/id", the same in every hierarchy
 	hs   []managed
 
 	mu      sync.Mutex
 	created map[string][]string // mount point -> directories Apply made there, shallowest first
+	// spareLeft: what a failed Adopt left of a spare cgroup, for Destroy.
+	spareLeft *Spare
 }
 
 func (m *fsManager) Paths() map[string]string {
@@ -491,6 +497,10 @@ func (m *fsManager) Destroy(ctx context.Context) error {
 		defer cancel()
 	}
 	var errs []error
+	// An Adopt's background move ends before its cgroup goes.
+	if err := m.d.endSweep(ctx, m.path); err != nil {
+		errs = append(errs, err)
+	}
 	// Killed tasks of a frozen v1 cgroup stay until thawed (v2 lets
 	// SIGKILL through).
 	if dir := m.dirOf("freezer"); dir != "" && m.mode != ModeUnified {
@@ -525,6 +535,11 @@ func (m *fsManager) Destroy(ctx context.Context) error {
 			if err := syscall.Rmdir(made[i]); err != nil && err != syscall.ENOENT {
 				break
 			}
+		}
+	}
+	if s := m.spareLeft; s != nil {
+		if err := s.Remove(ctx); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

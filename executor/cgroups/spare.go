@@ -1,0 +1,428 @@
+package cgroups
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"reconciled.dev/reconciled/internal/proc"
+)
+
+// Spare cgroups take the move of a container's init into its cgroup off
+// the create path. Without favordynmods (every stock kernel) the first
+// write of a PID into a cgroup.procs after a quiet moment waits for an RCU
+// grace period, 8-30 ms on a 2-core host: most of what a dropped manifest
+// takes to run. A Runtime's spare init (executor.WithSpares) is put in a
+// cgroup of its own ahead of time; the create renames that cgroup to the
+// container's on the v1 hierarchies, which moves nothing. A cgroup2
+// directory cannot be renamed (EPERM): on a hybrid host the cgroup2
+// hierarchy, which has no controllers there and only records membership,
+// gets the container's directory and its processes are moved into it in
+// the background (sweep); on a pure cgroup v2 host nothing is placed ahead
+// (the create clones or moves as before).
+
+// SparePrefix starts the name of a spare cgroup, which sits beside the
+// containers' cgroups in their parent. A container ID cannot start with
+// '.', so no container's cgroup is ever named so.
+const SparePrefix = ".spare-"
+
+// ErrNotAdoptable means a spare cgroup cannot become the container's (it
+// has another parent, or the container's cgroup exists already), and
+// nothing was changed: the caller moves the process in with Apply, then
+// removes the spare cgroup.
+var ErrNotAdoptable = errors.New("the spare cgroup cannot become the container's")
+
+// SpareDriver is a driver that can place a process in a cgroup made ahead
+// of time, for a container that does not exist yet: cgroupfs.
+type SpareDriver interface {
+	// PlaceSpare makes the cgroup at p (an absolute cgroup path whose
+	// last element starts with SparePrefix) in every hierarchy and moves
+	// pid into it. It returns nil and no error where nothing would be
+	// gained (a pure cgroup v2 host). When it fails with a Spare, the
+	// caller kills pid and then removes the Spare.
+	PlaceSpare(ctx context.Context, p string, pid int) (*Spare, error)
+	// RemoveStaleSpares removes the spare cgroups under parent that a
+	// process no longer running made (SpareName), first moving what a
+	// container left in a cgroup2 one (a daemon that stopped before its
+	// sweep ended) to that container's directory there.
+	RemoveStaleSpares(ctx context.Context, parent string) error
+}
+
+// SpareName is the name of the seq-th spare cgroup of the process that
+// calls it: the PID and start time in it tell RemoveStaleSpares whether
+// its maker still runs.
+func SpareName(seq uint64) string {
+	start, _, _ := proc.StartTime(os.Getpid())
+	return fmt.Sprintf("%s%d-%d-%d", SparePrefix, os.Getpid(), start, seq)
+}
+
+// spareOwnerRunning says whether the process that made the spare cgroup
+// name (SpareName) still runs; a name it cannot parse reads as running.
+func spareOwnerRunning(name string) bool {
+	f := strings.Split(strings.TrimPrefix(name, SparePrefix), "-")
+	if len(f) != 3 {
+		return true
+	}
+	pid, err1 := strconv.Atoi(f[0])
+	start, err2 := strconv.ParseUint(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return true
+	}
+	return proc.Running(pid, start)
+}
+
+// Spare is a cgroup made ahead of time with one process in it that has no
+// container yet.
+type Spare struct {
+	d    *cgroupfs
+	path string
+	hs   []managed // in the order of d.hs
+}
+
+// Path is the spare cgroup's path, the same in every hierarchy.
+func (s *Spare) Path() string { return s.path }
+
+func (d *cgroupfs) PlaceSpare(ctx context.Context, p string, pid int) (*Spare, error) {
+	if d.layout.Mode() == ModeUnified {
+		return nil, nil
+	}
+	p, err := cleanPath("spare cgroup", p)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(path.Base(p), SparePrefix) {
+		return nil, fmt.Errorf("spare cgroup %s: its name must start with %q", p, SparePrefix)
+	}
+	s := &Spare{d: d, path: p}
+	for _, h := range d.hs {
+		s.hs = append(s.hs, managed{hierarchy: h, dir: filepath.Join(h.mount, filepath.FromSlash(p))})
+	}
+	for _, h := range s.hs {
+		if _, err := mkdirs(h.mount, p); err != nil {
+			return s, err
+		}
+	}
+	if h := d.hierarchyOf("cpuset"); h.mount != "" {
+		if err := initCpuset(h.mount, p); err != nil {
+			return s, err
+		}
+	}
+	v := strconv.Itoa(pid)
+	for _, h := range s.hs {
+		if err := appendFile(h.dir, "cgroup.procs", v); err != nil {
+			return s, fmt.Errorf("moving pid %d into spare cgroup %s: %w", pid, p, err)
+		}
+	}
+	return s, ctx.Err()
+}
+
+func (d *cgroupfs) hierarchyOf(c string) hierarchy {
+	for _, h := range d.hs {
+		for _, n := range h.names {
+			if n == c {
+				return h
+			}
+		}
+	}
+	return hierarchy{}
+}
+
+// Remove removes the spare cgroup from every hierarchy, and the driver's
+// parent (DefaultParent, DerivedParent) where that is left empty, once its
+// process has left or exited: while it is busy it retries until ctx ends,
+// or for 2 s when ctx has no deadline.
+func (s *Spare) Remove(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+	}
+	var errs []error
+	for _, h := range s.hs {
+		if err := removeTree(ctx, h.dir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if parent := path.Dir(s.path); isDriverParent(parent) {
+			syscall.Rmdir(filepath.Join(h.mount, parent)) // others' cgroups may live there: then it stays
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Adopt makes the spare cgroup s the container's cgroup, with the
+// resources r, without moving the process on a v1 hierarchy: each v1
+// directory is renamed to the container's. The cgroup2 directory of a
+// hybrid host cannot be renamed: the container's is made, and the
+// processes are moved there from the spare's in the background until it
+// is empty and removed (Destroy waits for that). It fails with
+// ErrNotAdoptable, having changed nothing, when the container's cgroup has
+// another parent or is there already; with another error the caller must
+// Destroy (which removes what is left of s too).
+func (m *fsManager) Adopt(ctx context.Context, s *Spare, r *specs.LinuxResources) error {
+	if s == nil || s.d != m.d || path.Dir(s.path) != path.Dir(m.path) {
+		return ErrNotAdoptable
+	}
+	var renamed []int
+	for i, h := range m.hs {
+		if h.names == nil {
+			continue
+		}
+		err := os.Rename(s.hs[i].dir, h.dir)
+		if err == nil {
+			renamed = append(renamed, i)
+			continue
+		}
+		var undo []error
+		for _, j := range renamed {
+			if uerr := os.Rename(m.hs[j].dir, s.hs[j].dir); uerr != nil {
+				undo = append(undo, uerr)
+			}
+		}
+		if len(undo) == 0 {
+			return fmt.Errorf("%w: %w", ErrNotAdoptable, err)
+		}
+		m.mu.Lock()
+		for _, j := range renamed {
+			m.created[m.hs[j].mount] = append(m.created[m.hs[j].mount], m.hs[j].dir)
+		}
+		m.mu.Unlock()
+		m.spareLeft = s
+		return fmt.Errorf("making spare cgroup %s the container's %s: %w (and undoing it: %w)", s.path, m.path, err, errors.Join(undo...))
+	}
+	m.mu.Lock()
+	for _, j := range renamed {
+		m.created[m.hs[j].mount] = append(m.created[m.hs[j].mount], m.hs[j].dir)
+	}
+	m.mu.Unlock()
+	if u, ok := m.unified(); ok {
+		made, err := mkdirs(u.mount, m.path)
+		m.mu.Lock()
+		m.created[u.mount] = append(m.created[u.mount], made...)
+		m.mu.Unlock()
+		if err != nil {
+			m.spareLeft = s
+			return err
+		}
+		from := s.hs[len(s.hs)-1].dir // the cgroup2 hierarchy is last (hierarchies)
+		m.d.sweep(m.path, from, u.dir)
+	}
+	return m.set(r)
+}
+
+// sweepTimeout bounds a sweep: the processes of a spare's cgroup2
+// directory move in one grace period's time unless something keeps them.
+const sweepTimeout = 30 * time.Second
+
+// sweep moves every process in from to to, in the background, until from
+// is empty and removed. Destroy of the cgroup at p waits for it.
+func (d *cgroupfs) sweep(p, from, to string) {
+	done := make(chan struct{})
+	d.mu.Lock()
+	if d.sweeps == nil {
+		d.sweeps = map[string]*sweepRun{}
+	}
+	run := &sweepRun{done: done, from: from}
+	d.sweeps[p] = run
+	d.mu.Unlock()
+	go func() {
+		defer close(done)
+		run.err = sweepDir(from, to, time.Now().Add(sweepTimeout))
+		if run.err != nil {
+			return // for Destroy to see, and remove what is left
+		}
+		d.mu.Lock()
+		if d.sweeps[p] == run {
+			delete(d.sweeps, p)
+		}
+		d.mu.Unlock()
+	}()
+}
+
+type sweepRun struct {
+	done chan struct{}
+	from string
+	err  error // read after done is closed
+}
+
+// endSweep waits for the sweep into the cgroup at p, if there is one, and
+// when it failed removes the spare directory it left; it returns the
+// sweep's error.
+func (d *cgroupfs) endSweep(ctx context.Context, p string) error {
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	run := d.sweeps[p]
+	d.mu.Unlock()
+	if run == nil {
+		return nil
+	}
+	select {
+	case <-run.done:
+	case <-ctx.Done():
+		return fmt.Errorf("moving the processes of cgroup %s out of its spare: %w", p, context.Cause(ctx))
+	}
+	d.mu.Lock()
+	if d.sweeps[p] == run {
+		delete(d.sweeps, p)
+	}
+	d.mu.Unlock()
+	if run.err == nil {
+		return nil
+	}
+	return errors.Join(run.err, removeTree(ctx, run.from))
+}
+
+// sweepDir moves the processes in from (a cgroup2 directory) to to until
+// from is empty, then removes from. A process forked meanwhile in from is
+// moved by a later round; one that exits is no error. When to is gone
+// (the container was deleted) it only waits for from to empty.
+func sweepDir(from, to string, deadline time.Time) error {
+	wait := 100 * time.Microsecond
+	var last error
+	toGone := false
+	for {
+		pids, err := readProcs(from)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			err := syscall.Rmdir(from)
+			if err == nil || err == syscall.ENOENT {
+				return nil
+			}
+			if err != syscall.EBUSY {
+				return fmt.Errorf("removing spare cgroup %s: %w", from, os.NewSyscallError("rmdir", err))
+			}
+		}
+		for _, pid := range pids {
+			if toGone {
+				break
+			}
+			err := appendFile(to, "cgroup.procs", strconv.Itoa(pid))
+			switch {
+			case err == nil, errors.Is(err, syscall.ESRCH):
+			case errors.Is(err, os.ErrNotExist):
+				toGone = true
+			default:
+				last = fmt.Errorf("moving pid %d from %s to %s: %w", pid, from, to, err)
+			}
+		}
+		if time.Now().After(deadline) {
+			if last == nil {
+				last = fmt.Errorf("processes %v still there", pids)
+			}
+			return fmt.Errorf("spare cgroup %s: %w", from, last)
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 10*time.Millisecond)
+	}
+}
+
+func (d *cgroupfs) RemoveStaleSpares(ctx context.Context, parent string) error {
+	parent, err := cleanPath("cgroup parent", parent)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, h := range d.hs {
+		dir := filepath.Join(h.mount, filepath.FromSlash(parent))
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listing cgroup %s: %w", dir, bare(err)))
+			continue
+		}
+		for _, e := range entries {
+			if !e.IsDir() || !strings.HasPrefix(e.Name(), SparePrefix) || spareOwnerRunning(e.Name()) {
+				continue
+			}
+			sd := filepath.Join(dir, e.Name())
+			if h.names == nil {
+				if err := d.rehome(sd, h.mount, parent); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			if err := removeTree(ctx, sd); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// rehome moves each process in sd, a stale spare's cgroup2 directory, to
+// the cgroup2 directory of the container whose v1 cgroup it is in (a
+// sweep cut short); a spare init of a stopped daemon stays (it exits with
+// its monitor).
+func (d *cgroupfs) rehome(sd, mount, parent string) error {
+	pids, err := readProcs(sd)
+	if err != nil || len(pids) == 0 {
+		return err
+	}
+	var v1 hierarchy
+	for _, h := range d.hs {
+		if h.names != nil {
+			v1 = h
+			break
+		}
+	}
+	var errs []error
+	for _, pid := range pids {
+		p, err := v1Path(pid, v1.names[0])
+		if err != nil || path.Dir(p) != parent || strings.HasPrefix(path.Base(p), SparePrefix) {
+			continue
+		}
+		if _, err := mkdirs(mount, p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := appendFile(filepath.Join(mount, filepath.FromSlash(p)), "cgroup.procs", strconv.Itoa(pid)); err != nil && !errors.Is(err, syscall.ESRCH) {
+			errs = append(errs, fmt.Errorf("moving pid %d out of stale spare cgroup %s: %w", pid, sd, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// v1Path is pid's cgroup in the v1 hierarchy that has controller c, from
+// /proc/PID/cgroup.
+func v1Path(pid int, c string) (string, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		_, rest, _ := strings.Cut(sc.Text(), ":")
+		ctrls, p, ok := strings.Cut(rest, ":")
+		if !ok {
+			continue
+		}
+		for _, n := range strings.Split(ctrls, ",") {
+			if n == c {
+				return p, nil
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", err
+	}
+	return "", fmt.Errorf("pid %d is in no cgroup of %s", pid, c)
+}

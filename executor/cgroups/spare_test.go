@@ -1,0 +1,307 @@
+package cgroups
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"reconciled.dev/reconciled/internal/testutil"
+)
+
+// spareFixture is a driver for the host's layout and a parent cgroup of
+// the test's own, removed (with everything in it) in t.Cleanup.
+func spareFixture(t *testing.T) (*cgroupfs, Layout, string) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	l, err := DetectLayout()
+	if err != nil {
+		testutil.SkipOrFail(t, "no cgroup hierarchy: %v", err)
+	}
+	d, err := NewCgroupfsAt(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := "/" + testutil.Name(t, 50) + "-" + strconv.Itoa(os.Getpid())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, h := range d.(*cgroupfs).hs {
+			if err := removeTree(ctx, filepath.Join(h.mount, parent)); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+	})
+	return d.(*cgroupfs), l, parent
+}
+
+// startForker starts a shell, killed with its children by process group
+// in t.Cleanup, that forks two sleeps once it reads a line.
+func startForker(t *testing.T) (*exec.Cmd, *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/bin/sh", "-c", "read x; sleep 600 & sleep 600 & wait")
+	cmd.Stdin = r
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	t.Cleanup(func() {
+		w.Close()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+	return cmd, w
+}
+
+// cgroupOf reads pid's cgroup in the hierarchy h: for v1 the line naming
+// its first controller, for cgroup2 the "0::" line.
+func cgroupOf(t *testing.T, pid int, h hierarchy) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		if h.names == nil && f[0] == "0" && f[1] == "" {
+			return f[2]
+		}
+		for _, n := range strings.Split(f[1], ",") {
+			if h.names != nil && n == h.names[0] {
+				return f[2]
+			}
+		}
+	}
+	t.Fatalf("pid %d: no line for hierarchy %v in %q", pid, h, data)
+	return ""
+}
+
+// A spare process placed ahead of time becomes a container's without a
+// move on v1 (its cgroup is renamed, the limits set in it), and on a
+// hybrid host's cgroup2 hierarchy it and what it forked meanwhile end up
+// in the container's directory, the spare's removed. On a pure cgroup v2
+// host nothing is placed (a cgroup2 directory cannot be renamed).
+func TestRealSpareAdopt(t *testing.T) {
+	d, l, parent := spareFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd, line := startForker(t)
+	pid := cmd.Process.Pid
+	s, err := d.PlaceSpare(ctx, path.Join(parent, SpareName(1)), pid)
+	if l.Mode() == ModeUnified {
+		if s != nil || err != nil {
+			t.Fatalf("PlaceSpare on a pure cgroup v2 host: %v, %v; want nothing placed", s, err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range d.hs {
+		if got := cgroupOf(t, pid, h); got != s.Path() {
+			t.Errorf("placed spare in %s: cgroup %s, want %s", h.mount, got, s.Path())
+		}
+	}
+
+	id := "adopt"
+	m, err := d.Manager(id, path.Join(parent, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-pid, syscall.SIGKILL)
+		cmd.Wait()
+		if err := m.Destroy(context.Background()); err != nil {
+			t.Errorf("Destroy: %v", err)
+		}
+		for _, h := range d.hs {
+			if _, err := os.Stat(filepath.Join(h.mount, parent, id)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("after Destroy, %s/%s/%s: %v", h.mount, parent, id, err)
+			}
+		}
+	})
+	limit, pids := int64(64<<20), int64(50)
+	res := &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}, Pids: &specs.LinuxPids{Limit: &pids}}
+	if err := m.(*fsManager).Adopt(ctx, s, res); err != nil {
+		t.Fatalf("Adopt: %v", err)
+	}
+	line.WriteString("fork\n") // while the cgroup2 move may still run
+	want := path.Join(parent, id)
+	for _, h := range d.hs {
+		if h.names != nil {
+			if got := cgroupOf(t, pid, h); got != want {
+				t.Errorf("adopted, in %s: cgroup %s, want %s (a rename, no move)", h.mount, got, want)
+			}
+		}
+	}
+	if got := readBack(t, m, "memory", "memory.limit_in_bytes"); got != strconv.FormatInt(limit, 10) {
+		t.Errorf("memory.limit_in_bytes %s, want %d", got, limit)
+	}
+	if got := readBack(t, m, "pids", "pids.max"); got != "50" {
+		t.Errorf("pids.max %s, want 50", got)
+	}
+	var procs []int
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		procs, err = m.Procs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved := len(procs) == 3
+		for _, p := range procs {
+			for _, h := range d.hs {
+				moved = moved && cgroupOf(t, p, h) == want
+			}
+		}
+		gone := true
+		for _, h := range s.hs {
+			if _, err := os.Stat(h.dir); !errors.Is(err, os.ErrNotExist) {
+				gone = false
+			}
+		}
+		if moved && gone {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, p := range procs {
+				data, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/cgroup")
+				t.Logf("pid %d:\n%s", p, data)
+			}
+			t.Fatalf("10 s after Adopt: processes %v (want the shell and its two sleeps) not all in %s everywhere, or the spare cgroup is still there (gone: %v)", procs, want, gone)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Adopt changes nothing when the container's cgroup has another parent
+// or exists already: the caller then moves the process (Apply).
+func TestRealSpareNotAdoptable(t *testing.T) {
+	d, l, parent := spareFixture(t)
+	if l.Mode() == ModeUnified {
+		if s, err := d.PlaceSpare(context.Background(), path.Join(parent, SpareName(2)), os.Getpid()); s != nil || err != nil {
+			t.Fatalf("PlaceSpare on a pure cgroup v2 host: %v, %v; want nothing placed", s, err)
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd, _ := startForker(t)
+	pid := cmd.Process.Pid
+	s, err := d.PlaceSpare(ctx, path.Join(parent, SpareName(2)), pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := d.Manager("x", path.Join(parent, "elsewhere", "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.(*fsManager).Adopt(ctx, s, nil); !errors.Is(err, ErrNotAdoptable) {
+		t.Errorf("Adopt into another parent: %v, want ErrNotAdoptable", err)
+	}
+	there, err := d.Manager("there", path.Join(parent, "there"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := there.Apply(ctx, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := there.(*fsManager).Adopt(ctx, s, nil); !errors.Is(err, ErrNotAdoptable) {
+		t.Errorf("Adopt into an existing cgroup: %v, want ErrNotAdoptable", err)
+	}
+	for _, h := range d.hs {
+		if got := cgroupOf(t, pid, h); got != s.Path() {
+			t.Errorf("after refused adoptions, in %s: cgroup %s, want the spare's %s", h.mount, got, s.Path())
+		}
+	}
+	// The caller's fallback: move, then remove the spare.
+	if err := there.Apply(ctx, pid, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx); err != nil {
+		t.Errorf("Remove after the move: %v", err)
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+	cmd.Wait()
+	if err := there.Destroy(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+// RemoveStaleSpares removes the spare cgroups of a maker that no longer
+// runs, keeps a running one's, and moves a container's process left in a
+// stale spare's cgroup2 directory (a sweep cut short) to the container's.
+func TestRealRemoveStaleSpares(t *testing.T) {
+	d, l, parent := spareFixture(t)
+	if l.Mode() == ModeUnified {
+		t.Log("a pure cgroup v2 host places no spares: RemoveStaleSpares finds nothing")
+		if err := d.RemoveStaleSpares(context.Background(), parent); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stale := path.Join(parent, SparePrefix+"999999999-1-1") // no such PID
+	live := path.Join(parent, SpareName(3))
+	for _, p := range []string{stale, live} {
+		for _, h := range d.hs {
+			if _, err := mkdirs(h.mount, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var cmd *exec.Cmd
+	if u := l.Unified; u != "" {
+		// A container's process, in its v1 cgroups, still in the stale
+		// spare's cgroup2 directory.
+		cmd, _ = startForker(t)
+		m, err := d.Manager("ctr", path.Join(parent, "ctr"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Apply(ctx, cmd.Process.Pid, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := appendFile(filepath.Join(u, stale), "cgroup.procs", strconv.Itoa(cmd.Process.Pid)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+			m.Destroy(context.Background())
+		})
+	}
+	if err := d.RemoveStaleSpares(ctx, parent); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range d.hs {
+		if _, err := os.Stat(filepath.Join(h.mount, stale)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stale spare cgroup in %s: %v, want removed", h.mount, err)
+		}
+		if _, err := os.Stat(filepath.Join(h.mount, live)); err != nil {
+			t.Errorf("a running maker's spare cgroup in %s: %v, want kept", h.mount, err)
+		}
+	}
+	if cmd != nil {
+		if got := cgroupOf(t, cmd.Process.Pid, hierarchy{mount: l.Unified}); got != path.Join(parent, "ctr") {
+			t.Errorf("the container's process left in a stale spare: now in cgroup2 %s, want %s", got, path.Join(parent, "ctr"))
+		}
+	}
+}
