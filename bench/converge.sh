@@ -4,7 +4,7 @@
 # remove them, the idle daemon's CPU and RSS with N running, adoption of N
 # after a restart; beside it, the same N created and started one after the
 # other with runc and with crun. Run as root from the repository:
-#   sudo bench/converge.sh [-n 1000] [-drops 200] [-drops-loaded 50] [-idle 30s] [-parallel 4] [-runtimes runc,crun]
+#   sudo bench/converge.sh [-n 1000] [-drops 200] [-drops-loaded 50] [-drop-gap 0] [-idle 30s] [-parallel 4] [-runtimes runc,crun]
 # A quick run: bench/converge.sh -n 200 -drops 50 -idle 10s
 # Everything it creates lives under one temporary directory and is removed.
 # The daemon runs with --cgroup-driver auto (-cgroup-driver to choose):

@@ -241,9 +241,10 @@ func (p *pair) kill() {
 // Runtime (the daemon) makes them while nothing waits.
 type spares struct {
 	mu      sync.Mutex
-	per     int             // pairs kept ready per set of namespaces
-	idle    map[int][]*pair // by clone flags
-	filling map[int]int     // launches in flight
+	per     int                 // pairs kept ready per set of namespaces
+	idle    map[int][]*pair     // by clone flags
+	filling map[int]int         // launches in flight
+	pending map[int]*time.Timer // refills waiting for a start (refillLater)
 	closed  bool
 	wg      sync.WaitGroup
 
@@ -267,7 +268,7 @@ func WithSpares(n int) Option {
 			return
 		}
 		r.reap = true
-		r.spares = &spares{per: n, idle: map[int][]*pair{}, filling: map[int]int{}}
+		r.spares = &spares{per: n, idle: map[int][]*pair{}, filling: map[int]int{}, pending: map[int]*time.Timer{}}
 	}
 }
 
@@ -279,7 +280,7 @@ func (r *Runtime) takeSpare(ns nsPlan) *pair {
 	if s == nil || len(ns.Join) > 0 {
 		return nil
 	}
-	defer r.refill(ns.New)
+	defer r.refillLater(ns.New)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for q := s.idle[ns.New]; len(q) > 0; q = s.idle[ns.New] {
@@ -288,12 +289,54 @@ func (r *Runtime) takeSpare(ns nsPlan) *pair {
 		if p.alive() {
 			return p
 		}
-		p.kill()
-		if p.cg != nil {
-			go r.removeSpareCgroup(p.cg)
-		}
+		r.discard(p)
 	}
 	return nil
+}
+
+// discard kills a spare pair and removes its cgroup once its init is gone.
+func (r *Runtime) discard(p *pair) {
+	p.kill()
+	if p.cg != nil {
+		go r.removeSpareCgroup(p.cg)
+	}
+}
+
+// spareRefillDelay bounds how long refillLater waits for a start.
+const spareRefillDelay = 100 * time.Millisecond
+
+// refillLater makes spares for ns once a container has started
+// (StartState calls refillPending), or after spareRefillDelay. Starting a
+// monitor and an init costs two starts of this binary: CPU that the create
+// and the start of the container that took the spare would share with
+// them (on a 2-core host a dropped manifest ran 3 ms later for it).
+func (r *Runtime) refillLater(ns int) {
+	s := r.spares
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.pending[ns]; ok || s.closed {
+		return
+	}
+	s.pending[ns] = time.AfterFunc(spareRefillDelay, r.refillPending)
+}
+
+// refillPending starts the refills refillLater put off.
+func (r *Runtime) refillPending() {
+	s := r.spares
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	var kinds []int
+	for ns, t := range s.pending {
+		t.Stop()
+		kinds = append(kinds, ns)
+	}
+	clear(s.pending)
+	s.mu.Unlock()
+	for _, ns := range kinds {
+		r.refill(ns)
+	}
 }
 
 // refill starts pairs for ns until per of them are ready or on the way.
@@ -411,6 +454,10 @@ func (r *Runtime) Close() error {
 	}
 	s.mu.Lock()
 	s.closed = true
+	for ns, t := range s.pending {
+		t.Stop()
+		delete(s.pending, ns)
+	}
 	var all []*pair
 	for ns, q := range s.idle {
 		all = append(all, q...)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/executor/cgroups"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -135,6 +136,12 @@ func TestSpares(t *testing.T) {
 		if len(args) < 2 || args[0] != "reconciled-monitor" || args[1] != id {
 			t.Errorf("%s: monitor %d has cmdline %q, want reconciled-monitor %s", id, created.MonitorPid, args, id)
 		}
+		// Its init is in the container's cgroup in every hierarchy, a
+		// spare's too (its own cgroup renamed on v1; on a hybrid host's
+		// cgroup2 hierarchy moved in the background, soon).
+		waitFor(t, id+"'s init in its own cgroup everywhere", func() bool {
+			return inCgroupEverywhere(created.Pid, "/"+id)
+		})
 		if err := api.Start(ctx, id); err != nil {
 			t.Fatalf("start %s: %v", id, err)
 		}
@@ -167,7 +174,14 @@ func TestSpares(t *testing.T) {
 	// The first container of its kind finds no spare; one is made after.
 	_, out, errOut, done := run("spares-first", b, "from-stdin-spares-first\n")
 	check("spares-first", out, errOut, done, false)
-	mon, _ := waitSpare(t, true)
+	mon, spareInit := waitSpare(t, true)
+	// A spare's init waits in a cgroup of its own (but on a pure cgroup
+	// v2 host, where a cgroup cannot be renamed), beside the containers'.
+	if !pureV2() {
+		waitFor(t, "the spare init in a spare cgroup everywhere", func() bool {
+			return inCgroupEverywhere(spareInit, "/"+cgroups.SparePrefix)
+		})
+	}
 	created, out, errOut, done := run("spares-second", b, "from-stdin-spares-second\n")
 	if created.MonitorPid != mon {
 		t.Errorf("spares-second: monitor %d, want the spare %d", created.MonitorPid, mon)
@@ -210,6 +224,42 @@ func TestSpares(t *testing.T) {
 	if s := spareMonitors(t); len(s) != 0 {
 		t.Errorf("spare monitors left after Close: %v", s)
 	}
+	if left, _ := filepath.Glob("/sys/fs/cgroup/*" + cgroups.DefaultParent + "/" + cgroups.SparePrefix + strconv.Itoa(os.Getpid()) + "-*"); len(left) != 0 {
+		t.Errorf("spare cgroups left after Close: %v", left)
+	}
+	if left, _ := filepath.Glob("/sys/fs/cgroup" + cgroups.DefaultParent + "/" + cgroups.SparePrefix + strconv.Itoa(os.Getpid()) + "-*"); len(left) != 0 {
+		t.Errorf("spare cgroups left after Close: %v", left)
+	}
+}
+
+// inCgroupEverywhere says whether every line of /proc/PID/cgroup names a
+// cgroup whose path ends in suffix, or, with a suffix ending in '-', whose
+// last element starts with it without the leading '/'.
+func inCgroupEverywhere(pid int, suffix string) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			return false
+		}
+		if strings.HasSuffix(suffix, "-") {
+			if !strings.HasPrefix(filepath.Base(f[2]), strings.TrimPrefix(suffix, "/")) {
+				return false
+			}
+		} else if !strings.HasSuffix(f[2], suffix) {
+			return false
+		}
+	}
+	return true
+}
+
+// pureV2 says whether the host has the unified cgroup v2 layout alone.
+func pureV2() bool {
+	l, err := cgroups.DetectLayout()
+	return err == nil && l.Mode() == cgroups.ModeUnified
 }
 
 // waitSpares waits for n spare monitors with their inits and returns the

@@ -29,6 +29,7 @@ func main() {
 		n        = flag.Int("n", 1000, "containers to converge, keep idle, adopt and remove")
 		drops    = flag.Int("drops", 200, "containers dropped one at a time for the drop-to-running latency")
 		dropsAt  = flag.Int("drops-loaded", 50, "containers dropped one at a time while the n converged ones run (0: skip)")
+		gap      = flag.Duration("drop-gap", 0, "pause between one dropped container running and the next drop (0: none, back to back); a gap measures a single edit on a quiet host, the spares made meanwhile")
 		idle     = flag.Duration("idle", 30*time.Second, "how long to measure the idle daemon")
 		parallel = flag.Int("parallel", 4, "the daemon's --parallel")
 		ours     = flag.String("reconciled", "bin/reconciled", "path to the reconciled binary")
@@ -40,7 +41,7 @@ func main() {
 		driver   = flag.String("cgroup-driver", "auto", "the daemon's --cgroup-driver: auto, cgroupfs or systemd")
 	)
 	flag.Parse()
-	b := &bench{n: *n, drops: *drops, dropsLoaded: *dropsAt, idle: *idle, parallel: *parallel, shim: *shim, stateIn: *stateIn, driver: *driver}
+	b := &bench{n: *n, drops: *drops, dropsLoaded: *dropsAt, dropGap: *gap, idle: *idle, parallel: *parallel, shim: *shim, stateIn: *stateIn, driver: *driver}
 	err := b.run(*ours, *busybox, *work, *runtimes)
 	b.cleanup()
 	if err != nil {
@@ -51,6 +52,7 @@ func main() {
 
 type bench struct {
 	n, drops, parallel int
+	dropGap            time.Duration
 	dropsLoaded        int
 	idle               time.Duration
 	shim, stateIn      string
@@ -126,7 +128,11 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 
 	// Drop to running, one at a time.
 	if b.drops > 0 {
-		if err := b.dropLatency("drop-", b.drops, "drop to running (%d, one at a time)"); err != nil {
+		label := "drop to running (%d, one at a time)"
+		if b.dropGap > 0 {
+			label = fmt.Sprintf("drop to running (%%d, one at a time, %s apart)", b.dropGap)
+		}
+		if err := b.dropLatency("drop-", b.drops, label); err != nil {
 			return err
 		}
 	}
@@ -253,6 +259,9 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 func (b *bench) dropLatency(prefix string, k int, label string) error {
 	var lat []time.Duration
 	for i := 0; i < k; i++ {
+		if i > 0 && b.dropGap > 0 {
+			time.Sleep(b.dropGap)
+		}
 		name := fmt.Sprintf("%s%04d", prefix, i)
 		if err := b.stage(name); err != nil {
 			return err
