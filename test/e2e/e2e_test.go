@@ -67,7 +67,7 @@ func TestDropRunsDeleteRemoves(t *testing.T) {
 			t.Errorf("%s/%s.json left: %v", p, web, err)
 		}
 	}
-	if left := e.leftovers(); len(left) > 0 {
+	if left := e.leftoversBesideSpares(); len(left) > 0 {
 		t.Errorf("left behind after delete: %v", left)
 	}
 }

@@ -121,7 +121,7 @@ func TestRuncLifecycle(t *testing.T) {
 			t.Errorf("%s/%s left: %v", p, web, err)
 		}
 	}
-	if left := e.leftovers(); len(left) > 0 {
+	if left := e.leftoversBesideSpares(); len(left) > 0 {
 		t.Errorf("left behind after delete: %v", left)
 	}
 }
@@ -207,7 +207,7 @@ func TestRuntimeSwitch(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitFor(web+" gone", 30*time.Second, func(r *report) bool { return r.Get(web) == nil })
-	if left := e.leftovers(); len(left) > 0 {
+	if left := e.leftoversBesideSpares(); len(left) > 0 {
 		t.Errorf("left behind after delete: %v", left)
 	}
 }
