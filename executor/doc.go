@@ -46,12 +46,23 @@
 // nothing of the container: the monitor learns its state directory from
 // the lifeline (below), the init gets the container's stdio (SCM_RIGHTS)
 // and its configuration from the creator. So a pair can be started before
-// its container exists: a Runtime made WithSpares keeps one ready per set
-// of namespaces it has seen (the daemon does), and Create takes it instead
-// of starting two processes of this binary (several ms, most of a cold
-// create); a spare whose init or monitor died is passed over, and namespaces
-// joined by path never use one. Close, or the creator's exit, ends the
-// spares (EOF on their lifelines).
+// its container exists: a Runtime made WithSpares keeps some ready per
+// set of namespaces it has seen (the daemon two), and Create takes one
+// instead of starting two processes of this binary (several ms, most of a
+// cold create); a spare whose init or monitor died is passed over, and
+// namespaces joined by path never use one. The spares a create took are
+// made again once a container has started (or 100 ms later), not during
+// the create, whose CPU they would share. Close, or the creator's exit,
+// ends the spares (EOF on their lifelines).
+//
+// With the cgroupfs driver on a v1 or hybrid host a spare's init waits in
+// a cgroup of its own beside the containers' (cgroups.SparePrefix), and a
+// create renames that cgroup to the container's instead of moving the
+// init (cgroups.Spare): no cgroup.procs write, and so no wait for an RCU
+// grace period (below), is left on the create's path. A cgroup2
+// directory cannot be renamed: on a hybrid host the container's is made
+// and the processes moved into it in the background (that hierarchy has
+// no controllers there); on a pure v2 host the init is moved as before.
 //
 // Before anything of the cgroup is made, create checks it
 // (CheckCgroupFree): a cgroup that exists and is frozen ("unexpectedly
@@ -67,7 +78,8 @@
 // its limits in the background while a started pair comes up. The monitor
 // reports the init's PID; the creator sends the init its stdio and its
 // configuration at once, records the init's PID in the state, moves the
-// init into its cgroup (the only cgroup step that needs the PID), sets
+// init into its cgroup (the only cgroup step that needs the PID; a spare's
+// init is in it already where its cgroup was renamed), sets
 // oom_score_adj and sends "placed". Without prestart and createRuntime
 // hooks it sends "go" before all that, and the init sets up (network,
 // hostname, mounts) while it is being placed: the first move into a cgroup

@@ -130,6 +130,29 @@
 // Apply that races with that starts over). A Manager made after a restart
 // therefore leaves the intermediate directories of a custom cgroupsPath.
 //
+// # Spare cgroups
+//
+// PlaceSpare (SpareDriver) puts a process that has no container yet (a
+// Runtime's spare init) in a cgroup of its own, PARENT/.spare-PID-START-N
+// beside the containers' (a container ID cannot start with '.'), and
+// Adopt makes it a container's: on v1 hierarchies it renames the
+// directory (rename(2) of a cgroup within its parent), sets the limits
+// there and moves no process. Writing a PID to cgroup.procs write-locks
+// cgroup_threadgroup_rwsem, which after a quiet moment waits for an RCU
+// grace period unless the hierarchy is mounted with favordynmods (8-30 ms
+// on a 2-core host); a rename takes cgroup_mutex only. A cgroup2
+// directory cannot be renamed (the kernel refuses it, EPERM): on a hybrid
+// host, whose cgroup2 hierarchy has no controllers (only membership), the
+// container's directory is made and every process of the spare's moved
+// there in the background until it is empty and removed (a process forked
+// meanwhile is moved by a later round; Destroy waits for it); on a pure v2
+// host PlaceSpare places nothing. Adopt refuses (ErrNotAdoptable, nothing
+// changed) a container cgroup in another parent or one that exists: the
+// caller then moves the process with Apply and removes the spare (Remove).
+// RemoveStaleSpares removes the spare cgroups of a maker that no longer
+// runs (the PID and start time in the name), moving a container's process
+// left in one's cgroup2 directory (a sweep cut short) to the container's.
+//
 // Errors name the file and the value: writing "12345" to
 // /sys/fs/cgroup/memory/reconciled/web/cgroup.procs: device or resource
 // busy.
