@@ -64,6 +64,14 @@
 // and the processes moved into it in the background (that hierarchy has
 // no controllers there); on a pure v2 host the init is moved as before.
 //
+// A create that starts its own pair (no spare: the CLI, a daemon's first
+// container of a kind) has the monitor clone the init straight into its
+// cgroup2 directory, as crun does (clone3 CLONE_INTO_CGROUP, Linux 5.7;
+// cgroups.CloneTarget): the creator makes the cgroup first and sends the
+// monitor its configuration with an fd of that directory (SCM_RIGHTS). On
+// a pure v2 host the init is then moved nowhere; on a hybrid one only into
+// its v1 cgroups. A kernel without it gets the move, as before.
+//
 // Before anything of the cgroup is made, create checks it
 // (CheckCgroupFree): a cgroup that exists and is frozen ("unexpectedly
 // frozen", as runc says) or holds processes (named with their PIDs) is

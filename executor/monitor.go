@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -26,8 +25,8 @@ import (
 func runMonitor() {
 	debug.SetGCPercent(-1) // as in runInit
 	sock := fdFile(3)
-	var cfg monitorConfig
-	if err := json.NewDecoder(bufio.NewReaderSize(sock, 512)).Decode(&cfg); err != nil {
+	cfg, cgroupFd, err := readMonitorConfig(3)
+	if err != nil {
 		sendMessage(sock, message{Error: "monitor: read config: " + err.Error()})
 		os.Exit(1)
 	}
@@ -57,13 +56,30 @@ func runMonitor() {
 	}
 	// "/proc/self/exe" is the read-only copy we were started from.
 	pid, err := startIn(func() (int, error) {
+		if cgroupFd >= 0 {
+			a, spa := *attr, *attr.Sys
+			spa.UseCgroupFD, spa.CgroupFD = true, cgroupFd
+			a.Sys = &spa
+			pid, err := syscall.ForkExec("/proc/self/exe", []string{"reconciled-init"}, &a)
+			if err == nil {
+				return pid, nil
+			}
+			// A kernel without clone3 or CLONE_INTO_CGROUP (before
+			// 5.7): cloned as before, the creator moves the init.
+			unix.Close(cgroupFd)
+			cgroupFd = -1
+		}
 		return syscall.ForkExec("/proc/self/exe", []string{"reconciled-init"}, attr)
 	}, cfg.NS.Join)
 	if err != nil {
 		sendMessage(sock, message{Error: "start container init: " + err.Error()})
 		os.Exit(1)
 	}
-	if err := sendMessage(sock, message{Pid: pid}); err != nil {
+	inCgroup := cgroupFd >= 0
+	if inCgroup {
+		unix.Close(cgroupFd)
+	}
+	if err := sendMessage(sock, message{Pid: pid, InCgroup: inCgroup}); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 	}
 	reserveFd(3) // the init has the socket now
@@ -108,6 +124,58 @@ func runMonitor() {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// readMonitorConfig reads the monitor's configuration, one line of JSON,
+// from the socket sock, and the cgroup2 directory's fd sent with it when
+// it says IntoCgroup (-1 otherwise). Nothing else comes on the socket
+// before the monitor answers, so reading past the line loses nothing.
+func readMonitorConfig(sock int) (monitorConfig, int, error) {
+	var cfg monitorConfig
+	var data []byte
+	var fds []int
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4))
+	for !bytes.Contains(data, []byte{'\n'}) {
+		var n, oobn int
+		err := retryEINTR(func() (err error) {
+			n, oobn, _, _, err = unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+			return err
+		})
+		if err != nil {
+			return cfg, -1, os.NewSyscallError("recvmsg", err)
+		}
+		if n == 0 {
+			return cfg, -1, io.ErrUnexpectedEOF
+		}
+		data = append(data, buf[:n]...)
+		if oobn > 0 {
+			msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+			if err != nil {
+				return cfg, -1, err
+			}
+			for i := range msgs {
+				if got, err := unix.ParseUnixRights(&msgs[i]); err == nil {
+					fds = append(fds, got...)
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(data[:bytes.IndexByte(data, '\n')], &cfg); err != nil {
+		return cfg, -1, err
+	}
+	fd := -1
+	for _, f := range fds {
+		if fd < 0 && cfg.IntoCgroup {
+			fd = f
+			continue
+		}
+		unix.Close(f)
+	}
+	if cfg.IntoCgroup && fd < 0 {
+		return cfg, -1, errors.New("no cgroup directory came with it")
+	}
+	return cfg, fd, nil
 }
 
 // fdFile is a descriptor read and written with plain system calls. Unlike

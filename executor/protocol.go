@@ -16,7 +16,8 @@ import (
 // newline-separated JSON messages. The creator holds one end; the monitor
 // gets the other as fd 3 and hands it on to the init (fd 3 there too).
 //
-//	creator -> monitor  monitorConfig
+//	creator -> monitor  monitorConfig, with the container's cgroup2
+//	                    directory (SCM_RIGHTS) when IntoCgroup
 //	monitor -> creator  message{Pid} or message{Error}; monitor closes its copy
 //	creator -> init     one byte with fds 0-2 (SCM_RIGHTS), then initConfig
 //	creator -> init     message{Ready} ("go": set up), then message{Placed}
@@ -56,6 +57,10 @@ type monitorConfig struct {
 	// NoReaper: wait as the Go monitor once the container is created
 	// instead of becoming the reaper (Runtime.goMonitor, tests).
 	NoReaper bool `json:"noReaper,omitempty"`
+	// IntoCgroup: the config comes with an fd of the container's cgroup2
+	// directory, which the init is cloned into (CLONE_INTO_CGROUP); the
+	// creator sends it once the cgroup is made.
+	IntoCgroup bool `json:"intoCgroup,omitempty"`
 }
 
 // prefaultEnv, set to 1 in a spare init's environment, makes it map every
@@ -95,8 +100,11 @@ type message struct {
 	Ready bool `json:"ready,omitempty"`
 	// Placed (creator -> init): the init is in its cgroup and
 	// oom_score_adj is set.
-	Placed bool   `json:"placed,omitempty"`
-	Error  string `json:"error,omitempty"`
+	Placed bool `json:"placed,omitempty"`
+	// InCgroup (monitor -> creator, with Pid): the init was cloned into
+	// the cgroup2 directory it was sent (monitorConfig.IntoCgroup).
+	InCgroup bool   `json:"inCgroup,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 func init() {

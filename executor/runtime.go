@@ -366,7 +366,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 		}
 		released = true
 	} else {
-		q, err := r.launch(plan, false)
+		q, err := r.launch(plan, false, r.clonesIntoCgroup())
 		if err != nil {
 			return err
 		}
@@ -388,25 +388,40 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	}
 	// The cgroup is made and its limits set while the monitor and the init
 	// start (or set up); only moving the init in waits for its PID.
-	prepared := c.prepareCgroup(ctx)
+	preparing := c.prepareCgroup(ctx)
+	prepared := sync.OnceValue(func() error { return <-preparing })
 
 	if !released {
+		if p.cfg.IntoCgroup {
+			// The monitor clones the init into the cgroup once it is
+			// made: it waits for its configuration until then.
+			if err := prepared(); err != nil {
+				return err
+			}
+			if err := c.configureInto(p); err != nil {
+				return err
+			}
+		}
 		if err := p.awaitInit(ctx); err != nil {
-			return errors.Join(err, <-prepared)
+			return errors.Join(err, prepared())
+		}
+		c.clonedIn = p.inCgroup
+		if p.inCgroup {
+			r.log.Debug("the init was cloned into its cgroup2 directory (CLONE_INTO_CGROUP)", "container", id, "init", p.pid)
 		}
 		c.st.Pid, c.st.PidStartTime = p.pid, p.pidStart
 		if plan.has(unix.CLONE_NEWUSER) {
 			files, binds, err := r.prepareOutside(p.pid, p.pidStart, spec, bundle, dir)
 			if err != nil {
-				return errors.Join(err, <-prepared)
+				return errors.Join(err, prepared())
 			}
 			outside, layout = files, &preparedLayout{Binds: binds}
 		}
 		if err := release(); err != nil {
-			return errors.Join(err, <-prepared)
+			return errors.Join(err, prepared())
 		}
 	}
-	if err := <-prepared; err != nil {
+	if err := prepared(); err != nil {
 		return p.initFailed(early, err)
 	}
 	if err := writeJSONAtomic(dir, stateFile, &c.st, false); err != nil {
@@ -510,6 +525,48 @@ type creation struct {
 	// adopted: prepareCgroup made it the container's (no move needed).
 	spareCgroup *cgroups.Spare
 	adopted     bool
+	// clonedIn: the init was cloned into its cgroup2 directory
+	// (CLONE_INTO_CGROUP); only the v1 hierarchies are left to join.
+	clonedIn bool
+}
+
+// intoDriver is a cgroup driver whose containers' inits can be cloned
+// into their cgroup2 directory (cgroups.CloneTarget).
+type intoDriver interface {
+	ClonesIntoCgroup() bool
+}
+
+// clonesIntoCgroup says whether a create that starts its own init clones
+// it into its cgroup (the cgroupfs driver where a cgroup2 hierarchy is
+// mounted): no move into the cgroup2 hierarchy then, on a pure v2 host no
+// move at all, so no wait for an RCU grace period (cgroups.CloneTarget).
+func (r *Runtime) clonesIntoCgroup() bool {
+	d, err := r.cgroupDriver()
+	if err != nil || d == nil {
+		return false
+	}
+	i, ok := d.(intoDriver)
+	return ok && i.ClonesIntoCgroup()
+}
+
+// configureInto sends the monitor its configuration with the container's
+// cgroup2 directory, made by prepareCgroup, to clone the init into; or,
+// where there is none after all, without.
+func (c *creation) configureInto(p *pair) error {
+	var dir *os.File
+	if t, ok := c.cgroup.(cgroups.CloneTarget); ok && c.cgroupReady {
+		f, err := t.OpenUnified()
+		if err != nil {
+			return err
+		}
+		dir = f
+	}
+	if dir == nil {
+		p.cfg.IntoCgroup = false
+		return p.configure(nil)
+	}
+	defer dir.Close()
+	return p.configure(dir)
 }
 
 // adopter is a cgroup manager that can make a spare init's cgroup the
@@ -627,7 +684,11 @@ func (c *creation) applyCgroup(ctx context.Context) error {
 	if c.cgroupReady {
 		res = nil // set already: only create (a no-op) and join
 	}
-	if !c.adopted {
+	if t, ok := m.(cgroups.CloneTarget); ok && c.clonedIn && c.cgroupReady {
+		if err := t.ApplyCloned(ctx, c.st.Pid); err != nil {
+			return fmt.Errorf("unable to apply cgroup: %w", err)
+		}
+	} else if !c.adopted {
 		if err := m.Apply(ctx, c.st.Pid, res); err != nil {
 			return fmt.Errorf("unable to apply cgroup: %w", err)
 		}

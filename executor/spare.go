@@ -34,6 +34,9 @@ type pair struct {
 	dec      *json.Decoder
 	enc      *json.Encoder
 	lifeline *os.File // write end; the monitor watches the read end
+	cfg      monitorConfig
+	// inCgroup: the init was cloned into its cgroup2 directory.
+	inCgroup bool
 	// cg is the cgroup a spare's init waits in (nil: none; see
 	// placeSpare).
 	cg *cgroups.Spare
@@ -48,8 +51,10 @@ const monitorTitleWidth = 128
 // launch starts a monitor that clones an init with the namespaces of ns.
 // The monitor and the init start with /dev/null as fds 0-2; the init gets
 // the container's stdio later (sendStdio). The init's PID follows with
-// awaitInit.
-func (r *Runtime) launch(ns nsPlan, spare bool) (*pair, error) {
+// awaitInit. With intoCgroup the monitor waits for its configuration,
+// which configure sends with the container's cgroup2 directory, and clones
+// the init into it.
+func (r *Runtime) launch(ns nsPlan, spare, intoCgroup bool) (*pair, error) {
 	exe, err := r.selfExe()
 	if err != nil {
 		return nil, err
@@ -98,15 +103,50 @@ func (r *Runtime) launch(ns nsPlan, spare bool) (*pair, error) {
 	}
 	p.dec = json.NewDecoder(bufio.NewReaderSize(p.sock, 512))
 	p.enc = json.NewEncoder(p.sock)
-	if err := p.enc.Encode(monitorConfig{NS: ns, Spare: spare, NoReaper: r.goMonitor}); err != nil {
-		p.kill()
-		return nil, fmt.Errorf("send monitor config: %w", err)
+	p.cfg = monitorConfig{NS: ns, Spare: spare, NoReaper: r.goMonitor, IntoCgroup: intoCgroup}
+	if !intoCgroup {
+		if err := p.configure(nil); err != nil {
+			p.kill()
+			return nil, err
+		}
 	}
 	if p.monStart, _, err = proc.StartTime(p.monPid); err != nil {
 		p.kill()
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
 	return p, nil
+}
+
+// configure sends the monitor its configuration, with the container's
+// cgroup2 directory when it is to clone the init into it.
+func (p *pair) configure(cgroupDir *os.File) error {
+	data, err := json.Marshal(p.cfg)
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	var rights []byte
+	if p.cfg.IntoCgroup {
+		if cgroupDir == nil {
+			return errors.New("send monitor config: no cgroup directory")
+		}
+		rights = unix.UnixRights(int(cgroupDir.Fd()))
+	}
+	rc, err := p.sock.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), data, rights, nil, 0)
+		return serr != unix.EAGAIN
+	}); err != nil {
+		return fmt.Errorf("send monitor config: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("send monitor config: %w", os.NewSyscallError("sendmsg", serr))
+	}
+	return nil
 }
 
 // awaitInit reads the init's PID from the monitor.
@@ -122,7 +162,7 @@ func (p *pair) awaitInit(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("container init: %w", err)
 	}
-	p.pid, p.pidStart = m.Pid, start
+	p.pid, p.pidStart, p.inCgroup = m.Pid, start, m.InCgroup
 	return nil
 }
 
@@ -382,7 +422,7 @@ func (r *Runtime) refill(ns int) {
 
 // launchReady launches a pair and waits for its init.
 func (r *Runtime) launchReady(ns int) (*pair, error) {
-	p, err := r.launch(nsPlan{New: ns}, true)
+	p, err := r.launch(nsPlan{New: ns}, true, false)
 	if err != nil {
 		return nil, err
 	}
