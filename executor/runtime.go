@@ -387,7 +387,9 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 		return fmt.Errorf("write state: %w", err)
 	}
 	// The cgroup is made and its limits set while the monitor and the init
-	// start (or set up); only moving the init in waits for its PID.
+	// start (or set up); only moving the init in waits for its PID. A
+	// monitor that clones the init into the cgroup (IntoCgroup) waits
+	// for it instead, and a spare's cgroup is renamed (Adopt).
 	preparing := c.prepareCgroup(ctx)
 	prepared := sync.OnceValue(func() error { return <-preparing })
 
