@@ -101,7 +101,7 @@ func BenchmarkConvergeSystemd(b *testing.B) {
 		tail, _ := sb.Exec(context.Background(), "tail", "-n", "60", filepath.Join(benchWork, "daemon.log"))
 		b.Fatalf("convergebench in sandbox %s: %v\ndaemon.log (last 60 lines):\n%s", sb.Name, err, tail)
 	}
-	if want := driverArg(args); !strings.Contains(out.String(), ": cgroup driver "+want+";") {
+	if want := driverArg(args); !strings.Contains(out.String(), ": cgroup driver "+want+"\n") {
 		b.Errorf("convergebench does not report the %s cgroup driver in use:\n%s", want, out.String())
 	}
 
