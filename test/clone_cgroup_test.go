@@ -1,13 +1,11 @@
 package test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,24 +13,6 @@ import (
 	"reconciled.dev/reconciled/executor/cgroups"
 	"reconciled.dev/reconciled/internal/testutil"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A create that starts its own init (no spare) clones it straight into
 // its cgroup2 directory where a cgroup2 hierarchy is mounted (pure v2 and
@@ -45,7 +25,7 @@ func TestColdCreateClonesIntoCgroup(t *testing.T) {
 	if err != nil {
 		testutil.SkipOrFail(t, "no cgroup hierarchy: %v", err)
 	}
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	api, err := executor.New(r.root, executor.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	if err != nil {
 		t.Fatal(err)

@@ -6,9 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"reconciled.dev/reconciled/internal/testutil"
 )
 
 func TestLogsTail(t *testing.T) {
@@ -54,24 +55,6 @@ func shorten(s string) string {
 	return s
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // logs -f prints what is appended, and goes on from the start of the file
 // after a copytruncate rotation.
 func TestLogsFollowAcrossTruncation(t *testing.T) {
@@ -89,7 +72,7 @@ func TestLogsFollowAcrossTruncation(t *testing.T) {
 	defer f.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- followFile(ctx, &out, p, f, 4, 5*time.Millisecond) }()
 

@@ -203,8 +203,12 @@ func (m *fsManager) create(ctx context.Context, r *specs.LinuxResources) error {
 	return ctx.Err()
 }
 
-func (m *fsManager) hierarchyOf(c string) managed {
-	for _, h := range m.hs {
+func (m *fsManager) hierarchyOf(c string) managed { return withController(m.hs, c) }
+
+// withController returns the hierarchy of hs that has v1 controller c, or
+// a zero one.
+func withController(hs []managed, c string) managed {
+	for _, h := range hs {
 		for _, n := range h.names {
 			if n == c {
 				return h

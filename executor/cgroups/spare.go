@@ -112,7 +112,7 @@ func (d *cgroupfs) PlaceSpare(ctx context.Context, p string, pid int) (*Spare, e
 			return s, err
 		}
 	}
-	if h := d.hierarchyOf("cpuset"); h.mount != "" {
+	if h := withController(s.hs, "cpuset"); h.mount != "" {
 		if err := initCpuset(h.mount, p); err != nil {
 			return s, err
 		}
@@ -124,17 +124,6 @@ func (d *cgroupfs) PlaceSpare(ctx context.Context, p string, pid int) (*Spare, e
 		}
 	}
 	return s, ctx.Err()
-}
-
-func (d *cgroupfs) hierarchyOf(c string) hierarchy {
-	for _, h := range d.hs {
-		for _, n := range h.names {
-			if n == c {
-				return h
-			}
-		}
-	}
-	return hierarchy{}
 }
 
 // Remove removes the spare cgroup from every hierarchy, and the driver's
