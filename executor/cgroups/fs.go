@@ -495,11 +495,8 @@ func poll(ctx context.Context, done func() (bool, error)) error {
 // process that just exited may still be accounted) is retried until ctx
 // ends, or for 2 s when ctx has no deadline.
 func (m *fsManager) Destroy(ctx context.Context) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := withDefaultTimeout(ctx, 2*time.Second)
+	defer cancel()
 	var errs []error
 	// An Adopt's background move ends before its cgroup goes.
 	if err := m.d.endSweep(ctx, m.path); err != nil {
@@ -590,4 +587,12 @@ func removeTree(ctx context.Context, dir string) error {
 		}
 		wait = min(2*wait, 50*time.Millisecond)
 	}
+}
+
+// withDefaultTimeout bounds ctx by d when it has no deadline of its own.
+func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
 }

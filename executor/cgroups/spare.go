@@ -1,13 +1,13 @@
 package cgroups
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -131,11 +131,8 @@ func (d *cgroupfs) PlaceSpare(ctx context.Context, p string, pid int) (*Spare, e
 // process has left or exited: while it is busy it retries until ctx ends,
 // or for 2 s when ctx has no deadline.
 func (s *Spare) Remove(ctx context.Context) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := withDefaultTimeout(ctx, 2*time.Second)
+	defer cancel()
 	var errs []error
 	for _, h := range s.hs {
 		if err := removeTree(ctx, h.dir); err != nil {
@@ -389,29 +386,16 @@ func (d *cgroupfs) rehome(sd, mount, parent string) error {
 	return errors.Join(errs...)
 }
 
-// v1Path is pid's cgroup in the v1 hierarchy that has controller c, from
-// /proc/PID/cgroup.
+// v1Path is pid's cgroup in the v1 hierarchy that has controller c.
 func v1Path(pid int, c string) (string, error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	cgs, err := proc.Cgroups(pid)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		_, rest, _ := strings.Cut(sc.Text(), ":")
-		ctrls, p, ok := strings.Cut(rest, ":")
-		if !ok {
-			continue
+	for ctrls, p := range cgs {
+		if slices.Contains(strings.Split(ctrls, ","), c) {
+			return p, nil
 		}
-		for _, n := range strings.Split(ctrls, ",") {
-			if n == c {
-				return p, nil
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return "", err
 	}
 	return "", fmt.Errorf("pid %d is in no cgroup of %s", pid, c)
 }
