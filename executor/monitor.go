@@ -32,12 +32,8 @@ func runMonitor() {
 	}
 	// fd 4 is the creator's lifeline (see Create); the init does not get it.
 	unix.CloseOnExec(4)
-	env := []string{stageEnv + "=" + stageInit, "GOMAXPROCS=1", initGoDebug}
-	if cfg.Spare {
-		env = append(env, prefaultEnv+"=1")
-	}
 	attr := &syscall.ProcAttr{
-		Env:   env,
+		Env:   initEnv(cfg.Spare),
 		Files: []uintptr{0, 1, 2, 3},
 		Sys: &syscall.SysProcAttr{
 			// The cgroup namespace is unshared by the init once it is in
@@ -243,16 +239,7 @@ func becomeReaper(stateDir string) error {
 	if err := json.Unmarshal(data, &st); err != nil {
 		return err
 	}
-	// The counter: memory.events where the unified hierarchy has the
-	// memory controller (v2), else the v1 memory controller's file (on a
-	// hybrid host the unified directory has no memory.events).
-	var oom []string
-	if p, ok := st.CgroupPaths[""]; ok {
-		oom = append(oom, filepath.Join(p, "memory.events"))
-	}
-	if p, ok := st.CgroupPaths["memory"]; ok {
-		oom = append(oom, filepath.Join(p, "memory.oom_control"))
-	}
+	oom := oomCounterFiles(st)
 	if len(oom) == 0 && st.CgroupDriver != "" {
 		return errors.New("no memory cgroup directory in the state")
 	}
@@ -300,6 +287,42 @@ func becomeReaper(stateDir string) error {
 	} // else 4 is /dev/null, close-on-exec: the reaper finds it closed
 
 	return waiter.ExecReaper(mfd, []string{"reconciled-monitor", filepath.Base(stateDir)})
+}
+
+// initEnv is the environment of a container's init, as its monitor starts
+// it (a spare's faults in its executable while it waits).
+func initEnv(spare bool) []string {
+	env := []string{stageEnv + "=" + stageInit, "GOMAXPROCS=1", initGoDebug}
+	if spare {
+		env = append(env, prefaultEnv+"=1")
+	}
+	return env
+}
+
+// oomCounterFiles are the files the reaper may read the container's OOM
+// kill counter from, in order: memory.events where the unified hierarchy
+// has the memory controller (v2), else the v1 memory controller's file (on
+// a hybrid host the unified directory has no memory.events).
+func oomCounterFiles(st State) []string {
+	var oom []string
+	if p, ok := st.CgroupPaths[""]; ok {
+		oom = append(oom, filepath.Join(p, "memory.events"))
+	}
+	if p, ok := st.CgroupPaths["memory"]; ok {
+		oom = append(oom, filepath.Join(p, "memory.oom_control"))
+	}
+	return oom
+}
+
+// oomCounterFile is the first of oomCounterFiles that exists ("" if none),
+// which the creator hands the machine monitor (pair.created).
+func oomCounterFile(st State) string {
+	for _, f := range oomCounterFiles(st) {
+		if unix.Access(f, unix.R_OK) == nil {
+			return f
+		}
+	}
+	return ""
 }
 
 // watchCreator follows the lifeline fd until the creator says the

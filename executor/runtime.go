@@ -42,6 +42,10 @@ type Runtime struct {
 	exe     *os.File
 	exeErr  error
 
+	reaperOnce sync.Once // the machine monitor's program (reaperExe)
+	reaper     *os.File
+	reaperErr  error
+
 	spares *spares // nil without WithSpares
 
 	// goMonitor keeps every monitor a Go process for the container's
@@ -472,7 +476,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	if err := writeJSONAtomic(dir, stateFile, &c.st, true); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	if err := p.created(o.CallerReaps); err != nil {
+	if err := p.created(o.CallerReaps, oomCounterFile(c.st)); err != nil {
 		return err
 	}
 	if o.PidFile != "" {

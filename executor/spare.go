@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor/cgroups"
+	"reconciled.dev/reconciled/executor/waiter"
 	"reconciled.dev/reconciled/internal/proc"
 )
 
@@ -40,6 +41,10 @@ type pair struct {
 	// cg is the cgroup a spare's init waits in (nil: none; see
 	// placeSpare).
 	cg *cgroups.Spare
+	// machine: the monitor is the reaper from its start (machineMonitor),
+	// which takes its configuration from its environment and learns the
+	// OOM counter file from the lifeline.
+	machine bool
 }
 
 // monitorTitleWidth is the room argv[1] of a monitor keeps for the
@@ -86,12 +91,35 @@ func (r *Runtime) launch(ns nsPlan, spare, intoCgroup bool) (*pair, error) {
 		return nil, err
 	}
 	defer null.Close()
+	// The monitor is the reaper (executor/waiter) from its start where it
+	// can be: no Go runtime starts for it. It gets the init's clone flags
+	// and environment in its own, and this binary to exec as the init.
+	argv0 := "/proc/self/fd/" + strconv.Itoa(int(exe.Fd()))
+	env := []string{stageEnv + "=" + stageMonitor, "GOMAXPROCS=1"}
+	files := []uintptr{null.Fd(), null.Fd(), null.Fd(), child.Fd(), lifelineChild.Fd()}
+	if p.machine = r.machineMonitor(ns); p.machine {
+		reaper, err := r.reaperExe()
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		flags := strconv.FormatUint(uint64(ns.New&^unix.CLONE_NEWCGROUP), 10)
+		if intoCgroup {
+			flags += "c"
+		}
+		// Exec'd as fd 6 of the child: ForkExec may put its own pipe on
+		// the number above the highest of files, where a descriptor of
+		// this process would then be replaced before the exec.
+		argv0 = "/proc/self/fd/6"
+		env = append([]string{waiter.MonitorEnv + "=" + flags}, initEnv(spare)...)
+		files = append(files, exe.Fd(), reaper.Fd())
+	}
 	// syscall.ForkExec, not os/exec: os.StartProcess probes pidfd support
-	// with an extra fork in every new process, and nothing here needs it.
-	p.monPid, err = syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(int(exe.Fd())),
+	// in every new process with an extra fork, and nothing here needs it.
+	p.monPid, err = syscall.ForkExec(argv0,
 		[]string{"reconciled-monitor", strings.Repeat(" ", monitorTitleWidth)}, &syscall.ProcAttr{
-			Env:   []string{stageEnv + "=" + stageMonitor, "GOMAXPROCS=1"},
-			Files: []uintptr{null.Fd(), null.Fd(), null.Fd(), child.Fd(), lifelineChild.Fd()},
+			Env:   env,
+			Files: files,
 			Sys:   &syscall.SysProcAttr{Setsid: true},
 		})
 	if err != nil {
@@ -117,14 +145,61 @@ func (r *Runtime) launch(ns nsPlan, spare, intoCgroup bool) (*pair, error) {
 	return p, nil
 }
 
-// configure sends the monitor its configuration, with the container's
-// cgroup2 directory when it is to clone the init into it.
-func (p *pair) configure(cgroupDir *os.File) error {
-	data, err := json.Marshal(p.cfg)
-	if err != nil {
-		return err
+// machineMonitor reports whether the init of ns can be cloned by the
+// machine monitor (executor/waiter: the reaper started with
+// waiter.MonitorEnv) instead of a Go one: it clones with flags and a
+// cgroup, but writes no user namespace's maps and joins no namespace (the
+// init joins a mount namespace itself).
+func (r *Runtime) machineMonitor(ns nsPlan) bool {
+	if r.goMonitor || !waiter.ReaperAvailable() || ns.New&unix.CLONE_NEWUSER != 0 {
+		return false
 	}
-	data = append(data, '\n')
+	for _, j := range ns.Join {
+		if j.Flag != unix.CLONE_NEWNS {
+			return false
+		}
+	}
+	return true
+}
+
+// reaperExe returns the reaper's sealed memfd, made once per Runtime, on
+// a descriptor above those ForkExec puts in place.
+func (r *Runtime) reaperExe() (*os.File, error) {
+	r.reaperOnce.Do(func() {
+		fd, err := waiter.ReaperMemfd()
+		if err != nil {
+			r.reaperErr = fmt.Errorf("reaper: %w", err)
+			return
+		}
+		high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 100)
+		unix.Close(fd)
+		if err != nil {
+			r.reaperErr = fmt.Errorf("reaper: %w", os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", err))
+			return
+		}
+		r.reaper = os.NewFile(uintptr(high), "reconciled-reaper")
+	})
+	return r.reaper, r.reaperErr
+}
+
+// configure sends the monitor its configuration, with the container's
+// cgroup2 directory when it is to clone the init into it. The machine
+// monitor has its configuration from its start and gets only the
+// directory, with one byte.
+func (p *pair) configure(cgroupDir *os.File) error {
+	var data []byte
+	if p.machine {
+		if !p.cfg.IntoCgroup {
+			return nil
+		}
+		data = []byte{'c'}
+	} else {
+		var err error
+		if data, err = json.Marshal(p.cfg); err != nil {
+			return err
+		}
+		data = append(data, '\n')
+	}
 	var rights []byte
 	if p.cfg.IntoCgroup {
 		if cgroupDir == nil {
@@ -177,13 +252,20 @@ func (p *pair) assign(stateDir string) error {
 
 // created tells the monitor the container is recorded created: from now
 // on the lifeline closing means nothing to it. With leave, the monitor
-// exits instead of waiting for the init (CreateOptions.CallerReaps).
-func (p *pair) created(leave bool) error {
+// exits instead of waiting for the init (CreateOptions.CallerReaps). The
+// machine monitor first gets the OOM counter file it is to read when the
+// init exits (oomFile, "" for none) and a newline; the Go monitor reads
+// the state for it.
+func (p *pair) created(leave bool, oomFile string) error {
 	b := byte(createdWait)
 	if leave {
 		b = createdLeave
 	}
-	if _, err := p.lifeline.Write([]byte{b}); err != nil {
+	msg := []byte{b}
+	if p.machine {
+		msg = append([]byte(oomFile+"\n"), b)
+	}
+	if _, err := p.lifeline.Write(msg); err != nil {
 		return fmt.Errorf("tell the monitor the container is created: %w", err)
 	}
 	return nil

@@ -131,6 +131,13 @@ func UsernsJoinerMemfd() (int, error) { return memfd("reconciled-userns", elf(us
 // (reaper_amd64.S). Where it does not, the monitor waits as a Go process.
 func ReaperAvailable() bool { return len(reaperCode) > 0 }
 
+// MonitorEnv, the first variable of the reaper's environment, makes it the
+// whole monitor of a container (see reaper_amd64.S): its value is the
+// init's clone flags in decimal, followed by "c" when the init is to be
+// cloned into the cgroup2 directory sent on the sync socket; the rest of
+// the environment is the init's.
+const MonitorEnv = "_RECONCILED_MONITOR"
+
 // ReaperMemfd returns a close-on-exec, sealed memfd holding the reaper.
 func ReaperMemfd() (int, error) { return memfd("reconciled-reaper", elf(reaperCode)) }
 
