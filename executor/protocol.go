@@ -31,6 +31,13 @@ import (
 // pair (WithSpares) has done the first two steps before its container
 // exists.
 //
+// The machine monitor (pair.machine, executor/waiter's reaper started
+// with waiter.MonitorEnv) takes no monitorConfig: its configuration is in
+// its environment, and with IntoCgroup the creator sends it one byte with
+// the cgroup2 directory (SCM_RIGHTS). It answers with the same messages.
+// On its lifeline "created" is preceded by the path of the OOM counter
+// file the reaper reads and a newline.
+//
 // EOF before Ready means the init died; the creator then tears down.
 
 // stageEnv names the stage a re-exec'd binary is to run.
