@@ -553,9 +553,15 @@ func report(rts []*runtime, held map[string]float64, n, k int) {
 	fmt.Println()
 	if c, ok := cycle["crun"]; ok && c > 0 {
 		fmt.Println()
-		for _, name := range []string{"reconciled", "reconciled-api", "reconciled-api-cold"} {
-			if o, ok := cycle[name]; ok {
-				fmt.Printf("%s cycle / crun cycle = %.2f (target <= 0.50)\n", name, float64(o)/float64(c))
+		// The goals: the command line no slower than crun, the
+		// executor as the daemon uses it (spares) a fifth of it (issue
+		// 19), and without spares half (the first benchmark's).
+		for _, g := range []struct {
+			name   string
+			target float64
+		}{{"reconciled", 1.0}, {"reconciled-api", 0.2}, {"reconciled-api-cold", 0.5}} {
+			if o, ok := cycle[g.name]; ok {
+				fmt.Printf("%s cycle / crun cycle = %.2f (target <= %.2f)\n", g.name, float64(o)/float64(c), g.target)
 			}
 		}
 	}

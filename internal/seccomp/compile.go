@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -54,15 +55,15 @@ const (
 // archInfo is one architecture a filter can handle.
 type archInfo struct {
 	audit uint32
-	nums  map[string]uint32
+	nums  func() map[string]uint32 // built on first use
 }
 
 var (
 	archX86_64  = &archInfo{auditArchX86_64, sysnumAMD64}
 	archX86     = &archInfo{auditArchI386, sysnumX86}
-	archX32     = &archInfo{auditArchX86_64, x32Table()}
+	archX32     = &archInfo{auditArchX86_64, sync.OnceValue(x32Table)}
 	archAARCH64 = &archInfo{auditArchAARCH64, sysnumARM64}
-	archARM     = &archInfo{auditArchARM, armTable()}
+	archARM     = &archInfo{auditArchARM, sync.OnceValue(armTable)}
 )
 
 // hostArches says, per GOARCH, the native architecture and the others its
@@ -89,8 +90,8 @@ var x32Specific = []string{
 }
 
 func x32Table() map[string]uint32 {
-	t := make(map[string]uint32, len(sysnumAMD64))
-	for name, nr := range sysnumAMD64 {
+	t := make(map[string]uint32, len(sysnumAMD64()))
+	for name, nr := range sysnumAMD64() {
 		t[name] = nr | x32SyscallBit
 	}
 	for i, name := range x32Specific {
@@ -102,8 +103,8 @@ func x32Table() map[string]uint32 {
 // armTable adds arm's private calls (arch/arm/include/uapi/asm/unistd.h,
 // __ARM_NR_BASE 0x0f0000).
 func armTable() map[string]uint32 {
-	t := make(map[string]uint32, len(sysnumARM)+5)
-	for name, nr := range sysnumARM {
+	t := make(map[string]uint32, len(sysnumARM())+5)
+	for name, nr := range sysnumARM() {
 		t[name] = nr
 	}
 	for name, nr := range map[string]uint32{"breakpoint": 0x0f0001, "cacheflush": 0x0f0002, "usr26": 0x0f0003, "usr32": 0x0f0004, "set_tls": 0x0f0005, "get_tls": 0x0f0006} {
@@ -261,7 +262,7 @@ func enosysAbove(on bool, s *specs.LinuxSeccomp, a *archInfo) uint32 {
 	}
 	for _, sc := range s.Syscalls {
 		for _, name := range sc.Names {
-			if nr, ok := a.nums[name]; ok && nr > last {
+			if nr, ok := a.nums()[name]; ok && nr > last {
 				last = nr
 			}
 		}
@@ -321,7 +322,7 @@ func rulesFor(s *specs.LinuxSeccomp, a *archInfo, def uint32) ([]entry, error) {
 			seen[arg.Index] = true
 		}
 		for _, name := range sc.Names {
-			nr, ok := a.nums[name]
+			nr, ok := a.nums()[name]
 			if !ok {
 				continue
 			}

@@ -78,29 +78,29 @@ func TestDefaultProfileAMD64(t *testing.T) {
 		args     []uint64
 		want     uint32
 	}{
-		{"read", x64, sysnumAMD64["read"], nil, retAllow},
-		{"getppid", x64, sysnumAMD64["getppid"], nil, retAllow},
-		{"keyctl", x64, sysnumAMD64["keyctl"], nil, eperm},
-		{"add_key", x64, sysnumAMD64["add_key"], nil, eperm},
-		{"mount", x64, sysnumAMD64["mount"], nil, eperm},
-		{"kexec_load", x64, sysnumAMD64["kexec_load"], nil, eperm},
-		{"bpf", x64, sysnumAMD64["bpf"], nil, eperm},
-		{"open_by_handle_at", x64, sysnumAMD64["open_by_handle_at"], nil, eperm},
-		{"unshare(CLONE_NEWUSER)", x64, sysnumAMD64["unshare"], []uint64{0x10000000}, eperm},
-		{"clone(CLONE_NEWUSER)", x64, sysnumAMD64["clone"], []uint64{0x10000000 | 17}, eperm},
-		{"clone(SIGCHLD)", x64, sysnumAMD64["clone"], []uint64{17}, retAllow},
-		{"personality(0)", x64, sysnumAMD64["personality"], []uint64{0}, retAllow},
-		{"personality(0xffffffff)", x64, sysnumAMD64["personality"], []uint64{0xffffffff}, retAllow},
-		{"personality(5)", x64, sysnumAMD64["personality"], []uint64{5}, eperm},
+		{"read", x64, sysnumAMD64()["read"], nil, retAllow},
+		{"getppid", x64, sysnumAMD64()["getppid"], nil, retAllow},
+		{"keyctl", x64, sysnumAMD64()["keyctl"], nil, eperm},
+		{"add_key", x64, sysnumAMD64()["add_key"], nil, eperm},
+		{"mount", x64, sysnumAMD64()["mount"], nil, eperm},
+		{"kexec_load", x64, sysnumAMD64()["kexec_load"], nil, eperm},
+		{"bpf", x64, sysnumAMD64()["bpf"], nil, eperm},
+		{"open_by_handle_at", x64, sysnumAMD64()["open_by_handle_at"], nil, eperm},
+		{"unshare(CLONE_NEWUSER)", x64, sysnumAMD64()["unshare"], []uint64{0x10000000}, eperm},
+		{"clone(CLONE_NEWUSER)", x64, sysnumAMD64()["clone"], []uint64{0x10000000 | 17}, eperm},
+		{"clone(SIGCHLD)", x64, sysnumAMD64()["clone"], []uint64{17}, retAllow},
+		{"personality(0)", x64, sysnumAMD64()["personality"], []uint64{0}, retAllow},
+		{"personality(0xffffffff)", x64, sysnumAMD64()["personality"], []uint64{0xffffffff}, retAllow},
+		{"personality(5)", x64, sysnumAMD64()["personality"], []uint64{5}, eperm},
 		{"a number above every one the profile names (runc: ENOSYS)", x64, 999, nil, retErrno | errnoENOSYS},
-		{"i386 read", x86, sysnumX86["read"], nil, retAllow},
-		{"i386 keyctl", x86, sysnumX86["keyctl"], nil, eperm},
-		{"i386 socketcall", x86, sysnumX86["socketcall"], nil, retAllow},
-		{"x32 read", x64, x32 | sysnumAMD64["read"], nil, retAllow},
-		{"x32 keyctl", x64, x32 | sysnumAMD64["keyctl"], nil, eperm},
+		{"i386 read", x86, sysnumX86()["read"], nil, retAllow},
+		{"i386 keyctl", x86, sysnumX86()["keyctl"], nil, eperm},
+		{"i386 socketcall", x86, sysnumX86()["socketcall"], nil, retAllow},
+		{"x32 read", x64, x32 | sysnumAMD64()["read"], nil, retAllow},
+		{"x32 keyctl", x64, x32 | sysnumAMD64()["keyctl"], nil, eperm},
 		{"x32 execve (x32's own number)", x64, x32 | 520, nil, retAllow},
 		{"x32 kexec_load (x32's own number)", x64, x32 | 528, nil, eperm},
-		{"aarch64 on amd64", auditArchAARCH64, sysnumARM64["read"], nil, retKillProcess},
+		{"aarch64 on amd64", auditArchAARCH64, sysnumARM64()["read"], nil, retKillProcess},
 	} {
 		if got := run(t, p, c.arch, c.nr, c.args...); got != c.want {
 			t.Errorf("%s: got %#x, want %#x", c.name, got, c.want)
@@ -115,10 +115,10 @@ func TestDefaultProfileARM64(t *testing.T) {
 		arch, nr uint32
 		want     uint32
 	}{
-		{"read", auditArchAARCH64, sysnumARM64["read"], retAllow},
-		{"keyctl", auditArchAARCH64, sysnumARM64["keyctl"], eperm},
-		{"arm read", auditArchARM, sysnumARM["read"], retAllow},
-		{"arm keyctl", auditArchARM, sysnumARM["keyctl"], eperm},
+		{"read", auditArchAARCH64, sysnumARM64()["read"], retAllow},
+		{"keyctl", auditArchAARCH64, sysnumARM64()["keyctl"], eperm},
+		{"arm read", auditArchARM, sysnumARM()["read"], retAllow},
+		{"arm keyctl", auditArchARM, sysnumARM()["keyctl"], eperm},
 		{"x86_64 on arm64", auditArchX86_64, 0, retKillProcess},
 	} {
 		if got := run(t, p, c.arch, c.nr); got != c.want {
@@ -158,7 +158,7 @@ func TestConditions(t *testing.T) {
 		specs.OpGreaterEqual: func(a, v, _ uint64) bool { return a >= v },
 		specs.OpMaskedEqual:  func(a, m, v uint64) bool { return a&m == v },
 	}
-	nr := sysnumAMD64["personality"]
+	nr := sysnumAMD64()["personality"]
 	for op, f := range ref {
 		for _, v := range []uint64{5, 0xffffffff, 0x100000005, 0xffffffff00000005} {
 			v2 := v & 0xff000000ff
@@ -211,7 +211,7 @@ func TestRuleLogic(t *testing.T) {
 	if p.Flags != 3 {
 		t.Errorf("flags %d, want 3", p.Flags)
 	}
-	n := sysnumAMD64
+	n := sysnumAMD64()
 	for _, c := range []struct {
 		nr   uint32
 		args []uint64
@@ -253,7 +253,7 @@ func TestLongJumps(t *testing.T) {
 	if p.Len() < 800 {
 		t.Fatalf("only %d instructions: the test does not reach long jumps", p.Len())
 	}
-	nr := sysnumAMD64["ioctl"]
+	nr := sysnumAMD64()["ioctl"]
 	for _, c := range []struct {
 		nr, arg uint64
 		want    uint32
@@ -286,7 +286,7 @@ func TestEnosysAboveLastNamed(t *testing.T) {
 		}
 		return p
 	}
-	kcmp := sysnumAMD64["kcmp"]
+	kcmp := sysnumAMD64()["kcmp"]
 	enosysRet, eperm := uint(errnoENOSYS), uint32(retErrno|1)
 	for _, c := range []struct {
 		name string
@@ -305,7 +305,7 @@ func TestEnosysAboveLastNamed(t *testing.T) {
 		{"allow: above the last", profile(specs.ActAllow, nil), auditArchX86_64, 1000, retAllow},
 		{"log: above the last", profile(specs.ActLog, nil), auditArchX86_64, 1000, retLog},
 		{"errno ENOSYS: above the last", profile(specs.ActErrno, &enosysRet), auditArchX86_64, 1000, enosys},
-		{"i386: above its last", profile(specs.ActErrno, nil, specs.ArchX86), auditArchI386, sysnumX86["kcmp"] + 1, enosys},
+		{"i386: above its last", profile(specs.ActErrno, nil, specs.ArchX86), auditArchI386, sysnumX86()["kcmp"] + 1, enosys},
 		{"i386: below its last", profile(specs.ActErrno, nil, specs.ArchX86), auditArchI386, 2, eperm},
 		{"x32: above its last", profile(specs.ActErrno, nil, specs.ArchX32), auditArchX86_64, x32 | 600, enosys},
 		{"x32: below its last", profile(specs.ActErrno, nil, specs.ArchX32), auditArchX86_64, x32 | 2, eperm},

@@ -75,7 +75,7 @@ func TestDefaultProfilePathLength(t *testing.T) {
 		}
 		worst, total, n = max(worst, k), total+k, n+1
 	}
-	_, getppid := steps(t, p, auditArchX86_64, sysnumAMD64["getppid"])
+	_, getppid := steps(t, p, auditArchX86_64, sysnumAMD64()["getppid"])
 	t.Logf("Docker's default, x86_64: %d instructions; per call: getppid %d, mean %.1f, worst %d", p.Len(), getppid, float64(total)/float64(n), worst)
 	if worst > 40 {
 		t.Errorf("a system call runs %d instructions of the filter", worst)
