@@ -180,6 +180,8 @@ func (m *fsManager) undo(err error) error {
 // create makes the directories (recording the ones it made), prepares the
 // v1 cpuset and enables the v2 controllers r needs.
 func (m *fsManager) create(ctx context.Context, r *specs.LinuxResources) error {
+	var cpusetMade []string
+	cpuset := m.hierarchyOf("cpuset")
 	for _, h := range m.hs {
 		made, err := mkdirs(h.mount, m.path)
 		m.mu.Lock()
@@ -188,9 +190,12 @@ func (m *fsManager) create(ctx context.Context, r *specs.LinuxResources) error {
 		if err != nil {
 			return err
 		}
+		if h.mount == cpuset.mount {
+			cpusetMade = made
+		}
 	}
-	if h := m.hierarchyOf("cpuset"); h.dir != "" {
-		if err := initCpuset(h.mount, m.path); err != nil {
+	if cpuset.dir != "" {
+		if err := initCpuset(cpuset.mount, m.path, cpusetMade); err != nil {
 			return err
 		}
 	}
@@ -251,27 +256,42 @@ func mkdirs(mount, p string) ([]string, error) {
 
 // initCpuset fills cpuset.cpus and cpuset.mems, where empty, at every level
 // from the cpuset mount down to p, from the parent's: a v1 cpuset cgroup
-// with either empty admits no process.
-func initCpuset(mount, p string) error {
+// with either empty admits no process. made are the directories mkdirs
+// just made (empty: nothing to read there); what a level holds or gets is
+// what the next one is given, so that the parent is not read again.
+func initCpuset(mount, p string, made []string) error {
+	files := [2]string{"cpuset.cpus", "cpuset.mems"}
+	var parentVals [2]string // the level above's, "" until read
 	parent := mount
 	for _, part := range strings.Split(strings.Trim(p, "/"), "/") {
 		dir := filepath.Join(parent, part)
-		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-			cur, err := readFile(dir, f)
-			if err != nil {
-				return err
+		fresh := slices.Contains(made, dir)
+		var vals [2]string
+		for i, f := range files {
+			if !fresh {
+				cur, err := readFile(dir, f)
+				if err != nil {
+					return err
+				}
+				if v := strings.TrimSpace(cur); v != "" {
+					vals[i] = v
+					continue
+				}
 			}
-			if strings.TrimSpace(cur) != "" {
-				continue
-			}
-			v, err := readFile(parent, f)
-			if err != nil {
-				return err
+			v := parentVals[i]
+			if v == "" {
+				cur, err := readFile(parent, f)
+				if err != nil {
+					return err
+				}
+				v = strings.TrimSpace(cur)
 			}
 			if err := writeFile(dir, f, v); err != nil {
 				return err
 			}
+			vals[i] = v
 		}
+		parentVals = vals
 		parent = dir
 	}
 	return nil

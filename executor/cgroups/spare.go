@@ -107,13 +107,19 @@ func (d *cgroupfs) PlaceSpare(ctx context.Context, p string, pid int) (*Spare, e
 	for _, h := range d.hs {
 		s.hs = append(s.hs, managed{hierarchy: h, dir: filepath.Join(h.mount, filepath.FromSlash(p))})
 	}
+	cpuset := withController(s.hs, "cpuset")
+	var cpusetMade []string
 	for _, h := range s.hs {
-		if _, err := mkdirs(h.mount, p); err != nil {
+		made, err := mkdirs(h.mount, p)
+		if err != nil {
 			return s, err
 		}
+		if h.mount == cpuset.mount {
+			cpusetMade = made
+		}
 	}
-	if h := withController(s.hs, "cpuset"); h.mount != "" {
-		if err := initCpuset(h.mount, p); err != nil {
+	if cpuset.mount != "" {
+		if err := initCpuset(cpuset.mount, p, cpusetMade); err != nil {
 			return s, err
 		}
 	}

@@ -121,11 +121,12 @@ func (m *systemdManager) joinUnmanaged(pid int) error {
 		if h.names == nil || exists(h.dir) {
 			continue
 		}
-		if _, err := mkdirs(h.mount, p); err != nil {
+		made, err := mkdirs(h.mount, p)
+		if err != nil {
 			return err
 		}
 		if slices.Contains(h.names, "cpuset") {
-			if err := initCpuset(h.mount, p); err != nil {
+			if err := initCpuset(h.mount, p, made); err != nil {
 				return err
 			}
 		}
