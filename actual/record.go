@@ -108,7 +108,9 @@ func EncodeRecord(r Record) ([]byte, error) {
 			f.Applied.Manifest = m
 		}
 	}
-	data, err := json.MarshalIndent(f, "", "  ")
+	// Compact: it holds the whole spec, written at every create (half the
+	// bytes and the time of an indented one).
+	data, err := json.Marshal(f)
 	if err != nil {
 		return nil, err
 	}

@@ -126,8 +126,11 @@ func TestRecordRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(data, []byte(`"version": 1`)) {
-		t.Errorf("no version in %s", data)
+	var head struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil || head.Version != 1 {
+		t.Errorf("record version %d (%v), want 1: %s", head.Version, err, data)
 	}
 	s2, err := actual.OpenStore(t.TempDir(), dir, actual.StoreOptions{})
 	if err != nil {

@@ -132,7 +132,9 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
 		return fmt.Errorf("unable to create bundle %s: %w", bundle, err)
 	}
-	data, err := json.MarshalIndent(spec, "", "  ")
+	// Compact, as containerd writes a bundle's: it is read by programs
+	// (hooks, `runtime state`'s bundle), and written at every create.
+	data, err := json.Marshal(spec)
 	if err != nil {
 		return fmt.Errorf("unable to encode the spec of %s: %w", id, err)
 	}
