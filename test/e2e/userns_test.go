@@ -1,16 +1,20 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"reconciled.dev/reconciled/desired"
 	"reconciled.dev/reconciled/internal/testutil"
@@ -193,20 +197,31 @@ func TestUsernsAutoImage(t *testing.T) {
 	if len(layers) == 0 {
 		t.Errorf("no busybox in the image's layers under %s", e.images)
 	}
-	spec := readBundleSpec(t, filepath.Join(e.state, "bundles", name, "config.json"))
-	if !strings.Contains(spec, `"type": "user"`) || !strings.Contains(spec, fmt.Sprintf(`"hostID": %d`, base)) ||
-		strings.Contains(spec, `"dev.reconciled.idmap-root"`) || !strings.Contains(spec, `"idmap"`) {
-		t.Errorf("generated spec lacks the user namespace, the mappings or the idmapped mounts:\n%s", spec)
+	spec, raw := readBundleSpec(t, filepath.Join(e.state, "bundles", name, "config.json"))
+	userNS, idmapped := false, false
+	for _, n := range spec.Linux.Namespaces {
+		userNS = userNS || n.Type == specs.UserNamespace
+	}
+	for _, m := range spec.Mounts {
+		idmapped = idmapped || slices.Contains(m.Options, "idmap")
+	}
+	_, idmapRoot := spec.Annotations["dev.reconciled.idmap-root"]
+	if !userNS || len(spec.Linux.UIDMappings) == 0 || uint64(spec.Linux.UIDMappings[0].HostID) != base || idmapRoot || !idmapped {
+		t.Errorf("generated spec lacks the user namespace, the mappings or the idmapped mounts:\n%s", raw)
 	}
 }
 
-func readBundleSpec(t *testing.T, path string) string {
+func readBundleSpec(t *testing.T, path string) (*specs.Spec, string) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(data)
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil || s.Linux == nil {
+		t.Fatalf("bundle spec %s: %v\n%s", path, err, data)
+	}
+	return &s, string(data)
 }
 
 // Exec into a userns: auto container (the executor's user-namespace
