@@ -127,6 +127,15 @@ func (r *Runtime) KillAll(ctx context.Context, id string, sig unix.Signal) error
 // It is the one way reconciled kills every process of a container.
 func KillCgroup(ctx context.Context, m cgroups.Manager, sig unix.Signal, log *slog.Logger) (int, error) {
 	wasFrozen := frozen(m.Paths())
+	if !wasFrozen {
+		// Nothing in it (a stopped container's, most often): nothing to
+		// freeze, kill and thaw. A process in no cgroup of it cannot fork
+		// into it.
+		pids, err := m.Procs(ctx)
+		if errors.Is(err, cgroups.ErrNotExist) || (err == nil && len(pids) == 0) {
+			return 0, nil
+		}
+	}
 	var errs []error
 	thaw := false
 	if !wasFrozen {

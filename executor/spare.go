@@ -162,8 +162,9 @@ func (r *Runtime) machineMonitor(ns nsPlan) bool {
 	return true
 }
 
-// reaperExe returns the reaper's sealed memfd, made once per Runtime, on
-// a descriptor above those ForkExec puts in place.
+// reaperExe returns the reaper's sealed memfd, made once per Runtime,
+// close-on-exec and at 100 or above as selfExe's (launch hands it to the
+// monitor as fd 6).
 func (r *Runtime) reaperExe() (*os.File, error) {
 	r.reaperOnce.Do(func() {
 		fd, err := waiter.ReaperMemfd()

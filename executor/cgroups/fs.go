@@ -568,6 +568,17 @@ func (m *fsManager) Destroy(ctx context.Context) error {
 
 // removeTree rmdirs dir and every directory under it, deepest first.
 func removeTree(ctx context.Context, dir string) error {
+	// Most often there is nothing under it: listing the directory (every
+	// control file of its controllers) costs more than the rmdir.
+	for {
+		err := syscall.Rmdir(dir)
+		if err == nil || err == syscall.ENOENT {
+			return nil
+		}
+		if err != syscall.EINTR {
+			break
+		}
+	}
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
