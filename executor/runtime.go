@@ -476,7 +476,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	if err := writeJSONAtomic(dir, stateFile, &c.st, true); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	if err := p.created(o.CallerReaps, oomCounterFile(c.st)); err != nil {
+	if err := p.created(o.CallerReaps, &c.st); err != nil {
 		return err
 	}
 	if o.PidFile != "" {
@@ -793,12 +793,18 @@ func readOnlySelfExe(dir string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read-only exe: %w", err)
 	}
-	// Far above the fds exec.Cmd dup2s into place in the child, so that it
-	// still exists when the child execs /proc/self/fd/N.
+	return highFile(fd, "reconciled-exe")
+}
+
+// highFile moves fd (closed) to a close-on-exec descriptor at 100 or above
+// and returns it as a file: far above the fds exec.Cmd and ForkExec dup2
+// into place in a child, so that it still exists when the child execs
+// /proc/self/fd/N.
+func highFile(fd int, name string) (*os.File, error) {
 	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 100)
 	unix.Close(fd)
 	if err != nil {
 		return nil, os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", err)
 	}
-	return os.NewFile(uintptr(high), "reconciled-exe"), nil
+	return os.NewFile(uintptr(high), name), nil
 }

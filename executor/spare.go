@@ -162,23 +162,17 @@ func (r *Runtime) machineMonitor(ns nsPlan) bool {
 	return true
 }
 
-// reaperExe returns the reaper's sealed memfd, made once per Runtime,
-// close-on-exec and at 100 or above as selfExe's (launch hands it to the
-// monitor as fd 6).
+// reaperExe returns the reaper's sealed memfd, made once per Runtime, on a
+// high descriptor as selfExe's (launch hands it to the monitor as fd 6).
 func (r *Runtime) reaperExe() (*os.File, error) {
 	r.reaperOnce.Do(func() {
 		fd, err := waiter.ReaperMemfd()
+		if err == nil {
+			r.reaper, err = highFile(fd, "reconciled-reaper")
+		}
 		if err != nil {
 			r.reaperErr = fmt.Errorf("reaper: %w", err)
-			return
 		}
-		high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 100)
-		unix.Close(fd)
-		if err != nil {
-			r.reaperErr = fmt.Errorf("reaper: %w", os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", err))
-			return
-		}
-		r.reaper = os.NewFile(uintptr(high), "reconciled-reaper")
 	})
 	return r.reaper, r.reaperErr
 }
@@ -254,17 +248,17 @@ func (p *pair) assign(stateDir string) error {
 // created tells the monitor the container is recorded created: from now
 // on the lifeline closing means nothing to it. With leave, the monitor
 // exits instead of waiting for the init (CreateOptions.CallerReaps). The
-// machine monitor first gets the OOM counter file it is to read when the
-// init exits (oomFile, "" for none) and a newline; the Go monitor reads
-// the state for it.
-func (p *pair) created(leave bool, oomFile string) error {
+// machine monitor first gets the OOM counter file of st it is to read when
+// the init exits ("" for none) and a newline; the Go monitor reads the
+// state for it.
+func (p *pair) created(leave bool, st *State) error {
 	b := byte(createdWait)
 	if leave {
 		b = createdLeave
 	}
 	msg := []byte{b}
 	if p.machine {
-		msg = append([]byte(oomFile+"\n"), b)
+		msg = append([]byte(oomCounterFile(*st)+"\n"), b)
 	}
 	if _, err := p.lifeline.Write(msg); err != nil {
 		return fmt.Errorf("tell the monitor the container is created: %w", err)
