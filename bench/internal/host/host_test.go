@@ -3,6 +3,7 @@ package host
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // The header names every hierarchy this host mounts, on or off.
@@ -22,4 +23,21 @@ func TestFavordynmodsNamesEveryHierarchy(t *testing.T) {
 		}
 	}
 	t.Log(Describe())
+}
+
+// The header says what a page fault costs, measured: a positive time that
+// is not absurd (a first touch of a page takes well under a millisecond on
+// any host this runs on).
+func TestPageFaultMeasured(t *testing.T) {
+	d, err := PageFault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d <= 0 || d > time.Millisecond {
+		t.Errorf("PageFault() = %v, want a positive time under 1ms", d)
+	}
+	if got := Describe(); !strings.Contains(got, "page fault: ") || strings.Contains(got, "not measured") {
+		t.Errorf("Describe() = %q, want the measured page fault cost", got)
+	}
+	t.Logf("page fault: %v", d)
 }
