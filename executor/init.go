@@ -20,6 +20,7 @@ import (
 	"reconciled.dev/reconciled/executor/internal/rootfs"
 	"reconciled.dev/reconciled/executor/waiter"
 	"reconciled.dev/reconciled/internal/seccomp"
+	"reconciled.dev/reconciled/internal/specwarm"
 )
 
 // runInit is the init stage, running as the container's first process in
@@ -450,21 +451,9 @@ func prefaultExe() {
 	}
 }
 
-// warmJSON is a configuration with every part of a spec the daemon's
-// containers use, for warmDecoder.
-const warmJSON = `{"id":"w","bundle":"/","stateDir":"/","hostPid":1,"ns":{"new":1},"spec":{
-"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":1,"gid":1,"umask":18,"additionalGids":[1]},
-"args":["a"],"env":["A=b"],"cwd":"/","capabilities":{"bounding":["CAP_KILL"],"effective":["CAP_KILL"],
-"inheritable":["CAP_KILL"],"permitted":["CAP_KILL"],"ambient":["CAP_KILL"]},
-"rlimits":[{"type":"RLIMIT_NOFILE","hard":1,"soft":1}],"noNewPrivileges":true,"oomScoreAdj":1},
-"root":{"path":"r","readonly":true},"hostname":"h","domainname":"d",
-"mounts":[{"destination":"/p","type":"proc","source":"proc","options":["nosuid"]}],
-"hooks":{"createContainer":[{"path":"/h","args":["h"],"env":["A=b"],"timeout":1}]},
-"annotations":{"a":"b"},
-"linux":{"sysctl":{"a":"b"},"resources":{"devices":[{"allow":false,"type":"c","major":1,"minor":1,"access":"rwm"}],
-"memory":{"limit":1,"reservation":1,"swap":1},"cpu":{"shares":1,"quota":1,"period":1,"cpus":"0","mems":"0"},
-"pids":{"limit":1}},"cgroupsPath":"/a","namespaces":[{"type":"pid"},{"type":"network","path":"/n"}],
-"maskedPaths":["/a"],"readonlyPaths":["/b"],"rootfsPropagation":"rslave"}}}`
+// warmJSON is an init configuration around specwarm's spec, for
+// warmDecoder.
+const warmJSON = `{"id":"w","bundle":"/","stateDir":"/","hostPid":1,"ns":{"new":1},"spec":` + specwarm.JSON + `}`
 
 // warmDecoder decodes warmJSON once, so that encoding/json has the field
 // tables of every spec type ready when the real configuration comes: in a

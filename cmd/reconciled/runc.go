@@ -18,13 +18,15 @@ import (
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/executor/cgroups"
 	"reconciled.dev/reconciled/internal/daemon"
+	"reconciled.dev/reconciled/internal/specwarm"
 )
 
 // runcName is the name under which the binary answers to runc's bare
 // command line: `reconciled-runc --root X run -d ID` is `reconciled
 // runtime --root X run -d ID`, so that engines (podman, containerd,
-// docker) can call it as their OCI runtime.
-const runcName = "reconciled-runc"
+// docker) can call it as their OCI runtime. specwarm knows it too: its
+// create and run decode a spec first thing.
+const runcName = specwarm.RuncName
 
 // runcGlobals are runc's global flags, given before the subcommand.
 type runcGlobals struct {
