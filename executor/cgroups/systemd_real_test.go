@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -154,6 +155,31 @@ func startProcess(t *testing.T, name string, args ...string) (pid int, done <-ch
 		}
 	})
 	return cmd.Process.Pid, ch
+}
+
+// waitIgnores waits until process pid ignores sig (SigIgn in its status).
+func waitIgnores(t *testing.T, pid int, sig syscall.Signal) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			t.Fatalf("process %d: %v", pid, err)
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if hex, ok := strings.CutPrefix(l, "SigIgn:"); ok {
+				mask, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+				if err != nil {
+					t.Fatalf("process %d: SigIgn %q: %v", pid, hex, err)
+				}
+				if mask&(1<<(sig-1)) != 0 {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d does not ignore %v after 10s", pid, sig)
+		}
+	}
 }
 
 // show runs `systemctl show -p props unit` inside the sandbox.
@@ -494,6 +520,9 @@ func testSystemdReexecDuringJob(t *testing.T, sb *systemdtest.Sandbox) {
 	// A ignores SIGTERM: its stop job runs until the process is killed
 	// (or TimeoutStopSec, 10 s, passes).
 	pidA, doneA := startProcess(t, "sh", "-c", `trap "" TERM; exec sleep 300`)
+	// Until the shell has run its trap, SIGTERM ends it and the stop job
+	// with it at once (a loaded host showed inactive, never deactivating).
+	waitIgnores(t, pidA, syscall.SIGTERM)
 	pidB, _ := startSleep(t)
 	for _, m := range []Manager{mA, mB} {
 		t.Cleanup(func() {
