@@ -393,7 +393,16 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	// The cgroup is made and its limits set while the monitor and the init
 	// start (or set up); only moving the init in waits for its PID. A
 	// monitor that clones the init into the cgroup (IntoCgroup) waits
-	// for it instead, and a spare's cgroup is renamed (Adopt).
+	// for it instead, and a spare's cgroup is renamed (Adopt). On the
+	// hybrid layout the cgroup2 directory holds no limits: made first,
+	// it takes the init at once, which starts while the v1 cgroups are
+	// made (cgroups.EarlyCloneTarget).
+	intoEarly := false
+	if t, ok := c.cgroup.(cgroups.EarlyCloneTarget); ok && !released && p.cfg.IntoCgroup && c.st.CgroupDriver == "cgroupfs" {
+		if intoEarly, err = t.MakeUnified(); err != nil {
+			return fmt.Errorf("unable to apply cgroup: %w", err)
+		}
+	}
 	preparing := c.prepareCgroup(ctx)
 	prepared := sync.OnceValue(func() error { return <-preparing })
 
@@ -401,11 +410,13 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 		if p.cfg.IntoCgroup {
 			// The monitor clones the init into the cgroup once it is
 			// made: it waits for its configuration until then.
-			if err := prepared(); err != nil {
-				return err
+			if !intoEarly {
+				if err := prepared(); err != nil {
+					return err
+				}
 			}
 			if err := c.configureInto(p); err != nil {
-				return err
+				return errors.Join(err, prepared())
 			}
 		}
 		if err := p.awaitInit(ctx); err != nil {

@@ -29,6 +29,36 @@ type CloneTarget interface {
 	ApplyCloned(ctx context.Context, pid int) error
 }
 
+// EarlyCloneTarget is a CloneTarget whose cgroup2 directory carries no
+// controller, as in the hybrid layout, where the limits are the v1
+// hierarchies'. A process can be cloned into that directory as soon as it
+// exists, while Apply (pid 0) makes the v1 cgroups and sets the limits;
+// ApplyCloned then moves it into those as usual. A create's init so starts
+// while its cgroups are made instead of after.
+type EarlyCloneTarget interface {
+	CloneTarget
+	// MakeUnified makes the cgroup2 directory alone, before Apply, and
+	// reports true; false, with nothing made, where the layout is not
+	// hybrid. A failed Apply leaves that directory to Destroy.
+	MakeUnified() (bool, error)
+}
+
+func (m *fsManager) MakeUnified() (bool, error) {
+	h, ok := m.unified()
+	if !ok || m.mode != ModeHybrid {
+		return false, nil
+	}
+	made, err := mkdirs(h.mount, m.path)
+	m.mu.Lock()
+	m.created[h.mount] = append(m.created[h.mount], made...)
+	m.unifiedEarly = true
+	m.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // ClonesIntoCgroup says whether a cgroup2 hierarchy is mounted, which a
 // container's init can be cloned into (CloneTarget).
 func (d *cgroupfs) ClonesIntoCgroup() bool { return d.layout.Unified != "" }

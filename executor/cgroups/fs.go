@@ -100,6 +100,10 @@ type fsManager struct {
 	created map[string][]string // mount point -> directories Apply made there, shallowest first
 	// spareLeft: what a failed Adopt left of a spare cgroup, for Destroy.
 	spareLeft *Spare
+	// unifiedEarly: MakeUnified made the cgroup2 directory, which a
+	// process may be in before Apply ends: a failed Apply leaves it to
+	// Destroy.
+	unifiedEarly bool
 }
 
 func (m *fsManager) Paths() map[string]string {
@@ -163,6 +167,9 @@ func (m *fsManager) undo(err error) error {
 	defer m.mu.Unlock()
 	var errs []error
 	for mount, made := range m.created {
+		if h, ok := m.unified(); ok && m.unifiedEarly && mount == h.mount {
+			continue
+		}
 		for i := len(made) - 1; i >= 0; i-- {
 			if rerr := os.Remove(made[i]); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 				errs = append(errs, fmt.Errorf("removing cgroup %s: %w", made[i], bare(rerr)))

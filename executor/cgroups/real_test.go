@@ -676,3 +676,83 @@ func TestRealHugetlbAndNetwork(t *testing.T) {
 		}
 	}
 }
+
+// On the hybrid layout MakeUnified makes the cgroup2 directory alone, a
+// process there stays through a failed Apply (which removes the v1
+// directories it made) and Destroy removes everything; a process cloned
+// in early ends up in every hierarchy after Apply and ApplyCloned.
+// Elsewhere it makes nothing.
+func TestRealMakeUnified(t *testing.T) {
+	m, l := realManager(t, "")
+	ctx := context.Background()
+	et, ok := m.(EarlyCloneTarget)
+	if !ok {
+		t.Fatalf("the cgroupfs manager %T is not an EarlyCloneTarget", m)
+	}
+	paths := m.Paths()
+	early, err := et.MakeUnified()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Mode() != ModeHybrid {
+		if early {
+			t.Errorf("MakeUnified on the %v layout = true, want false", l.Mode())
+		}
+		for key, dir := range paths {
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("MakeUnified on the %v layout made hierarchy %q: %s (%v)", l.Mode(), key, dir, err)
+			}
+		}
+		return
+	}
+	if !early {
+		t.Fatal("MakeUnified on the hybrid layout = false, want true")
+	}
+	for key, dir := range paths {
+		_, err := os.Stat(dir)
+		if key == "" && err != nil {
+			t.Errorf("the cgroup2 directory %s: %v, want made", dir, err)
+		}
+		if key != "" && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("hierarchy %q: %s (%v), want not made yet", key, dir, err)
+		}
+	}
+	h := startHelper(t, "cmd")
+	// What CLONE_INTO_CGROUP would do, as a move.
+	if err := os.WriteFile(filepath.Join(paths[""], "cgroup.procs"), []byte(strconv.Itoa(h.pid())), 0); err != nil {
+		t.Fatal(err)
+	}
+	bad := &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "100000"}}
+	if err := m.Apply(ctx, 0, bad); err == nil {
+		t.Fatal("Apply with cpuset.cpus 100000 succeeded")
+	} else if strings.Contains(err.Error(), "cleaning up") {
+		t.Errorf("Apply: %v, want no cleanup error (the busy cgroup2 directory is Destroy's)", err)
+	}
+	if _, err := os.Stat(paths[""]); err != nil {
+		t.Errorf("after a failed Apply the cgroup2 directory with the process in it: %v", err)
+	}
+	if _, err := os.Stat(paths["memory"]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after a failed Apply the memory cgroup %s is left (%v)", paths["memory"], err)
+	}
+	if err := m.Apply(ctx, 0, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: ptr[int64](7)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := et.ApplyCloned(ctx, h.pid()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := proc.Cgroups(h.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.TrimPrefix(paths[""], l.Unified) // the same path in every hierarchy
+	for key, cg := range got {
+		if cg != want {
+			t.Errorf("hierarchy %q: the process is in %q, want %q", key, cg, want)
+		}
+	}
+	if v := readBack(t, m, "pids", "pids.max"); v != "7" {
+		t.Errorf("pids.max = %q, want 7", v)
+	}
+	syscall.Kill(h.pid(), syscall.SIGKILL)
+	h.wait()
+}
