@@ -31,9 +31,8 @@ func runInit() {
 	// No collection during setup (the heap stays small); the waiting
 	// process then frees everything and keeps a low target.
 	debug.SetGCPercent(-1)
-	if os.Getenv(prefaultEnv) == "1" {
-		os.Unsetenv(prefaultEnv)
-		prefaultExe()
+	if os.Getenv(spareEnv) == "1" {
+		os.Unsetenv(spareEnv)
 		warmDecoder()
 	}
 	sock := os.NewFile(3, "sync")
@@ -415,40 +414,6 @@ func setupConsole(sock, uid int) error {
 		}
 	}
 	return nil
-}
-
-// prefaultExe maps every page of this process's executable that is mapped
-// (MADV_POPULATE_READ, Linux 5.14; on older kernels it does nothing). A
-// spare init does it while it waits, so that its setup later runs without
-// faulting in the code and data it touches for the first time.
-func prefaultExe() {
-	var exe unix.Stat_t
-	if err := unix.Stat("/proc/self/exe", &exe); err != nil {
-		return
-	}
-	f, err := os.Open("/proc/self/maps")
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// start-end perms offset dev inode path
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || fields[4] != strconv.FormatUint(exe.Ino, 10) {
-			continue
-		}
-		start, end, ok := strings.Cut(fields[0], "-")
-		if !ok {
-			continue
-		}
-		lo, err1 := strconv.ParseUint(start, 16, 64)
-		hi, err2 := strconv.ParseUint(end, 16, 64)
-		if err1 != nil || err2 != nil || hi <= lo {
-			continue
-		}
-		unix.Syscall(unix.SYS_MADVISE, uintptr(lo), uintptr(hi-lo), unix.MADV_POPULATE_READ)
-	}
 }
 
 // warmJSON is an init configuration around specwarm's spec, for

@@ -290,11 +290,11 @@ func becomeReaper(stateDir string) error {
 }
 
 // initEnv is the environment of a container's init, as its monitor starts
-// it (a spare's faults in its executable while it waits).
+// it (a spare's warms its decoder while it waits).
 func initEnv(spare bool) []string {
 	env := []string{stageEnv + "=" + stageInit, "GOMAXPROCS=1", initGoDebug}
 	if spare {
-		env = append(env, prefaultEnv+"=1")
+		env = append(env, spareEnv+"=1")
 	}
 	return env
 }

@@ -59,7 +59,7 @@ const (
 type monitorConfig struct {
 	NS nsPlan `json:"ns"`
 	// Spare: the pair is made ahead of time (WithSpares); the init then
-	// faults in its executable while it waits (prefaultEnv).
+	// warms its decoder while it waits (spareEnv).
 	Spare bool `json:"spare,omitempty"`
 	// NoReaper: wait as the Go monitor once the container is created
 	// instead of becoming the reaper (Runtime.goMonitor, tests).
@@ -70,11 +70,11 @@ type monitorConfig struct {
 	IntoCgroup bool `json:"intoCgroup,omitempty"`
 }
 
-// prefaultEnv, set to 1 in a spare init's environment, makes it map every
-// page of its executable before it waits for its container: the setup
-// then runs without a page fault per first-touched code page (about 10 us
-// each under a VM, some hundreds of them).
-const prefaultEnv = "_RECONCILED_PREFAULT"
+// spareEnv, set to 1 in a spare init's environment, makes it build its
+// decoder's tables (warmDecoder) before it waits for its container. (Every
+// init of the binary maps its executable in at its start: see
+// internal/prefault.)
+const spareEnv = "_RECONCILED_SPARE"
 
 type initConfig struct {
 	ID       string      `json:"id"`

@@ -10,6 +10,10 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	// Maps the executable in at the start of every command's process and
+	// every container init's (not the daemon's): see the package.
+	_ "reconciled.dev/reconciled/internal/prefault"
 )
 
 // command is one subcommand of the binary. Each lives in its own file and
