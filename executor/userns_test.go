@@ -221,7 +221,7 @@ func TestUserNamespaceIDMapFilesystems(t *testing.T) {
 	}
 
 	spec = usernsSpec(rootfs, base, "true")
-	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/hostsys", Type: "bind", Source: "/sys/kernel", Options: []string{"bind", "idmap"}})
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/hostsys", Type: "bind", Source: "/sys/class", Options: []string{"bind", "idmap"}})
 	id := "userns-sysfs-" + fmt.Sprint(os.Getpid())
 	t.Cleanup(func() { r.Delete(context.Background(), id, true) })
 	err = r.Create(context.Background(), id, filepath.Dir(rootfs), CreateOptions{Spec: spec})
@@ -229,6 +229,34 @@ func TestUserNamespaceIDMapFilesystems(t *testing.T) {
 		t.Errorf("create with an idmapped sysfs bind: %v, want an error naming mounts[1] /hostsys and saying it cannot be idmapped", err)
 	}
 	t.Logf("idmapped sysfs: %v", err)
+
+	// A bind that is not recursive of a directory with a mount below it
+	// (as /sys/kernel has tracefs on most hosts): refused by the kernel,
+	// which is said with the mount and the fix.
+	below := filepath.Join(shm, "below")
+	if err := os.Mkdir(below, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(fmt.Sprintf("userns-below-%d", os.Getpid()), below, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(below, unix.MNT_DETACH) })
+	spec = usernsSpec(rootfs, base, "true")
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/shm", Type: "bind", Source: shm, Options: []string{"bind", "idmap"},
+		UIDMappings: usernsMapping(base), GIDMappings: usernsMapping(base)})
+	id = "userns-below-" + fmt.Sprint(os.Getpid())
+	t.Cleanup(func() { r.Delete(context.Background(), id, true) })
+	err = r.Create(context.Background(), id, filepath.Dir(rootfs), CreateOptions{Spec: spec})
+	if err == nil || !strings.Contains(err.Error(), "mounts[1] /shm") || !strings.Contains(err.Error(), below+" is mounted below it") || !strings.Contains(err.Error(), "use rbind") {
+		t.Errorf("create with a bind (not rbind) over a mount: %v, want an error naming mounts[1] /shm, the mount %s below and rbind", err, below)
+	}
+	t.Logf("idmapped bind with a mount below: %v", err)
+	// The fix the message gives works.
+	spec.Mounts[len(spec.Mounts)-1].Options = []string{"rbind", "idmap"}
+	out, st = runToExit(t, r, "userns-rbind-"+fmt.Sprint(os.Getpid()), filepath.Dir(rootfs), spec)
+	if !st.Exited || st.ExitCode != 0 {
+		t.Errorf("the same with rbind: exit code %d: %s", st.ExitCode, out)
+	}
 }
 
 // Exec into a container with a user namespace (the joiner, userns_amd64.S):

@@ -9,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/internal/proc"
 	"reconciled.dev/reconciled/internal/sys"
 )
 
@@ -148,7 +150,16 @@ func detachedTree(src string, recursive bool, userns *os.File, ridmap bool) (*os
 		return err
 	})
 	if err != nil {
-		return nil, &os.PathError{Op: "open_tree", Path: src, Err: err}
+		err = &os.PathError{Op: "open_tree", Path: src, Err: err}
+		if !recursive && errors.Is(err, unix.EINVAL) {
+			if below := mountBelow(src); below != "" {
+				// The kernel does not uncover what a locked mount (one
+				// that came into this user namespace with its mount
+				// namespace) hides.
+				return nil, fmt.Errorf("%w: %s is mounted below it, and a bind that is not recursive would uncover what that mount hides: use rbind, or a source with no mount below it", err, below)
+			}
+		}
+		return nil, err
 	}
 	f := os.NewFile(uintptr(tfd), src)
 	if userns != nil {
@@ -158,6 +169,16 @@ func detachedTree(src string, recursive bool, userns *os.File, ridmap bool) (*os
 		}
 	}
 	return f, nil
+}
+
+// mountBelow returns a mount point below dir, or "".
+func mountBelow(dir string) string {
+	prefix := strings.TrimSuffix(dir, "/") + "/"
+	ms, err := proc.Mounts(func(m *proc.Mount) bool { return strings.HasPrefix(m.Mountpoint, prefix) })
+	if err != nil || len(ms) == 0 {
+		return ""
+	}
+	return ms[0].Mountpoint
 }
 
 // ErrIDMapUnsupported: the kernel or the filesystem cannot idmap a mount.
