@@ -419,8 +419,14 @@ func (r *Runtime) Wait(ctx context.Context, id string) (*executor.State, error) 
 		if err != nil {
 			return nil, err
 		}
-		if st.Exited || (st.Status == executor.StatusStopped && !proc.Running(st.MonitorPid, st.MonitorStartTime)) {
+		if st.Exited {
 			return st, nil
+		}
+		if st.Status == executor.StatusStopped && !proc.Running(st.MonitorPid, st.MonitorStartTime) {
+			// The monitor may have recorded the exit and gone between
+			// the read above and now: what is on disk once it is gone
+			// is final.
+			return r.State(ctx, id)
 		}
 		select {
 		case <-ctx.Done():
