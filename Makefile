@@ -10,23 +10,22 @@ export CGO_ENABLED = 0
 
 .PHONY: build test deps vet run check-gen
 
-# build links to $(BIN).link and copies that to $(BIN). The linker writes
-# its output through a shared mapping, which leaves the file in the page
-# cache as single 4 KiB pages, and every start of such a binary maps its
-# pages in one by one: measured here, `reconciled runtime list` took 0.5 ms
-# (15%) longer from the linker's file than from a byte-identical copy
-# written with write(2), as installed binaries are (`reconciled install`,
-# packages), until the page cache is dropped. install(1) also replaces
-# $(BIN) by a new file rather than writing into a binary that may be running.
+# build builds $(BIN) as shipped, with packaging/build.sh: one static binary
+# with the container stages' own smaller binary appended (they start in
+# about half the time), written with write(2) and renamed into place by
+# install(1) (a binary fresh from the linker sits in the page cache in
+# 4 KiB pages and every start of it costs more; install(1) also replaces
+# $(BIN) by a new file rather than writing into a binary that may be
+# running). `go build ./cmd/reconciled` gives a binary that works the same
+# and runs its container stages from itself.
 #
-# -buildvcs=auto records the git revision (and whether the tree was
-# modified) for `reconciled version` whatever GOFLAGS says, and builds
-# without it outside a checkout; VERSION=1.4.0 sets the version it prints.
+# The git revision (and whether the tree was modified) is recorded for
+# `reconciled version` whatever GOFLAGS says (-buildvcs=auto), nothing
+# outside a checkout; VERSION=1.4.0 sets the version it prints.
 VERSION ?=
 build:
-	$(GO) build -buildvcs=auto $(if $(VERSION),-ldflags "-X main.version=$(VERSION)") -o $(BIN).link ./cmd/reconciled
-	install -m 0755 $(BIN).link $(BIN)
-	rm -f $(BIN).link
+	@mkdir -p $(dir $(BIN))
+	GO=$(GO) packaging/build.sh $(BIN) $(VERSION)
 
 # deps installs the Debian packages the tests use (busybox-static for the test
 # rootfs and test images, runc and crun for side-by-side benchmarks,

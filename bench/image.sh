@@ -34,11 +34,9 @@ work=$(mktemp -d /tmp/imagebench.XXXXXX)
 # directories before it exits; --one-file-system keeps this from emptying
 # a mount that a killed run left behind.
 trap 'rm -rf --one-file-system "$work"' EXIT
-# Linked to a side file and copied into place, as make build and a package
-# install do: a binary fresh from the linker sits in the page cache in 4 KiB
-# pages and each start of it costs 0.6-0.75 ms more (see the Makefile).
-go build -o "$work/reconciled.link" ./cmd/reconciled
-install -m 0755 "$work/reconciled.link" "$work/reconciled"
+# As make build and a package build it (packaging/build.sh): the container
+# stages' own binary appended, the file written with write(2).
+packaging/build.sh "$work/reconciled"
 go build -o "$work/imagebench.link" ./bench/imagebench
 install -m 0755 "$work/imagebench.link" "$work/imagebench"
 shim=""

@@ -12,8 +12,7 @@ export CGO_ENABLED=0
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/probebench.XXXXXX)
 trap 'rm -rf --one-file-system "$work"' EXIT
-go build -o "$work/reconciled.link" ./cmd/reconciled
-install -m 0755 "$work/reconciled.link" "$work/reconciled"
+packaging/build.sh "$work/reconciled" # as shipped (see the Makefile)
 go build -o "$work/probebench" ./bench/probebench
 shim=""
 # crun 1.8 refuses the cgroup v1 hybrid layout; the shim hides the empty

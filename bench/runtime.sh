@@ -15,11 +15,9 @@ if [ -n "$missing" ]; then
 fi
 work=$(mktemp -d /tmp/runtimebench.XXXXXX)
 trap 'rm -rf --one-file-system "$work"' EXIT
-# Linked to a side file and copied into place, as make build and a package
-# install do: a binary fresh from the linker sits in the page cache in 4 KiB
-# pages and each start of it costs 0.6-0.75 ms more (see the Makefile).
-go build -o "$work/reconciled.link" ./cmd/reconciled
-install -m 0755 "$work/reconciled.link" "$work/reconciled"
+# As make build and a package build it (packaging/build.sh): the container
+# stages' own binary appended, the file written with write(2).
+packaging/build.sh "$work/reconciled"
 shim=""
 # crun 1.8 refuses the cgroup v1 hybrid layout; the shim hides the empty
 # cgroup2 mount from it (see ../shared/bench-aids/README.md).
@@ -28,7 +26,7 @@ if grep -q ' /sys/fs/cgroup/unified cgroup2 ' /proc/self/mounts; then
   shim="$work/nohybrid.so"
 fi
 gcc -O2 -o "$work/peakrss" bench/peakrss.c
-# Built and copied the same way: in-process, its own binary is the monitor's and init's.
-go build -o "$work/runtimebench.link" ./bench/runtimebench
-install -m 0755 "$work/runtimebench.link" "$work/runtimebench"
+# Built the same way: in-process, as in the daemon, the stages run from
+# the binary appended to its own.
+PKG=./bench/runtimebench packaging/build.sh "$work/runtimebench"
 "$work/runtimebench" -reconciled "$work/reconciled" -nohybrid "$shim" -peakrss "$work/peakrss" -work "$work" "$@"

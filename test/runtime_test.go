@@ -57,12 +57,7 @@ func reconciledBin(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "reconciled")
-		build := exec.Command("go", "build", "-o", binPath, "reconciled.dev/reconciled/cmd/reconciled")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as shipped
-		out, err := build.CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		binErr = testutil.BuildShipped(context.Background(), binPath, "") // as shipped
 	})
 	if binErr != nil {
 		t.Fatal(binErr)
@@ -1216,4 +1211,37 @@ func TestReadonlyHostRootAllTheWayDown(t *testing.T) {
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
 		t.Errorf("the runtime created %s on the host: %v", missing, err)
 	}
+}
+
+// TestShippedStages: the binary built as make build builds it carries
+// the container stages' own binary (packaging/build.sh), which `reconciled
+// version` reports, and its containers' inits run from a sealed memfd of
+// it, not from reconciled itself.
+func TestShippedStages(t *testing.T) {
+	bin := reconciledBin(t)
+	out, err := exec.Command(bin, "version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("reconciled version: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "container stages: their own binary, appended (") {
+		t.Fatalf("reconciled version does not report the appended stage binary:\n%s", out)
+	}
+	// With a startContainer hook the init waits for start itself (in Go,
+	// not as the waiter): created, it is still the stage binary.
+	r := newRT(t)
+	id := testutil.Name(t, 40)
+	b := bundle(t, func(s *specs.Spec) {
+		s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{Path: "/bin/true"}}}
+	}, "sleep", "100")
+	r.cleanup(id)
+	r.ok("create", "--bundle", b, id)
+	st := r.state(id)
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", st.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(exe, "/memfd:reconciled-stage") {
+		t.Fatalf("the created container's init runs %s, want the stage binary's memfd (/memfd:reconciled-stage)", exe)
+	}
+	r.ok("start", id)
 }

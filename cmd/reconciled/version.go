@@ -6,6 +6,8 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+
+	"reconciled.dev/reconciled/executor"
 )
 
 func init() {
@@ -29,7 +31,21 @@ func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	bi, _ := debug.ReadBuildInfo()
 	fmt.Fprint(stdout, versionText(version, bi))
+	fmt.Fprintln(stdout, stagesText(executor.StageInfo("/proc/self/exe")))
 	return 0
+}
+
+// stagesText is the line `reconciled version` ends with: which binary runs
+// the container monitors, inits and exec'd processes (executor/stage.go).
+func stagesText(size int64, err error) string {
+	switch {
+	case err == nil:
+		return fmt.Sprintf("container stages: their own binary, appended (%.1f MiB)", float64(size)/(1<<20))
+	case executor.IsNoStage(err):
+		return "container stages: this binary (none appended: built without packaging/build.sh)"
+	default:
+		return "container stages: unusable: " + err.Error()
+	}
 }
 
 // versionText is what `reconciled version` prints:

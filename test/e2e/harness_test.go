@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -44,10 +45,8 @@ func TestMain(m *testing.M) {
 		os.Exit(code)
 	}
 	bin = filepath.Join(dir, "reconciled")
-	build := exec.Command("go", "build", "-o", bin, "reconciled.dev/reconciled/cmd/reconciled")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as shipped
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+	if err := testutil.BuildShipped(context.Background(), bin, ""); err != nil { // as shipped
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}

@@ -82,7 +82,7 @@ fi
 
 bin=${RECONCILED_BIN:-}
 if [ -z "$bin" ]; then
-	(cd "$repo" && CGO_ENABLED=0 go build -o "$WORK/bin/reconciled" ./cmd/reconciled)
+	"$repo/packaging/build.sh" "$WORK/bin/reconciled" # as shipped
 	bin="$WORK/bin/reconciled"
 fi
 ln -sf "$(readlink -f "$bin")" "$WORK/bin/reconciled-runc"

@@ -76,10 +76,8 @@ func TestService(t *testing.T) {
 		// Built out here: inside, the host's /tmp (where a checkout may
 		// be) is hidden.
 		built := filepath.Join(t.TempDir(), "reconciled")
-		build := exec.CommandContext(t.Context(), "go", "build", "-o", built, "reconciled.dev/reconciled/cmd/reconciled")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as shipped
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
+		if err := testutil.BuildShipped(t.Context(), built, ""); err != nil { // as shipped
+			t.Fatal(err)
 		}
 		sb := systemdtest.Start(t)
 		if err := sb.CopyIn(built, builtInSandbox); err != nil {
