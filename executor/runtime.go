@@ -775,13 +775,14 @@ func reapWhenDone(pid int) {
 	retryEINTR(func() error { _, err := unix.Wait4(pid, &ws, 0, nil); return err })
 }
 
-// selfExe returns the handle monitors and inits are exec'd through, made
-// once per Runtime (stageExe): a sealed memfd with the stage binary
-// appended to this one, or a read-only bind mount of /proc/self/exe,
-// opened, then detached. Either way their /proc/PID/exe cannot be opened
-// for writing from a container (CVE-2019-5736).
+// selfExe returns a read-only handle on this binary, made once per
+// Runtime: a read-only bind mount of /proc/self/exe, opened, then detached.
+// Monitors and inits are exec'd through it, so their /proc/PID/exe is a
+// file on a read-only mount and cannot be opened for writing from a
+// container (CVE-2019-5736). As shipped, they then run the stage binary
+// appended to it (stage.go).
 func (r *Runtime) selfExe() (*os.File, error) {
-	r.exeOnce.Do(func() { r.exe, r.exeErr = stageExe(r.root) })
+	r.exeOnce.Do(func() { r.exe, r.exeErr = readOnlySelfExe(r.root) })
 	return r.exe, r.exeErr
 }
 

@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
-
-	"golang.org/x/sys/unix"
 )
 
 // The binary as shipped (packaging/build.sh) carries a second, smaller Go
@@ -20,12 +17,12 @@ import (
 // every container init and every monitor not in machine code pays it).
 //
 // A trailer of stageTrailerSize bytes ends the file: stageMagic, then the
-// appended binary's offset and length, 16 hex digits each. The runtime
-// copies that binary into a sealed memfd once (as runc clones itself, and
-// for the same reason: a container can then not write the runtime through
-// /proc/PID/exe, CVE-2019-5736) and execs it for the stages. A binary
-// without the trailer (go build, go install, a test binary) runs the
-// stages from itself, through a read-only bind mount.
+// appended binary's offset (page-aligned) and length, 16 lower-case hex
+// digits each. The stages are exec'd from this file as before (a
+// read-only bind mount of it: selfExe); its entry point (shippedEntry,
+// before the Go runtime) maps the appended binary from the same file in
+// place of its own and jumps to it. A binary without the trailer (go
+// build, go install, a test binary) runs the stages itself.
 const (
 	stageMagic       = "RECONCILEDSTAGE1"
 	stageTrailerSize = len(stageMagic) + 32
@@ -58,8 +55,8 @@ func stageImage(exe *os.File) (off, n int64, ok bool, err error) {
 	if err1 != nil || err2 != nil {
 		return bad("not two hex numbers")
 	}
-	if o <= 0 || l <= 0 || o+l != size-int64(stageTrailerSize) {
-		return bad(fmt.Sprintf("offset %d and length %d do not end where the trailer begins (%d)", o, l, size-int64(stageTrailerSize)))
+	if o <= 0 || o%4096 != 0 || l <= 0 || o+l != size-int64(stageTrailerSize) {
+		return bad(fmt.Sprintf("offset %d (page-aligned) and length %d do not end where the trailer begins (%d)", o, l, size-int64(stageTrailerSize)))
 	}
 	var elf [4]byte
 	if _, err := exe.ReadAt(elf[:], o); err != nil {
@@ -69,59 +66,6 @@ func stageImage(exe *os.File) (off, n int64, ok bool, err error) {
 		return bad("no ELF binary at that offset")
 	}
 	return o, l, true, nil
-}
-
-// stageMemfd copies n bytes of exe from off into a new memfd and seals it
-// against any change. It returns the descriptor (close-on-exec).
-func stageMemfd(exe *os.File, off, n int64) (int, error) {
-	fd, err := unix.MemfdCreate("reconciled-stage", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
-	if err != nil {
-		return -1, os.NewSyscallError("memfd_create", err)
-	}
-	fail := func(err error) (int, error) {
-		unix.Close(fd)
-		return -1, fmt.Errorf("copy the stage binary into a memfd: %w", err)
-	}
-	for end := off + n; off < end; {
-		w, err := unix.Sendfile(fd, int(exe.Fd()), &off, int(end-off))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fail(os.NewSyscallError("sendfile", err))
-		}
-		if w == 0 {
-			return fail(io.ErrUnexpectedEOF)
-		}
-	}
-	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
-		return fail(os.NewSyscallError("fcntl(F_ADD_SEALS)", err))
-	}
-	return fd, nil
-}
-
-// stageExe returns a handle on the binary to exec for the stages: a sealed
-// memfd with the appended stage binary when this binary has one, else a
-// read-only handle on this binary (readOnlySelfExe, in dir).
-func stageExe(dir string) (*os.File, error) {
-	exe, err := os.Open("/proc/self/exe")
-	if err != nil {
-		return nil, fmt.Errorf("stage binary: %w", err)
-	}
-	defer exe.Close()
-	off, n, ok, err := stageImage(exe)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return readOnlySelfExe(dir)
-	}
-	fd, err := stageMemfd(exe, off, n)
-	if err != nil {
-		return nil, err
-	}
-	return highFile(fd, "reconciled-stage")
 }
 
 // errNoStage says that a binary carries no appended stage binary.

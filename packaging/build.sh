@@ -6,13 +6,15 @@
 #     into place by install(1): a binary fresh from the linker sits in the
 #     page cache in 4 KiB pages and every start of it costs 0.6-0.75 ms
 #     more on a 2-core VM (the linker writes through a shared mapping);
-#   - with cmd/reconciled-stage appended to its end, behind a trailer of
-#     48 bytes: "RECONCILEDSTAGE1", then the stage binary's offset and
-#     length in 16 hex digits each. The executor runs the container
-#     monitor, init and exec stages from a sealed memfd copy of it
-#     (executor/stage.go) instead of from reconciled itself: they start in
-#     about half the time. A binary without the trailer (go build, go
-#     install, or one stripped by a packaging tool) runs them from itself.
+#   - on amd64, with cmd/reconciled-stage (the container monitor, init
+#     and exec stages alone, linked at 0x40000000) appended at the next
+#     64 KiB boundary, and a trailer of 48 bytes: "RECONCILEDSTAGE1",
+#     then its offset and length in 16 hex digits each. reconciled's
+#     ELF entry point (-E executor.shippedEntry, before the Go runtime)
+#     maps it from the file in place of itself in a process started as a
+#     stage (executor/stage.go): they start in about half the time. A
+#     binary without it (go build, go install, one stripped by a
+#     packaging tool) runs them itself, slower to start.
 #
 # VERSION sets what `reconciled version` prints (-X main.version); the git
 # revision is recorded either way (-buildvcs=auto). PKG (environment)
@@ -29,16 +31,27 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/reconciled-build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 cd "$root"
 pkg=${PKG:-./cmd/reconciled}
-if [ -n "$version" ]; then
-	"$go" build -buildvcs=auto -ldflags "-X main.version=$version" -o "$tmp/main" "$pkg"
-else
-	"$go" build -buildvcs=auto -o "$tmp/main" "$pkg"
+entry=""
+if [ "$("$go" env GOARCH)" = amd64 ]; then
+	entry="-E reconciled.dev/reconciled/executor.shippedEntry"
 fi
-# No symbol table or DWARF: a smaller copy per memfd; panics still print
-# their stacks (the runtime's own tables stay).
-"$go" build -buildvcs=false -ldflags "-s -w" -o "$tmp/stage" ./cmd/reconciled-stage
-off=$(stat -c %s "$tmp/main")
+if [ -n "$version" ]; then
+	"$go" build -buildvcs=auto -ldflags "$entry -X main.version=$version" -o "$tmp/main" "$pkg"
+else
+	"$go" build -buildvcs=auto -ldflags "$entry" -o "$tmp/main" "$pkg"
+fi
+if [ -z "$entry" ]; then
+	install -m 0755 "$tmp/main" "$out"
+	exit 0
+fi
+# No symbol table or DWARF (panics still print their stacks: the
+# runtime's own tables stay), linked far above reconciled's own segments.
+"$go" build -buildvcs=false -ldflags "-s -w -T 0x40001000" -o "$tmp/stage" ./cmd/reconciled-stage
+size=$(stat -c %s "$tmp/main")
+off=$(( (size + 65535) / 65536 * 65536 ))
 len=$(stat -c %s "$tmp/stage")
-printf 'RECONCILEDSTAGE1%016x%016x' "$off" "$len" >"$tmp/trailer"
-cat "$tmp/main" "$tmp/stage" "$tmp/trailer" >"$tmp/out"
+cp "$tmp/main" "$tmp/out"
+truncate -s "$off" "$tmp/out"
+cat "$tmp/stage" >>"$tmp/out"
+printf 'RECONCILEDSTAGE1%016x%016x' "$off" "$len" >>"$tmp/out"
 install -m 0755 "$tmp/out" "$out"

@@ -17,11 +17,21 @@
 // soon as its imports are, in import path order among the ready ones), so
 // before the heavy packages (the image puller's, HTTP, TLS) fault in their
 // code. Kernels before 5.14 refuse the advice; nothing happens then.
+//
+// Only the mappings of the running binary are populated: in a container
+// stage of the binary as shipped, the executable file also holds
+// reconciled itself, mapped by the kernel and never run (executor's
+// shippedEntry maps the stage binary appended to it instead).
 package prefault
 
 import (
 	"syscall"
+	"unsafe"
 )
+
+// marker is data of this binary: the exe mappings it is in (file offset
+// minus address) are the running binary's.
+const marker = "prefault"
 
 // madvPopulateRead is MADV_POPULATE_READ (Linux 5.14).
 const madvPopulateRead = 22
@@ -50,21 +60,47 @@ func daemon() bool {
 	return len(arg) >= 4 && string(arg[:4]) == "run\x00"
 }
 
-// populateExe maps in every mapping of /proc/self/exe that
-// /proc/self/maps lists.
+// populateExe maps in the mappings of /proc/self/exe that hold the running
+// binary.
 func populateExe() {
 	var st syscall.Stat_t
 	if syscall.Stat("/proc/self/exe", &st) != nil {
 		return
 	}
 	var buf [16 << 10]byte
-	data := readFile("/proc/self/maps", buf[:])
+	populate(readFile("/proc/self/maps", buf[:]), st.Ino, uint64(uintptr(unsafe.Pointer(unsafe.StringData(marker)))))
+}
+
+// populate maps in the pages of the mappings in maps (/proc/self/maps:
+// "start-end perms offset dev inode path" lines) of inode ino that belong
+// to the same ELF image as the one address at lies in: their address
+// minus their file offset is the same.
+func populate(maps []byte, ino, at uint64) {
+	var delta uint64
+	found := false
+	lines(maps, func(line []byte) {
+		if m, ok := parseLine(line, ino); ok && !found && m.lo <= at && at < m.hi {
+			delta, found = m.lo-m.off, true
+		}
+	})
+	if !found {
+		return
+	}
+	lines(maps, func(line []byte) {
+		if m, ok := parseLine(line, ino); ok && m.lo-m.off == delta {
+			syscall.Syscall(syscall.SYS_MADVISE, uintptr(m.lo), uintptr(m.hi-m.lo), madvPopulateRead)
+		}
+	})
+}
+
+// lines calls f with each line of data.
+func lines(data []byte, f func([]byte)) {
 	for len(data) > 0 {
 		end := 0
 		for end < len(data) && data[end] != '\n' {
 			end++
 		}
-		populateLine(data[:end], st.Ino)
+		f(data[:end])
 		if end < len(data) {
 			end++
 		}
@@ -93,9 +129,12 @@ func readFile(path string, buf []byte) []byte {
 	return buf[:n]
 }
 
-// populateLine maps in the pages of one /proc/self/maps line, "start-end
-// perms offset dev inode path", when it maps inode ino.
-func populateLine(line []byte, ino uint64) {
+// mapping is a line of /proc/self/maps: addresses lo to hi, from the file
+// at offset off.
+type mapping struct{ lo, hi, off uint64 }
+
+// parseLine parses a line of /proc/self/maps of a mapping of inode ino.
+func parseLine(line []byte, ino uint64) (mapping, bool) {
 	var f [5][]byte
 	i := 0
 	for k := range f {
@@ -109,20 +148,23 @@ func populateLine(line []byte, ino uint64) {
 		f[k] = line[s:i]
 	}
 	if v, ok := dec(f[4]); !ok || v != ino {
-		return
+		return mapping{}, false
 	}
 	lo, rest, ok := hex(f[0])
 	if !ok || len(rest) == 0 || rest[0] != '-' {
-		return
+		return mapping{}, false
 	}
 	hi, rest, ok := hex(rest[1:])
 	if !ok || len(rest) != 0 || hi <= lo {
-		return
+		return mapping{}, false
 	}
-	syscall.Syscall(syscall.SYS_MADVISE, uintptr(lo), uintptr(hi-lo), madvPopulateRead)
+	off, rest, ok := hex(f[2])
+	if !ok || len(rest) != 0 {
+		return mapping{}, false
+	}
+	return mapping{lo, hi, off}, true
 }
 
-// hex parses the hexadecimal number b starts with; it returns the rest.
 func hex(b []byte) (uint64, []byte, bool) {
 	var v uint64
 	i := 0

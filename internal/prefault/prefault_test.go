@@ -44,12 +44,14 @@ func rss(t *testing.T, addr uintptr) int {
 	return 0
 }
 
-// A maps line of a file mapping that nothing touched: after populateLine
-// every page of it is mapped in; a line naming another inode maps none.
-func TestPopulateLine(t *testing.T) {
+// Two mappings of one file, untouched, as the kernel's mapping of
+// reconciled and the stage binary's (executor's shippedEntry) lie in a
+// container stage: populate maps in every page of the one the address
+// given lies in, none of the other, and none of a line of another inode.
+func TestPopulate(t *testing.T) {
 	const size = 4 << 20
 	path := filepath.Join(t.TempDir(), "file")
-	if err := os.WriteFile(path, make([]byte, size), 0o644); err != nil {
+	if err := os.WriteFile(path, make([]byte, 2*size), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(path)
@@ -61,25 +63,34 @@ func TestPopulateLine(t *testing.T) {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		t.Fatal(err)
 	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_PRIVATE)
-	if err != nil {
-		t.Fatal(err)
+	mmap := func(off int64) uintptr {
+		mem, err := unix.Mmap(int(f.Fd()), off, size, unix.PROT_READ, unix.MAP_PRIVATE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Munmap(mem) })
+		return uintptr(unsafePointer(mem))
 	}
-	t.Cleanup(func() { unix.Munmap(mem) })
-	addr := uintptr(unsafePointer(mem))
-	if n := rss(t, addr); n != 0 {
-		t.Fatalf("Rss %d KiB before: want an untouched mapping", n)
+	head, stage := mmap(0), mmap(size)
+	for _, a := range []uintptr{head, stage} {
+		if n := rss(t, a); n != 0 {
+			t.Fatalf("Rss %d KiB before: want untouched mappings", n)
+		}
 	}
-	line := func(ino uint64) []byte {
-		return []byte(fmt.Sprintf("%x-%x r--p 00000000 fe:00 %d                    %s", addr, addr+size, ino, path))
+	line := func(addr uintptr, off int64, ino uint64) string {
+		return fmt.Sprintf("%x-%x r--p %08x fe:00 %d                    %s\n", addr, addr+size, off, ino, path)
 	}
-	populateLine(line(st.Ino+1), st.Ino)
-	if n := rss(t, addr); n != 0 {
+	maps := line(head, 0, st.Ino) + line(stage, size, st.Ino)
+	populate([]byte(line(stage, size, st.Ino+1)), st.Ino, uint64(stage)+100)
+	if n := rss(t, stage); n != 0 {
 		t.Errorf("Rss %d KiB after a line of another inode, want 0", n)
 	}
-	populateLine(line(st.Ino), st.Ino)
-	if n := rss(t, addr); n != size>>10 {
-		t.Errorf("Rss %d KiB after populateLine, want %d", n, size>>10)
+	populate([]byte(maps), st.Ino, uint64(stage)+100)
+	if n := rss(t, stage); n != size>>10 {
+		t.Errorf("Rss %d KiB of the mapping the address is in, want %d", n, size>>10)
+	}
+	if n := rss(t, head); n != 0 {
+		t.Errorf("Rss %d KiB of the other image's mapping, want 0", n)
 	}
 }
 
