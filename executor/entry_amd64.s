@@ -2,8 +2,9 @@
 
 // shippedEntry is the ELF entry point of reconciled as packaging/build.sh
 // links it (-E): it runs before the Go runtime. A process started as one
-// of the container stages (_RECONCILED_STAGE=... in its environment) is
-// given the stage binary appended to the file instead (see stage.go): its
+// of the container stages (_RECONCILED_STAGE=... in its environment), as
+// `reconciled runtime ...` or as reconciled-runc is given the lean build
+// appended to the file instead (see stage.go): its
 // PT_LOAD segments are mapped from this same file, from where the trailer
 // says, at the addresses it was linked for (packaging/build.sh links it
 // far above this binary's), the auxiliary vector is pointed at it, and its
@@ -31,7 +32,7 @@ TEXT ·shippedEntry(SB),NOSPLIT|NOFRAME,$0
 env:
 	MOVQ	0(R8), SI
 	TESTQ	SI, SI
-	JZ	full
+	JZ	args
 	LEAQ	·stageEnvPrefix(SB), DI
 	MOVQ	$18, CX
 
@@ -50,6 +51,59 @@ envcmp:
 envnext:
 	ADDQ	$8, R8
 	JMP	env
+
+args:
+	// `reconciled runtime ...`: argv[1] is "runtime".
+	MOVQ	0(R12), AX
+	CMPQ	AX, $2
+	JLT	runc
+	MOVQ	16(R12), SI
+	LEAQ	·runtimeArg(SB), DI
+	MOVQ	$8, CX // with its NUL
+
+argcmp:
+	MOVBLZX	0(SI), AX
+	MOVBLZX	0(DI), DX
+	CMPL	AX, DX
+	JNE	runc
+	INCQ	SI
+	INCQ	DI
+	DECQ	CX
+	JNZ	argcmp
+	JMP	load
+
+runc:
+	// reconciled-runc: the base name of argv[0].
+	MOVQ	0(R12), AX
+	CMPQ	AX, $1
+	JLT	full
+	MOVQ	8(R12), SI
+	MOVQ	SI, DI
+
+base:
+	MOVBLZX	0(SI), AX
+	TESTL	AX, AX
+	JZ	basedone
+	INCQ	SI
+	CMPL	AX, $0x2f // '/'
+	JNE	base
+	MOVQ	SI, DI
+	JMP	base
+
+basedone:
+	MOVQ	DI, SI
+	LEAQ	·runcName(SB), DI
+	MOVQ	$16, CX // with its NUL
+
+runccmp:
+	MOVBLZX	0(SI), AX
+	MOVBLZX	0(DI), DX
+	CMPL	AX, DX
+	JNE	full
+	INCQ	SI
+	INCQ	DI
+	DECQ	CX
+	JNZ	runccmp
 
 load:
 	SUBQ	$2048, SP
@@ -358,6 +412,13 @@ DATA ·stageEnvPrefix+0(SB)/8, $"_RECONCI"
 DATA ·stageEnvPrefix+8(SB)/8, $"LED_STAG"
 DATA ·stageEnvPrefix+16(SB)/8, $"E=\x00\x00\x00\x00\x00\x00"
 GLOBL ·stageEnvPrefix(SB), RODATA|NOPTR, $24
+
+DATA ·runtimeArg+0(SB)/8, $"runtime\x00"
+GLOBL ·runtimeArg(SB), RODATA|NOPTR, $8
+
+DATA ·runcName+0(SB)/8, $"reconcil"
+DATA ·runcName+8(SB)/8, $"ed-runc\x00"
+GLOBL ·runcName(SB), RODATA|NOPTR, $16
 
 DATA ·stageMagicBytes+0(SB)/8, $"RECONCIL"
 DATA ·stageMagicBytes+8(SB)/8, $"EDSTAGE1"

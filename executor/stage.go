@@ -8,21 +8,24 @@ import (
 	"strconv"
 )
 
-// The binary as shipped (packaging/build.sh) carries a second, smaller Go
-// binary after its end: cmd/reconciled-stage, the re-exec stages (monitor,
-// init, exec, user namespace holder) without the CLI, the daemon and the
-// image store. A Go process runs the init functions of every package it
-// links before main; this one links half of them and starts in about half
-// the time (on a 2-core VM with 12 us page faults, 8.2 ms instead of 13.9:
-// every container init and every monitor not in machine code pays it).
+// The binary as shipped (packaging/build.sh) carries a second, lean build
+// of itself after its end (-tags reconciled_lean): the re-exec stages
+// (monitor, init, exec, user namespace holder), `reconciled runtime` and
+// reconciled-runc, without the daemon, the image store and their
+// dependencies. A Go process runs the init functions of every package it
+// links before main; the lean build links half of them and starts in
+// about half the time (on a 2-core VM with 12 us page faults, 8.2 ms
+// instead of 13.9: every container init, every monitor not in machine
+// code and every runtime command pays it).
 //
 // A trailer of stageTrailerSize bytes ends the file: stageMagic, then the
 // appended binary's offset (page-aligned) and length, 16 lower-case hex
-// digits each. The stages are exec'd from this file as before (a
-// read-only bind mount of it: selfExe); its entry point (shippedEntry,
-// before the Go runtime) maps the appended binary from the same file in
-// place of its own and jumps to it. A binary without the trailer (go
-// build, go install, a test binary) runs the stages itself.
+// digits each. Nothing else changes: the stages are exec'd from this file
+// as before (a read-only bind mount of it: selfExe), users run it as
+// before; its entry point (shippedEntry, before the Go runtime) maps the
+// lean build from the same file in place of itself and jumps to it. A
+// binary without the trailer (go build, go install, a test binary) runs
+// everything itself.
 const (
 	stageMagic       = "RECONCILEDSTAGE1"
 	stageTrailerSize = len(stageMagic) + 32

@@ -1213,9 +1213,10 @@ func TestReadonlyHostRootAllTheWayDown(t *testing.T) {
 	}
 }
 
-// TestShippedStages: the binary built as make build builds it carries
-// the container stages' own binary (packaging/build.sh), which `reconciled
-// version` reports, and a container's init runs it: mapped from the
+// TestShippedStages: the binary built as make build builds it carries a
+// lean build of itself for the container stages and the runtime command
+// line (packaging/build.sh), which `reconciled version` reports, and a
+// container's init and `reconciled runtime` run it: mapped from the
 // binary's file at the address it is linked for (0x40000000), in place of
 // reconciled itself.
 func TestShippedStages(t *testing.T) {
@@ -1224,7 +1225,7 @@ func TestShippedStages(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reconciled version: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "container stages: their own binary, appended (") {
+	if !strings.Contains(string(out), "container stages, runtime, reconciled-runc: the lean build appended (") {
 		t.Fatalf("reconciled version does not report the appended stage binary:\n%s", out)
 	}
 	// With a startContainer hook the init waits for start itself (in Go,
@@ -1237,23 +1238,46 @@ func TestShippedStages(t *testing.T) {
 	r.cleanup(id)
 	r.ok("create", "--bundle", b, id)
 	st := r.state(id)
-	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", st.Pid))
+	if maps, ok := runsLean(t, st.Pid); !ok {
+		t.Fatalf("the created container's init has no code of its executable mapped at 0x40000000 (the lean build):\n%s", maps)
+	}
+	r.ok("start", id)
+	// `reconciled runtime events ID` runs until the container exits.
+	events := exec.Command(bin, "runtime", "--root", r.root, "events", "--interval", "0", id)
+	if err := events.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { events.Process.Kill(); events.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		maps, ok := runsLean(t, events.Process.Pid)
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reconciled runtime events has no code of its executable mapped at 0x40000000 (the lean build):\n%s", maps)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// runsLean reports whether process pid runs the lean build appended to its
+// executable: code of the executable mapped where it is linked.
+func runsLean(t *testing.T, pid int) (string, bool) {
+	t.Helper()
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var exe unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/exe", st.Pid), &exe); err != nil {
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/exe", pid), &exe); err != nil {
 		t.Fatal(err)
 	}
-	ran := false
 	for _, l := range strings.Split(string(maps), "\n") {
 		f := strings.Fields(l)
 		if len(f) >= 5 && strings.HasPrefix(f[0], "40000000-") && f[4] == strconv.FormatUint(exe.Ino, 10) && strings.Contains(f[1], "x") {
-			ran = true
+			return string(maps), true
 		}
 	}
-	if !ran {
-		t.Fatalf("the created container's init has no code of its executable mapped at 0x40000000 (the stage binary):\n%s", maps)
-	}
-	r.ok("start", id)
+	return string(maps), false
 }

@@ -17,18 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor"
-	"reconciled.dev/reconciled/internal/daemon"
+	"reconciled.dev/reconciled/internal/statedir"
 )
-
-func init() {
-	register(&command{
-		name:    "exec",
-		summary: "run a command in a running container",
-		run: func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-			return execCommand(ctx, "exec", "", args, stdout, stderr, nil)
-		},
-	})
-}
 
 // exitTimedOut is exec's exit code when --timeout killed the command, as
 // timeout(1) does.
@@ -60,7 +50,7 @@ func execCommand(ctx context.Context, name, root string, args []string, stdout, 
 	fs := newFlagSet(name, synopsis, stderr)
 	var state *string
 	if root == "" {
-		state = fs.String("state", daemon.DefaultState, "the daemon's state directory")
+		state = fs.String("state", statedir.DefaultState, "the daemon's state directory")
 	}
 	tty := fs.Bool("t", false, "allocate a pseudo-terminal in the container")
 	fs.BoolVar(tty, "tty", false, "same as -t")
@@ -97,7 +87,7 @@ func execCommand(ctx context.Context, name, root string, args []string, stdout, 
 		opts = append(opts, executor.WithLogger(rx.logger))
 	}
 	if root == "" {
-		root = daemon.Layout(*state).Runtime()
+		root = statedir.Layout(*state).Runtime()
 	}
 	o := executor.ExecOptions{Args: cmd, Env: env, Terminal: *tty}
 	if *user != "" {

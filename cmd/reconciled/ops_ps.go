@@ -13,29 +13,14 @@ import (
 
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/executor/cgroups"
-	"reconciled.dev/reconciled/internal/daemon"
+	"reconciled.dev/reconciled/internal/statedir"
 )
 
-// The daemon-level commands that operate a running container: they act on
-// STATE/runtime directly through the executor, with or without a daemon.
-func init() {
-	for _, c := range []struct{ name, summary string }{
-		{"pause", "freeze every process of a container"},
-		{"resume", "thaw a paused container"},
-		{"ps", "list the processes of a container"},
-		{"stats", "memory, CPU and PIDs of one or every container"},
-		{"kill", "signal a container's init, or with --all every process"},
-	} {
-		name := c.name
-		register(&command{
-			name:    name,
-			summary: c.summary,
-			run: func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-				return opsCommand(ctx, name, "", args, stdout, stderr)
-			},
-		})
-	}
-}
+// refreshDaemon tells a daemon, if one runs with state directory state,
+// to look at container name again: a daemon-level command (ops_daemon.go)
+// changed it. Nil where the daemon is not linked in (the container stages'
+// binary, built with reconciled_lean), which has none of those commands.
+var refreshDaemon func(ctx context.Context, state, name string) error
 
 var opsSynopsis = map[string]string{
 	"pause":  "NAME",
@@ -61,7 +46,7 @@ func opsCommand(ctx context.Context, sub, root string, args []string, stdout, st
 	fs := newFlagSet(prefix, synopsis, stderr)
 	var state *string
 	if root == "" {
-		state = fs.String("state", daemon.DefaultState, "the daemon's state directory")
+		state = fs.String("state", statedir.DefaultState, "the daemon's state directory")
 	}
 	var format *string
 	if sub == "ps" || sub == "stats" {
@@ -100,7 +85,7 @@ func opsCommand(ctx context.Context, sub, root string, args []string, stdout, st
 		return 1
 	}
 	if root == "" {
-		root = daemon.Layout(*state).Runtime()
+		root = statedir.Layout(*state).Runtime()
 	}
 	rt, err := executor.New(root)
 	if err != nil {
@@ -117,11 +102,11 @@ func opsCommand(ctx context.Context, sub, root string, args []string, stdout, st
 		} else {
 			err = rt.Resume(ctx, id)
 		}
-		if err == nil && state != nil {
+		if err == nil && state != nil && refreshDaemon != nil {
 			// The daemon, if one runs, must not act on what it saw before.
 			// (`runtime pause` has no daemon: it works on --root alone.)
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if rerr := daemon.Refresh(rctx, *state, id); rerr != nil && !errors.Is(rerr, daemon.ErrNoDaemon) {
+			if rerr := refreshDaemon(rctx, *state, id); rerr != nil {
 				fmt.Fprintf(stderr, "reconciled %s: warning: the daemon was not told: %v\n", sub, rerr)
 			}
 			cancel()

@@ -1,3 +1,5 @@
+//go:build !reconciled_lean
+
 package main
 
 import (

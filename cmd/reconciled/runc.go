@@ -17,8 +17,8 @@ import (
 
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/executor/cgroups"
-	"reconciled.dev/reconciled/internal/daemon"
 	"reconciled.dev/reconciled/internal/specwarm"
+	"reconciled.dev/reconciled/internal/statedir"
 )
 
 // runcName is the name under which the binary answers to runc's bare
@@ -114,7 +114,7 @@ func (g *runcGlobals) options(ctx context.Context, logger *slog.Logger) ([]execu
 	// A daemon's runtime root (STATE/runtime): its containers' cgroups
 	// are under the daemon's own parent.
 	if abs, err := filepath.Abs(g.root); err == nil && filepath.Base(abs) == "runtime" {
-		if f := daemon.RecordedCgroupsPath(filepath.Dir(abs)); f != nil {
+		if f := statedir.RecordedCgroupsPath(filepath.Dir(abs)); f != nil {
 			opts = append(opts, executor.WithCgroupsPath(f))
 		}
 	}

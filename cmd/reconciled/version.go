@@ -36,15 +36,17 @@ func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) in
 }
 
 // stagesText is the line `reconciled version` ends with: which binary runs
-// the container monitors, inits and exec'd processes (executor/stage.go).
+// the container monitors, inits and exec'd processes, `reconciled runtime`
+// and reconciled-runc (executor/stage.go).
 func stagesText(size int64, err error) string {
+	const what = "container stages, runtime, reconciled-runc: "
 	switch {
 	case err == nil:
-		return fmt.Sprintf("container stages: their own binary, appended (%.1f MiB)", float64(size)/(1<<20))
+		return fmt.Sprintf(what+"the lean build appended (%.1f MiB)", float64(size)/(1<<20))
 	case executor.IsNoStage(err):
-		return "container stages: this binary (none appended: built without packaging/build.sh)"
+		return what + "this binary (nothing appended: built without packaging/build.sh)"
 	default:
-		return "container stages: unusable: " + err.Error()
+		return what + "this binary (the appended build is unusable: " + err.Error() + ")"
 	}
 }
 

@@ -14,28 +14,14 @@ import (
 
 	"reconciled.dev/reconciled/executor/cgroups"
 	"reconciled.dev/reconciled/internal/atomicfile"
+	"reconciled.dev/reconciled/internal/statedir"
 )
 
-// cgroupParent is where this daemon puts its containers' cgroups: a
-// directory of its own under each hierarchy's root (cgroupfs) and a slice
-// of its own (systemd). Two daemons with different state directories
-// never share one, so neither touches the other's containers even when
-// their names are the same. It is recorded in STATE/cgroup-parent.json
-// (kept across restarts and upgrades; --cgroup-parent changes it for the
-// containers created from then on). Containers that exist stay where
-// they are: each one's runtime state records its own cgroup path.
-type cgroupParent struct {
-	// Version is the record's format (1).
-	Version int `json:"version"`
-	// Cgroupfs is the parent directory with the cgroupfs driver
-	// ("/reconciled" for the default state directory).
-	Cgroupfs string `json:"cgroupfs"`
-	// Systemd is the slice with the systemd driver ("reconciled.slice"
-	// for the default state directory).
-	Systemd string `json:"systemd"`
-}
+// cgroupParent is where this daemon puts its containers' cgroups
+// (statedir.CgroupParent, recorded in STATE/cgroup-parent.json).
+type cgroupParent = statedir.CgroupParent
 
-const cgroupParentVersion = 1
+const cgroupParentVersion = statedir.CgroupParentVersion
 
 // defaultCgroupParent is the parent of a daemon whose state directory is
 // state (absolute): the driver's defaults for DefaultState, so that
@@ -114,20 +100,6 @@ func loadCgroupParent(layout Layout, flag string, log *slog.Logger) (cgroupParen
 	return want, nil
 }
 
-// path is the linux.cgroupsPath of container id for the driver named
-// driver.
-func (p cgroupParent) path(driver, id string) string {
-	return cgroups.PathIn(driver, p.Cgroupfs, p.Systemd, id)
-}
-
-// of returns the parent as the driver named driver uses it.
-func (p cgroupParent) of(driver string) string {
-	if driver == "systemd" {
-		return p.Systemd
-	}
-	return p.Cgroupfs
-}
-
 // withCgroupsPath returns spec with linux.cgroupsPath set to path when it
 // is empty (the manifest may not set it: reconciled manages it).
 func withCgroupsPath(spec *specs.Spec, path string) *specs.Spec {
@@ -143,17 +115,7 @@ func withCgroupsPath(spec *specs.Spec, path string) *specs.Spec {
 
 // RecordedCgroupsPath returns where the daemon whose state directory is
 // state puts container id's cgroup with the cgroupfs driver, as it
-// recorded (nil when it recorded nothing there): `reconciled runtime
-// --root STATE/runtime` finds a container whose runtime state is
-// unreadable through it.
+// recorded (statedir.RecordedCgroupsPath).
 func RecordedCgroupsPath(state string) func(id string) string {
-	data, err := os.ReadFile(Layout(state).CgroupParent())
-	if err != nil {
-		return nil
-	}
-	var p cgroupParent
-	if json.Unmarshal(data, &p) != nil || p.Version != cgroupParentVersion || p.Cgroupfs == "" {
-		return nil
-	}
-	return func(id string) string { return p.path("cgroupfs", id) }
+	return statedir.RecordedCgroupsPath(state)
 }

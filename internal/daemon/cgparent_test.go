@@ -23,10 +23,10 @@ func TestCgroupParent(t *testing.T) {
 		p.Systemd != strings.TrimPrefix(p.Cgroupfs, "/")+".slice" {
 		t.Errorf("derived parent %+v", p)
 	}
-	if got := p.path("cgroupfs", "web"); got != p.Cgroupfs+"/web" {
+	if got := p.Path("cgroupfs", "web"); got != p.Cgroupfs+"/web" {
 		t.Errorf("cgroupfs path %q", got)
 	}
-	if got := p.path("systemd", "web"); got != p.Systemd+":"+strings.TrimSuffix(p.Systemd, ".slice")+":web" {
+	if got := p.Path("systemd", "web"); got != p.Systemd+":"+strings.TrimSuffix(p.Systemd, ".slice")+":web" {
 		t.Errorf("systemd path %q", got)
 	}
 	other, _ := loadCgroupParent(Layout(t.TempDir()), "", log)

@@ -273,7 +273,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// (bench/converge.sh: 200 drops back to back, p50 9.5 ms with two,
 	// 11-14 ms with one, on a 2-core host).
 	rt, err := executor.New(layout.Runtime(), executor.WithCgroups(drv), executor.WithLogger(log), executor.WithSpares(2),
-		executor.WithCgroupsPath(func(id string) string { return cgParent.path(drv.Name(), id) }))
+		executor.WithCgroupsPath(func(id string) string { return cgParent.Path(drv.Name(), id) }))
 	if err != nil {
 		return err
 	}
@@ -357,7 +357,7 @@ func Run(ctx context.Context, cfg Config) error {
 		importReport = imports.Report
 	}
 	pub = newPublisher(publisherConfig{loop: loop, events: events, exits: last, layout: layout, manifests: cfg.Manifests, log: log,
-		cgroupDriver: drv.Name(), cgroupParent: cgParent.of(drv.Name()), logDriver: cfg.LogDriver, onStatus: notify.SetStatus,
+		cgroupDriver: drv.Name(), cgroupParent: cgParent.Of(drv.Name()), logDriver: cfg.LogDriver, onStatus: notify.SetStatus,
 		health: health, imageDisk: gc.Disk, imports: importReport,
 		refresh: func(name string) {
 			store.Invalidate(name)
@@ -380,7 +380,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer os.Remove(layout.Socket())
 
 	log.Info("reconciled started", "manifests", cfg.Manifests, "state", cfg.State, "logDir", cfg.LogDir, "openFiles", nofile.Cur,
-		"parallel", cfg.Parallel, "resync", cfg.Resync, "cgroupDriver", drv.Name(), "cgroupParent", cgParent.of(drv.Name()))
+		"parallel", cfg.Parallel, "resync", cfg.Resync, "cgroupDriver", drv.Name(), "cgroupParent", cgParent.Of(drv.Name()))
 	var wg sync.WaitGroup
 	wg.Go(exits.Run)
 	wg.Go(func() { feed.run(ctx) })
@@ -478,7 +478,7 @@ func claimState(layout Layout, cfg Config, driver string) (unlock func(), cgPare
 		return nil, cgroupParent{}, err
 	}
 	info := Info{Pid: os.Getpid(), Started: time.Now().UTC(), Manifests: cfg.Manifests, LogDir: cfg.LogDir,
-		CgroupDriver: driver, CgroupParent: cgParent.of(driver), LogDriver: cfg.LogDriver}
+		CgroupDriver: driver, CgroupParent: cgParent.Of(driver), LogDriver: cfg.LogDriver}
 	if data, err := json.MarshalIndent(info, "", "  "); err != nil {
 		return nil, cgroupParent{}, err
 	} else if err := atomicfile.Write(cfg.State, filepath.Base(layout.Info()), append(data, '\n'), 0o644, atomicfile.SyncDir); err != nil {

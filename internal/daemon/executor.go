@@ -596,7 +596,7 @@ func (a *runtimeAdapter) cgroupsPath(id string) string {
 	if a.cg == nil || a.cgParent.Cgroupfs == "" {
 		return ""
 	}
-	return a.cgParent.path(a.cg.Name(), id)
+	return a.cgParent.Path(a.cg.Name(), id)
 }
 
 // manager returns the cgroup manager of a container (nil when it has no

@@ -33,9 +33,6 @@ type importRecord struct {
 	Error    string    `json:"error,omitempty"`
 }
 
-// Imports is STATE/imports.json, the import directory's records.
-func (l Layout) Imports() string { return filepath.Join(string(l), "imports.json") }
-
 // maxImportRecords bounds imports.json; the oldest records go first.
 const maxImportRecords = 512
 

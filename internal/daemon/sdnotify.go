@@ -236,12 +236,6 @@ func (e notifyingExecutor) Start(ctx context.Context, id string) error {
 	return e.Executor.Start(ctx, id)
 }
 
-// Notify is the directory of the notify sockets' ready records (one
-// NAME.json per container that said READY=1 in its current run), so that
-// a restarted daemon knows which of the running containers are ready:
-// they said so once, to the daemon before it.
-func (l Layout) Notify() string { return filepath.Join(string(l), "notify") }
-
 // readyRecord is what STATE/notify/NAME.json holds: the run (init PID and
 // start time) that said READY=1. Version 1.
 type readyRecord struct {
