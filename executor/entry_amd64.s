@@ -308,7 +308,12 @@ bss:
 	ADDQ	$4095, SI
 	ANDQ	$-4096, SI // page end
 	CMPQ	32(BX), $0
-	JEQ	nozero
+	JNE	zero
+	MOVQ	DI, SI
+	ANDQ	$-4096, SI // no file part: all anonymous, from its first page
+	JMP	nozero
+
+zero:
 	MOVQ	SI, CX
 	CMPQ	R9, SI
 	JGE	zerolen
