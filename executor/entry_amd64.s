@@ -35,20 +35,9 @@ env:
 	JZ	args
 	LEAQ	·stageEnvPrefix(SB), DI
 	MOVQ	$18, CX
-
-envcmp:
-	// Byte by byte: a shorter string stops at its NUL.
-	MOVBLZX	0(SI), AX
-	MOVBLZX	0(DI), DX
-	CMPL	AX, DX
-	JNE	envnext
-	INCQ	SI
-	INCQ	DI
-	DECQ	CX
-	JNZ	envcmp
-	JMP	load
-
-envnext:
+	CALL	bytesEqual<>(SB)
+	TESTL	AX, AX
+	JNZ	load
 	ADDQ	$8, R8
 	JMP	env
 
@@ -60,17 +49,9 @@ args:
 	MOVQ	16(R12), SI
 	LEAQ	·runtimeArg(SB), DI
 	MOVQ	$8, CX // with its NUL
-
-argcmp:
-	MOVBLZX	0(SI), AX
-	MOVBLZX	0(DI), DX
-	CMPL	AX, DX
-	JNE	runc
-	INCQ	SI
-	INCQ	DI
-	DECQ	CX
-	JNZ	argcmp
-	JMP	load
+	CALL	bytesEqual<>(SB)
+	TESTL	AX, AX
+	JNZ	load
 
 runc:
 	// reconciled-runc: the base name of argv[0].
@@ -94,16 +75,9 @@ basedone:
 	MOVQ	DI, SI
 	LEAQ	·runcName(SB), DI
 	MOVQ	$16, CX // with its NUL
-
-runccmp:
-	MOVBLZX	0(SI), AX
-	MOVBLZX	0(DI), DX
-	CMPL	AX, DX
-	JNE	full
-	INCQ	SI
-	INCQ	DI
-	DECQ	CX
-	JNZ	runccmp
+	CALL	bytesEqual<>(SB)
+	TESTL	AX, AX
+	JZ	full
 
 load:
 	SUBQ	$2048, SP
@@ -408,6 +382,26 @@ fail:
 
 full:
 	JMP	_rt0_amd64_linux(SB)
+
+// bytesEqual<> sets AX to 1 if the CX bytes at SI and DI are equal, else
+// to 0, comparing byte by byte: a shorter string stops at its NUL, and
+// nothing past it is read. It changes SI, DI, CX and DX.
+TEXT bytesEqual<>(SB),NOSPLIT|NOFRAME,$0
+next:
+	MOVBLZX	0(SI), AX
+	MOVBLZX	0(DI), DX
+	CMPL	AX, DX
+	JNE	differ
+	INCQ	SI
+	INCQ	DI
+	DECQ	CX
+	JNZ	next
+	MOVL	$1, AX
+	RET
+
+differ:
+	XORL	AX, AX
+	RET
 
 DATA ·procSelfExe+0(SB)/8, $"/proc/se"
 DATA ·procSelfExe+8(SB)/8, $"lf/exe\x00\x00"

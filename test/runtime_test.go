@@ -1242,22 +1242,30 @@ func TestShippedStages(t *testing.T) {
 		t.Fatalf("the created container's init has no code of its executable mapped at 0x40000000 (the lean build):\n%s", maps)
 	}
 	r.ok("start", id)
-	// `reconciled runtime events ID` runs until the container exits.
-	events := exec.Command(bin, "runtime", "--root", r.root, "events", "--interval", "0", id)
-	if err := events.Start(); err != nil {
+	// `events ID` runs until the container exits: as `reconciled runtime`
+	// and as reconciled-runc (a link to the binary, as installed for
+	// engines).
+	runc := filepath.Join(t.TempDir(), "reconciled-runc")
+	if err := os.Symlink(bin, runc); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { events.Process.Kill(); events.Wait() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		maps, ok := runsLean(t, events.Process.Pid)
-		if ok {
-			break
+	for _, argv := range [][]string{{bin, "runtime"}, {runc}} {
+		events := exec.Command(argv[0], append(argv[1:], "--root", r.root, "events", "--interval", "0", id)...)
+		if err := events.Start(); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("reconciled runtime events has no code of its executable mapped at 0x40000000 (the lean build):\n%s", maps)
+		t.Cleanup(func() { events.Process.Kill(); events.Wait() })
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			maps, ok := runsLean(t, events.Process.Pid)
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s events has no code of its executable mapped at 0x40000000 (the lean build):\n%s", strings.Join(argv, " "), maps)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
