@@ -351,10 +351,32 @@ func (r *Runtime) deleteUnreadable(ctx context.Context, id string, why error) er
 	if err := r.stopCgroupAt(ctx, id, r.defaultCgroupsPath(id), nil); err != nil {
 		return fmt.Errorf("delete container %s: %w", id, err)
 	}
-	if err := os.RemoveAll(StateDir(r.root, id)); err != nil {
+	if err := removeWhileMonitorExits(ctx, StateDir(r.root, id)); err != nil {
 		return fmt.Errorf("delete container %s: %w", id, err)
 	}
 	return nil
+}
+
+// removeWhileMonitorExits removes a state directory whose container was
+// just killed without knowing its monitor (the state that names it is
+// unreadable): the monitor records the init's exit there as it ends (the
+// reaper's exit file, through the directory's descriptor), and a file it
+// creates while RemoveAll empties the directory fails the final rmdir
+// with ENOTEMPTY (CI saw it). Once the directory is gone the monitor can
+// create nothing in it, so RemoveAll is tried again for up to 2 s.
+func removeWhileMonitorExits(ctx context.Context, dir string) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := os.RemoveAll(dir)
+		if err == nil || !errors.Is(err, unix.ENOTEMPTY) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, context.Cause(ctx))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // stopCgroupAt stops (StopCgroup) the cgroup of id at path, if the
