@@ -13,3 +13,5 @@ var initCode []byte
 var probeCode []byte
 
 var usernsCode []byte
+
+var setupCode []byte
