@@ -60,8 +60,9 @@ func initExecd(st *State) bool {
 		return false
 	}
 	defer unix.Close(fd)
-	// The waiter (executor/waiter) still waits for the fifo.
-	if link, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); err != nil || strings.Contains(link, "memfd:reconciled-waiter") {
+	// The waiter or the runner init (executor/waiter) still waits for
+	// the fifo.
+	if link, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); err != nil || strings.Contains(link, "memfd:reconciled-waiter") || strings.Contains(link, "memfd:reconciled-setup") {
 		return false
 	}
 	var initExe, runtimeExe unix.Stat_t

@@ -46,6 +46,18 @@ type Runtime struct {
 	reaper     *os.File
 	reaperErr  error
 
+	runnerOnce sync.Once // the runner init's program (runnerExe)
+	runner     *os.File
+	runnerErr  error
+
+	initOnce  sync.Once // the init of init: true (initExe)
+	initMemfd *os.File
+	initErr   error
+
+	// goInit makes every container's init the Go one (GoInitEnv):
+	// see useRunner.
+	goInit bool
+
 	spares *spares // nil without WithSpares
 
 	// goMonitor keeps every monitor a Go process for the container's
@@ -104,7 +116,7 @@ func New(root string, opts ...Option) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Runtime{root: abs, log: slog.New(slog.DiscardHandler)}
+	r := &Runtime{root: abs, log: slog.New(slog.DiscardHandler), goInit: os.Getenv(GoInitEnv) == "1"}
 	for _, o := range opts {
 		o(r)
 	}
@@ -317,6 +329,18 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 			}
 			return null
 		}
+		if p.runner {
+			var err error
+			p.setup, err = c.runnerStart(p, plan, bundle, [3]*os.File{stdio(o.Stdin), stdio(o.Stdout), stdio(o.Stderr)})
+			if null != nil {
+				null.Close()
+			}
+			if err != nil {
+				return err
+			}
+			r.log.Debug("child process in init(): the runner init has its stdio and the container is set up from outside", "container", id, "init", p.pid)
+			return nil
+		}
 		extra := o.ExtraFiles
 		if consoleInit != nil {
 			extra = append(append([]*os.File{}, extra...), consoleInit)
@@ -352,8 +376,9 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	// A spare init's Go runtime may hold descriptors where the extra
 	// files go (3, 4, ...); a fresh one reserves those numbers first.
 	// Nor has one the user namespace of this container.
+	runner := r.useRunner(spec, plan, o)
 	if allowSpare && len(o.ExtraFiles) == 0 && o.Console == nil && !plan.has(unix.CLONE_NEWUSER) {
-		spare = r.takeSpare(plan)
+		spare = r.takeSpare(plan, runner)
 	}
 	// The debug messages name the steps in runc's words (nsexec, init),
 	// which runc's tests and its users grep for; each says what this
@@ -370,7 +395,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 		}
 		released = true
 	} else {
-		q, err := r.launch(plan, false, r.clonesIntoCgroup())
+		q, err := r.launch(plan, false, r.clonesIntoCgroup(), runner)
 		if err != nil {
 			return err
 		}
@@ -461,15 +486,21 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 			return err
 		}
 	}
-	if err := p.enc.Encode(message{Ready: true, Placed: true}); err != nil {
-		return p.initFailed(early, fmt.Errorf("release container init: %w", err))
-	}
-	var m message
-	if err := recvMessage(ctx, p.dec, &m); err != nil {
-		return err
-	}
-	if !m.Ready {
-		return fmt.Errorf("container init sent no ready message")
+	if p.runner {
+		if err := c.runnerPlaced(p, filter); err != nil {
+			return err
+		}
+	} else {
+		if err := p.enc.Encode(message{Ready: true, Placed: true}); err != nil {
+			return p.initFailed(early, fmt.Errorf("release container init: %w", err))
+		}
+		var m message
+		if err := recvMessage(ctx, p.dec, &m); err != nil {
+			return err
+		}
+		if !m.Ready {
+			return fmt.Errorf("container init sent no ready message")
+		}
 	}
 	r.log.Debug("init: closing the pipe to signal completion: the init reported its setup done", "container", id, "init", p.pid)
 	if consoleMine != nil {

@@ -31,7 +31,8 @@ type pair struct {
 	monStart uint64
 	pid      int // the init's, 0 until the monitor reported it
 	pidStart uint64
-	sock     *os.File // the creator's end of the sync socket
+	sock     *os.File      // the creator's end of the sync socket
+	rd       *bufio.Reader // dec's, over sock
 	dec      *json.Decoder
 	enc      *json.Encoder
 	lifeline *os.File // write end; the monitor watches the read end
@@ -45,6 +46,10 @@ type pair struct {
 	// which takes its configuration from its environment and learns the
 	// OOM counter file from the lifeline.
 	machine bool
+	// runner: the init is the setup runner (runner.go), not this binary;
+	// setup gives the result of setting its container up (runnerStart).
+	runner bool
+	setup  <-chan runnerResult
 }
 
 // monitorTitleWidth is the room argv[1] of a monitor keeps for the
@@ -53,16 +58,24 @@ type pair struct {
 // serves.
 const monitorTitleWidth = 128
 
-// launch starts a monitor that clones an init with the namespaces of ns.
+// launch starts a monitor that clones an init with the namespaces of ns:
+// this binary's init stage, or with runner the setup runner (runner.go;
+// the caller checked useRunner).
 // The monitor and the init start with /dev/null as fds 0-2; the init gets
 // the container's stdio later (sendStdio). The init's PID follows with
 // awaitInit. With intoCgroup the monitor waits for its configuration,
 // which configure sends with the container's cgroup2 directory, and clones
 // the init into it.
-func (r *Runtime) launch(ns nsPlan, spare, intoCgroup bool) (*pair, error) {
+func (r *Runtime) launch(ns nsPlan, spare, intoCgroup, runner bool) (*pair, error) {
 	exe, err := r.selfExe()
 	if err != nil {
 		return nil, err
+	}
+	initExe := exe
+	if runner {
+		if initExe, err = r.runnerExe(); err != nil {
+			return nil, err
+		}
 	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -98,6 +111,7 @@ func (r *Runtime) launch(ns nsPlan, spare, intoCgroup bool) (*pair, error) {
 	env := []string{stageEnv + "=" + stageMonitor, "GOMAXPROCS=1"}
 	files := []uintptr{null.Fd(), null.Fd(), null.Fd(), child.Fd(), lifelineChild.Fd()}
 	if p.machine = r.machineMonitor(ns); p.machine {
+		p.runner = runner
 		reaper, err := r.reaperExe()
 		if err != nil {
 			p.close()
@@ -112,7 +126,7 @@ func (r *Runtime) launch(ns nsPlan, spare, intoCgroup bool) (*pair, error) {
 		// this process would then be replaced before the exec.
 		argv0 = "/proc/self/fd/6"
 		env = append([]string{waiter.MonitorEnv + "=" + flags}, initEnv(spare)...)
-		files = append(files, exe.Fd(), reaper.Fd())
+		files = append(files, initExe.Fd(), reaper.Fd())
 	}
 	// syscall.ForkExec, not os/exec: os.StartProcess probes pidfd support
 	// in every new process with an extra fork, and nothing here needs it.
@@ -129,7 +143,8 @@ func (r *Runtime) launch(ns nsPlan, spare, intoCgroup bool) (*pair, error) {
 	if r.reap {
 		go reapWhenDone(p.monPid)
 	}
-	p.dec = json.NewDecoder(bufio.NewReaderSize(p.sock, 512))
+	p.rd = bufio.NewReaderSize(p.sock, 512)
+	p.dec = json.NewDecoder(p.rd)
 	p.enc = json.NewEncoder(p.sock)
 	p.cfg = monitorConfig{NS: ns, Spare: spare, NoReaper: r.goMonitor, IntoCgroup: intoCgroup}
 	if !intoCgroup {
@@ -312,6 +327,9 @@ func (p *pair) sendStdio(stdin, stdout, stderr *os.File, extra, outside []*os.Fi
 // still works on the cgroup, and the creator's error (a PID gone, a
 // broken pipe) is then only the consequence.
 func (p *pair) initFailed(early bool, err error) error {
+	if p.runner {
+		return p.runnerFailed(err)
+	}
 	if !early {
 		return err
 	}
@@ -389,20 +407,28 @@ func WithSpares(n int) Option {
 	}
 }
 
-// takeSpare returns a ready pair for ns, or nil; either way it starts
-// making more for ns in the background. Namespaces joined by path are
-// never prepared ahead.
-func (r *Runtime) takeSpare(ns nsPlan) *pair {
+// spareRunner, in a spare's kind, says its init is the runner init: a
+// bit above the clone flags.
+const spareRunner = 1 << 40
+
+// takeSpare returns a ready pair for ns, with the runner init or this
+// binary's, or nil; either way it starts making more of its kind in the
+// background. Namespaces joined by path are never prepared ahead.
+func (r *Runtime) takeSpare(ns nsPlan, runner bool) *pair {
 	s := r.spares
 	if s == nil || len(ns.Join) > 0 {
 		return nil
 	}
-	defer r.refillLater(ns.New)
+	kind := ns.New
+	if runner {
+		kind |= spareRunner
+	}
+	defer r.refillLater(kind)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for q := s.idle[ns.New]; len(q) > 0; q = s.idle[ns.New] {
+	for q := s.idle[kind]; len(q) > 0; q = s.idle[kind] {
 		p := q[len(q)-1]
-		s.idle[ns.New] = q[:len(q)-1]
+		s.idle[kind] = q[:len(q)-1]
 		if p.alive() {
 			return p
 		}
@@ -497,9 +523,9 @@ func (r *Runtime) refill(ns int) {
 	}
 }
 
-// launchReady launches a pair and waits for its init.
-func (r *Runtime) launchReady(ns int) (*pair, error) {
-	p, err := r.launch(nsPlan{New: ns}, true, false)
+// launchReady launches a pair of a spare's kind and waits for its init.
+func (r *Runtime) launchReady(kind int) (*pair, error) {
+	p, err := r.launch(nsPlan{New: kind &^ spareRunner}, true, false, kind&spareRunner != 0)
 	if err != nil {
 		return nil, err
 	}

@@ -394,7 +394,37 @@ func TestNotExist(t *testing.T) {
 
 // TestInsideView checks the process's view from inside, the way a user
 // would.
+// bothInits runs f once with the runner init (executor/runner.go) and
+// once with the Go init (executor.GoInitEnv), after checking that a
+// container created with spec edit's bundle waits as that init.
+func bothInits(t *testing.T, edit func(*specs.Spec), f func(t *testing.T)) {
+	for _, c := range []struct{ name, goInit, exe string }{
+		{"runner-init", "", "memfd:reconciled-setup"},
+		{"go-init", "1", "memfd:reconciled-waiter"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(executor.GoInitEnv, c.goInit)
+			r := newRT(t)
+			b := bundle(t, edit, "true")
+			r.cleanup("which-init")
+			r.ok("create", "--bundle", b, "which-init")
+			link, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", r.state("which-init").Pid))
+			if err != nil || !strings.Contains(link, c.exe) {
+				t.Fatalf("the created container's init runs %q (%v), want %s", link, err, c.exe)
+			}
+			r.ok("delete", "--force", "which-init")
+			f(t)
+		})
+	}
+}
+
+// TestInsideView: what the process sees of what the spec asks for, the
+// same with either init.
 func TestInsideView(t *testing.T) {
+	bothInits(t, nil, insideView)
+}
+
+func insideView(t *testing.T) {
 	r := newRT(t)
 	umask := uint32(0o027)
 	res := r.runContainer("view", func(s *specs.Spec) {
@@ -427,6 +457,39 @@ func TestInsideView(t *testing.T) {
 			t.Errorf("missing %q in:\n%s", want, out)
 		}
 	}
+}
+
+// TestInitSetupFailure: a create whose setup fails in the init (an
+// rlimit the kernel refuses; a missing working directory; a process that
+// is not there) fails with what failed, the same with either init, and
+// leaves no container behind.
+func TestInitSetupFailure(t *testing.T) {
+	bothInits(t, nil, func(t *testing.T) {
+		r := newRT(t)
+		for _, c := range []struct {
+			name string
+			edit func(*specs.Spec)
+			args []string
+			want string
+		}{
+			{"rlimit", func(s *specs.Spec) {
+				s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 100, Soft: 200}}
+			}, []string{"true"}, "set RLIMIT_NOFILE: prlimit: invalid argument"},
+			{"cwd", func(s *specs.Spec) { s.Process.Cwd = "/nonexistent" }, []string{"true"}, "process.cwd /nonexistent: no such file or directory"},
+			{"exec", nil, []string{"/nonexistent/program"}, "exec /nonexistent/program: no such file or directory"},
+		} {
+			id := "fail-" + c.name
+			b := bundle(t, c.edit, c.args...)
+			r.cleanup(id)
+			res := r.run("create", "--bundle", b, id)
+			if res.code == 0 || !strings.Contains(res.stderr, "create container "+id+": "+c.want) {
+				t.Errorf("%s: create exit %d, stderr %q; want it to fail with %q", c.name, res.code, res.stderr, c.want)
+			}
+			if res := r.run("state", id); res.code == 0 {
+				t.Errorf("%s: the failed container is still there: %s", c.name, res.stdout)
+			}
+		}
+	})
 }
 
 func TestRootCaps(t *testing.T) {
@@ -607,8 +670,9 @@ func TestSelfExeProtection(t *testing.T) {
 
 	// A created container: the monitor runs our binary or, once the
 	// container is created, the reaper; the waiting init either our binary
-	// too or the waiter (executor/waiter: both sealed memfds). Our binary
-	// must be on a read-only mount; the memfds must refuse writes.
+	// too, the waiter or the runner init (executor/waiter: all sealed
+	// memfds). Our binary must be on a read-only mount; the memfds must
+	// refuse writes.
 	b = bundle(t, nil, "sh", "-c", "for f in /proc/*/exe; do echo x > $f; done; true")
 	r.cleanup("exewrite")
 	r.ok("create", "--bundle", b, "exewrite")
@@ -617,7 +681,7 @@ func TestSelfExeProtection(t *testing.T) {
 	waiterFd := -1
 	for _, pid := range []int{st.Pid, st.MonitorPid} {
 		exe := fmt.Sprintf("/proc/%d/exe", pid)
-		if link, _ := os.Readlink(exe); strings.Contains(link, "memfd:reconciled-waiter") || strings.Contains(link, "memfd:reconciled-reaper") {
+		if link, _ := os.Readlink(exe); strings.Contains(link, "memfd:reconciled-waiter") || strings.Contains(link, "memfd:reconciled-setup") || strings.Contains(link, "memfd:reconciled-reaper") {
 			fd, err := unix.Open(exe, unix.O_PATH|unix.O_CLOEXEC, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -646,7 +710,7 @@ func TestSelfExeProtection(t *testing.T) {
 		held = append(held, fd)
 	}
 	if waiter.Available() && waiterFd < 0 {
-		t.Errorf("the created container's init is not the waiter")
+		t.Errorf("the created container's init is neither the waiter nor the runner init")
 	}
 	r.ok("start", "exewrite")
 	waitState(t, r, "exewrite", executor.StatusStopped)

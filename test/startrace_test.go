@@ -52,13 +52,28 @@ func TestStartRightAfterCreate(t *testing.T) {
 	}
 }
 
-// A created container whose init has become the waiter has not started:
-// RecoverStart (what Start does first) must leave it alone, and a real
-// start must then run the process.
+// A created container whose init waits on the exec fifo as the waiter
+// (the Go init's end) or as the runner init has not started: RecoverStart
+// (what Start does first) must leave it alone, and a real start must then
+// run the process.
 func TestWaiterIsNotAStartedProcess(t *testing.T) {
 	if !waiter.Available() {
 		testutil.SkipOrFail(t, "no waiter on this architecture")
 	}
+	for _, c := range []struct {
+		name, goInit, exe string
+	}{
+		{"runner-init", "", "memfd:reconciled-setup"},
+		{"go-init", "1", "memfd:reconciled-waiter"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(executor.GoInitEnv, c.goInit)
+			waitingIsNotStarted(t, c.exe)
+		})
+	}
+}
+
+func waitingIsNotStarted(t *testing.T, waitingExe string) {
 	r := newRT(t)
 	b := bundle(t, nil, "true")
 	api, err := executor.New(r.root, executor.WithReaper())
@@ -79,11 +94,11 @@ func TestWaiterIsNotAStartedProcess(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		link, _ := os.Readlink(exe)
-		if strings.Contains(link, "memfd:reconciled-waiter") {
+		if strings.Contains(link, waitingExe) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the created container's init never became the waiter (exe %q)", link)
+			t.Fatalf("the created container's init never became %s (exe %q)", waitingExe, link)
 		}
 		time.Sleep(time.Millisecond)
 	}

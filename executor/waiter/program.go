@@ -167,6 +167,15 @@ func (p *Program) Bytes(b []byte) Arg {
 // Zero reserves n zero bytes in the chunk, room for a call to write in.
 func (p *Program) Zero(n int) Arg { return p.Bytes(make([]byte, n)) }
 
+// Data returns the bytes of the data at a (Bytes, Zero, String) to the
+// end of the chunk's data, to fill in place.
+func (p *Program) Data(a Arg) []byte {
+	if a.kind != kindData {
+		panic("waiter: Data of an argument that is not data of the chunk")
+	}
+	return p.data[a.v:]
+}
+
 // String copies s into the chunk with a terminating NUL.
 func (p *Program) String(s string) Arg {
 	return p.Bytes(append([]byte(s), 0))

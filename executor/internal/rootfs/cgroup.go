@@ -48,7 +48,7 @@ func (m *mounter) mountCgroup(sm specs.Mount, dest string, mo mountOptions) erro
 		if cgroupns || !(errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY)) {
 			return err
 		}
-		own, err := proc.Cgroups(0)
+		own, err := m.ownCgroups()
 		if err != nil {
 			return err
 		}
@@ -59,6 +59,15 @@ func (m *mounter) mountCgroup(sm specs.Mount, dest string, mo mountOptions) erro
 		return m.bindCgroup(path.Join(hostCgroupRoot, p), dest, mo)
 	}
 	return m.mountCgroupV1(dest, mo, cgroupns)
+}
+
+// ownCgroups returns the cgroups of the container's init: this process's,
+// or Options.Cgroups'.
+func (m *mounter) ownCgroups() (map[string]string, error) {
+	if m.cgroups != nil {
+		return m.cgroups()
+	}
+	return proc.Cgroups(0)
 }
 
 func hasNamespace(l *specs.Linux, t specs.LinuxNamespaceType) bool {
@@ -87,7 +96,7 @@ func (m *mounter) mountCgroupV1(dest string, mo mountOptions, cgroupns bool) err
 	if err != nil {
 		return err
 	}
-	own, err := proc.Cgroups(0)
+	own, err := m.ownCgroups()
 	if err != nil {
 		return err
 	}

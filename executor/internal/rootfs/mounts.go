@@ -45,6 +45,11 @@ type mounter struct {
 
 	// beforeCgroup, when set, runs once before the first cgroup mount.
 	beforeCgroup func() error
+	// procContext, when set, opens the filesystem context of a procfs
+	// (Options.ProcContext).
+	procContext func() (int, error)
+	// cgroups, when set, gives the init's cgroups (Options.Cgroups).
+	cgroups func() (map[string]string, error)
 
 	// binds are the spec's bind mounts made by the runtime outside the
 	// container's user namespace (Prepared.Binds), by index in
@@ -233,7 +238,12 @@ func (m *mounter) mountFs(fstype, source, dest string, mo mountOptions) error {
 	if source == "" {
 		source = fstype
 	}
-	mnt, err := newMount(fstype, source, mo, attrs, tgt)
+	var mnt *os.File
+	if fstype == "proc" && m.procContext != nil {
+		mnt, err = m.procMount(source, mo, attrs, tgt)
+	} else {
+		mnt, err = newMount(fstype, source, mo, attrs, tgt)
+	}
 	if err != nil && fstype == "sysfs" && errors.Is(err, unix.EPERM) && inUserNamespace() {
 		// As runc: a sysfs mount needs a network namespace owned by the
 		// container's user namespace; without one the host's /sys is
@@ -261,6 +271,16 @@ func (m *mounter) mountFs(fstype, source, dest string, mo mountOptions) error {
 		return nil
 	}
 	return mnt.Close()
+}
+
+// procMount mounts a procfs from the context procContext gives.
+func (m *mounter) procMount(source string, mo mountOptions, attrs uint64, tgt target) (*os.File, error) {
+	fsfd, err := m.procContext()
+	if err != nil {
+		return nil, fmt.Errorf("the procfs context: %w", err)
+	}
+	defer sys.CloseFd(fsfd)
+	return fsmount(fsfd, "proc", source, mo, attrs, tgt)
 }
 
 // checkNoSymlinks refuses a target reached through a symlink. procfs and

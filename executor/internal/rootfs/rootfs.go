@@ -39,6 +39,37 @@ func SetupWith(spec *specs.Spec, bundle string, beforeCgroup func() error) error
 	return Finalize(spec)
 }
 
+// Options are the caller's parts of SetupOptions.
+type Options struct {
+	// BeforeCgroup, when set, runs right before the first cgroup
+	// filesystem is mounted (see SetupWith).
+	BeforeCgroup func() error
+	// ProcContext, when set, gives the filesystem context (an fsopen fd,
+	// which the mount closes) of each procfs the spec mounts, in order. A
+	// procfs shows the PID namespace of the process that opened its
+	// context, so a caller that sets up the mounts of a container from a
+	// thread of its own (not in the container's PID namespace) has the
+	// container's init open them. It needs the new mount API: a kernel
+	// without fsopen fails the mount.
+	ProcContext func() (int, error)
+	// Cgroups, when set, gives the cgroups of the container's init by
+	// hierarchy (proc.Cgroups of its PID), for a caller that is not the
+	// init itself: a cgroup mount without a cgroup namespace binds the
+	// init's cgroup directories. Default: this process's.
+	Cgroups func() (map[string]string, error)
+}
+
+// SetupOptions is SetupWith with the caller's parts in o.
+func SetupOptions(spec *specs.Spec, bundle string, o Options) error {
+	if o.ProcContext != nil && legacyMountAPI {
+		return errors.New("rootfs: a procfs context was given, and the kernel has no fsopen")
+	}
+	if err := prepareWith(spec, bundle, o, nil); err != nil {
+		return err
+	}
+	return Finalize(spec)
+}
+
 // SetupPrepared is SetupWith for an init in a user namespace, with the
 // rootfs and bind mounts the runtime made outside it (PrepareOutside).
 func SetupPrepared(spec *specs.Spec, bundle string, beforeCgroup func() error, pre *Prepared) error {
@@ -62,6 +93,10 @@ func Prepare(spec *specs.Spec, bundle string) error {
 }
 
 func prepare(spec *specs.Spec, bundle string, beforeCgroup func() error, pre *Prepared) error {
+	return prepareWith(spec, bundle, Options{BeforeCgroup: beforeCgroup}, pre)
+}
+
+func prepareWith(spec *specs.Spec, bundle string, o Options, pre *Prepared) error {
 	if spec == nil || spec.Root == nil || spec.Root.Path == "" {
 		return errors.New("rootfs: spec has no root.path")
 	}
@@ -85,7 +120,7 @@ func prepare(spec *specs.Spec, bundle string, beforeCgroup func() error, pre *Pr
 	}
 	defer root.Close()
 
-	m := &mounter{spec: spec, linux: linux, bundle: bundle, root: root, beforeCgroup: beforeCgroup}
+	m := &mounter{spec: spec, linux: linux, bundle: bundle, root: root, beforeCgroup: o.BeforeCgroup, procContext: o.ProcContext, cgroups: o.Cgroups}
 	if pre != nil {
 		m.binds = pre.Binds
 	}
