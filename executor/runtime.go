@@ -264,7 +264,16 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 			return err
 		}
 	}
-	if exe, err := r.selfExe(); err == nil {
+	runner := r.useRunner(spec, plan, o)
+	if runner {
+		// No process of this container runs this binary (the monitor
+		// and the init are sealed memfds): its read-only copy (selfExe,
+		// a mount and a lazy unmount) is not made for it.
+		var fi unix.Stat_t
+		if err := unix.Stat("/proc/self/exe", &fi); err == nil {
+			c.st.RuntimeExeDev, c.st.RuntimeExeIno = fi.Dev, fi.Ino
+		}
+	} else if exe, err := r.selfExe(); err == nil {
 		var fi unix.Stat_t
 		if err := unix.Fstat(int(exe.Fd()), &fi); err == nil {
 			c.st.RuntimeExeDev, c.st.RuntimeExeIno = fi.Dev, fi.Ino
@@ -376,7 +385,6 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	// A spare init's Go runtime may hold descriptors where the extra
 	// files go (3, 4, ...); a fresh one reserves those numbers first.
 	// Nor has one the user namespace of this container.
-	runner := r.useRunner(spec, plan, o)
 	if allowSpare && len(o.ExtraFiles) == 0 && o.Console == nil && !plan.has(unix.CLONE_NEWUSER) {
 		spare = r.takeSpare(plan, runner)
 	}

@@ -67,15 +67,18 @@ const monitorTitleWidth = 128
 // which configure sends with the container's cgroup2 directory, and clones
 // the init into it.
 func (r *Runtime) launch(ns nsPlan, spare, intoCgroup, runner bool) (*pair, error) {
-	exe, err := r.selfExe()
+	// The runner init's pair runs no process of this binary: the
+	// read-only copy is not needed (nor made) for it.
+	var exe, initExe *os.File
+	var err error
+	if runner {
+		initExe, err = r.runnerExe()
+	} else {
+		exe, err = r.selfExe()
+		initExe = exe
+	}
 	if err != nil {
 		return nil, err
-	}
-	initExe := exe
-	if runner {
-		if initExe, err = r.runnerExe(); err != nil {
-			return nil, err
-		}
 	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -107,10 +110,17 @@ func (r *Runtime) launch(ns nsPlan, spare, intoCgroup, runner bool) (*pair, erro
 	// The monitor is the reaper (executor/waiter) from its start where it
 	// can be: no Go runtime starts for it. It gets the init's clone flags
 	// and environment in its own, and this binary to exec as the init.
-	argv0 := "/proc/self/fd/" + strconv.Itoa(int(exe.Fd()))
+	var argv0 string
+	if exe != nil {
+		argv0 = "/proc/self/fd/" + strconv.Itoa(int(exe.Fd()))
+	}
 	env := []string{stageEnv + "=" + stageMonitor, "GOMAXPROCS=1"}
 	files := []uintptr{null.Fd(), null.Fd(), null.Fd(), child.Fd(), lifelineChild.Fd()}
-	if p.machine = r.machineMonitor(ns); p.machine {
+	if p.machine = r.machineMonitor(ns); !p.machine && runner {
+		p.close()
+		return nil, errors.New("start monitor: the runner init needs the machine monitor")
+	}
+	if p.machine {
 		p.runner = runner
 		reaper, err := r.reaperExe()
 		if err != nil {
