@@ -155,6 +155,50 @@ func procMounts(spec *specs.Spec) int {
 	return n
 }
 
+// procContextChunk opens n procfs contexts and sends them back.
+func procContextChunk(p *waiter.Program, n int) {
+	fds := make([]int, n)
+	for i := range fds {
+		fds[i] = procFdBase + i
+		p.Call("container init: open a procfs context: fsopen", unix.SYS_FSOPEN, p.String("proc"), waiter.Imm(unix.FSOPEN_CLOEXEC)).Into(slotScratch)
+		p.Call("container init: open a procfs context: dup3", unix.SYS_DUP3, waiter.Slot(slotScratch), waiter.Int(fds[i]), waiter.Imm(unix.O_CLOEXEC))
+		p.Call("container init: open a procfs context: close", unix.SYS_CLOSE, waiter.Slot(slotScratch))
+	}
+	iov := p.Zero(16)
+	tag := p.String(tagProc)
+	p.SetPointer(iov, 0, tag)
+	binary.LittleEndian.PutUint64(p.Data(iov)[8:], uint64(len(tagProc)))
+	rights := unix.UnixRights(fds...)
+	control := p.Bytes(rights)
+	msg := p.Zero(56)
+	p.SetPointer(msg, 16, iov)
+	binary.LittleEndian.PutUint64(p.Data(msg)[24:], 1)
+	p.SetPointer(msg, 32, control)
+	binary.LittleEndian.PutUint64(p.Data(msg)[40:], uint64(len(rights)))
+	p.Call("container init: send the procfs contexts: sendmsg", unix.SYS_SENDMSG, waiter.Imm(3), msg, waiter.Imm(unix.MSG_NOSIGNAL)).Expect(uint64(len(tagProc)))
+	for _, fd := range fds {
+		p.Call("container init: close: close", unix.SYS_CLOSE, waiter.Int(fd))
+	}
+}
+
+// openProcContexts has a spare's runner init open n procfs contexts ahead
+// (a procfs shows the PID namespace of the process that opened its
+// context: the spare's init is already in the container's) and keeps them
+// for the create that takes the spare.
+func (p *pair) openProcContexts(n int) error {
+	var prog waiter.Program
+	procContextChunk(&prog, n)
+	if err := sendChunk(p.sock, &prog, nil); err != nil {
+		return err
+	}
+	fds, err := readTag(p.sock, tagProc, n)
+	if err != nil {
+		return err
+	}
+	p.procCtx = append(p.procCtx, fds...)
+	return nil
+}
+
 // firstChunk is the runner init's first program: its stdio (fds 0-2 of
 // the chunk), the state directory (3) and the init's memfd (4) kept, nProc
 // procfs contexts opened and sent back, then it waits to be placed in its
@@ -168,32 +212,15 @@ func firstChunk(nProc int, cgroupns, init bool) *waiter.Program {
 	if init {
 		p.Call("container init: keep the init: fcntl", unix.SYS_FCNTL, waiter.Slot(waiter.FdSlot(4)), waiter.Imm(unix.F_DUPFD_CLOEXEC), waiter.Imm(3)).Into(slotInit)
 	}
-	for i := 0; i < waiter.MaxFds; i++ {
-		p.Call("container init: close: close", unix.SYS_CLOSE, waiter.Slot(waiter.FdSlot(i))).Allow(unix.EBADF)
+	n := 4 // the fds sent
+	if init {
+		n = 5
+	}
+	for i := 0; i < n; i++ {
+		p.Call("container init: close: close", unix.SYS_CLOSE, waiter.Slot(waiter.FdSlot(i)))
 	}
 	if nProc > 0 {
-		fds := make([]int, nProc)
-		for i := range fds {
-			fds[i] = procFdBase + i
-			p.Call("container init: open a procfs context: fsopen", unix.SYS_FSOPEN, p.String("proc"), waiter.Imm(unix.FSOPEN_CLOEXEC)).Into(slotScratch)
-			p.Call("container init: open a procfs context: dup3", unix.SYS_DUP3, waiter.Slot(slotScratch), waiter.Int(fds[i]), waiter.Imm(unix.O_CLOEXEC))
-			p.Call("container init: open a procfs context: close", unix.SYS_CLOSE, waiter.Slot(slotScratch))
-		}
-		iov := p.Zero(16)
-		tag := p.String(tagProc)
-		p.SetPointer(iov, 0, tag)
-		binary.LittleEndian.PutUint64(p.Data(iov)[8:], uint64(len(tagProc)))
-		rights := unix.UnixRights(fds...)
-		control := p.Bytes(rights)
-		msg := p.Zero(56)
-		p.SetPointer(msg, 16, iov)
-		binary.LittleEndian.PutUint64(p.Data(msg)[24:], 1)
-		p.SetPointer(msg, 32, control)
-		binary.LittleEndian.PutUint64(p.Data(msg)[40:], uint64(len(rights)))
-		p.Call("container init: send the procfs contexts: sendmsg", unix.SYS_SENDMSG, waiter.Imm(3), msg, waiter.Imm(unix.MSG_NOSIGNAL)).Expect(uint64(len(tagProc)))
-		for _, fd := range fds {
-			p.Call("container init: close: close", unix.SYS_CLOSE, waiter.Int(fd))
-		}
+		procContextChunk(&p, nProc)
 	}
 	p.Call("container init: wait to be placed in the cgroup: read", unix.SYS_READ, waiter.Imm(3), p.Zero(8), waiter.Imm(1)).Expect(1)
 	if cgroupns {
@@ -322,13 +349,24 @@ func (c *creation) runnerStart(p *pair, plan nsPlan, bundle string, stdio [3]*os
 		}
 		fds = append(fds, int(mfd.Fd()))
 	}
+	// The procfs contexts a spare opened ahead count; the init opens
+	// the rest.
+	ahead := p.procCtx
+	p.procCtx = nil
 	nProc := procMounts(c.spec)
-	chunk := firstChunk(nProc, plan.has(unix.CLONE_NEWCGROUP), init)
+	for len(ahead) > nProc {
+		unix.Close(ahead[len(ahead)-1])
+		ahead = ahead[:len(ahead)-1]
+	}
+	chunk := firstChunk(nProc-len(ahead), plan.has(unix.CLONE_NEWCGROUP), init)
 	if err := sendChunk(p.sock, chunk, fds); err != nil {
+		for _, fd := range ahead {
+			unix.Close(fd)
+		}
 		return nil, err
 	}
 	done := make(chan runnerResult, 1)
-	go func() { done <- c.runnerSetup(p, plan, bundle, nProc) }()
+	go func() { done <- c.runnerSetup(p, plan, bundle, ahead, nProc-len(ahead)) }()
 	return done, nil
 }
 
@@ -343,8 +381,8 @@ type runnerResult struct {
 // runnerSetup receives the procfs contexts the runner init opened and,
 // on a thread of its own in the init's namespaces, sets the container up
 // as the Go init's prepareInit does up to its working directory.
-func (c *creation) runnerSetup(p *pair, plan nsPlan, bundle string, nProc int) (res runnerResult) {
-	var procFds []int
+func (c *creation) runnerSetup(p *pair, plan nsPlan, bundle string, ahead []int, nProc int) (res runnerResult) {
+	procFds := ahead
 	defer func() {
 		for _, fd := range procFds {
 			if fd >= 0 { // -1: taken by its mount
@@ -357,7 +395,7 @@ func (c *creation) runnerSetup(p *pair, plan nsPlan, bundle string, nProc int) (
 		if err != nil {
 			return runnerResult{err: err}
 		}
-		procFds = fds
+		procFds = append(procFds, fds...)
 	}
 	s := c.spec
 	pr := s.Process

@@ -50,6 +50,9 @@ type pair struct {
 	// setup gives the result of setting its container up (runnerStart).
 	runner bool
 	setup  <-chan runnerResult
+	// procCtx are procfs contexts a spare runner init opened ahead
+	// (openProcContexts); a create takes them.
+	procCtx []int
 }
 
 // monitorTitleWidth is the room argv[1] of a monitor keeps for the
@@ -364,6 +367,10 @@ func (p *pair) alive() bool {
 // kills its init (see watchCreator), and an init still waiting for its
 // configuration reads EOF and exits.
 func (p *pair) close() {
+	for _, fd := range p.procCtx {
+		unix.Close(fd)
+	}
+	p.procCtx = nil
 	if p.sock != nil {
 		p.sock.Close()
 	}
@@ -546,6 +553,14 @@ func (r *Runtime) launchReady(kind int) (*pair, error) {
 	if err := p.awaitInit(ctx); err != nil {
 		p.kill()
 		return nil, err
+	}
+	if p.runner {
+		// The procfs a container almost always mounts: its context
+		// opened now, not on the create's path.
+		if err := p.openProcContexts(1); err != nil {
+			p.kill()
+			return nil, err
+		}
 	}
 	if err := r.placeSpare(ctx, p); err != nil {
 		p.kill()

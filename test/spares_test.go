@@ -153,12 +153,16 @@ func TestSpares(t *testing.T) {
 		e, _ := os.ReadFile(errf.Name())
 		return *created, string(o), string(e), done
 	}
-	script := "cat; echo to-stderr >&2; hostname; readlink /proc/self/ns/net; exit 3"
+	// /proc is the container's (a spare's init opened its context ahead):
+	// its PID 1 is this shell, and /proc/self is its own.
+	script := "cat; echo to-stderr >&2; hostname; readlink /proc/self/ns/net; echo \"pid1=$(cat /proc/1/comm) self=$(readlink /proc/self) shell=$$\"; exit 3"
 	check := func(id, out, errOut string, done *executor.State, wantHostNet bool) {
 		t.Helper()
 		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if len(lines) != 3 || lines[0] != "from-stdin-"+id || lines[1] != "reconciled" {
-			t.Errorf("%s: stdout %q, want its stdin, then the hostname reconciled, then its net namespace", id, out)
+		if len(lines) != 4 || lines[0] != "from-stdin-"+id || lines[1] != "reconciled" {
+			t.Errorf("%s: stdout %q, want its stdin, then the hostname reconciled, then its net namespace, then its /proc", id, out)
+		} else if !strings.HasPrefix(lines[3], "pid1=sh self=") || !strings.HasSuffix(lines[3], " shell=1") {
+			t.Errorf("%s: /proc shows %q, want the container's PID namespace (PID 1 the shell)", id, lines[3])
 		} else if (lines[2] == hostNet) != wantHostNet {
 			t.Errorf("%s: net namespace %s, host's %s, want host's: %v", id, lines[2], hostNet, wantHostNet)
 		}
