@@ -40,6 +40,15 @@
 // its exec does not move the thread group's leader (a pidfd waiting for
 // the monitor would see that as an exit).
 //
+// Where the spec allows (runner.go: no console, extra files, user
+// namespace, joined namespace or hooks that run in the container), the
+// init is the setup runner (executor/waiter, setup_amd64.S), not this
+// binary: the creator sets the container up from a thread in the init's
+// namespaces and the init runs the system calls only it can make, sent as
+// chunks (waiter.Program). What follows describes the Go init, which the
+// other containers get; the runner init keeps its order, its messages and
+// the exec fifo.
+//
 // The init sets up everything (hostname, sysctls, lo up, rootfs via
 // internal/rootfs, cwd, rlimits, user, capabilities, no_new_privs), sends
 // "ready" to the creator, then blocks opening the exec fifo in the state

@@ -36,7 +36,14 @@
 // Its system calls: rt_sigprocmask, prctl, fork, rt_sigtimedwait, kill,
 // wait4, execve, write, exit_group.
 //
-// Only amd64 has a waiter, a reaper and an init so far; elsewhere
+// The setup runner (setup_amd64.S, program.go) is a container's init
+// from its clone where the creator sets the container up itself
+// (executor/runner.go): it runs chunks of system calls the creator sends
+// on fd 3 and reports a failed one as "what: errno NNN". Its system calls
+// are the chunks'; its own: recvmsg, read, mmap, munmap, write and
+// exit_group.
+//
+// Only amd64 has a waiter, a reaper, an init and a setup runner so far; elsewhere
 // Available and ReaperAvailable are false and the Go init and monitor wait
 // themselves, and InitAvailable is false: init: true is refused there.
 package waiter
