@@ -295,27 +295,8 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 			}
 		}
 	}
-	if c.NS.has(unix.CLONE_NEWNET) {
-		if err := loopbackUp(); err != nil {
-			return nil, -1, fmt.Errorf("bring up lo: %w", err)
-		}
-	}
-	if s.Hostname != "" {
-		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
-			return nil, -1, os.NewSyscallError("sethostname", err)
-		}
-	}
-	if s.Domainname != "" {
-		if err := unix.Setdomainname([]byte(s.Domainname)); err != nil {
-			return nil, -1, os.NewSyscallError("setdomainname", err)
-		}
-	}
-	if s.Linux != nil {
-		for k, v := range s.Linux.Sysctl {
-			if err := writeSysctl(k, v); err != nil {
-				return nil, -1, err
-			}
-		}
+	if err := setupNamespaces(s, c.NS); err != nil {
+		return nil, -1, err
 	}
 	if h := s.Hooks; h != nil && len(h.CreateContainer) > 0 {
 		if err := joinCgroup(); err != nil {
@@ -378,6 +359,36 @@ func prepareInit(sock *os.File) (*initState, int, error) {
 		return nil, -1, fmt.Errorf("refusing to run the runtime's own binary (%s) as the container process", p.Args[0])
 	}
 	return &c, dirFd, nil
+}
+
+// setupNamespaces does what the spec asks of the container's network, UTS
+// and IPC namespaces, from a thread in them (the Go init's, or the
+// creator's for the runner init): lo up in a new network namespace, the
+// hostname and domainname, the sysctls.
+func setupNamespaces(s *specs.Spec, ns nsPlan) error {
+	if ns.has(unix.CLONE_NEWNET) {
+		if err := loopbackUp(); err != nil {
+			return fmt.Errorf("bring up lo: %w", err)
+		}
+	}
+	if s.Hostname != "" {
+		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+			return os.NewSyscallError("sethostname", err)
+		}
+	}
+	if s.Domainname != "" {
+		if err := unix.Setdomainname([]byte(s.Domainname)); err != nil {
+			return os.NewSyscallError("setdomainname", err)
+		}
+	}
+	if s.Linux != nil {
+		for k, v := range s.Linux.Sysctl {
+			if err := writeSysctl(k, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // setupConsole gives the init a terminal as runc's init does: a

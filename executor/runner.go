@@ -116,31 +116,13 @@ func (r *Runtime) useRunner(spec *specs.Spec, plan nsPlan, o CreateOptions) bool
 // runnerExe returns the setup runner's sealed memfd, made once per
 // Runtime (launch hands it to the machine monitor as the init to exec).
 func (r *Runtime) runnerExe() (*os.File, error) {
-	r.runnerOnce.Do(func() {
-		fd, err := waiter.SetupMemfd()
-		if err == nil {
-			r.runner, err = highFile(fd, "reconciled-setup")
-		}
-		if err != nil {
-			r.runnerErr = fmt.Errorf("setup runner: %w", err)
-		}
-	})
-	return r.runner, r.runnerErr
+	return r.runner.get("setup runner", "reconciled-setup", waiter.SetupMemfd)
 }
 
 // initExe returns the init's sealed memfd (init: true), made once per
 // Runtime, for the runner init to exec.
 func (r *Runtime) initExe() (*os.File, error) {
-	r.initOnce.Do(func() {
-		fd, err := waiter.InitMemfd()
-		if err == nil {
-			r.initMemfd, err = highFile(fd, "reconciled-init")
-		}
-		if err != nil {
-			r.initErr = fmt.Errorf("init: true: %w", err)
-		}
-	})
-	return r.initMemfd, r.initErr
+	return r.initFd.get("init: true", "reconciled-init", waiter.InitMemfd)
 }
 
 // procMounts counts the procfs mounts of spec: the contexts the runner
@@ -416,27 +398,8 @@ func (c *creation) runnerSetup(p *pair, plan nsPlan, bundle string, ahead []int,
 			if err := unix.Setns(pidfd, join); err != nil {
 				return fmt.Errorf("join the container init's namespaces: %w", os.NewSyscallError("setns", err))
 			}
-			if plan.has(unix.CLONE_NEWNET) {
-				if err := loopbackUp(); err != nil {
-					return fmt.Errorf("bring up lo: %w", err)
-				}
-			}
-			if s.Hostname != "" {
-				if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
-					return os.NewSyscallError("sethostname", err)
-				}
-			}
-			if s.Domainname != "" {
-				if err := unix.Setdomainname([]byte(s.Domainname)); err != nil {
-					return os.NewSyscallError("setdomainname", err)
-				}
-			}
-			if s.Linux != nil {
-				for k, v := range s.Linux.Sysctl {
-					if err := writeSysctl(k, v); err != nil {
-						return err
-					}
-				}
+			if err := setupNamespaces(s, plan); err != nil {
+				return err
 			}
 			placed := false
 			waitPlaced := func() error {

@@ -42,17 +42,11 @@ type Runtime struct {
 	exe     *os.File
 	exeErr  error
 
-	reaperOnce sync.Once // the machine monitor's program (reaperExe)
-	reaper     *os.File
-	reaperErr  error
-
-	runnerOnce sync.Once // the runner init's program (runnerExe)
-	runner     *os.File
-	runnerErr  error
-
-	initOnce  sync.Once // the init of init: true (initExe)
-	initMemfd *os.File
-	initErr   error
+	// Sealed memfds of the programs launch and the runner init exec,
+	// made once per Runtime on high descriptors.
+	reaper sealedProgram // the machine monitor (reaperExe)
+	runner sealedProgram // the runner init (runnerExe)
+	initFd sealedProgram // the init of init: true, for the runner init (initExe)
 
 	// goInit makes every container's init the Go one (GoInitEnv):
 	// see useRunner.
@@ -858,4 +852,26 @@ func highFile(fd int, name string) (*os.File, error) {
 		return nil, os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", err)
 	}
 	return os.NewFile(uintptr(high), name), nil
+}
+
+// sealedProgram is a program's sealed memfd, made once (get).
+type sealedProgram struct {
+	once sync.Once
+	f    *os.File
+	err  error
+}
+
+// get returns the memfd, made by mk on first use and moved to a high
+// descriptor (see highFile); what names the program in the error.
+func (s *sealedProgram) get(what, name string, mk func() (int, error)) (*os.File, error) {
+	s.once.Do(func() {
+		fd, err := mk()
+		if err == nil {
+			s.f, err = highFile(fd, name)
+		}
+		if err != nil {
+			s.err = fmt.Errorf("%s: %w", what, err)
+		}
+	})
+	return s.f, s.err
 }

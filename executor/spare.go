@@ -193,16 +193,7 @@ func (r *Runtime) machineMonitor(ns nsPlan) bool {
 // reaperExe returns the reaper's sealed memfd, made once per Runtime, on a
 // high descriptor as selfExe's (launch hands it to the monitor as fd 6).
 func (r *Runtime) reaperExe() (*os.File, error) {
-	r.reaperOnce.Do(func() {
-		fd, err := waiter.ReaperMemfd()
-		if err == nil {
-			r.reaper, err = highFile(fd, "reconciled-reaper")
-		}
-		if err != nil {
-			r.reaperErr = fmt.Errorf("reaper: %w", err)
-		}
-	})
-	return r.reaper, r.reaperErr
+	return r.reaper.get("reaper", "reconciled-reaper", waiter.ReaperMemfd)
 }
 
 // configure sends the monitor its configuration, with the container's
