@@ -185,17 +185,17 @@ func (p *pair) openProcContexts(n int) error {
 // the chunk), the state directory (3) and the init's memfd (4) kept, nProc
 // procfs contexts opened and sent back, then it waits to be placed in its
 // cgroup and makes its cgroup namespace.
-func firstChunk(nProc int, cgroupns, init bool) *waiter.Program {
+func firstChunk(nProc int, cgroupns, withInit bool) *waiter.Program {
 	var p waiter.Program
 	for i := 0; i < 3; i++ {
 		p.Call("container init: take stdio: dup3", unix.SYS_DUP3, waiter.Slot(waiter.FdSlot(i)), waiter.Int(i), waiter.Imm(0))
 	}
 	p.Call("container init: keep the state directory: fcntl", unix.SYS_FCNTL, waiter.Slot(waiter.FdSlot(3)), waiter.Imm(unix.F_DUPFD_CLOEXEC), waiter.Imm(3)).Into(slotState)
-	if init {
+	if withInit {
 		p.Call("container init: keep the init: fcntl", unix.SYS_FCNTL, waiter.Slot(waiter.FdSlot(4)), waiter.Imm(unix.F_DUPFD_CLOEXEC), waiter.Imm(3)).Into(slotInit)
 	}
 	n := 4 // the fds sent
-	if init {
+	if withInit {
 		n = 5
 	}
 	for i := 0; i < n; i++ {
@@ -215,7 +215,7 @@ func firstChunk(nProc int, cgroupns, init bool) *waiter.Program {
 // lastChunk is the runner init's second program: what runInit does on
 // itself from the working directory on, in its order, then "ready", the
 // exec fifo and the exec of path (or of the init's memfd with path).
-func lastChunk(s *specs.Spec, path string, env []string, filter *seccomp.Program, last uint, init bool) (*waiter.Program, error) {
+func lastChunk(s *specs.Spec, path string, env []string, filter *seccomp.Program, last uint, withInit bool) (*waiter.Program, error) {
 	pr := s.Process
 	caps, err := parseCaps(pr.Capabilities, last)
 	if err != nil {
@@ -297,7 +297,7 @@ func lastChunk(s *specs.Spec, path string, env []string, filter *seccomp.Program
 	p.Call("close the state directory", unix.SYS_CLOSE, waiter.Slot(slotState))
 	// What the waiter writes when the exec fails (ops.go reads it).
 	execFailed := waiter.ExecFailedPrefix[:len(waiter.ExecFailedPrefix)-len(": errno ")]
-	if init {
+	if withInit {
 		p.Call(execFailed, unix.SYS_EXECVEAT, waiter.Slot(slotInit), p.String(""), p.Strings(append([]string{path}, pr.Args...)), p.Strings(env), waiter.Imm(unix.AT_EMPTY_PATH)).Exit(127)
 	} else {
 		p.Call(execFailed, unix.SYS_EXECVE, p.String(path), p.Strings(pr.Args), p.Strings(env)).Exit(127)
@@ -323,8 +323,8 @@ func (c *creation) runnerStart(p *pair, plan nsPlan, bundle string, stdio [3]*os
 	}
 	defer state.Close()
 	fds := []int{int(stdio[0].Fd()), int(stdio[1].Fd()), int(stdio[2].Fd()), int(state.Fd())}
-	init := wantsInit(c.spec)
-	if init {
+	withInit := wantsInit(c.spec)
+	if withInit {
 		mfd, err := c.r.initExe()
 		if err != nil {
 			return nil, err
@@ -340,7 +340,7 @@ func (c *creation) runnerStart(p *pair, plan nsPlan, bundle string, stdio [3]*os
 		unix.Close(ahead[len(ahead)-1])
 		ahead = ahead[:len(ahead)-1]
 	}
-	chunk := firstChunk(nProc-len(ahead), plan.has(unix.CLONE_NEWCGROUP), init)
+	chunk := firstChunk(nProc-len(ahead), plan.has(unix.CLONE_NEWCGROUP), withInit)
 	if err := sendChunk(p.sock, chunk, fds); err != nil {
 		for _, fd := range ahead {
 			unix.Close(fd)

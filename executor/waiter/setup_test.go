@@ -56,6 +56,18 @@ func startRunner(t *testing.T) *runner {
 	return r
 }
 
+// outputPipe is a pipe for the runner's program to write to: the test
+// reads pr (closed at cleanup) and hands pw to the runner, then closes it.
+func outputPipe(t *testing.T) (pr, pw *os.File) {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pr.Close() })
+	return pr, pw
+}
+
 func (r *runner) send(t *testing.T, p *Program, fds ...int) {
 	t.Helper()
 	if err := p.Send(r.sock, fds...); err != nil {
@@ -130,11 +142,7 @@ func TestSetupRunsACredentialsProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer state.Close()
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
+	pr, pw := outputPipe(t)
 
 	var p Program
 	p.Call("make the working directory", unix.SYS_MKDIRAT, Int(unix.AT_FDCWD), p.String(cwd), Imm(0o755)).Allow(unix.EEXIST)
@@ -225,11 +233,7 @@ func TestSetupReportsTheFailedCall(t *testing.T) {
 func TestSetupChunksShareSlots(t *testing.T) {
 	r := startRunner(t)
 	dir := t.TempDir()
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
+	pr, pw := outputPipe(t)
 
 	var p1 Program
 	p1.Call("open the directory", unix.SYS_OPENAT, Int(unix.AT_FDCWD), p1.String(dir), Imm(unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC)).Into(40)
@@ -277,11 +281,7 @@ func TestSetupChunksShareSlots(t *testing.T) {
 func TestSetupInstallsASeccompFilter(t *testing.T) {
 	r := startRunner(t)
 	dir := t.TempDir()
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
+	pr, pw := outputPipe(t)
 	insn := func(code uint16, jt, jf uint8, k uint32) []byte {
 		b := make([]byte, 8)
 		binary.LittleEndian.PutUint16(b, code)
