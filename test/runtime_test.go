@@ -868,6 +868,69 @@ func TestFailingHook(t *testing.T) {
 	}
 }
 
+// A SIGTERM to a create under way (here, while its createRuntime hook
+// runs) ends it as a failed create: the hook is killed, the init is gone
+// and nothing of the container is left, as after a failing hook.
+func TestCreateInterruptedBySignal(t *testing.T) {
+	r := newRT(t)
+	id := testutil.Name(t, 40)
+	hookPid := filepath.Join(t.TempDir(), "hook.pid")
+	b := bundle(t, nil, "sleep", "1000")
+	s := readSpec(t, b)
+	s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo $$ > " + hookPid + "; exec sleep 60"}}}}
+	writeSpec(t, b, s)
+	r.cleanup(id)
+	dir := t.TempDir()
+	out, err := os.Create(filepath.Join(dir, "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd := exec.Command(r.bin, "runtime", "--root", r.root, "create", "--bundle", b, id)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error
+	done := make(chan struct{})
+	go func() {
+		waitErr = cmd.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	var hook int
+	waitFor(t, "the createRuntime hook to run", func() bool {
+		data, err := os.ReadFile(hookPid)
+		hook, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+		return err == nil && hook > 0
+	})
+	st := r.state(id)
+	if err := cmd.Process.Signal(unix.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("create still running 10 s after SIGTERM")
+	}
+	var ee *exec.ExitError
+	if !errors.As(waitErr, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("create after SIGTERM: %v, want exit status 1 (a failed create, not one killed by the signal)", waitErr)
+	}
+	msg, _ := os.ReadFile(out.Name())
+	if !strings.Contains(string(msg), "createRuntime hook") || !strings.Contains(string(msg), "context canceled") {
+		t.Errorf("create's error %q does not say that the createRuntime hook was cancelled", msg)
+	}
+	waitGone(t, hook)
+	waitGone(t, st.Pid)
+	if _, err := os.Stat(filepath.Join(r.root, id)); !os.IsNotExist(err) {
+		t.Errorf("state directory left after an interrupted create: %v", err)
+	}
+}
+
 func readSpec(t *testing.T, b string) *specs.Spec {
 	t.Helper()
 	var s specs.Spec

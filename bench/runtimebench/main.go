@@ -45,6 +45,7 @@ func main() {
 		n        = flag.Int("n", 100, "containers per runtime and operation")
 		held     = flag.Int("held", 20, "created-not-started containers for the memory figure")
 		ours     = flag.String("reconciled", "bin/reconciled", "path to the reconciled binary")
+		base     = flag.String("base", "", "another reconciled binary (an earlier build), run as reconciled-base beside the others for an A/B comparison in the same run")
 		shim     = flag.String("nohybrid", "", "LD_PRELOAD shim that lets crun 1.8 run on a hybrid cgroup layout")
 		busybox  = flag.String("busybox", "/bin/busybox", "static busybox for the bundle")
 		work     = flag.String("work", "", "work directory (default: a new one under $TMPDIR)")
@@ -55,7 +56,12 @@ func main() {
 	peakRSS = *peak
 	ctx, stop := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer stop()
-	if err := run(ctx, *n, *held, *ours, *shim, *busybox, *work, strings.Split(*runtimes, ",")); err != nil {
+	names := strings.Split(*runtimes, ",")
+	if *base != "" {
+		baseBinary = *base
+		names = append([]string{"reconciled-base"}, names...)
+	}
+	if err := run(ctx, *n, *held, *ours, *shim, *busybox, *work, names); err != nil {
 		fmt.Fprintln(os.Stderr, "runtimebench:", err)
 		os.Exit(1)
 	}
@@ -113,6 +119,8 @@ func run(ctx context.Context, n, held int, ours, shim, busybox, work string, nam
 		switch name {
 		case "reconciled":
 			rt.argv = []string{ours, "runtime", "--root", root}
+		case "reconciled-base":
+			rt.argv = []string{baseBinary, "runtime", "--root", root}
 		case "reconciled-api", "reconciled-api-cold":
 			// The daemon keeps a spare monitor and init ready
 			// (executor.WithSpares(1)); -cold starts them in every create.
@@ -152,7 +160,7 @@ func run(ctx context.Context, n, held int, ours, shim, busybox, work string, nam
 			if _, err := rt.timed(ctx, "run", "run", "--bundle", trueBundle, rid); err != nil {
 				return fmt.Errorf("%s run: %w", rt.name, err)
 			}
-			if rt.name == "reconciled" || rt.api != nil {
+			if rt.argv != nil && rt.argv[0] != "runc" && rt.argv[0] != "crun" || rt.api != nil {
 				// Our run removes the container on exit like runc's; be
 				// tolerant if a version does not.
 				_ = rt.plain(ctx, "delete", "--force", rid)
@@ -484,6 +492,9 @@ func descends(pid, ancestor int, parent map[int]int) bool {
 	return false
 }
 
+// baseBinary is the -base binary: reconciled-base's.
+var baseBinary string
+
 func pss(pid int) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
@@ -559,7 +570,7 @@ func report(rts []*runtime, held map[string]float64, n, k int) {
 		for _, g := range []struct {
 			name   string
 			target float64
-		}{{"reconciled", 1.0}, {"reconciled-api", 0.2}, {"reconciled-api-cold", 0.5}} {
+		}{{"reconciled-base", 1.0}, {"reconciled", 1.0}, {"reconciled-api", 0.2}, {"reconciled-api-cold", 0.5}} {
 			if o, ok := cycle[g.name]; ok {
 				fmt.Printf("%s cycle / crun cycle = %.2f (target <= %.2f)\n", g.name, float64(o)/float64(c), g.target)
 			}

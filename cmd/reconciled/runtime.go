@@ -100,10 +100,11 @@ func runRunc(ctx context.Context, name string, args []string, stdout, stderr io.
 	// list and state only read: SIGINT or SIGTERM may end them at any
 	// point, as they do runc's and crun's, and they start 0.4 ms faster
 	// without signal handling. Every other subcommand changes something
-	// and gets a context those signals cancel.
+	// and gets a context those signals cancel, once a goroutine has asked
+	// for them (signalContextLater).
 	if sub != "list" && sub != "ls" && sub != "state" {
 		var stop context.CancelFunc
-		ctx, stop = signalContext(ctx)
+		ctx, stop = signalContextLater(ctx)
 		defer stop()
 	}
 	logger, closeLog, err := g.logger(stderr)
