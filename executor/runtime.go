@@ -238,6 +238,41 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 			err = fmt.Errorf("create container %s: %w", id, err)
 		}
 	}()
+	runner := r.useRunner(spec, plan, o)
+	// The container's pair: a spare's, started already, or one launched
+	// now, beside the fifo, the first state and the cgroup (ForkExec
+	// returns once the monitor has exec'd: 1.3-2.2 ms of a create on a
+	// 2-core VM). A spare's init may hold descriptors where the extra
+	// files go (3, 4, ...), which a fresh one reserves first; nor has one
+	// the user namespace of this container.
+	var p *pair
+	defer func() {
+		if p != nil {
+			p.close()
+		}
+	}()
+	var spare *pair
+	if allowSpare && len(o.ExtraFiles) == 0 && o.Console == nil && !plan.has(unix.CLONE_NEWUSER) {
+		spare = r.takeSpare(plan, runner)
+	}
+	var launching <-chan launchResult
+	into := false // the launched monitor clones the init into its cgroup2 directory
+	if spare == nil {
+		into = r.clonesIntoCgroup()
+		launching = r.launchAsync(plan, into, runner)
+	}
+	// A pair the create failed before it used is killed (and a spare's
+	// cgroup removed) before the teardown.
+	defer func() {
+		if launching != nil {
+			if res := <-launching; res.err == nil {
+				res.p.kill()
+			}
+		}
+		if spare != nil && p != spare {
+			r.discard(spare)
+		}
+	}()
 	rootfs := spec.Root.Path
 	if !filepath.IsAbs(rootfs) {
 		rootfs = filepath.Join(bundle, rootfs)
@@ -258,7 +293,6 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 			return err
 		}
 	}
-	runner := r.useRunner(spec, plan, o)
 	if runner {
 		// No process of this container runs this binary (the monitor
 		// and the init are sealed memfds): its read-only copy (selfExe,
@@ -273,21 +307,21 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 			c.st.RuntimeExeDev, c.st.RuntimeExeIno = fi.Dev, fi.Ino
 		}
 	}
-	var p *pair
+	// use makes q the container's pair: its monitor, and its init when
+	// it is a spare's (started already). From then on a cancelled ctx
+	// ends every wait on the pair's sync socket.
+	var unwatch func() bool
 	defer func() {
-		if p != nil {
-			p.close()
+		if unwatch != nil {
+			unwatch()
 		}
 	}()
-	// use makes q the container's pair: its monitor, and its init when
-	// it is a spare's (started already).
 	use := func(q *pair) error {
 		p = q
 		c.monitor = p.monPid
 		c.st.MonitorPid, c.st.MonitorStartTime = p.monPid, p.monStart
 		c.st.Pid, c.st.PidStartTime = p.pid, p.pidStart
-		stop := context.AfterFunc(ctx, func() { p.sock.SetDeadline(time.Now()) })
-		defer stop()
+		unwatch = context.AfterFunc(ctx, func() { q.sock.SetDeadline(time.Now()) })
 		return p.assign(dir)
 	}
 	// With a terminal the init sends its master on a socket of its own
@@ -375,13 +409,6 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	// before "placed" stays in its own namespaces, and if this process
 	// dies its monitor kills it (the lifeline).
 	released := false
-	var spare *pair
-	// A spare init's Go runtime may hold descriptors where the extra
-	// files go (3, 4, ...); a fresh one reserves those numbers first.
-	// Nor has one the user namespace of this container.
-	if allowSpare && len(o.ExtraFiles) == 0 && o.Console == nil && !plan.has(unix.CLONE_NEWUSER) {
-		spare = r.takeSpare(plan, runner)
-	}
 	// The debug messages name the steps in runc's words (nsexec, init),
 	// which runc's tests and its users grep for; each says what this
 	// process saw happen.
@@ -396,24 +423,18 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 			return err
 		}
 		released = true
-	} else {
-		q, err := r.launch(plan, false, r.clonesIntoCgroup(), runner)
-		if err != nil {
-			return err
-		}
-		r.log.Debug("nsexec container setup: the init is started in its new namespaces", "container", id)
-		if err := use(q); err != nil {
-			return err
-		}
 	}
-	stop := context.AfterFunc(ctx, func() { p.sock.SetDeadline(time.Now()) })
-	defer stop()
 	if err := c.cgroupManager(ctx); err != nil {
+		if p == nil {
+			return err
+		}
 		return p.initFailed(early && released, err)
 	}
 	// A first state, before anything outside the state directory is made:
-	// if this process dies now, delete --force finds the monitor and the
-	// cgroup from it (and the monitor kills the init: see the lifeline).
+	// if this process dies now, delete --force finds the cgroup from it,
+	// and a spare's monitor. A monitor launched for this create may not be
+	// in it yet: that one exits when this process does, and kills its
+	// init if it has one (see the lifeline).
 	if err := writeJSONAtomic(dir, stateFile, &c.st, false); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
@@ -425,7 +446,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	// it takes the init at once, which starts while the v1 cgroups are
 	// made (cgroups.EarlyCloneTarget).
 	intoEarly := false
-	if t, ok := c.cgroup.(cgroups.EarlyCloneTarget); ok && !released && p.cfg.IntoCgroup && c.st.CgroupDriver == "cgroupfs" {
+	if t, ok := c.cgroup.(cgroups.EarlyCloneTarget); ok && !released && into && c.st.CgroupDriver == "cgroupfs" {
 		if intoEarly, err = t.MakeUnified(); err != nil {
 			return fmt.Errorf("unable to apply cgroup: %w", err)
 		}
@@ -434,6 +455,15 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	prepared := sync.OnceValue(func() error { return <-preparing })
 
 	if !released {
+		res := <-launching
+		launching = nil
+		if res.err != nil {
+			return errors.Join(res.err, prepared())
+		}
+		r.log.Debug("nsexec container setup: the init is started in its new namespaces", "container", id)
+		if err := use(res.p); err != nil {
+			return errors.Join(err, prepared())
+		}
 		if p.cfg.IntoCgroup {
 			// The monitor clones the init into the cgroup once it is
 			// made: it waits for its configuration until then.

@@ -173,6 +173,23 @@ func (r *Runtime) launch(ns nsPlan, spare, intoCgroup, runner bool) (*pair, erro
 	return p, nil
 }
 
+// launchResult is what launchAsync's launch gave.
+type launchResult struct {
+	p   *pair
+	err error
+}
+
+// launchAsync launches a pair as launch does, from a goroutine: the
+// outcome comes on the channel.
+func (r *Runtime) launchAsync(ns nsPlan, intoCgroup, runner bool) <-chan launchResult {
+	done := make(chan launchResult, 1)
+	go func() {
+		p, err := r.launch(ns, false, intoCgroup, runner)
+		done <- launchResult{p, err}
+	}()
+	return done
+}
+
 // machineMonitor reports whether the init of ns can be cloned by the
 // machine monitor (executor/waiter: the reaper started with
 // waiter.MonitorEnv) instead of a Go one: it clones with flags and a
