@@ -24,8 +24,8 @@ import (
 // runcName is the name under which the binary answers to runc's bare
 // command line: `reconciled-runc --root X run -d ID` is `reconciled
 // runtime --root X run -d ID`, so that engines (podman, containerd,
-// docker) can call it as their OCI runtime. specwarm knows it too: its
-// create and run decode a spec first thing.
+// docker) can call it as their OCI runtime. The name is kept in specwarm,
+// where the executor's tests read it too.
 const runcName = specwarm.RuncName
 
 // runcGlobals are runc's global flags, given before the subcommand.

@@ -1,31 +1,16 @@
-// Package specwarm builds encoding/json's tables for the runtime spec's
-// types on a goroutine of their own while the command line's create and
-// run are still starting: they decode the bundle's config.json first
-// thing. In a fresh process the first decode of a spec costs about 2 ms
-// (1.8-2.3 ms measured on a 2-core VM), nearly all of it building those
-// tables, and a later one 0.1 ms.
+// Package specwarm holds two constants that the command line and the
+// executor share: RuncName, the name the binary answers to as a drop-in
+// runc, and JSON, a spec with every part of a spec the daemon's containers
+// use. A spare container init decodes JSON while it waits, so that
+// encoding/json has the spec types' tables ready when its configuration
+// comes (executor: warmDecoder).
 //
-// The work starts from this package's initialization, which comes well
-// before main: it imports only encoding/json, os and the spec's types, and
-// Go initializes a package as soon as its imports are (in import path
-// order among the ready ones), while the binary's heavier packages (the
-// image puller's, HTTP, TLS) still wait. The goroutine runs on a second CPU
-// while the rest of the start runs on the first.
-//
-// A container's init does not do it: it runs with GOMAXPROCS=1, where the
-// goroutine only gets the CPU when the main one blocks and then holds it
-// when the configuration comes (measured: no gain for the command line's
-// creates, in-process creates without spares 2-3% slower). A spare init
-// warms its decoder while it waits (executor).
+// The command line's create and run need no warming: they read
+// config.json with the executor's hand-written decoder (executor:
+// decodeSpec), which has no tables to build. The package must not start
+// work of its own at initialization: every process of the binary, the
+// container's init included, would pay for it.
 package specwarm
-
-import (
-	"encoding/json"
-	"os"
-	"path/filepath"
-
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-)
 
 // RuncName is the name the binary answers to as a drop-in runc
 // (cmd/reconciled: argv[0] "reconciled-runc").
@@ -45,36 +30,3 @@ const JSON = `{
 "memory":{"limit":1,"reservation":1,"swap":1},"cpu":{"shares":1,"quota":1,"period":1,"cpus":"0","mems":"0"},
 "pids":{"limit":1}},"cgroupsPath":"/a","namespaces":[{"type":"pid"},{"type":"network","path":"/n"}],
 "maskedPaths":["/a"],"readonlyPaths":["/b"],"rootfsPropagation":"rslave"}}`
-
-func init() {
-	if wanted(os.Args) {
-		go Warm()
-	}
-}
-
-// Warm decodes JSON once, so that encoding/json has the tables of every
-// spec type the daemon's containers use.
-func Warm() {
-	var s specs.Spec
-	_ = json.Unmarshal([]byte(JSON), &s)
-}
-
-// wanted reports whether the process will decode a spec soon after it
-// starts: `reconciled runtime ... create|run ...` and `reconciled-runc ...
-// create|run ...`. A container named create or run given to another
-// command warms for nothing: 2 ms of CPU on the side.
-func wanted(args []string) bool {
-	var rest []string
-	switch {
-	case len(args) > 0 && filepath.Base(args[0]) == RuncName:
-		rest = args[1:]
-	case len(args) > 1 && args[1] == "runtime":
-		rest = args[2:]
-	}
-	for _, a := range rest {
-		if a == "create" || a == "run" {
-			return true
-		}
-	}
-	return false
-}

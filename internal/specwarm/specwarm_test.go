@@ -8,27 +8,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-func TestWanted(t *testing.T) {
-	for _, c := range []struct {
-		args []string
-		want bool
-	}{
-		{[]string{"/usr/bin/reconciled", "runtime", "--root", "/run/r", "create", "--bundle", "b", "c1"}, true},
-		{[]string{"reconciled", "runtime", "run", "-d", "c1"}, true},
-		{[]string{"/usr/local/bin/reconciled-runc", "--root", "/run/r", "create", "c1"}, true},
-		{[]string{"reconciled", "runtime", "start", "c1"}, false},
-		{[]string{"reconciled", "runtime", "delete", "-f", "c1"}, false},
-		{[]string{"reconciled", "run", "--manifests", "m"}, false}, // the daemon
-		{[]string{"reconciled", "validate", "create"}, false},
-		{[]string{"reconciled-init"}, false},
-		{nil, false},
-	} {
-		if got := wanted(c.args); got != c.want {
-			t.Errorf("wanted(%q) = %v, want %v", c.args, got, c.want)
-		}
-	}
-}
-
 // JSON decodes into a spec that has each part it is there to warm: a
 // field misspelt in it would be skipped silently and warm nothing.
 func TestJSONCoversTheSpec(t *testing.T) {
