@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -25,15 +26,17 @@ var capNames = map[string]uint{
 	"CAP_CHECKPOINT_RESTORE": 40,
 }
 
-// lastCap reads the highest capability the kernel knows.
-func lastCap() (uint, error) {
+// lastCap is the highest capability the kernel knows, read once per
+// process (it is the running kernel's: a daemon's creates do not read it
+// again).
+var lastCap = sync.OnceValues(func() (uint, error) {
 	data, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
 	if err != nil {
 		return 0, err
 	}
 	n, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 32)
 	return uint(n), err
-}
+})
 
 // capMask turns names into a bit mask, ignoring capabilities newer than the
 // kernel (last) and refusing names it does not know.

@@ -348,7 +348,7 @@ func (c *creation) runnerStart(p *pair, plan nsPlan, bundle string, stdio [3]*os
 		return nil, err
 	}
 	done := make(chan runnerResult, 1)
-	go func() { done <- c.runnerSetup(p, plan, bundle, ahead, nProc-len(ahead)) }()
+	sys.GoOwnThread(func() { done <- c.runnerSetup(p, plan, bundle, ahead, nProc-len(ahead)) })
 	return done, nil
 }
 
@@ -360,9 +360,10 @@ type runnerResult struct {
 	err  error
 }
 
-// runnerSetup receives the procfs contexts the runner init opened and,
-// on a thread of its own in the init's namespaces, sets the container up
-// as the Go init's prepareInit does up to its working directory.
+// runnerSetup receives the procfs contexts the runner init opened and, in
+// the init's namespaces, sets the container up as the Go init's
+// prepareInit does up to its working directory. It runs on a thread of its
+// own (sys.GoOwnThread), which it changes for good.
 func (c *creation) runnerSetup(p *pair, plan nsPlan, bundle string, ahead []int, nProc int) (res runnerResult) {
 	procFds := ahead
 	defer func() {
@@ -381,87 +382,85 @@ func (c *creation) runnerSetup(p *pair, plan nsPlan, bundle string, ahead []int,
 	}
 	s := c.spec
 	pr := s.Process
-	sys.OnOwnThread(func() {
-		res.err = func() error {
-			pidfd, err := unix.PidfdOpen(p.pid, 0)
-			if err != nil {
-				return fmt.Errorf("container init: %w", os.NewSyscallError("pidfd_open", err))
-			}
-			defer unix.Close(pidfd)
-			if !proc.Running(p.pid, p.pidStart) {
-				return errors.New("container init: exited")
-			}
-			if err := unix.Unshare(unix.CLONE_FS); err != nil {
-				return os.NewSyscallError("unshare(CLONE_FS)", err)
-			}
-			join := unix.CLONE_NEWNS | plan.New&(unix.CLONE_NEWUTS|unix.CLONE_NEWIPC|unix.CLONE_NEWNET)
-			if err := unix.Setns(pidfd, join); err != nil {
-				return fmt.Errorf("join the container init's namespaces: %w", os.NewSyscallError("setns", err))
-			}
-			if err := setupNamespaces(s, plan); err != nil {
-				return err
-			}
-			placed := false
-			waitPlaced := func() error {
-				if placed {
-					return nil
-				}
-				placed = true
-				if _, err := readTag(p.sock, tagPlaced, 0); err != nil {
-					return err
-				}
-				if plan.has(unix.CLONE_NEWCGROUP) {
-					if err := unix.Setns(pidfd, unix.CLONE_NEWCGROUP); err != nil {
-						return fmt.Errorf("join the container's cgroup namespace: %w", os.NewSyscallError("setns", err))
-					}
-				}
+	res.err = func() error {
+		pidfd, err := unix.PidfdOpen(p.pid, 0)
+		if err != nil {
+			return fmt.Errorf("container init: %w", os.NewSyscallError("pidfd_open", err))
+		}
+		defer unix.Close(pidfd)
+		if !proc.Running(p.pid, p.pidStart) {
+			return errors.New("container init: exited")
+		}
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			return os.NewSyscallError("unshare(CLONE_FS)", err)
+		}
+		join := unix.CLONE_NEWNS | plan.New&(unix.CLONE_NEWUTS|unix.CLONE_NEWIPC|unix.CLONE_NEWNET)
+		if err := unix.Setns(pidfd, join); err != nil {
+			return fmt.Errorf("join the container init's namespaces: %w", os.NewSyscallError("setns", err))
+		}
+		if err := setupNamespaces(s, plan); err != nil {
+			return err
+		}
+		placed := false
+		waitPlaced := func() error {
+			if placed {
 				return nil
 			}
-			next := 0
-			procContext := func() (int, error) {
-				if next >= len(procFds) {
-					return -1, errors.New("more procfs mounts than contexts")
+			placed = true
+			if _, err := readTag(p.sock, tagPlaced, 0); err != nil {
+				return err
+			}
+			if plan.has(unix.CLONE_NEWCGROUP) {
+				if err := unix.Setns(pidfd, unix.CLONE_NEWCGROUP); err != nil {
+					return fmt.Errorf("join the container's cgroup namespace: %w", os.NewSyscallError("setns", err))
 				}
-				fd := procFds[next]
-				procFds[next] = -1 // the mount closes it
-				next++
-				return fd, nil
-			}
-			if err := rootfs.SetupOptions(s, bundle, rootfs.Options{
-				BeforeCgroup: waitPlaced, ProcContext: procContext,
-				Cgroups: func() (map[string]string, error) { return proc.Cgroups(p.pid) },
-			}); err != nil {
-				return err
-			}
-			if err := waitPlaced(); err != nil {
-				return err
-			}
-			if err := chdirInside(pr.Cwd); err != nil {
-				return err
-			}
-			res.env = pr.Env
-			if !hasEnv(res.env, "HOME") {
-				res.env = append(res.env, "HOME="+homeDir(int(pr.User.UID)))
-			}
-			// The executable is looked up as the container's user, as
-			// the Go init does (after finalizeUser): this thread ends
-			// with this function.
-			if err := setThreadCreds(pr.User.UID, pr.User.GID, pr.User.AdditionalGids); err != nil {
-				return err
-			}
-			if res.path, err = lookPath(pr.Args[0], res.env); err != nil {
-				return err
-			}
-			var st unix.Stat_t
-			if err := unix.Stat(res.path, &st); err != nil {
-				return fmt.Errorf("stat %s: %w", res.path, err)
-			}
-			if st.Dev == c.st.RuntimeExeDev && st.Ino == c.st.RuntimeExeIno {
-				return fmt.Errorf("refusing to run the runtime's own binary (%s) as the container process", pr.Args[0])
 			}
 			return nil
-		}()
-	})
+		}
+		next := 0
+		procContext := func() (int, error) {
+			if next >= len(procFds) {
+				return -1, errors.New("more procfs mounts than contexts")
+			}
+			fd := procFds[next]
+			procFds[next] = -1 // the mount closes it
+			next++
+			return fd, nil
+		}
+		if err := rootfs.SetupOptions(s, bundle, rootfs.Options{
+			BeforeCgroup: waitPlaced, ProcContext: procContext,
+			Cgroups: func() (map[string]string, error) { return proc.Cgroups(p.pid) },
+		}); err != nil {
+			return err
+		}
+		if err := waitPlaced(); err != nil {
+			return err
+		}
+		if err := chdirInside(pr.Cwd); err != nil {
+			return err
+		}
+		res.env = pr.Env
+		if !hasEnv(res.env, "HOME") {
+			res.env = append(res.env, "HOME="+homeDir(int(pr.User.UID)))
+		}
+		// The executable is looked up as the container's user, as
+		// the Go init does (after finalizeUser): this thread ends
+		// with this function.
+		if err := setThreadCreds(pr.User.UID, pr.User.GID, pr.User.AdditionalGids); err != nil {
+			return err
+		}
+		if res.path, err = lookPath(pr.Args[0], res.env); err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(res.path, &st); err != nil {
+			return fmt.Errorf("stat %s: %w", res.path, err)
+		}
+		if st.Dev == c.st.RuntimeExeDev && st.Ino == c.st.RuntimeExeIno {
+			return fmt.Errorf("refusing to run the runtime's own binary (%s) as the container process", pr.Args[0])
+		}
+		return nil
+	}()
 	return res
 }
 

@@ -20,17 +20,34 @@ func OnOwnThread(f func()) {
 	<-done
 }
 
+// GoOwnThread is OnOwnThread without the wait: f runs on a thread of its
+// own while the caller goes on, and tells the caller itself what it did.
+// A caller that would only start a goroutine to wait in OnOwnThread saves
+// the wake-up of that goroutine at each end (on a 2-core VM, each is 0.1-0.3
+// ms when the other CPU is idle).
+func GoOwnThread(f func()) {
+	go ownThread(f, nil)
+}
+
+// ownThread runs f on the calling goroutine's thread, locked and never
+// unlocked, and then closes done (when not nil).
 func ownThread(f func(), done chan struct{}) {
 	runtime.LockOSThread()
 	if unix.Gettid() == unix.Getpid() {
 		// The main thread: held by this goroutine, so that the one
 		// started here runs on another thread; then given back, as it
 		// was never changed.
-		go ownThread(f, done)
-		<-done
+		held := make(chan struct{})
+		go ownThread(f, held)
+		<-held
 		runtime.UnlockOSThread()
+		if done != nil {
+			close(done)
+		}
 		return
 	}
-	defer close(done)
+	if done != nil {
+		defer close(done)
+	}
 	f()
 }

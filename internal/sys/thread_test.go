@@ -17,24 +17,33 @@ func init() {
 
 // fromMain is what OnOwnThread did when called on the main thread: the
 // caller's thread and f's.
-var fromMain struct{ caller, f int }
+var fromMain struct{ caller, f, goF int }
 
 func TestMain(m *testing.M) {
 	fromMain.caller = unix.Gettid()
 	OnOwnThread(func() { fromMain.f = unix.Gettid() })
+	done := make(chan int)
+	GoOwnThread(func() { done <- unix.Gettid() })
+	fromMain.goF = <-done
 	os.Exit(m.Run())
 }
 
-// OnOwnThread never runs f on the main thread, even when called there,
-// and f's thread ends with f.
+// OnOwnThread and GoOwnThread never run f on the main thread, even when
+// called there, and f's thread ends with f.
 func TestOnOwnThread(t *testing.T) {
 	pid := unix.Getpid()
 	if fromMain.caller != pid {
 		t.Fatalf("TestMain ran on thread %d, not the main thread %d", fromMain.caller, pid)
 	}
-	tids := []int{fromMain.f}
+	tids := []int{fromMain.f, fromMain.goF}
 	for i := 0; i < 10; i++ {
 		OnOwnThread(func() { tids = append(tids, unix.Gettid()) })
+	}
+	// GoOwnThread is the same without the wait: f says when it is done.
+	done := make(chan int)
+	for i := 0; i < 10; i++ {
+		GoOwnThread(func() { done <- unix.Gettid() })
+		tids = append(tids, <-done)
 	}
 	for _, tid := range tids {
 		if tid == pid || tid == 0 {
