@@ -12,7 +12,9 @@ import (
 
 	mobyseccomp "github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
+	"reconciled.dev/reconciled/internal/seccomp"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
@@ -156,5 +158,39 @@ func BenchmarkSeccompGetppid(b *testing.B) {
 			}
 			b.ReportMetric(total/float64(b.N), "ns/getppid")
 		})
+	}
+}
+
+// Docker's default lets through every call the runner init makes after
+// it: its filter goes in early. A filter that refuses one of those calls,
+// or checks its arguments, stays in the last chunk.
+func TestEarlySeccompChunk(t *testing.T) {
+	r := &Runtime{}
+	compile := func(s *specs.LinuxSeccomp) *seccomp.Program {
+		t.Helper()
+		p, err := r.seccompFilter(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	spec := &specs.Spec{Process: &specs.Process{NoNewPrivileges: true}}
+	if earlyChunk(spec, compile(dockerDefault(t))) == nil {
+		t.Error("Docker's default profile does not go in early")
+	}
+	if earlyChunk(spec, nil) != nil {
+		t.Error("an early chunk without a filter")
+	}
+	errno := uint(1)
+	for name, rule := range map[string]specs.LinuxSyscall{
+		"capset refused":     {Names: []string{"capset"}, Action: specs.ActErrno, ErrnoRet: &errno},
+		"prctl's arguments":  {Names: []string{"prctl"}, Action: specs.ActErrno, ErrnoRet: &errno, Args: []specs.LinuxSeccompArg{{Index: 0, Value: unix.PR_SET_KEEPCAPS, Op: specs.OpEqualTo}}},
+		"recvmsg logged":     {Names: []string{"recvmsg"}, Action: specs.ActLog},
+		"close_range killed": {Names: []string{"close_range"}, Action: specs.ActKillProcess},
+	} {
+		p := compile(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{rule}})
+		if earlyChunk(spec, p) != nil {
+			t.Errorf("%s: the filter goes in early", name)
+		}
 	}
 }

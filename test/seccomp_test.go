@@ -99,6 +99,37 @@ func TestSeccompDefaultProfile(t *testing.T) {
 	}
 }
 
+// The default profile lets through every call the init makes after it,
+// so the filter goes in while the container is still being set up (see
+// executor's earlyChunk): what the init does after it still happens. The
+// process runs as its user, with its groups, in its working directory,
+// without capabilities, under no_new_privs and the filter.
+func TestSeccompDefaultProfileEarly(t *testing.T) {
+	r := newRT(t)
+	edit := func(s *specs.Spec) {
+		withDefaultSeccomp(t, true)(s)
+		s.Process.User = specs.User{UID: 1000, GID: 1001, AdditionalGids: []uint32{10}}
+		s.Process.Cwd = "/bin"
+		s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 512, Soft: 256}}
+	}
+	res := r.runContainer(testutil.Name(t, 40), edit, "sh", "-c",
+		"id -u; id -g; id -G; pwd; ulimit -n; grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status")
+	if res.code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	want := "1000\n1001\n1001 10\n/bin\n256\nNoNewPrivs:\t1\nSeccomp:\t2\n"
+	got := res.stdout
+	if i := strings.Index(got, "CapEff:"); i >= 0 {
+		if !strings.HasPrefix(got[i:], "CapEff:\t0000000000000000\n") {
+			t.Errorf("capabilities left: %q", got[i:])
+		}
+		got = got[:i] + got[i+len("CapEff:\t0000000000000000\n"):]
+	}
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
 // Without linux.seccomp there is no filter: the calls the probe makes
 // then get the kernel's own answers (what the test above must change).
 func TestSeccompNone(t *testing.T) {
