@@ -61,7 +61,7 @@
 // Creator, monitor and init talk over one socketpair (see protocol.go).
 // The monitor and the init start with /dev/null as fds 0-2 and know
 // nothing of the container: the monitor learns its state directory from
-// the lifeline (below), the init gets the container's stdio (SCM_RIGHTS)
+// the lifeline once the container is created, the init gets the container's stdio (SCM_RIGHTS)
 // and its configuration from the creator. So a pair can be started before
 // its container exists: a Runtime made WithSpares keeps some ready per
 // set of namespaces it has seen (the daemon two), and Create takes one
@@ -122,12 +122,12 @@
 // create returns (the init's error first) after removing everything.
 //
 // The monitor also holds the read end of a pipe (the lifeline) whose
-// write end only the creator has. The creator writes the state directory
-// and a newline first (the monitor then writes the container's ID into
-// the room left in its argv, so ps shows "reconciled-monitor ID"), and one
-// byte once the container is recorded created; EOF before that byte means
-// the creator died (or gave up), and the monitor then kills the init and
-// records its exit. So a create killed half-way leaves no running process,
+// write end only the creator has. Once the container is recorded created
+// the creator writes, in one write, the state directory and a newline
+// (the monitor then writes the container's ID into the room left in its
+// argv, so ps shows "reconciled-monitor ID") and one byte; EOF before
+// that byte means the creator died (or gave up), and the monitor then
+// kills the init. So a create killed half-way leaves no running process,
 // and the first state.json (written before the cgroup is made) lets delete
 // --force find the cgroup and remove everything.
 //

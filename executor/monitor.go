@@ -328,10 +328,11 @@ func oomCounterFile(st State) string {
 // watchCreator follows the lifeline fd until the creator says the
 // container is created or the init exits, and returns the container's
 // state directory ("" if the creator never named one) and whether the
-// monitor is to leave the init to the caller's reaper. The creator first
-// writes the state directory and a newline (a spare pair gets it when it
-// is taken), then one byte once the container is recorded created
-// (createdWait or createdLeave). EOF
+// monitor is to leave the init to the caller's reaper. Once the container
+// is recorded created the creator writes the state directory and a
+// newline, then one byte (createdWait or createdLeave), in one write (see
+// pair.created); a parser takes them whether they come together or not.
+// EOF
 // before that byte means the creator died or gave up: the init is killed,
 // so that nothing of a half-made container keeps running unseen.
 func watchCreator(lifeline, pid int) (string, bool) {

@@ -316,13 +316,12 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 			unwatch()
 		}
 	}()
-	use := func(q *pair) error {
+	use := func(q *pair) {
 		p = q
 		c.monitor = p.monPid
 		c.st.MonitorPid, c.st.MonitorStartTime = p.monPid, p.monStart
 		c.st.Pid, c.st.PidStartTime = p.pid, p.pidStart
 		unwatch = context.AfterFunc(ctx, func() { q.sock.SetDeadline(time.Now()) })
-		return p.assign(dir)
 	}
 	// With a terminal the init sends its master on a socket of its own
 	// (the sync socket is read through a buffer, which would drop it).
@@ -416,9 +415,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 		*usedSpare = true
 		c.spareCgroup = spare.cg
 		r.log.Debug("nsexec container setup: a spare init, already in its new namespaces, is used", "container", id, "init", spare.pid)
-		if err := use(spare); err != nil {
-			return err
-		}
+		use(spare)
 		if err := release(); err != nil {
 			return err
 		}
@@ -461,9 +458,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 			return errors.Join(res.err, prepared())
 		}
 		r.log.Debug("nsexec container setup: the init is started in its new namespaces", "container", id)
-		if err := use(res.p); err != nil {
-			return errors.Join(err, prepared())
-		}
+		use(res.p)
 		if p.cfg.IntoCgroup {
 			// The monitor clones the init into the cgroup once it is
 			// made: it waits for its configuration until then.
@@ -550,7 +545,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	if err := writeJSONAtomic(dir, stateFile, &c.st, true); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	if err := p.created(o.CallerReaps, &c.st); err != nil {
+	if err := p.created(dir, o.CallerReaps, &c.st); err != nil {
 		return err
 	}
 	if o.PidFile != "" {

@@ -272,30 +272,26 @@ func (p *pair) awaitInit(ctx context.Context) error {
 	return nil
 }
 
-// assign tells the monitor which container it serves: where to record the
-// init's exit. It is the first line on the lifeline.
-func (p *pair) assign(stateDir string) error {
-	if _, err := p.lifeline.Write([]byte(stateDir + "\n")); err != nil {
-		return fmt.Errorf("tell the monitor its container: %w", err)
-	}
-	return nil
-}
-
-// created tells the monitor the container is recorded created: from now
-// on the lifeline closing means nothing to it. With leave, the monitor
-// exits instead of waiting for the init (CreateOptions.CallerReaps). The
-// machine monitor first gets the OOM counter file of st it is to read when
-// the init exits ("" for none) and a newline; the Go monitor reads the
-// state for it.
-func (p *pair) created(leave bool, st *State) error {
+// created tells the monitor which container it serves (its state
+// directory, where it records the init's exit, and its title in ps) and
+// that the container is recorded created: from now on the lifeline
+// closing means nothing to it. With leave, the monitor exits instead of
+// waiting for the init (CreateOptions.CallerReaps). The machine monitor
+// gets the OOM counter file of st it is to read when the init exits (""
+// for none) and a newline before that byte; the Go monitor reads the
+// state for it. It is one write, at the end of a create: the monitor
+// wakes once (a create whose creator dies before it has its init killed
+// by the monitor, and delete --force finds the rest from the state).
+func (p *pair) created(stateDir string, leave bool, st *State) error {
 	b := byte(createdWait)
 	if leave {
 		b = createdLeave
 	}
-	msg := []byte{b}
+	msg := []byte(stateDir + "\n")
 	if p.machine {
-		msg = append([]byte(oomCounterFile(*st)+"\n"), b)
+		msg = append(msg, oomCounterFile(*st)+"\n"...)
 	}
+	msg = append(msg, b)
 	if _, err := p.lifeline.Write(msg); err != nil {
 		return fmt.Errorf("tell the monitor the container is created: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/executor/waiter"
@@ -30,9 +31,18 @@ func TestMachineMonitor(t *testing.T) {
 	if err != nil || !strings.Contains(exe, "memfd:reconciled-reaper") {
 		t.Errorf("monitor %s runs %q (%v), want the reaper memfd", mon, exe, err)
 	}
-	cmdline, _ := os.ReadFile("/proc/" + mon + "/cmdline")
-	args := bytes.Split(cmdline, []byte{0})
-	if len(args) < 2 || string(args[0]) != "reconciled-monitor" || string(bytes.TrimRight(args[1], " \x00")) != id {
+	// It titles itself when the create tells it it is created, the last
+	// thing a create does.
+	var cmdline []byte
+	titled := func() bool {
+		cmdline, _ = os.ReadFile("/proc/" + mon + "/cmdline")
+		args := bytes.Split(cmdline, []byte{0})
+		return len(args) >= 2 && string(args[0]) == "reconciled-monitor" && string(bytes.TrimRight(args[1], " \x00")) == id
+	}
+	for deadline := time.Now().Add(5 * time.Second); !titled() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if !titled() {
 		t.Errorf("monitor %s cmdline %q, want reconciled-monitor %s", mon, cmdline, id)
 	}
 	// The Go monitor execs the reaper too once the container is created,

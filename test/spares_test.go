@@ -125,11 +125,13 @@ func TestSpares(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Once created the monitor execs the reaper, which keeps the
-		// title: wait out that moment, when the cmdline reads empty.
+		// The monitor learns its container with "created", the last
+		// thing a create tells it, and titles itself then: wait for
+		// that (and, with the Go monitor, for its exec of the reaper,
+		// which keeps the title: the cmdline reads empty meanwhile).
 		var args []string
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			if args = cmdline(created.MonitorPid); len(args) > 0 && args[0] != "" {
+			if args = cmdline(created.MonitorPid); len(args) > 1 && args[1] == id {
 				break
 			}
 		}
