@@ -1192,9 +1192,10 @@ func TestMonitorBecomesReaper(t *testing.T) {
 	if kb, err := strconv.Atoi(strings.TrimSuffix(statusField(t, s, "VmRSS"), " kB")); err != nil || kb > 512 {
 		t.Errorf("the reaper's RSS is %s, want well under 512 kB", statusField(t, s, "VmRSS"))
 	}
-	if args := cmdline(st.MonitorPid); len(args) < 2 || args[0] != "reconciled-monitor" || args[1] != "reaped" {
-		t.Errorf("reaper cmdline %q, want reconciled-monitor reaped", args)
-	}
+	waitFor(t, "the reaper titled reconciled-monitor reaped", func() bool {
+		args := cmdline(st.MonitorPid)
+		return len(args) >= 2 && args[0] == "reconciled-monitor" && args[1] == "reaped"
+	})
 	r.ok("start", "reaped")
 	waitState(t, r, "reaped", executor.StatusStopped)
 	waitGone(t, st.MonitorPid)
@@ -1298,6 +1299,32 @@ func TestUnenforcedSecurityFieldsRefused(t *testing.T) {
 	if res.code != 0 || !strings.Contains(res.stdout, "CapAmb:\t0000000000000000") ||
 		strings.Contains(res.stdout+res.stderr, "ambient") {
 		t.Errorf("an ambient capability that is not inheritable: exit %d, stdout %q, stderr %q; want a run, without the capability and without a warning in the container's output", res.code, res.stdout, res.stderr)
+	}
+}
+
+// A read-only root is read-only all the way down: a tmpfs mounted on the
+// host below the bundle's rootfs comes with it, as read-only as the root.
+// (A rootfs with nothing mounted below it is found so without reading
+// mountinfo: rootfs.noChildMounts; this one takes the other way.)
+func TestReadonlyRootSubmount(t *testing.T) {
+	r := newRT(t)
+	b := bundle(t, func(s *specs.Spec) { s.Root.Readonly = true }, "sh", "-c",
+		"echo x > /home/planted 2>&1; echo x > /planted 2>&1; echo done")
+	home := filepath.Join(b, "rootfs", "home")
+	if err := unix.Mount("tmpfs", home, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(home, unix.MNT_DETACH) })
+	id := testutil.Name(t, 40)
+	r.cleanup(id)
+	res := r.run("run", "--bundle", b, id)
+	if res.code != 0 || strings.Count(res.stdout+res.stderr, "Read-only file system") != 2 {
+		t.Errorf("writes below a read-only root: exit %d, %q %q; want two read-only errors", res.code, res.stdout, res.stderr)
+	}
+	for _, p := range []string{filepath.Join(home, "planted"), filepath.Join(b, "rootfs", "planted")} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("a container with a read-only root wrote %s", p)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -170,8 +171,14 @@ func prepareRoot(spec *specs.Spec, rootPath string, userns *os.File) (*os.File, 
 	if err := mount("", "/", "", prop, ""); err != nil {
 		return nil, fmt.Errorf("rootfs: set propagation of /: %w", err)
 	}
-	if err := parentMountPrivate(rootPath); err != nil {
-		return nil, fmt.Errorf("rootfs: %w", err)
+	// After a recursive slave, private or unbindable no mount of the
+	// namespace is shared: the rootfs's parent mount is not, and
+	// /proc/self/mountinfo need not be read to see it (0.2 ms a read on
+	// a 2-core VM).
+	if prop&unix.MS_REC == 0 || prop&(unix.MS_SLAVE|unix.MS_PRIVATE|unix.MS_UNBINDABLE) == 0 {
+		if err := parentMountPrivate(rootPath); err != nil {
+			return nil, fmt.Errorf("rootfs: %w", err)
+		}
 	}
 	var root *os.File
 	var err error
@@ -316,6 +323,9 @@ func readonlyBelow(root *os.File, self bool) error {
 	if self {
 		return setAttr(root, "", unix.MOUNT_ATTR_RDONLY, 0, true)
 	}
+	if none, known := noChildMounts(root); known && none {
+		return nil
+	}
 	var stx unix.Statx_t
 	if err := unix.Statx(int(root.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &stx); err != nil {
 		return sysErr("statx", err)
@@ -367,6 +377,30 @@ func parentMountPrivate(path string) error {
 		return nil
 	}
 	return mount("", best, "", unix.MS_PRIVATE, "")
+}
+
+// noChildMounts reports whether no mount is mounted below the mount of
+// fd, where the kernel can tell without /proc/self/mountinfo (listmount,
+// Linux 6.8: one call, against a read of mountinfo that costs 0.2 ms on a
+// 2-core VM). known is false where it cannot.
+func noChildMounts(fd *os.File) (none, known bool) {
+	var stx unix.Statx_t
+	if err := unix.Statx(int(fd.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID_UNIQUE, &stx); err != nil || stx.Mask&unix.STATX_MNT_ID_UNIQUE == 0 {
+		return false, false
+	}
+	// struct mnt_id_req (MNT_ID_REQ_SIZE_VER0): size, spare, mnt_id,
+	// param (0: from the first child on).
+	req := struct {
+		size, spare uint32
+		mntID       uint64
+		param       uint64
+	}{size: unix.MNT_ID_REQ_SIZE_VER0, mntID: stx.Mnt_id}
+	var ids [1]uint64
+	n, _, errno := unix.Syscall6(unix.SYS_LISTMOUNT, uintptr(unsafe.Pointer(&req)), uintptr(unsafe.Pointer(&ids[0])), 1, 0, 0, 0)
+	if errno != 0 {
+		return false, false
+	}
+	return n == 0, true
 }
 
 func isUnder(path, dir string) bool {
