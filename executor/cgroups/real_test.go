@@ -756,3 +756,61 @@ func TestRealMakeUnified(t *testing.T) {
 	syscall.Kill(h.pid(), syscall.SIGKILL)
 	h.wait()
 }
+
+// On a v1 cpuset hierarchy the directories a manager makes above its
+// cgroup get cgroup.clone_children (which the kernel hands down to the
+// children it makes), so that each later child gets its parent's CPUs and
+// nodes as it is made (no write of cpuset.cpus, which rebuilds the
+// scheduler's domains); the cgroups still get their CPUs.
+func TestRealCpusetCloneChildren(t *testing.T) {
+	testutil.RequireRoot(t)
+	id := testutil.Name(t, 60)
+	m, l := realManager(t, "/"+id+"/a/b")
+	mount := l.V1["cpuset"]
+	if mount == "" {
+		t.Skip("no v1 cpuset hierarchy (cgroup v2: cpuset.cpus may stay empty there)")
+	}
+	ctx := context.Background()
+	if err := m.Apply(ctx, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewCgroupfsAt(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sibling, err := d.Manager(id+"-c", "/"+id+"/a/c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Removed before m's cleanup checks that nothing of the test is left.
+	t.Cleanup(func() {
+		if err := sibling.Destroy(context.Background()); err != nil {
+			t.Errorf("Destroy: %v", err)
+		}
+	})
+	if err := sibling.Apply(ctx, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	read := func(dir, file string) string {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	for _, dir := range []string{filepath.Join(mount, id), filepath.Join(mount, id, "a")} {
+		if got := read(dir, "cgroup.clone_children"); got != "1" {
+			t.Errorf("%s: cgroup.clone_children %q, want 1", dir, got)
+		}
+	}
+	root := read(mount, "cpuset.cpus")
+	for _, mm := range []Manager{m, sibling} {
+		dir := mm.Paths()["cpuset"]
+		if got := read(dir, "cpuset.cpus"); got != root {
+			t.Errorf("%s: cpuset.cpus %q, want the root's %q", dir, got, root)
+		}
+		if got := read(dir, "cpuset.mems"); got == "" {
+			t.Errorf("%s: cpuset.mems empty", dir)
+		}
+	}
+}
