@@ -10,6 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"reconciled.dev/reconciled/internal/specwarm"
+	"reconciled.dev/reconciled/internal/testutil"
 )
 
 // runcSpecJSON is what `runc spec` writes (runc 1.1, indented with tabs),
@@ -225,35 +226,8 @@ const engineSpecJSON = `{"ociVersion":"1.2.0","process":{"user":{"uid":1000,"gid
 {"names":["ptrace"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]},
 "rootfsPropagation":"rslave","maskedPaths":["/proc/kcore","/sys/firmware"],"readonlyPaths":["/proc/sys"],"mountLabel":""}}`
 
-// testSpec is the spec test/runtime_test.go's defaultSpec builds.
-func testSpec() *specs.Spec {
-	caps := []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
-	return &specs.Spec{
-		Version: specs.Version,
-		Process: &specs.Process{
-			Args: []string{"sh", "-c", "echo out; exit 3"},
-			Env:  []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"},
-			Cwd:  "/",
-			Capabilities: &specs.LinuxCapabilities{
-				Bounding: caps, Effective: caps, Permitted: caps,
-			},
-			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
-			NoNewPrivileges: true,
-		},
-		Root:     &specs.Root{Path: "rootfs"},
-		Hostname: "reconciled",
-		Mounts: []specs.Mount{
-			{Destination: "/proc", Type: "proc", Source: "proc"},
-			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-		},
-		Linux: &specs.Linux{
-			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
-				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
-			},
-		},
-	}
-}
+// testSpec is the spec the tests' bundles start from.
+func testSpec() *specs.Spec { return testutil.DefaultSpec("sh", "-c", "echo out; exit 3") }
 
 func ptr[T any](v T) *T { return &v }
 

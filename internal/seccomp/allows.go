@@ -2,6 +2,8 @@ package seccomp
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"runtime"
 )
 
@@ -19,30 +21,41 @@ func (p *Program) AllowsAlways(nr uint32) bool {
 	if !ok {
 		return false
 	}
-	arch := host.native.audit
+	var data [64]byte
+	binary.NativeEndian.PutUint32(data[offNr:], nr)
+	binary.NativeEndian.PutUint32(data[offArch:], host.native.audit)
+	ret, _, onlyNrArch, err := p.run(&data)
+	return err == nil && onlyNrArch && ret == retAllow
+}
+
+// run runs p on one struct seccomp_data as the kernel's BPF would, for the
+// opcodes this package emits, and returns the result, the instructions
+// run, and whether the path read only the call's number and architecture.
+func (p *Program) run(data *[64]byte) (ret uint32, steps int, onlyNrArch bool, err error) {
+	onlyNrArch = true
 	n := p.Len()
 	var acc uint32
 	// cBPF jumps only forward: at most n instructions run.
-	for pc, steps := 0, 0; pc >= 0 && pc < n && steps < n; steps++ {
+	for pc := 0; pc >= 0 && pc < n && steps < n; {
 		b := p.Code[8*pc:]
 		code := binary.NativeEndian.Uint16(b)
 		jt, jf := int(b[2]), int(b[3])
 		k := binary.NativeEndian.Uint32(b[4:])
 		pc++
+		steps++
 		switch code {
 		case ldAbsW:
-			switch k {
-			case offNr:
-				acc = nr
-			case offArch:
-				acc = arch
-			default:
-				return false // an argument or the instruction pointer
+			if k > 60 || k%4 != 0 {
+				return 0, steps, false, fmt.Errorf("seccomp: load at offset %d", k)
 			}
+			if k != offNr && k != offArch {
+				onlyNrArch = false // an argument or the instruction pointer
+			}
+			acc = binary.NativeEndian.Uint32(data[k:])
 		case andK:
 			acc &= k
 		case retK:
-			return k == retAllow
+			return k, steps, onlyNrArch, nil
 		case ja:
 			pc += int(k)
 		case jeq, jgt, jge:
@@ -61,8 +74,8 @@ func (p *Program) AllowsAlways(nr uint32) bool {
 				pc += jf
 			}
 		default:
-			return false
+			return 0, steps, false, fmt.Errorf("seccomp: opcode %#x", code)
 		}
 	}
-	return false
+	return 0, steps, false, errors.New("seccomp: the program runs off its end")
 }

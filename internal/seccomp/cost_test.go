@@ -15,9 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// steps runs p on one seccomp_data in a small interpreter of the opcodes
-// this package emits, and returns the result and the instructions run:
-// the work the kernel's BPF does per system call.
+// steps runs p on one seccomp_data (Program.run, checked against
+// x/net/bpf below) and returns the result and the instructions run: the
+// work the kernel's BPF does per system call.
 func steps(t *testing.T, p *Program, arch, nr uint32, args ...uint64) (uint32, int) {
 	t.Helper()
 	var data [64]byte
@@ -26,41 +26,11 @@ func steps(t *testing.T, p *Program, arch, nr uint32, args ...uint64) (uint32, i
 	for i, a := range args {
 		binary.NativeEndian.PutUint64(data[16+8*i:], a)
 	}
-	var acc uint32
-	for pc, n := 0, 1; pc < p.Len(); n++ {
-		b := p.Code[8*pc:]
-		code, jt, jf, k := binary.NativeEndian.Uint16(b), int(b[2]), int(b[3]), binary.NativeEndian.Uint32(b[4:])
-		pc++
-		switch code {
-		case ldAbsW:
-			acc = binary.NativeEndian.Uint32(data[k:])
-		case andK:
-			acc &= k
-		case retK:
-			return k, n
-		case ja:
-			pc += int(k)
-		case jeq, jgt, jge:
-			var ok bool
-			switch code {
-			case jeq:
-				ok = acc == k
-			case jgt:
-				ok = acc > k
-			default:
-				ok = acc >= k
-			}
-			if ok {
-				pc += jt
-			} else {
-				pc += jf
-			}
-		default:
-			t.Fatalf("opcode %#x", code)
-		}
+	ret, n, _, err := p.run(&data)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("ran off the end")
-	return 0, 0
+	return ret, n
 }
 
 // The default profile's dispatch is a binary search: every x86_64 call
