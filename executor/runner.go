@@ -242,15 +242,12 @@ func lastChunk(s *specs.Spec, path string, env []string, filter *seccomp.Program
 	if pr.NoNewPrivileges && !filterIn {
 		p.Call("prctl(PR_SET_NO_NEW_PRIVS)", unix.SYS_PRCTL, waiter.Imm(unix.PR_SET_NO_NEW_PRIVS), waiter.Imm(1), waiter.Imm(0), waiter.Imm(0), waiter.Imm(0))
 	}
-	installFilter := func() {
-		addFilter(&p, filter)
-	}
 	if filter != nil {
 		if err := checkFilter(filter); err != nil {
 			return nil, err
 		}
 		if !pr.NoNewPrivileges {
-			installFilter() // runc's order: see installEarly
+			addFilter(&p, filter) // runc's order: see installEarly
 		}
 	}
 	for c := uint(0); c <= last; c++ {
@@ -289,7 +286,7 @@ func lastChunk(s *specs.Spec, path string, env []string, filter *seccomp.Program
 	}
 	p.Call("umask", unix.SYS_UMASK, waiter.Imm(umask))
 	if filter != nil && pr.NoNewPrivileges {
-		installFilter() // as late as it can: see runInit
+		addFilter(&p, filter) // as late as it can: see runInit
 	}
 	p.Call("container init: say ready: write", unix.SYS_WRITE, waiter.Imm(3), p.String(tagReady), waiter.Imm(uint64(len(tagReady)))).Expect(uint64(len(tagReady)))
 	p.Call("close_range", unix.SYS_CLOSE_RANGE, waiter.Imm(3), waiter.Imm(uint64(^uint32(0))), waiter.Imm(unix.CLOSE_RANGE_CLOEXEC))
