@@ -1,6 +1,8 @@
 package host
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -40,4 +42,44 @@ func TestPageFaultMeasured(t *testing.T) {
 		t.Errorf("Describe() = %q, want the measured page fault cost", got)
 	}
 	t.Logf("page fault: %v", d)
+}
+
+// DAMON names each kdamond that runs, with what its schemes do and their
+// CPU quota, and the DAMON modules that are enabled; a stopped kdamond
+// does not count. The tree is a fake sysfs (the host's own DAMON settings
+// are not ours to change); the real one is read below.
+func TestDAMON(t *testing.T) {
+	sys := t.TempDir()
+	put := func(rel, v string) {
+		t.Helper()
+		p := filepath.Join(sys, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := DAMON(sys); got != "off" {
+		t.Errorf("DAMON() without DAMON = %q, want off", got)
+	}
+	k := "kernel/mm/damon/admin/kdamonds/"
+	put(k+"nr_kdamonds", "2")
+	put(k+"0/state", "on")
+	put(k+"0/contexts/0/operations", "paddr")
+	put(k+"0/contexts/0/schemes/0/action", "pageout")
+	put(k+"0/contexts/0/schemes/0/quotas/ms", "50")
+	put(k+"0/contexts/0/schemes/0/quotas/reset_interval_ms", "1000")
+	put(k+"1/state", "off")
+	put(k+"1/contexts/0/operations", "vaddr")
+	put("module/damon_reclaim/parameters/enabled", "N")
+	put("module/damon_stat/parameters/enabled", "Y")
+	want := "ON: kdamond 0 (paddr: pageout up to 50 ms of CPU per 1000 ms), damon_stat"
+	if got := DAMON(sys); got != want {
+		t.Errorf("DAMON() = %q, want %q", got, want)
+	}
+	t.Logf("this host: DAMON: %s", DAMON("/sys"))
+	if got := Describe(); !strings.Contains(got, "; DAMON: ") {
+		t.Errorf("Describe() = %q, does not say whether DAMON runs", got)
+	}
 }
