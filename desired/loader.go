@@ -129,6 +129,11 @@ type Loader struct {
 	unread    []string
 	unreadErr error
 	walks     int // Loads that walked the directories (tests)
+	// clean: no file of last is in error, and last is what Next made from
+	// prev (or Equal to it): an event-driven Load then applies the files
+	// it read alone when it can (nextDelta).
+	clean  bool
+	deltas int // Loads that did (tests)
 }
 
 // NewLoader returns a Loader for dir whose first Load starts from prev
@@ -153,6 +158,7 @@ func (l *Loader) Load() (Set, bool, error) {
 	dirty := l.dirty
 	l.dirty = nil
 	snap, updates, ok := l.marked(dirty)
+	delta := ok && l.clean
 	if ok {
 		for real, e := range updates {
 			if e == nil {
@@ -165,15 +171,29 @@ func (l *Loader) Load() (Set, bool, error) {
 		var err error
 		if snap, err = l.scan(dirty); err != nil {
 			l.cache, l.prev, l.unread, l.unreadErr = nil, nil, nil, nil // the dirty marks are spent
+			l.clean = false
 			return l.last, false, err
 		}
 	}
 	l.prev = snap
 	l.dirs = snap.Dirs
 	l.unread, l.unreadErr = unreadFiles(snap)
-	next := Next(l.last, snap, l.opts)
-	changed := !next.Equal(l.last)
+	var next Set
+	var changed bool
+	if delta {
+		next, changed, delta = nextDelta(l.last, snap, snap.delta, l.opts)
+	}
+	if delta {
+		l.deltas++
+	} else {
+		next = Next(l.last, snap, l.opts)
+		changed = !next.Equal(l.last)
+	}
+	snap.delta = nil
+	// An unchanged Next is Equal to the last Set: as clean as it.
+	l.clean = delta || clean(next)
 	if changed {
+		next.id, next.clean = new(setID), l.clean
 		l.last = next
 	}
 	return l.last, changed, nil
@@ -323,6 +343,7 @@ func (l *Loader) marked(dirty map[string]bool) (*Snapshot, map[string]*cacheEntr
 		abs:      p.abs,
 		dirs:     p.dirs,
 		volatile: volatile,
+		delta:    reads,
 	}, updates, true
 }
 
@@ -398,4 +419,4 @@ func (l *Loader) trustDirs() []string {
 
 // Reset replaces the last Set (after a missing directory's grace period
 // ran out, the watcher starts again from the empty Set).
-func (l *Loader) Reset(s Set) { l.last = s }
+func (l *Loader) Reset(s Set) { l.last, l.clean = s, false }

@@ -77,6 +77,10 @@ type Snapshot struct {
 	abs      string
 	dirs     map[string]dirInfo
 	volatile []fileRef
+	// delta, in a snapshot made by patching the last one (the Loader's
+	// event-driven Load), holds the files read again, by Path (File{}
+	// for one gone).
+	delta map[string]File
 }
 
 // dirInfo is what a walk knew of one directory it read.

@@ -110,4 +110,41 @@ type Set struct {
 	// Revision is the applied revision when the manifests directory is a
 	// git checkout or a git-sync link ("" when unknown).
 	Revision string `json:"revision,omitempty"`
+
+	// What a Loader knows of the Sets it makes (see ChangedSince and
+	// Invalid); the zero values claim nothing.
+	id      *setID   // this Set
+	from    *setID   // the Set it was made from by applying some files alone
+	changed []string // the names those files define or defined
+	clean   bool     // no file in error
+}
+
+// setID tells apart the Sets a Loader made (not empty: each is a distinct
+// pointer).
+type setID struct{ _ byte }
+
+// ChangedSince returns the names whose definition, or whose file's status,
+// may differ between prev and s, when s is known to have been made from
+// prev by a Load that applied some files alone (Loader); false when that
+// is not known, and the two Sets are to be compared.
+func (s Set) ChangedSince(prev Set) ([]string, bool) {
+	if s.from == nil || s.from != prev.id {
+		return nil, false
+	}
+	return s.changed, true
+}
+
+// Invalid returns the files in error, in no particular order: none at once
+// for a Set its Loader knows to have none.
+func (s Set) Invalid() []*FileStatus {
+	if s.clean {
+		return nil
+	}
+	var out []*FileStatus
+	for _, f := range s.Files {
+		if f != nil && len(f.Errors) > 0 {
+			out = append(out, f)
+		}
+	}
+	return out
 }

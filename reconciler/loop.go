@@ -132,8 +132,14 @@ func (l *Loop) SetDesired(s desired.Set) {
 		if l.changed == nil {
 			l.changed = map[string]bool{}
 		}
-		for n := range changedNames(*l.want, s) {
-			l.changed[n] = true
+		if names, ok := s.ChangedSince(*l.want); ok {
+			for _, n := range names {
+				l.changed[n] = true
+			}
+		} else {
+			for n := range changedNames(*l.want, s) {
+				l.changed[n] = true
+			}
 		}
 	}
 	l.want = &s
@@ -291,7 +297,16 @@ func (l *Loop) planOne(ctx context.Context, name string) (*ContainerPlan, *actua
 	l.mu.Lock()
 	want := *l.want
 	l.mu.Unlock()
-	one := desired.Set{Containers: map[string]*desired.Container{}, Files: want.Files, Revision: want.Revision}
+	// The planner reads the files in error only (Plan): with a thousand
+	// manifests, a walk over every file for one container is not free.
+	var invalid map[string]*desired.FileStatus
+	for _, f := range want.Invalid() {
+		if invalid == nil {
+			invalid = map[string]*desired.FileStatus{}
+		}
+		invalid[f.Path] = f
+	}
+	one := desired.Set{Containers: map[string]*desired.Container{}, Files: invalid, Revision: want.Revision}
 	if w := want.Containers[name]; w != nil {
 		if w.Image != "" && l.cfg.Images != nil {
 			w = l.cfg.Images.Resolve(ctx, w, c)

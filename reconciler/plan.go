@@ -233,12 +233,7 @@ func Plan(want desired.Set, have actual.Set, now time.Time) *Result {
 //     waits for the removed containers that wait for it.
 func (p Planner) Plan(want desired.Set, have actual.Set, now time.Time) *Result {
 	// Invalid files, and the names each one defines.
-	var invalid []*desired.FileStatus
-	for _, f := range want.Files {
-		if f != nil && len(f.Errors) > 0 {
-			invalid = append(invalid, f)
-		}
-	}
+	invalid := want.Invalid()
 	sort.Slice(invalid, func(i, j int) bool { return invalid[i].Path < invalid[j].Path })
 
 	names := map[string]bool{}

@@ -69,7 +69,11 @@ func (f *manifestFeed) run(ctx context.Context) {
 				f.cancel()
 				return // ctx ended
 			}
-			f.log.Info("manifests loaded", "containers", len(s.Containers), "files", len(s.Files), "invalid", len(s.Errors()), "revision", s.Revision)
+			invalid := 0 // errors, as len(s.Errors()), without a walk over every file
+			for _, st := range s.Invalid() {
+				invalid += len(st.Errors)
+			}
+			f.log.Info("manifests loaded", "containers", len(s.Containers), "files", len(s.Files), "invalid", invalid, "revision", s.Revision)
 			f.last = s
 			rescan := reloading
 			if reloading {
