@@ -166,9 +166,11 @@ func procContextChunk(p *waiter.Program, n int) {
 // openProcContexts has a spare's runner init open n procfs contexts ahead
 // (a procfs shows the PID namespace of the process that opened its
 // context: the spare's init is already in the container's) and keeps them
-// for the create that takes the spare.
-func (p *pair) openProcContexts(n int) error {
+// for the create that takes the spare. Before that it joins the cgroups
+// of the tasks files join (joinChunk).
+func (p *pair) openProcContexts(n int, join ...string) error {
 	var prog waiter.Program
+	joinChunk(&prog, join)
 	procContextChunk(&prog, n)
 	if err := sendChunk(p.sock, &prog, nil); err != nil {
 		return err
@@ -181,11 +183,24 @@ func (p *pair) openProcContexts(n int) error {
 	return nil
 }
 
+// joinChunk has the runner init join the v1 cgroups whose tasks files
+// are tasks by writing 0 to each: the init is single-threaded, so it moves
+// whole, and without the global lock a write of its PID would take
+// (cgroups.SelfPlacer).
+func joinChunk(p *waiter.Program, tasks []string) {
+	for _, t := range tasks {
+		p.Call("container init: join its cgroup: open "+t, unix.SYS_OPENAT, waiter.Int(unix.AT_FDCWD), p.String(t), waiter.Imm(unix.O_WRONLY|unix.O_CLOEXEC)).Into(slotScratch)
+		p.Call("container init: join its cgroup: write 0 to "+t, unix.SYS_WRITE, waiter.Slot(slotScratch), p.String("0"), waiter.Imm(1)).Expect(1)
+		p.Call("container init: join its cgroup: close", unix.SYS_CLOSE, waiter.Slot(slotScratch))
+	}
+}
+
 // firstChunk is the runner init's first program: its stdio (fds 0-2 of
 // the chunk), the state directory (3) and the init's memfd (4) kept, nProc
 // procfs contexts opened and sent back, then it waits to be placed in its
-// cgroup and makes its cgroup namespace.
-func firstChunk(nProc int, cgroupns, withInit bool) *waiter.Program {
+// cgroup and makes its cgroup namespace; with joins, those last steps are
+// a chunk of their own (placedChunk).
+func firstChunk(nProc int, cgroupns, withInit, joins bool) *waiter.Program {
 	var p waiter.Program
 	for i := 0; i < 3; i++ {
 		p.Call("container init: take stdio: dup3", unix.SYS_DUP3, waiter.Slot(waiter.FdSlot(i)), waiter.Int(i), waiter.Imm(0))
@@ -204,11 +219,34 @@ func firstChunk(nProc int, cgroupns, withInit bool) *waiter.Program {
 	if nProc > 0 {
 		procContextChunk(&p, nProc)
 	}
+	if joins {
+		return &p
+	}
 	p.Call("container init: wait to be placed in the cgroup: read", unix.SYS_READ, waiter.Imm(3), p.Zero(8), waiter.Imm(1)).Expect(1)
+	placed(&p, cgroupns)
+	return &p
+}
+
+// placed ends the runner init's wait for its cgroup: its cgroup namespace
+// made, "placed" said.
+func placed(p *waiter.Program, cgroupns bool) {
 	if cgroupns {
 		p.Call("container init: unshare(CLONE_NEWCGROUP)", unix.SYS_UNSHARE, waiter.Imm(unix.CLONE_NEWCGROUP))
 	}
 	p.Call("container init: say placed: write", unix.SYS_WRITE, waiter.Imm(3), p.String(tagPlaced), waiter.Imm(uint64(len(tagPlaced)))).Expect(uint64(len(tagPlaced)))
+}
+
+// placedChunk has the runner init join its v1 cgroups (each of the n
+// descriptors sent with the chunk a tasks file, opened by the creator: by
+// then the setup thread may have changed the init's root) by writing 0 to
+// each, then go on as firstChunk does once placed.
+func placedChunk(n int, cgroupns bool) *waiter.Program {
+	var p waiter.Program
+	for i := 0; i < n; i++ {
+		p.Call("container init: join its cgroup: write 0 to tasks", unix.SYS_WRITE, waiter.Slot(waiter.FdSlot(i)), p.String("0"), waiter.Imm(1)).Expect(1)
+		p.Call("container init: join its cgroup: close", unix.SYS_CLOSE, waiter.Slot(waiter.FdSlot(i)))
+	}
+	placed(&p, cgroupns)
 	return &p
 }
 
@@ -394,7 +432,13 @@ func (c *creation) runnerStart(p *pair, plan nsPlan, bundle string, stdio [3]*os
 		unix.Close(ahead[len(ahead)-1])
 		ahead = ahead[:len(ahead)-1]
 	}
-	chunk := firstChunk(nProc-len(ahead), plan.has(unix.CLONE_NEWCGROUP), withInit)
+	// An init cloned into its cgroup2 directory joins its v1 cgroups
+	// itself once they are made and set (placedChunk), where the driver
+	// can have it: no PID written (cgroups.SelfPlacer).
+	if j, ok := c.cgroup.(joiner); ok && c.clonedIn && c.cgroupReady && len(j.JoinFiles()) <= waiter.MaxFds {
+		c.joins, c.cgroupns = true, plan.has(unix.CLONE_NEWCGROUP)
+	}
+	chunk := firstChunk(nProc-len(ahead), plan.has(unix.CLONE_NEWCGROUP), withInit, c.joins)
 	if err := sendChunk(p.sock, chunk, fds); err != nil {
 		for _, fd := range ahead {
 			unix.Close(fd)
@@ -522,7 +566,12 @@ func (c *creation) runnerSetup(p *pair, plan nsPlan, bundle string, ahead []int,
 // the seccomp filter now where it can go in early: earlyChunk), waits for
 // the setup, sends the last chunk and waits for "ready".
 func (c *creation) runnerPlaced(p *pair, filter *seccomp.Program) error {
-	if _, err := p.sock.Write([]byte{'P'}); err != nil {
+	if c.joins {
+		if err := c.sendPlaced(p); err != nil {
+			return p.runnerFailed(fmt.Errorf("release container init: %w", err))
+		}
+		c.r.log.Debug("the init joins its v1 cgroups itself (writes 0 to their tasks files)", "container", c.id, "init", p.pid)
+	} else if _, err := p.sock.Write([]byte{'P'}); err != nil {
 		return p.runnerFailed(fmt.Errorf("release container init: %w", err))
 	}
 	early := earlyChunk(c.spec, filter)
@@ -539,6 +588,25 @@ func (c *creation) runnerPlaced(p *pair, filter *seccomp.Program) error {
 		return res.err
 	}
 	return c.runnerFinish(p, res, filter, early != nil)
+}
+
+// sendPlaced sends the runner init its placedChunk with its cgroup's v1
+// tasks files, opened here.
+func (c *creation) sendPlaced(p *pair) error {
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for _, t := range c.cgroup.(joiner).JoinFiles() {
+		fd, err := unix.Open(t, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", t, err)
+		}
+		fds = append(fds, fd)
+	}
+	return sendChunk(p.sock, placedChunk(len(fds), c.cgroupns), fds)
 }
 
 // runnerFailed returns err, or the runner init's own report when the setup

@@ -596,6 +596,8 @@ type creation struct {
 	cgroup  cgroups.Manager
 	// cgroupReady: prepareCgroup made the cgroup and set its resources.
 	cgroupReady bool
+	joins       bool // the runner init joins its v1 cgroups itself (runnerStart)
+	cgroupns    bool // with joins: it makes its cgroup namespace after
 	// spareCgroup is the cgroup a spare init waited in (nil: none);
 	// adopted: prepareCgroup made it the container's (no move needed).
 	spareCgroup *cgroups.Spare
@@ -642,6 +644,12 @@ func (c *creation) configureInto(p *pair) error {
 	}
 	defer dir.Close()
 	return p.configure(dir)
+}
+
+// joiner is a cgroup manager whose v1 cgroups a single-threaded process
+// can join itself (cgroupfs: see cgroups.SelfPlacer).
+type joiner interface {
+	JoinFiles() []string
 }
 
 // adopter is a cgroup manager that can make a spare init's cgroup the
@@ -760,7 +768,9 @@ func (c *creation) applyCgroup(ctx context.Context) error {
 		res = nil // set already: only create (a no-op) and join
 	}
 	if t, ok := m.(cgroups.CloneTarget); ok && c.clonedIn && c.cgroupReady {
-		if err := t.ApplyCloned(ctx, c.st.Pid); err != nil {
+		if c.joins {
+			// The init joins its v1 cgroups itself once placed.
+		} else if err := t.ApplyCloned(ctx, c.st.Pid); err != nil {
 			return fmt.Errorf("unable to apply cgroup: %w", err)
 		}
 	} else if !c.adopted {

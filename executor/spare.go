@@ -546,25 +546,72 @@ func (r *Runtime) refill(ns int) {
 
 // launchReady launches a pair of a spare's kind and waits for its init.
 func (r *Runtime) launchReady(kind int) (*pair, error) {
-	p, err := r.launch(nsPlan{New: kind &^ spareRunner}, true, false, kind&spareRunner != 0)
-	if err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	runner := kind&spareRunner != 0
+	// The runner init joins its spare cgroup itself, where the driver
+	// can have it (cgroups.SelfPlacer): no PID is written.
+	var joins *cgroups.Spare
+	if runner {
+		var err error
+		if joins, err = r.prepareSpare(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var unified *os.File
+	if joins != nil {
+		var err error
+		if unified, err = joins.OpenUnified(); err != nil {
+			r.removeSpareCgroup(joins)
+			return nil, err
+		}
+		if unified != nil {
+			defer unified.Close()
+		}
+	}
+	p, err := r.launch(nsPlan{New: kind &^ spareRunner}, true, unified != nil, runner)
+	if err != nil {
+		if joins != nil {
+			r.removeSpareCgroup(joins)
+		}
+		return nil, err
+	}
+	fail := func(err error) (*pair, error) {
+		p.kill()
+		if joins != nil {
+			r.removeSpareCgroup(joins)
+		}
+		return nil, err
+	}
 	stop := context.AfterFunc(ctx, func() { p.sock.SetDeadline(time.Now()) })
 	defer stop()
+	if unified != nil {
+		if err := p.configure(unified); err != nil {
+			return fail(err)
+		}
+	}
 	if err := p.awaitInit(ctx); err != nil {
-		p.kill()
-		return nil, err
+		return fail(err)
 	}
 	if p.runner {
 		// The procfs a container almost always mounts: its context
 		// opened now, not on the create's path.
-		if err := p.openProcContexts(1); err != nil {
-			p.kill()
-			return nil, err
+		var join []string
+		if joins != nil {
+			join = joins.JoinFiles()
 		}
+		if err := p.openProcContexts(1, join...); err != nil {
+			return fail(err)
+		}
+	}
+	if joins != nil {
+		p.cg = joins
+		if unified != nil && !p.inCgroup {
+			if err := joins.PlaceUnified(p.pid); err != nil {
+				return fail(err)
+			}
+		}
+		return p, nil
 	}
 	if err := r.placeSpare(ctx, p); err != nil {
 		p.kill()
@@ -590,10 +637,7 @@ func (r *Runtime) placeSpare(ctx context.Context, p *pair) error {
 	if !ok {
 		return nil
 	}
-	parent := path.Dir(r.defaultCgroupsPath("spare"))
-	if parent == "." {
-		parent = cgroups.DefaultParent // the driver's default for an empty path
-	}
+	parent := r.spareParent()
 	r.spares.staleSwept.Do(func() {
 		if err := sd.RemoveStaleSpares(ctx, parent); err != nil {
 			r.log.Warn("remove the spare cgroups of a stopped runtime", "err", err)
@@ -604,6 +648,43 @@ func (r *Runtime) placeSpare(ctx context.Context, p *pair) error {
 		return fmt.Errorf("place a spare container init in its cgroup: %w", err)
 	}
 	return nil
+}
+
+// prepareSpare makes a spare cgroup for an init that joins it itself
+// (cgroups.SelfPlacer), or returns nil where the driver has none.
+func (r *Runtime) prepareSpare(ctx context.Context) (*cgroups.Spare, error) {
+	d, err := r.cgroupDriver()
+	if err != nil || d == nil {
+		return nil, nil // a create reports the driver's error
+	}
+	sp, ok := d.(cgroups.SelfPlacer)
+	if !ok {
+		return nil, nil
+	}
+	parent := r.spareParent()
+	r.spares.staleSwept.Do(func() {
+		if err := sp.RemoveStaleSpares(ctx, parent); err != nil {
+			r.log.Warn("remove the spare cgroups of a stopped runtime", "err", err)
+		}
+	})
+	s, err := sp.PrepareSpare(ctx, path.Join(parent, cgroups.SpareName(r.spares.seq.Add(1))))
+	if err != nil {
+		if s != nil {
+			r.removeSpareCgroup(s)
+		}
+		return nil, fmt.Errorf("make a spare cgroup: %w", err)
+	}
+	return s, nil
+}
+
+// spareParent is the cgroup the spare cgroups are made in: the parent of
+// the containers' cgroups.
+func (r *Runtime) spareParent() string {
+	parent := path.Dir(r.defaultCgroupsPath("spare"))
+	if parent == "." {
+		parent = cgroups.DefaultParent // the driver's default for an empty path
+	}
+	return parent
 }
 
 // removeSpareCgroup removes the cgroup a spare's init waited in, once the

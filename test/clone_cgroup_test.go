@@ -45,6 +45,12 @@ func TestColdCreateClonesIntoCgroup(t *testing.T) {
 	if want := l.Unified != ""; cloned != want {
 		t.Errorf("init cloned into its cgroup2 directory: %v, want %v (cgroup2 mounted at %q); log:\n%s", cloned, want, l.Unified, logs.String())
 	}
+	// Its v1 cgroups it joins itself, by writing 0 to their tasks files:
+	// no PID written (cgroups.SelfPlacer).
+	joined := strings.Contains(logs.String(), "joins its v1 cgroups itself")
+	if want := l.Mode() != cgroups.ModeUnified && l.Unified != ""; joined != want {
+		t.Errorf("init joined its v1 cgroups itself: %v, want %v (%v layout); log:\n%s", joined, want, l.Mode(), logs.String())
+	}
 	if !inCgroupEverywhere(st.Pid, "/"+id) {
 		data, _ := os.ReadFile("/proc/" + strconv.Itoa(st.Pid) + "/cgroup")
 		t.Errorf("init %d is not in its cgroup /%s everywhere:\n%s", st.Pid, id, data)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -73,6 +74,20 @@ func (m *fsManager) OpenUnified() (*os.File, error) {
 		return nil, fmt.Errorf("opening cgroup %s: %w", h.dir, os.NewSyscallError("open", err))
 	}
 	return os.NewFile(uintptr(fd), h.dir), nil
+}
+
+// JoinFiles returns the tasks file of the cgroup in each v1 hierarchy: a
+// single-threaded process cloned into the cgroup2 directory that writes 0
+// to each is in the cgroup everywhere, with no PID written (see
+// SelfPlacer).
+func (m *fsManager) JoinFiles() []string {
+	var out []string
+	for _, h := range m.hs {
+		if h.names != nil {
+			out = append(out, filepath.Join(h.dir, "tasks"))
+		}
+	}
+	return out
 }
 
 func (m *fsManager) ApplyCloned(ctx context.Context, pid int) error {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,8 +46,9 @@ type cgroupfs struct {
 	layout Layout
 	hs     []hierarchy
 
-	mu     sync.Mutex
-	sweeps map[string]*sweepRun // by container cgroup path (Adopt)
+	mu        sync.Mutex
+	sweeps    map[string]*sweepRun // by container cgroup path (Adopt)
+	lastAdopt atomic.Int64         // unix ns of the last Adopt (waitQuiet)
 }
 
 func (d *cgroupfs) Name() string { return "cgroupfs" }

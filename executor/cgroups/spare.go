@@ -10,10 +10,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/internal/proc"
 )
@@ -28,8 +30,12 @@ import (
 // directory cannot be renamed (EPERM): on a hybrid host the cgroup2
 // hierarchy, which has no controllers there and only records membership,
 // gets the container's directory and its processes are moved into it in
-// the background (sweep); on a pure cgroup v2 host nothing is placed ahead
-// (the create clones or moves as before).
+// the background once creates pause (sweep); on a pure cgroup v2 host
+// nothing is placed ahead (the create clones or moves as before).
+//
+// That write holds cgroup_mutex while it waits: any cgroup operation of
+// the host waits with it, a create's included, even in the background. A
+// spare's process that can join its cgroup itself does (SelfPlacer).
 
 // SparePrefix starts the name of a spare cgroup, which sits beside the
 // containers' cgroups in their parent. A container ID cannot start with
@@ -93,6 +99,78 @@ type Spare struct {
 func (s *Spare) Path() string { return s.path }
 
 func (d *cgroupfs) PlaceSpare(ctx context.Context, p string, pid int) (*Spare, error) {
+	s, err := d.PrepareSpare(ctx, p)
+	if s == nil || err != nil {
+		return s, err
+	}
+	v := strconv.Itoa(pid)
+	for _, h := range s.hs {
+		if err := appendFile(h.dir, "cgroup.procs", v); err != nil {
+			return s, fmt.Errorf("moving pid %d into spare cgroup %s: %w", pid, s.path, err)
+		}
+	}
+	return s, ctx.Err()
+}
+
+// SelfPlacer is a SpareDriver whose spare cgroups the spare's process can
+// join by itself, which a write of its PID would make every other cgroup
+// operation on the host wait for: that write takes the global lock of
+// cgroup migrations (cgroup_threadgroup_rwsem), which after a quiet moment
+// waits for an RCU grace period, while holding cgroup_mutex. On a 2-core
+// VM that was 8-16 ms in which the mkdir, rename and mount of cgroups of
+// every create waited. A thread that writes 0 to a v1 cgroup's tasks file
+// moves alone, without that lock (0.04 ms): a single-threaded process
+// (the runner init) so joins its v1 cgroups whole. A thread cannot join a
+// cgroup2 directory of another domain that way (cgroup.threads): the
+// process is cloned into it instead (CLONE_INTO_CGROUP).
+type SelfPlacer interface {
+	SpareDriver
+	// PrepareSpare makes the spare cgroup at p (as PlaceSpare) in every
+	// hierarchy and moves nothing into it: the process joins it itself
+	// (Spare.JoinFiles, Spare.OpenUnified). It returns nil and no error
+	// where PlaceSpare would. When it fails with a Spare, the caller
+	// removes the Spare.
+	PrepareSpare(ctx context.Context, p string) (*Spare, error)
+}
+
+// JoinFiles returns the tasks file of s in each v1 hierarchy: a
+// single-threaded process that writes 0 to each is in s there.
+func (s *Spare) JoinFiles() []string {
+	var out []string
+	for _, h := range s.hs {
+		if h.names != nil {
+			out = append(out, filepath.Join(h.dir, "tasks"))
+		}
+	}
+	return out
+}
+
+// OpenUnified returns a handle on s's cgroup2 directory (hybrid layout),
+// for a clone into it; nil where there is none.
+func (s *Spare) OpenUnified() (*os.File, error) {
+	for _, h := range s.hs {
+		if h.names == nil {
+			return os.OpenFile(h.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		}
+	}
+	return nil, nil
+}
+
+// PlaceUnified moves pid into s's cgroup2 directory, where a clone into it
+// did not happen (a kernel without CLONE_INTO_CGROUP).
+func (s *Spare) PlaceUnified(pid int) error {
+	for _, h := range s.hs {
+		if h.names == nil {
+			if err := appendFile(h.dir, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+				return fmt.Errorf("moving pid %d into spare cgroup %s: %w", pid, s.path, err)
+			}
+		}
+	}
+	return nil
+}
+
+// PrepareSpare implements SelfPlacer.
+func (d *cgroupfs) PrepareSpare(ctx context.Context, p string) (*Spare, error) {
 	if d.layout.Mode() == ModeUnified {
 		return nil, nil
 	}
@@ -121,12 +199,6 @@ func (d *cgroupfs) PlaceSpare(ctx context.Context, p string, pid int) (*Spare, e
 	if cpuset.mount != "" {
 		if err := initCpuset(cpuset.mount, p, cpusetMade); err != nil {
 			return s, err
-		}
-	}
-	v := strconv.Itoa(pid)
-	for _, h := range s.hs {
-		if err := appendFile(h.dir, "cgroup.procs", v); err != nil {
-			return s, fmt.Errorf("moving pid %d into spare cgroup %s: %w", pid, p, err)
 		}
 	}
 	return s, ctx.Err()
@@ -165,6 +237,7 @@ func (m *fsManager) Adopt(ctx context.Context, s *Spare, r *specs.LinuxResources
 	if s == nil || s.d != m.d || path.Dir(s.path) != path.Dir(m.path) {
 		return ErrNotAdoptable
 	}
+	m.d.lastAdopt.Store(time.Now().UnixNano())
 	var renamed []int
 	for i, h := range m.hs {
 		if h.names == nil {
@@ -216,6 +289,36 @@ func (m *fsManager) Adopt(ctx context.Context, s *Spare, r *specs.LinuxResources
 // directory move in one grace period's time unless something keeps them.
 const sweepTimeout = 30 * time.Second
 
+// A sweep writes PIDs into cgroup.procs, which makes every other cgroup
+// operation on the host wait for a grace period (see SelfPlacer): it waits
+// until no cgroup was adopted for sweepQuiet (creates in a row then sweep
+// together, after the last), at most sweepMaxDefer, or until the cgroup
+// is destroyed. Meanwhile the container's processes sit in the spare's
+// cgroup2 directory, which on a hybrid host has no controllers.
+const (
+	sweepQuiet    = 50 * time.Millisecond
+	sweepMaxDefer = 5 * time.Second
+)
+
+// waitQuiet waits as a sweep does before it moves anything (sweepQuiet).
+func (d *cgroupfs) waitQuiet(now <-chan struct{}) {
+	end := time.Now().Add(sweepMaxDefer)
+	for {
+		idle := time.Since(time.Unix(0, d.lastAdopt.Load()))
+		left := time.Until(end)
+		if idle >= sweepQuiet || left <= 0 {
+			return
+		}
+		t := time.NewTimer(min(sweepQuiet-idle, left))
+		select {
+		case <-t.C:
+		case <-now:
+			t.Stop()
+			return
+		}
+	}
+}
+
 // sweep moves every process in from to to, in the background, until from
 // is empty and removed. Destroy of the cgroup at p waits for it.
 func (d *cgroupfs) sweep(p, from, to string) {
@@ -224,11 +327,12 @@ func (d *cgroupfs) sweep(p, from, to string) {
 	if d.sweeps == nil {
 		d.sweeps = map[string]*sweepRun{}
 	}
-	run := &sweepRun{done: done, from: from}
+	run := &sweepRun{done: done, from: from, now: make(chan struct{})}
 	d.sweeps[p] = run
 	d.mu.Unlock()
 	go func() {
 		defer close(done)
+		d.waitQuiet(run.now)
 		run.err = sweepDir(from, to, time.Now().Add(sweepTimeout))
 		if run.err != nil {
 			return // for Destroy to see, and remove what is left
@@ -242,9 +346,11 @@ func (d *cgroupfs) sweep(p, from, to string) {
 }
 
 type sweepRun struct {
-	done chan struct{}
-	from string
-	err  error // read after done is closed
+	done    chan struct{}
+	now     chan struct{} // closed: sweep without waiting for quiet
+	nowOnce sync.Once
+	from    string
+	err     error // read after done is closed
 }
 
 // endSweep waits for the sweep into the cgroup at p, if there is one, and
@@ -260,6 +366,7 @@ func (d *cgroupfs) endSweep(ctx context.Context, p string) error {
 	if run == nil {
 		return nil
 	}
+	run.nowOnce.Do(func() { close(run.now) })
 	select {
 	case <-run.done:
 	case <-ctx.Done():

@@ -305,3 +305,103 @@ func TestRealRemoveStaleSpares(t *testing.T) {
 		}
 	}
 }
+
+// A spare cgroup made with PrepareSpare holds nothing until its process
+// joins it: cloned into its cgroup2 directory (OpenUnified, on a hybrid
+// host) and writing 0 to each v1 tasks file (JoinFiles), a
+// single-threaded process is then in it in every hierarchy, as PlaceSpare
+// would have put it, and the cgroup is adopted as PlaceSpare's is.
+func TestRealSpareJoinedByItsProcess(t *testing.T) {
+	d, l, parent := spareFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := d.PrepareSpare(ctx, path.Join(parent, SpareName(1)))
+	if l.Mode() == ModeUnified {
+		if s != nil || err != nil {
+			t.Fatalf("PrepareSpare on a pure cgroup v2 host: %v, %v; want nothing made", s, err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range s.hs {
+		if procs, err := readProcs(h.dir); err != nil || len(procs) != 0 {
+			t.Errorf("prepared spare cgroup %s holds %v (%v), want nothing", h.dir, procs, err)
+		}
+	}
+	unified, err := s.OpenUnified()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if (unified != nil) != (l.Mode() == ModeHybrid) {
+		t.Fatalf("OpenUnified on a %v host: %v, want a directory only on a hybrid one", l.Mode(), unified)
+	}
+	join := s.JoinFiles()
+	if len(join) != len(s.hs)-btoi(unified != nil) {
+		t.Fatalf("JoinFiles: %v, want one tasks file per v1 hierarchy (%d)", join, len(s.hs)-btoi(unified != nil))
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/bin/sh", append([]string{"-c", `for f in "$@"; do echo 0 > "$f" || exit 1; done; echo joined; read x`, "sh"}, join...)...)
+	cmd.Stdin = r
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if unified != nil {
+		defer unified.Close()
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(unified.Fd())
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	pid := cmd.Process.Pid
+	t.Cleanup(func() {
+		w.Close()
+		syscall.Kill(-pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+	buf := make([]byte, 7)
+	if n, err := stdout.Read(buf); err != nil || string(buf[:n]) != "joined\n" {
+		t.Fatalf("the shell did not join its cgroups: read %q, %v", buf[:n], err)
+	}
+	for _, h := range d.hs {
+		if got := cgroupOf(t, pid, h); got != s.Path() {
+			t.Errorf("joined spare in %s: cgroup %s, want %s", h.mount, got, s.Path())
+		}
+	}
+	id := "joined"
+	m, err := d.Manager(id, path.Join(parent, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-pid, syscall.SIGKILL)
+		cmd.Wait()
+		if err := m.Destroy(context.Background()); err != nil {
+			t.Errorf("Destroy: %v", err)
+		}
+	})
+	if err := m.(*fsManager).Adopt(ctx, s, nil); err != nil {
+		t.Fatalf("Adopt: %v", err)
+	}
+	for _, h := range d.hs {
+		if h.names != nil {
+			if got := cgroupOf(t, pid, h); got != path.Join(parent, id) {
+				t.Errorf("adopted, in %s: cgroup %s, want %s", h.mount, got, path.Join(parent, id))
+			}
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
