@@ -257,7 +257,10 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 // line, prints p50, p99 and max of rename-to-first-line (label takes k),
 // and removes them again.
 func (b *bench) dropLatency(prefix string, k int, label string) error {
-	var lat []time.Duration
+	var lat, quiet []time.Duration
+	kdamonds := host.KdamondPIDs("/sys")
+	var hit int
+	var kdTotal time.Duration
 	for i := 0; i < k; i++ {
 		if i > 0 && b.dropGap > 0 {
 			time.Sleep(b.dropGap)
@@ -266,6 +269,7 @@ func (b *bench) dropLatency(prefix string, k int, label string) error {
 		if err := b.stage(name); err != nil {
 			return err
 		}
+		kd0 := host.CPUTime(kdamonds)
 		t0 := time.Now()
 		if err := os.Rename(filepath.Join(b.staging, name+".yaml"), filepath.Join(b.manifests, name+".yaml")); err != nil {
 			return err
@@ -275,8 +279,23 @@ func (b *bench) dropLatency(prefix string, k int, label string) error {
 			return err
 		}
 		lat = append(lat, up[name].Sub(t0))
+		if kd := host.CPUTime(kdamonds) - kd0; kd > 0 {
+			hit++
+			kdTotal += kd
+		} else {
+			quiet = append(quiet, up[name].Sub(t0))
+		}
 	}
 	fmt.Printf(label+": p50 %s  p99 %s  max %s\n", k, measure.MS(measure.Percentile(lat, 0.50)), measure.MS(measure.Percentile(lat, 0.99)), measure.MS(measure.Percentile(lat, 1)))
+	if len(kdamonds) > 0 {
+		// DAMON's kernel threads compete with a drop for the CPUs and
+		// for the locks of the pages they check (see host.DAMON).
+		fmt.Printf("  kdamond ran during %d of them (%s of CPU in all)", hit, measure.MS(kdTotal))
+		if len(quiet) > 0 {
+			fmt.Printf("; the %d others: p50 %s  p99 %s  max %s", len(quiet), measure.MS(measure.Percentile(quiet, 0.50)), measure.MS(measure.Percentile(quiet, 0.99)), measure.MS(measure.Percentile(quiet, 1)))
+		}
+		fmt.Println()
+	}
 	t0 := time.Now()
 	if err := b.removeAll(prefix); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -79,6 +80,38 @@ func DAMON(sys string) string {
 		return "off"
 	}
 	return "ON: " + strings.Join(on, ", ")
+}
+
+// KdamondPIDs returns the PIDs of the kdamonds that run (see DAMON).
+func KdamondPIDs(sys string) []int {
+	var out []int
+	kds, _ := filepath.Glob(filepath.Join(sys, "kernel/mm/damon/admin/kdamonds/[0-9]*"))
+	for _, kd := range kds {
+		if readTrim(filepath.Join(kd, "state")) != "on" {
+			continue
+		}
+		if pid, err := strconv.Atoi(readTrim(filepath.Join(kd, "pid"))); err == nil && pid > 0 {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// CPUTime returns the CPU time the threads pids have run for, from
+// /proc/PID/schedstat (nanoseconds, where /proc/PID/stat counts ticks);
+// a PID that is gone counts nothing.
+func CPUTime(pids []int) time.Duration {
+	var sum time.Duration
+	for _, pid := range pids {
+		f := strings.Fields(readTrim("/proc/" + strconv.Itoa(pid) + "/schedstat"))
+		if len(f) == 0 {
+			continue
+		}
+		if ns, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+			sum += time.Duration(ns)
+		}
+	}
+	return sum
 }
 
 func readTrim(p string) string {
