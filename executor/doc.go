@@ -78,16 +78,24 @@
 // init (cgroups.Spare): no cgroup.procs write, and so no wait for an RCU
 // grace period (below), is left on the create's path. A cgroup2
 // directory cannot be renamed: on a hybrid host the container's is made
-// and the processes moved into it in the background (that hierarchy has
-// no controllers there); on a pure v2 host the init is moved as before.
+// and the processes moved into it in the background once creates pause
+// (that hierarchy has no controllers there); on a pure v2 host the init is
+// moved as before. A runner spare gets into its cgroup without a PID
+// written, which would hold cgroup_mutex through the grace period and stall
+// the cgroup work of the create running beside: it is cloned into its
+// cgroup2 directory and joins its v1 cgroups itself, writing 0 to their
+// tasks files (cgroups.SelfPlacer).
 //
 // A create that starts its own pair (no spare: the CLI, a daemon's first
 // container of a kind) has the monitor clone the init straight into its
 // cgroup2 directory, as crun does (clone3 CLONE_INTO_CGROUP, Linux 5.7;
 // cgroups.CloneTarget): the creator makes the cgroup first and sends the
 // monitor its configuration with an fd of that directory (SCM_RIGHTS). On
-// a pure v2 host the init is then moved nowhere; on a hybrid one only into
-// its v1 cgroups. A kernel without it gets the move, as before.
+// a pure v2 host the init is then moved nowhere; on a hybrid one a runner
+// init joins its v1 cgroups itself once they are made (placedChunk: the
+// creator opens their tasks files and sends them, the init writes 0 to
+// each), a Go init is moved into them. A kernel without it gets the move,
+// as before.
 //
 // Before anything of the cgroup is made, create checks it
 // (CheckCgroupFree): a cgroup that exists and is frozen ("unexpectedly

@@ -153,6 +153,19 @@
 // runs (the PID and start time in the name), moving a container's process
 // left in one's cgroup2 directory (a sweep cut short) to the container's.
 //
+// The write of a PID waits for that grace period holding cgroup_mutex:
+// every other cgroup operation of the host (mkdir, rmdir, rename, the
+// mount of a cgroup filesystem, a clone into a cgroup) waits with it, a
+// create's in another process included. PrepareSpare (SelfPlacer) makes
+// the spare cgroup empty instead, for a single-threaded process that joins
+// it itself: cloned into its cgroup2 directory (OpenUnified), it writes 0
+// to the tasks file of each v1 one (JoinFiles), which moves the writing
+// thread only and takes neither the global lock nor the grace period; a
+// Manager's JoinFiles serves a container's init the same way. The sweep
+// of a hybrid host's cgroup2 directory, which must write PIDs, waits until
+// no cgroup was adopted for 50 ms (creates in a row sweep together after
+// the last), at most 5 s, or until Destroy.
+//
 // Errors name the file and the value: writing "12345" to
 // /sys/fs/cgroup/memory/reconciled/web/cgroup.procs: device or resource
 // busy.
