@@ -434,8 +434,9 @@ func (c *creation) runnerStart(p *pair, plan nsPlan, bundle string, stdio [3]*os
 	}
 	// An init cloned into its cgroup2 directory joins its v1 cgroups
 	// itself once they are made and set (placedChunk), where the driver
-	// can have it: no PID written (cgroups.SelfPlacer).
-	if j, ok := c.cgroup.(joiner); ok && c.clonedIn && c.cgroupReady && len(j.JoinFiles()) <= waiter.MaxFds {
+	// can have it: no PID written (cgroups.SelfPlacer). On a pure v2
+	// host the clone placed it.
+	if j, ok := c.cgroup.(joiner); ok && c.clonedIn && c.cgroupReady && len(j.JoinFiles()) > 0 && len(j.JoinFiles()) <= waiter.MaxFds {
 		c.joins, c.cgroupns = true, plan.has(unix.CLONE_NEWCGROUP)
 	}
 	chunk := firstChunk(nProc-len(ahead), plan.has(unix.CLONE_NEWCGROUP), withInit, c.joins)
