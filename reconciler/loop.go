@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"reconciled.dev/reconciled/actual"
@@ -82,6 +83,12 @@ type Loop struct {
 	full    bool
 	status  map[string]Status
 	ready   chan struct{} // closed by the first SetDesired
+	// afterSeen: a container wanted since the loop started, or applied
+	// when a pass looked, has a start order (spec.after). Until then,
+	// once a pass has looked at every container (looked), a container
+	// being removed has no removed container to wait for, and its plan
+	// observes no other (related).
+	afterSeen, looked atomic.Bool
 }
 
 // New returns a loop; Run runs it.
@@ -126,6 +133,9 @@ func New(cfg Config) *Loop {
 // SetDesired hands the loop a new desired set and asks for a pass over
 // the containers it changes (every container for the first set).
 func (l *Loop) SetDesired(s desired.Set) {
+	if !l.afterSeen.Load() {
+		l.noteAfter(s)
+	}
 	l.mu.Lock()
 	first := l.want == nil
 	if !first && !l.full {
@@ -148,6 +158,35 @@ func (l *Loop) SetDesired(s desired.Set) {
 		close(l.ready)
 	}
 	l.kickPass()
+}
+
+// noteAfter sets afterSeen when a container of s that may be new has a
+// start order: the names s says changed since the Set the loop has, or
+// all of them.
+func (l *Loop) noteAfter(s desired.Set) {
+	l.mu.Lock()
+	var names []string
+	ok := false
+	if l.want != nil {
+		names, ok = s.ChangedSince(*l.want)
+	}
+	l.mu.Unlock()
+	has := func(c *desired.Container) bool { return c != nil && len(c.After()) > 0 }
+	if ok {
+		for _, n := range names {
+			if has(s.Containers[n]) {
+				l.afterSeen.Store(true)
+				return
+			}
+		}
+		return
+	}
+	for _, c := range s.Containers {
+		if has(c) {
+			l.afterSeen.Store(true)
+			return
+		}
+	}
 }
 
 // Rescan asks for a pass over every container (a reload: every manifest
@@ -248,6 +287,15 @@ func (l *Loop) plan(ctx context.Context) (*Result, actual.Set, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("unable to observe containers: %w", err)
 	}
+	if !l.afterSeen.Load() {
+		for _, c := range have {
+			if c != nil && c.Applied != nil && len(c.Applied.After()) > 0 {
+				l.afterSeen.Store(true)
+				break
+			}
+		}
+	}
+	l.looked.Store(true)
 	l.mu.Lock()
 	want := *l.want
 	l.mu.Unlock()

@@ -158,7 +158,7 @@ func (l *Loop) related(ctx context.Context, o OneObserver, name string, want des
 		}
 		return nil
 	}
-	if have[name] == nil {
+	if have[name] == nil || (l.looked.Load() && !l.afterSeen.Load()) {
 		return nil
 	}
 	all, err := l.cfg.Observer.Observe(ctx)

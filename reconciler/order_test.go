@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -297,4 +298,94 @@ func TestLoopStartOrder(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A container being removed waits for the removed containers that wait
+// for it, which its plan looks for among all the containers. Where no
+// container wanted since the loop started, nor any applied when it looked
+// at them all, has a start order, there are none: the removal observes no
+// other container (with a thousand, each removal read every container's
+// state). Once one has, removals look again, and keep the order.
+func TestRemovalObservesOthersOnlyWithStartOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeExecutor()
+		o := &countingObserver{fakeExecutor: f, one: map[string]int{}}
+		full := func() int { n, _ := o.counts(); return n }
+		l := runLoop(t, Config{Executor: f, Observer: o, Recorder: f, Workers: 2, Resync: time.Hour})
+		l.SetDesired(want(withSpec(def("a"), def("b"), def("c"))...))
+		eventually(t, "all run", func() bool { return f.running("a") && f.running("b") && f.running("c") })
+		synctest.Wait()
+		before := full()
+		l.SetDesired(want(withSpec(def("a"))...))
+		eventually(t, "b and c removed", func() bool { return !f.exists("b") && !f.exists("c") })
+		synctest.Wait()
+		if n := full() - before; n != 0 {
+			t.Errorf("removing b and c, no container having a start order: %d observations of every container, want none", n)
+		}
+
+		l.SetDesired(want(withSpec(def("a"), def("web", after(dep("db", desired.ConditionStarted))), def("db"))...))
+		eventually(t, "web and db run", func() bool { return f.running("web") && f.running("db") })
+		synctest.Wait()
+		before = full()
+		l.SetDesired(want(withSpec(def("a"))...))
+		eventually(t, "web and db removed", func() bool { return !f.exists("web") && !f.exists("db") })
+		if full() == before {
+			t.Error("removing db, which web waits for: no observation of every container")
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var deletes []string
+		for _, c := range f.calls {
+			if n, ok := strings.CutPrefix(c, "delete "); ok && (n == "web" || n == "db") {
+				deletes = append(deletes, n)
+			}
+		}
+		if got := strings.Join(deletes, " "); got != "web db" {
+			t.Errorf("delete order: %s, want web db", got)
+		}
+	})
+}
+
+// After a restart the start order of the containers to remove is what was
+// applied: a loop that was never handed a container with spec.after still
+// removes, in order, containers applied with one (its first pass looked at
+// them all).
+func TestRemovalOrderAfterRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeExecutor()
+		ctx, cancel := context.WithCancel(context.Background())
+		first := New(Config{Executor: f, Observer: f, Recorder: f, Workers: 2, Resync: time.Hour, RateLimiter: NewExponentialRateLimiter(time.Millisecond, 20*time.Millisecond)})
+		done := make(chan struct{})
+		go func() { defer close(done); first.Run(ctx) }()
+		first.SetDesired(want(withSpec(def("web", after(dep("db", desired.ConditionStarted))), def("db"))...))
+		eventually(t, "web and db run", func() bool { return f.running("web") && f.running("db") })
+		cancel()
+		<-done
+
+		// web's stop outlasts db's recheck: db, planned alone then, must
+		// still wait.
+		f.mu.Lock()
+		f.hook = func(op, id string) error {
+			if id == "web" && op == "kill" {
+				time.Sleep(3 * DependencyRecheck)
+			}
+			return nil
+		}
+		f.mu.Unlock()
+		o := &countingObserver{fakeExecutor: f, one: map[string]int{}}
+		l := runLoop(t, Config{Executor: f, Observer: o, Recorder: f, Workers: 2, Resync: time.Hour})
+		l.SetDesired(want())
+		eventually(t, "web and db removed", func() bool { return !f.exists("web") && !f.exists("db") })
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var deletes []string
+		for _, c := range f.calls {
+			if n, ok := strings.CutPrefix(c, "delete "); ok {
+				deletes = append(deletes, n)
+			}
+		}
+		if got := strings.Join(deletes, " "); got != "web db" {
+			t.Errorf("delete order after a restart: %s, want web db", got)
+		}
+	})
 }
