@@ -49,6 +49,7 @@ type cgroupfs struct {
 	mu        sync.Mutex
 	sweeps    map[string]*sweepRun // by container cgroup path (Adopt)
 	lastAdopt atomic.Int64         // unix ns of the last Adopt (waitQuiet)
+	sweeping  chan struct{}        // held by the sweep that runs (made with sweeps)
 }
 
 func (d *cgroupfs) Name() string { return "cgroupfs" }

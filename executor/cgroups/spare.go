@@ -326,14 +326,21 @@ func (d *cgroupfs) sweep(p, from, to string) {
 	d.mu.Lock()
 	if d.sweeps == nil {
 		d.sweeps = map[string]*sweepRun{}
+		d.sweeping = make(chan struct{}, 1)
 	}
 	run := &sweepRun{done: done, from: from, now: make(chan struct{})}
 	d.sweeps[p] = run
+	sweeping := d.sweeping
 	d.mu.Unlock()
 	go func() {
 		defer close(done)
 		d.waitQuiet(run.now)
+		// One sweep at a time: the kernel serializes the writes anyway
+		// (cgroup_mutex), and a thousand sweeps that waited for the same
+		// pause would each hold a thread blocked in one.
+		sweeping <- struct{}{}
 		run.err = sweepDir(from, to, time.Now().Add(sweepTimeout))
+		<-sweeping
 		if run.err != nil {
 			return // for Destroy to see, and remove what is left
 		}
