@@ -80,9 +80,12 @@ func (m *fsManager) OpenUnified() (*os.File, error) {
 // single-threaded process cloned into the cgroup2 directory that writes 0
 // to each is in the cgroup everywhere, with no PID written (see
 // SelfPlacer).
-func (m *fsManager) JoinFiles() []string {
+func (m *fsManager) JoinFiles() []string { return tasksFiles(m.hs) }
+
+// tasksFiles returns the tasks file of each v1 hierarchy of hs.
+func tasksFiles(hs []managed) []string {
 	var out []string
-	for _, h := range m.hs {
+	for _, h := range hs {
 		if h.names != nil {
 			out = append(out, filepath.Join(h.dir, "tasks"))
 		}

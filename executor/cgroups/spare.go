@@ -135,15 +135,7 @@ type SelfPlacer interface {
 
 // JoinFiles returns the tasks file of s in each v1 hierarchy: a
 // single-threaded process that writes 0 to each is in s there.
-func (s *Spare) JoinFiles() []string {
-	var out []string
-	for _, h := range s.hs {
-		if h.names != nil {
-			out = append(out, filepath.Join(h.dir, "tasks"))
-		}
-	}
-	return out
-}
+func (s *Spare) JoinFiles() []string { return tasksFiles(s.hs) }
 
 // OpenUnified returns a handle on s's cgroup2 directory (hybrid layout),
 // for a clone into it; nil where there is none.
