@@ -731,9 +731,27 @@ func TestPidReuse(t *testing.T) {
 	r.ok("create", "--bundle", b, "reuse")
 	r.ok("start", "reuse")
 
-	victim := exec.Command("sleep", "1000")
-	if err := victim.Start(); err != nil {
+	// The victim must have started in another clock tick than the
+	// container's init (start times count ticks of 10 ms): a process that
+	// has the same PID and start time is the same process to the kernel
+	// and to every runtime. A fast create and start leave none between.
+	init := r.state("reuse").Pid
+	initStart, _, err := proc.StartTime(init)
+	if err != nil {
 		t.Fatal(err)
+	}
+	var victim *exec.Cmd
+	for {
+		victim = exec.Command("sleep", "1000")
+		if err := victim.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if start, _, err := proc.StartTime(victim.Process.Pid); err != nil || start != initStart {
+			break
+		}
+		victim.Process.Kill()
+		victim.Wait()
+		time.Sleep(10 * time.Millisecond)
 	}
 	t.Cleanup(func() { victim.Process.Kill(); victim.Wait() })
 
