@@ -164,7 +164,8 @@
 // Manager's JoinFiles serves a container's init the same way. The sweep
 // of a hybrid host's cgroup2 directory, which must write PIDs, waits until
 // no cgroup was adopted for 50 ms (creates in a row sweep together after
-// the last), at most 5 s, or until Destroy.
+// the last), at most 30 s (a converge of 1,000 takes 4-6 s on a 2-core
+// VM: sweeps begun in it would stall its tail), or until Destroy.
 //
 // Errors name the file and the value: writing "12345" to
 // /sys/fs/cgroup/memory/reconciled/web/cgroup.procs: device or resource

@@ -289,7 +289,7 @@ const sweepTimeout = 30 * time.Second
 // cgroup2 directory, which on a hybrid host has no controllers.
 const (
 	sweepQuiet    = 50 * time.Millisecond
-	sweepMaxDefer = 5 * time.Second
+	sweepMaxDefer = 30 * time.Second
 )
 
 // waitQuiet waits as a sweep does before it moves anything (sweepQuiet).
