@@ -629,22 +629,12 @@ func (r *Runtime) launchReady(kind int) (*pair, error) {
 // move after a quiet moment waits for an RCU grace period, most of a
 // create's time). Spare cgroups a stopped runtime left are removed first.
 func (r *Runtime) placeSpare(ctx context.Context, p *pair) error {
-	d, err := r.cgroupDriver()
-	if err != nil || d == nil {
-		return nil // a create reports the driver's error
-	}
-	sd, ok := d.(cgroups.SpareDriver)
-	if !ok {
+	sd, at := r.spareDriver(ctx)
+	if sd == nil {
 		return nil
 	}
-	parent := r.spareParent()
-	r.spares.staleSwept.Do(func() {
-		if err := sd.RemoveStaleSpares(ctx, parent); err != nil {
-			r.log.Warn("remove the spare cgroups of a stopped runtime", "err", err)
-		}
-	})
-	p.cg, err = sd.PlaceSpare(ctx, path.Join(parent, cgroups.SpareName(r.spares.seq.Add(1))), p.pid)
-	if err != nil {
+	var err error
+	if p.cg, err = sd.PlaceSpare(ctx, at, p.pid); err != nil {
 		return fmt.Errorf("place a spare container init in its cgroup: %w", err)
 	}
 	return nil
@@ -653,21 +643,12 @@ func (r *Runtime) placeSpare(ctx context.Context, p *pair) error {
 // prepareSpare makes a spare cgroup for an init that joins it itself
 // (cgroups.SelfPlacer), or returns nil where the driver has none.
 func (r *Runtime) prepareSpare(ctx context.Context) (*cgroups.Spare, error) {
-	d, err := r.cgroupDriver()
-	if err != nil || d == nil {
-		return nil, nil // a create reports the driver's error
-	}
-	sp, ok := d.(cgroups.SelfPlacer)
+	sd, at := r.spareDriver(ctx)
+	sp, ok := sd.(cgroups.SelfPlacer)
 	if !ok {
 		return nil, nil
 	}
-	parent := r.spareParent()
-	r.spares.staleSwept.Do(func() {
-		if err := sp.RemoveStaleSpares(ctx, parent); err != nil {
-			r.log.Warn("remove the spare cgroups of a stopped runtime", "err", err)
-		}
-	})
-	s, err := sp.PrepareSpare(ctx, path.Join(parent, cgroups.SpareName(r.spares.seq.Add(1))))
+	s, err := sp.PrepareSpare(ctx, at)
 	if err != nil {
 		if s != nil {
 			r.removeSpareCgroup(s)
@@ -677,14 +658,29 @@ func (r *Runtime) prepareSpare(ctx context.Context) (*cgroups.Spare, error) {
 	return s, nil
 }
 
-// spareParent is the cgroup the spare cgroups are made in: the parent of
-// the containers' cgroups.
-func (r *Runtime) spareParent() string {
+// spareDriver returns the cgroup driver as a SpareDriver and the path of
+// the next spare cgroup, beside the containers' cgroups, having removed
+// the spare cgroups of a stopped runtime once; nil where the driver places
+// no spare (or fails: a create reports its error).
+func (r *Runtime) spareDriver(ctx context.Context) (cgroups.SpareDriver, string) {
+	d, err := r.cgroupDriver()
+	if err != nil || d == nil {
+		return nil, ""
+	}
+	sd, ok := d.(cgroups.SpareDriver)
+	if !ok {
+		return nil, ""
+	}
 	parent := path.Dir(r.defaultCgroupsPath("spare"))
 	if parent == "." {
 		parent = cgroups.DefaultParent // the driver's default for an empty path
 	}
-	return parent
+	r.spares.staleSwept.Do(func() {
+		if err := sd.RemoveStaleSpares(ctx, parent); err != nil {
+			r.log.Warn("remove the spare cgroups of a stopped runtime", "err", err)
+		}
+	})
+	return sd, path.Join(parent, cgroups.SpareName(r.spares.seq.Add(1)))
 }
 
 // removeSpareCgroup removes the cgroup a spare's init waited in, once the
