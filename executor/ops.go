@@ -229,28 +229,16 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		return &StateTransitionError{ID: id, Op: "delete", From: st.Status}
 	}
 	var errs []error
-	if st.Status != StatusStopped {
-		// A creating container's init is killed too: its creator died
-		// (or is being overruled by force).
-		if fd, err := openPidfd(st.Pid, st.PidStartTime); err == nil {
-			if err := signalPidfd(fd, unix.SIGKILL); err != nil && !errors.Is(err, errGone) {
-				errs = append(errs, err)
-			}
-			unix.Close(fd)
-		}
-	}
-	// Without a PID namespace the init's death leaves its children: kill
-	// what is left in the cgroup.
 	mgr, err := r.cgroupOf(st)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	if mgr != nil {
-		// The one kill-all: frozen while listed and killed, thawed
-		// after (a paused task acts on SIGKILL only once thawed).
-		if _, err := KillCgroup(ctx, mgr, unix.SIGKILL, r.log); err != nil {
-			errs = append(errs, err)
-		}
+	// A creating container's init is killed too: its creator died (or is
+	// being overruled by force). The one kill-all (KillContainer): the
+	// init, then what is left in the cgroup, frozen while listed and
+	// killed (a paused task acts on SIGKILL only once thawed).
+	if _, err := KillContainer(ctx, st, mgr, unix.SIGKILL, r.log); err != nil {
+		errs = append(errs, err)
 	}
 	if pid, start := st.waited(); pid > 0 {
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -261,19 +261,24 @@ func (a *runtimeAdapter) Kill(ctx context.Context, id string, sig syscall.Signal
 		return kill(sig)
 	}
 	var errs []error
+	m, merr := a.manager(st)
+	if o == nil && sig == syscall.SIGKILL {
+		// The executor's one kill-all: the init (with a PID namespace
+		// of its own, the whole namespace), then what is left in the
+		// cgroup, frozen while listed and killed.
+		if _, err := executor.KillContainer(ctx, st, m, sig, a.log); err != nil {
+			errs = append(errs, fmt.Errorf("unable to kill every process of %s: %w", id, err))
+		}
+		return errors.Join(append(errs, merr)...)
+	}
 	if st.Status == executor.StatusCreated || st.Status == executor.StatusRunning {
 		if err := kill(sig); err != nil && !errors.Is(err, executor.ErrNotRunning) {
 			errs = append(errs, err)
 		}
 	}
-	m, err := a.manager(st)
-	if err != nil {
-		return errors.Join(append(errs, err)...)
+	if merr != nil || m == nil {
+		return errors.Join(append(errs, merr)...)
 	}
-	if m == nil {
-		return errors.Join(errs...)
-	}
-	// The executor's one kill-all: frozen while listed and signalled.
 	if _, err := executor.KillCgroup(ctx, m, sig, a.log); err != nil {
 		errs = append(errs, fmt.Errorf("unable to signal every process of %s: %w", id, err))
 	}

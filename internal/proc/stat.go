@@ -205,3 +205,24 @@ func readStat(pid int, buf []byte) ([]byte, error) {
 	}
 	return os.ReadFile(path)
 }
+
+// NamespaceInit reports whether pid is the first process (PID 1) of a PID
+// namespace below the one this process reads /proc in: the last field of
+// the NSpid line of /proc/PID/status is 1 and there is more than one.
+// Killing such a process kills every process of its namespace, and of
+// the namespaces below it, before its own exit completes.
+func NamespaceInit(pid int) (bool, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return false, err
+	}
+	for line := range bytes.Lines(data) {
+		rest, ok := bytes.CutPrefix(line, []byte("NSpid:"))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		return len(f) > 1 && string(f[len(f)-1]) == "1", nil
+	}
+	return false, fmt.Errorf("/proc/%d/status has no NSpid line (Linux 4.1)", pid)
+}

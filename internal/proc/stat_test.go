@@ -182,3 +182,15 @@ func TestAliveNoAllocs(t *testing.T) {
 		t.Errorf("Alive allocates %v times a call, want at most 3", n)
 	}
 }
+
+// This test process is no PID namespace's first process; the NSpid line
+// is read.
+func TestNamespaceInitSelf(t *testing.T) {
+	init, err := NamespaceInit(os.Getpid())
+	if err != nil || init {
+		t.Errorf("NamespaceInit(self) = %v, %v", init, err)
+	}
+	if _, err := NamespaceInit(-1); err == nil {
+		t.Error("NamespaceInit(-1): no error")
+	}
+}
