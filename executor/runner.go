@@ -167,12 +167,18 @@ func procContextChunk(p *waiter.Program, n int) {
 // (a procfs shows the PID namespace of the process that opened its
 // context: the spare's init is already in the container's) and keeps them
 // for the create that takes the spare. Before that it joins the cgroups
-// of the tasks files join (joinChunk).
-func (p *pair) openProcContexts(n int, join ...string) error {
+// of the tasks files join (joinChunk) and, with tmpl, makes its mount
+// namespace from the template (enterTemplate).
+func (p *pair) openProcContexts(n int, tmpl *os.File, join ...string) error {
 	var prog waiter.Program
 	joinChunk(&prog, join)
+	var fds []int
+	if tmpl != nil {
+		enterTemplate(&prog, 0)
+		fds = []int{int(tmpl.Fd())}
+	}
 	procContextChunk(&prog, n)
-	if err := sendChunk(p.sock, &prog, nil); err != nil {
+	if err := sendChunk(p.sock, &prog, fds); err != nil {
 		return err
 	}
 	fds, err := readTag(p.sock, tagProc, n)
@@ -180,6 +186,7 @@ func (p *pair) openProcContexts(n int, join ...string) error {
 		return err
 	}
 	p.procCtx = append(p.procCtx, fds...)
+	p.inTemplate = tmpl != nil
 	return nil
 }
 
@@ -199,8 +206,14 @@ func joinChunk(p *waiter.Program, tasks []string) {
 // the chunk), the state directory (3) and the init's memfd (4) kept, nProc
 // procfs contexts opened and sent back, then it waits to be placed in its
 // cgroup and makes its cgroup namespace; with joins, those last steps are
-// a chunk of their own (placedChunk).
-func firstChunk(nProc int, cgroupns, withInit, joins bool) *waiter.Program {
+// a chunk of their own (placedChunk). With tmpl it makes its mount
+// namespace from the template (the fd after the others: enterTemplate)
+// before it sends the contexts, always, even none: the setup joins that
+// namespace once they come. With chroot it makes the container's rootfs
+// (the last fd: a detached tree the setup attaches over its namespace's
+// root) its root, as pivot_root would have: before any seccomp filter,
+// which may refuse chroot.
+func firstChunk(nProc int, cgroupns, withInit, joins, tmpl, chroot bool) *waiter.Program {
 	var p waiter.Program
 	for i := 0; i < 3; i++ {
 		p.Call("container init: take stdio: dup3", unix.SYS_DUP3, waiter.Slot(waiter.FdSlot(i)), waiter.Int(i), waiter.Imm(0))
@@ -216,7 +229,14 @@ func firstChunk(nProc int, cgroupns, withInit, joins bool) *waiter.Program {
 	for i := 0; i < n; i++ {
 		p.Call("container init: close: close", unix.SYS_CLOSE, waiter.Slot(waiter.FdSlot(i)))
 	}
-	if nProc > 0 {
+	if tmpl {
+		enterTemplate(&p, n)
+		n++
+	}
+	if chroot {
+		chrootChunk(&p, n)
+	}
+	if nProc > 0 || tmpl {
 		procContextChunk(&p, nProc)
 	}
 	if joins {
@@ -439,15 +459,32 @@ func (c *creation) runnerStart(p *pair, plan nsPlan, bundle string, stdio [3]*os
 	if j, ok := c.cgroup.(joiner); ok && c.clonedIn && c.cgroupReady && len(j.JoinFiles()) > 0 && len(j.JoinFiles()) <= waiter.MaxFds {
 		c.joins, c.cgroupns = true, plan.has(unix.CLONE_NEWCGROUP)
 	}
-	chunk := firstChunk(nProc-len(ahead), plan.has(unix.CLONE_NEWCGROUP), withInit, c.joins)
+	enter := p.template && !p.inTemplate
+	if enter {
+		fds = append(fds, int(c.r.template().Fd()))
+	}
+	var detached *rootfs.Prepared
+	if p.template {
+		// Cloned here, in the host's mount namespace: the container's
+		// has none of its mounts.
+		if detached, err = rootfs.PrepareDetached(c.spec, bundle); err != nil {
+			return nil, err
+		}
+		fds = append(fds, int(detached.Root.Fd()))
+	}
+	if p.template {
+		c.r.log.Debug("the init's mount namespace is a copy of the template: the rootfs is attached over its root, no pivot_root", "container", c.id, "init", p.pid)
+	}
+	chunk := firstChunk(nProc-len(ahead), plan.has(unix.CLONE_NEWCGROUP), withInit, c.joins, enter, p.template)
 	if err := sendChunk(p.sock, chunk, fds); err != nil {
 		for _, fd := range ahead {
 			unix.Close(fd)
 		}
+		detached.Close()
 		return nil, err
 	}
 	done := make(chan runnerResult, 1)
-	sys.GoOwnThread(func() { done <- c.runnerSetup(p, plan, bundle, ahead, nProc-len(ahead)) })
+	sys.GoOwnThread(func() { done <- c.runnerSetup(p, plan, bundle, ahead, nProc-len(ahead), enter, detached) })
 	return done, nil
 }
 
@@ -463,7 +500,8 @@ type runnerResult struct {
 // the init's namespaces, sets the container up as the Go init's
 // prepareInit does up to its working directory. It runs on a thread of its
 // own (sys.GoOwnThread), which it changes for good.
-func (c *creation) runnerSetup(p *pair, plan nsPlan, bundle string, ahead []int, nProc int) (res runnerResult) {
+func (c *creation) runnerSetup(p *pair, plan nsPlan, bundle string, ahead []int, nProc int, entering bool, detached *rootfs.Prepared) (res runnerResult) {
+	defer detached.Close()
 	procFds := ahead
 	defer func() {
 		for _, fd := range procFds {
@@ -472,7 +510,7 @@ func (c *creation) runnerSetup(p *pair, plan nsPlan, bundle string, ahead []int,
 			}
 		}
 	}()
-	if nProc > 0 {
+	if nProc > 0 || entering {
 		fds, err := readTag(p.sock, tagProc, nProc)
 		if err != nil {
 			return runnerResult{err: err}
@@ -494,11 +532,21 @@ func (c *creation) runnerSetup(p *pair, plan nsPlan, bundle string, ahead []int,
 			return os.NewSyscallError("unshare(CLONE_FS)", err)
 		}
 		join := unix.CLONE_NEWNS | plan.New&(unix.CLONE_NEWUTS|unix.CLONE_NEWIPC|unix.CLONE_NEWNET)
-		if err := unix.Setns(pidfd, join); err != nil {
-			return fmt.Errorf("join the container init's namespaces: %w", os.NewSyscallError("setns", err))
+		if p.template {
+			join &^= unix.CLONE_NEWNS
+		}
+		if join != 0 {
+			if err := unix.Setns(pidfd, join); err != nil {
+				return fmt.Errorf("join the container init's namespaces: %w", os.NewSyscallError("setns", err))
+			}
 		}
 		if err := setupNamespaces(s, plan); err != nil {
 			return err
+		}
+		if p.template {
+			if err := joinOwnMountNamespace(p.pid); err != nil {
+				return err
+			}
 		}
 		placed := false
 		waitPlaced := func() error {
@@ -528,10 +576,12 @@ func (c *creation) runnerSetup(p *pair, plan nsPlan, bundle string, ahead []int,
 		}
 		if err := rootfs.SetupOptions(s, bundle, rootfs.Options{
 			BeforeCgroup: waitPlaced, ProcContext: procContext,
-			Cgroups: func() (map[string]string, error) { return proc.Cgroups(p.pid) },
+			Cgroups:  func() (map[string]string, error) { return proc.Cgroups(p.pid) },
+			Detached: detached,
 		}); err != nil {
 			return err
 		}
+
 		if err := waitPlaced(); err != nil {
 			return err
 		}

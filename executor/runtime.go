@@ -54,6 +54,10 @@ type Runtime struct {
 
 	spares *spares // nil without WithSpares
 
+	// tmpl is the mount namespace template (template.go), made once, for
+	// a Runtime with spares.
+	tmpl mntTemplate
+
 	// goMonitor keeps every monitor a Go process for the container's
 	// life (no reaper): the fallback where there is no reaper, tested here.
 	goMonitor bool
@@ -239,6 +243,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 		}
 	}()
 	runner := r.useRunner(spec, plan, o)
+	tmpl := runner && r.fromTemplate(spec, bundle)
 	// The container's pair: a spare's, started already, or one launched
 	// now, beside the fifo, the first state and the cgroup (ForkExec
 	// returns once the monitor has exec'd: 1.3-2.2 ms of a create on a
@@ -253,13 +258,13 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	}()
 	var spare *pair
 	if allowSpare && len(o.ExtraFiles) == 0 && o.Console == nil && !plan.has(unix.CLONE_NEWUSER) {
-		spare = r.takeSpare(plan, runner)
+		spare = r.takeSpare(plan, runner, tmpl)
 	}
 	var launching <-chan launchResult
 	into := false // the launched monitor clones the init into its cgroup2 directory
 	if spare == nil {
 		into = r.clonesIntoCgroup()
-		launching = r.launchAsync(plan, into, runner)
+		launching = r.launchAsync(plan, into, runner, tmpl)
 	}
 	// A pair the create failed before it used is killed (and a spare's
 	// cgroup removed) before the teardown.

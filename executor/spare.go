@@ -50,6 +50,11 @@ type pair struct {
 	// setup gives the result of setting its container up (runnerStart).
 	runner bool
 	setup  <-chan runnerResult
+	// template: the runner init makes its mount namespace from the
+	// Runtime's template (template.go), not as a copy of the host's.
+	template bool
+	// inTemplate: the spare's init did (openProcContexts).
+	inTemplate bool
 	// procCtx are procfs contexts a spare runner init opened ahead
 	// (openProcContexts); a create takes them.
 	procCtx []int
@@ -69,7 +74,7 @@ const monitorTitleWidth = 128
 // awaitInit. With intoCgroup the monitor waits for its configuration,
 // which configure sends with the container's cgroup2 directory, and clones
 // the init into it.
-func (r *Runtime) launch(ns nsPlan, spare, intoCgroup, runner bool) (*pair, error) {
+func (r *Runtime) launch(ns nsPlan, spare, intoCgroup, runner, tmpl bool) (*pair, error) {
 	// The runner init's pair runs no process of this binary: the
 	// read-only copy is not needed (nor made) for it.
 	var exe, initExe *os.File
@@ -130,7 +135,14 @@ func (r *Runtime) launch(ns nsPlan, spare, intoCgroup, runner bool) (*pair, erro
 			p.close()
 			return nil, err
 		}
-		flags := strconv.FormatUint(uint64(ns.New&^unix.CLONE_NEWCGROUP), 10)
+		clone := ns.New &^ unix.CLONE_NEWCGROUP
+		if tmpl {
+			// The init makes its mount namespace from the template
+			// (enterTemplate): a copy of this one would be thrown away.
+			clone &^= unix.CLONE_NEWNS
+			p.template = true
+		}
+		flags := strconv.FormatUint(uint64(clone), 10)
 		if intoCgroup {
 			flags += "c"
 		}
@@ -181,10 +193,10 @@ type launchResult struct {
 
 // launchAsync launches a pair as launch does, from a goroutine: the
 // outcome comes on the channel.
-func (r *Runtime) launchAsync(ns nsPlan, intoCgroup, runner bool) <-chan launchResult {
+func (r *Runtime) launchAsync(ns nsPlan, intoCgroup, runner, tmpl bool) <-chan launchResult {
 	done := make(chan launchResult, 1)
 	go func() {
-		p, err := r.launch(ns, false, intoCgroup, runner)
+		p, err := r.launch(ns, false, intoCgroup, runner, tmpl)
 		done <- launchResult{p, err}
 	}()
 	return done
@@ -428,14 +440,18 @@ func WithSpares(n int) Option {
 	}
 }
 
-// spareRunner, in a spare's kind, says its init is the runner init: a
-// bit above the clone flags.
-const spareRunner = 1 << 40
+// spareRunner, in a spare's kind, says its init is the runner init, and
+// spareTemplate that it made its mount namespace from the template (only
+// with spareRunner): bits above the clone flags.
+const (
+	spareRunner   = 1 << 40
+	spareTemplate = 1 << 41
+)
 
 // takeSpare returns a ready pair for ns, with the runner init or this
 // binary's, or nil; either way it starts making more of its kind in the
 // background. Namespaces joined by path are never prepared ahead.
-func (r *Runtime) takeSpare(ns nsPlan, runner bool) *pair {
+func (r *Runtime) takeSpare(ns nsPlan, runner, tmpl bool) *pair {
 	s := r.spares
 	if s == nil || len(ns.Join) > 0 {
 		return nil
@@ -443,6 +459,9 @@ func (r *Runtime) takeSpare(ns nsPlan, runner bool) *pair {
 	kind := ns.New
 	if runner {
 		kind |= spareRunner
+		if tmpl {
+			kind |= spareTemplate
+		}
 	}
 	defer r.refillLater(kind)
 	s.mu.Lock()
@@ -549,6 +568,13 @@ func (r *Runtime) launchReady(kind int) (*pair, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	runner := kind&spareRunner != 0
+	tmpl := kind&spareTemplate != 0
+	var tmplNS *os.File
+	if tmpl {
+		if tmplNS = r.template(); tmplNS == nil {
+			return nil, errors.New("no mount namespace template")
+		}
+	}
 	// The runner init joins its spare cgroup itself, where the driver
 	// can have it (cgroups.SelfPlacer): no PID is written.
 	var joins *cgroups.Spare
@@ -569,7 +595,7 @@ func (r *Runtime) launchReady(kind int) (*pair, error) {
 			defer unified.Close()
 		}
 	}
-	p, err := r.launch(nsPlan{New: kind &^ spareRunner}, true, unified != nil, runner)
+	p, err := r.launch(nsPlan{New: kind &^ (spareRunner | spareTemplate)}, true, unified != nil, runner, tmpl)
 	if err != nil {
 		if joins != nil {
 			r.removeSpareCgroup(joins)
@@ -600,7 +626,7 @@ func (r *Runtime) launchReady(kind int) (*pair, error) {
 		if joins != nil {
 			join = joins.JoinFiles()
 		}
-		if err := p.openProcContexts(1, join...); err != nil {
+		if err := p.openProcContexts(1, tmplNS, join...); err != nil {
 			return fail(err)
 		}
 	}

@@ -58,6 +58,11 @@ type Options struct {
 	// init itself: a cgroup mount without a cgroup namespace binds the
 	// init's cgroup directories. Default: this process's.
 	Cgroups func() (map[string]string, error)
+	// Detached, when set, is what PrepareDetached cloned from the host
+	// for a caller in a mount namespace made from the template
+	// (MakeTemplate): the rootfs is attached over "/" and chrooted
+	// into, not pivoted into. SetupOptions closes nothing of it.
+	Detached *Prepared
 }
 
 // SetupOptions is SetupWith with the caller's parts in o.
@@ -65,7 +70,7 @@ func SetupOptions(spec *specs.Spec, bundle string, o Options) error {
 	if o.ProcContext != nil && legacyMountAPI {
 		return errors.New("rootfs: a procfs context was given, and the kernel has no fsopen")
 	}
-	if err := prepareWith(spec, bundle, o, nil); err != nil {
+	if err := prepareWith(spec, bundle, o, o.Detached); err != nil {
 		return err
 	}
 	return Finalize(spec)
@@ -114,12 +119,25 @@ func prepareWith(spec *specs.Spec, bundle string, o Options, pre *Prepared) erro
 		return fmt.Errorf("rootfs: linux.rootfsPropagation: %w", err)
 	}
 	var root *os.File
-	if pre != nil && pre.Root != nil {
+	template := pre != nil && pre.template
+	switch {
+	case template:
+		if prop != 0 {
+			return errors.New("rootfs: linux.rootfsPropagation cannot be set up from the mount namespace template")
+		}
+		if err := attachRoot(pre.Root); err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
+		root = pre.Root // the caller's to close
+	case pre != nil && pre.Root != nil:
 		root = pre.Root // made by the runtime: PrepareOutside
-	} else if root, err = prepareRoot(spec, rootPath, nil); err != nil {
-		return err
+		defer root.Close()
+	default:
+		if root, err = prepareRoot(spec, rootPath, nil); err != nil {
+			return err
+		}
+		defer root.Close()
 	}
-	defer root.Close()
 
 	m := &mounter{spec: spec, linux: linux, bundle: bundle, root: root, beforeCgroup: o.BeforeCgroup, procContext: o.ProcContext, cgroups: o.Cgroups}
 	if pre != nil {
@@ -137,6 +155,12 @@ func prepareWith(spec *specs.Spec, bundle string, o Options, pre *Prepared) erro
 		if err := m.populateDev(); err != nil {
 			return fmt.Errorf("rootfs: /dev: %w", err)
 		}
+	}
+	if template {
+		if err := chrootInto(root); err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
+		return nil
 	}
 	if err := pivotRoot(root); err != nil {
 		return fmt.Errorf("rootfs: %w", err)

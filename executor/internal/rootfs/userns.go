@@ -32,6 +32,8 @@ type Prepared struct {
 	// spec's bind mounts, by index in spec.Mounts, idmapped where the
 	// mount asks for it; the init attaches them with move_mount.
 	Binds map[int]*os.File
+	// template: made by PrepareDetached, Root not attached yet.
+	template bool
 }
 
 // Files returns p's descriptors in a fixed order (Root, then the binds by
