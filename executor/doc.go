@@ -171,6 +171,25 @@
 // descriptors (userns.go). Joining a user namespace by path and time
 // namespaces are not supported and refused.
 //
+// A Runtime with spares (the daemon) makes a runner init's new mount
+// namespace from a template (template.go, rootfs.MakeTemplate): one mount
+// namespace, made once, whose only mount is an empty read-only tmpfs. The
+// monitor clones the init without CLONE_NEWNS; the init joins the
+// template and unshares a copy of it (enterTemplate), a spare's ahead of
+// time. The creator clones the rootfs and every bind source from the
+// host's mount namespace as detached trees (rootfs.PrepareDetached), the
+// init chroots into the rootfs tree in its first chunk (before any
+// seccomp filter), and the setup thread joins the init's namespace,
+// attaches the tree over its root and chroots too. No copy of the host's
+// mount table is made and unmounted per container, and no pivot_root
+// runs: it walks every thread on the host, and detaching the old root
+// waits for an expedited RCU grace period (0.7 ms of a create on a 2-core
+// VM). Under the container's root lies the empty tmpfs, as the detached
+// old root would be: nothing of the host. Specs the template cannot serve
+// (a linux.rootfsPropagation, the host's "/" as the root, cgroup or
+// idmapped mounts: rootfs.FromTemplate) and a CLI's creates keep
+// pivot_root.
+//
 // # Protection of the host binary (CVE-2019-5736)
 //
 // Runtime makes a read-only bind mount of /proc/self/exe on a temporary
@@ -189,7 +208,7 @@
 // close-on-exec (close_range) right before the final exec, then clears it
 // on the extra files the caller passed (CreateOptions.ExtraFiles, runc's
 // --preserve-fds) on 3, 4, ... process.cwd is
-// opened with RESOLVE_NO_MAGICLINKS after pivot_root and checked with
+// opened with RESOLVE_NO_MAGICLINKS inside the root and checked with
 // getcwd, so it cannot point outside the container's root.
 //
 // # State on disk
@@ -256,7 +275,12 @@
 // KillAll freezes, signals every PID of the cgroup and thaws (a paused
 // container stays paused unless the signal is SIGKILL): KillCgroup, the
 // one kill-all (the daemon's and Delete's too); StopCgroup repeats it
-// with SIGKILL until the cgroup is empty, then removes it. Ps lists the
+// with SIGKILL until the cgroup is empty, then removes it. With SIGKILL,
+// KillContainer first kills the init: where it is PID 1 of a namespace of
+// its own, the kernel kills the rest of the namespace before the init's
+// exit completes, and KillCgroup then finds the cgroup empty and freezes
+// nothing (a freeze and a thaw on cgroup v1 each patch the kernel's text,
+// 1.1 ms apiece on a 2-core VM). Ps lists the
 // cgroup's PIDs with /proc/PID/status (NSpid for the PID inside). Events
 // watches the init's pidfd and the cgroup's OOM notifications (v1
 // cgroup.event_control eventfd on memory.oom_control, v2 inotify on

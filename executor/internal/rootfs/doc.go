@@ -16,6 +16,13 @@
 //   - Finalize applies linux.readonlyPaths, linux.maskedPaths and
 //     root.readonly inside the new root.
 //
+// From a mount namespace made from a template (template.go: MakeTemplate,
+// an empty read-only tmpfs as the only mount), SetupOptions with
+// Options.Detached (PrepareDetached: the rootfs, made rslave, and every
+// bind source, cloned from the host as detached trees) attaches the rootfs
+// over "/" and chroots into it instead: no host mount is in that
+// namespace to pivot away from or to detach.
+//
 // A caller that writes sysctls calls Prepare, writes them, then Finalize:
 // readonlyPaths usually lists /proc/sys. Chdir sets the process's working
 // directory inside the new root safely; OpenInRoot and MkdirAllInRoot
