@@ -187,7 +187,7 @@ func waitExit(pid int, start uint64, timeout time.Duration) {
 // gone holds nothing; one that cannot be read is an error.
 func cgroupHasProcs(paths map[string]string) (bool, error) {
 	for _, k := range cgroupOrder(paths) {
-		data, err := os.ReadFile(filepath.Join(paths[k], "cgroup.procs"))
+		data, err := sys.ReadFile(filepath.Join(paths[k], "cgroup.procs"))
 		if err != nil {
 			if proc.Gone(err) {
 				continue // this hierarchy's cgroup is gone; try another

@@ -12,6 +12,7 @@ import (
 	"strconv"
 
 	"reconciled.dev/reconciled/executor/cgroups"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // CheckCgroupFree fails, wrapping ErrCgroupInUse, when the cgroup of m
@@ -33,7 +34,7 @@ func CheckCgroupFree(ctx context.Context, m cgroups.Manager) error {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
 		}
-		data, err := os.ReadFile(filepath.Join(paths[k], "cgroup.procs"))
+		data, err := sys.ReadFile(filepath.Join(paths[k], "cgroup.procs"))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}

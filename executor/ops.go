@@ -17,6 +17,7 @@ import (
 
 	"reconciled.dev/reconciled/executor/cgroups"
 	"reconciled.dev/reconciled/executor/waiter"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // State returns container id's current state.
@@ -288,11 +289,11 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 // Unknown (no such file) reads as not frozen.
 func frozen(paths map[string]string) bool {
 	if p, ok := paths["freezer"]; ok {
-		s, err := os.ReadFile(filepath.Join(p, "freezer.state"))
+		s, err := sys.ReadFile(filepath.Join(p, "freezer.state"))
 		return err == nil && !bytes.HasPrefix(s, []byte("THAWED"))
 	}
 	if p, ok := paths[""]; ok {
-		s, err := os.ReadFile(filepath.Join(p, "cgroup.freeze"))
+		s, err := sys.ReadFile(filepath.Join(p, "cgroup.freeze"))
 		return err == nil && bytes.HasPrefix(s, []byte("1"))
 	}
 	return false

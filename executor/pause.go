@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	"reconciled.dev/reconciled/executor/cgroups"
 	"reconciled.dev/reconciled/internal/proc"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // StatusPaused is what PausedStatus says of a running container whose
@@ -69,13 +69,13 @@ func (r *Runtime) liveCgroup(ctx context.Context, id, op string) (cgroups.Manage
 // kernel, not a record, so it is right whoever froze the cgroup.
 func IsPaused(st *State) bool {
 	if p, ok := st.CgroupPaths["freezer"]; ok {
-		if data, err := os.ReadFile(filepath.Join(p, "freezer.state")); err == nil {
+		if data, err := sys.ReadFile(filepath.Join(p, "freezer.state")); err == nil {
 			s := strings.TrimSpace(string(data))
 			return s == "FROZEN" || s == "FREEZING"
 		}
 	}
 	if p, ok := st.CgroupPaths[""]; ok {
-		if data, err := os.ReadFile(filepath.Join(p, "cgroup.freeze")); err == nil {
+		if data, err := sys.ReadFile(filepath.Join(p, "cgroup.freeze")); err == nil {
 			return strings.TrimSpace(string(data)) == "1"
 		}
 	}

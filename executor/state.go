@@ -18,6 +18,7 @@ import (
 	"reconciled.dev/reconciled/executor/waiter"
 	"reconciled.dev/reconciled/internal/atomicfile"
 	"reconciled.dev/reconciled/internal/proc"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // Status is a container's status as the runtime spec names it.
@@ -175,7 +176,7 @@ func ReadState(root, id string) (*State, error) {
 		return nil, err
 	}
 	dir := StateDir(root, id)
-	data, err := os.ReadFile(filepath.Join(dir, stateFile))
+	data, err := sys.ReadFile(filepath.Join(dir, stateFile))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			if _, err2 := os.Stat(dir); err2 == nil {
@@ -190,7 +191,7 @@ func ReadState(root, id string) (*State, error) {
 	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, fmt.Errorf("unable to parse state of container %s: %w: %w", id, ErrBadState, err)
 	}
-	if data, err := os.ReadFile(filepath.Join(dir, exitFile)); err == nil {
+	if data, err := sys.ReadFile(filepath.Join(dir, exitFile)); err == nil {
 		var ex exitRecord
 		if err := json.Unmarshal(data, &ex); err != nil {
 			return nil, fmt.Errorf("unable to parse exit record of container %s: %w: %w", id, ErrBadState, err)
@@ -199,7 +200,7 @@ func ReadState(root, id string) (*State, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("unable to read exit record of container %s: %w", id, err)
 	}
-	if data, err := os.ReadFile(filepath.Join(dir, waiter.ExitFile)); err == nil {
+	if data, err := sys.ReadFile(filepath.Join(dir, waiter.ExitFile)); err == nil {
 		ex, err := reaperExit(data, st.OOMKillsAtStart)
 		if err != nil {
 			return nil, fmt.Errorf("unable to parse exit record of container %s: %w: %w", id, ErrBadState, err)

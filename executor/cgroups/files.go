@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // writeFile writes value to dir/name in one write(2), truncating: the way
@@ -26,14 +28,7 @@ func appendFile(dir, name, value string) error {
 }
 
 func write(path, value string, flag int) error {
-	f, err := os.OpenFile(path, flag, 0)
-	if err == nil {
-		_, err = f.WriteString(value)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
+	if err := sys.WriteFile(path, []byte(value), flag&^os.O_WRONLY); err != nil {
 		return fmt.Errorf("writing %q to %s: %w", value, path, bare(err))
 	}
 	return nil
@@ -52,7 +47,7 @@ func bare(err error) error {
 // readFile reads dir/name, trailing newline removed.
 func readFile(dir, name string) (string, error) {
 	p := filepath.Join(dir, name)
-	b, err := os.ReadFile(p)
+	b, err := sys.ReadFile(p)
 	if err != nil {
 		return "", fmt.Errorf("reading %s: %w", p, bare(err))
 	}
@@ -88,7 +83,7 @@ func parseUint(path, s string) (uint64, error) {
 // cpu.stat, memory.oom_control, cpuacct.stat, memory.stat).
 func readKeyed(dir, name string) (map[string]uint64, error) {
 	p := filepath.Join(dir, name)
-	b, err := os.ReadFile(p)
+	b, err := sys.ReadFile(p)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", p, bare(err))
 	}

@@ -16,6 +16,7 @@ package sys
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -165,4 +166,76 @@ func TypeName(mode uint32) string {
 		return "socket"
 	}
 	return fmt.Sprintf("file of type %#o", mode&unix.S_IFMT)
+}
+
+// ReadFile is os.ReadFile for the kernel's own files (cgroupfs, /proc,
+// /sys): open, read until end of file, close. os.ReadFile adds an fstat
+// for the size (0 on those files), and os.OpenFile registers a file that
+// can be polled, as kernfs files can, with the runtime's poller: an
+// epoll_ctl, two fcntls and another epoll_ctl at close. On a 2-core VM
+// where a system call costs 1 us that is 27 us a read against 7.
+func ReadFile(path string) ([]byte, error) {
+	var fd int
+	var err error
+	for {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 0, 512)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
+}
+
+// WriteFile writes data to the existing file path, opened write-only with
+// flag added (O_TRUNC, O_APPEND), in one write(2): the way cgroupfs and
+// /proc files take a value. It skips the poller as ReadFile does.
+func WriteFile(path string, data []byte, flag int) error {
+	var fd int
+	var err error
+	for {
+		fd, err = unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC|flag, 0)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	var n int
+	for {
+		n, err = unix.Write(fd, data)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	cerr := unix.Close(fd)
+	switch {
+	case err != nil:
+		return &os.PathError{Op: "write", Path: path, Err: err}
+	case n < len(data):
+		return &os.PathError{Op: "write", Path: path, Err: io.ErrShortWrite}
+	case cerr != nil && !errors.Is(cerr, unix.EINTR):
+		return &os.PathError{Op: "close", Path: path, Err: cerr}
+	}
+	return nil
 }
