@@ -53,6 +53,21 @@ func cmdline(pid int) []string {
 	return strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
 }
 
+// waitTitled waits until the monitor of container id, while it runs, has
+// titled itself with id: it does so once "created" reaches it, after
+// Create returned, and spareMonitors takes it for a spare's until then.
+func waitTitled(t *testing.T, api *executor.Runtime, id string) {
+	t.Helper()
+	st, err := api.State(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, id+"'s monitor titled", func() bool {
+		args := cmdline(st.MonitorPid)
+		return !alive(st.MonitorPid) || (len(args) >= 2 && args[1] == id)
+	})
+}
+
 // waitSpare waits until a spare monitor whose init is (newNet) or is not
 // in a network namespace of its own is ready, and returns the monitor's
 // PID and the init's.
@@ -305,6 +320,7 @@ func TestSpareSetupFailure(t *testing.T) {
 	if err := api.Create(ctx, first, good, executor.CreateOptions{}); err != nil {
 		t.Fatalf("create %s: %v", first, err)
 	}
+	waitTitled(t, api, first)
 	mon, init := waitSpare(t, true)
 
 	missing := filepath.Join(t.TempDir(), "no-such-dir")

@@ -104,6 +104,7 @@ func TestMountNamespaceFromTemplate(t *testing.T) {
 			t.Errorf("%s: printed %q, with pivot_root %q", id, rest, wantRest)
 		}
 		if strings.HasSuffix(id, "-cold") {
+			waitTitled(t, api, id)
 			waitSpares(t, 1)
 		}
 	}
