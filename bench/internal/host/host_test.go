@@ -44,6 +44,17 @@ func TestPageFaultMeasured(t *testing.T) {
 	t.Logf("page fault: %v", d)
 }
 
+// The header says what a system call costs, measured: a positive time
+// under a millisecond.
+func TestSystemCallMeasured(t *testing.T) {
+	if d := SystemCall(); d <= 0 || d > time.Millisecond {
+		t.Errorf("SystemCall() = %v, want a positive time under 1ms", d)
+	}
+	if got := Describe(); !strings.Contains(got, "; system call: ") {
+		t.Errorf("Describe() = %q, want the measured system call cost", got)
+	}
+}
+
 // DAMON names each kdamond that runs, with what its schemes do and their
 // CPU quota, and the DAMON modules that are enabled; a stopped kdamond
 // does not count. The tree is a fake sysfs (the host's own DAMON settings
