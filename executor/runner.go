@@ -468,11 +468,12 @@ func (c *creation) runnerStart(p *pair, plan nsPlan, bundle string, stdio [3]*os
 		// Cloned here, in the host's mount namespace: the container's
 		// has none of its mounts.
 		if detached, err = rootfs.PrepareDetached(c.spec, bundle); err != nil {
+			for _, fd := range ahead {
+				unix.Close(fd)
+			}
 			return nil, err
 		}
 		fds = append(fds, int(detached.Root.Fd()))
-	}
-	if p.template {
 		c.r.log.Debug("the init's mount namespace is a copy of the template: the rootfs is attached over its root, no pivot_root", "container", c.id, "init", p.pid)
 	}
 	chunk := firstChunk(nProc-len(ahead), plan.has(unix.CLONE_NEWCGROUP), withInit, c.joins, enter, p.template)
