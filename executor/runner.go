@@ -461,7 +461,14 @@ func (c *creation) runnerStart(p *pair, plan nsPlan, bundle string, stdio [3]*os
 	}
 	enter := p.template && !p.inTemplate
 	if enter {
-		fds = append(fds, int(c.r.template().Fd()))
+		ns := c.r.template()
+		if ns == nil {
+			for _, fd := range ahead {
+				unix.Close(fd)
+			}
+			return nil, errors.New("no mount namespace template: the runtime is closed")
+		}
+		fds = append(fds, int(ns.Fd()))
 	}
 	var detached *rootfs.Prepared
 	if p.template {

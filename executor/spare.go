@@ -719,9 +719,9 @@ func (r *Runtime) removeSpareCgroup(s *cgroups.Spare) {
 	}
 }
 
-// Close stops the spare monitors and inits (WithSpares) and waits for
-// those being started. Containers are not affected. The Runtime must not
-// create containers afterwards.
+// Close stops the spare monitors and inits (WithSpares), waits for those
+// being started and closes the mount namespace template. Containers are
+// not affected. The Runtime must not create containers afterwards.
 func (r *Runtime) Close() error {
 	s := r.spares
 	if s == nil {
@@ -748,5 +748,6 @@ func (r *Runtime) Close() error {
 			r.removeSpareCgroup(p.cg)
 		}
 	}
+	r.tmpl.close()
 	return nil
 }

@@ -22,12 +22,27 @@ import (
 // one: a CLI that creates one container would pay for the template what
 // the container saves.
 type mntTemplate struct {
-	once sync.Once
-	ns   *os.File
+	once   sync.Once
+	mu     sync.Mutex
+	ns     *os.File
+	closed bool
+}
+
+// close closes the template's namespace (Runtime.Close): template returns
+// nil from then on.
+func (t *mntTemplate) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	if t.ns != nil {
+		t.ns.Close()
+		t.ns = nil
+	}
 }
 
 // template returns the template's mount namespace, nil where this Runtime
-// does not use one (no spares; or the kernel refused it, logged once).
+// does not use one (no spares; or the kernel refused it, logged once; or
+// the Runtime is closed).
 func (r *Runtime) template() *os.File {
 	if r.spares == nil {
 		return nil
@@ -48,8 +63,16 @@ func (r *Runtime) template() *os.File {
 			r.log.Warn("containers are set up with pivot_root: no mount namespace template", "err", res.err)
 			return
 		}
+		r.tmpl.mu.Lock()
+		defer r.tmpl.mu.Unlock()
+		if r.tmpl.closed {
+			res.f.Close()
+			return
+		}
 		r.tmpl.ns = res.f
 	})
+	r.tmpl.mu.Lock()
+	defer r.tmpl.mu.Unlock()
 	return r.tmpl.ns
 }
 
