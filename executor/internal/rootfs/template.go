@@ -141,23 +141,8 @@ func PrepareDetached(spec *specs.Spec, bundle string) (_ *Prepared, err error) {
 			p.Close()
 		}
 	}()
-	for i, sm := range spec.Mounts {
-		mo, err := parseOptions(sm.Type, sm.Options)
-		if err != nil {
-			return nil, fmt.Errorf("rootfs: mounts[%d] %s: %w: %w", i, sm.Destination, ErrInvalidMount, err)
-		}
-		if !mo.bind {
-			continue
-		}
-		src := sm.Source
-		if !filepath.IsAbs(src) {
-			src = filepath.Join(bundle, src)
-		}
-		f, err := detachedTree(src, mo.recursive, nil, false)
-		if err != nil {
-			return nil, fmt.Errorf("rootfs: mounts[%d] %s (source %s): %w", i, sm.Destination, src, err)
-		}
-		p.Binds[i] = f
+	if p.Binds, err = detachBinds(spec, bundle, nil); err != nil {
+		return nil, err
 	}
 	rootPath := spec.Root.Path
 	if !filepath.IsAbs(rootPath) {

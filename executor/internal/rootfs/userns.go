@@ -93,6 +93,37 @@ func PrepareOutside(spec *specs.Spec, bundle string, idmapRoot bool, userns IDMa
 			p.Close()
 		}
 	}()
+	if p.Binds, err = detachBinds(spec, bundle, userns); err != nil {
+		return nil, err
+	}
+	rootPath := spec.Root.Path
+	if !filepath.IsAbs(rootPath) {
+		rootPath = filepath.Join(bundle, rootPath)
+	}
+	var ns *os.File
+	if idmapRoot {
+		if ns, err = userns(nil, nil); err != nil {
+			return nil, fmt.Errorf("rootfs: root %s: %w", rootPath, err)
+		}
+	}
+	if p.Root, err = prepareRoot(spec, rootPath, ns); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// detachBinds clones the source of each bind mount of spec as a detached
+// tree (detachedTree), by index in spec.Mounts, idmapped where the mount
+// asks for it with the namespace userns gives (nil: no mount may ask).
+func detachBinds(spec *specs.Spec, bundle string, userns IDMapper) (_ map[int]*os.File, err error) {
+	binds := map[int]*os.File{}
+	defer func() {
+		if err != nil {
+			for _, f := range binds {
+				f.Close()
+			}
+		}
+	}()
 	for i, sm := range spec.Mounts {
 		mo, err := parseOptions(sm.Type, sm.Options)
 		if err != nil {
@@ -111,6 +142,9 @@ func PrepareOutside(spec *specs.Spec, bundle string, idmapRoot bool, userns IDMa
 		}
 		var ns *os.File
 		if mapped || mo.idmap {
+			if userns == nil {
+				return nil, fmt.Errorf("rootfs: mounts[%d] %s: %w: an idmapped mount needs a user namespace here", i, sm.Destination, ErrInvalidMount)
+			}
 			if ns, err = userns(sm.UIDMappings, sm.GIDMappings); err != nil {
 				return nil, fmt.Errorf("rootfs: mounts[%d] %s: %w", i, sm.Destination, err)
 			}
@@ -119,23 +153,9 @@ func PrepareOutside(spec *specs.Spec, bundle string, idmapRoot bool, userns IDMa
 		if err != nil {
 			return nil, fmt.Errorf("rootfs: mounts[%d] %s (source %s): %w", i, sm.Destination, src, err)
 		}
-		p.Binds[i] = f
+		binds[i] = f
 	}
-
-	rootPath := spec.Root.Path
-	if !filepath.IsAbs(rootPath) {
-		rootPath = filepath.Join(bundle, rootPath)
-	}
-	var ns *os.File
-	if idmapRoot {
-		if ns, err = userns(nil, nil); err != nil {
-			return nil, fmt.Errorf("rootfs: root %s: %w", rootPath, err)
-		}
-	}
-	if p.Root, err = prepareRoot(spec, rootPath, ns); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return binds, nil
 }
 
 // detachedTree clones the mount tree at src (only its top mount unless
