@@ -106,18 +106,9 @@ func CloseFd(fd int) {
 // with three syscalls, where os.ReadFile makes seven and allocates. Its
 // error is an *os.PathError naming path.
 func ReadSmall(path string, buf []byte) (int, error) {
-	// Loops rather than IgnoringEINTR: a closure would move fd and n to
-	// the heap, and the daemon calls this for every container often.
-	var fd int
-	var err error
-	for {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
+	fd, err := openRetry(path, unix.O_RDONLY)
 	if err != nil {
-		return 0, &os.PathError{Op: "open", Path: path, Err: err}
+		return 0, err
 	}
 	defer unix.Close(fd)
 	for {
@@ -168,6 +159,22 @@ func TypeName(mode uint32) string {
 	return fmt.Sprintf("file of type %#o", mode&unix.S_IFMT)
 }
 
+// openRetry opens the existing file path with flags and O_CLOEXEC, again
+// on EINTR; its error is an *os.PathError naming path. A loop rather than
+// IgnoringEINTR: a closure would move fd to the heap, and the daemon opens
+// files of every container often.
+func openRetry(path string, flags int) (int, error) {
+	for {
+		fd, err := unix.Open(path, flags|unix.O_CLOEXEC, 0)
+		if err == nil {
+			return fd, nil
+		}
+		if !errors.Is(err, unix.EINTR) {
+			return -1, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+	}
+}
+
 // ReadFile is os.ReadFile for the kernel's own files (cgroupfs, /proc,
 // /sys): open, read until end of file, close. os.ReadFile adds an fstat
 // for the size (0 on those files), and os.OpenFile registers a file that
@@ -175,16 +182,9 @@ func TypeName(mode uint32) string {
 // epoll_ctl, two fcntls and another epoll_ctl at close. On a 2-core VM
 // where a system call costs 1 us that is 27 us a read against 7.
 func ReadFile(path string) ([]byte, error) {
-	var fd int
-	var err error
-	for {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
+	fd, err := openRetry(path, unix.O_RDONLY)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, err
 	}
 	defer unix.Close(fd)
 	buf := make([]byte, 0, 512)
@@ -210,16 +210,9 @@ func ReadFile(path string) ([]byte, error) {
 // flag added (O_TRUNC, O_APPEND), in one write(2): the way cgroupfs and
 // /proc files take a value. It skips the poller as ReadFile does.
 func WriteFile(path string, data []byte, flag int) error {
-	var fd int
-	var err error
-	for {
-		fd, err = unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC|flag, 0)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
+	fd, err := openRetry(path, unix.O_WRONLY|flag)
 	if err != nil {
-		return &os.PathError{Op: "open", Path: path, Err: err}
+		return err
 	}
 	var n int
 	for {
