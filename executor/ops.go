@@ -284,13 +284,14 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	return nil
 }
 
-// frozen reports whether the cgroup at paths is frozen or freezing: one
-// read of the v1 freezer's state, or of cgroup.freeze on a unified host.
+// frozen reports whether the cgroup at paths is frozen or freezing: the
+// v1 freezer's state, else cgroup.freeze of the unified hierarchy.
 // Unknown (no such file) reads as not frozen.
 func frozen(paths map[string]string) bool {
 	if p, ok := paths["freezer"]; ok {
-		s, err := sys.ReadFile(filepath.Join(p, "freezer.state"))
-		return err == nil && !bytes.HasPrefix(s, []byte("THAWED"))
+		if s, err := sys.ReadFile(filepath.Join(p, "freezer.state")); err == nil {
+			return !bytes.HasPrefix(s, []byte("THAWED"))
+		}
 	}
 	if p, ok := paths[""]; ok {
 		s, err := sys.ReadFile(filepath.Join(p, "cgroup.freeze"))

@@ -5,15 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor/cgroups"
 	"reconciled.dev/reconciled/internal/proc"
-	"reconciled.dev/reconciled/internal/sys"
 )
 
 // StatusPaused is what PausedStatus says of a running container whose
@@ -67,20 +64,7 @@ func (r *Runtime) liveCgroup(ctx context.Context, id, op string) (cgroups.Manage
 // IsPaused reports whether st's cgroup is frozen (or freezing): v1
 // freezer.state, else cgroup.freeze of the unified hierarchy. It reads the
 // kernel, not a record, so it is right whoever froze the cgroup.
-func IsPaused(st *State) bool {
-	if p, ok := st.CgroupPaths["freezer"]; ok {
-		if data, err := sys.ReadFile(filepath.Join(p, "freezer.state")); err == nil {
-			s := strings.TrimSpace(string(data))
-			return s == "FROZEN" || s == "FREEZING"
-		}
-	}
-	if p, ok := st.CgroupPaths[""]; ok {
-		if data, err := sys.ReadFile(filepath.Join(p, "cgroup.freeze")); err == nil {
-			return strings.TrimSpace(string(data)) == "1"
-		}
-	}
-	return false
-}
+func IsPaused(st *State) bool { return frozen(st.CgroupPaths) }
 
 // PausedStatus is st.Status, except StatusPaused for a running container
 // whose cgroup is frozen: what `state` and `list` show.

@@ -212,7 +212,7 @@ func readStat(pid int, buf []byte) ([]byte, error) {
 // Killing such a process kills every process of its namespace, and of
 // the namespaces below it, before its own exit completes.
 func NamespaceInit(pid int) (bool, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	data, err := sys.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return false, err
 	}
