@@ -2,9 +2,12 @@ package atomicfile
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,40 +27,85 @@ const (
 )
 
 // Write replaces dir/name with data, mode perm.
+//
+// It works on file descriptors, not *os.File: an os.File of a regular file
+// costs four fcntl calls and an epoll_ctl that always fails, and os.Rename
+// an lstat, on every state file a container's create writes.
 func Write(dir, name string, data []byte, perm os.FileMode, d Durability) error {
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp*")
+	fd, tmp, err := createTemp(dir, name)
 	if err != nil {
 		return err
 	}
 	ok := false
 	defer func() {
 		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			unix.Close(fd)
+			unix.Unlink(tmp)
 		}
 	}()
-	if err := tmp.Chmod(perm); err != nil {
-		return err
+	// The mode is set whatever the umask.
+	if err := retry(func() error { return unix.Fchmod(fd, uint32(perm.Perm())) }); err != nil {
+		return &os.PathError{Op: "chmod", Path: tmp, Err: err}
 	}
-	if _, err := tmp.Write(data); err != nil {
-		return err
+	for rest := data; len(rest) > 0; {
+		n, err := unix.Write(fd, rest)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return &os.PathError{Op: "write", Path: tmp, Err: err}
+		}
+		rest = rest[n:]
 	}
 	if d >= SyncFile {
-		if err := tmp.Sync(); err != nil {
-			return err
+		if err := retry(func() error { return unix.Fsync(fd) }); err != nil {
+			return &os.PathError{Op: "sync", Path: tmp, Err: err}
 		}
 	}
-	if err := tmp.Close(); err != nil {
-		return err
+	ok = true // closed below, whatever close says
+	if err := unix.Close(fd); err != nil {
+		unix.Unlink(tmp)
+		return &os.PathError{Op: "close", Path: tmp, Err: err}
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
+	dst := filepath.Join(dir, name)
+	if err := retry(func() error { return unix.Rename(tmp, dst) }); err != nil {
+		unix.Unlink(tmp)
+		return &os.LinkError{Op: "rename", Old: tmp, New: dst, Err: err}
 	}
-	ok = true
 	if d >= SyncDir {
 		return SyncDirectory(dir)
 	}
 	return nil
+}
+
+// tempSeq makes this process's temp file names unique among its writers.
+var tempSeq atomic.Uint64
+
+// createTemp creates a new file in dir named after name (".NAME.tmpPID-N"),
+// write-only, and returns its descriptor and path. A name left by a process
+// that had this PID before is skipped.
+func createTemp(dir, name string) (int, string, error) {
+	prefix := filepath.Join(dir, "."+name+".tmp"+strconv.Itoa(os.Getpid())+"-")
+	for tries := 0; ; tries++ {
+		path := prefix + strconv.FormatUint(tempSeq.Add(1), 10)
+		fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			return fd, path, nil
+		}
+		if errors.Is(err, unix.EINTR) || (errors.Is(err, unix.EEXIST) && tries < 100) {
+			continue
+		}
+		return -1, "", &os.PathError{Op: "open", Path: path, Err: err}
+	}
+}
+
+// retry calls fn until it returns anything but EINTR.
+func retry(fn func() error) error {
+	for {
+		if err := fn(); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
 
 // WriteJSON replaces dir/name with v encoded as JSON.
