@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/internal/proc"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // Spare cgroups take the move of a container's init into its cgroup off
@@ -235,14 +236,14 @@ func (m *fsManager) Adopt(ctx context.Context, s *Spare, r *specs.LinuxResources
 		if h.names == nil {
 			continue
 		}
-		err := os.Rename(s.hs[i].dir, h.dir)
+		err := rename(s.hs[i].dir, h.dir)
 		if err == nil {
 			renamed = append(renamed, i)
 			continue
 		}
 		var undo []error
 		for _, j := range renamed {
-			if uerr := os.Rename(m.hs[j].dir, s.hs[j].dir); uerr != nil {
+			if uerr := rename(m.hs[j].dir, s.hs[j].dir); uerr != nil {
 				undo = append(undo, uerr)
 			}
 		}
@@ -510,4 +511,14 @@ func v1Path(pid int, c string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("pid %d is in no cgroup of %s", pid, c)
+}
+
+// rename is rename(2) of a cgroup directory. Not os.Rename: its lstat of
+// the new name, one per hierarchy on a create's path, checks what cgroupfs
+// checks itself (a v1 hierarchy refuses an existing name with EEXIST).
+func rename(from, to string) error {
+	if err := sys.IgnoringEINTR(func() error { return unix.Rename(from, to) }); err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
 }
