@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -25,9 +26,15 @@ var defaultBinaries = map[string]string{"runc": "runc", "crun": "crun"}
 // operation to the one its state names (so a container is always stopped
 // and deleted by the runtime that made it). A runtime that cannot be made
 // keeps its error, reported by each container that asks for it, never
-// the daemon's. Safe for concurrent use (read-only once made).
+// the daemon's. Safe for concurrent use (byName is read-only once made).
 type Runtimes struct {
-	byName      map[string]configured
+	byName map[string]configured
+	// names remembers the runtime each container's state named (id →
+	// name, "" for the native executor): it does not change while the
+	// container exists, and Of is asked at every start, kill and wait.
+	// The caller says when a container is created and deleted
+	// (Remember, Forget).
+	names       sync.Map
 	stateRoot   string
 	runtimeRoot string
 	cg          cgroups.Driver
@@ -92,11 +99,30 @@ func (s *Runtimes) ForSpec(spec *specs.Spec) (*Runtime, error) {
 // Of returns the OCI-CLI runtime that created container id, as its state
 // says (nil for a native container, or one with no readable state).
 func (s *Runtimes) Of(id string) (*Runtime, error) {
+	if name, ok := s.names.Load(id); ok {
+		return s.Named(name.(string))
+	}
 	st, err := executor.ReadState(s.stateRoot, id)
 	if err != nil {
 		return nil, nil
 	}
+	s.names.Store(id, NameOf(st))
 	return s.Named(NameOf(st))
+}
+
+// Remember records that container id was just created by the runtime
+// called name ("" or Native: the native executor), for Of.
+func (s *Runtimes) Remember(id, name string) {
+	if name == Native {
+		name = ""
+	}
+	s.names.Store(id, name)
+}
+
+// Forget drops what Of remembers of container id: it is being deleted or
+// created again.
+func (s *Runtimes) Forget(id string) {
+	s.names.Delete(id)
 }
 
 // WithoutBinary returns a runtime called name that has no binary, to

@@ -92,6 +92,12 @@ type exitInfo struct {
 // container writes its log itself, so a daemon restart does not cut it.
 func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec) (err error) {
 	defer a.store.Invalidate(id)
+	a.oci.Forget(id)
+	defer func() {
+		if err == nil {
+			a.oci.Remember(id, spec.Annotations[ociruntime.AnnotationRuntime])
+		}
+	}()
 	if spec.Root != nil && spec.Root.Path == "/" && len(a.hidden) > 0 {
 		spec = maskDaemonPaths(spec, a.hidden)
 	}
@@ -108,9 +114,6 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 		spec = s
 	}
 	spec = withCgroupsPath(spec, a.cgroupsPath(id))
-	if err := a.clearStaleCgroup(ctx, id); err != nil {
-		return err
-	}
 	if digest := spec.Annotations[desired.AnnotationImageDigest]; digest != "" {
 		if err := a.mountImage(id, spec, digest); err != nil {
 			return err
@@ -126,11 +129,32 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 	if o, err := a.oci.ForSpec(spec); err != nil {
 		return fmt.Errorf("create %s: %w", id, err)
 	} else if o != nil {
+		_, berr := os.Lstat(a.layout.Bundle(id))
+		if err := a.clearStaleCgroup(ctx, id, berr == nil); err != nil {
+			return err
+		}
 		return a.createOCI(ctx, o, id, spec)
 	}
 	bundle := a.layout.Bundle(id)
-	if err := os.MkdirAll(bundle, 0o700); err != nil {
-		return fmt.Errorf("unable to create bundle %s: %w", bundle, err)
+	// Whether it was there says, if the cgroup is in use, whether this
+	// daemon created the container before (clearStaleCgroup).
+	hadBundle := false
+	if err := os.Mkdir(bundle, 0o700); errors.Is(err, fs.ErrExist) {
+		hadBundle = true
+	} else if err != nil {
+		if err := os.MkdirAll(bundle, 0o700); err != nil {
+			return fmt.Errorf("unable to create bundle %s: %w", bundle, err)
+		}
+	}
+	if !hadBundle {
+		// Not left by a create that failed and left nothing: the next
+		// one would take a cgroup in use for this daemon's own. (A
+		// runtime state left says where its cgroup is in the bundle.)
+		defer func() {
+			if err != nil && !hasRuntimeState(a.layout, id) {
+				os.RemoveAll(bundle)
+			}
+		}()
 	}
 	// Compact, as containerd writes a bundle's: it is read by programs
 	// (hooks, `runtime state`'s bundle), and written at every create.
@@ -148,7 +172,18 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 		return err
 	}
 	defer done()
-	return a.rt.Create(ctx, id, bundle, executor.CreateOptions{Spec: spec, Stdout: stdout, Stderr: stderr})
+	opts := executor.CreateOptions{Spec: spec, Stdout: stdout, Stderr: stderr}
+	// The executor refuses a cgroup something runs in, having changed
+	// nothing (ErrCgroupInUse): only then is it looked at (a lost state),
+	// not before every create.
+	err = a.rt.Create(ctx, id, bundle, opts)
+	if errors.Is(err, executor.ErrCgroupInUse) {
+		if cerr := a.clearStaleCgroup(ctx, id, hadBundle); cerr != nil {
+			return cerr
+		}
+		err = a.rt.Create(ctx, id, bundle, opts)
+	}
+	return err
 }
 
 // createOCI creates container id with an OCI-CLI runtime, with the same
@@ -304,6 +339,7 @@ func (a *runtimeAdapter) Wait(ctx context.Context, id string) error {
 // stays.
 func (a *runtimeAdapter) Delete(ctx context.Context, id string) error {
 	defer a.store.Invalidate(id)
+	defer a.oci.Forget(id)
 	a.exits.Forget(id)
 	st, err := a.rt.State(ctx, id)
 	switch {
@@ -545,13 +581,14 @@ func (a *runtimeAdapter) removeHalfCreatedCgroup(ctx context.Context, id string)
 // clearStaleCgroup makes sure a create of container id (which has no
 // runtime state) finds its cgroup under this daemon's parent free. A
 // cgroup there that is frozen or holds processes is this daemon's own
-// stale one when the daemon created id before (its bundle is still
-// there, or a process there is the child of a monitor of id: the runtime
+// stale one when the daemon created id before (its bundle was there
+// before this create, hadBundle, or a process there is the child of a
+// monitor of id: the runtime
 // state was lost, or a create died half-way): it is
 // frozen, killed, thawed and removed, never joined and never left beside
 // a second copy. Anything else there is not the daemon's to touch: the
 // create is refused, naming the cgroup and its processes.
-func (a *runtimeAdapter) clearStaleCgroup(ctx context.Context, id string) error {
+func (a *runtimeAdapter) clearStaleCgroup(ctx context.Context, id string, hadBundle bool) error {
 	if a.cg == nil || hasRuntimeState(a.layout, id) {
 		return nil // the container exists: its create fails with ErrExist
 	}
@@ -566,7 +603,7 @@ func (a *runtimeAdapter) clearStaleCgroup(ctx context.Context, id string) error 
 	if !errors.Is(inUse, executor.ErrCgroupInUse) {
 		return fmt.Errorf("create %s: %w", id, inUse)
 	}
-	if _, err := os.Lstat(a.layout.Bundle(id)); err != nil && !executor.MonitoredIn(ctx, m, id) {
+	if !hadBundle && !executor.MonitoredIn(ctx, m, id) {
 		return fmt.Errorf("create %s: %w", id, inUse)
 	}
 	a.log.Warn("the container's cgroup is in use but the daemon has no runtime state for it (lost, or a create cut short): stopping what runs there before creating it",
