@@ -50,6 +50,48 @@ func TestSystemdDriver(t *testing.T) {
 	t.Run("StopFromOutside", func(t *testing.T) { testSystemdStopOutside(t, sb) })
 	t.Run("ReexecDuringStopJob", func(t *testing.T) { testSystemdReexecDuringJob(t, sb) })
 	t.Run("OneConnection", testSystemdOneConnection)
+	t.Run("FailedStartLeavesNothing", testSystemdFailedStart)
+}
+
+// A start that fails after Apply joined the hierarchies systemd never
+// manages (the pid exits in between: systemd refuses a scope with no live
+// pid) returns the error, and Destroy leaves neither unit nor directory.
+func testSystemdFailedStart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, _ := newSystemdDriver(t, ctx)
+	id := testutil.Name(t, 50)
+	mm, err := d.Manager(id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mm.(*systemdManager)
+	pid, done := startSleep(t)
+	early, err := m.joinUnmanaged(pid, joinNever, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.d.layout.Mode() != ModeUnified && m.fs().dirOf("freezer") != "" {
+		if !slices.Contains(early, m.fs().dirOf("freezer")) {
+			t.Errorf("joined before the start: %v; want the freezer's %s among them", early, m.fs().dirOf("freezer"))
+		}
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	<-done
+	if err := m.Apply(ctx, pid, nil); err == nil {
+		t.Fatalf("Apply with pid %d gone succeeded", pid)
+	}
+	if err := m.Destroy(ctx); err != nil {
+		t.Fatalf("Destroy after the failed Apply: %v", err)
+	}
+	for _, h := range m.fs().hs {
+		if exists(h.dir) {
+			t.Errorf("%s is left after Destroy", h.dir)
+		}
+	}
+	if st, err := m.activeState(ctx); err != nil || (st != "" && st != "inactive") {
+		t.Errorf("unit %s after Destroy: %q, %v; want gone", m.unit, st, err)
+	}
 }
 
 // startScope starts `sleep 300` in container id's scope (Apply without

@@ -17,6 +17,8 @@ import (
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"reconciled.dev/reconciled/internal/proc"
 )
 
 type systemdManager struct {
@@ -74,29 +76,56 @@ func (m *systemdManager) Apply(ctx context.Context, pid int, r *specs.LinuxResou
 	props = append(props, res...)
 	ctx, cancel := m.d.withTimeout(ctx, "starting unit "+m.unit)
 	defer cancel()
+	// The hierarchies systemd never manages are joined first: the move
+	// that then comes soonest after a while (the one that waits for an
+	// RCU grace period) is this process's, and systemd's own, right
+	// after, are quicker; a start whose job fails leaves them to Destroy.
+	early, err := m.joinUnmanaged(pid, joinNever, nil)
+	if err != nil {
+		return fmt.Errorf("unit %s: %w", m.unit, err)
+	}
 	if err := m.start(ctx, pid, props); err != nil {
 		return err
 	}
-	// systemd says where it put the scope; normally where expandSlice did.
-	var cg string
-	err = m.d.call(ctx, func(c *sddbus.Conn) error {
-		p, err := c.GetUnitTypePropertyContext(ctx, m.unit, "Scope", "ControlGroup")
-		if err == nil {
-			cg, _ = p.Value.Value().(string)
+	// Where systemd put the scope, and which hierarchies it did not
+	// join: the pid's /proc/PID/cgroup says both without a call to
+	// systemd when the scope is where expected; otherwise (or the pid
+	// gone) ControlGroup says where.
+	which := joinNotPlaced
+	placed, err := proc.Cgroups(pid)
+	if err != nil || systemdPath(placed) != m.cgroup() {
+		var cg string
+		err = m.d.call(ctx, func(c *sddbus.Conn) error {
+			p, err := c.GetUnitTypePropertyContext(ctx, m.unit, "Scope", "ControlGroup")
+			if err == nil {
+				cg, _ = p.Value.Value().(string)
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("unit %s: reading its ControlGroup: %w", m.unit, err)
 		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("unit %s: reading its ControlGroup: %w", m.unit, err)
+		if cg != "" && cg != m.cgroup() {
+			m.d.log.Warn("systemd placed the scope elsewhere than expected", "unit", m.unit, "expected", m.cgroup(), "controlGroup", cg)
+			m.mu.Lock()
+			m.path = cg
+			m.mu.Unlock()
+		} else {
+			early = nil // where they belong
+		}
+		which = joinMissing
+	} else {
+		early = nil
 	}
-	if cg != "" && cg != m.cgroup() {
-		m.d.log.Warn("systemd placed the scope elsewhere than expected", "unit", m.unit, "expected", m.cgroup(), "controlGroup", cg)
-		m.mu.Lock()
-		m.path = cg
-		m.mu.Unlock()
-	}
-	if err := m.joinUnmanaged(pid); err != nil {
+	if _, err := m.joinUnmanaged(pid, which, placed); err != nil {
 		return fmt.Errorf("unit %s: %w", m.unit, err)
+	}
+	// Joined at the expected path, which is not the scope's: the pid has
+	// left those directories.
+	for _, dir := range early {
+		if err := syscall.Rmdir(dir); err != nil {
+			m.d.log.Warn("unable to remove a cgroup made for the scope at the expected path", "unit", m.unit, "dir", dir, "err", err)
+		}
 	}
 	if err := m.fs().set(fsResidue(r)); err != nil {
 		return fmt.Errorf("unit %s: %w", m.unit, err)
@@ -104,37 +133,92 @@ func (m *systemdManager) Apply(ctx context.Context, pid int, r *specs.LinuxResou
 	return nil
 }
 
+// neverSystemd are the v1 controllers systemd does not manage (it makes
+// no directory in their hierarchies): Apply joins them before the start.
+var neverSystemd = []string{"freezer", "cpuset", "perf_event", "net_cls", "net_prio", "hugetlb", "rdma", "misc"}
+
+// systemdPath is the scope's cgroup in placed (a /proc/PID/cgroup, see
+// proc.Cgroups): the name=systemd hierarchy's on v1, the cgroup2 one's
+// on a unified host; "" when placed has neither.
+func systemdPath(placed map[string]string) string {
+	if p, ok := placed["name=systemd"]; ok {
+		return p
+	}
+	if len(placed) == 1 {
+		return placed[""]
+	}
+	return ""
+}
+
+// joinWhich says which hierarchies joinUnmanaged joins.
+type joinWhich int
+
+const (
+	// joinNever, before the start: those of neverSystemd.
+	joinNever joinWhich = iota
+	// joinNotPlaced, after: each where the pid is not in the scope's
+	// cgroup, as its /proc/PID/cgroup (placed) says.
+	joinNotPlaced
+	// joinMissing, after, placed unknown (the pid's file unreadable):
+	// each where the scope's directory does not exist.
+	joinMissing
+)
+
 // joinUnmanaged puts pid in the scope's cgroup in each v1 hierarchy where
-// systemd did not (it manages only the v1 controllers it knows: cpu,
+// systemd does not (it manages only the v1 controllers it knows: cpu,
 // cpuacct only when co-mounted with cpu, memory, pids, devices, blkio, and
 // name=systemd), as runc's v1 systemd driver does: the freezer (Freeze on
 // v1), cpuset (linux.resources.cpu.cpus/mems), a separately mounted
 // cpuacct (CPU stats), ... The directories are made like the cgroupfs
 // driver makes them; Destroy removes them.
-func (m *systemdManager) joinUnmanaged(pid int) error {
+//
+// It returns the directories it put pid in.
+func (m *systemdManager) joinUnmanaged(pid int, which joinWhich, placed map[string]string) ([]string, error) {
 	if m.unified() {
-		return nil
+		return nil, nil
+	}
+	byName := map[string]string{}
+	for k, p := range placed {
+		for _, n := range strings.Split(k, ",") {
+			byName[n] = p
+		}
 	}
 	v := strconv.Itoa(pid)
 	p := m.cgroup()
+	var joined []string
 	for _, h := range m.fs().hs {
-		if h.names == nil || exists(h.dir) {
+		if h.names == nil {
 			continue
+		}
+		switch which {
+		case joinNever:
+			if !slices.ContainsFunc(h.names, func(n string) bool { return slices.Contains(neverSystemd, n) }) {
+				continue
+			}
+		case joinNotPlaced:
+			if byName[h.names[0]] == p {
+				continue
+			}
+		case joinMissing:
+			if exists(h.dir) {
+				continue
+			}
 		}
 		made, err := mkdirs(h.mount, p)
 		if err != nil {
-			return err
+			return joined, err
 		}
 		if slices.Contains(h.names, "cpuset") {
 			if err := initCpuset(h.mount, p, made); err != nil {
-				return err
+				return joined, err
 			}
 		}
 		if err := appendFile(h.dir, "cgroup.procs", v); err != nil {
-			return fmt.Errorf("moving pid %d into %s: %w", pid, h.dir, err)
+			return joined, fmt.Errorf("moving pid %d into %s: %w", pid, h.dir, err)
 		}
+		joined = append(joined, h.dir)
 	}
-	return nil
+	return joined, nil
 }
 
 // start starts the transient scope. A unit of the same name that systemd
