@@ -256,11 +256,19 @@ type mount struct {
 
 // cgroupMounts lists the cgroup and cgroup2 mounts under /sys/fs/cgroup,
 // from /proc/self/mountinfo (one per hierarchy; co-mounted controllers
-// such as cpu,cpuacct appear once per mount point).
+// such as cpu,cpuacct appear once per mount point). A point mounted over
+// again (a sandbox's own /sys/fs/cgroup) counts once: the last mount, the
+// one seen there.
 func cgroupMounts() []mount {
 	data, _ := os.ReadFile("/proc/self/mountinfo")
+	return parseCgroupMounts(string(data))
+}
+
+// parseCgroupMounts is cgroupMounts of a mountinfo's content.
+func parseCgroupMounts(data string) []mount {
 	var out []mount
-	for _, l := range strings.Split(string(data), "\n") {
+	at := map[string]int{}
+	for _, l := range strings.Split(data, "\n") {
 		pre, post, ok := strings.Cut(l, " - ")
 		f, g := strings.Fields(pre), strings.Fields(post)
 		if !ok || len(f) < 6 || len(g) < 3 || (g[0] != "cgroup" && g[0] != "cgroup2") {
@@ -273,7 +281,13 @@ func cgroupMounts() []mount {
 		for _, o := range strings.Split(f[5]+","+g[2], ",") {
 			opts[o] = true
 		}
-		out = append(out, mount{point: f[4], fstype: g[0], opts: opts})
+		m := mount{point: f[4], fstype: g[0], opts: opts}
+		if i, ok := at[m.point]; ok {
+			out[i] = m
+			continue
+		}
+		at[m.point] = len(out)
+		out = append(out, m)
 	}
 	return out
 }

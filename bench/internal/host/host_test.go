@@ -27,6 +27,28 @@ func TestFavordynmodsNamesEveryHierarchy(t *testing.T) {
 	t.Log(Describe())
 }
 
+// A sandbox that mounts the hierarchies again over /sys/fs/cgroup (as
+// test/systemdtest does) shows each once, as it is seen there.
+func TestCgroupMountsOverMounted(t *testing.T) {
+	info := `30 25 0:26 / /sys/fs/cgroup/cpu rw,nosuid shared:10 - cgroup cgroup rw,cpu
+31 25 0:27 / /sys/fs/cgroup/unified rw,nosuid shared:11 - cgroup2 cgroup2 rw
+90 80 0:26 / /sys/fs/cgroup/cpu rw,nosuid - cgroup cgroup rw,cpu,favordynmods
+91 80 0:27 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
+92 80 0:40 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+93 80 0:41 / /proc rw - proc proc rw`
+	ms := parseCgroupMounts(info)
+	var points []string
+	for _, m := range ms {
+		points = append(points, m.point)
+	}
+	if got := strings.Join(points, " "); got != "/sys/fs/cgroup/cpu /sys/fs/cgroup/unified /sys/fs/cgroup/memory" {
+		t.Fatalf("mounts %q, want cpu, unified and memory once each", got)
+	}
+	if !ms[0].opts["favordynmods"] {
+		t.Errorf("cpu: options %v, want the last mount's (favordynmods)", ms[0].opts)
+	}
+}
+
 // The header says what a page fault costs, measured: a positive time that
 // is not absurd (a first touch of a page takes well under a millisecond on
 // any host this runs on).
