@@ -62,9 +62,13 @@ const (
 //
 // On v1, systemd creates the scope only in the hierarchies it manages
 // (name=systemd, memory, cpu, cpuacct when co-mounted with cpu, pids,
-// devices, blkio); Apply then makes the scope's directory in each other
-// mounted v1 hierarchy (freezer, cpuset, a separate cpuacct ...) and moves
-// the pid there, as runc's v1 systemd driver does.
+// devices, blkio); Apply makes the scope's directory in each other
+// mounted v1 hierarchy and moves the pid there, as runc's v1 systemd
+// driver does: in those of controllers systemd never manages (freezer,
+// cpuset, ...) before the start (the first move after a while waits for
+// an RCU grace period, and systemd's own moves come right after it), in
+// any other the pid's /proc/PID/cgroup shows it was not moved to (a
+// separately mounted cpuacct) after.
 //
 // Apply waits for the start job (the caller's deadline, else 30 s,
 // WithJobTimeout). A unit of the same name that systemd still knows (a
@@ -73,8 +77,9 @@ const (
 // while systemd collects it; an active unit that already holds the pid is
 // taken as its own earlier start. Set uses SetUnitProperties (runtime,
 // not persisted) and then the files. Procs and Stats read the scope's
-// cgroup files (ControlGroup, read back after the start, normally
-// /<slice path>/<unit>; the mount points from /proc/self/mountinfo) and
+// cgroup files (where the start put the pid, /proc/PID/cgroup, normally
+// /<slice path>/<unit>; ControlGroup when that is not it or the pid is
+// gone; the mount points from /proc/self/mountinfo) and
 // need no systemd. Freeze uses FreezeUnit/ThawUnit (systemd 246, cgroup v2
 // only); where systemd answers "does not support freezing" (v1, hybrid) it
 // uses the scope's v1 freezer. Destroy thaws, StopUnit (systemd sends
