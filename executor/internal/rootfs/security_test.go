@@ -243,8 +243,10 @@ func TestCreateDeviceReplacesSymlink(t *testing.T) {
 	}
 	defer root.Close()
 	m := &mounter{root: root, linux: &specs.Linux{}}
+	dirs := &dirCache{root: root}
+	defer dirs.close()
 	for _, d := range []specs.LinuxDevice{defaultDevices[0], {Path: "/dev/kept", Type: "c", Major: 1, Minor: 5}} {
-		if err := m.createDevice(d); err != nil {
+		if err := m.createDevice(d, dirs); err != nil {
 			t.Fatalf("%s: %v", d.Path, err)
 		}
 	}
