@@ -80,6 +80,7 @@ func (m *systemdManager) Apply(ctx context.Context, pid int, r *specs.LinuxResou
 	// that then comes soonest after a while (the one that waits for an
 	// RCU grace period) is this process's, and systemd's own, right
 	// after, are quicker; a start whose job fails leaves them to Destroy.
+	expected := m.cgroup()
 	early, err := m.joinUnmanaged(pid, joinNever, nil)
 	if err != nil {
 		return fmt.Errorf("unit %s: %w", m.unit, err)
@@ -110,21 +111,19 @@ func (m *systemdManager) Apply(ctx context.Context, pid int, r *specs.LinuxResou
 			m.mu.Lock()
 			m.path = cg
 			m.mu.Unlock()
-		} else {
-			early = nil // where they belong
 		}
 		which = joinMissing
-	} else {
-		early = nil
 	}
 	if _, err := m.joinUnmanaged(pid, which, placed); err != nil {
 		return fmt.Errorf("unit %s: %w", m.unit, err)
 	}
 	// Joined at the expected path, which is not the scope's: the pid has
 	// left those directories.
-	for _, dir := range early {
-		if err := syscall.Rmdir(dir); err != nil {
-			m.d.log.Warn("unable to remove a cgroup made for the scope at the expected path", "unit", m.unit, "dir", dir, "err", err)
+	if m.cgroup() != expected {
+		for _, dir := range early {
+			if err := syscall.Rmdir(dir); err != nil {
+				m.d.log.Warn("unable to remove a cgroup made for the scope at the expected path", "unit", m.unit, "dir", dir, "err", err)
+			}
 		}
 	}
 	if err := m.fs().set(fsResidue(r)); err != nil {

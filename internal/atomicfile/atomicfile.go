@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // Durability says what survives a power cut.
@@ -44,7 +46,7 @@ func Write(dir, name string, data []byte, perm os.FileMode, d Durability) error 
 		}
 	}()
 	// The mode is set whatever the umask.
-	if err := retry(func() error { return unix.Fchmod(fd, uint32(perm.Perm())) }); err != nil {
+	if err := sys.IgnoringEINTR(func() error { return unix.Fchmod(fd, uint32(perm.Perm())) }); err != nil {
 		return &os.PathError{Op: "chmod", Path: tmp, Err: err}
 	}
 	for rest := data; len(rest) > 0; {
@@ -58,7 +60,7 @@ func Write(dir, name string, data []byte, perm os.FileMode, d Durability) error 
 		rest = rest[n:]
 	}
 	if d >= SyncFile {
-		if err := retry(func() error { return unix.Fsync(fd) }); err != nil {
+		if err := sys.IgnoringEINTR(func() error { return unix.Fsync(fd) }); err != nil {
 			return &os.PathError{Op: "sync", Path: tmp, Err: err}
 		}
 	}
@@ -68,7 +70,7 @@ func Write(dir, name string, data []byte, perm os.FileMode, d Durability) error 
 		return &os.PathError{Op: "close", Path: tmp, Err: err}
 	}
 	dst := filepath.Join(dir, name)
-	if err := retry(func() error { return unix.Rename(tmp, dst) }); err != nil {
+	if err := sys.IgnoringEINTR(func() error { return unix.Rename(tmp, dst) }); err != nil {
 		unix.Unlink(tmp)
 		return &os.LinkError{Op: "rename", Old: tmp, New: dst, Err: err}
 	}
@@ -78,16 +80,13 @@ func Write(dir, name string, data []byte, perm os.FileMode, d Durability) error 
 	return nil
 }
 
-// tempSeq makes this process's temp file names unique among its writers.
-var tempSeq atomic.Uint64
-
-// createTemp creates a new file in dir named after name (".NAME.tmpPID-N"),
-// write-only, and returns its descriptor and path. A name left by a process
-// that had this PID before is skipped.
+// createTemp creates a new file in dir named after name (".NAME.tmpRANDOM",
+// as os.CreateTemp names them), write-only, and returns its descriptor and
+// path. A name taken is skipped.
 func createTemp(dir, name string) (int, string, error) {
-	prefix := filepath.Join(dir, "."+name+".tmp"+strconv.Itoa(os.Getpid())+"-")
+	prefix := filepath.Join(dir, "."+name+".tmp")
 	for tries := 0; ; tries++ {
-		path := prefix + strconv.FormatUint(tempSeq.Add(1), 10)
+		path := prefix + strconv.FormatUint(uint64(rand.Uint32()), 10)
 		fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
 		if err == nil {
 			return fd, path, nil
@@ -96,15 +95,6 @@ func createTemp(dir, name string) (int, string, error) {
 			continue
 		}
 		return -1, "", &os.PathError{Op: "open", Path: path, Err: err}
-	}
-}
-
-// retry calls fn until it returns anything but EINTR.
-func retry(fn func() error) error {
-	for {
-		if err := fn(); !errors.Is(err, unix.EINTR) {
-			return err
-		}
 	}
 }
 
