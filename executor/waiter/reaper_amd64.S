@@ -32,7 +32,8 @@
 #   fd 6      this program (closed)
 # It clones the init (clone3, with CLONE_INTO_CGROUP when it got a cgroup;
 # without it where the kernel refuses, then with clone where there is no
-# clone3), sends {"pid":N} or {"pid":N,"inCgroup":true} (or
+# clone3; CLONE_VM|CLONE_VFORK: the init shares its memory until its
+# exec, so no page table is copied for it or freed at its exec), sends {"pid":N} or {"pid":N,"inCgroup":true} (or
 # {"error":"start container init: STEP: errno NNN"}, then exits 1) on fd 3
 # and closes it. It then reads the lifeline: the state directory and a
 # newline, then, once the container is created, the OOM counter file's
@@ -242,7 +243,13 @@ no_cgroup:
 	lea	rax, [rip + init_name]
 	mov	[rsp + 240], rax		# argv: "reconciled-init", NULL
 clone:
-	mov	[rsp], r12			# flags
+	# CLONE_VM|CLONE_VFORK, as posix_spawn: the init shares this
+	# process's memory and stack until its exec, and this one sleeps
+	# until then. No copy of the page tables is made for a child that
+	# only execs, and none is torn down at its exec.
+	mov	rax, r12
+	or	rax, 0x4100			# CLONE_VM|CLONE_VFORK
+	mov	[rsp], rax			# flags
 	mov	qword ptr [rsp + 32], 17	# exit_signal: SIGCHLD
 	test	r13, r13
 	js	1f
@@ -268,7 +275,7 @@ clone:
 legacy_clone:
 	call	close_cgroup
 	mov	rdi, r12
-	or	rdi, 17				# SIGCHLD
+	or	rdi, 0x4111			# CLONE_VM|CLONE_VFORK|SIGCHLD
 	xor	esi, esi
 	xor	edx, edx
 	xor	r10d, r10d
@@ -497,7 +504,9 @@ leave:
 	syscall
 
 child:
-	# The init: the runtime's binary, with envp[1..].
+	# The init: the runtime's binary, with envp[1..]. It runs on the
+	# monitor's stack (CLONE_VM|CLONE_VFORK, the monitor asleep): it
+	# only reads it, but for the errno it also sends on the pipe.
 	mov	edi, 5
 	lea	rsi, [rip + empty]
 	lea	rdx, [rsp + 240]
