@@ -412,8 +412,31 @@ func (c *asm) dispatch(entries []entry, def uint32, lo, hi uint32, enosysFrom ui
 	c.tree(ivs, def)
 }
 
-// tree emits a binary search over ivs (A holds the number).
+// tree emits a binary search over ivs (A holds the number). The leaves
+// that only return are not instructions of their own: the jump above
+// them goes to a return shared by every leaf of the same subtree with
+// that value (pool), placed right after the subtree, in reach of a
+// conditional jump. The kernel checks and JIT-compiles every instruction
+// of a filter when the container's init loads it: Docker's default
+// profile is a third shorter this way, and no call runs more of it.
 func (c *asm) tree(ivs []interval, def uint32) {
+	if c.pool != nil || treeSize(ivs) > poolReach {
+		c.node(ivs, def)
+		return
+	}
+	c.pool = map[uint32]label{}
+	c.node(ivs, def)
+	c.flushPool()
+}
+
+// poolReach bounds the code between a jump to a pooled return and the
+// return (a conditional jump reaches 255 instructions ahead; the pool's
+// own few returns come after the subtree).
+const poolReach = 240
+
+// node emits the search over ivs; with a pool open, its plain leaves are
+// jumps to the pool.
+func (c *asm) node(ivs []interval, def uint32) {
 	if len(ivs) == 1 {
 		iv := ivs[0]
 		if iv.rules == nil {
@@ -424,29 +447,153 @@ func (c *asm) tree(ivs []interval, def uint32) {
 		return
 	}
 	mid := len(ivs) / 2
-	right := c.newLabel()
-	c.jump(jge, ivs[mid].lo, right, next)
-	c.tree(ivs[:mid], def)
-	c.label(right)
-	c.tree(ivs[mid:], def)
+	left, right := ivs[:mid], ivs[mid:]
+	jt, jf := c.newLabel(), next
+	if l, ok := c.pooled(right); ok {
+		jt = l
+	}
+	if l, ok := c.pooled(left); ok {
+		jf = l
+	}
+	c.jump(jge, right[0].lo, jt, jf)
+	if jf == next {
+		c.tree(left, def)
+	}
+	if _, ok := c.pooled(right); !ok {
+		c.label(jt)
+		c.tree(right, def)
+	}
+}
+
+// pooled returns the pooled return of ivs when it is one leaf that
+// only returns and a pool is open.
+func (c *asm) pooled(ivs []interval) (label, bool) {
+	if c.pool == nil || len(ivs) != 1 || ivs[0].rules != nil {
+		return 0, false
+	}
+	return c.poolRet(ivs[0].ret), true
+}
+
+// poolRet returns the label of the open pool's return of v.
+func (c *asm) poolRet(v uint32) label {
+	l, ok := c.pool[v]
+	if !ok {
+		l = c.newLabel()
+		c.pool[v] = l
+		c.poolOrder = append(c.poolOrder, v)
+	}
+	return l
+}
+
+// flushPool emits the open pool's returns (reached only by jumps: the
+// code before them ends in returns) and closes it.
+func (c *asm) flushPool() {
+	for _, v := range c.poolOrder {
+		c.label(c.pool[v])
+		c.ret(v)
+	}
+	c.pool, c.poolOrder = nil, nil
+}
+
+// treeSize is an upper bound on the instructions node emits for ivs
+// without a pool (a jump and a return per plain leaf, the rules' code).
+func treeSize(ivs []interval) int {
+	n := len(ivs) - 1
+	for _, iv := range ivs {
+		if iv.rules == nil {
+			n++
+			continue
+		}
+		n += rulesSize(iv.rules)
+	}
+	return n
+}
+
+// rulesSize is an upper bound on what rules emits for rs.
+func rulesSize(rs []rule) int {
+	n := 1
+	for _, r := range rs {
+		n += 1 + 6*len(r.conds)
+	}
+	return n
 }
 
 // rules emits the rules of one syscall: the first whose conditions all
-// hold returns its action; none, the default.
+// hold returns its action; none, the default. With a pool open, the
+// returns are the pool's.
 func (c *asm) rules(rs []rule, def uint32) {
-	for _, r := range rs {
-		fail := c.newLabel()
-		for _, cond := range r.conds {
-			c.cond(cond, c.newLabel(), fail)
+	for i := 0; i < len(rs); i++ {
+		r := rs[i]
+		if len(r.conds) == 0 {
+			c.ret(r.ret) // the rules after it are never reached
+			return
 		}
-		c.ret(r.ret)
+		if n := c.equalRun(rs[i:]); n > 1 {
+			i += n - 1
+			continue
+		}
+		fail := c.newLabel()
+		for i, cond := range r.conds {
+			if i == len(r.conds)-1 && c.pool != nil {
+				c.cond(cond, c.poolRet(r.ret), fail)
+				break
+			}
+			pass := c.newLabel()
+			c.cond(cond, pass, fail)
+			c.label(pass)
+		}
+		if c.pool == nil {
+			c.ret(r.ret)
+		}
 		c.label(fail)
 	}
 	c.ret(def)
 }
 
-// cond emits one 64-bit comparison: on success it continues at pass
-// (placed right after it), on failure it jumps to fail.
+// equalRun emits, with a pool open, the rules at the start of rs that
+// each test one argument for equality with a value of the same high half
+// (socket's address families, personality's values in Docker's default)
+// as one test of the high half and a jump per low half, and returns how
+// many it took; 0 or 1: none emitted (1: no run to share).
+func (c *asm) equalRun(rs []rule) int {
+	if c.pool == nil {
+		return 0
+	}
+	single := func(r rule) (specs.LinuxSeccompArg, bool) {
+		if len(r.conds) != 1 || r.conds[0].Op != specs.OpEqualTo {
+			return specs.LinuxSeccompArg{}, false
+		}
+		return r.conds[0], true
+	}
+	first, ok := single(rs[0])
+	if !ok {
+		return 0
+	}
+	n := 1
+	for n < len(rs) {
+		a, ok := single(rs[n])
+		if !ok || a.Index != first.Index || a.Value>>32 != first.Value>>32 {
+			break
+		}
+		n++
+	}
+	if n < 2 {
+		return n
+	}
+	lo := uint32(offArgs + 8*first.Index)
+	fail := c.newLabel()
+	c.load(lo + 4)
+	c.jump(jeq, uint32(first.Value>>32), next, fail)
+	c.load(lo)
+	for _, r := range rs[:n] {
+		c.jump(jeq, uint32(r.conds[0].Value), c.poolRet(r.ret), next)
+	}
+	c.label(fail)
+	return n
+}
+
+// cond emits one 64-bit comparison: on success it jumps to pass, on
+// failure to fail (both ahead of it; the caller places them).
 func (c *asm) cond(a specs.LinuxSeccompArg, pass, fail label) {
 	lo := uint32(offArgs + 8*a.Index)
 	hi := lo + 4
@@ -493,7 +640,6 @@ func (c *asm) cond(a specs.LinuxSeccompArg, pass, fail label) {
 		c.and(vlo)
 		c.jump(jeq, uint32(v2), pass, fail)
 	}
-	c.label(pass)
 }
 
 // BPF opcodes (linux/bpf_common.h).
@@ -529,6 +675,10 @@ type item struct {
 type asm struct {
 	items  []item
 	labels int
+	// The open pool of shared returns (tree), by value, and its values
+	// in the order first used.
+	pool      map[uint32]label
+	poolOrder []uint32
 }
 
 func (c *asm) newLabel() label { c.labels++; return label(c.labels) }

@@ -1,48 +1,34 @@
 package seccomp
 
 import (
-	"encoding/binary"
 	"errors"
 	"testing"
 
 	mobyseccomp "github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/net/bpf"
 )
 
-// run executes p in x/net/bpf's VM on one seccomp_data. The VM loads
-// words big-endian, so each word of the input is written big-endian: a
-// load then sees the value the kernel's native-endian load would.
+// run executes p in x/net/bpf's VM on one seccomp_data (runVM).
 func run(t *testing.T, p *Program, arch, nr uint32, args ...uint64) uint32 {
 	t.Helper()
-	raw := make([]bpf.RawInstruction, p.Len())
-	for i := range raw {
-		b := p.Code[8*i:]
-		raw[i] = bpf.RawInstruction{Op: binary.NativeEndian.Uint16(b), Jt: b[2], Jf: b[3], K: binary.NativeEndian.Uint32(b[4:])}
-	}
-	insns, ok := bpf.Disassemble(raw)
-	if !ok {
-		t.Fatalf("program does not disassemble")
-	}
-	vm, err := bpf.NewVM(insns)
-	if err != nil {
-		t.Fatalf("program is invalid: %v", err)
-	}
-	data := make([]byte, 64)
-	binary.BigEndian.PutUint32(data[0:], nr)
-	binary.BigEndian.PutUint32(data[4:], arch)
-	for i, a := range args {
-		binary.BigEndian.PutUint32(data[16+8*i:], uint32(a))       // low half
-		binary.BigEndian.PutUint32(data[16+8*i+4:], uint32(a>>32)) // high half
-	}
-	r, err := vm.Run(data)
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	return uint32(r)
+	var a [6]uint64
+	copy(a[:], args)
+	return runVM(t, newVM(t, p), arch, nr, a)
 }
 
 func defaultProfile(t *testing.T, goarch string) *Program {
+	t.Helper()
+	p, err := Compile(defaultSpec(t, goarch), goarch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: %d instructions", goarch, p.Len())
+	return p
+}
+
+// defaultSpec is Docker's default profile for a container with a few
+// capabilities, with the architectures of goarch.
+func defaultSpec(t *testing.T, goarch string) *specs.LinuxSeccomp {
 	t.Helper()
 	spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{
 		Bounding: []string{"CAP_CHOWN", "CAP_KILL", "CAP_SETUID", "CAP_SETGID", "CAP_NET_BIND_SERVICE"},
@@ -59,12 +45,7 @@ func defaultProfile(t *testing.T, goarch string) *Program {
 	case "arm64":
 		s.Architectures = []specs.Arch{specs.ArchAARCH64, specs.ArchARM}
 	}
-	p, err := Compile(s, goarch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%s: %d instructions", goarch, p.Len())
-	return p
+	return s
 }
 
 const eperm = retErrno | 1
