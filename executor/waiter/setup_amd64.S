@@ -16,6 +16,9 @@
 # magic "RCLDPRG1", the chunk's length), the chunk into an anonymous
 # mapping, adds the mapping's address to the words the chunk lists as
 # pointers, and runs the chunk's calls in order; then reads the next chunk.
+# The mapping (64 KiB at least) is kept for the chunks that fit in it: a
+# chunk costs no mmap, no munmap (a TLB flush) and no fault on the pages
+# an earlier chunk touched, such as the one a spare's init reads ahead.
 # EOF or an error on fd 3 ends it with exit status 1, quietly (the creator
 # is gone or gave up). A chunk:
 #   u64 nops, u64 nrelocs, nops calls (9 words each), nrelocs offsets, data
@@ -45,9 +48,10 @@
 	.text
 # Stack, from rsp: [0, 32) digits; [32, 88) msghdr; [96, 112) iovec;
 # [128, 208) control (a cmsghdr and 16 fds); [224, 240) the chunk header;
-# [256, 768) the slots (r15); [800, 848) the arguments of a call.
-# Registers: r12 the chunk (0: none), rbp its length, r13 the next call,
-# r14 the calls left, r15 the slots.
+# [240, 248) the size of the mapping at r12; [256, 768) the slots (r15);
+# [800, 848) the arguments of a call.
+# Registers: r12 the mapping the chunk is read into (0: none), rbp the
+# chunk's length, r13 the next call, r14 the calls left, r15 the slots.
 _start:
 	sub	rsp, 1024
 	and	rsp, -16
@@ -60,14 +64,7 @@ init_slots:
 	cmp	ecx, 64
 	jb	init_slots
 	xor	r12d, r12d
-next_chunk:
-	test	r12, r12
-	jz	recv_header
-	mov	rdi, r12
-	mov	rsi, rbp
-	mov	eax, 11				# munmap the chunk run
-	syscall
-	xor	r12d, r12d
+	mov	qword ptr [rsp + 240], 0
 recv_header:
 	xor	eax, eax
 	mov	[rsp + 32], rax			# msg_name
@@ -126,8 +123,22 @@ header_rest:
 	jb	hangup
 	cmp	rbp, 0x1000000			# 16 MiB at most
 	ja	hangup
+	cmp	rbp, [rsp + 240]
+	jbe	read_chunk			# fits in the mapping: kept
+	test	r12, r12
+	jz	1f
+	mov	rdi, r12
+	mov	rsi, [rsp + 240]
+	mov	eax, 11				# munmap the one too small
+	syscall
+	xor	r12d, r12d
+	mov	qword ptr [rsp + 240], 0
+1:	mov	rsi, rbp
+	cmp	rsi, 0x10000
+	jae	2f
+	mov	esi, 0x10000			# 64 KiB at least
+2:	mov	[rsp + 240], rsi
 	xor	edi, edi
-	mov	rsi, rbp
 	mov	edx, 3				# PROT_READ|PROT_WRITE
 	mov	r10d, 0x22			# MAP_PRIVATE|MAP_ANONYMOUS
 	mov	r8, -1
@@ -137,6 +148,7 @@ header_rest:
 	cmp	rax, -4095
 	jae	hangup
 	mov	r12, rax
+read_chunk:
 	mov	rsi, r12
 	mov	rdx, rbp
 	call	read_full
@@ -158,7 +170,7 @@ relocate:
 
 next_call:
 	test	r14, r14
-	jz	next_chunk
+	jz	recv_header
 	mov	rbx, [r13]
 	shr	rbx, 32				# flags
 	xor	r8d, r8d
