@@ -418,7 +418,8 @@ func (c *asm) dispatch(entries []entry, def uint32, lo, hi uint32, enosysFrom ui
 // that value (pool), placed right after the subtree, in reach of a
 // conditional jump. The kernel checks and JIT-compiles every instruction
 // of a filter when the container's init loads it: Docker's default
-// profile is a third shorter this way, and no call runs more of it.
+// profile is a third shorter this way (1128 to 768 instructions; 480
+// with equalRun), and no call runs more of it.
 func (c *asm) tree(ivs []interval, def uint32) {
 	if c.pool != nil || treeSize(ivs) > poolReach {
 		c.node(ivs, def)
@@ -533,8 +534,8 @@ func (c *asm) rules(rs []rule, def uint32) {
 			continue
 		}
 		fail := c.newLabel()
-		for i, cond := range r.conds {
-			if i == len(r.conds)-1 && c.pool != nil {
+		for k, cond := range r.conds {
+			if k == len(r.conds)-1 && c.pool != nil {
 				c.cond(cond, c.poolRet(r.ret), fail)
 				break
 			}
