@@ -6,6 +6,9 @@
 # other with runc and with crun. Run as root from the repository:
 #   sudo bench/converge.sh [-n 1000] [-drops 200] [-drops-loaded 50] [-drop-gap 0] [-idle 30s] [-parallel 4] [-runtimes runc,crun]
 # A quick run: bench/converge.sh -n 200 -drops 50 -idle 10s
+# An A/B of the drop to running against an earlier build (built with
+# packaging/build.sh from a worktree), alternating, in the same run:
+#   sudo bench/converge.sh -base /path/to/old/reconciled -pairs 8 -drops 150
 # Everything it creates lives under one temporary directory and is removed.
 # The daemon runs with --cgroup-driver auto (-cgroup-driver to choose):
 # cgroupfs where PID 1 is not systemd.

@@ -16,6 +16,13 @@
 //   - beside it, the same N containers created and started one after the
 //     other with runc and with crun (their time, then removal, untimed).
 //
+// With -base (another reconciled binary, an earlier build) it measures
+// only the drop to running: -pairs times with each binary, alternating,
+// each on a daemon started afresh on the same state, then the medians of
+// the runs' p50 and p99 and in how many pairs ours had the lower p50. On
+// a host whose speed drifts from minute to minute (a shared VM), that is
+// how two builds are compared.
+//
 // Every container runs `sh -c 'echo up; exec sleep'` in the same busybox
 // root filesystem, read-only. The daemon runs with -cgroup-driver (default
 // auto, as `reconciled run` does) and the first line says which driver it

@@ -39,9 +39,12 @@ func main() {
 		runtimes = flag.String("runtimes", "runc,crun", "runtimes to compare with (empty or none: none)")
 		stateIn  = flag.String("state-in", "/dev/shm", "where the daemon's state directory goes: a tmpfs, as /run is on a Debian host (empty: the work directory); in a systemdtest sandbox use /run, its own (/dev/shm there is the host's)")
 		driver   = flag.String("cgroup-driver", "auto", "the daemon's --cgroup-driver: auto, cgroupfs or systemd")
+		base     = flag.String("base", "", "another reconciled binary (an earlier build): measure only the drop to running, -pairs times with each binary, alternating, in the same run (an A/B on a noisy host)")
+		pairs    = flag.Int("pairs", 6, "with -base: how many times each binary runs the -drops drops")
 	)
 	flag.Parse()
-	b := &bench{n: *n, drops: *drops, dropsLoaded: *dropsAt, dropGap: *gap, idle: *idle, parallel: *parallel, shim: *shim, stateIn: *stateIn, driver: *driver}
+	b := &bench{n: *n, drops: *drops, dropsLoaded: *dropsAt, dropGap: *gap, idle: *idle, parallel: *parallel, shim: *shim, stateIn: *stateIn, driver: *driver,
+		base: *base, pairs: *pairs}
 	err := b.run(*ours, *busybox, *work, *runtimes)
 	b.cleanup()
 	if err != nil {
@@ -57,6 +60,8 @@ type bench struct {
 	idle               time.Duration
 	shim, stateIn      string
 	driver             string // --cgroup-driver
+	base               string // -base: an A/B of the drop with this binary
+	pairs              int
 
 	bin                      string
 	work, manifests, staging string
@@ -125,6 +130,9 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 	}
 	fmt.Printf("%s\nreconciled run --parallel %d --cgroup-driver %s --state %s: cgroup driver %s\n\n",
 		host.Describe(), b.parallel, b.driver, b.state, first.CgroupDriver)
+	if b.base != "" {
+		return b.abDrops()
+	}
 
 	// Drop to running, one at a time.
 	if b.drops > 0 {
@@ -132,7 +140,7 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 		if b.dropGap > 0 {
 			label = fmt.Sprintf("drop to running (%%d, one at a time, %s apart)", b.dropGap)
 		}
-		if err := b.dropLatency("drop-", b.drops, label); err != nil {
+		if _, err := b.dropLatency("drop-", b.drops, label); err != nil {
 			return err
 		}
 	}
@@ -181,7 +189,7 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 	// Drop to running beside the N running (each new set is planned for
 	// what it changes, so this should not grow with N).
 	if b.dropsLoaded > 0 {
-		if err := b.dropLatency("late-", b.dropsLoaded, fmt.Sprintf("drop to running with %d running (%%d, one at a time)", b.n)); err != nil {
+		if _, err := b.dropLatency("late-", b.dropsLoaded, fmt.Sprintf("drop to running with %d running (%%d, one at a time)", b.n)); err != nil {
 			return err
 		}
 	}
@@ -255,8 +263,8 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 // dropLatency renames k manifests (prefix + number) into the directory one
 // at a time, each once the previous one's process has written its first
 // line, prints p50, p99 and max of rename-to-first-line (label takes k),
-// and removes them again.
-func (b *bench) dropLatency(prefix string, k int, label string) error {
+// and removes them again. It returns the latencies.
+func (b *bench) dropLatency(prefix string, k int, label string) ([]time.Duration, error) {
 	var lat, quiet []time.Duration
 	kdamonds := host.KdamondPIDs("/sys")
 	var hit int
@@ -267,16 +275,16 @@ func (b *bench) dropLatency(prefix string, k int, label string) error {
 		}
 		name := fmt.Sprintf("%s%04d", prefix, i)
 		if err := b.stage(name); err != nil {
-			return err
+			return nil, err
 		}
 		kd0 := host.CPUTime(kdamonds)
 		t0 := time.Now()
 		if err := os.Rename(filepath.Join(b.staging, name+".yaml"), filepath.Join(b.manifests, name+".yaml")); err != nil {
-			return err
+			return nil, err
 		}
 		up, err := b.waitUp(map[string]bool{name: true}, 30*time.Second)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		lat = append(lat, up[name].Sub(t0))
 		if kd := host.CPUTime(kdamonds) - kd0; kd > 0 {
@@ -298,10 +306,57 @@ func (b *bench) dropLatency(prefix string, k int, label string) error {
 	}
 	t0 := time.Now()
 	if err := b.removeAll(prefix); err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Printf("  removed them in %s\n", measure.MS(time.Since(t0)))
-	return nil
+	return lat, nil
+}
+
+// abDrops runs the drop to running -pairs times with each binary,
+// alternating (-base first), a daemon started afresh on the same state
+// for each, and prints each run's p50 and p99, their medians, and in how
+// many pairs ours had the lower p50.
+func (b *bench) abDrops() error {
+	ours := b.bin
+	base, err := filepath.Abs(b.base)
+	if err != nil {
+		return err
+	}
+	var p50, p99 [2][]time.Duration
+	bins := [2]string{base, ours}
+	names := [2]string{"base", "ours"}
+	for i := 0; i < b.pairs; i++ {
+		for j, bin := range bins {
+			if err := b.stopDaemon(syscall.SIGTERM); err != nil {
+				return err
+			}
+			b.bin = bin
+			if err := b.startDaemon(); err != nil {
+				return fmt.Errorf("%s (%s): %w", names[j], bin, err)
+			}
+			label := fmt.Sprintf("pair %d, %s: drop to running (%%d, one at a time", i+1, names[j])
+			if b.dropGap > 0 {
+				label += ", " + b.dropGap.String() + " apart"
+			}
+			lat, err := b.dropLatency(fmt.Sprintf("ab%d%s-", i+1, names[j]), b.drops, label+")")
+			if err != nil {
+				return err
+			}
+			p50[j] = append(p50[j], measure.Percentile(lat, 0.50))
+			p99[j] = append(p99[j], measure.Percentile(lat, 0.99))
+		}
+	}
+	b.bin = ours
+	lower := 0
+	for i := range p50[1] {
+		if p50[1][i] < p50[0][i] {
+			lower++
+		}
+	}
+	fmt.Printf("\nA/B over %d pairs, medians of the runs' p50 / p99: base %s / %s (%s), ours %s / %s (%s); ours had the lower p50 in %d of %d pairs\n",
+		b.pairs, measure.MS(measure.Median(p50[0])), measure.MS(measure.Median(p99[0])), base,
+		measure.MS(measure.Median(p50[1])), measure.MS(measure.Median(p99[1])), ours, lower, b.pairs)
+	return b.stopDaemon(syscall.SIGTERM)
 }
 
 func (b *bench) stage(name string) error {
