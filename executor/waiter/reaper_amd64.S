@@ -33,7 +33,8 @@
 # It clones the init (clone3, with CLONE_INTO_CGROUP when it got a cgroup;
 # without it where the kernel refuses, then with clone where there is no
 # clone3; CLONE_VM|CLONE_VFORK: the init shares its memory until its
-# exec, so no page table is copied for it or freed at its exec), sends {"pid":N} or {"pid":N,"inCgroup":true} (or
+# exec, so no page table is copied for it or freed at its exec), sends
+# {"pid":N} or {"pid":N,"inCgroup":true} (or
 # {"error":"start container init: STEP: errno NNN"}, then exits 1) on fd 3
 # and closes it. It then reads the lifeline: the state directory and a
 # newline, then, once the container is created, the OOM counter file's
