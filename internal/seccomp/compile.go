@@ -182,7 +182,7 @@ func Compile(s *specs.LinuxSeccomp, goarch string) (*Program, error) {
 	// architecture gets ENOSYS. Such a call is one a newer kernel added;
 	// a program falls back from it (glibc from clone3 to clone) as on an
 	// older kernel, instead of failing with the default's EPERM.
-	enosys := def != retAllow && def != retLog && def&^retDataMask != retTrace && def != retErrno|errnoENOSYS
+	enosys := enosysAboveLast(def)
 	// The architectures: the native one always, then those of the
 	// profile this kernel runs, once each.
 	arches := []*archInfo{host.native}
@@ -247,6 +247,12 @@ func Compile(s *specs.LinuxSeccomp, goarch string) (*Program, error) {
 	}
 	p.Code = code
 	return p, nil
+}
+
+// enosysAboveLast reports whether, with default action def, calls above
+// the last one a profile names get ENOSYS (see Compile).
+func enosysAboveLast(def uint32) bool {
+	return def != retAllow && def != retLog && def&^retDataMask != retTrace && def != retErrno|errnoENOSYS
 }
 
 // errnoENOSYS is ENOSYS on every architecture here.
@@ -450,8 +456,9 @@ func (c *asm) node(ivs []interval, def uint32) {
 	mid := len(ivs) / 2
 	left, right := ivs[:mid], ivs[mid:]
 	jt, jf := c.newLabel(), next
+	rightPooled := false
 	if l, ok := c.pooled(right); ok {
-		jt = l
+		jt, rightPooled = l, true
 	}
 	if l, ok := c.pooled(left); ok {
 		jf = l
@@ -460,7 +467,7 @@ func (c *asm) node(ivs []interval, def uint32) {
 	if jf == next {
 		c.tree(left, def)
 	}
-	if _, ok := c.pooled(right); !ok {
+	if !rightPooled {
 		c.label(jt)
 		c.tree(right, def)
 	}

@@ -185,8 +185,7 @@ func decide(t *testing.T, s *specs.LinuxSeccomp, goarch string, audit, nr uint32
 		}
 	}
 	if !named {
-		enosys := def != retAllow && def != retLog && def&^retDataMask != retTrace && def != retErrno|errnoENOSYS
-		if last := enosysAbove(enosys, s, a); last != 0 && nr > last {
+		if last := enosysAbove(enosysAboveLast(def), s, a); last != 0 && nr > last {
 			return retErrno | errnoENOSYS
 		}
 		return def
