@@ -260,31 +260,50 @@ func (b *bench) run(ours, busybox, work, runtimes string) error {
 }
 
 // stage writes a manifest into the staging directory (same filesystem).
+// drops is what dropLatency measured.
+type drops struct {
+	lat []time.Duration // rename to first line, each
+	// cpu is the CPU all of the host's CPUs spent per drop, busy
+	// (host.BusyTime), and daemonCPU the daemon's own share: on a 2-core
+	// host dropped back to back, the latency is about cpu / 2 (both CPUs
+	// busy), so a change that saves CPU shows here first, with less noise
+	// than in the latency.
+	cpu, daemonCPU time.Duration
+}
+
 // dropLatency renames k manifests (prefix + number) into the directory one
 // at a time, each once the previous one's process has written its first
-// line, prints p50, p99 and max of rename-to-first-line (label takes k),
-// and removes them again. It returns the latencies.
-func (b *bench) dropLatency(prefix string, k int, label string) ([]time.Duration, error) {
+// line, prints p50, p99 and max of rename-to-first-line (label takes k)
+// and the CPU per drop, and removes them again.
+func (b *bench) dropLatency(prefix string, k int, label string) (drops, error) {
 	var lat, quiet []time.Duration
 	kdamonds := host.KdamondPIDs("/sys")
 	var hit int
 	var kdTotal time.Duration
+	busy0, err := host.BusyTime()
+	if err != nil {
+		return drops{}, err
+	}
+	own0, err := readUsage(b.daemon.Pid())
+	if err != nil {
+		return drops{}, err
+	}
 	for i := 0; i < k; i++ {
 		if i > 0 && b.dropGap > 0 {
 			time.Sleep(b.dropGap)
 		}
 		name := fmt.Sprintf("%s%04d", prefix, i)
 		if err := b.stage(name); err != nil {
-			return nil, err
+			return drops{}, err
 		}
 		kd0 := host.CPUTime(kdamonds)
 		t0 := time.Now()
 		if err := os.Rename(filepath.Join(b.staging, name+".yaml"), filepath.Join(b.manifests, name+".yaml")); err != nil {
-			return nil, err
+			return drops{}, err
 		}
 		up, err := b.waitUp(map[string]bool{name: true}, 30*time.Second)
 		if err != nil {
-			return nil, err
+			return drops{}, err
 		}
 		lat = append(lat, up[name].Sub(t0))
 		if kd := host.CPUTime(kdamonds) - kd0; kd > 0 {
@@ -294,7 +313,17 @@ func (b *bench) dropLatency(prefix string, k int, label string) ([]time.Duration
 			quiet = append(quiet, up[name].Sub(t0))
 		}
 	}
+	busy1, err := host.BusyTime()
+	if err != nil {
+		return drops{}, err
+	}
+	own1, err := readUsage(b.daemon.Pid())
+	if err != nil {
+		return drops{}, err
+	}
+	d := drops{lat: lat, cpu: (busy1 - busy0) / time.Duration(k), daemonCPU: (own1.cpu - own0.cpu) / time.Duration(k)}
 	fmt.Printf(label+": p50 %s  p99 %s  max %s\n", k, measure.MS(measure.Percentile(lat, 0.50)), measure.MS(measure.Percentile(lat, 0.99)), measure.MS(measure.Percentile(lat, 1)))
+	fmt.Printf("  CPU per drop: %s on all CPUs (every process; /proc/stat), the daemon's own %s\n", measure.MS(d.cpu), measure.MS(d.daemonCPU))
 	if len(kdamonds) > 0 {
 		// DAMON's kernel threads compete with a drop for the CPUs and
 		// for the locks of the pages they check (see host.DAMON).
@@ -306,10 +335,10 @@ func (b *bench) dropLatency(prefix string, k int, label string) ([]time.Duration
 	}
 	t0 := time.Now()
 	if err := b.removeAll(prefix); err != nil {
-		return nil, err
+		return drops{}, err
 	}
 	fmt.Printf("  removed them in %s\n", measure.MS(time.Since(t0)))
-	return lat, nil
+	return d, nil
 }
 
 // abDrops runs the drop to running -pairs times with each binary,
@@ -322,7 +351,7 @@ func (b *bench) abDrops() error {
 	if err != nil {
 		return err
 	}
-	var p50, p99 [2][]time.Duration
+	var p50, p99, cpu, own [2][]time.Duration
 	bins := [2]string{base, ours}
 	names := [2]string{"base", "ours"}
 	for i := 0; i < b.pairs; i++ {
@@ -338,12 +367,14 @@ func (b *bench) abDrops() error {
 			if b.dropGap > 0 {
 				label += ", " + b.dropGap.String() + " apart"
 			}
-			lat, err := b.dropLatency(fmt.Sprintf("ab%d%s-", i+1, names[j]), b.drops, label+")")
+			d, err := b.dropLatency(fmt.Sprintf("ab%d%s-", i+1, names[j]), b.drops, label+")")
 			if err != nil {
 				return err
 			}
-			p50[j] = append(p50[j], measure.Percentile(lat, 0.50))
-			p99[j] = append(p99[j], measure.Percentile(lat, 0.99))
+			p50[j] = append(p50[j], measure.Percentile(d.lat, 0.50))
+			p99[j] = append(p99[j], measure.Percentile(d.lat, 0.99))
+			cpu[j] = append(cpu[j], d.cpu)
+			own[j] = append(own[j], d.daemonCPU)
 		}
 	}
 	b.bin = ours
@@ -356,6 +387,8 @@ func (b *bench) abDrops() error {
 	fmt.Printf("\nA/B over %d pairs, medians of the runs' p50 / p99: base %s / %s (%s), ours %s / %s (%s); ours had the lower p50 in %d of %d pairs\n",
 		b.pairs, measure.MS(measure.Median(p50[0])), measure.MS(measure.Median(p99[0])), base,
 		measure.MS(measure.Median(p50[1])), measure.MS(measure.Median(p99[1])), ours, lower, b.pairs)
+	fmt.Printf("CPU per drop, medians: base %s on all CPUs, the daemon's %s; ours %s, the daemon's %s\n",
+		measure.MS(measure.Median(cpu[0])), measure.MS(measure.Median(own[0])), measure.MS(measure.Median(cpu[1])), measure.MS(measure.Median(own[1])))
 	return b.stopDaemon(syscall.SIGTERM)
 }
 

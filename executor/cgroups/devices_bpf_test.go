@@ -260,14 +260,7 @@ func BenchmarkSetDevicesV2(b *testing.B) {
 		}
 		os.Remove(parent)
 	})
-	rules := []specs.LinuxDeviceCgroup{
-		dev(false, "a", -1, -1, "rwm"),
-		dev(true, "c", -1, -1, "m"), dev(true, "b", -1, -1, "m"),
-		dev(true, "c", 1, 3, "rwm"), dev(true, "c", 1, 8, "rwm"), dev(true, "c", 1, 7, "rwm"),
-		dev(true, "c", 5, 0, "rwm"), dev(true, "c", 1, 5, "rwm"), dev(true, "c", 1, 9, "rwm"),
-		dev(true, "c", 5, 1, "rwm"), dev(true, "c", 136, -1, "rwm"), dev(true, "c", 5, 2, "rwm"),
-		dev(true, "c", 10, 200, "rwm"),
-	}
+	rules := runcDefaultDevices()
 	b.Run("create", func(b *testing.B) {
 		for b.Loop() {
 			b.StopTimer()
@@ -308,4 +301,50 @@ func BenchmarkSetDevicesV2(b *testing.B) {
 			}
 		}
 	})
+}
+
+// runcDefaultDevices is runc's default device rule list under a deny-all,
+// as the daemon's containers have it.
+func runcDefaultDevices() []specs.LinuxDeviceCgroup {
+	return []specs.LinuxDeviceCgroup{
+		dev(false, "a", -1, -1, "rwm"),
+		dev(true, "c", -1, -1, "m"), dev(true, "b", -1, -1, "m"),
+		dev(true, "c", 1, 3, "rwm"), dev(true, "c", 1, 8, "rwm"), dev(true, "c", 1, 7, "rwm"),
+		dev(true, "c", 5, 0, "rwm"), dev(true, "c", 1, 5, "rwm"), dev(true, "c", 1, 9, "rwm"),
+		dev(true, "c", 5, 1, "rwm"), dev(true, "c", 136, -1, "rwm"), dev(true, "c", 5, 2, "rwm"),
+		dev(true, "c", 10, 200, "rwm"),
+	}
+}
+
+// BenchmarkSetDevicesV1 is the cost of runc's default device rules in a
+// fresh v1 devices cgroup, as every create on a v1 or hybrid host pays it.
+func BenchmarkSetDevicesV1(b *testing.B) {
+	l, err := DetectLayout()
+	if os.Geteuid() != 0 || err != nil || l.V1["devices"] == "" {
+		b.Skip("needs root and a cgroup v1 devices hierarchy")
+	}
+	parent := filepath.Join(l.V1["devices"], fmt.Sprintf("benchmarksetdevicesv1-%d", os.Getpid()))
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	var dirs []string
+	b.Cleanup(func() {
+		for _, d := range dirs {
+			os.Remove(d)
+		}
+		os.Remove(parent)
+	})
+	rules := runcDefaultDevices()
+	for b.Loop() {
+		b.StopTimer()
+		d := filepath.Join(parent, strconv.Itoa(len(dirs)))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		dirs = append(dirs, d)
+		b.StartTimer()
+		if err := setDevicesV1(d, rules); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -50,6 +50,8 @@ type cgroupfs struct {
 	sweeps    map[string]*sweepRun // by container cgroup path (Adopt)
 	lastAdopt atomic.Int64         // unix ns of the last Adopt (waitQuiet)
 	sweeping  chan struct{}        // held by the sweep that runs (made with sweeps)
+	quietC    chan struct{}        // closed at quiet (waitQuiet); nil when none waits
+	quietT    *time.Timer          // checks for quiet (checkQuiet)
 }
 
 func (d *cgroupfs) Name() string { return "cgroupfs" }

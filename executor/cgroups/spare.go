@@ -294,22 +294,44 @@ const (
 )
 
 // waitQuiet waits as a sweep does before it moves anything (sweepQuiet).
+// The sweeps waiting share one timer (quiet): a burst of creates leaves one
+// sweep pending per container, and each re-arming a timer of its own woke
+// them all every sweepQuiet, more work with every container the burst made.
 func (d *cgroupfs) waitQuiet(now <-chan struct{}) {
-	end := time.Now().Add(sweepMaxDefer)
-	for {
-		idle := time.Since(time.Unix(0, d.lastAdopt.Load()))
-		left := time.Until(end)
-		if idle >= sweepQuiet || left <= 0 {
-			return
-		}
-		t := time.NewTimer(min(sweepQuiet-idle, left))
-		select {
-		case <-t.C:
-		case <-now:
-			t.Stop()
-			return
-		}
+	limit := time.NewTimer(sweepMaxDefer)
+	defer limit.Stop()
+	select {
+	case <-d.quiet():
+	case <-now:
+	case <-limit.C:
 	}
+}
+
+// quiet returns a channel closed once no cgroup has been adopted for
+// sweepQuiet.
+func (d *cgroupfs) quiet() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.quietC == nil {
+		d.quietC = make(chan struct{})
+		// Runs once quiet returns: it takes d.mu.
+		d.quietT = time.AfterFunc(0, d.checkQuiet)
+	}
+	return d.quietC
+}
+
+// checkQuiet closes quiet's channel if no cgroup was adopted for
+// sweepQuiet, and otherwise looks again when that can be.
+func (d *cgroupfs) checkQuiet() {
+	idle := time.Since(time.Unix(0, d.lastAdopt.Load()))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if idle < sweepQuiet {
+		d.quietT.Reset(sweepQuiet - idle)
+		return
+	}
+	close(d.quietC)
+	d.quietC, d.quietT = nil, nil
 }
 
 // sweep moves every process in from to to, in the background, until from

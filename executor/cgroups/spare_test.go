@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -404,4 +406,64 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// Sweeps wait for a pause in adoptions (sweepQuiet), all on one timer:
+// none starts while adoptions keep coming, all start once they stop, and
+// one told to go now (Destroy) does not wait.
+func TestSweepsWaitForQuiet(t *testing.T) {
+	d := &cgroupfs{}
+	adopt := func() time.Time {
+		now := time.Now()
+		d.lastAdopt.Store(now.UnixNano())
+		return now
+	}
+	last := adopt()
+	var released atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.waitQuiet(nil)
+			released.Add(1)
+		}()
+	}
+	now := make(chan struct{})
+	early := make(chan struct{})
+	go func() {
+		d.waitQuiet(now)
+		close(early)
+	}()
+	close(now)
+	select {
+	case <-early:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a sweep told to go now still waits 10 s later")
+	}
+	// Adoptions every 5 ms for 300 ms: a sweep may start only if this
+	// goroutine was kept from adopting for sweepQuiet.
+	maxGap := time.Duration(0)
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+		now := adopt()
+		maxGap = max(maxGap, now.Sub(last))
+		last = now
+	}
+	if n := released.Load(); n > 0 && maxGap < sweepQuiet {
+		t.Fatalf("%d sweeps started while cgroups were adopted at most %s apart", n, maxGap)
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("10 s after the last adoption, %d of 50 sweeps started", released.Load())
+	}
+	if waited := time.Since(last); waited < sweepQuiet {
+		t.Errorf("the sweeps started %s after the last adoption, before the %s pause", waited, sweepQuiet)
+	}
 }

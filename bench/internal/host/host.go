@@ -136,6 +136,42 @@ func CPUTime(pids []int) time.Duration {
 	return sum
 }
 
+// BusyTime returns how long all CPUs together have been busy since boot:
+// the "cpu" line of /proc/stat (user, nice, system, irq, softirq and
+// steal; guest time is counted in user), in clock ticks of 10 ms. Taken
+// before and after a phase, it is the CPU the phase cost every process
+// (the daemon, its monitors and inits, the workload, the benchmark and the
+// kernel's threads), where a latency on a 2-core host also shows waits.
+func BusyTime() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseBusy(string(b))
+}
+
+// userHZ is the unit of /proc/stat: USER_HZ, 100 on every Linux
+// architecture's ABI.
+const userHZ = 100
+
+func parseBusy(stat string) (time.Duration, error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var ticks int64
+	// user nice system idle iowait irq softirq steal [guest guest_nice]
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		n, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %q: %w", line, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * (time.Second / userHZ), nil
+}
+
 func readTrim(p string) string {
 	b, err := os.ReadFile(p)
 	if err != nil {

@@ -116,3 +116,31 @@ func TestDAMON(t *testing.T) {
 		t.Errorf("Describe() = %q, does not say whether DAMON runs", got)
 	}
 }
+
+// BusyTime adds what the CPUs did but idle and wait for I/O, in ticks of
+// 10 ms, and grows while a CPU works.
+func TestBusyTime(t *testing.T) {
+	got, err := parseBusy("cpu  100 2 30 5000 70 4 5 6 8 9\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (100 + 2 + 30 + 4 + 5 + 6) * 10 * time.Millisecond; got != want {
+		t.Errorf("parseBusy = %s, want %s", got, want)
+	}
+	if _, err := parseBusy("intr 1 2 3\n"); err == nil {
+		t.Error("parseBusy accepted a /proc/stat without its cpu line")
+	}
+	before, err := BusyTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(100 * time.Millisecond); time.Now().Before(end); {
+	}
+	after, err := BusyTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-before < 50*time.Millisecond {
+		t.Errorf("100 ms of spinning made the CPUs busy for %s more", after-before)
+	}
+}
