@@ -498,8 +498,12 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	if err := prepared(); err != nil {
 		return p.initFailed(early, err)
 	}
-	if err := writeJSONAtomic(dir, stateFile, &c.st, false); err != nil {
-		return fmt.Errorf("write state: %w", err)
+	// The init's PID, once known. A spare's was in the first state
+	// already, and nothing in it has changed since: not written again.
+	if spare == nil {
+		if err := writeJSONAtomic(dir, stateFile, &c.st, false); err != nil {
+			return fmt.Errorf("write state: %w", err)
+		}
 	}
 	if err := c.applyCgroup(ctx); err != nil {
 		return p.initFailed(early, err)
