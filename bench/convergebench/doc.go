@@ -6,8 +6,8 @@
 //     of all CPUs together (/proc/stat: every process, the workload and the
 //     benchmark included) and the daemon's own (its process CPU clock).
 //     Dropped back to back on a 2-core host both CPUs are mostly busy and
-//     the p50 is close to half the first: CPU saved shows there, and with
-//     less noise than in the latency;
+//     the p50 is close to half the first: what a change saves or costs in
+//     CPU, the back-to-back p50 follows;
 //   - converge: N manifests renamed into an empty directory at once, until
 //     every process runs; and their removal, until the runtime root is empty;
 //   - idle: the daemon's CPU use (of one core, in ns from its process CPU

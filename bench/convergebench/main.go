@@ -266,8 +266,7 @@ type drops struct {
 	// cpu is the CPU all of the host's CPUs spent per drop, busy
 	// (host.BusyTime), and daemonCPU the daemon's own share: on a 2-core
 	// host dropped back to back, the latency is about cpu / 2 (both CPUs
-	// busy), so a change that saves CPU shows here first, with less noise
-	// than in the latency.
+	// busy): what a change saves in CPU, the latency follows.
 	cpu, daemonCPU time.Duration
 }
 
