@@ -249,26 +249,12 @@ func BenchmarkSetDevicesV2(b *testing.B) {
 	if os.Geteuid() != 0 || err != nil || l.Unified == "" {
 		b.Skip("needs root and a cgroup2 hierarchy")
 	}
-	parent := filepath.Join(l.Unified, fmt.Sprintf("benchmarksetdevicesv2-%d", os.Getpid()))
-	if err := os.Mkdir(parent, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	var dirs []string
-	b.Cleanup(func() {
-		for _, d := range dirs {
-			os.Remove(d)
-		}
-		os.Remove(parent)
-	})
+	newDir := benchCgroups(b, l.Unified)
 	rules := runcDefaultDevices()
 	b.Run("create", func(b *testing.B) {
 		for b.Loop() {
 			b.StopTimer()
-			d := filepath.Join(parent, strconv.Itoa(len(dirs)))
-			if err := os.Mkdir(d, 0o755); err != nil {
-				b.Fatal(err)
-			}
-			dirs = append(dirs, d)
+			d := newDir(b)
 			b.StartTimer()
 			if err := setDevicesV2(d, rules); err != nil {
 				b.Fatal(err)
@@ -290,11 +276,7 @@ func BenchmarkSetDevicesV2(b *testing.B) {
 		}
 	})
 	b.Run("update", func(b *testing.B) {
-		d := filepath.Join(parent, "update-"+strconv.Itoa(len(dirs)))
-		if err := os.Mkdir(d, 0o755); err != nil {
-			b.Fatal(err)
-		}
-		dirs = append(dirs, d)
+		d := newDir(b)
 		for b.Loop() {
 			if err := setDevicesV2(d, rules); err != nil {
 				b.Fatal(err)
@@ -323,7 +305,23 @@ func BenchmarkSetDevicesV1(b *testing.B) {
 	if os.Geteuid() != 0 || err != nil || l.V1["devices"] == "" {
 		b.Skip("needs root and a cgroup v1 devices hierarchy")
 	}
-	parent := filepath.Join(l.V1["devices"], fmt.Sprintf("benchmarksetdevicesv1-%d", os.Getpid()))
+	newDir := benchCgroups(b, l.V1["devices"])
+	rules := runcDefaultDevices()
+	for b.Loop() {
+		b.StopTimer()
+		d := newDir(b)
+		b.StartTimer()
+		if err := setDevicesV1(d, rules); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchCgroups makes a cgroup of benchmark b's own under mount, removed
+// with what is made in it when b ends, and returns newDir, which makes a
+// new empty cgroup in it at each call.
+func benchCgroups(b *testing.B, mount string) (newDir func(b *testing.B) string) {
+	parent := filepath.Join(mount, fmt.Sprintf("%s-%d", strings.ToLower(b.Name()), os.Getpid()))
 	if err := os.Mkdir(parent, 0o755); err != nil {
 		b.Fatal(err)
 	}
@@ -334,17 +332,12 @@ func BenchmarkSetDevicesV1(b *testing.B) {
 		}
 		os.Remove(parent)
 	})
-	rules := runcDefaultDevices()
-	for b.Loop() {
-		b.StopTimer()
+	return func(b *testing.B) string {
 		d := filepath.Join(parent, strconv.Itoa(len(dirs)))
 		if err := os.Mkdir(d, 0o755); err != nil {
 			b.Fatal(err)
 		}
 		dirs = append(dirs, d)
-		b.StartTimer()
-		if err := setDevicesV1(d, rules); err != nil {
-			b.Fatal(err)
-		}
+		return d
 	}
 }
