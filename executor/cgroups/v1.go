@@ -3,7 +3,6 @@ package cgroups
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +10,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // setV1 writes r to the v1 hierarchies, in runc's order: devices, memory,
@@ -155,33 +156,18 @@ func (w *ruleWriter) write(name, rule string) error {
 	fd, ok := w.fds[name]
 	if !ok {
 		var err error
-		for {
-			fd, err = unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
-			if !errors.Is(err, unix.EINTR) {
-				break
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("writing %q to %s: %w", rule, path, err)
+		if fd, err = sys.OpenRetry(path, unix.O_WRONLY); err != nil {
+			return fmt.Errorf("writing %q to %s: %w", rule, path, bare(err))
 		}
 		if w.fds == nil {
 			w.fds = map[string]int{}
 		}
 		w.fds[name] = fd
 	}
-	for {
-		n, err := unix.Write(fd, []byte(rule))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err == nil && n < len(rule) {
-			err = io.ErrShortWrite
-		}
-		if err != nil {
-			return fmt.Errorf("writing %q to %s: %w", rule, path, err)
-		}
-		return nil
+	if err := sys.WriteFd(fd, path, []byte(rule)); err != nil {
+		return fmt.Errorf("writing %q to %s: %w", rule, path, bare(err))
 	}
+	return nil
 }
 
 func (w *ruleWriter) close() {

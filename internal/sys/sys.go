@@ -106,7 +106,7 @@ func CloseFd(fd int) {
 // with three syscalls, where os.ReadFile makes seven and allocates. Its
 // error is an *os.PathError naming path.
 func ReadSmall(path string, buf []byte) (int, error) {
-	fd, err := openRetry(path, unix.O_RDONLY)
+	fd, err := OpenRetry(path, unix.O_RDONLY)
 	if err != nil {
 		return 0, err
 	}
@@ -159,11 +159,11 @@ func TypeName(mode uint32) string {
 	return fmt.Sprintf("file of type %#o", mode&unix.S_IFMT)
 }
 
-// openRetry opens the existing file path with flags and O_CLOEXEC, again
+// OpenRetry opens the existing file path with flags and O_CLOEXEC, again
 // on EINTR; its error is an *os.PathError naming path. A loop rather than
 // IgnoringEINTR: a closure would move fd to the heap, and the daemon opens
 // files of every container often.
-func openRetry(path string, flags int) (int, error) {
+func OpenRetry(path string, flags int) (int, error) {
 	for {
 		fd, err := unix.Open(path, flags|unix.O_CLOEXEC, 0)
 		if err == nil {
@@ -182,7 +182,7 @@ func openRetry(path string, flags int) (int, error) {
 // epoll_ctl, two fcntls and another epoll_ctl at close. On a 2-core VM
 // where a system call costs 1 us that is 27 us a read against 7.
 func ReadFile(path string) ([]byte, error) {
-	fd, err := openRetry(path, unix.O_RDONLY)
+	fd, err := OpenRetry(path, unix.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}
@@ -210,25 +210,36 @@ func ReadFile(path string) ([]byte, error) {
 // flag added (O_TRUNC, O_APPEND), in one write(2): the way cgroupfs and
 // /proc files take a value. It skips the poller as ReadFile does.
 func WriteFile(path string, data []byte, flag int) error {
-	fd, err := openRetry(path, unix.O_WRONLY|flag)
+	fd, err := OpenRetry(path, unix.O_WRONLY|flag)
 	if err != nil {
 		return err
 	}
+	err = WriteFd(fd, path, data)
+	cerr := unix.Close(fd)
+	if err == nil && cerr != nil && !errors.Is(cerr, unix.EINTR) {
+		return &os.PathError{Op: "close", Path: path, Err: cerr}
+	}
+	return err
+}
+
+// WriteFd writes data to fd, opened on path, in one write(2), again on
+// EINTR: a value for a kernel file, or one of several to one opened once
+// (each write a rule: devices.allow). Its error is an *os.PathError naming
+// path.
+func WriteFd(fd int, path string, data []byte) error {
 	var n int
+	var err error
 	for {
 		n, err = unix.Write(fd, data)
 		if !errors.Is(err, unix.EINTR) {
 			break
 		}
 	}
-	cerr := unix.Close(fd)
 	switch {
 	case err != nil:
 		return &os.PathError{Op: "write", Path: path, Err: err}
 	case n < len(data):
 		return &os.PathError{Op: "write", Path: path, Err: io.ErrShortWrite}
-	case cerr != nil && !errors.Is(cerr, unix.EINTR):
-		return &os.PathError{Op: "close", Path: path, Err: cerr}
 	}
 	return nil
 }
