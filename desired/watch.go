@@ -33,7 +33,9 @@ type WatchOptions struct {
 	// is whole the moment it appears, and a symlink swap is atomic, so there
 	// is nothing to wait for; a file written in place produces Write events
 	// (a truncation too), which switch the burst to Debounce, and a created
-	// file still empty when the burst is read switches it too.
+	// file still empty, or still open for writing (a read lease refused),
+	// when the burst is read switches it too: its Write events may not have
+	// come through yet.
 	//
 	// The first event of a burst (no read in the last Settle) is not waited
 	// for at all when, once the events already queued are taken, every path
@@ -278,6 +280,14 @@ func (w *watcher) run(ctx context.Context) {
 				return false
 			}
 		}
+		// A created file still open for writing is being written in
+		// place: its Write events may be in the kernel's queue and not
+		// yet in ours (the partial file was read before that).
+		if w.writing(created) {
+			createsOnly = false
+			debounce.Reset(w.opts.Debounce)
+			return false
+		}
 		return true
 	}
 	reload := func() {
@@ -369,33 +379,61 @@ func (w *watcher) dropped() bool {
 // CAP_LEASE) counts as open.
 func (w *watcher) unopened(paths []string) bool {
 	for _, p := range paths {
-		var st unix.Stat_t
-		if unix.Lstat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == 0 {
-			return false
-		}
-		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOFOLLOW, 0)
-		if err != nil {
-			return false
-		}
-		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK)
-		granted := err == nil
-		if !granted && !errors.Is(err, unix.EAGAIN) {
-			w.log.Debug("no read lease; waiting for Settle", "path", p, "err", err)
-		}
-		if granted {
-			// Closing the descriptor releases the lease as well.
-			if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
-				w.log.Debug("unable to release a read lease", "path", p, "err", err)
-			}
-		}
-		if err := unix.Close(fd); err != nil {
-			w.log.Debug("unable to close", "path", p, "err", err)
-		}
-		if !granted {
+		if w.lease(p) != leaseGranted {
 			return false
 		}
 	}
 	return true
+}
+
+// writing says whether a path is a regular file that a process has open
+// for writing (a read lease refused with EAGAIN). What cannot be told (not
+// a regular file, no leases on the filesystem) says false.
+func (w *watcher) writing(paths []string) bool {
+	for _, p := range paths {
+		if w.lease(p) == leaseBusy {
+			return true
+		}
+	}
+	return false
+}
+
+type leaseResult int
+
+const (
+	leaseUnknown leaseResult = iota // not a non-empty regular file, or no lease to be had
+	leaseGranted                    // nothing has it open for writing
+	leaseBusy                       // open for writing (EAGAIN)
+)
+
+// lease tries a read lease on p and gives it back at once.
+func (w *watcher) lease(p string) leaseResult {
+	var st unix.Stat_t
+	if unix.Lstat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == 0 {
+		return leaseUnknown
+	}
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return leaseUnknown
+	}
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK)
+	res := leaseGranted
+	switch {
+	case errors.Is(err, unix.EAGAIN):
+		res = leaseBusy
+	case err != nil:
+		res = leaseUnknown
+		w.log.Debug("no read lease; waiting for Settle", "path", p, "err", err)
+	default:
+		// Closing the descriptor releases the lease as well.
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK); err != nil {
+			w.log.Debug("unable to release a read lease", "path", p, "err", err)
+		}
+	}
+	if err := unix.Close(fd); err != nil {
+		w.log.Debug("unable to close", "path", p, "err", err)
+	}
+	return res
 }
 
 func (w *watcher) fsError(err error, reload func()) {

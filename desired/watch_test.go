@@ -670,12 +670,13 @@ func TestWatchRenameReadAtOnce(t *testing.T) {
 }
 
 // A file renamed into place while a process still has it open for writing
-// may not be whole: it waits for Settle (here a second) as before.
+// may not be whole: it is not read at once, nor after Settle, but after
+// Debounce, as a file written in place is (its writes may still come).
 func TestWatchRenamedOpenForWritingWaits(t *testing.T) {
 	t.Parallel()
-	const settle = time.Second
+	const settle, debounce = 100 * time.Millisecond, time.Second
 	dir := t.TempDir()
-	w := startWatch(t, dir, WatchOptions{Debounce: time.Hour, Settle: settle, MaxDelay: time.Hour})
+	w := startWatch(t, dir, WatchOptions{Debounce: debounce, Settle: settle, MaxDelay: time.Hour})
 	w.next(2 * time.Second)
 	time.Sleep(settle + 100*time.Millisecond) // the rename starts a burst
 
@@ -691,9 +692,9 @@ func TestWatchRenamedOpenForWritingWaits(t *testing.T) {
 	if err := os.Rename(tmp, filepath.Join(dir, "b.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	w.none(300 * time.Millisecond)
+	w.none(3 * settle)
 	if s := w.next(5 * time.Second); arg(s, "b") != "1" {
-		t.Fatalf("after Settle: %s", describeSet(s))
+		t.Fatalf("after Debounce: %s", describeSet(s))
 	}
 }
 
