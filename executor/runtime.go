@@ -47,6 +47,11 @@ type Runtime struct {
 	reaper sealedProgram // the machine monitor (reaperExe)
 	runner sealedProgram // the runner init (runnerExe)
 	initFd sealedProgram // the init of init: true, for the runner init (initExe)
+	// spawners: the spawner that forks spares' machine monitors
+	// (spawner.go); noSpawner: this process starts them itself
+	// (BenchmarkLaunchSpare compares).
+	spawners  spawners
+	noSpawner bool
 
 	// goInit makes every container's init the Go one (GoInitEnv):
 	// see useRunner.

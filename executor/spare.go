@@ -124,6 +124,7 @@ func (r *Runtime) launch(ns nsPlan, spare, intoCgroup, runner, tmpl bool) (*pair
 	}
 	env := []string{stageEnv + "=" + stageMonitor, "GOMAXPROCS=1"}
 	files := []uintptr{null.Fd(), null.Fd(), null.Fd(), child.Fd(), lifelineChild.Fd()}
+	var flags string // the machine monitor's
 	if p.machine = r.machineMonitor(ns); !p.machine && runner {
 		p.close()
 		return nil, errors.New("start monitor: the runner init needs the machine monitor")
@@ -142,7 +143,7 @@ func (r *Runtime) launch(ns nsPlan, spare, intoCgroup, runner, tmpl bool) (*pair
 			clone &^= unix.CLONE_NEWNS
 			p.template = true
 		}
-		flags := strconv.FormatUint(uint64(clone), 10)
+		flags = strconv.FormatUint(uint64(clone), 10)
 		if intoCgroup {
 			flags += "c"
 		}
@@ -153,17 +154,27 @@ func (r *Runtime) launch(ns nsPlan, spare, intoCgroup, runner, tmpl bool) (*pair
 		env = append([]string{waiter.MonitorEnv + "=" + flags}, initEnv(spare)...)
 		files = append(files, initExe.Fd(), reaper.Fd())
 	}
-	// syscall.ForkExec, not os/exec: os.StartProcess probes pidfd support
-	// in every new process with an extra fork, and nothing here needs it.
-	p.monPid, err = syscall.ForkExec(argv0,
-		[]string{"reconciled-monitor", strings.Repeat(" ", monitorTitleWidth)}, &syscall.ProcAttr{
-			Env:   env,
-			Files: files,
-			Sys:   &syscall.SysProcAttr{Setsid: true},
-		})
-	if err != nil {
-		p.close()
-		return nil, fmt.Errorf("start monitor: %w", err)
+	if p.machine && spare && r.spares != nil && !r.noSpawner {
+		// The spawner forks it (spawner.go), with the environment of a
+		// spare's; where it cannot, this process starts it.
+		if p.monPid, err = r.forkMonitor(flags, child, lifelineChild, initExe); err != nil && !errors.Is(err, errSpawnerClosed) {
+			r.log.Warn("the spawner could not fork a monitor; starting it directly", "err", err)
+		}
+	}
+	if p.monPid == 0 {
+		// syscall.ForkExec, not os/exec: os.StartProcess probes pidfd
+		// support in every new process with an extra fork, and nothing
+		// here needs it.
+		p.monPid, err = syscall.ForkExec(argv0,
+			[]string{"reconciled-monitor", strings.Repeat(" ", monitorTitleWidth)}, &syscall.ProcAttr{
+				Env:   env,
+				Files: files,
+				Sys:   &syscall.SysProcAttr{Setsid: true},
+			})
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("start monitor: %w", err)
+		}
 	}
 	if r.reap {
 		go reapWhenDone(p.monPid)
@@ -743,6 +754,7 @@ func (r *Runtime) Close() error {
 		p.close() // the monitor kills its init, reaps it and exits
 	}
 	s.wg.Wait()
+	r.closeSpawner()
 	for _, p := range all {
 		if p.cg != nil {
 			r.removeSpareCgroup(p.cg)

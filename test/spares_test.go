@@ -350,3 +350,157 @@ func TestSpareSetupFailure(t *testing.T) {
 	waitGone(t, init)
 	waitGone(t, mon)
 }
+
+// spawners lists this process's spawners: children whose argv[0] is
+// reconciled-spawner.
+func spawners() []int {
+	var pids []int
+	for _, pid := range children(os.Getpid()) {
+		if args := cmdline(pid); args[0] == "reconciled-spawner" {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// fdTargets lists what pid's descriptors point at, by number.
+func fdTargets(t *testing.T, pid int) map[int]string {
+	t.Helper()
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := map[int]string{}
+	for _, e := range ents {
+		n, _ := strconv.Atoi(e.Name())
+		fds[n], _ = os.Readlink(filepath.Join(dir, e.Name()))
+	}
+	return fds
+}
+
+// session is field 6 of /proc/PID/stat.
+func session(t *testing.T, pid int) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	sid, _ := strconv.Atoi(f[3])
+	return sid
+}
+
+// A Runtime with spares has their monitors forked by a small process of
+// its own, the spawner, instead of forking itself. A monitor must look and
+// behave as if the Runtime had started it: its child, in a session of its
+// own, titled reconciled-monitor and then with its container's ID, holding
+// no descriptor of the Runtime or the spawner, recording its container's
+// exit. The spawner holds nothing but its socket; one that was killed is
+// replaced (the spares keep coming meanwhile); Close ends it, and it is
+// reaped.
+func TestSpawner(t *testing.T) {
+	r := newRT(t)
+	api, err := executor.New(r.root, executor.WithSpares(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var closed bool
+	t.Cleanup(func() {
+		if !closed {
+			api.Close()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b := bundle(t, nil, "sh", "-c", "exit 7")
+	// run creates, starts and waits for id, and returns its monitor.
+	run := func(id string) int {
+		t.Helper()
+		t.Cleanup(func() { api.Delete(context.Background(), id, true) })
+		if err := api.Create(ctx, id, b, executor.CreateOptions{}); err != nil {
+			t.Fatalf("create %s: %v", id, err)
+		}
+		st, err := api.State(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, id+"'s monitor titled", func() bool {
+			args := cmdline(st.MonitorPid)
+			return len(args) == 2 && args[0] == "reconciled-monitor" && args[1] == id
+		})
+		if err := api.Start(ctx, id); err != nil {
+			t.Fatalf("start %s: %v", id, err)
+		}
+		done, err := api.Wait(ctx, id)
+		if err != nil {
+			t.Fatalf("wait %s: %v", id, err)
+		}
+		if !done.Exited || done.ExitCode != 7 {
+			t.Errorf("%s: exit %+v, want exited 7", id, done)
+		}
+		return st.MonitorPid
+	}
+	gone := func(pid int) func() bool {
+		return func() bool {
+			_, err := os.Stat("/proc/" + strconv.Itoa(pid))
+			return os.IsNotExist(err) // reaped, not a zombie
+		}
+	}
+
+	// The first container finds no spare; the spare made after it has its
+	// monitor forked by the spawner.
+	run("spawner-first")
+	mon, _ := waitSpare(t, true)
+	sp := spawners()
+	if len(sp) != 1 {
+		t.Fatalf("spawners: %v, want one", sp)
+	}
+	for fd, target := range fdTargets(t, sp[0]) {
+		if !(fd <= 2 && target == os.DevNull) && !(fd == 3 && strings.HasPrefix(target, "socket:")) {
+			t.Errorf("spawner %d holds fd %d (%s), want /dev/null on 0-2 and its socket on 3 only", sp[0], fd, target)
+		}
+	}
+	if s := session(t, mon); s != mon {
+		t.Errorf("spare monitor %d is in session %d, want its own", mon, s)
+	}
+	// The monitor closes the sync socket once its init has it: a socket
+	// left is one it should never have had.
+	waitFor(t, "the spare monitor holding no socket", func() bool {
+		for _, target := range fdTargets(t, mon) {
+			if strings.HasPrefix(target, "socket:") {
+				return false
+			}
+		}
+		return true
+	})
+	// It serves the next container (or the one after, if the next came
+	// before it was ready).
+	served := false
+	for i := 0; i < 3 && !served; i++ {
+		served = run("spawner-served-"+strconv.Itoa(i)) == mon
+	}
+	if !served {
+		t.Errorf("no container was served by the spare monitor %d", mon)
+	}
+
+	// A spawner killed: the next spare is started without it, and a later
+	// one by a new spawner.
+	if err := unix.Kill(sp[0], unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the killed spawner reaped", gone(sp[0]))
+	var sp2 []int
+	for i := 0; i < 5 && len(sp2) == 0; i++ {
+		run("spawner-after-kill-" + strconv.Itoa(i))
+		waitSpare(t, true)
+		sp2 = spawners()
+	}
+	if len(sp2) != 1 || sp2[0] == sp[0] {
+		t.Fatalf("spawners after the first was killed: %v, want a new one", sp2)
+	}
+
+	api.Close()
+	closed = true
+	waitFor(t, "the spawner gone and reaped after Close", gone(sp2[0]))
+}

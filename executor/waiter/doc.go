@@ -27,6 +27,10 @@
 // the whole monitor: it also clones the init (clone3, clone), execs it in
 // the child (execveat), reports it (sendto) and follows the lifeline
 // (pidfd_open, poll, read, kill), with recvmsg, pipe2, fcntl and dup3.
+// Started with MonitorEnv=s it is the spawner of a runtime with spares
+// (executor/spawner.go): it forks monitors on request (recvmsg, clone with
+// CLONE_PARENT, sendto, close_range; in the child dup3, close_range and
+// setsid), and each child goes on as the monitor above.
 //
 // The init (init_amd64.S) is the PID 1 of a container whose manifest says
 // init: true, as docker's --init (tini) is: it forks the user program,

@@ -30,7 +30,8 @@
 #   fd 4      the read end of the lifeline (see watchCreator)
 #   fd 5      the runtime's binary, exec'd as the init ("reconciled-init")
 #   fd 6      this program (closed)
-# It clones the init (clone3, with CLONE_INTO_CGROUP when it got a cgroup;
+# (or forked by the spawner, below, with the same descriptors). It clones
+# the init (clone3, with CLONE_INTO_CGROUP when it got a cgroup;
 # without it where the kernel refuses, then with clone where there is no
 # clone3; CLONE_VM|CLONE_VFORK: the init shares its memory until its
 # exec, so no page table is copied for it or freed at its exec), sends
@@ -60,7 +61,11 @@ _start:
 	lea	rdi, [rip + monitor_env]
 	mov	ecx, 20				# len("_RECONCILED_MONITOR=")
 	repe cmpsb
-	je	monitor
+	jne	reaper
+	mov	rbp, rsp			# argc, argv..., 0, envp..., 0
+	cmp	byte ptr [rsi], 's'
+	je	spawner
+	jmp	monitor				# rsi: the flags
 reaper:
 	sub	rsp, 8256			# [rsp] status, [rsp+16] timespec, [rsp+64] the file
 wait_again:
@@ -163,7 +168,8 @@ fail:
 	syscall
 
 # The monitor (see the top): clones the init, reports it, follows the
-# lifeline, then is the reaper. rbx: envp. Frame:
+# lifeline, then is the reaper. rbp: argc (the initial stack), rbx: envp,
+# rsi: the flags. Frame:
 #   [rsp]        struct clone_args (88 bytes; [rsp+88] a scratch word)
 #   [rsp+96]     a 4-byte buffer (the cgroup byte, the child's errno)
 #   [rsp+104]    the exec-failure pipe (read end, write end)
@@ -173,17 +179,16 @@ fail:
 #   [rsp+256]    the message to the creator
 #   [rsp+1024]   what the lifeline brought (8192 bytes)
 monitor:
+	mov	r14, rsi
 	mov	edi, 6
 	mov	eax, 3				# close(this program)
 	syscall
-	mov	rbp, rsp			# argc, argv..., 0, envp..., 0
 	sub	rsp, 9216
 	mov	rdi, rsp
 	xor	eax, eax
 	mov	ecx, 256
 	rep stosb
-	mov	rsi, [rbx]
-	add	rsi, 20				# the flags, after "_RECONCILED_MONITOR="
+	mov	rsi, r14
 	xor	r12d, r12d
 1:	movzx	eax, byte ptr [rsi]
 	sub	eax, '0'
@@ -526,6 +531,133 @@ child:
 	mov	eax, 231			# exit_group
 	syscall
 
+# The spawner (executor/spawner.go): started with "_RECONCILED_MONITOR=s",
+# it forks monitors on request, so that the runtime neither forks its own
+# large process nor execs a new program for each. Contract:
+#   argv      "reconciled-spawner", then the monitors' argv[1] (as above)
+#   envp[1..] the monitors' (as above)
+#   fd 0-2    /dev/null, the monitors' and the inits'
+#   fd 3      a SOCK_SEQPACKET socket to the runtime
+#   fd 4, 5   closed; fd 6 this program (closed)
+# A request is the monitor's flags (as in its environment, at most 63
+# bytes) with three descriptors (SCM_RIGHTS): the sync socket, the
+# lifeline's read end and the binary to exec as the init. It forks with
+# CLONE_PARENT, so the monitor is the runtime's child as if it had started
+# it, and answers the monitor's PID, or -errno, as a 4-byte int; then it
+# closes what it got. EOF: the runtime is gone, and it exits. The child
+# puts the three on 3, 4 and 5 (the runtime's socket is gone with that),
+# closes everything above, starts a session of its own, renames argv[0]
+# "reconciled-monitor" (as long) and is the monitor. Frame:
+#   [rsp]        struct msghdr, [rsp+64] its iovec
+#   [rsp+80]     cmsg (CMSG_SPACE(12)); the descriptors at [rsp+96]
+#   [rsp+112]    the answer
+#   [rsp+128]    the flags (64 bytes, the last stays 0)
+spawner:
+	mov	edi, 6
+	mov	eax, 3				# close(this program)
+	syscall
+	sub	rsp, 192
+sp_next:
+	mov	rdi, rsp
+	xor	eax, eax
+	mov	ecx, 192
+	rep stosb
+	lea	rax, [rsp + 128]
+	mov	[rsp + 64], rax			# iov_base
+	mov	qword ptr [rsp + 72], 63	# iov_len
+	lea	rax, [rsp + 64]
+	mov	[rsp + 16], rax			# msg_iov
+	mov	qword ptr [rsp + 24], 1		# msg_iovlen
+	lea	rax, [rsp + 80]
+	mov	[rsp + 32], rax			# msg_control
+	mov	qword ptr [rsp + 40], 32	# msg_controllen: CMSG_SPACE(12)
+sp_recv:
+	mov	edi, 3
+	mov	rsi, rsp
+	mov	edx, 0x40000000			# MSG_CMSG_CLOEXEC
+	mov	eax, 47				# recvmsg
+	syscall
+	cmp	rax, -4				# EINTR
+	je	sp_recv
+	test	rax, rax
+	jle	leave				# EOF: the runtime is gone
+	mov	rax, -22			# EINVAL: not three descriptors
+	cmp	qword ptr [rsp + 80], 28	# CMSG_LEN(12)
+	jne	sp_answer
+	cmp	dword ptr [rsp + 88], 1		# SOL_SOCKET
+	jne	sp_answer
+	cmp	dword ptr [rsp + 92], 1		# SCM_RIGHTS
+	jne	sp_answer
+	mov	edi, 0x8011			# CLONE_PARENT|SIGCHLD: a fork
+	xor	esi, esi
+	xor	edx, edx
+	xor	r10d, r10d
+	xor	r8d, r8d
+	mov	eax, 56				# clone
+	syscall
+	test	rax, rax
+	jz	sp_child
+sp_answer:
+	mov	[rsp + 112], eax
+1:	mov	edi, 3
+	lea	rsi, [rsp + 112]
+	mov	edx, 4
+	mov	r10d, 0x4000			# MSG_NOSIGNAL
+	xor	r8d, r8d
+	xor	r9d, r9d
+	mov	eax, 44				# sendto
+	syscall
+	cmp	rax, -4
+	je	1b
+	mov	edi, 4
+	mov	esi, -1
+	xor	edx, edx
+	mov	eax, 436			# close_range(4, ~0U, 0): what came
+	syscall
+	jmp	sp_next
+sp_child:
+	# The three came on the lowest free numbers, in order (4, 5, 6 here):
+	# each goes to a lower number than its own, and none lands on one
+	# still to be moved.
+	mov	edi, [rsp + 96]
+	mov	esi, 3
+	xor	edx, edx
+	mov	eax, 292			# dup3(sync socket, 3, 0)
+	syscall
+	test	rax, rax
+	js	sp_failed
+	mov	edi, [rsp + 100]
+	mov	esi, 4
+	xor	edx, edx
+	mov	eax, 292			# dup3(lifeline, 4, 0)
+	syscall
+	test	rax, rax
+	js	sp_failed
+	mov	edi, [rsp + 104]
+	mov	esi, 5
+	xor	edx, edx
+	mov	eax, 292			# dup3(init binary, 5, 0)
+	syscall
+	test	rax, rax
+	js	sp_failed
+	mov	edi, 6
+	mov	esi, -1
+	xor	edx, edx
+	mov	eax, 436			# close_range(6, ~0U, 0)
+	syscall
+	mov	eax, 112			# setsid
+	syscall
+	mov	rdi, [rbp + 8]			# argv[0]
+	lea	rsi, [rip + monitor_name]
+	mov	ecx, 18				# len("reconciled-monitor")
+	rep movsb
+	lea	rsi, [rsp + 128]
+	jmp	monitor
+sp_failed:
+	mov	edi, 127
+	mov	eax, 231			# exit_group
+	syscall
+
 # start_failed: rax is -errno, r15 the step (its length, then its name).
 # Sends {"error":"start container init: STEP: errno N"} and exits 1.
 start_failed:
@@ -626,6 +758,7 @@ name:	.asciz	"exit"
 
 monitor_env:	.ascii	"_RECONCILED_MONITOR="
 init_name:	.asciz	"reconciled-init"
+monitor_name:	.ascii	"reconciled-monitor"
 empty:		.byte	0
 msg_pid:	.ascii	"{\"pid\":"
 msg_pid_end:

@@ -135,7 +135,8 @@ func ReaperAvailable() bool { return len(reaperCode) > 0 }
 // whole monitor of a container (see reaper_amd64.S): its value is the
 // init's clone flags in decimal, followed by "c" when the init is to be
 // cloned into the cgroup2 directory sent on the sync socket; the rest of
-// the environment is the init's.
+// the environment is the init's. The value "s" makes it the spawner,
+// which forks monitors with the flags of each request instead.
 const MonitorEnv = "_RECONCILED_MONITOR"
 
 // ReaperMemfd returns a close-on-exec, sealed memfd holding the reaper.
