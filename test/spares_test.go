@@ -18,6 +18,19 @@ import (
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
+// spareRuntime returns a Runtime on r's state root that keeps one spare
+// per kind of container, closed when the test ends (Close may come
+// earlier too).
+func spareRuntime(t *testing.T, r *rt) *executor.Runtime {
+	t.Helper()
+	api, err := executor.New(r.root, executor.WithSpares(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { api.Close() })
+	return api
+}
+
 // spareMonitors lists this process's spare monitors: children whose
 // cmdline is "reconciled-monitor" with argv[1] still blank (no container).
 func spareMonitors(t *testing.T) []int {
@@ -98,16 +111,7 @@ func waitSpare(t *testing.T, newNet bool) (int, int) {
 // behind.
 func TestSpares(t *testing.T) {
 	r := newRT(t)
-	api, err := executor.New(r.root, executor.WithSpares(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var closed bool
-	t.Cleanup(func() {
-		if !closed {
-			api.Close()
-		}
-	})
+	api := spareRuntime(t, r)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	hostNet, err := os.Readlink("/proc/self/ns/net")
@@ -238,7 +242,6 @@ func TestSpares(t *testing.T) {
 	// Close stops every spare and its init.
 	left := waitSpares(t, 2)
 	api.Close()
-	closed = true
 	for _, m := range left {
 		waitGone(t, m)
 	}
@@ -306,11 +309,7 @@ func waitSpares(t *testing.T, n int) []int {
 // state, no cgroup and no process of that pair behind.
 func TestSpareSetupFailure(t *testing.T) {
 	r := newRT(t)
-	api, err := executor.New(r.root, executor.WithSpares(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { api.Close() })
+	api := spareRuntime(t, r)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -331,7 +330,7 @@ func TestSpareSetupFailure(t *testing.T) {
 	}, "true")
 	id := testutil.Name(t, 40) + "-bad"
 	t.Cleanup(func() { api.Delete(context.Background(), id, true) })
-	err = api.Create(ctx, id, bad, executor.CreateOptions{})
+	err := api.Create(ctx, id, bad, executor.CreateOptions{})
 	if err == nil {
 		t.Fatal("create with a missing bind source succeeded")
 	}
@@ -401,16 +400,7 @@ func session(t *testing.T, pid int) int {
 // reaped.
 func TestSpawner(t *testing.T) {
 	r := newRT(t)
-	api, err := executor.New(r.root, executor.WithSpares(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var closed bool
-	t.Cleanup(func() {
-		if !closed {
-			api.Close()
-		}
-	})
+	api := spareRuntime(t, r)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	b := bundle(t, nil, "sh", "-c", "exit 7")
@@ -501,6 +491,5 @@ func TestSpawner(t *testing.T) {
 	}
 
 	api.Close()
-	closed = true
 	waitFor(t, "the spawner gone and reaped after Close", gone(sp2[0]))
 }

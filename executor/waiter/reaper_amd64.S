@@ -201,15 +201,11 @@ monitor:
 2:	mov	r13, -1				# the cgroup2 directory's fd: none
 	cmp	byte ptr [rsi], 'c'
 	jne	no_cgroup
-	lea	rax, [rsp + 96]
-	mov	[rsp + 192], rax		# iov_base
-	mov	qword ptr [rsp + 200], 1	# iov_len
-	lea	rax, [rsp + 192]
-	mov	[rsp + 144], rax		# msg_iov
-	mov	qword ptr [rsp + 152], 1	# msg_iovlen
-	lea	rax, [rsp + 208]
-	mov	[rsp + 160], rax		# msg_control
-	mov	qword ptr [rsp + 168], 24	# msg_controllen: CMSG_SPACE(4)
+	lea	rdi, [rsp + 128]
+	lea	rsi, [rsp + 96]
+	mov	edx, 1
+	mov	ecx, 24				# CMSG_SPACE(4)
+	call	msghdr_init
 recv_again:
 	mov	edi, 3
 	lea	rsi, [rsp + 128]
@@ -562,15 +558,11 @@ sp_next:
 	xor	eax, eax
 	mov	ecx, 192
 	rep stosb
-	lea	rax, [rsp + 128]
-	mov	[rsp + 64], rax			# iov_base
-	mov	qword ptr [rsp + 72], 63	# iov_len
-	lea	rax, [rsp + 64]
-	mov	[rsp + 16], rax			# msg_iov
-	mov	qword ptr [rsp + 24], 1		# msg_iovlen
-	lea	rax, [rsp + 80]
-	mov	[rsp + 32], rax			# msg_control
-	mov	qword ptr [rsp + 40], 32	# msg_controllen: CMSG_SPACE(12)
+	mov	rdi, rsp
+	lea	rsi, [rsp + 128]
+	mov	edx, 63				# the last byte stays 0
+	mov	ecx, 32				# CMSG_SPACE(12)
+	call	msghdr_init
 sp_recv:
 	mov	edi, 3
 	mov	rsi, rsp
@@ -708,6 +700,20 @@ send:
 	syscall
 	cmp	rax, -4
 	je	send
+	ret
+
+# msghdr_init fills the zeroed struct msghdr at rdi for recvmsg into one
+# buffer (rsi, rdx bytes) with room for rcx bytes of control data: its
+# iovec at rdi+64, the control data at rdi+80. Clobbers rax.
+msghdr_init:
+	mov	[rdi + 64], rsi			# iov_base
+	mov	[rdi + 72], rdx			# iov_len
+	lea	rax, [rdi + 64]
+	mov	[rdi + 16], rax			# msg_iov
+	mov	qword ptr [rdi + 24], 1		# msg_iovlen
+	lea	rax, [rdi + 80]
+	mov	[rdi + 32], rax			# msg_control
+	mov	[rdi + 40], rcx			# msg_controllen
 	ret
 
 # move_fd puts the descriptor in rax on esi (dup3, close) unless it is
