@@ -4,10 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -23,7 +25,9 @@ import (
 // The spawner forks with CLONE_PARENT: the monitor is this process's child,
 // as if it had started it, and is reaped the same way.
 type spawner struct {
-	ctl int // this process's end of the SOCK_SEQPACKET socket
+	// ctl is this process's end of the SOCK_SEQPACKET socket,
+	// non-blocking: a request waits in the poller, not on a thread.
+	ctl *os.File
 	pid int
 }
 
@@ -32,7 +36,7 @@ const spawnerTitle = "reconciled-spawner"
 
 // spawnerTimeout bounds a request: a spawner that stops answering costs one
 // refill this long, and is then replaced.
-const spawnerTimeout = 5
+const spawnerTimeout = 5 * time.Second
 
 // startSpawner starts a spawner (one per Runtime with spares, on the first
 // spare's launch).
@@ -45,17 +49,15 @@ func (r *Runtime) startSpawner() (*spawner, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("socketpair", err)
 	}
-	defer unix.Close(fds[1])
-	tv := unix.Timeval{Sec: spawnerTimeout}
-	for _, opt := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} {
-		if err := unix.SetsockoptTimeval(fds[0], unix.SOL_SOCKET, opt, &tv); err != nil {
-			unix.Close(fds[0])
-			return nil, os.NewSyscallError("setsockopt", err)
-		}
+	defer unix.Close(fds[1]) // the spawner's end blocks
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		return nil, os.NewSyscallError("fcntl", err)
 	}
+	ctl := os.NewFile(uintptr(fds[0]), "spawner")
 	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
-		unix.Close(fds[0])
+		ctl.Close()
 		return nil, err
 	}
 	defer null.Close()
@@ -70,53 +72,62 @@ func (r *Runtime) startSpawner() (*spawner, error) {
 			Sys:   &syscall.SysProcAttr{Setsid: true},
 		})
 	if err != nil {
-		unix.Close(fds[0])
+		ctl.Close()
 		return nil, fmt.Errorf("start spawner: %w", err)
 	}
 	if r.reap {
 		go reapWhenDone(pid)
 	}
-	return &spawner{ctl: fds[0], pid: pid}, nil
+	return &spawner{ctl: ctl, pid: pid}, nil
 }
 
 // fork has the spawner fork a monitor with flags (the value of
 // waiter.MonitorEnv) on the sync socket, the lifeline's read end and the
 // init's binary, and returns its PID.
-func (z *spawner) fork(flags string, sock, lifeline, initExe *os.File) (int, error) {
+func (sp *spawner) fork(flags string, sock, lifeline, initExe *os.File) (int, error) {
+	if err := sp.ctl.SetDeadline(time.Now().Add(spawnerTimeout)); err != nil {
+		return 0, fmt.Errorf("spawner %d: %w", sp.pid, err)
+	}
+	rc, err := sp.ctl.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("spawner %d: %w", sp.pid, err)
+	}
 	rights := unix.UnixRights(int(sock.Fd()), int(lifeline.Fd()), int(initExe.Fd()))
-	if err := retryEINTR(func() error { return unix.Sendmsg(z.ctl, []byte(flags), rights, nil, 0) }); err != nil {
-		return 0, fmt.Errorf("spawner %d: send: %w", z.pid, os.NewSyscallError("sendmsg", err))
+	var serr error
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), []byte(flags), rights, nil, 0)
+		return serr != unix.EAGAIN && serr != unix.EINTR
+	}); err != nil {
+		serr = err
+	}
+	if serr != nil {
+		return 0, fmt.Errorf("spawner %d: send: %w", sp.pid, os.NewSyscallError("sendmsg", serr))
 	}
 	var b [4]byte
-	var n int
-	if err := retryEINTR(func() error {
-		var err error
-		n, err = unix.Read(z.ctl, b[:])
-		return err
-	}); err != nil {
-		return 0, fmt.Errorf("spawner %d: answer: %w", z.pid, os.NewSyscallError("read", err))
-	}
-	if n != len(b) {
-		return 0, fmt.Errorf("spawner %d: no answer (it exited)", z.pid)
+	if n, err := sp.ctl.Read(b[:]); err != nil || n != len(b) {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = errors.New("no answer (it exited)")
+		}
+		return 0, fmt.Errorf("spawner %d: answer: %w", sp.pid, err)
 	}
 	pid := int(int32(binary.LittleEndian.Uint32(b[:])))
 	if pid <= 0 {
-		return 0, fmt.Errorf("spawner %d: fork a monitor: %w", z.pid, unix.Errno(-pid))
+		return 0, fmt.Errorf("spawner %d: fork a monitor: %w", sp.pid, unix.Errno(-pid))
 	}
 	return pid, nil
 }
 
 // close ends the spawner: EOF on its socket, and it exits. The monitors
 // it forked are not its children and go on.
-func (z *spawner) close() {
-	unix.Close(z.ctl)
+func (sp *spawner) close() {
+	sp.ctl.Close()
 }
 
 // spawners holds a Runtime's spawner, started on first use and replaced
 // after a failure.
 type spawners struct {
 	mu     sync.Mutex
-	z      *spawner
+	sp     *spawner
 	closed bool
 }
 
@@ -126,35 +137,35 @@ var errSpawnerClosed = errors.New("spawner: the runtime is closed")
 // forkMonitor has the Runtime's spawner fork a spare's machine monitor.
 // An error means no monitor was started: the caller starts it itself.
 func (r *Runtime) forkMonitor(flags string, sock, lifeline, initExe *os.File) (int, error) {
-	zs := &r.spawners
-	zs.mu.Lock()
-	defer zs.mu.Unlock()
-	if zs.closed {
+	ss := &r.spawners
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed {
 		return 0, errSpawnerClosed
 	}
-	if zs.z == nil {
-		z, err := r.startSpawner()
+	if ss.sp == nil {
+		sp, err := r.startSpawner()
 		if err != nil {
 			return 0, err
 		}
-		zs.z = z
+		ss.sp = sp
 	}
-	pid, err := zs.z.fork(flags, sock, lifeline, initExe)
+	pid, err := ss.sp.fork(flags, sock, lifeline, initExe)
 	if err != nil {
-		zs.z.close()
-		zs.z = nil
+		ss.sp.close()
+		ss.sp = nil
 	}
 	return pid, err
 }
 
 // closeSpawner ends the Runtime's spawner, if it has one, for good.
 func (r *Runtime) closeSpawner() {
-	zs := &r.spawners
-	zs.mu.Lock()
-	defer zs.mu.Unlock()
-	zs.closed = true
-	if zs.z != nil {
-		zs.z.close()
-		zs.z = nil
+	ss := &r.spawners
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.closed = true
+	if ss.sp != nil {
+		ss.sp.close()
+		ss.sp = nil
 	}
 }
