@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,10 +20,7 @@ func initCmd(t *testing.T, program string, argv ...string) (*exec.Cmd, *lockedBu
 	if !InitAvailable() {
 		t.Skip("no init on this architecture (init: true is refused there)")
 	}
-	bin := filepath.Join(t.TempDir(), "init")
-	if err := os.WriteFile(bin, elf(initCode), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := writeProgram(t, "init", initCode)
 	out := &lockedBuffer{}
 	cmd := &exec.Cmd{Path: bin, Args: append([]string{program}, argv...), Env: []string{"PATH=/usr/bin:/bin"}, Stdout: out, Stderr: out}
 	return cmd, out

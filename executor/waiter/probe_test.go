@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,10 +21,7 @@ func probeServer(t *testing.T, env ...string) (*exec.Cmd, *os.File, *os.File) {
 	if !ProbeServerAvailable() {
 		t.Skip("no probe server on this architecture (exec probes start the exec stage there)")
 	}
-	bin := filepath.Join(t.TempDir(), "probe")
-	if err := os.WriteFile(bin, elf(probeCode), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := writeProgram(t, "probe", probeCode)
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)

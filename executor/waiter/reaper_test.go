@@ -10,6 +10,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// writeProgram writes code as an executable ELF file named name in a
+// temporary directory and returns its path.
+func writeProgram(t *testing.T, name string, code []byte) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(bin, elf(code), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
 // reap runs the reaper as a real process the way the monitor does: a shell
 // starts child (the container's init in the monitor) in the background and
 // execs the reaper, which inherits it as its only child; fd 3 is the state
@@ -21,10 +32,7 @@ func reap(t *testing.T, child, oom string) Exit {
 		t.Skip("no reaper on this architecture (the Go monitor waits instead)")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(t.TempDir(), "reaper")
-	if err := os.WriteFile(bin, elf(reaperCode), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := writeProgram(t, "reaper", reaperCode)
 	d, err := os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -26,10 +26,7 @@ func TestSpawner(t *testing.T) {
 	if !ReaperAvailable() {
 		t.Skip("no reaper on this architecture (the Go monitor starts inits)")
 	}
-	bin := filepath.Join(t.TempDir(), "reaper")
-	if err := os.WriteFile(bin, elf(reaperCode), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := writeProgram(t, "reaper", reaperCode)
 	ctl := socketpair(t, unix.SOCK_SEQPACKET)
 	in, feed, err := os.Pipe() // the init's stdin: it lives until feed closes
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -17,10 +16,7 @@ func TestUsernsJoinerReportsFailure(t *testing.T) {
 	if !UsernsJoinerAvailable() {
 		t.Skip("no user-namespace joiner on this architecture (exec into a user namespace is refused there)")
 	}
-	bin := filepath.Join(t.TempDir(), "joiner")
-	if err := os.WriteFile(bin, elf(usernsCode), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := writeProgram(t, "joiner", usernsCode)
 	notNS, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
