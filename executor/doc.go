@@ -33,8 +33,9 @@
 // the lifeline, so that the Go runtime's poller descriptors never land
 // there. Where there is no reaper (other architectures, a cgroup driver
 // that gives no memory directory, a failed exec) the Go monitor waits and
-// writes exit.json itself. A Runtime with spares has their machine
-// monitors forked by the spawner (spawner.go; the reaper started with
+// writes exit.json itself. A Runtime with spares has its machine
+// monitors (a spare's, or one whose init is the runner init, below)
+// forked by the spawner (spawner.go; the reaper started with
 // waiter.MonitorEnv=s, a process of a few pages, "reconciled-spawner" in
 // ps), which it starts on the first spare: the creator sends it the
 // monitor's flags and descriptors (SCM_RIGHTS), and it forks with

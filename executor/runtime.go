@@ -47,7 +47,7 @@ type Runtime struct {
 	reaper sealedProgram // the machine monitor (reaperExe)
 	runner sealedProgram // the runner init (runnerExe)
 	initFd sealedProgram // the init of init: true, for the runner init (initExe)
-	// spawners: the spawner that forks spares' machine monitors
+	// spawners: the spawner that forks machine monitors
 	// (spawner.go); noSpawner: this process starts them itself
 	// (BenchmarkLaunchSpare compares).
 	spawners  spawners

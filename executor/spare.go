@@ -154,9 +154,10 @@ func (r *Runtime) launch(ns nsPlan, spare, intoCgroup, runner, tmpl bool) (*pair
 		env = append([]string{waiter.MonitorEnv + "=" + flags}, initEnv(spare)...)
 		files = append(files, initExe.Fd(), reaper.Fd())
 	}
-	if p.machine && spare && r.spares != nil && !r.noSpawner {
+	if p.machine && (spare || runner) && r.spares != nil && !r.noSpawner {
 		// The spawner forks it (spawner.go), with the environment of a
-		// spare's; where it cannot, this process starts it.
+		// spare's init, which the runner init ignores; where it cannot,
+		// this process starts it.
 		if p.monPid, err = r.forkMonitor(flags, child, lifelineChild, initExe); err != nil && !errors.Is(err, errSpawnerClosed) {
 			r.log.Warn("the spawner could not fork a monitor; starting it directly", "err", err)
 		}

@@ -16,7 +16,8 @@ import (
 	"reconciled.dev/reconciled/executor/waiter"
 )
 
-// spawner forks the machine monitors of a Runtime's spares (the reaper
+// spawner forks the machine monitors of a Runtime with spares, a spare's
+// or a runner init's (the reaper
 // started with waiter.MonitorEnv=s; reaper_amd64.S says the contract). A
 // monitor forked from it costs a fork of a process of a few pages; one
 // started by this process costs a fork of a large process, an exec, and
@@ -39,7 +40,7 @@ const spawnerTitle = "reconciled-spawner"
 const spawnerTimeout = 5 * time.Second
 
 // startSpawner starts a spawner (one per Runtime with spares, on the first
-// spare's launch).
+// monitor it is to fork).
 func (r *Runtime) startSpawner() (*spawner, error) {
 	reaper, err := r.reaperExe()
 	if err != nil {
@@ -134,7 +135,9 @@ type spawners struct {
 // errSpawnerClosed: the Runtime was closed.
 var errSpawnerClosed = errors.New("spawner: the runtime is closed")
 
-// forkMonitor has the Runtime's spawner fork a spare's machine monitor.
+// forkMonitor has the Runtime's spawner fork a machine monitor whose init
+// is a spare's or the runner init (the spawner's environment is a spare
+// init's, which the runner init ignores).
 // An error means no monitor was started: the caller starts it itself.
 func (r *Runtime) forkMonitor(flags string, sock, lifeline, initExe *os.File) (int, error) {
 	ss := &r.spawners
