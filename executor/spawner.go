@@ -17,9 +17,9 @@ import (
 )
 
 // spawner forks the machine monitors of a Runtime with spares, a spare's
-// or a runner init's (the reaper
-// started with waiter.MonitorEnv=s; reaper_amd64.S says the contract). A
-// monitor forked from it costs a fork of a process of a few pages; one
+// or a runner init's (the reaper started with waiter.MonitorEnv=s;
+// reaper_amd64.S says the contract). A monitor forked from it costs a
+// fork of a process of a few pages; one
 // started by this process costs a fork of a large process, an exec, and
 // at the exec the closing of every close-on-exec descriptor this process
 // holds, which grows with the containers it runs (a pidfd or two each).
@@ -35,8 +35,9 @@ type spawner struct {
 // spawnerTitle is the spawner's argv[0], as long as "reconciled-monitor".
 const spawnerTitle = "reconciled-spawner"
 
-// spawnerTimeout bounds a request: a spawner that stops answering costs one
-// refill this long, and is then replaced.
+// spawnerTimeout bounds a request: a spawner that stops answering costs
+// one launch this long (the monitor is then started as before), and is
+// replaced.
 const spawnerTimeout = 5 * time.Second
 
 // startSpawner starts a spawner (one per Runtime with spares, on the first
