@@ -85,6 +85,16 @@
 // the create, whose CPU they would share. Close, or the creator's exit,
 // ends the spares (EOF on their lifelines).
 //
+// CreateAndStart, for a caller that starts each container as soon as it
+// is created (the daemon), is Create then Start without the round trip
+// between them: with a runner init the container is recorded created, its
+// monitor told and the exec fifo opened while the init runs its last
+// chunk, so the init goes on to its exec without waiting; the start then
+// waits for that exec from what the create knows, without reading the
+// state back. The monitor knows the container before the init can exit,
+// as after Create; a last chunk that fails is the create's error, and the
+// teardown waits for the monitor before it removes the state directory.
+//
 // With the cgroupfs driver on a v1 or hybrid host a spare's init waits in
 // a cgroup of its own beside the containers' (cgroups.SparePrefix), and a
 // create renames that cgroup to the container's instead of moving the

@@ -53,7 +53,6 @@ func (r *Runtime) StartState(ctx context.Context, id string) (st *State, recover
 	if st.Status != StatusCreated {
 		return nil, false, &StateTransitionError{ID: id, Op: "start", From: st.Status}
 	}
-	dir := StateDir(r.root, id)
 	pidfd, err := openPidfd(st.Pid, st.PidStartTime)
 	if err != nil {
 		return nil, false, fmt.Errorf("start container %s: %w", id, ErrNotRunning)
@@ -68,17 +67,31 @@ func (r *Runtime) StartState(ctx context.Context, id string) (st *State, recover
 		}
 		return st, true, nil
 	}
-	// Started is taken before the init is released, so that it is never
-	// later than the Finished the monitor records.
-	started := time.Now().UTC()
-	fifo, err := unix.Open(filepath.Join(dir, fifoFile), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, false, fmt.Errorf("start container %s: open exec fifo: %w", id, err)
+	if err := r.startCreated(ctx, id, st, pidfd, -1, time.Time{}); err != nil {
+		return nil, false, err
+	}
+	return st, false, nil
+}
+
+// startCreated releases the init of created container id, whose state is
+// st and whose init pidfd is a pidfd of, waits for its exec and records
+// it (in st). A failed exec removes the container. fifo is the exec fifo
+// when it was opened already (at started), else -1; it is closed here.
+func (r *Runtime) startCreated(ctx context.Context, id string, st *State, pidfd, fifo int, started time.Time) error {
+	if fifo < 0 {
+		// Started is taken before the init is released, so that it is
+		// never later than the Finished the monitor records.
+		started = time.Now().UTC()
+		var err error
+		fifo, err = unix.Open(filepath.Join(StateDir(r.root, id), fifoFile), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("start container %s: open exec fifo: %w", id, err)
+		}
 	}
 	defer unix.Close(fifo)
 	msg, err := readFifo(ctx, fifo, pidfd)
 	if err != nil {
-		return nil, false, fmt.Errorf("start container %s: %w", id, err)
+		return fmt.Errorf("start container %s: %w", id, err)
 	}
 	if msg != "" {
 		if n, ok := strings.CutPrefix(msg, waiter.ExecFailedPrefix); ok {
@@ -90,13 +103,10 @@ func (r *Runtime) StartState(ctx context.Context, id string) (st *State, recover
 		if derr := r.Delete(context.WithoutCancel(ctx), id, true); derr != nil {
 			err = errors.Join(err, derr)
 		}
-		return nil, false, err
+		return err
 	}
 	st.Started = started
-	if err := r.recordStarted(ctx, id, st, false); err != nil {
-		return nil, false, err
-	}
-	return st, false, nil
+	return r.recordStarted(ctx, id, st, false)
 }
 
 // recordStarted removes the exec fifo, records st running and runs the

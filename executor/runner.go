@@ -623,8 +623,9 @@ func (c *creation) runnerSetup(p *pair, plan nsPlan, bundle string, ahead []int,
 
 // runnerPlaced tells the runner init it is in its cgroup (and sends it
 // the seccomp filter now where it can go in early: earlyChunk), waits for
-// the setup, sends the last chunk and waits for "ready".
-func (c *creation) runnerPlaced(p *pair, filter *seccomp.Program) error {
+// the setup, sends the last chunk and waits for "ready"; sent, when not
+// nil, runs between the last two (runnerFinish).
+func (c *creation) runnerPlaced(p *pair, filter *seccomp.Program, sent func() error) error {
 	if c.joins {
 		if err := c.sendPlaced(p); err != nil {
 			return p.runnerFailed(fmt.Errorf("release container init: %w", err))
@@ -646,7 +647,7 @@ func (c *creation) runnerPlaced(p *pair, filter *seccomp.Program) error {
 	if res.err != nil {
 		return res.err
 	}
-	return c.runnerFinish(p, res, filter, early != nil)
+	return c.runnerFinish(p, res, filter, early != nil, sent)
 }
 
 // sendPlaced sends the runner init its placedChunk with its cgroup's v1
@@ -692,8 +693,9 @@ func (p *pair) runnerFailed(err error) error {
 }
 
 // runnerFinish sends the runner init its last chunk once the setup is done
-// and waits for "ready".
-func (c *creation) runnerFinish(p *pair, res runnerResult, filter *seccomp.Program, filterIn bool) error {
+// and waits for "ready". sent, when not nil, runs in between, while the
+// init runs the chunk; its error is the create's.
+func (c *creation) runnerFinish(p *pair, res runnerResult, filter *seccomp.Program, filterIn bool, sent func() error) error {
 	last, err := lastCap()
 	if err != nil {
 		return fmt.Errorf("read cap_last_cap: %w", err)
@@ -704,6 +706,17 @@ func (c *creation) runnerFinish(p *pair, res runnerResult, filter *seccomp.Progr
 	}
 	if err := sendChunk(p.sock, chunk, nil); err != nil {
 		return err
+	}
+	if sent != nil {
+		if err := sent(); err != nil {
+			// The init's own report first where the chunk failed: it
+			// exits then, and its monitor with it (the lifeline is
+			// closed).
+			if _, rerr := readTag(p.sock, tagReady, 0); rerr != nil {
+				return fmt.Errorf("%w (then: %w)", rerr, err)
+			}
+			return err
+		}
 	}
 	_, err = readTag(p.sock, tagReady, 0)
 	return err

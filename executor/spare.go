@@ -501,10 +501,11 @@ func (r *Runtime) discard(p *pair) {
 const spareRefillDelay = 100 * time.Millisecond
 
 // refillLater makes spares for ns once a container has started
-// (StartState calls refillPending), or after spareRefillDelay. Starting a
-// monitor and an init costs two starts of this binary: CPU that the create
-// and the start of the container that took the spare would share with
-// them (on a 2-core host a dropped manifest ran 3 ms later for it).
+// (StartState and CreateAndStart call refillPending), or after
+// spareRefillDelay. Starting a monitor and an init costs two starts of
+// this binary: CPU that the create and the start of the container that
+// took the spare would share with them (on a 2-core host a dropped
+// manifest ran 3 ms later for it).
 func (r *Runtime) refillLater(ns int) {
 	s := r.spares
 	s.mu.Lock()

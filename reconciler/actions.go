@@ -41,17 +41,36 @@ func (l *Loop) process(ctx context.Context, name string) {
 		l.queue.Forget(name)
 		return
 	}
-	for _, a := range cp.Actions {
+	begin := func(a Action) {
+		st.Phase, st.Reason = a.Phase(), a.Reason
+		l.setStatus(st)
+		log.Info(string(a.Kind), "reason", a.Reason)
+		l.emit(Event{Container: name, Kind: EventBegin, Action: a.Kind, Reason: a.Reason})
+	}
+	for i := 0; i < len(cp.Actions); i++ {
+		a := cp.Actions[i]
 		if a.Kind == Wait {
 			l.queue.Forget(name)
 			l.queue.AddAfter(name, a.Until.Sub(l.cfg.Clock.Now()))
 			return
 		}
-		st.Phase, st.Reason = a.Phase(), a.Reason
-		l.setStatus(st)
-		log.Info(string(a.Kind), "reason", a.Reason)
-		l.emit(Event{Container: name, Kind: EventBegin, Action: a.Kind, Reason: a.Reason})
-		if err := l.do(ctx, a, have); err != nil {
+		begin(a)
+		var err error
+		cs, ok := l.cfg.Executor.(CreateStarter)
+		if ok && a.Kind == Create && i+1 < len(cp.Actions) && cp.Actions[i+1].Kind == Start {
+			// Both in one call; the start's status, log line and event
+			// follow the create's once it is known to have succeeded.
+			var created bool
+			created, err = l.createStart(ctx, a, cs)
+			if created {
+				i++
+				a = cp.Actions[i]
+				begin(a)
+			}
+		} else {
+			err = l.do(ctx, a, have)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -92,18 +111,8 @@ func (l *Loop) do(ctx context.Context, a Action, have *actual.Container) error {
 	ex := l.cfg.Executor
 	switch a.Kind {
 	case Create:
-		if a.Desired == nil || a.Desired.Spec == nil {
-			return fmt.Errorf("create %s without a spec: %w", name, ErrTerminal)
-		}
-		if a.Desired.Unresolved() {
-			return fmt.Errorf("create %s before its image %s is resolved: %w", name, a.Desired.Image, ErrTerminal)
-		}
-		// Write-ahead: a record without a container is ignored; a
-		// container without its record would be recreated.
-		if err := l.cfg.Recorder.Record(ctx, name, actual.Record{
-			Applied: a.Desired, Restarts: a.Restarts, Failures: a.Failures,
-		}); err != nil {
-			return fmt.Errorf("unable to record container %s: %w", name, err)
+		if err := l.recordAhead(ctx, a); err != nil {
+			return err
 		}
 		return wrap(ex.Create(ctx, name, a.Desired.Spec), "create", name)
 	case Start:
@@ -133,6 +142,44 @@ func (l *Loop) do(ctx context.Context, a Action, have *actual.Container) error {
 		return wrap(l.cfg.Recorder.Record(ctx, name, rec), "record", name)
 	}
 	return fmt.Errorf("unknown action %q: %w", a.Kind, ErrTerminal)
+}
+
+// createStart runs create action a and the start that follows it in one
+// call to cs, under one timeout for both. created reports whether the
+// create succeeded (an error then is the start's).
+func (l *Loop) createStart(ctx context.Context, a Action, cs CreateStarter) (created bool, err error) {
+	name := a.Container
+	timeout := 2 * l.cfg.ActionTimeout
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout,
+		fmt.Errorf("create and start of container %s took longer than %s", name, timeout))
+	defer cancel()
+	if err := l.recordAhead(ctx, a); err != nil {
+		return false, err
+	}
+	created, err = cs.CreateStart(ctx, name, a.Desired.Spec)
+	if created {
+		return true, wrap(err, "start", name)
+	}
+	return false, wrap(err, "create", name)
+}
+
+// recordAhead checks create action a and writes the container's record
+// before it is created. Write-ahead: a record without a container is
+// ignored; a container without its record would be recreated.
+func (l *Loop) recordAhead(ctx context.Context, a Action) error {
+	name := a.Container
+	if a.Desired == nil || a.Desired.Spec == nil {
+		return fmt.Errorf("create %s without a spec: %w", name, ErrTerminal)
+	}
+	if a.Desired.Unresolved() {
+		return fmt.Errorf("create %s before its image %s is resolved: %w", name, a.Desired.Image, ErrTerminal)
+	}
+	if err := l.cfg.Recorder.Record(ctx, name, actual.Record{
+		Applied: a.Desired, Restarts: a.Restarts, Failures: a.Failures,
+	}); err != nil {
+		return fmt.Errorf("unable to record container %s: %w", name, err)
+	}
+	return nil
 }
 
 func wrap(err error, what, name string) error {

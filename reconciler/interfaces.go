@@ -30,6 +30,14 @@ type Executor interface {
 	Update(ctx context.Context, id string, r *specs.LinuxResources) error
 }
 
+// CreateStarter is an Executor that can create a container and start it
+// in one call, sooner than Create then Start: the loop uses it where a
+// create is followed by a start at once. created reports whether the
+// create succeeded: an error then is the start's.
+type CreateStarter interface {
+	CreateStart(ctx context.Context, id string, spec *specs.Spec) (created bool, err error)
+}
+
 // Observer says what is there (package actual's observer).
 type Observer interface {
 	// Observe returns every container reconciled created.

@@ -90,11 +90,28 @@ type exitInfo struct {
 // Create writes STATE/bundles/NAME/config.json and creates the container
 // with LOGDIR/NAME.log (opened O_APPEND) as its stdout and stderr: the
 // container writes its log itself, so a daemon restart does not cut it.
-func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec) (err error) {
+func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec) error {
+	_, err := a.create(ctx, id, spec, false)
+	return err
+}
+
+// CreateStart is Create, then Start (reconciler.CreateStarter): with the
+// daemon's own runtime in one call (executor.CreateAndStart), which
+// releases the init as soon as it is set up. created reports whether the
+// create succeeded: an error then is the start's, and what the create
+// made is left as a failed Start leaves it.
+func (a *runtimeAdapter) CreateStart(ctx context.Context, id string, spec *specs.Spec) (created bool, err error) {
+	return a.create(ctx, id, spec, true)
+}
+
+// create is Create, and with start CreateStart.
+func (a *runtimeAdapter) create(ctx context.Context, id string, spec *specs.Spec, start bool) (created bool, err error) {
 	defer a.store.Invalidate(id)
 	a.oci.Forget(id)
+	// failed: the create failed (not only the start).
+	failed := func() bool { return err != nil && !created }
 	defer func() {
-		if err == nil {
+		if !failed() {
 			a.oci.Remember(id, spec.Annotations[ociruntime.AnnotationRuntime])
 		}
 	}()
@@ -105,21 +122,21 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 		// Never a silent fallback to the host's IDs: no range, no
 		// container (the error is its status).
 		if a.userns == nil {
-			return fmt.Errorf("create %s: userns: auto: the daemon has no subordinate ID allocator", id)
+			return false, fmt.Errorf("create %s: userns: auto: the daemon has no subordinate ID allocator", id)
 		}
 		s, err := a.userns.withUserns(id, spec)
 		if err != nil {
-			return fmt.Errorf("create %s: %w", id, err)
+			return false, fmt.Errorf("create %s: %w", id, err)
 		}
 		spec = s
 	}
 	spec = withCgroupsPath(spec, a.cgroupsPath(id))
 	if digest := spec.Annotations[desired.AnnotationImageDigest]; digest != "" {
 		if err := a.mountImage(id, spec, digest); err != nil {
-			return err
+			return false, err
 		}
 		defer func() {
-			if err != nil {
+			if failed() {
 				if uerr := a.unmountImage(id); uerr != nil {
 					a.log.Warn("unable to remove the root filesystem of a failed create", "container", id, "err", uerr)
 				}
@@ -127,13 +144,19 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 		}()
 	}
 	if o, err := a.oci.ForSpec(spec); err != nil {
-		return fmt.Errorf("create %s: %w", id, err)
+		return false, fmt.Errorf("create %s: %w", id, err)
 	} else if o != nil {
 		_, berr := os.Lstat(a.layout.Bundle(id))
 		if err := a.clearStaleCgroup(ctx, id, berr == nil); err != nil {
-			return err
+			return false, err
 		}
-		return a.createOCI(ctx, o, id, spec)
+		if err := a.createOCI(ctx, o, id, spec); err != nil {
+			return false, err
+		}
+		if !start {
+			return true, nil
+		}
+		return true, a.Start(ctx, id)
 	}
 	bundle := a.layout.Bundle(id)
 	// Whether it was there says, if the cgroup is in use, whether this
@@ -143,7 +166,7 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 		hadBundle = true
 	} else if err != nil {
 		if err := os.MkdirAll(bundle, 0o700); err != nil {
-			return fmt.Errorf("unable to create bundle %s: %w", bundle, err)
+			return false, fmt.Errorf("unable to create bundle %s: %w", bundle, err)
 		}
 	}
 	if !hadBundle {
@@ -151,7 +174,7 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 		// one would take a cgroup in use for this daemon's own. (A
 		// runtime state left says where its cgroup is in the bundle.)
 		defer func() {
-			if err != nil && !hasRuntimeState(a.layout, id) {
+			if failed() && !hasRuntimeState(a.layout, id) {
 				os.RemoveAll(bundle)
 			}
 		}()
@@ -160,30 +183,42 @@ func (a *runtimeAdapter) Create(ctx context.Context, id string, spec *specs.Spec
 	// (hooks, `runtime state`'s bundle), and written at every create.
 	data, err := json.Marshal(spec)
 	if err != nil {
-		return fmt.Errorf("unable to encode the spec of %s: %w", id, err)
+		return false, fmt.Errorf("unable to encode the spec of %s: %w", id, err)
 	}
 	// Not synced: after a crash the container is recreated, and its
 	// bundle written again.
 	if err := atomicfile.Write(bundle, "config.json", data, 0o600, atomicfile.NoSync); err != nil {
-		return fmt.Errorf("unable to write %s: %w", filepath.Join(bundle, "config.json"), err)
+		return false, fmt.Errorf("unable to write %s: %w", filepath.Join(bundle, "config.json"), err)
 	}
 	stdout, stderr, done, err := a.stdio(id)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer done()
 	opts := executor.CreateOptions{Spec: spec, Stdout: stdout, Stderr: stderr}
+	var st *executor.State
+	do := func() error {
+		if !start {
+			return a.rt.Create(ctx, id, bundle, opts)
+		}
+		var err error
+		st, created, err = a.rt.CreateAndStart(ctx, id, bundle, opts)
+		return err
+	}
 	// The executor refuses a cgroup something runs in, having changed
 	// nothing (ErrCgroupInUse): only then is it looked at (a lost state),
 	// not before every create.
-	err = a.rt.Create(ctx, id, bundle, opts)
-	if errors.Is(err, executor.ErrCgroupInUse) {
+	err = do()
+	if errors.Is(err, executor.ErrCgroupInUse) && !created {
 		if cerr := a.clearStaleCgroup(ctx, id, hadBundle); cerr != nil {
-			return cerr
+			return false, cerr
 		}
-		err = a.rt.Create(ctx, id, bundle, opts)
+		err = do()
 	}
-	return err
+	if err == nil && st != nil && st.Pid > 0 {
+		a.exits.Watch(id, st.Pid, st.PidStartTime) // as Start
+	}
+	return created || (err == nil && !start), err
 }
 
 // createOCI creates container id with an OCI-CLI runtime, with the same

@@ -37,13 +37,29 @@ type cleaningExecutor struct {
 
 func (a cleaningExecutor) Create(ctx context.Context, id string, spec *specs.Spec) error {
 	err := a.runtimeAdapter.Create(ctx, id, spec)
+	a.cleanFailed(ctx, id, err)
+	return err
+}
+
+// CreateStart is reconciler.CreateStarter; what a failed create leaves
+// goes as with Create, what a failed start leaves as with Start.
+func (a cleaningExecutor) CreateStart(ctx context.Context, id string, spec *specs.Spec) (bool, error) {
+	created, err := a.runtimeAdapter.CreateStart(ctx, id, spec)
+	if !created {
+		a.cleanFailed(ctx, id, err)
+	}
+	return created, err
+}
+
+// cleanFailed removes what a create that failed with err left, where no
+// container came of it.
+func (a cleaningExecutor) cleanFailed(ctx context.Context, id string, err error) {
 	if err == nil || hasRuntimeState(a.layout, id) {
-		return err // a container to delete, with all it has, as usual
+		return // a container to delete, with all it has, as usual
 	}
 	if cerr := removeLeftovers(context.WithoutCancel(ctx), a.layout, id, a.store.Forget); cerr != nil {
 		a.log.Warn("unable to remove what a failed create left", "container", id, "err", cerr)
 	}
-	return err
 }
 
 // hasRuntimeState says whether container name exists: its runtime state

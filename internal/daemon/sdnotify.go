@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/actual"
@@ -212,6 +213,27 @@ type notifyingExecutor struct {
 	reconciler.Executor
 	health  *healthManager
 	observe func(ctx context.Context, name string) (*actual.Container, error)
+}
+
+// CreateStart is reconciler.CreateStarter: in one call where the wrapped
+// executor can and the container has no notify socket to make between
+// the two (its init's PID is only known once it is created).
+func (e notifyingExecutor) CreateStart(ctx context.Context, id string, spec *specs.Spec) (bool, error) {
+	cs, ok := e.Executor.(reconciler.CreateStarter)
+	if ok && !e.notifies(id) {
+		return cs.CreateStart(ctx, id, spec)
+	}
+	if err := e.Executor.Create(ctx, id, spec); err != nil {
+		return false, err
+	}
+	return true, e.Start(ctx, id)
+}
+
+// notifies says whether container id's definition has spec.notify.
+func (e notifyingExecutor) notifies(id string) bool {
+	e.health.mu.Lock()
+	defer e.health.mu.Unlock()
+	return e.health.want[id].Notify()
 }
 
 func (e notifyingExecutor) Start(ctx context.Context, id string) error {
