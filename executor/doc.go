@@ -81,9 +81,10 @@
 // instead of starting two processes of this binary (several ms, most of a
 // cold create); a spare whose init or monitor died is passed over, and
 // namespaces joined by path never use one. The spares a create took are
-// made again once a container has started (or 100 ms later), not during
-// the create, whose CPU they would share. Close, or the creator's exit,
-// ends the spares (EOF on their lifelines).
+// made again 5 ms after a container has started (or 100 ms after the
+// create), not during the create nor the first steps of the container's
+// process, whose CPU they would share. Close, or the creator's exit, ends
+// the spares (EOF on their lifelines).
 //
 // CreateAndStart, for a caller that starts each container as soon as it
 // is created (the daemon), is Create then Start without the round trip

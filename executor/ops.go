@@ -45,7 +45,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 // already happened (see RecoverStart). The daemon uses it to watch the
 // started process without reading the state again.
 func (r *Runtime) StartState(ctx context.Context, id string) (st *State, recovered bool, err error) {
-	defer r.refillPending() // the spares a create took (refillLater)
+	defer r.refillAfterStart() // the spares a create took (refillLater)
 	st, err = ReadState(r.root, id)
 	if err != nil {
 		return nil, false, err

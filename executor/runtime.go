@@ -195,7 +195,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 // (RecoverStart), so the init, waiting on the exec fifo from the moment
 // it is set up, is released a few hundred microseconds sooner.
 func (r *Runtime) CreateAndStart(ctx context.Context, id, bundle string, o CreateOptions) (st *State, created bool, err error) {
-	defer r.refillPending() // the spares the create took (refillLater)
+	defer r.refillAfterStart() // the spares the create took (refillLater)
 	run := &running{fifo: -1}
 	defer func() {
 		if run.fifo >= 0 {

@@ -430,6 +430,7 @@ type spares struct {
 
 	seq        atomic.Uint64 // names spare cgroups
 	staleSwept sync.Once     // RemoveStaleSpares, before the first placement
+
 }
 
 // maxSpareKinds bounds the sets of namespaces spares are kept for; the
@@ -500,8 +501,14 @@ func (r *Runtime) discard(p *pair) {
 // spareRefillDelay bounds how long refillLater waits for a start.
 const spareRefillDelay = 100 * time.Millisecond
 
+// spareStartedDelay is how long after a start the refills wait: the
+// container's process has the CPU to itself for its first steps (on a
+// 2-core VM a shell that printed a line did so 0.8-1.2 ms later when its
+// spare's replacement was made beside it).
+const spareStartedDelay = 5 * time.Millisecond
+
 // refillLater makes spares for ns once a container has started
-// (StartState and CreateAndStart call refillPending), or after
+// (StartState and CreateAndStart call refillAfterStart), or after
 // spareRefillDelay. Starting a monitor and an init costs two starts of
 // this binary: CPU that the create and the start of the container that
 // took the spare would share with them (on a 2-core host a dropped
@@ -514,6 +521,20 @@ func (r *Runtime) refillLater(ns int) {
 		return
 	}
 	s.pending[ns] = time.AfterFunc(spareRefillDelay, r.refillPending)
+}
+
+// refillAfterStart has the refills refillLater put off start
+// spareStartedDelay from now.
+func (r *Runtime) refillAfterStart() {
+	s := r.spares
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.pending {
+		t.Reset(spareStartedDelay)
+	}
 }
 
 // refillPending starts the refills refillLater put off.
