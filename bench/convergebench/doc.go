@@ -7,7 +7,10 @@
 //     benchmark included) and the daemon's own (its process CPU clock).
 //     Dropped back to back on a 2-core host both CPUs are mostly busy and
 //     the p50 is close to half the first: what a change saves or costs in
-//     CPU, the back-to-back p50 follows;
+//     CPU, the back-to-back p50 follows. The manifests are written to a
+//     staging directory on the same filesystem before the first drop and
+//     timed from there, so that no file the benchmark makes competes with
+//     the daemon;
 //   - converge: N manifests renamed into an empty directory at once, until
 //     every process runs; and their removal, until the runtime root is empty;
 //   - idle: the daemon's CPU use (of one core, in ns from its process CPU
