@@ -198,11 +198,13 @@ func (a *runtimeAdapter) create(ctx context.Context, id string, spec *specs.Spec
 	opts := executor.CreateOptions{Spec: spec, Stdout: stdout, Stderr: stderr}
 	var st *executor.State
 	do := func() error {
-		if !start {
-			return a.rt.Create(ctx, id, bundle, opts)
-		}
 		var err error
-		st, created, err = a.rt.CreateAndStart(ctx, id, bundle, opts)
+		if start {
+			st, created, err = a.rt.CreateAndStart(ctx, id, bundle, opts)
+		} else {
+			err = a.rt.Create(ctx, id, bundle, opts)
+			created = err == nil
+		}
 		return err
 	}
 	// The executor refuses a cgroup something runs in, having changed
@@ -218,7 +220,7 @@ func (a *runtimeAdapter) create(ctx context.Context, id string, spec *specs.Spec
 	if err == nil && st != nil && st.Pid > 0 {
 		a.exits.Watch(id, st.Pid, st.PidStartTime) // as Start
 	}
-	return created || (err == nil && !start), err
+	return created, err
 }
 
 // createOCI creates container id with an OCI-CLI runtime, with the same
