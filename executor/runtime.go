@@ -196,20 +196,21 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 // it is set up, is released a few hundred microseconds sooner.
 func (r *Runtime) CreateAndStart(ctx context.Context, id, bundle string, o CreateOptions) (st *State, created bool, err error) {
 	defer r.refillAfterStart() // the spares the create took (refillLater)
-	run := &running{fifo: -1}
-	defer func() {
-		if run.fifo >= 0 {
-			unix.Close(run.fifo)
-		}
-	}()
+	run := &running{fifo: -1, pidfd: -1}
+	defer run.close()
 	if err := r.createRetrying(ctx, id, bundle, o, run); err != nil {
 		return nil, false, err
 	}
-	pidfd, err := openPidfd(run.st.Pid, run.st.PidStartTime)
-	if err != nil {
-		return nil, true, fmt.Errorf("start container %s: %w", id, ErrNotRunning)
+	pidfd := run.pidfd
+	if pidfd < 0 {
+		// The init waits for the start: it cannot have exited yet
+		// unless killed.
+		var err error
+		if pidfd, err = openPidfd(run.st.Pid, run.st.PidStartTime); err != nil {
+			return nil, true, fmt.Errorf("start container %s: %w", id, ErrNotRunning)
+		}
+		defer unix.Close(pidfd)
 	}
-	defer unix.Close(pidfd)
 	fifo := run.fifo
 	run.fifo = -1 // startCreated closes it
 	if err := r.startCreated(ctx, id, &run.st, pidfd, fifo, run.started); err != nil {
@@ -221,11 +222,26 @@ func (r *Runtime) CreateAndStart(ctx context.Context, id, bundle string, o Creat
 // running is what a create that a start follows at once (CreateAndStart)
 // hands the start: the state it recorded and, where the init was a
 // runner init, the exec fifo it opened for reading (the init then goes
-// on to its exec without waiting) and when.
+// on to its exec without waiting) and when, and the init's pidfd, opened
+// before that: a process that exits at once may be gone (and reaped by
+// its monitor) before the create returns.
 type running struct {
 	st      State
 	fifo    int // -1: not opened
+	pidfd   int // -1: not opened
 	started time.Time
+}
+
+// close closes what run holds.
+func (run *running) close() {
+	if run.fifo >= 0 {
+		unix.Close(run.fifo)
+		run.fifo = -1
+	}
+	if run.pidfd >= 0 {
+		unix.Close(run.pidfd)
+		run.pidfd = -1
+	}
 }
 
 // createRetrying is Create; with run, for CreateAndStart.
@@ -293,9 +309,8 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	c := &creation{r: r, id: id, dir: dir, spec: spec}
 	defer func() {
 		if err != nil {
-			if run != nil && run.fifo >= 0 {
-				unix.Close(run.fifo)
-				run.fifo = -1
+			if run != nil {
+				run.close()
 			}
 			if cerr := c.teardown(); cerr != nil {
 				r.log.Warn("cleanup after failed create", "container", id, "err", cerr)
@@ -600,6 +615,12 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 					return err
 				}
 				recorded = true
+				// Before the fifo's open releases the init.
+				pidfd, err := openPidfd(c.st.Pid, c.st.PidStartTime)
+				if err != nil {
+					return fmt.Errorf("container init %d: %w", c.st.Pid, err)
+				}
+				run.pidfd = pidfd
 				run.started = time.Now().UTC()
 				fifo, err := unix.Open(filepath.Join(dir, fifoFile), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 				if err != nil {
