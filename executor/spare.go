@@ -784,5 +784,29 @@ func (r *Runtime) Close() error {
 		}
 	}
 	r.tmpl.close()
+	r.endSweeps()
 	return nil
+}
+
+// endSweepsTimeout bounds how long Close waits for the moves that adopted
+// spare cgroups left for later: one grace period each, one at a time.
+const endSweepsTimeout = 5 * time.Second
+
+// endSweeps runs the moves that adopted spare cgroups left for later
+// (cgroups.SpareDriver.EndSweeps), so that the containers this runtime
+// leaves running are in their own cgroups when it stops.
+func (r *Runtime) endSweeps() {
+	d, err := r.cgroupDriver()
+	if err != nil {
+		return
+	}
+	sd, ok := d.(cgroups.SpareDriver)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), endSweepsTimeout)
+	defer cancel()
+	if err := sd.EndSweeps(ctx); err != nil {
+		r.log.Warn("move containers' processes out of spare cgroups (the next start moves the rest)", "err", err)
+	}
 }

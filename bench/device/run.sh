@@ -26,8 +26,9 @@ cd "$(dirname "$0")/../.."
 repo=$(pwd)
 
 # _tests (the tests step, run by this script under its time limit): each
-# test binary of the kit at $DEVKIT_KIT from its package's directory; the
-# failures in full, the rest counted.
+# test binary of the kit at $DEVKIT_KIT from its package's directory: the
+# results and log lines (at most 200 a package), then the counts and the
+# reasons for skips.
 if [ "${1:-}" = _tests ]; then
   k=$DEVKIT_KIT
   rc=0

@@ -63,6 +63,13 @@ type SpareDriver interface {
 	// container left in a cgroup2 one (a daemon that stopped before its
 	// sweep ended) to that container's directory there.
 	RemoveStaleSpares(ctx context.Context, parent string) error
+	// EndSweeps runs now the moves that Adopts left for later (on a
+	// hybrid host, a container's processes out of its spare's cgroup2
+	// directory) and waits for them until ctx ends: a runtime that
+	// stops leaves its containers in their own cgroups, for a `runtime
+	// delete` to remove whole. What ctx cuts short, the next
+	// RemoveStaleSpares moves.
+	EndSweeps(ctx context.Context) error
 }
 
 // SpareName is the name of the seq-th spare cgroup of the process that
@@ -403,6 +410,31 @@ func (d *cgroupfs) endSweep(ctx context.Context, p string) error {
 		return nil
 	}
 	return errors.Join(run.err, removeTree(ctx, run.from))
+}
+
+// EndSweeps implements SpareDriver.
+func (d *cgroupfs) EndSweeps(ctx context.Context) error {
+	d.mu.Lock()
+	runs := make([]*sweepRun, 0, len(d.sweeps))
+	for _, run := range d.sweeps {
+		runs = append(runs, run)
+	}
+	d.mu.Unlock()
+	for _, run := range runs {
+		run.nowOnce.Do(func() { close(run.now) })
+	}
+	var errs []error
+	for i, run := range runs {
+		select {
+		case <-run.done:
+		case <-ctx.Done():
+			return fmt.Errorf("moving processes out of spare cgroups: %d of %d moves not done: %w", len(runs)-i, len(runs), context.Cause(ctx))
+		}
+		if run.err != nil {
+			errs = append(errs, run.err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // sweepDir moves the processes in from (a cgroup2 directory) to to until

@@ -192,6 +192,71 @@ func TestRealSpareAdopt(t *testing.T) {
 	}
 }
 
+// EndSweeps (a runtime that stops) moves at once what an Adopt left for
+// later: when it returns, the adopted process is in the container's
+// cgroup2 directory and the spare's is gone, so that a later Destroy from
+// another process (`reconciled runtime delete` after the daemon stopped)
+// leaves nothing behind.
+func TestRealEndSweeps(t *testing.T) {
+	d, l, parent := spareFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd, _ := startForker(t)
+	pid := cmd.Process.Pid
+	s, err := d.PlaceSpare(ctx, path.Join(parent, SpareName(3)), pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Mode() == ModeUnified {
+		// Nothing placed, nothing to move.
+		if s != nil {
+			t.Fatalf("PlaceSpare on a pure cgroup v2 host placed %s", s.Path())
+		}
+		if err := d.EndSweeps(ctx); err != nil {
+			t.Fatalf("EndSweeps with nothing adopted: %v", err)
+		}
+		return
+	}
+	id := "ended"
+	m, err := d.Manager(id, path.Join(parent, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-pid, syscall.SIGKILL)
+		cmd.Wait()
+		// Another driver, as another process would have.
+		other, err := NewCgroupfsAt(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		om, err := other.Manager(id, path.Join(parent, id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := om.Destroy(context.Background()); err != nil {
+			t.Errorf("Destroy: %v", err)
+		}
+	})
+	if err := m.(*fsManager).Adopt(ctx, s, nil); err != nil {
+		t.Fatalf("Adopt: %v", err)
+	}
+	if err := d.EndSweeps(ctx); err != nil {
+		t.Fatalf("EndSweeps: %v", err)
+	}
+	want := path.Join(parent, id)
+	for _, h := range d.hs {
+		if got := cgroupOf(t, pid, h); got != want {
+			t.Errorf("after EndSweeps, in %s: cgroup %s, want %s", h.mount, got, want)
+		}
+	}
+	for _, h := range s.hs {
+		if _, err := os.Stat(h.dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after EndSweeps, the spare's %s: %v (want it gone)", h.dir, err)
+		}
+	}
+}
+
 // Adopt changes nothing when the container's cgroup has another parent
 // or exists already: the caller then moves the process (Apply).
 func TestRealSpareNotAdoptable(t *testing.T) {
