@@ -201,23 +201,34 @@ func (r *Runtime) CreateAndStart(ctx context.Context, id, bundle string, o Creat
 	if err := r.createRetrying(ctx, id, bundle, o, run); err != nil {
 		return nil, false, err
 	}
-	pidfd := run.pidfd
-	if pidfd < 0 {
+	if run.pidfd < 0 {
 		// The init waits for the start: it cannot have exited yet
 		// unless killed.
-		var err error
-		if pidfd, err = openPidfd(run.st.Pid, run.st.PidStartTime); err != nil {
+		pidfd, err := openPidfd(run.st.Pid, run.st.PidStartTime)
+		if err != nil {
 			return nil, true, fmt.Errorf("start container %s: %w", id, ErrNotRunning)
 		}
-		defer unix.Close(pidfd)
+		run.pidfd = pidfd
 	}
 	fifo := run.fifo
 	run.fifo = -1 // startCreated closes it
-	if err := r.startCreated(ctx, id, &run.st, pidfd, fifo, run.started); err != nil {
+	if fifo >= 0 {
+		// Released by the create: the wait for its exec is not cut
+		// short by ctx either (see detach in create).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), releasedTimeout)
+		defer cancel()
+	}
+	if err := r.startCreated(ctx, id, &run.st, run.pidfd, fifo, run.started); err != nil {
 		return nil, true, err
 	}
 	return &run.st, true, nil
 }
+
+// releasedTimeout bounds what CreateAndStart waits for once the create
+// released the init (which a cancelled context no longer cuts short): the
+// init's report of its last chunk and its exec, a millisecond or two.
+const releasedTimeout = 10 * time.Second
 
 // running is what a create that a start follows at once (CreateAndStart)
 // hands the start: the state it recorded and, where the init was a
@@ -390,19 +401,37 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	}
 	// use makes q the container's pair: its monitor, and its init when
 	// it is a spare's (started already). From then on a cancelled ctx
-	// ends every wait on the pair's sync socket.
+	// ends every wait on the pair's sync socket, until detach.
 	var unwatch func() bool
 	defer func() {
 		if unwatch != nil {
 			unwatch()
 		}
 	}()
+	var watchMu sync.Mutex
+	detached := false
 	use := func(q *pair) {
 		p = q
 		c.monitor = p.monPid
 		c.st.MonitorPid, c.st.MonitorStartTime = p.monPid, p.monStart
 		c.st.Pid, c.st.PidStartTime = p.pid, p.pidStart
-		unwatch = context.AfterFunc(ctx, func() { q.sock.SetDeadline(time.Now()) })
+		unwatch = context.AfterFunc(ctx, func() {
+			watchMu.Lock()
+			defer watchMu.Unlock()
+			if !detached {
+				q.sock.SetDeadline(time.Now())
+			}
+		})
+	}
+	// detach ends the waits on the sync socket after releasedTimeout
+	// rather than with ctx: the init was let go to its exec (run), and
+	// the container runs whatever the caller does; a teardown for a
+	// cancelled ctx (a daemon that stops) would kill it.
+	detach := func() {
+		watchMu.Lock()
+		defer watchMu.Unlock()
+		detached = true
+		p.sock.SetDeadline(time.Now().Add(releasedTimeout))
 	}
 	// With a terminal the init sends its master on a socket of its own
 	// (the sync socket is read through a buffer, which would drop it).
@@ -627,6 +656,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 					return fmt.Errorf("open exec fifo: %w", err)
 				}
 				run.fifo = fifo
+				detach()
 				return nil
 			}
 		}

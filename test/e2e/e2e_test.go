@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"reconciled.dev/reconciled/executor"
 )
 
 const sleepForever = "echo hello from $HOSTNAME; exec sleep 100000"
@@ -302,6 +305,48 @@ func TestDaemonStopKeepsContainers(t *testing.T) {
 	}
 	if !hasEventPrefix(e.statusOf(web), "adopted: running since") {
 		t.Errorf("no adoption event: %+v", e.statusOf(web).Events)
+	}
+}
+
+// A daemon stopped with SIGTERM right after it started a container leaves
+// that container in cgroups of its own: on a hybrid host one made from a
+// spare first runs in the spare's cgroup2 directory, and its move from
+// there, left for a quiet moment, is done before the daemon exits. A
+// `reconciled runtime delete` after the daemon then leaves nothing behind
+// (the harness's cleanup checks that).
+func TestDaemonStopRightAfterStart(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	var last string
+	for i := range 3 { // the first may be made without a spare
+		last = e.name(fmt.Sprintf("web%d", i))
+		e.write(last+".yaml", manifest(last, "echo up; exec sleep 100000", ""))
+		log := filepath.Join(e.logDir, last+".log")
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if data, _ := os.ReadFile(log); strings.Contains(string(data), "up") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not write to %s in 30 s", last, log)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	e.stop(syscall.SIGTERM)
+	st, err := executor.ReadState(filepath.Join(e.state, "runtime"), last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", st.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) == 3 && path.Base(f[2]) != last {
+			t.Errorf("after the daemon stopped, %s's process %d is in cgroup %s in hierarchy %q, not its own", last, st.Pid, f[2], f[1])
+		}
 	}
 }
 
