@@ -162,11 +162,14 @@ func (e *env) restartDaemon(name string, pid int) *container {
 func (e *env) cleanup() {
 	t := e.t
 	e.stop(syscall.SIGTERM)
-	if t.Failed() {
-		if data, err := os.ReadFile(e.stderr); err == nil {
-			t.Logf("daemon log:\n%s", testutil.Tail(string(data), 60))
+	// Last, so that it follows a leftover found below too.
+	defer func() {
+		if t.Failed() {
+			if data, err := os.ReadFile(e.stderr); err == nil {
+				t.Logf("daemon log:\n%s", testutil.Tail(string(data), 60))
+			}
 		}
-	}
+	}()
 	root := filepath.Join(e.state, "runtime")
 	entries, _ := os.ReadDir(root)
 	for _, ent := range entries {
