@@ -10,6 +10,8 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // runHooks runs hooks in order, each with the container's state JSON on its
@@ -68,7 +70,9 @@ func runHook(ctx context.Context, h specs.Hook, state []byte) error {
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	cmd.WaitDelay = time.Second // a hook's leftover child may hold the pipe
-	if err := cmd.Start(); err != nil {
+	// A hook runs as the runtime was started, not as its batch threads
+	// (sys.Batch).
+	if err := sys.AsStarted(cmd.Start); err != nil {
 		return err
 	}
 	err := waitCmd(ctx, cmd)

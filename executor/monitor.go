@@ -404,7 +404,7 @@ func startIn(start func() (int, error), join []nsJoin) (int, error) {
 			here = append(here, j)
 		}
 	}
-	if len(here) == 0 {
+	if len(here) == 0 && !sys.Batched() {
 		return start()
 	}
 	type result struct {
@@ -412,8 +412,13 @@ func startIn(start func() (int, error), join []nsJoin) (int, error) {
 		err error
 	}
 	var r result
-	// On a thread that ends afterwards: it is in the namespaces joined.
+	// On a thread that ends afterwards: it is in the namespaces joined,
+	// and, in a daemon whose threads are batch (sys.Batch), it has what
+	// the daemon was started with, for the child to inherit.
 	sys.OnOwnThread(func() {
+		if r.err = sys.SetStartedHere(); r.err != nil {
+			return
+		}
 		for _, j := range here {
 			if r.err = setnsPath(j); r.err != nil {
 				return

@@ -19,6 +19,7 @@ import (
 
 	"reconciled.dev/reconciled/executor/cgroups"
 	"reconciled.dev/reconciled/internal/seccomp"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // Runtime creates and manages containers whose state lives under one root
@@ -465,6 +466,13 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	}()
 	early := spec.Hooks == nil || (len(spec.Hooks.Prestart) == 0 && len(spec.Hooks.CreateRuntime) == 0) //nolint:staticcheck // Prestart: deprecated, still supported
 	release := func() error {
+		// The init was forked from a thread of this process or of the
+		// spawner: in a daemon whose threads are batch (sys.Batch), it
+		// gets back what the daemon was started with before it runs
+		// anything of the container's.
+		if err := sys.ResetStarted(p.pid); err != nil {
+			return fmt.Errorf("container init %d: %w", p.pid, err)
+		}
 		var null *os.File
 		stdio := func(f *os.File) *os.File {
 			if f != nil {

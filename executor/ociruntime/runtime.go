@@ -25,6 +25,7 @@ import (
 	"reconciled.dev/reconciled/executor/cgroups"
 	"reconciled.dev/reconciled/internal/atomicfile"
 	"reconciled.dev/reconciled/internal/proc"
+	"reconciled.dev/reconciled/internal/sys"
 )
 
 // AnnotationRuntime is the state annotation that names the runtime that
@@ -131,7 +132,13 @@ func (r *Runtime) run(ctx context.Context, stdin []byte, args ...string) ([]byte
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
-	if err := cmd.Run(); err != nil {
+	// The runtime, and a container it starts, run as the daemon was
+	// started, not as its batch threads (sys.Batch).
+	err = sys.AsStarted(cmd.Start)
+	if err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		if msg == "" {
 			msg = err.Error()
@@ -258,7 +265,9 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	mon.Stdout, mon.Stderr = o.Stdout, o.Stderr
 	mon.ExtraFiles = []*os.File{reportW, lifeR}
 	mon.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = mon.Start()
+	// As the daemon was started (sys.Batch): the runtime it runs, and the
+	// container's init, inherit it.
+	err = sys.AsStarted(mon.Start)
 	reportW.Close()
 	lifeR.Close()
 	if err != nil {

@@ -20,6 +20,7 @@ func init() {
 var fromMain struct{ caller, f, goF int }
 
 func TestMain(m *testing.M) {
+	runSchedHelper()
 	fromMain.caller = unix.Gettid()
 	OnOwnThread(func() { fromMain.f = unix.Gettid() })
 	done := make(chan int)

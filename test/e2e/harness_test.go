@@ -75,6 +75,9 @@ type env struct {
 	daemon    *exec.Cmd
 	exited    chan struct{}
 	stderr    string
+	// wrap, when set, is a command that execs the daemon (nice -n 4):
+	// start runs wrap... reconciled run ...
+	wrap []string
 }
 
 func newEnv(t *testing.T) *env {
@@ -114,7 +117,11 @@ func (e *env) start(extra ...string) {
 	defer logf.Close()
 	args := append([]string{"run", "--manifests", e.manifests, "--state", e.state, "--log-dir", e.logDir, "--image-root", e.images,
 		"--image-import-dir", filepath.Join(e.dir, "import")}, extra...)
-	cmd := exec.Command(bin, args...)
+	args = append([]string{bin}, args...)
+	if len(e.wrap) > 0 {
+		args = append(append([]string{}, e.wrap...), args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)

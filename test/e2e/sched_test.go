@@ -1,0 +1,102 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"reconciled.dev/reconciled/executor"
+	"reconciled.dev/reconciled/internal/testutil"
+)
+
+// procSched is the policy (0 SCHED_OTHER, 3 SCHED_BATCH) and nice value
+// in a /proc/.../stat file's text (fields 41 and 19).
+func procSched(stat string) (policy, nice int, err error) {
+	f := strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:]) // f[0] is field 3
+	if len(f) < 41-3+1 {
+		return 0, 0, fmt.Errorf("short stat: %q", stat)
+	}
+	nice, err1 := strconv.Atoi(f[19-3])
+	policy, err2 := strconv.Atoi(f[41-3])
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, 0, fmt.Errorf("stat %q: %w", stat, err)
+	}
+	return policy, nice, nil
+}
+
+// threadsSched checks that every thread of pid has policy and nice.
+func threadsSched(t *testing.T, what string, pid, policy, nice int) {
+	t.Helper()
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "task")
+	tids, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	for _, tid := range tids {
+		data, err := os.ReadFile(filepath.Join(dir, tid.Name(), "stat"))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a thread that ended meanwhile
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		p, n, err := procSched(string(data))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if p != policy || n != nice {
+			t.Errorf("%s (pid %d), thread %s: policy %d nice %d, want policy %d nice %d", what, pid, tid.Name(), p, n, policy, nice)
+		}
+	}
+}
+
+// The daemon's threads run SCHED_BATCH, its nice value kept; what it
+// starts for containers runs as it was started: a daemon started with
+// nice 4 runs a native container (with the runner init, and with the Go
+// init), a runc one and an exec probe's command SCHED_OTHER at nice 4, as
+// they would have run before.
+func TestSchedulingAsStarted(t *testing.T) {
+	testutil.RequireBinary(t, "runc")
+	for _, goInit := range []bool{false, true} {
+		name := "runner init"
+		if goInit {
+			name = "Go init"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			e.wrap = []string{"nice", "-n", "4"}
+			if goInit {
+				e.wrap = append([]string{"env", executor.GoInitEnv + "=1"}, e.wrap...)
+			}
+			e.start()
+			native := e.name("native")
+			e.write("native.yaml", probeManifest(native, sleepForever,
+				"  health: {exec: [/bin/sh, -c, \"cat /proc/self/stat > /tmp/probe.stat\"], interval: 200ms, timeout: 5s, retries: 1}\n"))
+			var web string
+			if !goInit {
+				web = e.name("web")
+				e.write("web.yaml", ociManifest(web, "runc", testutil.BusyboxRootfs(t), sleepForever))
+			}
+			nat := e.waitHealth(native, "healthy", 30*time.Second)
+
+			threadsSched(t, "the daemon", e.daemon.Process.Pid, 3, 4)
+			threadsSched(t, "the native container's process", nat.Pid, 0, 4)
+			if web != "" {
+				threadsSched(t, "the runc container's process", e.waitRunning(web, 30*time.Second).Pid, 0, 4)
+			}
+			stat, err := os.ReadFile(inContainer(nat.Pid, "/tmp/probe.stat"))
+			if err != nil {
+				t.Fatalf("the exec probe's record: %v", err)
+			}
+			if p, n, err := procSched(string(stat)); err != nil || p != 0 || n != 4 {
+				t.Errorf("the exec probe's command: policy %d nice %d (%v), want policy 0 nice 4", p, n, err)
+			}
+		})
+	}
+}
