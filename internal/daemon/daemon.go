@@ -662,9 +662,10 @@ func (o *watchingObserver) Observe(ctx context.Context) (actual.Set, error) {
 // batchThreads makes the daemon's threads SCHED_BATCH (sys.Batch) where
 // it was started SCHED_OTHER: its goroutines hand work to one another
 // across threads all the time, and each wake-up that preempted the thread
-// on the CPU cost a switch (bench/converge.sh, 2 CPUs: drop to running
-// p50 10.8 -> 10.2 ms, CPU per drop 19.3 -> 18.2 ms). Containers, the
-// commands run in them and hooks run as the daemon was started.
+// on the CPU cost a switch (bench/converge.sh -base, 2 CPUs, drops back
+// to back: p50 8.9 -> 8.2 ms, lower in 9 of 10 pairs; CPU per drop 15.6
+// -> 14.8 ms). Containers, the commands run in them and hooks run as the
+// daemon was started.
 func batchThreads(log *slog.Logger) {
 	switched, err := sys.Batch()
 	if err != nil {
