@@ -104,6 +104,9 @@ func ResetStarted(pid int) error {
 	if s == nil {
 		return nil
 	}
+	if pid <= 0 {
+		return fmt.Errorf("setting the scheduling of process %d: not a process", pid)
+	}
 	return setThreads(pid, *s)
 }
 
