@@ -76,6 +76,10 @@ type ExecOptions struct {
 	// NoNewPrivileges sets no_new_privs for this process even where
 	// process.noNewPrivileges does not.
 	NoNewPrivileges bool
+	// Scheduler and IOPriority, if not nil, replace process.scheduler and
+	// process.ioPriority (runc exec --process gives them).
+	Scheduler  *specs.Scheduler
+	IOPriority *specs.LinuxIOPriority
 	// ProbeServer runs the probe server (executor/waiter/probe_amd64.S)
 	// instead of Args: a process with everything an exec'd one has, which
 	// runs commands as its children when asked on Stdin (a SOCK_SEQPACKET
@@ -194,6 +198,9 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 		return nil, fmt.Errorf("exec in container %s: %w", id, err)
 	}
 	p := execProcessSpec(spec.Process, o)
+	if err := checkProcessSched(p); err != nil {
+		return nil, fmt.Errorf("exec in container %s: %w", id, err)
+	}
 	var filter *seccomp.Program
 	if spec.Linux != nil {
 		if filter, err = r.seccompFilter(spec.Linux.Seccomp); err != nil {
@@ -336,6 +343,9 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 			return proc, fmt.Errorf("set oom_score_adj: %w", err)
 		}
 	}
+	if err := setProcessSched(pid, p); err != nil {
+		return proc, err
+	}
 	dir := filepath.Join(StateDir(r.root, id), execsDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return proc, err
@@ -388,6 +398,12 @@ func execProcessSpec(base *specs.Process, o ExecOptions) *specs.Process {
 	}
 	if o.NoNewPrivileges {
 		p.NoNewPrivileges = true
+	}
+	if o.Scheduler != nil {
+		p.Scheduler = o.Scheduler
+	}
+	if o.IOPriority != nil {
+		p.IOPriority = o.IOPriority
 	}
 	if len(o.Capabilities) > 0 {
 		c := specs.LinuxCapabilities{}

@@ -626,6 +626,9 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 			return p.initFailed(early, fmt.Errorf("set oom_score_adj: %w", err))
 		}
 	}
+	if err := setProcessSched(p.pid, spec.Process); err != nil {
+		return p.initFailed(early, err)
+	}
 	if h := spec.Hooks; h != nil {
 		state := c.hookState(StatusCreating)
 		if err := runHooks(ctx, "prestart", h.Prestart, state); err != nil { //nolint:staticcheck // deprecated, still supported

@@ -117,6 +117,12 @@ func validateSpec(s *specs.Spec) (nsPlan, error) {
 	if err := checkUnenforced(s); err != nil {
 		return nsPlan{}, err
 	}
+	if err := checkProcessSched(s.Process); err != nil {
+		return nsPlan{}, err
+	}
+	if err := checkRealtime(s); err != nil {
+		return nsPlan{}, err
+	}
 	p, err := planNamespaces(s)
 	if err != nil {
 		return p, err

@@ -94,9 +94,13 @@ func (f *runcExecFlags) apply(root, id string, o *executor.ExecOptions) error {
 			return errors.New("--process FILE gives the command: give none after the ID")
 		}
 		o.Args, o.Env, o.Cwd, o.Terminal = p.Args, append(p.Env, o.Env...), p.Cwd, p.Terminal || o.Terminal
+		if p.ExecCPUAffinity != nil {
+			return fmt.Errorf("--process %s: execCPUAffinity is %w by this runtime (leave it out)", f.process, executor.ErrNotSupported)
+		}
 		u := p.User
 		o.User = &u
 		o.NoNewPrivileges = p.NoNewPrivileges
+		o.Scheduler, o.IOPriority = p.Scheduler, p.IOPriority
 		f.consoleSize = p.ConsoleSize
 		if p.Capabilities != nil {
 			o.Capabilities = append(o.Capabilities, p.Capabilities.Bounding...)

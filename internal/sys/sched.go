@@ -110,10 +110,26 @@ func ResetStarted(pid int) error {
 	return setThreads(pid, *s)
 }
 
-// setThreads gives every thread of pid s, and looks again until a pass
-// finds none that was not set: a thread made meanwhile from one not yet
-// set inherited the old scheduling.
-func setThreads(pid int, s Sched) error {
+// setThreads gives every thread of pid s.
+func setThreads(pid int, s Sched) error { return SetThreads(pid, s.attr()) }
+
+// SetThreads gives every thread of process pid the scheduling attr
+// (sched_setattr(2) sets one thread's).
+func SetThreads(pid int, attr *unix.SchedAttr) error {
+	return EachThread(pid, func(tid int) error {
+		// SchedSetAttr writes the size into attr: a copy each time.
+		a := *attr
+		if err := unix.SchedSetAttr(tid, &a, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("sched_setattr of thread %d of process %d: %w", tid, pid, err)
+		}
+		return nil
+	})
+}
+
+// EachThread calls f with the ID of every thread of process pid, and
+// looks again until a pass finds none it has not seen: a thread made
+// meanwhile from one not yet done would have been missed.
+func EachThread(pid int, f func(tid int) error) error {
 	seen := map[int]bool{}
 	dir := "/proc/" + strconv.Itoa(pid) + "/task"
 	for pass := 0; ; pass++ {
@@ -128,8 +144,8 @@ func setThreads(pid int, s Sched) error {
 			}
 			seen[tid] = true
 			fresh++
-			if err := unix.SchedSetAttr(tid, s.attr(), 0); err != nil && !errors.Is(err, unix.ESRCH) {
-				return fmt.Errorf("sched_setattr of thread %d of process %d: %w", tid, pid, err)
+			if err := f(tid); err != nil {
+				return err
 			}
 		}
 		if fresh == 0 {
