@@ -2,7 +2,6 @@ package test
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,32 +14,30 @@ import (
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
-// statSched is the policy, nice value and realtime priority in a
-// /proc/.../stat text (fields 41, 19 and 40).
-func statSched(t *testing.T, stat string) (policy, nice, rtprio int) {
+// statSched is testutil.StatSched of an exec'd process's report.
+func statSched(t *testing.T, stat string) (policy, nice int) {
 	t.Helper()
-	f := strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:]) // f[0] is field 3
-	if len(f) < 41-3+1 {
-		t.Fatalf("short stat: %q", stat)
-	}
-	return atoi(t, f[41-3]), atoi(t, f[19-3]), atoi(t, f[40-3])
-}
-
-// pidSched is statSched of process pid, with its I/O priority
-// (ioprio_get: class << 13 | level).
-func pidSched(t *testing.T, pid int) (policy, nice, ioprio int) {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	policy, nice, _, err := testutil.StatSched(stat)
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy, nice, _ = statSched(t, string(data))
+	return policy, nice
+}
+
+// pidSched is process pid's policy, nice value and I/O priority
+// (sched_getattr, ioprio_get: class << 13 | level).
+func pidSched(t *testing.T, pid int) (policy, nice, ioprio int) {
+	t.Helper()
+	a, err := unix.SchedGetAttr(pid, 0)
+	if err != nil {
+		t.Fatalf("sched_getattr %d: %v", pid, err)
+	}
 	const ioprioWhoProcess = 1
 	r, _, e := unix.Syscall(unix.SYS_IOPRIO_GET, ioprioWhoProcess, uintptr(pid), 0)
 	if e != 0 {
 		t.Fatalf("ioprio_get %d: %v", pid, e)
 	}
-	return policy, nice, int(r)
+	return int(a.Policy), int(a.Nice), int(r)
 }
 
 // process.scheduler and process.ioPriority are what the container's
@@ -65,7 +62,7 @@ func TestProcessScheduler(t *testing.T) {
 			t.Errorf("the container's process: policy %d nice %d ioprio %#x, want SCHED_BATCH (3), nice 7, IOPRIO_CLASS_IDLE (%#x)", p, n, io, idleClass)
 		}
 		// An exec'd process has the container's.
-		if p, n, _ := statSched(t, c.ok("/", "exec", id, "cat", "/proc/self/stat")); p != unix.SCHED_BATCH || n != 7 {
+		if p, n := statSched(t, c.ok("/", "exec", id, "cat", "/proc/self/stat")); p != unix.SCHED_BATCH || n != 7 {
 			t.Errorf("an exec'd process: policy %d nice %d, want the container's SCHED_BATCH nice 7", p, n)
 		}
 		// exec --process FILE: the file's.

@@ -3,7 +3,6 @@ package sys
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,21 +33,13 @@ func runSchedHelper() {
 	os.Exit(0)
 }
 
-// ThreadSched reads the policy and nice value of thread tid of pid from
-// /proc (fields 41 and 19 of stat).
-func threadSched(pid, tid int) (Sched, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+// threadSched is thread tid's policy and nice value.
+func threadSched(tid int) (Sched, error) {
+	a, err := unix.SchedGetAttr(tid, 0)
 	if err != nil {
-		return Sched{}, err
+		return Sched{}, fmt.Errorf("sched_getattr %d: %w", tid, err)
 	}
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // f[0] is field 3
-	nice, err1 := strconv.Atoi(f[19-3])
-	policy, err2 := strconv.Atoi(f[41-3])
-	if err1 != nil || err2 != nil {
-		return Sched{}, fmt.Errorf("/proc/%d/task/%d/stat: %q", pid, tid, s)
-	}
-	return Sched{Policy: uint32(policy), Nice: int32(nice)}, nil
+	return Sched{Policy: a.Policy, Nice: a.Nice}, nil
 }
 
 // allThreads checks that every thread of pid has want.
@@ -58,8 +49,8 @@ func allThreads(pid int, want Sched) error {
 		return err
 	}
 	for _, tid := range tids {
-		got, err := threadSched(pid, tid)
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+		got, err := threadSched(tid)
+		if errors.Is(err, unix.ESRCH) {
 			continue // ended meanwhile
 		}
 		if err != nil {

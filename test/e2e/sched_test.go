@@ -2,56 +2,36 @@ package e2e
 
 import (
 	"errors"
-	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"reconciled.dev/reconciled/executor"
 	"reconciled.dev/reconciled/internal/testutil"
 )
 
-// procSched is the policy (0 SCHED_OTHER, 3 SCHED_BATCH) and nice value
-// in a /proc/.../stat file's text (fields 41 and 19).
-func procSched(stat string) (policy, nice int, err error) {
-	f := strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:]) // f[0] is field 3
-	if len(f) < 41-3+1 {
-		return 0, 0, fmt.Errorf("short stat: %q", stat)
-	}
-	nice, err1 := strconv.Atoi(f[19-3])
-	policy, err2 := strconv.Atoi(f[41-3])
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, 0, fmt.Errorf("stat %q: %w", stat, err)
-	}
-	return policy, nice, nil
-}
-
 // threadsSched checks that every thread of pid has policy and nice.
 func threadsSched(t *testing.T, what string, pid, policy, nice int) {
 	t.Helper()
-	dir := filepath.Join("/proc", strconv.Itoa(pid), "task")
-	tids, err := os.ReadDir(dir)
+	tids, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "task"))
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
-	for _, tid := range tids {
-		data, err := os.ReadFile(filepath.Join(dir, tid.Name(), "stat"))
-		if errors.Is(err, fs.ErrNotExist) {
+	for _, e := range tids {
+		tid, _ := strconv.Atoi(e.Name())
+		a, err := unix.SchedGetAttr(tid, 0)
+		if errors.Is(err, unix.ESRCH) {
 			continue // a thread that ended meanwhile
 		}
 		if err != nil {
-			t.Fatalf("%s: %v", what, err)
+			t.Fatalf("%s: sched_getattr %d: %v", what, tid, err)
 		}
-		p, n, err := procSched(string(data))
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if p != policy || n != nice {
-			t.Errorf("%s (pid %d), thread %s: policy %d nice %d, want policy %d nice %d", what, pid, tid.Name(), p, n, policy, nice)
+		if int(a.Policy) != policy || int(a.Nice) != nice {
+			t.Errorf("%s (pid %d), thread %d: policy %d nice %d, want policy %d nice %d", what, pid, tid, a.Policy, a.Nice, policy, nice)
 		}
 	}
 }
@@ -94,7 +74,7 @@ func TestSchedulingAsStarted(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the exec probe's record: %v", err)
 			}
-			if p, n, err := procSched(string(stat)); err != nil || p != 0 || n != 4 {
+			if p, n, _, err := testutil.StatSched(string(stat)); err != nil || p != 0 || n != 4 {
 				t.Errorf("the exec probe's command: policy %d nice %d (%v), want policy 0 nice 4", p, n, err)
 			}
 		})
