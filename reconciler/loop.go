@@ -254,6 +254,29 @@ func (l *Loop) Run(ctx context.Context) error {
 	l.mu.Unlock()
 	l.pass(ctx)
 	l.cfg.Heartbeat(true)
+	// Later passes observe and plan on a goroutine of their own, so that
+	// a new desired set is passed over meanwhile (with a thousand
+	// containers a pass costs tens of milliseconds, which a dropped
+	// manifest would otherwise wait for); this goroutine applies the
+	// result, but for the containers passed over since it began, whose
+	// plans are newer than the pass's.
+	var (
+		planned chan passResult // the pass in flight; nil when none
+		newer   map[string]bool // passed over since it began
+		again   bool            // another pass was asked for meanwhile
+	)
+	startPass := func() {
+		if planned != nil {
+			again = true
+			return
+		}
+		ch := make(chan passResult, 1)
+		planned, newer = ch, map[string]bool{}
+		go func() {
+			r, _, err := l.plan(ctx)
+			ch <- passResult{r, err}
+		}()
+	}
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
@@ -264,21 +287,48 @@ func (l *Loop) Run(ctx context.Context) error {
 			l.changed, l.full = nil, false
 			l.mu.Unlock()
 			if full {
-				l.pass(ctx)
-			} else if len(names) > 0 {
-				l.passOver(ctx, names)
+				startPass()
+				break
 			}
+			if len(names) > 0 {
+				l.passOver(ctx, names)
+				if newer != nil {
+					maps.Copy(newer, names)
+				}
+			}
+			// With a pass in flight, its end beats: one that hangs
+			// stops the beats, as it stopped the loop before.
+			if planned == nil {
+				l.cfg.Heartbeat(true)
+			}
+		case res := <-planned:
+			l.applyPass(res, newer)
+			planned, newer = nil, nil
 			l.cfg.Heartbeat(true)
+			if again {
+				again = false
+				startPass()
+			}
 		case <-tick.C:
-			l.pass(ctx)
-			l.cfg.Heartbeat(true)
+			startPass()
 		case <-beatC:
-			l.cfg.Heartbeat(false)
+			if planned == nil {
+				l.cfg.Heartbeat(false)
+			}
 		}
+	}
+	if planned != nil {
+		<-planned
 	}
 	l.queue.ShutDown()
 	wg.Wait()
 	return nil
+}
+
+// passResult is what a pass's observation and plan gave.
+type passResult struct {
+	r   *Result
+	err error
 }
 
 // plan observes and plans every container.
@@ -375,20 +425,33 @@ func (l *Loop) planOne(ctx context.Context, name string) (*ContainerPlan, *actua
 // with something to do.
 func (l *Loop) pass(ctx context.Context) {
 	r, _, err := l.plan(ctx)
-	if err != nil {
-		l.log.Error("pass failed", "err", err)
+	l.applyPass(passResult{r, err}, nil)
+}
+
+// applyPass publishes a pass's statuses and hands the workers what it
+// found to do, leaving out the containers in newer: they were planned
+// again since the pass observed them.
+func (l *Loop) applyPass(res passResult, newer map[string]bool) {
+	if res.err != nil {
+		l.log.Error("pass failed", "err", res.err)
 		return
 	}
 	now := l.cfg.Clock.Now()
 	changed := false
+	plans := res.r.Containers
+	if len(newer) > 0 {
+		plans = slices.DeleteFunc(slices.Clone(plans), func(cp *ContainerPlan) bool { return newer[cp.Status.Name] })
+	}
 	l.mu.Lock()
-	seen := make(map[string]bool, len(r.Containers))
-	for _, cp := range r.Containers {
+	seen := make(map[string]bool, len(res.r.Containers))
+	for _, cp := range res.r.Containers {
 		seen[cp.Status.Name] = true
+	}
+	for _, cp := range plans {
 		changed = l.publishLocked(cp) || changed
 	}
 	for n := range l.status {
-		if !seen[n] {
+		if !seen[n] && !newer[n] {
 			delete(l.status, n)
 			changed = true
 		}
@@ -397,7 +460,7 @@ func (l *Loop) pass(ctx context.Context) {
 	if changed {
 		l.cfg.OnStatus()
 	}
-	l.enqueue(r.Containers, now)
+	l.enqueue(plans, now)
 }
 
 // publishLocked records cp's status unless a worker is busy with the

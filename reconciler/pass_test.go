@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -105,5 +106,62 @@ func TestSetDesiredLooksAtChangedOnly(t *testing.T) {
 
 		l.Rescan()
 		eventually(t, "a full pass after Rescan", func() bool { full, _ := o.counts(); return full > full1 })
+	})
+}
+
+// gatedObserver holds a full observation at its gate while armed.
+type gatedObserver struct {
+	*fakeExecutor
+	armed   atomic.Bool
+	gate    chan struct{}
+	blocked chan struct{} // closed once a full observation waits
+	once    sync.Once
+}
+
+func (o *gatedObserver) Observe(ctx context.Context) (actual.Set, error) {
+	if o.armed.Load() {
+		o.once.Do(func() { close(o.blocked) })
+		<-o.gate
+	}
+	return o.fakeExecutor.Observe(ctx)
+}
+
+// A pass over every container observes and plans beside the loop: a new
+// desired set that comes meanwhile is acted on without waiting for it
+// (with a thousand containers a pass costs tens of milliseconds), and the
+// pass, once done, leaves that container's status as the newer plan left
+// it.
+func TestSetDesiredDuringPass(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeExecutor()
+		o := &gatedObserver{fakeExecutor: f, gate: make(chan struct{}), blocked: make(chan struct{})}
+		l := runLoop(t, Config{Executor: f, Observer: o, Recorder: f, Workers: 2, Resync: time.Hour})
+		phase := func(name string) Phase {
+			for _, s := range l.Status() {
+				if s.Name == name {
+					return s.Phase
+				}
+			}
+			return ""
+		}
+		web := withSpec(def("web"))[0]
+		l.SetDesired(want(web))
+		eventually(t, "web runs", func() bool { return phase("web") == PhaseRunning })
+
+		o.armed.Store(true)
+		l.Rescan()
+		<-o.blocked // the pass waits in its observation
+		l.SetDesired(want(web, withSpec(def("cache"))[0]))
+		eventually(t, "cache runs while the pass waits", func() bool { return f.running("cache") && phase("cache") == PhaseRunning })
+
+		o.armed.Store(false)
+		close(o.gate)
+		synctest.Wait() // the pass is applied
+		if phase("cache") != PhaseRunning || phase("web") != PhaseRunning {
+			t.Errorf("after the pass: web %q, cache %q; want both running", phase("web"), phase("cache"))
+		}
+		if calls := f.callsFor("cache"); len(calls) != 2 || calls[0] != "create cache" {
+			t.Errorf("cache's calls: %q, want one create and one start", calls)
+		}
 	})
 }
