@@ -42,6 +42,16 @@ func TestChangedNames(t *testing.T) {
 	}
 }
 
+// phaseOf is container name's phase in l's status ("" when it has none).
+func phaseOf(l *Loop, name string) Phase {
+	for _, s := range l.Status() {
+		if s.Name == name {
+			return s.Phase
+		}
+	}
+	return ""
+}
+
 // countingObserver counts full observations and the names observed alone.
 type countingObserver struct {
 	*fakeExecutor
@@ -78,14 +88,7 @@ func TestSetDesiredLooksAtChangedOnly(t *testing.T) {
 		f := newFakeExecutor()
 		o := &countingObserver{fakeExecutor: f, one: map[string]int{}}
 		l := runLoop(t, Config{Executor: f, Observer: o, Recorder: f, Workers: 2, Resync: time.Hour})
-		phase := func(name string) Phase {
-			for _, s := range l.Status() {
-				if s.Name == name {
-					return s.Phase
-				}
-			}
-			return ""
-		}
+		phase := func(name string) Phase { return phaseOf(l, name) }
 		web, db := withSpec(def("web"))[0], withSpec(def("db"))[0]
 		l.SetDesired(want(web, db))
 		// Running in the status: the look after their actions is done.
@@ -136,14 +139,7 @@ func TestSetDesiredDuringPass(t *testing.T) {
 		f := newFakeExecutor()
 		o := &gatedObserver{fakeExecutor: f, gate: make(chan struct{}), blocked: make(chan struct{})}
 		l := runLoop(t, Config{Executor: f, Observer: o, Recorder: f, Workers: 2, Resync: time.Hour})
-		phase := func(name string) Phase {
-			for _, s := range l.Status() {
-				if s.Name == name {
-					return s.Phase
-				}
-			}
-			return ""
-		}
+		phase := func(name string) Phase { return phaseOf(l, name) }
 		web := withSpec(def("web"))[0]
 		l.SetDesired(want(web))
 		eventually(t, "web runs", func() bool { return phase("web") == PhaseRunning })
