@@ -57,7 +57,7 @@ func TestSchedulingAsStarted(t *testing.T) {
 			e.start()
 			native := e.name("native")
 			e.write("native.yaml", probeManifest(native, sleepForever,
-				"  health: {exec: [/bin/sh, -c, \"cat /proc/self/stat > /tmp/probe.stat\"], interval: 200ms, timeout: 5s, retries: 1}\n"))
+				"  health: {exec: [/bin/sh, -c, \"cat /proc/self/stat > /tmp/probe.new && mv /tmp/probe.new /tmp/probe.stat\"], interval: 200ms, timeout: 5s, retries: 1}\n"))
 			var web string
 			if !goInit {
 				web = e.name("web")
@@ -70,6 +70,8 @@ func TestSchedulingAsStarted(t *testing.T) {
 			if web != "" {
 				threadsSched(t, "the runc container's process", e.waitRunning(web, 30*time.Second).Pid, 0, 4)
 			}
+			// The probe runs every 200 ms: each run writes its record
+			// aside and renames it, so a read never meets one half written.
 			stat, err := os.ReadFile(inContainer(nat.Pid, "/tmp/probe.stat"))
 			if err != nil {
 				t.Fatalf("the exec probe's record: %v", err)
