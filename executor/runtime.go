@@ -346,7 +346,9 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	}()
 	var spare *pair
 	if allowSpare && len(o.ExtraFiles) == 0 && o.Console == nil && !plan.has(unix.CLONE_NEWUSER) {
-		spare = r.takeSpare(plan, runner, tmpl)
+		if spare = r.takeSpare(plan, runner, tmpl); spare == nil {
+			spare = r.awaitSpare(ctx, plan, runner, tmpl)
+		}
 	}
 	var launching <-chan launchResult
 	into := false // the launched monitor clones the init into its cgroup2 directory
