@@ -73,11 +73,22 @@ func TestCreateTakesRefillInFlight(t *testing.T) {
 	waiters := func() int {
 		r.spares.mu.Lock()
 		defer r.spares.mu.Unlock()
-		n := 0
-		for _, w := range r.spares.waiting {
-			n += len(w)
+		return total(r.spares.waiting)
+	}
+	idle := func() int {
+		r.spares.mu.Lock()
+		defer r.spares.mu.Unlock()
+		return total(r.spares.idle)
+	}
+	// waitUntil fails the test with what when cond does not hold within
+	// 10 s.
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
 		}
-		return n
 	}
 
 	// The first create finds no spare and launches its pair; the refill
@@ -95,13 +106,7 @@ func TestCreateTakesRefillInFlight(t *testing.T) {
 		st, err := tryCreate("second")
 		done <- result{st, err}
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for waiters() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the second create did not wait for the refill in flight")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil("the second create did not wait for the refill in flight", func() bool { return waiters() > 0 })
 	release <- struct{}{}
 	second := <-done
 	if second.err != nil {
@@ -127,23 +132,17 @@ func TestCreateTakesRefillInFlight(t *testing.T) {
 	}
 	// Released, that refill's pair is a spare: the next create's.
 	release <- struct{}{}
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		r.spares.mu.Lock()
-		idle := 0
-		for _, q := range r.spares.idle {
-			idle += len(q)
-		}
-		r.spares.mu.Unlock()
-		if idle > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the refill released late is not kept as a spare")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil("the refill released late is not kept as a spare", func() bool { return idle() > 0 })
 	if fourth := create("fourth"); fourth.MonitorPid != stuck.monPid || fourth.Pid != stuck.pid {
 		t.Errorf("fourth create: monitor %d, init %d; want the spare made late, monitor %d, init %d", fourth.MonitorPid, fourth.Pid, stuck.monPid, stuck.pid)
 	}
+}
+
+// total is the number of elements in all of m's slices.
+func total[T any](m map[int][]T) int {
+	n := 0
+	for _, q := range m {
+		n += len(q)
+	}
+	return n
 }
