@@ -83,8 +83,10 @@
 // namespaces joined by path never use one. The spares a create took are
 // made again 5 ms after a container has started (or 100 ms after the
 // create), not during the create nor the first steps of the container's
-// process, whose CPU they would share. Close, or the creator's exit, ends
-// the spares (EOF on their lifelines).
+// process, whose CPU they would share. A create that finds none ready
+// while one of its kind is being made takes that one once it is (up to
+// 250 ms; awaitSpare) rather than starting a pair of its own beside it.
+// Close, or the creator's exit, ends the spares (EOF on their lifelines).
 //
 // CreateAndStart, for a caller that starts each container as soon as it
 // is created (the daemon), is Create then Start without the round trip
