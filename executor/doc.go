@@ -239,10 +239,11 @@
 //
 // # State on disk
 //
-// <root>/<id>/state.json (State, written by create and start: temp file,
-// fsync, rename, fsync of the directory), exit (written once by the
-// reaper; exit.json by a Go monitor, and by versions before the reaper)
-// and exec.fifo (from create until start). ReadState combines
+// <root>/<id>/state.json (State, written by create and start: temp file
+// and rename, not fsynced, as runc's and crun's are not: see
+// writeFileAtomic), exit (written once by the reaper; exit.json by a Go
+// monitor, and by versions before the reaper) and exec.fifo (from create
+// until start). ReadState combines
 // them with the live system: the init's PID counts only with the start
 // time recorded beside it (field 22 of /proc/PID/stat), so a recycled PID
 // reads as stopped and is never signalled (signals go through pidfds

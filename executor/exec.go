@@ -351,7 +351,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOptions) (_ *ExecPr
 		return proc, err
 	}
 	name := strconv.Itoa(pid) + ".json"
-	if err := writeJSONAtomic(dir, name, execRecord{Pid: pid, StartTime: start, Args: p.Args, Started: time.Now().UTC()}, false); err != nil {
+	if err := writeJSONAtomic(dir, name, execRecord{Pid: pid, StartTime: start, Args: p.Args, Started: time.Now().UTC()}); err != nil {
 		return proc, fmt.Errorf("record exec'd process: %w", err)
 	}
 	proc.record = filepath.Join(dir, name)

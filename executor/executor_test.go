@@ -83,7 +83,7 @@ func TestReadStateStatus(t *testing.T) {
 			t.Fatal(err)
 		}
 		st.ID = id
-		if err := writeJSONAtomic(dir, stateFile, st, true); err != nil {
+		if err := writeJSONAtomic(dir, stateFile, st); err != nil {
 			t.Fatal(err)
 		}
 		if fifo {
@@ -92,7 +92,7 @@ func TestReadStateStatus(t *testing.T) {
 			}
 		}
 		if exit != nil {
-			if err := writeJSONAtomic(dir, exitFile, exit, false); err != nil {
+			if err := writeJSONAtomic(dir, exitFile, exit); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -116,7 +116,7 @@ func runMonitor() {
 		os.Exit(0) // a spare that never got a container: nothing to record
 	}
 	rec.OOMKilled = oomKilledSince(stateDir)
-	if err := writeJSONAtomic(stateDir, exitFile, rec, false); err != nil {
+	if err := writeJSONAtomic(stateDir, exitFile, rec); err != nil {
 		os.Exit(1)
 	}
 	os.Exit(0)

@@ -122,9 +122,7 @@ func (r *Runtime) recordStarted(ctx context.Context, id string, st *State, recov
 	if st.Started.IsZero() {
 		st.Started = time.Now().UTC()
 	}
-	// The start time is not worth a directory fsync: after a power cut
-	// the container is stopped whatever the file says.
-	if err := writeJSONAtomic(dir, stateFile, stripComputed(st), false); err != nil {
+	if err := writeJSONAtomic(dir, stateFile, stripComputed(st)); err != nil {
 		return fmt.Errorf("start container %s: write state: %w", id, err)
 	}
 	if !recovered && st.Hooks != nil && len(st.Hooks.Poststart) > 0 {

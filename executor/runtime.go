@@ -552,7 +552,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	// and a spare's monitor. A monitor launched for this create may not be
 	// in it yet: that one exits when this process does, and kills its
 	// init if it has one (see the lifeline).
-	if err := writeJSONAtomic(dir, stateFile, &c.st, false); err != nil {
+	if err := writeJSONAtomic(dir, stateFile, &c.st); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
 	// The cgroup is made and its limits set while the monitor and the init
@@ -616,7 +616,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 	// The init's PID, once known. A spare's was in the first state
 	// already, and nothing in it has changed since: not written again.
 	if spare == nil {
-		if err := writeJSONAtomic(dir, stateFile, &c.st, false); err != nil {
+		if err := writeJSONAtomic(dir, stateFile, &c.st); err != nil {
 			return fmt.Errorf("write state: %w", err)
 		}
 	}
@@ -709,7 +709,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(filepath.Dir(pf), filepath.Base(pf), []byte(strconv.Itoa(c.st.Pid)), false); err != nil {
+		if err := writeFileAtomic(filepath.Dir(pf), filepath.Base(pf), []byte(strconv.Itoa(c.st.Pid))); err != nil {
 			return fmt.Errorf("write pid file: %w", err)
 		}
 	}
@@ -723,7 +723,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, o CreateOptions
 func (c *creation) recordCreated(p *pair, o CreateOptions) error {
 	c.st.Status = StatusCreated
 	c.st.CallerReaps = o.CallerReaps
-	if err := writeJSONAtomic(c.dir, stateFile, &c.st, true); err != nil {
+	if err := writeJSONAtomic(c.dir, stateFile, &c.st); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
 	return p.created(c.dir, o.CallerReaps, &c.st)
