@@ -23,7 +23,7 @@
 // and writes them to "exit" in the state directory (ParseExit reads it):
 // one thread and about 20 KiB for the container's whole life instead of a
 // Go runtime. Its system calls: wait4, clock_gettime, pread64, openat,
-// write, fsync, close, renameat, exit_group. Started with MonitorEnv it is
+// write, close, renameat, exit_group. Started with MonitorEnv it is
 // the whole monitor: it also clones the init (clone3, clone), execs it in
 // the child (execveat), reports it (sendto) and follows the lifeline
 // (pidfd_open, poll, read, kill), with recvmsg, pipe2, fcntl and dup3.

@@ -8,7 +8,8 @@
 #             memory.oom_control on v1) open for reading, or not open
 #   children  the container's init, and nothing else
 # It waits for any child (wait4(-1)), takes CLOCK_REALTIME, and writes
-# under fd 3 the file "exit.tmp", fsynced, then renamed to "exit":
+# under fd 3 the file "exit.tmp", then renames it to "exit" (not fsynced,
+# as no runtime state is: executor/state.go, writeFileAtomic):
 #   reconciled-exit 1\n
 #   status N\n          (the raw wait status; absent if wait4 failed)
 #   time SEC NSEC\n
@@ -145,9 +146,6 @@ write_more:
 	add	r15, rax
 	jmp	write_more
 written:
-	mov	edi, r14d
-	mov	eax, 74				# fsync
-	syscall
 	mov	edi, r14d
 	mov	eax, 3				# close
 	syscall
