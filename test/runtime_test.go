@@ -378,22 +378,7 @@ func bothInits(t *testing.T, edit func(*specs.Spec), f func(t *testing.T)) {
 			b := bundle(t, edit, "true")
 			r.cleanup("which-init")
 			r.ok("create", "--bundle", b, "which-init")
-			// The Go init reports ready and then replaces itself with
-			// the waiter (init.go, execWaiter): the create can return
-			// a moment before that exec, while the init still runs
-			// the runtime's read-only copy (its exe reads "/").
-			pid := r.state("which-init").Pid
-			var link string
-			var err error
-			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-				link, err = os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-				if err == nil && strings.Contains(link, c.exe) {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("the created container's init runs %q (%v) 5s after the create, want %s", link, err, c.exe)
-				}
-			}
+			waitInitExe(t, r.state("which-init").Pid, c.exe)
 			r.ok("delete", "--force", "which-init")
 			f(t)
 		})

@@ -90,18 +90,7 @@ func waitingIsNotStarted(t *testing.T, waitingExe string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exe := "/proc/" + strconv.Itoa(st.Pid) + "/exe"
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		link, _ := os.Readlink(exe)
-		if strings.Contains(link, waitingExe) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the created container's init never became %s (exe %q)", waitingExe, link)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitInitExe(t, st.Pid, waitingExe)
 	recovered, err := api.RecoverStart(ctx, "waiting")
 	if err != nil || recovered {
 		t.Fatalf("RecoverStart of a waiting container: %v, %v; want false, nil", recovered, err)
@@ -114,5 +103,24 @@ func waitingIsNotStarted(t *testing.T, waitingExe string) {
 	}
 	if st, err := api.Wait(ctx, "waiting"); err != nil || !st.Exited || st.ExitCode != 0 {
 		t.Fatalf("after start: %+v, %v; want exited 0", st, err)
+	}
+}
+
+// waitInitExe waits, 5s at most, until a created container's init pid
+// runs want (a part of its /proc/PID/exe). The Go init reports ready and
+// then replaces itself with the waiter (init.go, execWaiter): a create can
+// return a moment before that exec, while the init still runs the
+// runtime's read-only copy (its exe reads "/").
+func waitInitExe(t *testing.T, pid int, want string) {
+	t.Helper()
+	exe := "/proc/" + strconv.Itoa(pid) + "/exe"
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		link, err := os.Readlink(exe)
+		if err == nil && strings.Contains(link, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the created container's init runs %q (%v) 5s after the create, want %s", link, err, want)
+		}
 	}
 }
