@@ -18,13 +18,12 @@ import (
 type Durability int
 
 const (
-	// NoSync: rename only. For views that are written again after a crash.
+	// NoSync: rename only. For views that are written again after a crash,
+	// and for what describes processes, which a crash ends too.
 	NoSync Durability = iota
-	// SyncFile: the file is fsynced before the rename, so whatever name it
-	// is found under after a crash, its content is whole.
-	SyncFile
-	// SyncDir: and the directory is fsynced after the rename, so the
-	// rename itself survives.
+	// SyncDir: the file is fsynced before the rename, so its content is
+	// whole under whatever name it is found after a crash, and the
+	// directory after it, so that the rename itself survives.
 	SyncDir
 )
 
@@ -59,7 +58,7 @@ func Write(dir, name string, data []byte, perm os.FileMode, d Durability) error 
 		}
 		rest = rest[n:]
 	}
-	if d >= SyncFile {
+	if d >= SyncDir {
 		if err := sys.IgnoringEINTR(func() error { return unix.Fsync(fd) }); err != nil {
 			return &os.PathError{Op: "sync", Path: tmp, Err: err}
 		}

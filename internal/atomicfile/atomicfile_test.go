@@ -10,7 +10,7 @@ import (
 )
 
 func TestWriteReplacesWholeWithMode(t *testing.T) {
-	for _, d := range []Durability{NoSync, SyncFile, SyncDir} {
+	for _, d := range []Durability{NoSync, SyncDir} {
 		dir := t.TempDir()
 		if err := Write(dir, "f.json", []byte("old"), 0o644, d); err != nil {
 			t.Fatal(err)
@@ -42,10 +42,10 @@ func TestWriteIntoMissingDirectoryLeavesNothing(t *testing.T) {
 
 func TestFailedEncodeKeepsOldContent(t *testing.T) {
 	dir := t.TempDir()
-	if err := Write(dir, "f", []byte("old"), 0o600, SyncFile); err != nil {
+	if err := Write(dir, "f", []byte("old"), 0o600, SyncDir); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteJSON(dir, "f", func() {}, 0o600, SyncFile); err == nil {
+	if err := WriteJSON(dir, "f", func() {}, 0o600, SyncDir); err == nil {
 		t.Fatal("encoding a func succeeded")
 	}
 	if data, _ := os.ReadFile(filepath.Join(dir, "f")); string(data) != "old" {
@@ -59,7 +59,7 @@ func TestFailedRenameLeavesNoTempFile(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "f", "sub"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	err := Write(dir, "f", []byte("x"), 0o600, SyncFile)
+	err := Write(dir, "f", []byte("x"), 0o600, SyncDir)
 	if err == nil {
 		t.Fatal("replacing a non-empty directory with a file succeeded")
 	}
